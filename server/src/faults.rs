@@ -1,0 +1,54 @@
+//! Fault injection for tests: explicit configuration, every fault off by default.
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Fraction (0..=1) of `/v1/predict` requests answered with 500: a bad model in a canary.
+    pub error_rate: f64,
+    /// `/ready` always answers 503: a version that never becomes ready.
+    pub never_ready: bool,
+    /// Exit at start: a crash-looping version.
+    pub crash_on_start: bool,
+    served: AtomicU64,
+}
+
+impl Faults {
+    pub fn new(error_rate: f64, never_ready: bool, crash_on_start: bool) -> Faults {
+        Faults { error_rate: error_rate.clamp(0.0, 1.0), never_ready, crash_on_start, served: AtomicU64::new(0) }
+    }
+
+    pub fn any(&self) -> bool {
+        self.error_rate > 0.0 || self.never_ready || self.crash_on_start
+    }
+
+    /// Whether this request should fail. Deterministic, not random: exactly `error_rate` of
+    /// any run of requests fails, so tests can assert the rate without flakiness.
+    pub fn fail_this_request(&self) -> bool {
+        if self.error_rate <= 0.0 {
+            return false;
+        }
+        let n = self.served.fetch_add(1, Ordering::Relaxed) as f64;
+        ((n + 1.0) * self.error_rate).floor() > (n * self.error_rate).floor()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_rate_is_exact_over_a_run() {
+        let faults = Faults::new(0.5, false, false);
+        let failed = (0..100).filter(|_| faults.fail_this_request()).count();
+        assert_eq!(failed, 50);
+        let faults = Faults::new(0.1, false, false);
+        assert_eq!((0..100).filter(|_| faults.fail_this_request()).count(), 10);
+    }
+
+    #[test]
+    fn no_faults_by_default() {
+        let faults = Faults::default();
+        assert!(!faults.any());
+        assert!(!(0..100).any(|_| faults.fail_this_request()));
+    }
+}

@@ -1,0 +1,1 @@
+//! Test-only crate: the suites are under tests/.

@@ -1,0 +1,139 @@
+//! The whole command tree. The `///` lines here are what `--help` prints: keep them teaching.
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "shipshape: the model-server deploy runbooks as commands",
+    long_about = "shipshape: the model-server deploy runbooks as commands.\n\n\
+        Every step of the runbooks is a command here (docs/runbook.md maps them). \
+        External tools (helm, kind) are pinned and installed by `cargo xtask tools install` \
+        into a cache outside the repository; nothing on your PATH is assumed.",
+    after_help = "Start here:\n  cargo xtask tools install   build the pinned helm and kind (needs Go)\n  \
+        cargo xtask render --env prod   see what would be deployed to prod\n  \
+        cargo xtask test            run the whole test suite"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Tools(Tools),
+    Render(Render),
+    Test(Test),
+}
+
+/// Install or check the pinned external tools (helm, kind).
+///
+/// Each tool is built from its Go module at the pinned version, stamped so that
+/// `helm version` / `kind version` print the real version, and kept in
+/// `~/.cache/shipshape/tools/<tool>-<version>/` (override with SHIPSHAPE_CACHE).
+/// Every other command finds tools only there.
+#[derive(Args, Debug)]
+pub struct Tools {
+    #[command(subcommand)]
+    pub action: ToolsAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ToolsAction {
+    /// Build every missing tool (needs Go; a cold build of helm takes a few minutes).
+    /// Tools already in the cache are reused.
+    Install,
+    /// Print each tool, its version and where it is, and what to do about anything missing.
+    /// Exits non-zero when a pinned tool is missing or reports the wrong version.
+    Check,
+}
+
+/// Print the manifests Helm renders for an environment and a deployment variant.
+///
+/// Needs no cluster: this is `helm template` with deploy/envs/<env>.yaml and the
+/// variant's helm/model-server/ci/<variant>-values.yaml, exactly as the snapshot
+/// tests render them. Use it to review a change before deploying it.
+#[derive(Args, Debug)]
+pub struct Render {
+    /// Environment whose values to use (deploy/envs/<env>.yaml).
+    #[arg(long, value_enum, default_value_t = Env::Dev)]
+    pub env: Env,
+    /// Deployment shape: stable only, with a canary, a blue/green slot live, or a secret source.
+    #[arg(long, value_enum, default_value_t = Variant::Stable)]
+    pub variant: Variant,
+    /// Image tag to render (default: the chart's appVersion).
+    #[arg(long)]
+    pub tag: Option<String>,
+}
+
+/// Run the whole test suite: installs missing pinned tools, then `cargo test --workspace`.
+///
+/// Tiers run here: unit tests, model-server tests against a real PostgreSQL server
+/// (started from the machine's packages), and rendered-manifest snapshots with
+/// `helm lint --strict`. Snapshots are checked, never rewritten: to accept an intended
+/// change, run `INSTA_UPDATE=always cargo test -p shipshape-tests` and review the diff.
+#[derive(Args, Debug)]
+pub struct Test {
+    /// Extra arguments passed to `cargo test` after `--workspace` (e.g. a test name filter).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cargo_args: Vec<String>,
+}
+
+/// The environments shipshape deploys to; each has deploy/envs/<name>.yaml.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Env {
+    Dev,
+    Staging,
+    Prod,
+}
+
+/// The shapes a release can take, each with helm/model-server/ci/<name>-values.yaml.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// Stable track only: the standard deployment.
+    Stable,
+    /// Stable track plus a canary Deployment behind the same Service.
+    Canary,
+    /// Blue/green with the blue slot live and green as preview.
+    Blue,
+    /// Blue/green with the green slot live and blue as preview.
+    Green,
+    /// Secrets delivered by External Secrets Operator (ExternalSecret objects).
+    ExternalSecrets,
+    /// Secrets delivered as Bitnami SealedSecret objects.
+    SealedSecrets,
+}
+
+impl Env {
+    pub const ALL: [Env; 3] = [Env::Dev, Env::Staging, Env::Prod];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Env::Dev => "dev",
+            Env::Staging => "staging",
+            Env::Prod => "prod",
+        }
+    }
+}
+
+impl Variant {
+    pub const ALL: [Variant; 6] = [
+        Variant::Stable,
+        Variant::Canary,
+        Variant::Blue,
+        Variant::Green,
+        Variant::ExternalSecrets,
+        Variant::SealedSecrets,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Stable => "stable",
+            Variant::Canary => "canary",
+            Variant::Blue => "blue",
+            Variant::Green => "green",
+            Variant::ExternalSecrets => "external-secrets",
+            Variant::SealedSecrets => "sealed-secrets",
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! shipshape's automation. The command tree is in [`cli`]; each command is implemented in the
+//! module named after it. External tools are called only from [`tools`] (install, version) and
+//! [`helm`] (every helm call).
+pub mod cache;
+pub mod cli;
+pub mod helm;
+mod process;
+pub mod render;
+pub mod test;
+pub mod tools;
+
+use std::path::{Path, PathBuf};
+
+/// The repository root: the parent of this crate's directory, fixed at compile time so every
+/// command behaves the same whatever directory it is started from.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives one level below the root").to_path_buf()
+}
+
+/// The one shell every command uses, with its working directory at the repository root.
+pub fn repo_shell() -> anyhow::Result<xshell::Shell> {
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(repo_root());
+    Ok(sh)
+}

@@ -1,0 +1,254 @@
+//! Pinned external tools: where they live, which version they must report, how to build them.
+//!
+//! Architecture invariant: every other module gets a tool's path from [`Tool::find`], which
+//! refuses a missing binary or one that reports another version. Nothing on PATH is assumed.
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::cli::{Tools, ToolsAction};
+use crate::process::read_or_explain;
+
+/// A tool built from a Go module at a pinned version.
+pub struct Tool {
+    pub name: &'static str,
+    pub version: &'static str,
+    /// `go install` target, without the `@version`.
+    package: &'static str,
+    /// The lowest Go the module's go.mod accepts (GOTOOLCHAIN=local: Go is never downloaded).
+    go_min: (u32, u32),
+    /// Linker flags that stamp the version a plain `go install` would leave unset.
+    ldflags: &'static str,
+    version_args: &'static [&'static str],
+    /// Picks the version out of what `version_args` prints.
+    parse_version: fn(&str) -> Option<&str>,
+}
+
+/// Helm 4: Helm 3 leaves security support in November 2026, and Helm 4's `--wait` watcher
+/// strategy and `--rollback-on-failure` are what the flows are written against.
+pub const HELM: Tool = Tool {
+    name: "helm",
+    version: "v4.3.1",
+    package: "helm.sh/helm/v4/cmd/helm",
+    go_min: (1, 26),
+    ldflags: "-s -w -X helm.sh/helm/v4/internal/version.version=v4.3.1 \
+              -X helm.sh/helm/v4/internal/version.gitTreeState=clean",
+    version_args: &["version", "--template", "{{.Version}}"],
+    parse_version: |out| Some(out.trim()),
+};
+
+/// kind v0.30.0: its default node is Kubernetes 1.34, the newest that still runs on a cgroup v1
+/// host without `failCgroupV1: false` (our CI machines are cgroup v1).
+pub const KIND: Tool = Tool {
+    name: "kind",
+    version: "v0.30.0",
+    package: "sigs.k8s.io/kind",
+    go_min: (1, 17),
+    // kind's version string is in its source at the tag; only the commit is stamped by make.
+    ldflags: "-s -w",
+    version_args: &["version"],
+    // "kind v0.30.0 go1.26.8 linux/amd64"
+    parse_version: |out| out.split_whitespace().nth(1),
+};
+
+pub const ALL: [&Tool; 2] = [&HELM, &KIND];
+
+/// Tools already verified in this process: `find` runs the binary once, not on every call.
+static VERIFIED: Mutex<Vec<&str>> = Mutex::new(Vec::new());
+
+impl Tool {
+    /// `<cache>/tools/<name>-<version>/`: keyed by version, so pins never collide.
+    pub fn dir(&self) -> Result<PathBuf> {
+        Ok(crate::cache::root()?.join("tools").join(format!("{}-{}", self.name, self.version)))
+    }
+
+    /// The pinned binary, after checking it reports the pinned version.
+    pub fn find(&self, sh: &Shell) -> Result<PathBuf> {
+        let path = self.dir()?.join(self.name);
+        if !path.is_file() {
+            bail!(
+                "{} {} is not installed (looked for {}): run `cargo xtask tools install`",
+                self.name,
+                self.version,
+                path.display()
+            );
+        }
+        if !VERIFIED.lock().unwrap().contains(&self.name) {
+            self.verify(sh, &path)?;
+            VERIFIED.lock().unwrap().push(self.name);
+        }
+        Ok(path)
+    }
+
+    fn reported_version(&self, sh: &Shell, path: &PathBuf) -> Result<String> {
+        let args = self.version_args;
+        let out = read_or_explain(cmd!(sh, "{path} {args...}"))?;
+        (self.parse_version)(&out)
+            .map(str::to_owned)
+            .with_context(|| format!("cannot read a version from `{} {}`: {out:?}", path.display(), args.join(" ")))
+    }
+
+    fn verify(&self, sh: &Shell, path: &PathBuf) -> Result<()> {
+        let reported = self.reported_version(sh, path)?;
+        if reported == self.version {
+            return Ok(());
+        }
+        let major = |v: &str| v.split('.').next().unwrap_or_default().to_owned();
+        let why = if major(&reported) != major(self.version) {
+            format!("wrong major version: shipshape is written for {} {}.x", self.name, major(self.version))
+        } else {
+            "not the pinned version".to_owned()
+        };
+        bail!(
+            "{} reports {reported}, expected {} ({why}): delete {} and run `cargo xtask tools install`",
+            path.display(),
+            self.version,
+            self.dir()?.display()
+        )
+    }
+
+    /// Builds the tool into a `.partial` directory, checks it, then renames it into place, so an
+    /// interrupted build never leaves something `find` would accept.
+    fn install(&self, sh: &Shell, go: &GoToolchain) -> Result<()> {
+        let dir = self.dir()?;
+        if dir.join(self.name).is_file() {
+            println!("{:<5} {:<8} already installed ({})", self.name, self.version, dir.display());
+            return Ok(());
+        }
+        go.require(self)?;
+        let partial = dir.with_extension("partial");
+        if partial.exists() {
+            sh.remove_path(&partial)?;
+        }
+        sh.create_dir(&partial)?;
+        println!(
+            "{:<5} {:<8} building `go install {}@{}` (cold: minutes on 2 cores; go's output follows)",
+            self.name, self.version, self.package, self.version
+        );
+        let started = Instant::now();
+        let (ldflags, target) = (self.ldflags, format!("{}@{}", self.package, self.version));
+        cmd!(sh, "go install -trimpath -ldflags {ldflags} {target}")
+            .env("GOBIN", &partial)
+            .env("GOTOOLCHAIN", "local")
+            .env("CGO_ENABLED", "0")
+            .run()
+            .with_context(|| format!("building {} {} failed: go's error is above", self.name, self.version))?;
+        self.verify(sh, &partial.join(self.name))?;
+        std::fs::rename(&partial, &dir).with_context(|| format!("moving {} into place", dir.display()))?;
+        println!("{:<5} {:<8} built in {:.0?} -> {}", self.name, self.version, started.elapsed(), dir.display());
+        Ok(())
+    }
+}
+
+/// The Go toolchain that builds the tools (needed only by `tools install`).
+struct GoToolchain {
+    /// (major, minor), or why there is none.
+    version: Result<(u32, u32), String>,
+    reported: String,
+}
+
+impl GoToolchain {
+    fn detect(sh: &Shell) -> GoToolchain {
+        match read_or_explain(cmd!(sh, "go env GOVERSION").env("GOTOOLCHAIN", "local")) {
+            Ok(out) => {
+                let reported = out.trim().to_owned();
+                let version = parse_go_version(&reported).ok_or_else(|| format!("unrecognised Go version {reported:?}"));
+                GoToolchain { version, reported }
+            }
+            Err(_) => GoToolchain { version: Err("no `go` on PATH".to_owned()), reported: "missing".to_owned() },
+        }
+    }
+
+    fn require(&self, tool: &Tool) -> Result<()> {
+        let (maj, min) = tool.go_min;
+        match &self.version {
+            Ok(have) if *have >= (maj, min) => Ok(()),
+            Ok(_) => bail!(
+                "{} {} needs Go >= {maj}.{min}, this machine has {}: install a newer Go, then rerun `cargo xtask tools install`",
+                tool.name, tool.version, self.reported
+            ),
+            Err(why) => bail!(
+                "cannot build {} {}: {why}. Install Go >= {maj}.{min} (your package manager or go.dev/dl), \
+                 then rerun `cargo xtask tools install`",
+                tool.name, tool.version
+            ),
+        }
+    }
+}
+
+/// "go1.26.8" -> (1, 26)
+fn parse_go_version(reported: &str) -> Option<(u32, u32)> {
+    let mut parts = reported.strip_prefix("go")?.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+impl Tools {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        match self.action {
+            ToolsAction::Install => install_all(sh),
+            ToolsAction::Check => check_all(sh),
+        }
+    }
+}
+
+pub fn install_all(sh: &Shell) -> Result<()> {
+    let go = GoToolchain::detect(sh);
+    for tool in ALL {
+        tool.install(sh, &go)?;
+    }
+    Ok(())
+}
+
+fn check_all(sh: &Shell) -> Result<()> {
+    let mut missing = Vec::new();
+    for tool in ALL {
+        match tool.find(sh) {
+            Ok(path) => println!("ok      {:<5} {:<8} {}", tool.name, tool.version, path.display()),
+            Err(err) => {
+                println!("MISSING {:<5} {:<8} {err:#}", tool.name, tool.version);
+                missing.push(tool.name);
+            }
+        }
+    }
+    let go = GoToolchain::detect(sh);
+    match &go.version {
+        Ok(_) => println!("ok      go    {:<8} (builds the tools)", go.reported),
+        Err(why) => println!("info    go    {why}: needed only by `cargo xtask tools install`"),
+    }
+    // kind runs each node as a privileged container; without an engine no cluster can start.
+    match read_or_explain(cmd!(sh, "docker version --format {{.Server.Version}}")) {
+        Ok(v) => println!("ok      docker engine {} (runs kind's node containers)", v.trim()),
+        Err(_) => println!("info    docker engine not answering: kind needs one to run clusters"),
+    }
+    if !missing.is_empty() {
+        bail!("{} missing or wrong: run `cargo xtask tools install`", missing.join(", "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_versions_parse() {
+        assert_eq!(parse_go_version("go1.26.8"), Some((1, 26)));
+        assert_eq!(parse_go_version("go1.22rc1"), Some((1, 22)));
+        assert_eq!(parse_go_version("devel"), None);
+    }
+
+    #[test]
+    fn tool_versions_parse_from_their_output() {
+        assert_eq!((KIND.parse_version)("kind v0.30.0 go1.26.8 linux/amd64\n"), Some("v0.30.0"));
+        assert_eq!((HELM.parse_version)("v4.3.1\n"), Some("v4.3.1"));
+    }
+
+    #[test]
+    fn helm_is_stamped_with_its_pinned_version() {
+        // An unstamped `go install` of helm reports only "v4.3": the stamp must match the pin.
+        assert!(HELM.ldflags.contains(&format!("version.version={}", HELM.version)));
+    }
+}
