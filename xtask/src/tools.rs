@@ -219,7 +219,8 @@ fn check_all(sh: &Shell) -> Result<()> {
         Err(why) => println!("info    go    {why}: needed only by `cargo xtask tools install`"),
     }
     // kind runs each node as a privileged container; without an engine no cluster can start.
-    match read_or_explain(cmd!(sh, "docker version --format {{.Server.Version}}")) {
+    let server_version = "{{.Server.Version}}";
+    match read_or_explain(cmd!(sh, "docker version --format {server_version}")) {
         Ok(v) => println!("ok      docker engine {} (runs kind's node containers)", v.trim()),
         Err(_) => println!("info    docker engine not answering: kind needs one to run clusters"),
     }

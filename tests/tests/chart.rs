@@ -1,0 +1,103 @@
+//! Tier 2: what the chart promises, asserted on rendered output (no cluster): the values schema
+//! rejects bad values naming the key, and the shapes the runbooks rely on are there.
+use std::io::Write;
+
+use xtask::cli::{Env, Variant};
+use xtask::helm::Helm;
+use xtask::render;
+
+/// Renders dev/stable with `extra` values YAML on top; the error text on failure.
+fn render_with(env: Env, variant: Variant, extra: &str) -> Result<String, String> {
+    let sh = xtask::repo_shell().unwrap();
+    let helm = Helm::new(&sh).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(extra.as_bytes()).unwrap();
+    let mut release = render::release(env, variant, None);
+    release.values_files.push(file.path().to_path_buf());
+    helm.template(&render::chart(), &release).map_err(|e| format!("{e:#}"))
+}
+
+fn rejected(extra: &str) -> String {
+    match render_with(Env::Dev, Variant::Stable, extra) {
+        Ok(_) => panic!("values were accepted:\n{extra}"),
+        Err(message) => message,
+    }
+}
+
+#[test]
+fn schema_rejects_negative_replicas_naming_the_key() {
+    let message = rejected("replicaCount: -1\n");
+    assert!(message.contains("replicaCount"), "{message}");
+}
+
+#[test]
+fn schema_rejects_wrong_types_naming_the_key() {
+    let message = rejected("replicaCount: two\n");
+    assert!(message.contains("replicaCount"), "{message}");
+    let message = rejected("image:\n  tag: 1.2\n");
+    assert!(message.contains("tag"), "an unquoted numeric tag must be refused: {message}");
+    let message = rejected("canary:\n  enabled: \"yes\"\n");
+    assert!(message.contains("enabled"), "{message}");
+}
+
+#[test]
+fn schema_rejects_a_missing_admin_token_secret_name() {
+    let message = rejected("env:\n  adminTokenSecretName: \"\"\n");
+    assert!(message.contains("adminTokenSecretName"), "{message}");
+}
+
+#[test]
+fn schema_rejects_unknown_keys() {
+    let message = rejected("replicas: 3\n");
+    assert!(message.contains("replicas"), "a typo must not be silently ignored: {message}");
+}
+
+#[test]
+fn a_canary_needs_a_tag() {
+    let message = rejected("canary:\n  enabled: true\n");
+    assert!(message.contains("tag"), "{message}");
+}
+
+#[test]
+fn canary_and_blue_green_are_exclusive() {
+    let message = rejected("canary:\n  enabled: true\n  image:\n    tag: \"2\"\nblueGreen:\n  enabled: true\n");
+    assert!(message.contains("cannot both be true"), "{message}");
+}
+
+#[test]
+fn external_secrets_need_a_store() {
+    let message = render_with(Env::Dev, Variant::ExternalSecrets, "externalSecrets:\n  secretStoreRef:\n    name: \"\"\n").unwrap_err();
+    assert!(message.contains("name"), "{message}");
+}
+
+#[test]
+fn prod_runs_ten_replicas_with_both_secret_references() {
+    let manifests = render_with(Env::Prod, Variant::Stable, "{}\n").unwrap();
+    assert!(manifests.contains("replicas: 10"), "{manifests}");
+    assert!(manifests.contains("name: model-server-admin-token\n                  key: token"), "admin token reference missing");
+    assert!(manifests.contains("name: model-server-mlflow\n                  key: password"), "MLflow reference missing");
+}
+
+#[test]
+fn selectors_never_contain_a_version() {
+    // Deployment selectors are immutable: a version in them would make every upgrade fail.
+    for variant in Variant::ALL {
+        let manifests = render_with(Env::Prod, variant, "{}\n").unwrap();
+        for selector in manifests.split("matchLabels:").skip(1) {
+            let block: String = selector.lines().skip(1).take_while(|l| l.starts_with("      ")).collect::<Vec<_>>().join("\n");
+            assert!(!block.contains("version"), "{variant:?} selector holds a version:\n{block}");
+        }
+    }
+}
+
+#[test]
+fn blue_green_service_follows_the_active_slot() {
+    let blue = render_with(Env::Dev, Variant::Blue, "{}\n").unwrap();
+    let green = render_with(Env::Dev, Variant::Green, "{}\n").unwrap();
+    let live_selector = |m: &str| {
+        let service = m.split("---").find(|doc| doc.contains("kind: Service\n") && doc.contains("\n  name: model-server\n")).unwrap().to_owned();
+        service.lines().find(|l| l.contains("shipshape.dev/slot")).unwrap().trim().to_owned()
+    };
+    assert_eq!(live_selector(&blue), "shipshape.dev/slot: blue");
+    assert_eq!(live_selector(&green), "shipshape.dev/slot: green");
+}
