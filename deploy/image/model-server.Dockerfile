@@ -1,0 +1,14 @@
+# The model-server image, built with no registry: no base image is pulled.
+#
+# The build context is assembled on the host (by `cargo xtask image build`, issue 3):
+#   rootfs/usr/local/bin/model-server   the release binary
+#   rootfs/lib*/...                     the shared libraries `ldd` lists for it (glibc, libgcc_s)
+#   rootfs/models/model.json            the model served by default (server/models/iris-v1.json)
+#   rootfs/etc/passwd, rootfs/etc/group the non-root user 65532 the chart runs as
+# so the image is the binary, its libraries and its model: nothing else to patch or scan.
+FROM scratch
+COPY rootfs/ /
+USER 65532:65532
+EXPOSE 8000 9090
+ENTRYPOINT ["/usr/local/bin/model-server"]
+CMD ["serve"]
