@@ -21,6 +21,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    Up(Up),
+    Cluster(Cluster),
+    Image(Image),
     Tools(Tools),
     Render(Render),
     Test(Test),
@@ -77,6 +80,84 @@ pub struct Test {
     /// Extra arguments passed to `cargo test` after `--workspace` (e.g. a test name filter).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub cargo_args: Vec<String>,
+}
+
+/// The main job: a local kind cluster with model-server deployed and verified.
+///
+/// Creates (or reuses) the kind cluster, builds and loads the model-server and PostgreSQL
+/// images, creates the Secrets the chart references, installs the chart with the dev values,
+/// waits for the rollout, and checks /health, /ready and /health/db through the API server.
+/// The cluster stays up afterwards; `cargo xtask cluster down` removes it.
+#[derive(Args, Debug)]
+pub struct Up {
+    #[command(flatten)]
+    pub cluster: ClusterUp,
+}
+
+/// Local kind clusters that work with no container registry.
+///
+/// The node image is kindest/node at the pinned Kubernetes version when Docker has it or can
+/// pull it; otherwise it is built here from Debian packages and Go modules (`cluster image`).
+#[derive(Args, Debug)]
+pub struct Cluster {
+    #[command(subcommand)]
+    pub action: ClusterAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterAction {
+    /// Create the cluster, or check and reuse it if it already runs; then wait until the node is
+    /// Ready and every kube-system pod runs. Builds the node image first when needed.
+    Up(ClusterUp),
+    /// Delete the cluster and its kubeconfig file. Deleting a cluster that does not exist is not
+    /// an error.
+    Down(ClusterTarget),
+    /// Show whether the cluster exists, its node image, and its nodes and kube-system pods.
+    Status(ClusterTarget),
+    /// Find or build the kind node image (no cluster is created). Each build stage is cached
+    /// under ~/.cache/shipshape/stages and reused; a failed stage names its log file.
+    Image,
+}
+
+/// Which cluster, and where its kubeconfig goes.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterTarget {
+    /// The kind cluster's name.
+    #[arg(long, default_value = "shipshape")]
+    pub name: String,
+    /// Where to write the cluster's kubeconfig (default: ~/.cache/shipshape/clusters/<name>/kubeconfig).
+    /// Your default kubeconfig and its current context are never touched.
+    #[arg(long)]
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
+
+/// `cluster up` options.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterUp {
+    #[command(flatten)]
+    pub target: ClusterTarget,
+    /// Keep a cluster this command created even if it never became ready (to inspect it).
+    /// Without it, such a cluster is deleted, so a failure leaves nothing half-made.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Build the application images locally: model-server and PostgreSQL (from Debian packages).
+#[derive(Args, Debug)]
+pub struct Image {
+    #[command(subcommand)]
+    pub action: ImageAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageAction {
+    /// Build shipshape/model-server:<tag> (release binary, its libraries and model, FROM scratch)
+    /// and shipshape/postgres:<version> (Debian's PostgreSQL). No registry is used.
+    Build {
+        /// Tag for the model-server image.
+        #[arg(long, default_value = crate::cluster::app_images::DEFAULT_TAG)]
+        tag: String,
+    },
 }
 
 /// The environments shipshape deploys to; each has deploy/envs/<name>.yaml.

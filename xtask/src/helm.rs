@@ -52,6 +52,25 @@ impl<'a> Helm<'a> {
             .with_context(|| format!("rendering release {name}"))
     }
 
+    /// `helm upgrade --install`: applies the release and returns at once; callers wait with
+    /// their own watches (which fail fast, unlike helm's timeout).
+    pub fn upgrade_install(&self, chart: &Path, release: &Release, kubeconfig: &Path) -> Result<()> {
+        let (bin, name, namespace, values) = (&self.bin, &release.name, &release.namespace, release.value_args());
+        read_or_explain(cmd!(
+            self.sh,
+            "{bin} upgrade --install {name} {chart} --namespace {namespace} --kubeconfig {kubeconfig} --history-max 20 {values...}"
+        ))
+        .with_context(|| format!("helm upgrade --install {name}"))?;
+        Ok(())
+    }
+
+    /// `helm test`: runs the chart's test hook pods and reports their result.
+    pub fn test(&self, release: &Release, kubeconfig: &Path) -> Result<String> {
+        let (bin, name, namespace) = (&self.bin, &release.name, &release.namespace);
+        read_or_explain(cmd!(self.sh, "{bin} test {name} --namespace {namespace} --kubeconfig {kubeconfig} --timeout 2m"))
+            .with_context(|| format!("helm test {name}"))
+    }
+
     /// `helm lint --strict`: warnings are failures.
     pub fn lint_strict(&self, chart: &Path, release: &Release) -> Result<()> {
         let (bin, namespace, values) = (&self.bin, &release.namespace, release.value_args());

@@ -1,13 +1,17 @@
 //! shipshape's automation. The command tree is in [`cli`]; each command is implemented in the
-//! module named after it. External tools are called only from [`tools`] (install, version) and
-//! [`helm`] (every helm call).
+//! module named after it. External tools are called only from [`tools`] (versions), [`go`], [`helm`]
+//! and [`cluster`] (kind, docker, the image builds).
 pub mod cache;
 pub mod cli;
+pub mod cluster;
+pub mod go;
 pub mod helm;
+pub mod k8s;
 mod process;
 pub mod render;
 pub mod test;
 pub mod tools;
+pub mod up;
 
 use std::path::{Path, PathBuf};
 

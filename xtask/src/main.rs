@@ -5,6 +5,9 @@ use xtask::cli::{Cli, Command};
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = xtask::repo_shell().and_then(|sh| match cli.command {
+        Command::Up(cmd) => cmd.run(&sh),
+        Command::Cluster(cmd) => cmd.run(&sh),
+        Command::Image(cmd) => cmd.run(&sh),
         Command::Tools(cmd) => cmd.run(&sh),
         Command::Render(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),

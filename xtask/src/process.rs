@@ -12,3 +12,40 @@ pub(crate) fn read_or_explain(cmd: xshell::Cmd<'_>) -> Result<String> {
     }
     Ok(String::from_utf8(output.stdout)?)
 }
+
+/// How often a long command reports that it is still running.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `cmd` with stdout and stderr appended to `log`, printing a heartbeat line every
+/// [`HEARTBEAT`] so a long build never looks hung. On failure the error names the log and
+/// quotes its last lines.
+pub(crate) fn run_logged(cmd: xshell::Cmd<'_>, log: &std::path::Path, what: &str) -> Result<()> {
+    use std::io::Write;
+    let shown = cmd.to_string();
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    writeln!(file, "$ {shown}")?;
+    let mut child = std::process::Command::from(cmd)
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("{what}: cannot start `{shown}`: {e}"))?;
+    let started = std::time::Instant::now();
+    let mut next_beat = HEARTBEAT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() >= next_beat {
+            println!("      ... {what}: still running ({}s, log {})", started.elapsed().as_secs(), log.display());
+            next_beat += HEARTBEAT;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    if !status.success() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+        bail!("{what} failed ({status}); last lines of {}:\n{}", log.display(), tail.join("\n"));
+    }
+    Ok(())
+}

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::cli::{Tools, ToolsAction};
+use crate::go::Go;
 use crate::process::read_or_explain;
 
 /// A tool built from a Go module at a pinned version.
@@ -112,13 +113,13 @@ impl Tool {
 
     /// Builds the tool into a `.partial` directory, checks it, then renames it into place, so an
     /// interrupted build never leaves something `find` would accept.
-    fn install(&self, sh: &Shell, go: &GoToolchain) -> Result<()> {
+    fn install(&self, sh: &Shell, go: &Go) -> Result<()> {
         let dir = self.dir()?;
         if dir.join(self.name).is_file() {
             println!("{:<5} {:<8} already installed ({})", self.name, self.version, dir.display());
             return Ok(());
         }
-        go.require(self)?;
+        go.require(self.go_min, &format!("building {} {}", self.name, self.version))?;
         let partial = dir.with_extension("partial");
         if partial.exists() {
             sh.remove_path(&partial)?;
@@ -129,60 +130,12 @@ impl Tool {
             self.name, self.version, self.package, self.version
         );
         let started = Instant::now();
-        let (ldflags, target) = (self.ldflags, format!("{}@{}", self.package, self.version));
-        cmd!(sh, "go install -trimpath -ldflags {ldflags} {target}")
-            .env("GOBIN", &partial)
-            .env("GOTOOLCHAIN", "local")
-            .env("CGO_ENABLED", "0")
-            .run()
-            .with_context(|| format!("building {} {} failed: go's error is above", self.name, self.version))?;
+        go.install(&format!("{}@{}", self.package, self.version), self.ldflags, &partial, None)?;
         self.verify(sh, &partial.join(self.name))?;
         std::fs::rename(&partial, &dir).with_context(|| format!("moving {} into place", dir.display()))?;
         println!("{:<5} {:<8} built in {:.0?} -> {}", self.name, self.version, started.elapsed(), dir.display());
         Ok(())
     }
-}
-
-/// The Go toolchain that builds the tools (needed only by `tools install`).
-struct GoToolchain {
-    /// (major, minor), or why there is none.
-    version: Result<(u32, u32), String>,
-    reported: String,
-}
-
-impl GoToolchain {
-    fn detect(sh: &Shell) -> GoToolchain {
-        match read_or_explain(cmd!(sh, "go env GOVERSION").env("GOTOOLCHAIN", "local")) {
-            Ok(out) => {
-                let reported = out.trim().to_owned();
-                let version = parse_go_version(&reported).ok_or_else(|| format!("unrecognised Go version {reported:?}"));
-                GoToolchain { version, reported }
-            }
-            Err(_) => GoToolchain { version: Err("no `go` on PATH".to_owned()), reported: "missing".to_owned() },
-        }
-    }
-
-    fn require(&self, tool: &Tool) -> Result<()> {
-        let (maj, min) = tool.go_min;
-        match &self.version {
-            Ok(have) if *have >= (maj, min) => Ok(()),
-            Ok(_) => bail!(
-                "{} {} needs Go >= {maj}.{min}, this machine has {}: install a newer Go, then rerun `cargo xtask tools install`",
-                tool.name, tool.version, self.reported
-            ),
-            Err(why) => bail!(
-                "cannot build {} {}: {why}. Install Go >= {maj}.{min} (your package manager or go.dev/dl), \
-                 then rerun `cargo xtask tools install`",
-                tool.name, tool.version
-            ),
-        }
-    }
-}
-
-/// "go1.26.8" -> (1, 26)
-fn parse_go_version(reported: &str) -> Option<(u32, u32)> {
-    let mut parts = reported.strip_prefix("go")?.split(|c: char| !c.is_ascii_digit());
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 impl Tools {
@@ -195,7 +148,7 @@ impl Tools {
 }
 
 pub fn install_all(sh: &Shell) -> Result<()> {
-    let go = GoToolchain::detect(sh);
+    let go = Go::detect(sh);
     for tool in ALL {
         tool.install(sh, &go)?;
     }
@@ -213,10 +166,10 @@ fn check_all(sh: &Shell) -> Result<()> {
             }
         }
     }
-    let go = GoToolchain::detect(sh);
-    match &go.version {
-        Ok(_) => println!("ok      go    {:<8} (builds the tools)", go.reported),
-        Err(why) => println!("info    go    {why}: needed only by `cargo xtask tools install`"),
+    let go = Go::detect(sh);
+    match go.is_usable() {
+        Ok(()) => println!("ok      go    {:<8} (builds the tools and a local kind node image)", go.reported),
+        Err(why) => println!("info    go    {why}: needed by `cargo xtask tools install` and `cluster image`"),
     }
     // kind runs each node as a privileged container; without an engine no cluster can start.
     let server_version = "{{.Server.Version}}";
@@ -233,13 +186,6 @@ fn check_all(sh: &Shell) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_versions_parse() {
-        assert_eq!(parse_go_version("go1.26.8"), Some((1, 26)));
-        assert_eq!(parse_go_version("go1.22rc1"), Some((1, 22)));
-        assert_eq!(parse_go_version("devel"), None);
-    }
 
     #[test]
     fn tool_versions_parse_from_their_output() {

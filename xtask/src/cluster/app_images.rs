@@ -1,0 +1,133 @@
+//! The application images, built with no registry: model-server (its release binary, the
+//! libraries `ldd` lists and its model, FROM scratch) and PostgreSQL (Debian's package in a
+//! debootstrapped root filesystem).
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use super::docker::Docker;
+use super::stage::Stages;
+use crate::cli::{Image, ImageAction};
+use crate::process::{read_or_explain, run_logged};
+
+pub const MODEL_SERVER_REPOSITORY: &str = "shipshape/model-server";
+/// `image build`'s default tag; `up` tags by content instead (see [`build_model_server`]).
+pub const DEFAULT_TAG: &str = "dev";
+/// Debian bookworm's PostgreSQL, the same major version the model-server tests run against.
+pub const POSTGRES_IMAGE: &str = "shipshape/postgres:15-r1";
+
+impl Image {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        match self.action {
+            ImageAction::Build { tag } => {
+                let docker = Docker::connect(sh)?;
+                let built = build_model_server(sh, &docker)?;
+                if tag != built.rsplit_once(':').unwrap().1 {
+                    let log = Stages::new()?.log_path("model-server-image")?;
+                    docker.tag(&built, &format!("{MODEL_SERVER_REPOSITORY}:{tag}"), &log)?;
+                }
+                println!("built {built} (also tagged {MODEL_SERVER_REPOSITORY}:{tag})");
+                println!("built {}", build_postgres(sh, &docker)?);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Builds the model-server image and returns its reference. The tag carries the image's
+/// content ID, so a changed server is a new tag and a Helm upgrade rolls it out.
+pub fn build_model_server(sh: &Shell, docker: &Docker) -> Result<String> {
+    let stages = Stages::new()?;
+    let log = stages.log_path("model-server-image")?;
+    std::fs::write(&log, "")?;
+    println!("[build]  model-server image (cargo build --release; log: {})", log.display());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    run_logged(cmd!(sh, "{cargo} build --release --locked --package model-server"), &log, "cargo build --release -p model-server")?;
+    let binary = crate::repo_root().join("target/release/model-server");
+    let context = crate::cache::root()?.join("images/model-server-context");
+    if context.exists() {
+        std::fs::remove_dir_all(&context)?;
+    }
+    let rootfs = context.join("rootfs");
+    copy_to_rootfs(&binary, &rootfs, Path::new("usr/local/bin/model-server"))?;
+    for library in shared_libraries(sh, &binary)? {
+        copy_to_rootfs(&library, &rootfs, library.strip_prefix("/")?)?;
+    }
+    copy_to_rootfs(&crate::repo_root().join("server/models/iris-v1.json"), &rootfs, Path::new("models/model.json"))?;
+    std::fs::create_dir_all(rootfs.join("etc"))?;
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n")?;
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnonroot:x:65532:\n")?;
+    std::fs::create_dir_all(rootfs.join("tmp"))?;
+    let dockerfile = crate::repo_root().join("deploy/image/model-server.Dockerfile");
+    let scratch_tag = format!("{MODEL_SERVER_REPOSITORY}:build");
+    docker.build(&context, &dockerfile, &scratch_tag, &log)?;
+    let id = docker.image_id(&scratch_tag)?;
+    let short = id.trim_start_matches("sha256:").get(..12).context("unexpected image ID")?.to_owned();
+    let version = env!("CARGO_PKG_VERSION");
+    let reference = format!("{MODEL_SERVER_REPOSITORY}:{version}-{short}");
+    docker.tag(&scratch_tag, &reference, &log)?;
+    Ok(reference)
+}
+
+/// The shared libraries a dynamically linked binary loads, as `ldd` resolves them here.
+fn shared_libraries(sh: &Shell, binary: &Path) -> Result<Vec<PathBuf>> {
+    let listing = read_or_explain(cmd!(sh, "ldd {binary}"))?;
+    let mut libraries = Vec::new();
+    for line in listing.lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+        let path = match line.split_once("=>") {
+            Some((_, resolved)) => resolved.split_whitespace().next(),
+            None => line.split_whitespace().next().filter(|p| p.starts_with('/')),
+        };
+        if let Some(path) = path.filter(|p| p.starts_with('/')) {
+            libraries.push(PathBuf::from(path));
+        } else if line.contains("not found") {
+            bail!("{} needs a library this machine lacks: {line}", binary.display());
+        }
+    }
+    Ok(libraries)
+}
+
+/// Copies `from` (following symlinks) to `rootfs/at`, keeping its mode.
+fn copy_to_rootfs(from: &Path, rootfs: &Path, at: &Path) -> Result<()> {
+    let to = rootfs.join(at);
+    std::fs::create_dir_all(to.parent().unwrap())?;
+    std::fs::copy(from, &to).with_context(|| format!("copying {} into the image", from.display()))?;
+    Ok(())
+}
+
+/// Builds the PostgreSQL image from Debian's packages unless Docker already has it.
+pub fn build_postgres(sh: &Shell, docker: &Docker) -> Result<String> {
+    if docker.image_exists(POSTGRES_IMAGE) {
+        return Ok(POSTGRES_IMAGE.to_owned());
+    }
+    let mut stages = Stages::new()?;
+    let rootfs = stages.get("postgres", "bookworm-15-r1", "PostgreSQL rootfs from Debian packages", |out, log| {
+        let rootfs = out.join("rootfs");
+        run_logged(
+            cmd!(sh, "debootstrap --variant=minbase --include=postgresql,postgresql-client bookworm {rootfs} http://deb.debian.org/debian"),
+            log,
+            "debootstrap (PostgreSQL)",
+        )?;
+        // The package creates a `main` cluster we never use; the entrypoint makes its own.
+        let cleanup = "rm -rf /var/lib/postgresql/15/main /etc/postgresql/15/main /var/cache/apt/archives/*.deb /var/lib/apt/lists/* \
+                       && mkdir -p /var/lib/postgresql/data && chown -R postgres:postgres /var/lib/postgresql";
+        run_logged(cmd!(sh, "chroot {rootfs} /bin/sh -c {cleanup}"), log, "trimming the PostgreSQL rootfs")?;
+        copy_to_rootfs(&crate::repo_root().join("deploy/image/postgres-entrypoint.sh"), &rootfs, Path::new("usr/local/bin/postgres-entrypoint"))?;
+        let tarball = out.join("rootfs.tar");
+        run_logged(cmd!(sh, "tar --numeric-owner -C {rootfs} -cf {tarball} ."), log, "packing the PostgreSQL rootfs")?;
+        std::fs::remove_dir_all(&rootfs)?;
+        Ok(())
+    })?;
+    let log = stages.log_path("postgres-image")?;
+    let changes = [
+        "USER postgres".to_owned(),
+        "ENV PATH=/usr/local/bin:/usr/bin:/bin".to_owned(),
+        "EXPOSE 5432".to_owned(),
+        r#"ENTRYPOINT ["/usr/local/bin/postgres-entrypoint"]"#.to_owned(),
+    ];
+    docker.import(&rootfs.join("rootfs.tar"), POSTGRES_IMAGE, &changes, &log)?;
+    stages.print_summary();
+    Ok(POSTGRES_IMAGE.to_owned())
+}

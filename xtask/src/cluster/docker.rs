@@ -1,0 +1,128 @@
+//! Every docker call shipshape makes (kind makes its own, through the same engine).
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::process::{read_or_explain, run_logged};
+
+pub struct Docker<'a> {
+    sh: &'a Shell,
+}
+
+impl<'a> Docker<'a> {
+    /// The Docker engine, or the error that says how to get one.
+    pub fn connect(sh: &'a Shell) -> Result<Docker<'a>> {
+        let format = "{{.Server.Version}}";
+        match read_or_explain(cmd!(sh, "docker version --format {format}")) {
+            Ok(version) => {
+                let major: u32 = version.trim().split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+                if major < 23 {
+                    bail!(
+                        "Docker engine {} is too old for kind here: Docker < 23 cannot run privileged containers \
+                         on machines whose capability set lacks CAP_SYS_RESOURCE (moby#42906). \
+                         On Debian bookworm, `bash .ci/install-docker-engine` installs Docker 26 from trixie",
+                        version.trim()
+                    );
+                }
+                Ok(Docker { sh })
+            }
+            Err(err) => bail!(
+                "no Docker engine answers ({}): kind runs each node as a privileged Docker container. \
+                 Start dockerd, or on Debian run `bash .ci/install-docker-engine` (installs Docker 26 and starts it)",
+                first_line(&format!("{err:#}"))
+            ),
+        }
+    }
+
+    pub fn image_exists(&self, image: &str) -> bool {
+        self.image_id(image).is_ok()
+    }
+
+
+    pub fn image_id(&self, image: &str) -> Result<String> {
+        let format = "{{.Id}}";
+        Ok(read_or_explain(cmd!(self.sh, "docker image inspect --format {format} {image}"))?.trim().to_owned())
+    }
+
+    /// Tries to pull `image`; `Err` holds Docker's reason (offline machines fail at once).
+    pub fn try_pull(&self, image: &str) -> Result<(), String> {
+        read_or_explain(cmd!(self.sh, "docker pull --quiet {image}")).map(drop).map_err(|e| first_line(&format!("{e:#}")))
+    }
+
+    /// `docker import`: an image from a root filesystem tarball, with Dockerfile-style `changes`.
+    pub fn import(&self, tarball: &Path, tag: &str, changes: &[String], log: &Path) -> Result<()> {
+        let change_args: Vec<String> = changes.iter().flat_map(|c| ["--change".to_owned(), c.clone()]).collect();
+        run_logged(cmd!(self.sh, "docker import {change_args...} {tarball} {tag}"), log, &format!("docker import {tag}"))
+    }
+
+    /// `docker save`: the archive format `ctr images import` and `kind load` read.
+    pub fn save_tags(&self, tags: &[&str], out: &Path, log: &Path) -> Result<()> {
+        run_logged(cmd!(self.sh, "docker save --output {out} {tags...}"), log, &format!("docker save {}", tags.join(" ")))
+    }
+
+    pub fn tag(&self, source: &str, target: &str, log: &Path) -> Result<()> {
+        run_logged(cmd!(self.sh, "docker tag {source} {target}"), log, &format!("docker tag {target}"))
+    }
+
+    pub fn build(&self, context: &Path, dockerfile: &Path, tag: &str, log: &Path) -> Result<()> {
+        run_logged(cmd!(self.sh, "docker build --file {dockerfile} --tag {tag} {context}"), log, &format!("docker build {tag}"))
+    }
+
+    /// Starts a long-lived container that only sleeps, to copy into and exec in.
+    pub fn start_sleeper(&self, name: &str, image: &str, log: &Path) -> Result<()> {
+        self.remove_container(name);
+        run_logged(
+            cmd!(self.sh, "docker run --detach --name {name} --entrypoint sleep --security-opt seccomp=unconfined {image} infinity"),
+            log,
+            &format!("starting build container {name}"),
+        )
+    }
+
+    pub fn exec(&self, container: &str, script: &str, log: &Path) -> Result<()> {
+        run_logged(cmd!(self.sh, "docker exec {container} sh -c {script}"), log, &format!("in {container}: {script}"))
+    }
+
+    pub fn exec_detached(&self, container: &str, script: &str) -> Result<()> {
+        read_or_explain(cmd!(self.sh, "docker exec --detach {container} sh -c {script}"))?;
+        Ok(())
+    }
+
+    pub fn copy_into(&self, from: &Path, container: &str, to: &str, log: &Path) -> Result<()> {
+        let target = format!("{container}:{to}");
+        run_logged(cmd!(self.sh, "docker cp {from} {target}"), log, &format!("docker cp {} {target}", from.display()))
+    }
+
+    pub fn commit(&self, container: &str, tag: &str, changes: &[String], log: &Path) -> Result<()> {
+        let change_args: Vec<String> = changes.iter().flat_map(|c| ["--change".to_owned(), c.clone()]).collect();
+        run_logged(cmd!(self.sh, "docker commit {change_args...} {container} {tag}"), log, &format!("docker commit {tag}"))
+    }
+
+    /// Removing a container that does not exist is not an error.
+    pub fn remove_container(&self, name: &str) {
+        let _ = cmd!(self.sh, "docker rm --force --volumes {name}").quiet().ignore_stdout().ignore_stderr().run();
+    }
+
+    /// The image a container runs and its labels, if the container exists.
+    pub fn container(&self, name: &str) -> Result<Option<ContainerInfo>> {
+        let format = "{{.Config.Image}}|{{index .Config.Labels \"io.x-k8s.kind.cluster\"}}";
+        match cmd!(self.sh, "docker container inspect --format {format} {name}").quiet().ignore_status().output() {
+            Ok(out) if out.status.success() => {
+                let text = String::from_utf8_lossy(&out.stdout);
+                let (image, cluster) = text.trim().split_once('|').context("unexpected docker inspect output")?;
+                Ok(Some(ContainerInfo { image: image.to_owned(), kind_cluster: Some(cluster.to_owned()).filter(|c| !c.is_empty()) }))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+pub struct ContainerInfo {
+    pub image: String,
+    /// The kind cluster the container is a node of (its `io.x-k8s.kind.cluster` label).
+    pub kind_cluster: Option<String>,
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().find(|l| !l.trim().is_empty() && !l.starts_with('`')).unwrap_or(text).trim().to_owned()
+}

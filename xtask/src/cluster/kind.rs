@@ -1,0 +1,56 @@
+//! Every kind call shipshape makes, with the pinned kind (see tools.rs).
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::process::read_or_explain;
+use crate::tools::KIND;
+
+pub struct Kind<'a> {
+    sh: &'a Shell,
+    bin: PathBuf,
+}
+
+impl<'a> Kind<'a> {
+    pub fn new(sh: &'a Shell) -> Result<Kind<'a>> {
+        Ok(Kind { sh, bin: KIND.find(sh)? })
+    }
+
+    pub fn clusters(&self) -> Result<Vec<String>> {
+        let bin = &self.bin;
+        // "No kind clusters found." goes to stderr; stdout lists one name per line.
+        Ok(read_or_explain(cmd!(self.sh, "{bin} get clusters"))?.lines().map(str::to_owned).collect())
+    }
+
+    /// Creates the cluster; kind prints its own progress. The kubeconfig goes to `kubeconfig`
+    /// only: the user's default kubeconfig is not touched.
+    pub fn create(&self, name: &str, image: &str, config: &Path, kubeconfig: &Path) -> Result<()> {
+        let bin = &self.bin;
+        cmd!(self.sh, "{bin} create cluster --name {name} --image {image} --config {config} --kubeconfig {kubeconfig}")
+            .run()
+            .with_context(|| format!("kind could not create cluster {name} (its output is above)"))
+    }
+
+    pub fn delete(&self, name: &str, kubeconfig: &Path) -> Result<()> {
+        let bin = &self.bin;
+        cmd!(self.sh, "{bin} delete cluster --name {name} --kubeconfig {kubeconfig}")
+            .run()
+            .with_context(|| format!("kind could not delete cluster {name}"))
+    }
+
+    /// (Re)writes the cluster's credentials into `kubeconfig`.
+    pub fn export_kubeconfig(&self, name: &str, kubeconfig: &Path) -> Result<()> {
+        let bin = &self.bin;
+        read_or_explain(cmd!(self.sh, "{bin} export kubeconfig --name {name} --kubeconfig {kubeconfig}"))?;
+        Ok(())
+    }
+
+    /// Copies a local Docker image into every node's containerd.
+    pub fn load_image(&self, name: &str, image: &str) -> Result<()> {
+        let bin = &self.bin;
+        read_or_explain(cmd!(self.sh, "{bin} load docker-image {image} --name {name}"))
+            .with_context(|| format!("loading {image} into cluster {name}"))?;
+        Ok(())
+    }
+}

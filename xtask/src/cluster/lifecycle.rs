@@ -1,0 +1,201 @@
+//! `cargo xtask cluster up|down|status|image`: a kind cluster's whole life.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::ListParams;
+use kube::runtime::watcher;
+use kube::Api;
+use xshell::Shell;
+
+use super::docker::Docker;
+use super::kind::Kind;
+use super::node_image::{self, KINDEST_NODE, LOCAL_NODE_IMAGE};
+use crate::cli::{Cluster, ClusterAction, ClusterTarget, ClusterUp};
+use crate::k8s;
+
+/// A new node must be Ready, and kube-system running, within this.
+const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// kube-system on one node: etcd, apiserver, controller-manager, scheduler, kube-proxy, 2 CoreDNS.
+const KUBE_SYSTEM_PODS: usize = 7;
+
+/// A cluster that is up, and the kubeconfig that reaches it.
+pub struct RunningCluster {
+    pub name: String,
+    pub kubeconfig: PathBuf,
+}
+
+impl ClusterTarget {
+    pub fn kubeconfig_path(&self) -> Result<PathBuf> {
+        match &self.kubeconfig {
+            Some(path) => Ok(path.clone()),
+            None => Ok(cluster_dir(&self.name)?.join("kubeconfig")),
+        }
+    }
+
+    fn node_container(&self) -> String {
+        format!("{}-control-plane", self.name)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let valid = !self.name.is_empty()
+            && self.name.len() <= 40
+            && self.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !self.name.starts_with('-');
+        if !valid {
+            bail!("cluster name {:?} is not valid: use up to 40 lowercase letters, digits and '-'", self.name);
+        }
+        Ok(())
+    }
+}
+
+fn cluster_dir(name: &str) -> Result<PathBuf> {
+    Ok(crate::cache::root()?.join("clusters").join(name))
+}
+
+impl Cluster {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        match self.action {
+            ClusterAction::Up(up_args) => up(sh, &up_args).map(|cluster| print_how_to_use(&cluster)),
+            ClusterAction::Down(target) => down(sh, &target),
+            ClusterAction::Status(target) => status(sh, &target),
+            ClusterAction::Image => {
+                let docker = Docker::connect(sh)?;
+                let image = node_image::ensure(sh, &docker)?;
+                println!("node image: {image}");
+                Ok(())
+            }
+        }
+    }
+}
+
+pub fn print_how_to_use(cluster: &RunningCluster) {
+    println!("cluster {} is up. Use it with:\n  export KUBECONFIG={}", cluster.name, cluster.kubeconfig.display());
+}
+
+/// Creates the cluster, or reuses it when it already runs a shipshape node image; then waits
+/// until it is ready. Idempotent.
+pub fn up(sh: &Shell, args: &ClusterUp) -> Result<RunningCluster> {
+    let target = &args.target;
+    target.validate()?;
+    let docker = Docker::connect(sh)?;
+    let kind = Kind::new(sh)?;
+    let kubeconfig = target.kubeconfig_path()?;
+    let cluster = RunningCluster { name: target.name.clone(), kubeconfig: kubeconfig.clone() };
+    match docker.container(&target.node_container())? {
+        Some(node) if node.kind_cluster.as_deref() == Some(target.name.as_str()) => {
+            if node.image != KINDEST_NODE && node.image != LOCAL_NODE_IMAGE {
+                bail!(
+                    "kind cluster {} exists but runs node image {}, not shipshape's ({} or {}): \
+                     delete it with `cargo xtask cluster down --name {}` or choose another --name",
+                    target.name, node.image, KINDEST_NODE, LOCAL_NODE_IMAGE, target.name
+                );
+            }
+            println!("cluster {} exists (node image {}): checking it", target.name, node.image);
+            kind.export_kubeconfig(&target.name, &kubeconfig)?;
+            wait_ready(&kubeconfig)?;
+            Ok(cluster)
+        }
+        Some(node) => bail!(
+            "the name {} is taken: a container {} exists and is not a node of kind cluster {} (it runs {}). \
+             Remove that container or choose another --name",
+            target.name,
+            target.node_container(),
+            target.name,
+            node.image
+        ),
+        None => {
+            let image = node_image::ensure(sh, &docker)?;
+            let config = effective_config(&target.name, &image)?;
+            if let Some(parent) = kubeconfig.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            println!("creating kind cluster {} with {image}", target.name);
+            let created = kind.create(&target.name, &image, &config, &kubeconfig).and_then(|()| wait_ready(&kubeconfig));
+            if let Err(err) = created {
+                if args.keep {
+                    return Err(err.context(format!("cluster {} is kept for inspection (--keep); remove it with `cargo xtask cluster down --name {}`", target.name, target.name)));
+                }
+                let _ = kind.delete(&target.name, &kubeconfig);
+                return Err(err.context(format!("cluster {} did not come up and was deleted (rerun with --keep to inspect it)", target.name)));
+            }
+            Ok(cluster)
+        }
+    }
+}
+
+/// deploy/kind/cluster.yaml, plus what a locally built node image needs.
+fn effective_config(name: &str, image: &str) -> Result<PathBuf> {
+    let base = std::fs::read_to_string(crate::repo_root().join("deploy/kind/cluster.yaml"))?;
+    if base.lines().any(|l| l.starts_with("networking:")) {
+        bail!("deploy/kind/cluster.yaml must not set `networking:`; `cluster up` decides disableDefaultCNI by node image");
+    }
+    let config = if image == LOCAL_NODE_IMAGE { format!("{base}networking:\n  disableDefaultCNI: true\n") } else { base };
+    let path = cluster_dir(name)?.join("kind-config.yaml");
+    std::fs::create_dir_all(path.parent().unwrap())?;
+    std::fs::write(&path, config)?;
+    Ok(path)
+}
+
+fn wait_ready(kubeconfig: &std::path::Path) -> Result<()> {
+    k8s::block_on(async {
+        let client = k8s::client(kubeconfig).await?;
+        k8s::wait::nodes_ready(&client, CLUSTER_READY_TIMEOUT).await?;
+        k8s::wait::pods_running(&client, "kube-system", watcher::Config::default(), KUBE_SYSTEM_PODS, CLUSTER_READY_TIMEOUT).await?;
+        anyhow::Ok(())
+    })
+    .context("the cluster did not become ready")
+}
+
+/// Deletes the cluster and its kubeconfig; a cluster that does not exist is not an error.
+pub fn down(sh: &Shell, target: &ClusterTarget) -> Result<()> {
+    target.validate()?;
+    let kind = Kind::new(sh)?;
+    Docker::connect(sh)?;
+    let kubeconfig = target.kubeconfig_path()?;
+    if kind.clusters()?.contains(&target.name) {
+        kind.delete(&target.name, &kubeconfig)?;
+    } else {
+        println!("no kind cluster named {}: nothing to delete", target.name);
+    }
+    let _ = std::fs::remove_file(&kubeconfig);
+    let dir = cluster_dir(&target.name)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+pub fn status(sh: &Shell, target: &ClusterTarget) -> Result<()> {
+    target.validate()?;
+    let docker = Docker::connect(sh)?;
+    let Some(node) = docker.container(&target.node_container())? else {
+        println!("cluster {}: not created (`cargo xtask cluster up --name {}` creates it)", target.name, target.name);
+        return Ok(());
+    };
+    println!("cluster {}: node image {}", target.name, node.image);
+    let kubeconfig = target.kubeconfig_path()?;
+    Kind::new(sh)?.export_kubeconfig(&target.name, &kubeconfig)?;
+    println!("kubeconfig: {}", kubeconfig.display());
+    k8s::block_on(async {
+        let client = k8s::client(&kubeconfig).await?;
+        for node in Api::<Node>::all(client.clone()).list(&ListParams::default()).await? {
+            let ready = node
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+                .map(|c| c.status.clone())
+                .unwrap_or_default();
+            println!("node {} Ready={ready}", node.metadata.name.unwrap_or_default());
+        }
+        for pod in Api::<Pod>::namespaced(client, "kube-system").list(&ListParams::default()).await? {
+            let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+            let ready = if k8s::wait::pod_is_ready(&pod) { "ready" } else { "not ready" };
+            let stuck = k8s::wait::stuck_reason(&pod).map(|r| format!(" ({r})")).unwrap_or_default();
+            println!("kube-system/{} {phase} {ready}{stuck}", pod.metadata.name.unwrap_or_default());
+        }
+        anyhow::Ok(())
+    })
+}

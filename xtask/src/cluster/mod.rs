@@ -1,0 +1,8 @@
+//! kind clusters that work with no container registry: the node image (pulled or built here),
+//! the cluster's lifecycle, and the application images loaded into it.
+pub mod app_images;
+pub mod docker;
+pub mod kind;
+pub mod node_image;
+pub mod lifecycle;
+mod stage;

@@ -1,0 +1,103 @@
+//! The Go toolchain: builds the pinned tools and the node image's components from Go modules.
+//! Every go call is here. GOTOOLCHAIN=local everywhere: Go itself is never downloaded.
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::process::{read_or_explain, run_logged};
+
+pub struct Go<'a> {
+    sh: &'a Shell,
+    /// (major, minor), or why there is no usable Go.
+    version: Result<(u32, u32), String>,
+    pub reported: String,
+}
+
+/// Where `go mod download` put a module.
+pub struct Module {
+    /// The extracted module source.
+    pub dir: PathBuf,
+    /// Its go.mod file.
+    pub go_mod: PathBuf,
+}
+
+impl<'a> Go<'a> {
+    pub fn detect(sh: &'a Shell) -> Go<'a> {
+        match read_or_explain(cmd!(sh, "go env GOVERSION").env("GOTOOLCHAIN", "local")) {
+            Ok(out) => {
+                let reported = out.trim().to_owned();
+                let version = parse_version(&reported).ok_or_else(|| format!("unrecognised Go version {reported:?}"));
+                Go { sh, version, reported }
+            }
+            Err(_) => Go { sh, version: Err("no `go` on PATH".to_owned()), reported: "missing".to_owned() },
+        }
+    }
+
+    pub fn is_usable(&self) -> Result<(), &str> {
+        self.version.as_ref().map(drop).map_err(String::as_str)
+    }
+
+    /// Fails with the fix unless Go >= `min` is installed; `what` says what needs it.
+    pub fn require(&self, min: (u32, u32), what: &str) -> Result<()> {
+        let (maj, minor) = min;
+        match &self.version {
+            Ok(have) if *have >= min => Ok(()),
+            Ok(_) => bail!("{what} needs Go >= {maj}.{minor}, this machine has {}: install a newer Go and rerun", self.reported),
+            Err(why) => bail!("{what} needs Go >= {maj}.{minor}: {why}. Install Go (your package manager or go.dev/dl) and rerun"),
+        }
+    }
+
+    fn env<'c>(&self, command: xshell::Cmd<'c>) -> xshell::Cmd<'c> {
+        command.env("GOTOOLCHAIN", "local").env("CGO_ENABLED", "0")
+    }
+
+    /// `go install target` into `gobin`, quietly when `log` is given.
+    pub fn install(&self, target: &str, ldflags: &str, gobin: &Path, log: Option<&Path>) -> Result<()> {
+        let command = self.env(cmd!(self.sh, "go install -trimpath -ldflags {ldflags} {target}")).env("GOBIN", gobin);
+        match log {
+            Some(log) => run_logged(command, log, &format!("go install {target}")),
+            None => command.run().with_context(|| format!("go install {target} failed: go's error is above")),
+        }
+    }
+
+    /// `go build` of `packages` inside the module at `module_dir`, binaries into `out`.
+    /// GOFLAGS=-mod=mod lets go complete the wrapper module's go.sum from the module proxy.
+    pub fn build(&self, module_dir: &Path, packages: &[String], ldflags: &str, out: &Path, log: &Path) -> Result<()> {
+        let _dir = self.sh.push_dir(module_dir);
+        let out = format!("{}/", out.display());
+        let command = self.env(cmd!(self.sh, "go build -trimpath -ldflags {ldflags} -o {out} {packages...}")).env("GOFLAGS", "-mod=mod");
+        run_logged(command, log, &format!("go build in {}", module_dir.display()))
+    }
+
+    /// `go mod download` of one module version: where its source and go.mod are.
+    pub fn download(&self, module_at_version: &str) -> Result<Module> {
+        let json = read_or_explain(self.env(cmd!(self.sh, "go mod download -json {module_at_version}")))
+            .with_context(|| format!("downloading Go module {module_at_version}"))?;
+        let field = |name: &str| -> Result<PathBuf> {
+            let pattern = format!("\"{name}\": \"");
+            let start = json.find(&pattern).with_context(|| format!("no {name} in go mod download output: {json}"))? + pattern.len();
+            let end = json[start..].find('"').context("unterminated string in go mod download output")?;
+            Ok(PathBuf::from(&json[start..start + end]))
+        };
+        Ok(Module { dir: field("Dir")?, go_mod: field("GoMod")? })
+    }
+}
+
+/// "go1.26.8" -> (1, 26)
+fn parse_version(reported: &str) -> Option<(u32, u32)> {
+    let mut parts = reported.strip_prefix("go")?.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_versions_parse() {
+        assert_eq!(parse_version("go1.26.8"), Some((1, 26)));
+        assert_eq!(parse_version("go1.22rc1"), Some((1, 22)));
+        assert_eq!(parse_version("devel"), None);
+    }
+}

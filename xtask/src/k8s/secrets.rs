@@ -1,0 +1,34 @@
+//! Secrets: created through the API (never a command line), values never printed.
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ObjectMeta, PostParams};
+use kube::Api;
+
+/// A 32-byte token from the OS's randomness, hex encoded (the runbook's `openssl rand -hex 32`).
+pub fn random_token() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes).context("reading /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Creates Secret `name` with `data()` unless it exists; an existing Secret is left as it is.
+/// Returns whether it was created.
+pub async fn ensure(api: &Api<Secret>, name: &str, data: impl FnOnce() -> Result<BTreeMap<String, String>>) -> Result<bool> {
+    if api.get_opt(name).await?.is_some() {
+        return Ok(false);
+    }
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(BTreeMap::from([("app.kubernetes.io/managed-by".to_owned(), "shipshape".to_owned())])),
+            ..Default::default()
+        },
+        string_data: Some(data()?),
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &secret).await.with_context(|| format!("creating Secret {name}"))?;
+    Ok(true)
+}

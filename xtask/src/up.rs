@@ -1,0 +1,160 @@
+//! `cargo xtask up`, the main job: a kind cluster with model-server deployed and verified, as
+//! the dev environment describes it (deploy/envs/dev.yaml), including a real PostgreSQL.
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::watcher;
+use kube::Api;
+use serde_json::json;
+use xshell::Shell;
+
+use crate::cli::{Env, Up, Variant};
+use crate::cluster::app_images::{self, POSTGRES_IMAGE};
+use crate::cluster::docker::Docker;
+use crate::cluster::kind::Kind;
+use crate::cluster::lifecycle::{self, RunningCluster};
+use crate::helm::Helm;
+use crate::k8s::{self, proxy, secrets};
+use crate::render;
+
+/// Pods must be ready within this (the image is local: this is start-up, not a pull).
+const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(180);
+/// The PostgreSQL that /health/db checks in dev; kept outside the Helm release on purpose (it
+/// is the environment's database, not part of the service).
+const POSTGRES_NAME: &str = "model-server-postgres";
+
+impl Up {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let cluster = lifecycle::up(sh, &self.cluster)?;
+        let report = deploy_dev(sh, &cluster)?;
+        println!("{report}");
+        lifecycle::print_how_to_use(&cluster);
+        println!("  helm history model-server --namespace {}", render::namespace(Env::Dev));
+        Ok(())
+    }
+}
+
+/// What `deploy_dev` checked, for the person or test that asked.
+pub struct Verified {
+    pub image: String,
+    pub checks: Vec<(String, u16, String)>,
+}
+
+impl std::fmt::Display for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "model-server {} is deployed and answers through the API server:", self.image)?;
+        for (path, status, body) in &self.checks {
+            writeln!(f, "  {path:<11} {status} {body}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds and loads the images, provisions the dev namespace (Secrets, PostgreSQL), installs
+/// the chart, waits for it, and checks the runbooks' health endpoints through the API server.
+pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster) -> Result<Verified> {
+    let docker = Docker::connect(sh)?;
+    let image = app_images::build_model_server(sh, &docker)?;
+    let postgres = app_images::build_postgres(sh, &docker)?;
+    let kind = Kind::new(sh)?;
+    for reference in [&image, &postgres] {
+        println!("loading {reference} into cluster {}", cluster.name);
+        kind.load_image(&cluster.name, reference)?;
+    }
+    let namespace = render::namespace(Env::Dev);
+    k8s::block_on(provision(&cluster.kubeconfig, &namespace))?;
+
+    let tag = image.rsplit_once(':').unwrap().1;
+    let release = render::release(Env::Dev, Variant::Stable, Some(tag));
+    let helm = Helm::new(sh)?;
+    println!("helm upgrade --install {} (namespace {namespace}, tag {tag})", release.name);
+    helm.upgrade_install(&render::chart(), &release, &cluster.kubeconfig)?;
+    let checks = k8s::block_on(wait_and_check(&cluster.kubeconfig, &namespace, &release.name))?;
+    println!("helm test {}", release.name);
+    helm.test(&release, &cluster.kubeconfig).context("the chart's smoke test failed inside the cluster")?;
+    Ok(Verified { image, checks })
+}
+
+/// The namespace, the Secrets the dev values reference, and PostgreSQL. Existing Secrets are
+/// kept: `up` never rotates credentials.
+async fn provision(kubeconfig: &Path, namespace: &str) -> Result<()> {
+    let client = k8s::client(kubeconfig).await?;
+    let apply = PatchParams::apply("shipshape").force();
+    let ns: Namespace = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))?;
+    Api::<Namespace>::all(client.clone()).patch(namespace, &apply, &Patch::Apply(&ns)).await.context("creating the namespace")?;
+
+    let secret_api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    if secrets::ensure(&secret_api, "model-server-admin-token", || Ok(BTreeMap::from([("token".to_owned(), secrets::random_token()?)]))).await? {
+        println!("created Secret model-server-admin-token (a new random token)");
+    }
+    let password = match secret_api.get_opt(POSTGRES_NAME).await? {
+        Some(_) => None,
+        None => Some(secrets::random_token()?),
+    };
+    if let Some(password) = &password {
+        secrets::ensure(&secret_api, POSTGRES_NAME, || Ok(BTreeMap::from([("password".to_owned(), password.clone())]))).await?;
+        let url = format!("postgres://app:{password}@{POSTGRES_NAME}:5432/app?sslmode=disable");
+        // Replace any URL left from an earlier database: it must match the new password.
+        let _ = secret_api.delete("model-server-database", &Default::default()).await;
+        secrets::ensure(&secret_api, "model-server-database", || Ok(BTreeMap::from([("url".to_owned(), url)]))).await?;
+        println!("created Secrets {POSTGRES_NAME} and model-server-database (a new random password)");
+    }
+
+    let labels = json!({"app.kubernetes.io/name": POSTGRES_NAME, "app.kubernetes.io/managed-by": "shipshape"});
+    let deployment: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": POSTGRES_NAME, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": {"app.kubernetes.io/name": POSTGRES_NAME}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [{
+                        "name": "postgres",
+                        "image": POSTGRES_IMAGE,
+                        "imagePullPolicy": "IfNotPresent",
+                        "ports": [{"name": "postgres", "containerPort": 5432}],
+                        "env": [{"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": POSTGRES_NAME, "key": "password"}}}],
+                        "readinessProbe": {"tcpSocket": {"port": "postgres"}, "periodSeconds": 2},
+                        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}]
+                    }],
+                    "volumes": [{"name": "data", "emptyDir": {}}]
+                }
+            }
+        }
+    }))?;
+    Api::<Deployment>::namespaced(client.clone(), namespace).patch(POSTGRES_NAME, &apply, &Patch::Apply(&deployment)).await?;
+    let service: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": POSTGRES_NAME, "labels": labels},
+        "spec": {"selector": {"app.kubernetes.io/name": POSTGRES_NAME}, "ports": [{"name": "postgres", "port": 5432, "targetPort": "postgres"}]}
+    }))?;
+    Api::<Service>::namespaced(client.clone(), namespace).patch(POSTGRES_NAME, &apply, &Patch::Apply(&service)).await?;
+    let selector = watcher::Config::default().labels(&format!("app.kubernetes.io/name={POSTGRES_NAME}"));
+    k8s::wait::pods_running(&client, namespace, selector, 1, ROLLOUT_TIMEOUT).await.context("PostgreSQL did not start")?;
+    Ok(())
+}
+
+/// Waits for the release's pods, then asks the runbooks' health endpoints through the API server.
+async fn wait_and_check(kubeconfig: &Path, namespace: &str, release: &str) -> Result<Vec<(String, u16, String)>> {
+    let client = k8s::client(kubeconfig).await?;
+    let selector = watcher::Config::default().labels(&format!("app.kubernetes.io/instance={release},shipshape.dev/track=stable"));
+    k8s::wait::pods_running(&client, namespace, selector, 1, ROLLOUT_TIMEOUT).await.context("model-server did not become ready")?;
+    let mut checks = Vec::new();
+    for path in ["/health", "/ready", "/health/db", "/version"] {
+        let answer = proxy::get(&client, namespace, release, "http", path).await?;
+        checks.push((path.to_owned(), answer.status, answer.body.trim().to_owned()));
+    }
+    let failed: Vec<String> = checks.iter().filter(|(_, status, _)| *status != 200).map(|(p, s, b)| format!("{p} answered {s}: {b}")).collect();
+    if !failed.is_empty() {
+        bail!("model-server is running but not healthy: {}", failed.join("; "));
+    }
+    Ok(checks)
+}
