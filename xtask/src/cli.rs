@@ -69,14 +69,19 @@ pub struct Render {
     pub tag: Option<String>,
 }
 
-/// Run the whole test suite: installs missing pinned tools, then `cargo test --workspace`.
+/// Run the whole test suite: prepares what it needs, then `cargo test --workspace`.
 ///
-/// Tiers run here: unit tests, model-server tests against a real PostgreSQL server
-/// (started from the machine's packages), and rendered-manifest snapshots with
-/// `helm lint --strict`. Snapshots are checked, never rewritten: to accept an intended
-/// change, run `INSTA_UPDATE=always cargo test -p shipshape-tests` and review the diff.
+/// First installs missing pinned tools and finds or builds the kind node image and the
+/// application images (with progress: a cold node image takes minutes). Then runs every tier:
+/// unit tests, model-server against a real PostgreSQL server, rendered-manifest snapshots with
+/// `helm lint --strict`, containers of the built images, and end to end on real kind clusters
+/// (needs a Docker engine). Snapshots are checked, never rewritten: to accept an intended change,
+/// run `INSTA_UPDATE=always cargo test -p shipshape-tests` and review the diff.
 #[derive(Args, Debug)]
 pub struct Test {
+    /// Keep the kind cluster of a failing end-to-end test for inspection (its name is printed).
+    #[arg(long)]
+    pub keep_cluster: bool,
     /// Extra arguments passed to `cargo test` after `--workspace` (e.g. a test name filter).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub cargo_args: Vec<String>,

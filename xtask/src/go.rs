@@ -61,13 +61,27 @@ impl<'a> Go<'a> {
         }
     }
 
-    /// `go build` of `packages` inside the module at `module_dir`, binaries into `out`.
-    /// GOFLAGS=-mod=mod lets go complete the wrapper module's go.sum from the module proxy.
-    pub fn build(&self, module_dir: &Path, packages: &[String], ldflags: &str, out: &Path, log: &Path) -> Result<()> {
-        let _dir = self.sh.push_dir(module_dir);
-        let out = format!("{}/", out.display());
-        let command = self.env(cmd!(self.sh, "go build -trimpath -ldflags {ldflags} -o {out} {packages...}")).env("GOFLAGS", "-mod=mod");
-        run_logged(command, log, &format!("go build in {}", module_dir.display()))
+    /// Builds `packages` of `module` at `version` through a throwaway wrapper module (in
+    /// `out/wrapper`, removed afterwards), binaries into `out`. This works where
+    /// `go install pkg@version` does not: a module whose go.mod has replace directives (they
+    /// apply only to the main module), or a proxy that refuses the lookup of a package path as
+    /// a module with 403 instead of 404 (go falls back to the parent module only on 404/410).
+    /// `go_mod_extra` is appended to the wrapper's go.mod (replace and godebug lines).
+    #[allow(clippy::too_many_arguments)]
+    pub fn build_in_wrapper(&self, module: &str, version: &str, go_mod_extra: &str, packages: &[String], ldflags: &str, out: &Path, log: &Path) -> Result<()> {
+        let wrapper = out.join("wrapper");
+        std::fs::create_dir_all(&wrapper)?;
+        let go_mod = format!("module shipshape.local/build\n\ngo 1.24.0\n\nrequire {module} {version}\n\n{go_mod_extra}\n");
+        std::fs::write(wrapper.join("go.mod"), go_mod)?;
+        let target = format!("{}/", out.display());
+        {
+            let _dir = self.sh.push_dir(&wrapper);
+            // -mod=mod: go completes the wrapper's requirements and go.sum from the proxy.
+            let command = self.env(cmd!(self.sh, "go build -trimpath -ldflags {ldflags} -o {target} {packages...}")).env("GOFLAGS", "-mod=mod");
+            run_logged(command, log, &format!("go build {}", packages.join(" ")))?;
+        }
+        std::fs::remove_dir_all(&wrapper)?;
+        Ok(())
     }
 
     /// `go mod download` of one module version: where its source and go.mod are.

@@ -3,17 +3,25 @@ use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::cli::Test;
+use crate::cluster::{app_images, docker::Docker, node_image};
+
+/// Tells end-to-end tests to keep the cluster of a failing test.
+pub const KEEP_CLUSTER_ENV: &str = "SHIPSHAPE_KEEP_CLUSTER";
 
 impl Test {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        // The snapshot tests render with the pinned helm: build what the cache lacks first, so
-        // a fresh machine needs no separate step.
+        // Everything slow is prepared here, where its progress shows (cargo test captures a
+        // test's output); the tests then find it all cached.
         crate::tools::install_all(sh).context("installing the pinned tools the tests use")?;
+        let docker = Docker::connect(sh).context("the container and end-to-end tests need a Docker engine")?;
+        println!("node image: {}", node_image::ensure(sh, &docker)?);
+        println!("images: {}, {}", app_images::build_model_server(sh, &docker)?, app_images::build_postgres(sh, &docker)?);
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let extra = self.cargo_args;
         cmd!(sh, "{cargo} test --workspace --locked {extra...}")
             // Snapshots are checked here, never written: a mismatch fails the run.
             .env("INSTA_UPDATE", "no")
+            .env(KEEP_CLUSTER_ENV, if self.keep_cluster { "1" } else { "" })
             .run()
             .context("the test suite failed (failures are listed above)")?;
         Ok(())

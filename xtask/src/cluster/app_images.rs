@@ -43,8 +43,15 @@ pub fn build_model_server(sh: &Shell, docker: &Docker) -> Result<String> {
     std::fs::write(&log, "")?;
     println!("[build]  model-server image (cargo build --release; log: {})", log.display());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    run_logged(cmd!(sh, "{cargo} build --release --locked --package model-server"), &log, "cargo build --release -p model-server")?;
-    let binary = crate::repo_root().join("target/release/model-server");
+    // Its own target directory: this build may run inside `cargo test` (end-to-end tests),
+    // whose cargo holds the lock on the workspace's target directory.
+    let target_dir = crate::repo_root().join("target/image-build");
+    run_logged(
+        cmd!(sh, "{cargo} build --release --locked --package model-server --target-dir {target_dir}"),
+        &log,
+        "cargo build --release -p model-server",
+    )?;
+    let binary = target_dir.join("release/model-server");
     let context = crate::cache::root()?.join("images/model-server-context");
     if context.exists() {
         std::fs::remove_dir_all(&context)?;

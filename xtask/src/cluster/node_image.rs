@@ -6,10 +6,14 @@
 //! |----------|-----------------------------------------------------------------------------|
 //! | rootfs   | debootstrap'd Debian (systemd, containerd, runc, CNI plugins) + kind's base files |
 //! | kube     | kubeadm, kubelet, kubectl and the control-plane binaries, from k8s.io/kubernetes |
-//! | etcd, coredns, crictl | the versions the built kubeadm asks for, from their Go modules |
+//! | etcd, coredns | the versions the built kubeadm asks for, from their Go modules |
 //! | pause    | the sandbox binary, compiled from k8s.io/kubernetes' pause.c                |
 //! | images   | one `docker save` archive per image, under the exact tags kubeadm lists     |
 //! | node     | the node image: rootfs + binaries, every image pre-imported into containerd |
+//!
+//! Not in the local image: crictl (the module proxy serves no version of cri-tools). kind uses
+//! it only to skip loading an image a node already has, and in `kind export logs`; without it
+//! `kind load` imports the image again, which is correct, just not skipped.
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -32,7 +36,6 @@ pub const LOCAL_NODE_IMAGE: &str = "shipshape/kind-node:v1.34.0-r1";
 const RECIPE: &str = "r1";
 
 const KIND_MODULE: &str = "sigs.k8s.io/kind@v0.30.0";
-const CRICTL: &str = "sigs.k8s.io/cri-tools/cmd/crictl@v1.33.0";
 const DEBIAN_SUITE: &str = "bookworm";
 const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 /// kind's base image packages (images/base/Dockerfile) that a single-node, rootful cluster
@@ -98,13 +101,10 @@ pub fn build(sh: &Shell, docker: &Docker, stages: &mut Stages) -> Result<String>
     let kind = go.download(KIND_MODULE).context("fetching kind's module (its base image files)")?;
     let kubernetes = go.download(&format!("k8s.io/kubernetes@{KUBERNETES_VERSION}"))?;
 
-    let crictl = stages.get("crictl", "v1.33.0", "crictl for the node (kind's image tooling)", |out, log| {
-        go.install(CRICTL, "-s -w", out, Some(log))
-    })?;
     let rootfs = stages.get("rootfs", &format!("{DEBIAN_SUITE}-kind-v0.30.0-{RECIPE}"), "Debian rootfs with kind's base files", |out, log| {
-        build_rootfs(sh, &kind.dir, &crictl, out, log)
+        build_rootfs(sh, &kind.dir, out, log)
     })?;
-    let kube = stages.get("kube", &format!("{KUBERNETES_VERSION}-{RECIPE}"), "Kubernetes binaries from k8s.io/kubernetes (cold: ~20 min on 2 cores)", |out, log| {
+    let kube = stages.get("kube", &format!("{KUBERNETES_VERSION}-{RECIPE}"), "Kubernetes binaries from k8s.io/kubernetes (cold: about 6 min on 2 cores)", |out, log| {
         build_kubernetes(&go, &kubernetes.go_mod, out, log)
     })?;
     let images = KubeadmImages::list(sh, &kube.join("kubeadm"))?;
@@ -155,7 +155,7 @@ fn preflight(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
-fn build_rootfs(sh: &Shell, kind_module: &Path, crictl: &Path, out: &Path, log: &Path) -> Result<()> {
+fn build_rootfs(sh: &Shell, kind_module: &Path, out: &Path, log: &Path) -> Result<()> {
     let rootfs = out.join("rootfs");
     let include = format!("--include={}", DEBIAN_PACKAGES.join(","));
     run_logged(
@@ -166,7 +166,6 @@ fn build_rootfs(sh: &Shell, kind_module: &Path, crictl: &Path, out: &Path, log: 
     copy_kind_base_files(&kind_module.join("images/base/files"), &rootfs)?;
     std::fs::create_dir_all(rootfs.join("etc/cni/net.d"))?;
     std::fs::write(rootfs.join("etc/cni/net.d/10-shipshape.conflist"), CNI_CONFIG)?;
-    std::fs::copy(crictl.join("crictl"), rootfs.join("usr/local/bin/crictl"))?;
     // What kind's Dockerfile does after installing packages, adapted to Debian's packaging:
     // containerd is /usr/bin/containerd (kind's unit runs /usr/local/bin/containerd) and the
     // CNI plugins live in /usr/lib/cni (kind looks in /opt/cni/bin).
@@ -229,14 +228,11 @@ fn build_kubernetes(go: &Go, kubernetes_go_mod: &Path, out: &Path, log: &Path) -
     }
     // The same GODEBUG defaults as the official build (k8s.io/kubernetes' own go.mod).
     let godebug: Vec<&str> = upstream.lines().filter(|l| l.starts_with("godebug ")).collect();
-    let mut go_mod = format!("module shipshape.local/kube-build\n\ngo 1.24.0\n\n{}\n\nrequire k8s.io/kubernetes {KUBERNETES_VERSION}\n\nreplace (\n", godebug.join("\n"));
+    let mut go_mod_extra = format!("{}\n\nreplace (\n", godebug.join("\n"));
     for module in &staging {
-        go_mod.push_str(&format!("\t{module} => {module} {staging_version}\n"));
+        go_mod_extra.push_str(&format!("\t{module} => {module} {staging_version}\n"));
     }
-    go_mod.push_str(")\n");
-    let src = out.join("src");
-    std::fs::create_dir_all(&src)?;
-    std::fs::write(src.join("go.mod"), go_mod)?;
+    go_mod_extra.push_str(")\n");
     let (major, minor) = kube_major_minor()?;
     // Stamped as hack/lib/version.sh does; unstamped binaries report v0.0.0 and kubeadm refuses them.
     let mut ldflags = String::from("-s -w");
@@ -250,9 +246,7 @@ fn build_kubernetes(go: &Go, kubernetes_go_mod: &Path, out: &Path, log: &Path) -
         .iter()
         .map(|b| format!("k8s.io/kubernetes/cmd/{b}"))
         .collect();
-    go.build(&src, &packages, &ldflags, out, log)?;
-    std::fs::remove_dir_all(&src)?;
-    Ok(())
+    go.build_in_wrapper("k8s.io/kubernetes", KUBERNETES_VERSION, &go_mod_extra, &packages, &ldflags, out, log)
 }
 
 fn kube_major_minor() -> Result<(String, String)> {
@@ -260,17 +254,12 @@ fn kube_major_minor() -> Result<(String, String)> {
     Ok((parts.next().context("major")?.to_owned(), parts.next().context("minor")?.to_owned()))
 }
 
-/// etcd's own go.mod has replace directives, so `go install` refuses it; a wrapper module that
-/// requires the server module builds it.
+/// etcd's own go.mod has replace directives, so `go install` refuses it: built in a wrapper.
 fn build_etcd(go: &Go, version: &str, out: &Path, log: &Path) -> Result<()> {
-    let src = out.join("src");
-    std::fs::create_dir_all(&src)?;
-    std::fs::write(src.join("go.mod"), format!("module shipshape.local/etcd-build\n\ngo 1.24.0\n\nrequire go.etcd.io/etcd/server/v3 {version}\n"))?;
-    go.build(&src, &["go.etcd.io/etcd/server/v3".to_owned()], "-s -w", out, log)?;
+    let server = "go.etcd.io/etcd/server/v3";
+    go.build_in_wrapper(server, version, "", &[server.to_owned()], "-s -w", out, log)?;
     // go names a /vN module's binary after the element before it: "server".
-    std::fs::rename(out.join("server"), out.join("etcd")).context("naming the etcd binary")?;
-    std::fs::remove_dir_all(&src)?;
-    Ok(())
+    std::fs::rename(out.join("server"), out.join("etcd")).context("naming the etcd binary")
 }
 
 fn build_pause(sh: &Shell, kubernetes_dir: &Path, out: &Path, log: &Path) -> Result<()> {
@@ -381,6 +370,9 @@ fn import_and_save(sh: &Shell, docker: &Docker, layout: &Path, tag: &str, extra_
     Ok(())
 }
 
+/// The top-level directories that merged-/usr Debian makes links into /usr.
+const MERGED_USR_LINKS: [&str; 4] = ["bin", "sbin", "lib", "lib64"];
+
 /// kube-proxy in iptables mode runs iptables-restore and conntrack: its image holds those
 /// (Debian's files, taken from the node rootfs with their library closure), busybox for a shell,
 /// and a wrapper that points `iptables` at the backend the node uses, as the official image's
@@ -401,12 +393,26 @@ for pkg in $seen; do dpkg -L "$pkg"; done | sort -u
 "#;
     let files = read_or_explain(cmd!(sh, "chroot {rootfs} /bin/sh -c {closure}"))?;
     let list = layout.with_extension("files");
-    let regular: Vec<&str> = files
+    // Debian is merged-/usr: packages list /lib/..., but /lib is a link to usr/lib in the rootfs.
+    // Copy through the real paths; the top-level links are recreated below.
+    let merged: Vec<(&str, String)> = MERGED_USR_LINKS
+        .iter()
+        .filter_map(|dir| std::fs::read_link(rootfs.join(dir)).ok().map(|target| (*dir, target.display().to_string())))
+        .collect();
+    let mut regular: Vec<String> = files
         .lines()
         .filter(|f| f.starts_with('/') && !f.starts_with("/usr/share/doc") && !f.starts_with("/usr/share/man"))
-        .map(|f| f.trim_start_matches('/'))
+        .map(|f| {
+            let f = f.trim_start_matches('/');
+            match merged.iter().find(|(dir, _)| f.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))) {
+                Some((dir, target)) => format!("{target}{}", &f[dir.len()..]),
+                None => f.to_owned(),
+            }
+        })
         .filter(|f| rootfs.join(f).symlink_metadata().is_ok_and(|m| !m.is_dir()))
         .collect();
+    regular.sort();
+    regular.dedup();
     std::fs::write(&list, regular.join("\n"))?;
     std::fs::create_dir_all(layout)?;
     run_logged(
@@ -415,8 +421,7 @@ for pkg in $seen; do dpkg -L "$pkg"; done | sort -u
         "copying iptables and its libraries for kube-proxy",
     )?;
     std::fs::remove_file(&list)?;
-    // Debian's lib symlinks (/lib -> usr/lib): merged-/usr is a property of the rootfs, not a package file.
-    for link in ["bin", "sbin", "lib", "lib64"] {
+    for link in MERGED_USR_LINKS {
         if let Ok(target) = std::fs::read_link(rootfs.join(link)) {
             let _ = std::os::unix::fs::symlink(target, layout.join(link));
         }

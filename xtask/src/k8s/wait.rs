@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
@@ -30,7 +30,9 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (store, writer) = reflector::store();
-    let stream = reflector(writer, watcher(api, list)).default_backoff().touched_objects();
+    // Raw events, not touched_objects(): the store is published only at InitDone, which
+    // touched_objects() does not yield, and that is the moment a wait can first decide.
+    let stream = reflector(writer, watcher(api, list)).default_backoff();
     futures::pin_mut!(stream);
     let started = Instant::now();
     let mut last_said = String::new();
@@ -48,10 +50,15 @@ where
                         continue;
                     }
                     None => bail!("the watch on {what} ended unexpectedly"),
+                    // The initial list is still arriving: the store is not complete yet.
+                    Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => continue,
                     Some(Ok(_)) => {}
                 }
             }
             _ = tokio::time::sleep(HEARTBEAT) => {}
+        }
+        if store.wait_until_ready().now_or_never().is_none() {
+            continue;
         }
         let objects = store.state();
         let refs: Vec<&K> = objects.iter().map(|o| o.as_ref()).collect();

@@ -1,0 +1,18 @@
+//! Tier 3, end to end on a real kind cluster: what `cargo xtask up` does for a person, on a
+//! throwaway cluster: the chart installed with the local images, a real PostgreSQL, and the
+//! runbooks' health endpoints answered through the API server's service proxy.
+mod support;
+
+#[test]
+fn up_deploys_model_server_and_it_answers_through_the_api_server() {
+    let test_cluster = support::TestCluster::create("up");
+    let sh = xtask::repo_shell().unwrap();
+    let verified = xtask::up::deploy_dev(&sh, &test_cluster.cluster).unwrap_or_else(|e| panic!("{e:#}"));
+    let answer = |path: &str| verified.checks.iter().find(|(p, _, _)| p == path).cloned().unwrap_or_else(|| panic!("{path} not checked"));
+    assert_eq!(answer("/health").1, 200);
+    assert!(answer("/health").2.contains(r#""status":"healthy""#));
+    assert!(answer("/ready").2.contains(r#""status":"ready""#), "{:?}", answer("/ready"));
+    assert_eq!(answer("/health/db").2, r#"{"status":"connected"}"#, "the real PostgreSQL must answer");
+    let tag = verified.image.rsplit_once(':').unwrap().1;
+    assert!(answer("/version").2.contains(tag), "the deployed version is the built image's tag: {:?}", answer("/version"));
+}
