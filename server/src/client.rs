@@ -32,9 +32,8 @@ async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<St
     if body.is_some() {
         request = request.header("content-type", "application/json");
     }
-    let request = request
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .with_context(|| format!("{url} is not a valid http:// URL"))?;
+    let request =
+        request.body(Full::new(Bytes::from(body.unwrap_or_default()))).with_context(|| format!("{url} is not a valid http:// URL"))?;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let exchange = async {
         let response = client.request(request).await?;

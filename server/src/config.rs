@@ -27,7 +27,10 @@ pub struct Config {
 pub enum RegistryCredentials {
     #[default]
     None,
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     Bearer(String),
 }
 
@@ -57,14 +60,14 @@ impl Config {
         let parse = |key: &str, default: &str| -> Result<String> { Ok(lookup(key).unwrap_or_else(|| default.to_owned())) };
         let port: u16 = parse("PORT", "8000")?.parse().context("PORT must be a port number")?;
         let metrics_port: u16 = parse("METRICS_PORT", "9090")?.parse().context("METRICS_PORT must be a port number")?;
-        let refresh: u64 = parse("MODEL_AUTO_REFRESH_SECONDS", "0")?
-            .parse()
-            .context("MODEL_AUTO_REFRESH_SECONDS must be a whole number of seconds")?;
-        let registry_credentials = match (lookup("MLFLOW_TRACKING_USERNAME"), lookup("MLFLOW_TRACKING_PASSWORD"), lookup("MLFLOW_TRACKING_TOKEN")) {
-            (Some(username), Some(password), _) => RegistryCredentials::Basic { username, password },
-            (_, _, Some(token)) => RegistryCredentials::Bearer(token),
-            _ => RegistryCredentials::None,
-        };
+        let refresh: u64 =
+            parse("MODEL_AUTO_REFRESH_SECONDS", "0")?.parse().context("MODEL_AUTO_REFRESH_SECONDS must be a whole number of seconds")?;
+        let registry_credentials =
+            match (lookup("MLFLOW_TRACKING_USERNAME"), lookup("MLFLOW_TRACKING_PASSWORD"), lookup("MLFLOW_TRACKING_TOKEN")) {
+                (Some(username), Some(password), _) => RegistryCredentials::Basic { username, password },
+                (_, _, Some(token)) => RegistryCredentials::Bearer(token),
+                _ => RegistryCredentials::None,
+            };
         let flag = |key: &str| -> Result<bool> {
             match lookup(key).as_deref() {
                 None | Some("0") | Some("false") => Ok(false),

@@ -161,7 +161,8 @@ async fn model_loads_from_a_registry_with_mlflow_credentials() {
     let registry = start_registry("mlflow-user", "mlflow-pass").await;
     let uri = format!("http://{registry}/api/2.0/mlflow-artifacts/artifacts/iris/model.json");
 
-    let good = start(&[("MODEL_URI", &uri), ("MLFLOW_TRACKING_USERNAME", "mlflow-user"), ("MLFLOW_TRACKING_PASSWORD", "mlflow-pass")]).await;
+    let good =
+        start(&[("MODEL_URI", &uri), ("MLFLOW_TRACKING_USERNAME", "mlflow-user"), ("MLFLOW_TRACKING_PASSWORD", "mlflow-pass")]).await;
     let ready = wait_for(&good, "/ready", r#""status":"ready""#, TIMEOUT).await;
     assert_eq!(ready.status, 200, "{}", ready.body);
     good.shutdown();

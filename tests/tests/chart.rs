@@ -95,7 +95,8 @@ fn blue_green_service_follows_the_active_slot() {
     let blue = render_with(Env::Dev, Variant::Blue, "{}\n").unwrap();
     let green = render_with(Env::Dev, Variant::Green, "{}\n").unwrap();
     let live_selector = |m: &str| {
-        let service = m.split("---").find(|doc| doc.contains("kind: Service\n") && doc.contains("\n  name: model-server\n")).unwrap().to_owned();
+        let service =
+            m.split("---").find(|doc| doc.contains("kind: Service\n") && doc.contains("\n  name: model-server\n")).unwrap().to_owned();
         service.lines().find(|l| l.contains("shipshape.dev/slot")).unwrap().trim().to_owned()
     };
     assert_eq!(live_selector(&blue), "shipshape.dev/slot: blue");

@@ -203,14 +203,8 @@ impl Env {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 6] = [
-        Variant::Stable,
-        Variant::Canary,
-        Variant::Blue,
-        Variant::Green,
-        Variant::ExternalSecrets,
-        Variant::SealedSecrets,
-    ];
+    pub const ALL: [Variant; 6] =
+        [Variant::Stable, Variant::Canary, Variant::Blue, Variant::Green, Variant::ExternalSecrets, Variant::SealedSecrets];
 
     pub fn name(self) -> &'static str {
         match self {

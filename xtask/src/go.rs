@@ -68,7 +68,16 @@ impl<'a> Go<'a> {
     /// a module with 403 instead of 404 (go falls back to the parent module only on 404/410).
     /// `go_mod_extra` is appended to the wrapper's go.mod (replace and godebug lines).
     #[allow(clippy::too_many_arguments)]
-    pub fn build_in_wrapper(&self, module: &str, version: &str, go_mod_extra: &str, packages: &[String], ldflags: &str, out: &Path, log: &Path) -> Result<()> {
+    pub fn build_in_wrapper(
+        &self,
+        module: &str,
+        version: &str,
+        go_mod_extra: &str,
+        packages: &[String],
+        ldflags: &str,
+        out: &Path,
+        log: &Path,
+    ) -> Result<()> {
         let wrapper = out.join("wrapper");
         std::fs::create_dir_all(&wrapper)?;
         let go_mod = format!("module shipshape.local/build\n\ngo 1.24.0\n\nrequire {module} {version}\n\n{go_mod_extra}\n");
@@ -77,7 +86,8 @@ impl<'a> Go<'a> {
         {
             let _dir = self.sh.push_dir(&wrapper);
             // -mod=mod: go completes the wrapper's requirements and go.sum from the proxy.
-            let command = self.env(cmd!(self.sh, "go build -trimpath -ldflags {ldflags} -o {target} {packages...}")).env("GOFLAGS", "-mod=mod");
+            let command =
+                self.env(cmd!(self.sh, "go build -trimpath -ldflags {ldflags} -o {target} {packages...}")).env("GOFLAGS", "-mod=mod");
             run_logged(command, log, &format!("go build {}", packages.join(" ")))?;
         }
         std::fs::remove_dir_all(&wrapper)?;

@@ -70,12 +70,7 @@ impl Tool {
     pub fn find(&self, sh: &Shell) -> Result<PathBuf> {
         let path = self.dir()?.join(self.name);
         if !path.is_file() {
-            bail!(
-                "{} {} is not installed (looked for {}): run `cargo xtask tools install`",
-                self.name,
-                self.version,
-                path.display()
-            );
+            bail!("{} {} is not installed (looked for {}): run `cargo xtask tools install`", self.name, self.version, path.display());
         }
         if !VERIFIED.lock().unwrap().contains(&self.name) {
             self.verify(sh, &path)?;

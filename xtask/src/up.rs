@@ -89,7 +89,9 @@ async fn provision(kubeconfig: &Path, namespace: &str) -> Result<()> {
     Api::<Namespace>::all(client.clone()).patch(namespace, &apply, &Patch::Apply(&ns)).await.context("creating the namespace")?;
 
     let secret_api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    if secrets::ensure(&secret_api, "model-server-admin-token", || Ok(BTreeMap::from([("token".to_owned(), secrets::random_token()?)]))).await? {
+    if secrets::ensure(&secret_api, "model-server-admin-token", || Ok(BTreeMap::from([("token".to_owned(), secrets::random_token()?)])))
+        .await?
+    {
         println!("created Secret model-server-admin-token (a new random token)");
     }
     let password = match secret_api.get_opt(POSTGRES_NAME).await? {
@@ -152,7 +154,8 @@ async fn wait_and_check(kubeconfig: &Path, namespace: &str, release: &str) -> Re
         let answer = proxy::get(&client, namespace, release, "http", path).await?;
         checks.push((path.to_owned(), answer.status, answer.body.trim().to_owned()));
     }
-    let failed: Vec<String> = checks.iter().filter(|(_, status, _)| *status != 200).map(|(p, s, b)| format!("{p} answered {s}: {b}")).collect();
+    let failed: Vec<String> =
+        checks.iter().filter(|(_, status, _)| *status != 200).map(|(p, s, b)| format!("{p} answered {s}: {b}")).collect();
     if !failed.is_empty() {
         bail!("model-server is running but not healthy: {}", failed.join("; "));
     }

@@ -116,4 +116,3 @@ fn ids_of(user: &str) -> (u32, u32) {
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
-

@@ -14,7 +14,10 @@ impl TestCluster {
     pub fn create(purpose: &str) -> TestCluster {
         let sh = xtask::repo_shell().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let target = ClusterTarget { name: format!("shipshape-e2e-{purpose}-{}", std::process::id()), kubeconfig: Some(dir.path().join("kubeconfig")) };
+        let target = ClusterTarget {
+            name: format!("shipshape-e2e-{purpose}-{}", std::process::id()),
+            kubeconfig: Some(dir.path().join("kubeconfig")),
+        };
         // keep: false here: a cluster that never became ready is deleted by `up` itself.
         let cluster = lifecycle::up(&sh, &ClusterUp { target: target.clone(), keep: false }).unwrap_or_else(|e| panic!("{e:#}"));
         TestCluster { cluster, target, _dir: dir }

@@ -121,7 +121,11 @@ pub fn build_postgres(sh: &Shell, docker: &Docker) -> Result<String> {
         let cleanup = "rm -rf /var/lib/postgresql/15/main /etc/postgresql/15/main /var/cache/apt/archives/*.deb /var/lib/apt/lists/* \
                        && mkdir -p /var/lib/postgresql/data && chown -R postgres:postgres /var/lib/postgresql";
         run_logged(cmd!(sh, "chroot {rootfs} /bin/sh -c {cleanup}"), log, "trimming the PostgreSQL rootfs")?;
-        copy_to_rootfs(&crate::repo_root().join("deploy/image/postgres-entrypoint.sh"), &rootfs, Path::new("usr/local/bin/postgres-entrypoint"))?;
+        copy_to_rootfs(
+            &crate::repo_root().join("deploy/image/postgres-entrypoint.sh"),
+            &rootfs,
+            Path::new("usr/local/bin/postgres-entrypoint"),
+        )?;
         let tarball = out.join("rootfs.tar");
         run_logged(cmd!(sh, "tar --numeric-owner -C {rootfs} -cf {tarball} ."), log, "packing the PostgreSQL rootfs")?;
         std::fs::remove_dir_all(&rootfs)?;

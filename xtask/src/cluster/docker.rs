@@ -39,7 +39,6 @@ impl<'a> Docker<'a> {
         self.image_id(image).is_ok()
     }
 
-
     pub fn image_id(&self, image: &str) -> Result<String> {
         let format = "{{.Id}}";
         Ok(read_or_explain(cmd!(self.sh, "docker image inspect --format {format} {image}"))?.trim().to_owned())

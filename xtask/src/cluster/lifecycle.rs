@@ -89,7 +89,11 @@ pub fn up(sh: &Shell, args: &ClusterUp) -> Result<RunningCluster> {
                 bail!(
                     "kind cluster {} exists but runs node image {}, not shipshape's ({} or {}): \
                      delete it with `cargo xtask cluster down --name {}` or choose another --name",
-                    target.name, node.image, KINDEST_NODE, LOCAL_NODE_IMAGE, target.name
+                    target.name,
+                    node.image,
+                    KINDEST_NODE,
+                    LOCAL_NODE_IMAGE,
+                    target.name
                 );
             }
             println!("cluster {} exists (node image {}): checking it", target.name, node.image);
@@ -115,10 +119,15 @@ pub fn up(sh: &Shell, args: &ClusterUp) -> Result<RunningCluster> {
             let created = kind.create(&target.name, &image, &config, &kubeconfig).and_then(|()| wait_ready(&kubeconfig));
             if let Err(err) = created {
                 if args.keep {
-                    return Err(err.context(format!("cluster {} is kept for inspection (--keep); remove it with `cargo xtask cluster down --name {}`", target.name, target.name)));
+                    return Err(err.context(format!(
+                        "cluster {} is kept for inspection (--keep); remove it with `cargo xtask cluster down --name {}`",
+                        target.name, target.name
+                    )));
                 }
                 let _ = kind.delete(&target.name, &kubeconfig);
-                return Err(err.context(format!("cluster {} did not come up and was deleted (rerun with --keep to inspect it)", target.name)));
+                return Err(
+                    err.context(format!("cluster {} did not come up and was deleted (rerun with --keep to inspect it)", target.name))
+                );
             }
             Ok(cluster)
         }

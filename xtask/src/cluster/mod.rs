@@ -3,6 +3,6 @@
 pub mod app_images;
 pub mod docker;
 pub mod kind;
-pub mod node_image;
 pub mod lifecycle;
+pub mod node_image;
 mod stage;

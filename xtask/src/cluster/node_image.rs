@@ -42,9 +42,27 @@ const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 /// uses, plus Debian's containerd, runc and CNI plugins in place of kind's source builds, and
 /// busybox-static for the kube-proxy image's iptables mode detection.
 const DEBIAN_PACKAGES: &[&str] = &[
-    "systemd", "dbus", "conntrack", "iptables", "nftables", "iproute2", "ethtool", "util-linux", "mount", "kmod",
-    "libseccomp2", "pigz", "bash", "ca-certificates", "curl", "jq", "procps", "containerd", "runc",
-    "containernetworking-plugins", "busybox-static",
+    "systemd",
+    "dbus",
+    "conntrack",
+    "iptables",
+    "nftables",
+    "iproute2",
+    "ethtool",
+    "util-linux",
+    "mount",
+    "kmod",
+    "libseccomp2",
+    "pigz",
+    "bash",
+    "ca-certificates",
+    "curl",
+    "jq",
+    "procps",
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "busybox-static",
 ];
 /// Go >= 1.24: Kubernetes 1.34's go.mod.
 const GO_MIN: (u32, u32) = (1, 24);
@@ -74,6 +92,12 @@ const CNI_CONFIG: &str = r#"{
 }
 "#;
 
+/// The key of the stages whose inputs are the Kubernetes version and the recipe (kube, pause,
+/// images, node; the `node` stage itself is only a marker that LOCAL_NODE_IMAGE was built).
+fn kube_recipe_key() -> String {
+    format!("{KUBERNETES_VERSION}-{RECIPE}")
+}
+
 /// The node image to create clusters with, building it when neither Docker nor a registry has
 /// kindest/node. Returns the image reference.
 pub fn ensure(sh: &Shell, docker: &Docker) -> Result<String> {
@@ -81,7 +105,7 @@ pub fn ensure(sh: &Shell, docker: &Docker) -> Result<String> {
         return Ok(KINDEST_NODE.to_owned());
     }
     let mut stages = Stages::new()?;
-    if stages.is_done("node", RECIPE) && docker.image_exists(LOCAL_NODE_IMAGE) {
+    if stages.is_done("node", &kube_recipe_key()) && docker.image_exists(LOCAL_NODE_IMAGE) {
         return Ok(LOCAL_NODE_IMAGE.to_owned());
     }
     match docker.try_pull(KINDEST_NODE) {
@@ -101,12 +125,16 @@ pub fn build(sh: &Shell, docker: &Docker, stages: &mut Stages) -> Result<String>
     let kind = go.download(KIND_MODULE).context("fetching kind's module (its base image files)")?;
     let kubernetes = go.download(&format!("k8s.io/kubernetes@{KUBERNETES_VERSION}"))?;
 
-    let rootfs = stages.get("rootfs", &format!("{DEBIAN_SUITE}-kind-v0.30.0-{RECIPE}"), "Debian rootfs with kind's base files", |out, log| {
-        build_rootfs(sh, &kind.dir, out, log)
-    })?;
-    let kube = stages.get("kube", &format!("{KUBERNETES_VERSION}-{RECIPE}"), "Kubernetes binaries from k8s.io/kubernetes (cold: about 6 min on 2 cores)", |out, log| {
-        build_kubernetes(&go, &kubernetes.go_mod, out, log)
-    })?;
+    let rootfs =
+        stages.get("rootfs", &format!("{DEBIAN_SUITE}-kind-v0.30.0-{RECIPE}"), "Debian rootfs with kind's base files", |out, log| {
+            build_rootfs(sh, &kind.dir, out, log)
+        })?;
+    let kube = stages.get(
+        "kube",
+        &kube_recipe_key(),
+        "Kubernetes binaries from k8s.io/kubernetes (cold: about 6 min on 2 cores)",
+        |out, log| build_kubernetes(&go, &kubernetes.go_mod, out, log),
+    )?;
     let images = KubeadmImages::list(sh, &kube.join("kubeadm"))?;
     let etcd_version = images.etcd_module_version()?;
     let etcd = stages.get("etcd", &etcd_version, "etcd server from its Go module", |out, log| build_etcd(&go, &etcd_version, out, log))?;
@@ -114,18 +142,18 @@ pub fn build(sh: &Shell, docker: &Docker, stages: &mut Stages) -> Result<String>
     let coredns = stages.get("coredns", &coredns_version, "CoreDNS from its Go module", |out, log| {
         go.install(&format!("github.com/coredns/coredns@{coredns_version}"), "-s -w", out, Some(log))
     })?;
-    let pause = stages.get("pause", &format!("{KUBERNETES_VERSION}-{RECIPE}"), "the pause binary from Kubernetes' pause.c", |out, log| {
+    let pause = stages.get("pause", &kube_recipe_key(), "the pause binary from Kubernetes' pause.c", |out, log| {
         build_pause(sh, &kubernetes.dir, out, log)
     })?;
-    let archives = stages.get("images", &format!("{KUBERNETES_VERSION}-{RECIPE}"), "control-plane, etcd, CoreDNS and pause images", |out, log| {
+    let archives = stages.get("images", &kube_recipe_key(), "control-plane, etcd, CoreDNS and pause images", |out, log| {
         let bins = ImageBinaries { kube: &kube, etcd: &etcd, coredns: &coredns, pause: &pause, rootfs: &rootfs.join("rootfs") };
         build_images(sh, docker, &images, &bins, out, log)
     })?;
     if !docker.image_exists(LOCAL_NODE_IMAGE) {
         // The stage is only a marker; the image itself lives in Docker and may have been pruned.
-        stages.forget("node", RECIPE)?;
+        stages.forget("node", &kube_recipe_key())?;
     }
-    stages.get("node", RECIPE, &format!("node image {LOCAL_NODE_IMAGE}"), |out, log| {
+    stages.get("node", &kube_recipe_key(), &format!("node image {LOCAL_NODE_IMAGE}"), |out, log| {
         assemble_node(sh, docker, &rootfs.join("rootfs"), &kube, &archives, out, log)
     })?;
     Ok(LOCAL_NODE_IMAGE.to_owned())
@@ -219,10 +247,8 @@ fn copy_kind_base_files(from: &Path, rootfs: &Path) -> Result<()> {
 fn build_kubernetes(go: &Go, kubernetes_go_mod: &Path, out: &Path, log: &Path) -> Result<()> {
     let upstream = std::fs::read_to_string(kubernetes_go_mod)?;
     let staging_version = KUBERNETES_VERSION.replacen("v1.", "v0.", 1);
-    let staging: Vec<&str> = upstream
-        .lines()
-        .filter_map(|line| line.trim().split_once(" => ./staging/").map(|(module, _)| module.trim()))
-        .collect();
+    let staging: Vec<&str> =
+        upstream.lines().filter_map(|line| line.trim().split_once(" => ./staging/").map(|(module, _)| module.trim())).collect();
     if staging.is_empty() {
         bail!("found no staging modules in {}: the wrapper-module recipe needs revisiting", kubernetes_go_mod.display());
     }
@@ -242,10 +268,11 @@ fn build_kubernetes(go: &Go, kubernetes_go_mod: &Path, out: &Path, log: &Path) -
              -X {package}.gitTreeState=clean -X {package}.buildDate=1970-01-01T00:00:00Z"
         ));
     }
-    let packages: Vec<String> = ["kubeadm", "kubelet", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"]
-        .iter()
-        .map(|b| format!("k8s.io/kubernetes/cmd/{b}"))
-        .collect();
+    let packages: Vec<String> =
+        ["kubeadm", "kubelet", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"]
+            .iter()
+            .map(|b| format!("k8s.io/kubernetes/cmd/{b}"))
+            .collect();
     go.build_in_wrapper("k8s.io/kubernetes", KUBERNETES_VERSION, &go_mod_extra, &packages, &ldflags, out, log)
 }
 
@@ -339,7 +366,16 @@ fn build_images(sh: &Shell, docker: &Docker, images: &KubeadmImages, bins: &Imag
 
     let proxy = work.join("kube-proxy");
     kube_proxy_layout(sh, bins, &proxy, log)?;
-    import_and_save(sh, docker, &proxy, images.reference("kube-proxy")?, &[], &[r#"ENTRYPOINT ["/usr/local/bin/kube-proxy"]"#.to_owned()], out, log)?;
+    import_and_save(
+        sh,
+        docker,
+        &proxy,
+        images.reference("kube-proxy")?,
+        &[],
+        &[r#"ENTRYPOINT ["/usr/local/bin/kube-proxy"]"#.to_owned()],
+        out,
+        log,
+    )?;
     std::fs::remove_dir_all(&work)?;
     Ok(())
 }
@@ -353,7 +389,16 @@ fn place(from: &Path, to: &Path) -> Result<()> {
 /// Turns a directory into an image (`docker import`, no base image) and saves it, tagged `tag`
 /// and `extra_tags`, as `<out>/<repository name>.tar`.
 #[allow(clippy::too_many_arguments)]
-fn import_and_save(sh: &Shell, docker: &Docker, layout: &Path, tag: &str, extra_tags: &[&str], changes: &[String], out: &Path, log: &Path) -> Result<()> {
+fn import_and_save(
+    sh: &Shell,
+    docker: &Docker,
+    layout: &Path,
+    tag: &str,
+    extra_tags: &[&str],
+    changes: &[String],
+    out: &Path,
+    log: &Path,
+) -> Result<()> {
     let tarball = layout.with_extension("layer.tar");
     run_logged(cmd!(sh, "tar --numeric-owner -C {layout} -cf {tarball} ."), log, &format!("packing {tag}"))?;
     let mut all_changes = vec!["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()];
@@ -472,14 +517,22 @@ fn assemble_node(sh: &Shell, docker: &Docker, rootfs: &Path, kube: &Path, archiv
         docker.exec(container, &format!("echo {KUBERNETES_VERSION} > /kind/version && mkdir -p /kind/images"), log)?;
         docker.copy_into(&archives.join("."), container, "/kind/images/", log)?;
         docker.exec_detached(container, "containerd > /var/log/containerd-build.log 2>&1")?;
-        docker.exec(container, "for i in $(seq 1 100); do ctr version >/dev/null 2>&1 && exit 0; sleep 0.2; done; cat /var/log/containerd-build.log; exit 1", log)?;
+        docker.exec(
+            container,
+            "for i in $(seq 1 100); do ctr version >/dev/null 2>&1 && exit 0; sleep 0.2; done; cat /var/log/containerd-build.log; exit 1",
+            log,
+        )?;
         docker.exec(
             container,
             "for f in /kind/images/*.tar; do ctr --namespace=k8s.io images import --label=io.cri-containerd.pinned=pinned \
              --all-platforms --no-unpack --digests \"$f\" || exit 1; done; ctr --namespace=k8s.io images list --quiet",
             log,
         )?;
-        docker.exec(container, "rm -rf /kind/images /var/log/containerd-build.log; pkill containerd; while pgrep -x containerd >/dev/null; do sleep 0.2; done", log)?;
+        docker.exec(
+            container,
+            "rm -rf /kind/images /var/log/containerd-build.log; pkill containerd; while pgrep -x containerd >/dev/null; do sleep 0.2; done",
+            log,
+        )?;
         let changes = [
             r#"ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]"#.to_owned(),
             "ENV container=docker".to_owned(),

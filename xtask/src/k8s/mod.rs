@@ -21,10 +21,5 @@ pub async fn client(kubeconfig: &Path) -> Result<kube::Client> {
 /// One multi-threaded runtime for the synchronous commands that need the API. xshell is
 /// synchronous, so commands stay plain functions and enter async only here.
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("starting the tokio runtime")
-        .block_on(future)
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("starting the tokio runtime").block_on(future)
 }

@@ -24,7 +24,13 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// Watches `api` (filtered by `list`) and re-evaluates `check` on the whole current set after
 /// every event, until it is done, failed, or `timeout` passes.
-pub async fn until<K>(api: Api<K>, list: watcher::Config, what: &str, timeout: Duration, check: impl Fn(&[&K]) -> Progress) -> Result<String>
+pub async fn until<K>(
+    api: Api<K>,
+    list: watcher::Config,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&[&K]) -> Progress,
+) -> Result<String>
 where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
@@ -89,7 +95,8 @@ pub async fn nodes_ready(client: &Client, timeout: Duration) -> Result<String> {
         if nodes.is_empty() {
             return Progress::Waiting("no node registered yet".to_owned());
         }
-        let not_ready: Vec<String> = nodes.iter().filter(|n| !node_is_ready(n)).map(|n| n.metadata.name.clone().unwrap_or_default()).collect();
+        let not_ready: Vec<String> =
+            nodes.iter().filter(|n| !node_is_ready(n)).map(|n| n.metadata.name.clone().unwrap_or_default()).collect();
         if not_ready.is_empty() {
             Progress::Done(format!("{} node(s) Ready", nodes.len()))
         } else {
@@ -137,9 +144,7 @@ pub fn pod_is_ready(pod: &Pod) -> bool {
     if status.and_then(|s| s.phase.as_deref()) == Some("Succeeded") {
         return true;
     }
-    status
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    status.and_then(|s| s.conditions.as_ref()).is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Why a pod will not become ready by waiting, if it will not: the states `kubectl rollout
@@ -156,7 +161,9 @@ pub fn stuck_reason(pod: &Pod) -> Option<String> {
                     .last_state
                     .as_ref()
                     .and_then(|s| s.terminated.as_ref())
-                    .map(|t| format!(" (last exit code {}{})", t.exit_code, t.reason.as_ref().map(|r| format!(", {r}")).unwrap_or_default()))
+                    .map(|t| {
+                        format!(" (last exit code {}{})", t.exit_code, t.reason.as_ref().map(|r| format!(", {r}")).unwrap_or_default())
+                    })
                     .unwrap_or_default();
                 return Some(format!("is crash-looping: container {} restarted {} times{last}", status.name, status.restart_count));
             }
