@@ -167,10 +167,9 @@ fn check_all(sh: &Shell) -> Result<()> {
         Err(why) => println!("info    go    {why}: needed by `cargo xtask tools install` and `cluster image`"),
     }
     // kind runs each node as a privileged container; without an engine no cluster can start.
-    let server_version = "{{.Server.Version}}";
-    match read_or_explain(cmd!(sh, "docker version --format {server_version}")) {
-        Ok(v) => println!("ok      docker engine {} (runs kind's node containers)", v.trim()),
-        Err(_) => println!("info    docker engine not answering: kind needs one to run clusters"),
+    match crate::cluster::docker::Docker::connect(sh) {
+        Ok(_) => println!("ok      docker engine answers (runs kind's node containers)"),
+        Err(err) => println!("info    {err:#}"),
     }
     if !missing.is_empty() {
         bail!("{} missing or wrong: run `cargo xtask tools install`", missing.join(", "));

@@ -147,8 +147,8 @@ async fn provision(kubeconfig: &Path, namespace: &str) -> Result<()> {
 /// Waits for the release's pods, then asks the runbooks' health endpoints through the API server.
 async fn wait_and_check(kubeconfig: &Path, namespace: &str, release: &str) -> Result<Vec<(String, u16, String)>> {
     let client = k8s::client(kubeconfig).await?;
-    let selector = watcher::Config::default().labels(&format!("app.kubernetes.io/instance={release},shipshape.dev/track=stable"));
-    k8s::wait::pods_running(&client, namespace, selector, 1, ROLLOUT_TIMEOUT).await.context("model-server did not become ready")?;
+    // The stable Deployment is named after the release (helm/model-server/templates/_helpers.tpl).
+    k8s::wait::deployment_rolled_out(&client, namespace, release, ROLLOUT_TIMEOUT).await.context("model-server did not roll out")?;
     let mut checks = Vec::new();
     for path in ["/health", "/ready", "/health/db", "/version"] {
         let answer = proxy::get(&client, namespace, release, "http", path).await?;

@@ -4,7 +4,7 @@
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
@@ -175,4 +175,96 @@ pub fn stuck_reason(pod: &Pod) -> Option<String> {
         }
     }
     None
+}
+
+/// Deployment `name` fully rolled out: the controller has seen the current spec
+/// (observedGeneration), every replica is updated, ready and available, and no old replica is
+/// left. Watches the Deployment and its pods together, so a pod that is stuck
+/// (CrashLoopBackOff, image pull, missing Secret) fails the wait at once, not at the progress
+/// deadline.
+pub async fn deployment_rolled_out(client: &Client, namespace: &str, name: &str, timeout: Duration) -> Result<String> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let current = deployments.get(name).await.with_context(|| format!("reading Deployment {namespace}/{name}"))?;
+    let selector = current
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.as_ref())
+        .map(|labels| labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+        .with_context(|| format!("Deployment {name} has no matchLabels selector"))?;
+    let (deployment_store, deployment_writer) = reflector::store();
+    let (pod_store, pod_writer) = reflector::store();
+    let deployment_events =
+        reflector(deployment_writer, watcher(deployments, watcher::Config::default().fields(&format!("metadata.name={name}"))))
+            .default_backoff();
+    let pod_events =
+        reflector(pod_writer, watcher(Api::<Pod>::namespaced(client.clone(), namespace), watcher::Config::default().labels(&selector)))
+            .default_backoff();
+    let events = futures::stream::select(deployment_events.map(|e| e.map(drop)), pod_events.map(|e| e.map(drop)));
+    futures::pin_mut!(events);
+    let what = format!("rollout of {namespace}/{name}");
+    let started = Instant::now();
+    let mut last_said = String::new();
+    let mut last_time = Instant::now();
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => bail!("timed out after {timeout:?} waiting for the {what}: {last_said}"),
+            event = events.next() => match event {
+                None => bail!("the watch on the {what} ended unexpectedly"),
+                Some(Err(err)) => say(&what, &format!("watch interrupted, retrying ({err})"), started),
+                Some(Ok(())) => {}
+            },
+            _ = tokio::time::sleep(HEARTBEAT) => {}
+        }
+        // Both stores must hold their initial lists before anything can be decided.
+        if deployment_store.wait_until_ready().now_or_never().is_none() || pod_store.wait_until_ready().now_or_never().is_none() {
+            continue;
+        }
+        for pod in pod_store.state() {
+            if let Some(reason) = stuck_reason(&pod) {
+                bail!("{what}: pod {} {reason}", pod.metadata.name.clone().unwrap_or_default());
+            }
+        }
+        let Some(deployment) = deployment_store.state().into_iter().next() else {
+            bail!("{what}: Deployment {name} was deleted");
+        };
+        let message = rollout_state(&deployment);
+        match message {
+            Ok(done) => {
+                say(&what, &done, started);
+                return Ok(done);
+            }
+            Err(waiting) => {
+                if waiting != last_said || last_time.elapsed() >= HEARTBEAT {
+                    say(&what, &waiting, started);
+                    last_said = waiting;
+                    last_time = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+/// `Ok` when the rollout is complete, else where it stands. Fails on the progress deadline.
+fn rollout_state(deployment: &k8s_openapi::api::apps::v1::Deployment) -> Result<String, String> {
+    let wanted = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    let Some(status) = deployment.status.as_ref() else {
+        return Err("no status yet".to_owned());
+    };
+    if status.observed_generation.unwrap_or(0) < generation {
+        return Err("the controller has not seen the new spec yet".to_owned());
+    }
+    let (total, updated, ready, available) = (
+        status.replicas.unwrap_or(0),
+        status.updated_replicas.unwrap_or(0),
+        status.ready_replicas.unwrap_or(0),
+        status.available_replicas.unwrap_or(0),
+    );
+    if updated == wanted && total == wanted && ready == wanted && available == wanted {
+        return Ok(format!("{wanted}/{wanted} replicas updated, ready and available"));
+    }
+    Err(format!("{updated}/{wanted} updated, {ready} ready, {available} available, {} old", total - updated))
 }
