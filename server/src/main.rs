@@ -24,12 +24,26 @@ enum Command {
         /// Seconds to wait for each answer.
         #[arg(long, default_value_t = 5)]
         timeout: u64,
+        /// Keep retrying a URL that fails for up to this many seconds (0: one attempt). A new
+        /// Service needs a moment before every node routes to it; each retry is printed.
+        #[arg(long, default_value_t = 0)]
+        retry_for: u64,
     },
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command.unwrap_or(Command::Serve) {
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let config = model_server::Config::from_env()?;
             let server = model_server::start(config).await?;
@@ -38,24 +52,37 @@ async fn main() -> anyhow::Result<()> {
             server.shutdown();
             Ok(())
         }
-        Command::Probe { urls, timeout } => {
+        Command::Probe { urls, timeout, retry_for } => {
             let mut failed = 0;
             for url in &urls {
-                match model_server::client::get(url, &[], Duration::from_secs(timeout)).await {
-                    Ok(answer) if (200..300).contains(&answer.status) => println!("ok   {url} {} {}", answer.status, answer.body.trim()),
-                    Ok(answer) => {
-                        failed += 1;
-                        println!("FAIL {url} {} {}", answer.status, answer.body.trim());
-                    }
-                    Err(err) => {
-                        failed += 1;
-                        println!("FAIL {url} {err:#}");
-                    }
+                if !probe(url, Duration::from_secs(timeout), Duration::from_secs(retry_for)).await {
+                    failed += 1;
                 }
             }
             anyhow::ensure!(failed == 0, "{failed} of {} probes failed", urls.len());
             Ok(())
         }
+    }
+}
+
+/// One URL: `ok` on a 2xx answer, retried every second for up to `retry_for`.
+async fn probe(url: &str, timeout: Duration, retry_for: Duration) -> bool {
+    let deadline = std::time::Instant::now() + retry_for;
+    loop {
+        let outcome = match model_server::client::get(url, &[], timeout).await {
+            Ok(answer) if (200..300).contains(&answer.status) => {
+                println!("ok   {url} {} {}", answer.status, answer.body.trim());
+                return true;
+            }
+            Ok(answer) => format!("{} {}", answer.status, answer.body.trim()),
+            Err(err) => format!("{err:#}"),
+        };
+        if std::time::Instant::now() >= deadline {
+            println!("FAIL {url} {outcome}");
+            return false;
+        }
+        println!("retry {url} {outcome}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

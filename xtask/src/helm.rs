@@ -64,10 +64,11 @@ impl<'a> Helm<'a> {
         Ok(())
     }
 
-    /// `helm test`: runs the chart's test hook pods and reports their result.
+    /// `helm test`: runs the chart's test hook pods; `--logs` puts their output in the result
+    /// (and so in the error when one fails).
     pub fn test(&self, release: &Release, kubeconfig: &Path) -> Result<String> {
         let (bin, name, namespace) = (&self.bin, &release.name, &release.namespace);
-        read_or_explain(cmd!(self.sh, "{bin} test {name} --namespace {namespace} --kubeconfig {kubeconfig} --timeout 2m"))
+        read_or_explain(cmd!(self.sh, "{bin} test {name} --namespace {namespace} --kubeconfig {kubeconfig} --timeout 2m --logs"))
             .with_context(|| format!("helm test {name}"))
     }
 
