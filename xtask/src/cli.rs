@@ -8,11 +8,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "shipshape: the model-server deploy runbooks as commands",
     long_about = "shipshape: the model-server deploy runbooks as commands.\n\n\
         Every step of the runbooks is a command here (docs/runbook.md maps them). \
-        External tools (helm, kind) are pinned and installed by `cargo xtask tools install` \
-        into a cache outside the repository; nothing on your PATH is assumed.",
-    after_help = "Start here:\n  cargo xtask tools install   build the pinned helm and kind (needs Go)\n  \
+        External tools (helm, kind) are pinned and built into a cache outside the repository \
+        (~/.cache/shipshape); nothing on your PATH is assumed. With no container registry, \
+        the kind node image and the application images are built locally too.",
+    after_help = "Start here:\n  cargo xtask up              a local kind cluster with model-server deployed and verified\n  \
+        cargo xtask test            run the whole test suite\n  \
         cargo xtask render --env prod   see what would be deployed to prod\n  \
-        cargo xtask test            run the whole test suite"
+        cargo xtask cluster down    remove the local cluster"
 )]
 pub struct Cli {
     #[command(subcommand)]
