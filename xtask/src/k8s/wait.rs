@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
@@ -36,10 +36,28 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (store, writer) = reflector::store();
-    // Raw events, not touched_objects(): the store is published only at InitDone, which
-    // touched_objects() does not yield, and that is the moment a wait can first decide.
-    let stream = reflector(writer, watcher(api, list)).default_backoff();
-    futures::pin_mut!(stream);
+    let events = reflector(writer, watcher(api, list)).default_backoff().map(|event| event.map(drop));
+    drive(events, what, timeout, || {
+        if !is_complete(&store) {
+            return None;
+        }
+        let objects = store.state();
+        let refs: Vec<&K> = objects.iter().map(|o| o.as_ref()).collect();
+        Some(check(&refs))
+    })
+    .await
+}
+
+/// The one wait loop: after every event (and every [`HEARTBEAT`]) asks `check` where things
+/// stand (`None`: the watched lists are not complete yet), prints progress when it changes, and
+/// gives up at `timeout`. Watch errors are retried by the watchers themselves; they are reported.
+async fn drive(
+    events: impl Stream<Item = Result<(), watcher::Error>>,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn() -> Option<Progress>,
+) -> Result<String> {
+    futures::pin_mut!(events);
     let started = Instant::now();
     let mut last_said = String::new();
     let mut last_time = Instant::now();
@@ -48,33 +66,21 @@ where
     loop {
         tokio::select! {
             _ = &mut deadline => bail!("timed out after {timeout:?} waiting for {what}: {last_said}"),
-            event = stream.next() => {
-                match event {
-                    Some(Err(err)) => {
-                        // The watcher retries with backoff by itself; say so, keep waiting.
-                        say(what, &format!("watch interrupted, retrying ({err})"), started);
-                        continue;
-                    }
-                    None => bail!("the watch on {what} ended unexpectedly"),
-                    // The initial list is still arriving: the store is not complete yet.
-                    Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => continue,
-                    Some(Ok(_)) => {}
-                }
-            }
+            event = events.next() => match event {
+                None => bail!("the watch on {what} ended unexpectedly"),
+                Some(Err(err)) => say(what, &format!("watch interrupted, retrying ({err})"), started),
+                Some(Ok(())) => {}
+            },
             _ = tokio::time::sleep(HEARTBEAT) => {}
         }
-        if store.wait_until_ready().now_or_never().is_none() {
-            continue;
-        }
-        let objects = store.state();
-        let refs: Vec<&K> = objects.iter().map(|o| o.as_ref()).collect();
-        match check(&refs) {
-            Progress::Done(message) => {
+        match check() {
+            None => continue,
+            Some(Progress::Done(message)) => {
                 say(what, &message, started);
                 return Ok(message);
             }
-            Progress::Failed(reason) => bail!("{what}: {reason}"),
-            Progress::Waiting(message) => {
+            Some(Progress::Failed(reason)) => bail!("{what}: {reason}"),
+            Some(Progress::Waiting(message)) => {
                 if message != last_said || last_time.elapsed() >= HEARTBEAT {
                     say(what, &message, started);
                     last_said = message;
@@ -83,6 +89,14 @@ where
             }
         }
     }
+}
+
+/// A reflector's store is published only once its initial list is complete (InitDone).
+fn is_complete<K: kube::Resource + Clone + 'static>(store: &reflector::Store<K>) -> bool
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store.wait_until_ready().now_or_never().is_some()
 }
 
 fn say(what: &str, message: &str, started: Instant) {
@@ -201,50 +215,24 @@ pub async fn deployment_rolled_out(client: &Client, namespace: &str, name: &str,
         reflector(pod_writer, watcher(Api::<Pod>::namespaced(client.clone(), namespace), watcher::Config::default().labels(&selector)))
             .default_backoff();
     let events = futures::stream::select(deployment_events.map(|e| e.map(drop)), pod_events.map(|e| e.map(drop)));
-    futures::pin_mut!(events);
-    let what = format!("rollout of {namespace}/{name}");
-    let started = Instant::now();
-    let mut last_said = String::new();
-    let mut last_time = Instant::now();
-    let deadline = tokio::time::sleep(timeout);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            _ = &mut deadline => bail!("timed out after {timeout:?} waiting for the {what}: {last_said}"),
-            event = events.next() => match event {
-                None => bail!("the watch on the {what} ended unexpectedly"),
-                Some(Err(err)) => say(&what, &format!("watch interrupted, retrying ({err})"), started),
-                Some(Ok(())) => {}
-            },
-            _ = tokio::time::sleep(HEARTBEAT) => {}
-        }
-        // Both stores must hold their initial lists before anything can be decided.
-        if deployment_store.wait_until_ready().now_or_never().is_none() || pod_store.wait_until_ready().now_or_never().is_none() {
-            continue;
+    drive(events, &format!("the rollout of {namespace}/{name}"), timeout, || {
+        if !is_complete(&deployment_store) || !is_complete(&pod_store) {
+            return None;
         }
         for pod in pod_store.state() {
             if let Some(reason) = stuck_reason(&pod) {
-                bail!("{what}: pod {} {reason}", pod.metadata.name.clone().unwrap_or_default());
+                return Some(Progress::Failed(format!("pod {} {reason}", pod.metadata.name.clone().unwrap_or_default())));
             }
         }
         let Some(deployment) = deployment_store.state().into_iter().next() else {
-            bail!("{what}: Deployment {name} was deleted");
+            return Some(Progress::Failed(format!("Deployment {name} was deleted")));
         };
-        let message = rollout_state(&deployment);
-        match message {
-            Ok(done) => {
-                say(&what, &done, started);
-                return Ok(done);
-            }
-            Err(waiting) => {
-                if waiting != last_said || last_time.elapsed() >= HEARTBEAT {
-                    say(&what, &waiting, started);
-                    last_said = waiting;
-                    last_time = Instant::now();
-                }
-            }
-        }
-    }
+        Some(match rollout_state(&deployment) {
+            Ok(done) => Progress::Done(done),
+            Err(waiting) => Progress::Waiting(waiting),
+        })
+    })
+    .await
 }
 
 /// `Ok` when the rollout is complete, else where it stands. Fails on the progress deadline.
