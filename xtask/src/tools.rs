@@ -161,6 +161,13 @@ fn check_all(sh: &Shell) -> Result<()> {
             }
         }
     }
+    // kubectl is a tool for people (the project never runs it): the pinned one is built with the
+    // node image, from the same Kubernetes source as the cluster.
+    let kubectl_version = crate::cluster::node_image::KUBERNETES_VERSION;
+    match crate::cluster::node_image::built_kubectl()? {
+        Some(path) => println!("ok      kubectl {kubectl_version:<8} {}", path.display()),
+        None => println!("info    kubectl {kubectl_version:<8} not built yet: `cargo xtask cluster image` builds it with the node image"),
+    }
     let go = Go::detect(sh);
     match go.is_usable() {
         Ok(()) => println!("ok      go    {:<8} (builds the tools and a local kind node image)", go.reported),

@@ -546,8 +546,8 @@ fn assemble_node(sh: &Shell, docker: &Docker, rootfs: &Path, kube: &Path, archiv
     Ok(())
 }
 
-/// Where the pinned binaries of a built node live (kubectl for users, after a local build).
+/// The kubectl built with the local node image (the cluster's own version), if it was built.
 pub fn built_kubectl() -> Result<Option<PathBuf>> {
-    let path = crate::cache::root()?.join("stages").join(format!("kube-{KUBERNETES_VERSION}-{RECIPE}")).join("kubectl");
+    let path = crate::cache::root()?.join("stages").join(format!("kube-{}", kube_recipe_key())).join("kubectl");
     Ok(path.is_file().then_some(path))
 }
