@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use super::docker::Docker;
+use super::layout::{pack, place};
 use super::stage::Stages;
 use crate::cli::{Image, ImageAction};
 use crate::process::{read_or_explain, run_logged};
@@ -57,11 +58,11 @@ pub fn build_model_server(sh: &Shell, docker: &Docker) -> Result<String> {
         std::fs::remove_dir_all(&context)?;
     }
     let rootfs = context.join("rootfs");
-    copy_to_rootfs(&binary, &rootfs, Path::new("usr/local/bin/model-server"))?;
+    place(&binary, &rootfs.join("usr/local/bin/model-server"))?;
     for library in shared_libraries(sh, &binary)? {
-        copy_to_rootfs(&library, &rootfs, library.strip_prefix("/")?)?;
+        place(&library, &rootfs.join(library.strip_prefix("/")?))?;
     }
-    copy_to_rootfs(&crate::repo_root().join("server/models/iris-v1.json"), &rootfs, Path::new("models/model.json"))?;
+    place(&crate::repo_root().join("server/models/iris-v1.json"), &rootfs.join("models/model.json"))?;
     std::fs::create_dir_all(rootfs.join("etc"))?;
     std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n")?;
     std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnonroot:x:65532:\n")?;
@@ -96,14 +97,6 @@ fn shared_libraries(sh: &Shell, binary: &Path) -> Result<Vec<PathBuf>> {
     Ok(libraries)
 }
 
-/// Copies `from` (following symlinks) to `rootfs/at`, keeping its mode.
-fn copy_to_rootfs(from: &Path, rootfs: &Path, at: &Path) -> Result<()> {
-    let to = rootfs.join(at);
-    std::fs::create_dir_all(to.parent().unwrap())?;
-    std::fs::copy(from, &to).with_context(|| format!("copying {} into the image", from.display()))?;
-    Ok(())
-}
-
 /// Builds the PostgreSQL image from Debian's packages unless Docker already has it.
 pub fn build_postgres(sh: &Shell, docker: &Docker) -> Result<String> {
     if docker.image_exists(POSTGRES_IMAGE) {
@@ -121,13 +114,9 @@ pub fn build_postgres(sh: &Shell, docker: &Docker) -> Result<String> {
         let cleanup = "rm -rf /var/lib/postgresql/15/main /etc/postgresql/15/main /var/cache/apt/archives/*.deb /var/lib/apt/lists/* \
                        && mkdir -p /var/lib/postgresql/data && chown -R postgres:postgres /var/lib/postgresql";
         run_logged(cmd!(sh, "chroot {rootfs} /bin/sh -c {cleanup}"), log, "trimming the PostgreSQL rootfs")?;
-        copy_to_rootfs(
-            &crate::repo_root().join("deploy/image/postgres-entrypoint.sh"),
-            &rootfs,
-            Path::new("usr/local/bin/postgres-entrypoint"),
-        )?;
+        place(&crate::repo_root().join("deploy/image/postgres-entrypoint.sh"), &rootfs.join("usr/local/bin/postgres-entrypoint"))?;
         let tarball = out.join("rootfs.tar");
-        run_logged(cmd!(sh, "tar --numeric-owner -C {rootfs} -cf {tarball} ."), log, "packing the PostgreSQL rootfs")?;
+        pack(sh, &rootfs, &tarball, log, "packing the PostgreSQL rootfs")?;
         std::fs::remove_dir_all(&rootfs)?;
         Ok(())
     })?;

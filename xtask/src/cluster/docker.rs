@@ -51,7 +51,7 @@ impl<'a> Docker<'a> {
 
     /// `docker import`: an image from a root filesystem tarball, with Dockerfile-style `changes`.
     pub fn import(&self, tarball: &Path, tag: &str, changes: &[String], log: &Path) -> Result<()> {
-        let change_args: Vec<String> = changes.iter().flat_map(|c| ["--change".to_owned(), c.clone()]).collect();
+        let change_args = change_args(changes);
         run_logged(cmd!(self.sh, "docker import {change_args...} {tarball} {tag}"), log, &format!("docker import {tag}"))
     }
 
@@ -93,7 +93,7 @@ impl<'a> Docker<'a> {
     }
 
     pub fn commit(&self, container: &str, tag: &str, changes: &[String], log: &Path) -> Result<()> {
-        let change_args: Vec<String> = changes.iter().flat_map(|c| ["--change".to_owned(), c.clone()]).collect();
+        let change_args = change_args(changes);
         run_logged(cmd!(self.sh, "docker commit {change_args...} {container} {tag}"), log, &format!("docker commit {tag}"))
     }
 
@@ -120,6 +120,11 @@ pub struct ContainerInfo {
     pub image: String,
     /// The kind cluster the container is a node of (its `io.x-k8s.kind.cluster` label).
     pub kind_cluster: Option<String>,
+}
+
+/// Dockerfile-style instructions (`ENTRYPOINT [...]`, `ENV K=V`) as `--change` arguments.
+fn change_args(changes: &[String]) -> Vec<String> {
+    changes.iter().flat_map(|c| ["--change".to_owned(), c.clone()]).collect()
 }
 
 fn first_line(text: &str) -> String {

@@ -3,6 +3,7 @@
 pub mod app_images;
 pub mod docker;
 pub mod kind;
+mod layout;
 pub mod lifecycle;
 pub mod node_image;
 mod stage;

@@ -20,6 +20,7 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use super::docker::Docker;
+use super::layout::{pack, place};
 use super::stage::Stages;
 use crate::go::Go;
 use crate::process::{read_or_explain, run_logged};
@@ -380,12 +381,6 @@ fn build_images(sh: &Shell, docker: &Docker, images: &KubeadmImages, bins: &Imag
     Ok(())
 }
 
-fn place(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to.parent().unwrap())?;
-    std::fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-    Ok(())
-}
-
 /// Turns a directory into an image (`docker import`, no base image) and saves it, tagged `tag`
 /// and `extra_tags`, as `<out>/<repository name>.tar`.
 #[allow(clippy::too_many_arguments)]
@@ -400,7 +395,7 @@ fn import_and_save(
     log: &Path,
 ) -> Result<()> {
     let tarball = layout.with_extension("layer.tar");
-    run_logged(cmd!(sh, "tar --numeric-owner -C {layout} -cf {tarball} ."), log, &format!("packing {tag}"))?;
+    pack(sh, layout, &tarball, log, &format!("packing {tag}"))?;
     let mut all_changes = vec!["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()];
     all_changes.extend_from_slice(changes);
     docker.import(&tarball, tag, &all_changes, log)?;
@@ -505,7 +500,7 @@ exec "$0" "$@"
 fn assemble_node(sh: &Shell, docker: &Docker, rootfs: &Path, kube: &Path, archives: &Path, out: &Path, log: &Path) -> Result<()> {
     let base = LOCAL_NODE_IMAGE.replace("kind-node", "kind-base");
     let tarball = out.join("rootfs.tar");
-    run_logged(cmd!(sh, "tar --numeric-owner -C {rootfs} -cf {tarball} ."), log, "packing the rootfs")?;
+    pack(sh, rootfs, &tarball, log, "packing the rootfs")?;
     docker.import(&tarball, &base, &[], log)?;
     std::fs::remove_file(&tarball)?;
     let container = "shipshape-node-image-build";

@@ -28,13 +28,18 @@ impl Stages {
         Ok(self.logs.join(format!("{name}.log")))
     }
 
+    /// Where a finished stage's output lives.
+    fn done_dir(&self, name: &str, key: &str) -> PathBuf {
+        self.dir.join(format!("{name}-{key}"))
+    }
+
     pub fn is_done(&self, name: &str, key: &str) -> bool {
-        self.dir.join(format!("{name}-{key}")).is_dir()
+        self.done_dir(name, key).is_dir()
     }
 
     /// Drops a finished stage whose product turned out to be gone, so the next `get` rebuilds it.
     pub fn forget(&self, name: &str, key: &str) -> Result<()> {
-        let done = self.dir.join(format!("{name}-{key}"));
+        let done = self.done_dir(name, key);
         if done.exists() {
             remove_dir_all_robust(&done)?;
         }
@@ -45,7 +50,7 @@ impl Stages {
     /// when it is not cached yet. `about` says what the stage makes, for the progress line.
     pub fn get(&mut self, name: &str, key: &str, about: &str, build: impl FnOnce(&Path, &Path) -> Result<()>) -> Result<PathBuf> {
         let id = format!("{name}-{key}");
-        let done = self.dir.join(&id);
+        let done = self.done_dir(name, key);
         if done.is_dir() {
             println!("[cached] {name}: {about}");
             self.report.push((name.to_owned(), Duration::ZERO, true));
