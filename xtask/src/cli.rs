@@ -24,11 +24,188 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     Up(Up),
+    Preflight(Preflight),
+    Deploy(Deploy),
+    Verify(Verify),
+    Rollback(Rollback),
+    Reload(Reload),
+    RotateSecret(RotateSecret),
+    Doctor(Doctor),
+    Status(Status),
     Cluster(Cluster),
     Image(Image),
     Tools(Tools),
     Render(Render),
     Test(Test),
+}
+
+/// Which release, on which cluster. Every command that touches a release prints its target first.
+#[derive(Args, Debug, Clone)]
+pub struct TargetArgs {
+    /// Environment: its values (deploy/envs/<env>.yaml) and its namespace (model-server-<env>).
+    #[arg(long, value_enum, default_value_t = Env::Dev)]
+    pub env: Env,
+    /// Namespace, when not model-server-<env>.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else the local cluster's from
+    /// `cargo xtask up`). Its current context is used.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
+
+/// The runbooks' prerequisite checks, before a deployment.
+///
+/// Checks, one line each with the fix for a failure: the cluster answers; the namespace exists;
+/// helm and kubectl versions; the admin-token, MLflow and database Secrets the release
+/// references exist with their keys; the ServiceAccount, Role and RoleBinding exist; RBAC lets
+/// the ServiceAccount read those Secrets (a SubjectAccessReview); no Helm operation is stuck in
+/// pending-*; no other shipshape flow holds the release. Exits 1 when a check fails.
+#[derive(Args, Debug)]
+pub struct Preflight {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::report::Output,
+}
+
+/// The standard deployment: upgrade the release to an image tag, wait, verify.
+///
+/// Steps: record the current version in the journal; check the image exists (on a node, or by
+/// pulling it in the cluster) before anything changes; `helm upgrade --install` with the tag;
+/// wait for the rollout, failing fast on CrashLoopBackOff, image pull errors or missing Secrets
+/// (not after the 10-minute progress deadline); run `verify`. On any failure the release is
+/// rolled back to the revision it had (or a first install is removed), so stable keeps serving.
+/// Refuses to start while a canary runs or another flow holds the release.
+#[derive(Args, Debug)]
+pub struct Deploy {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Image tag of shipshape/model-server to deploy.
+    #[arg(long)]
+    pub tag: String,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// The runbook's seven post-deployment checks, run concurrently on every serving pod.
+///
+/// 1 replicas ready, 2 pods Running, 3 GET /health, 4 GET /ready, 5 GET /health/db (the
+/// database), 6 error lines in the last 5 minutes of logs (a warning above 10), 7 the deployed
+/// version (what Helm applied, what the Deployment runs, what each pod reports). Pods are
+/// reached through the API server's proxy. Exit code: 0 passed, 2 passed with warnings, 1 failed.
+#[derive(Args, Debug)]
+pub struct Verify {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::report::Output,
+}
+
+/// Roll the release back: the previous release (default), a Helm revision, or an image tag.
+///
+/// Steps: find the target (the newest earlier revision that ran a different stable version with
+/// no canary, or --to-revision, or --to-tag); check its image exists before touching anything;
+/// report any change made behind Helm's back (e.g. `kubectl rollout undo`) and take those fields
+/// back; remove any canary and roll back stable in one Helm revision; wait; verify (unless
+/// --skip-verification); write a summary (terminal, --output json, $GITHUB_STEP_SUMMARY).
+#[derive(Args, Debug)]
+pub struct Rollback {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Roll back to this Helm revision (`cargo xtask status` lists them).
+    #[arg(long, conflicts_with = "to_tag")]
+    pub to_revision: Option<u32>,
+    /// Roll back to this image tag (the current values with image.tag set to it).
+    #[arg(long)]
+    pub to_tag: Option<String>,
+    /// Do not run the post-deployment checks after the rollback.
+    #[arg(long)]
+    pub skip_verification: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::report::Output,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Reload the model on every pod (stable and canary): `POST /admin/reload` with the admin token.
+///
+/// The token is read from the Secret the release names (only its length is printed) and sent in
+/// the X-Admin-Token header through the API server to each pod. Not needed when the release sets
+/// env.modelAutoRefreshSeconds. Exits 1 unless every pod reloaded.
+#[derive(Args, Debug)]
+pub struct Reload {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Rotate a secret: new 32-byte hex value, Secret updated, pods restarted, proven.
+///
+/// Steps: generate the value (never printed: only its length); update the Secret the release
+/// names; restart stable and canary as a Helm revision (value restartedAt); wait for the
+/// rollouts; prove it: for the admin token, every pod accepts the new token on POST
+/// /admin/reload and refuses the old one. If the restart fails, the old value is put back.
+#[derive(Args, Debug)]
+pub struct RotateSecret {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Which secret.
+    #[arg(value_enum)]
+    pub secret: SecretKind,
+    /// How the Secret is managed. manual: shipshape writes the Secret through the API.
+    #[arg(long, value_enum, default_value_t = SecretMethod::Manual)]
+    pub method: SecretMethod,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretKind {
+    /// The token that guards POST /admin/reload (env.adminTokenSecretName).
+    AdminToken,
+    /// The MLflow password (env.mlflowCredentialsSecretName); update it in MLflow first.
+    Mlflow,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretMethod {
+    /// Update the Kubernetes Secret directly (the runbook's kubectl apply, through the API).
+    Manual,
+}
+
+/// Diagnose a release: the runbooks' troubleshooting sections, as findings with fixes.
+///
+/// Looks for: Secrets not found or missing keys; RBAC that denies the ServiceAccount its
+/// Secrets; ExternalSecrets not syncing; pods that cannot read their Secret
+/// (CreateContainerConfigError); pods Pending (and why the scheduler says so); crash loops (with
+/// the last lines of the previous container's log); image pull errors; slow or stalled
+/// rollouts; Helm operations stuck in pending-*; changes made behind Helm's back. Exits 1 when it
+/// finds a problem.
+#[derive(Args, Debug)]
+pub struct Doctor {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::report::Output,
+}
+
+/// Where the release stands: Helm's revisions and the journal's account of each run (who ran
+/// what, when, with which result), and any flow running now.
+#[derive(Args, Debug)]
+pub struct Status {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// How many journal entries to show (newest last).
+    #[arg(long, default_value_t = 10)]
+    pub last: usize,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::report::Output,
 }
 
 /// Install or check the pinned external tools (helm, kind).

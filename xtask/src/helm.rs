@@ -2,6 +2,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use serde::Deserialize;
+use serde_json::Value;
 use xshell::{cmd, Shell};
 
 use crate::process::read_or_explain;
@@ -55,13 +57,85 @@ impl<'a> Helm<'a> {
     /// `helm upgrade --install`: applies the release and returns at once; callers wait with
     /// their own watches (which fail fast, unlike helm's timeout).
     pub fn upgrade_install(&self, chart: &Path, release: &Release, kubeconfig: &Path) -> Result<()> {
+        self.upgrade(chart, release, &Change::new(kubeconfig, "shipshape up"))
+    }
+
+    /// `helm upgrade --install` with a description (shown by `helm history`) and, when a flow has
+    /// found fields taken behind Helm's back, `--force-conflicts` to take them back.
+    pub fn upgrade(&self, chart: &Path, release: &Release, change: &Change) -> Result<()> {
         let (bin, name, namespace, values) = (&self.bin, &release.name, &release.namespace, release.value_args());
+        let (kubeconfig, description, force) = (&change.kubeconfig, &change.description, change.force_conflicts_flag());
+        let history_max = HISTORY_MAX.to_string();
         read_or_explain(cmd!(
             self.sh,
-            "{bin} upgrade --install {name} {chart} --namespace {namespace} --kubeconfig {kubeconfig} --history-max 20 {values...}"
+            "{bin} upgrade --install {name} {chart} --namespace {namespace} --kubeconfig {kubeconfig} --history-max {history_max} --description {description} {force...} {values...}"
         ))
         .with_context(|| format!("helm upgrade --install {name}"))?;
         Ok(())
+    }
+
+    /// `helm rollback NAME REVISION`: a new revision with revision N's manifest and values.
+    pub fn rollback(&self, name: &str, namespace: &str, revision: u32, change: &Change) -> Result<()> {
+        let (bin, kubeconfig, description, force) =
+            (&self.bin, &change.kubeconfig, &change.description, change.force_conflicts_flag());
+        let (revision, history_max) = (revision.to_string(), HISTORY_MAX.to_string());
+        read_or_explain(cmd!(
+            self.sh,
+            "{bin} rollback {name} {revision} --namespace {namespace} --kubeconfig {kubeconfig} --history-max {history_max} --description {description} {force...}"
+        ))
+        .with_context(|| format!("helm rollback {name} {revision}"))?;
+        Ok(())
+    }
+
+    /// `helm uninstall`: used only to undo a first install that never became healthy.
+    pub fn uninstall(&self, name: &str, namespace: &str, kubeconfig: &Path) -> Result<()> {
+        let bin = &self.bin;
+        read_or_explain(cmd!(self.sh, "{bin} uninstall {name} --namespace {namespace} --kubeconfig {kubeconfig} --wait"))
+            .with_context(|| format!("helm uninstall {name}"))?;
+        Ok(())
+    }
+
+    /// `helm history`, oldest first; empty when the release does not exist.
+    pub fn history(&self, name: &str, namespace: &str, kubeconfig: &Path) -> Result<Vec<Revision>> {
+        let bin = &self.bin;
+        let max = HISTORY_MAX.to_string();
+        match read_or_explain(cmd!(self.sh, "{bin} history {name} --namespace {namespace} --kubeconfig {kubeconfig} --max {max} -o json")) {
+            Ok(json) => serde_json::from_str(&json).context("reading helm history's JSON"),
+            Err(err) if format!("{err:#}").contains("release: not found") => Ok(Vec::new()),
+            Err(err) => Err(err.context(format!("helm history {name}"))),
+        }
+    }
+
+    /// The values of a deployed revision (the latest when `revision` is None): only what was
+    /// supplied, or with `all` the chart's defaults merged in (what the templates saw).
+    pub fn values(&self, name: &str, namespace: &str, kubeconfig: &Path, revision: Option<u32>, all: bool) -> Result<Value> {
+        let bin = &self.bin;
+        let mut options = Vec::new();
+        if let Some(revision) = revision {
+            options.extend(["--revision".to_owned(), revision.to_string()]);
+        }
+        if all {
+            options.push("--all".to_owned());
+        }
+        let json = read_or_explain(cmd!(self.sh, "{bin} get values {name} --namespace {namespace} --kubeconfig {kubeconfig} {options...} -o json"))
+            .with_context(|| format!("helm get values {name}"))?;
+        // A release installed with no values prints `null`.
+        Ok(match serde_json::from_str(&json).context("reading helm get values' JSON")? {
+            Value::Null => Value::Object(Default::default()),
+            values => values,
+        })
+    }
+
+    /// The values a release would get if it were installed now, chart defaults included, with
+    /// no cluster involved (an install dry run renders them as JSON).
+    pub fn planned_values(&self, chart: &Path, release: &Release) -> Result<Value> {
+        let (bin, name, namespace, values) = (&self.bin, &release.name, &release.namespace, release.value_args());
+        let json = read_or_explain(cmd!(self.sh, "{bin} install {name} {chart} --namespace {namespace} --dry-run=client -o json {values...}"))
+            .with_context(|| format!("computing the values of release {name}"))?;
+        let planned: Value = serde_json::from_str(&json).context("reading helm install --dry-run's JSON")?;
+        let mut merged = planned["chart"]["values"].clone();
+        merge(&mut merged, &planned["config"]);
+        Ok(merged)
     }
 
     /// `helm test`: runs the chart's test hook pods; `--logs` puts their output in the result
@@ -72,11 +146,73 @@ impl<'a> Helm<'a> {
             .with_context(|| format!("helm test {name}"))
     }
 
+    /// `helm version`: the client's version string (e.g. `v4.3.1`).
+    pub fn version(&self) -> Result<String> {
+        let bin = &self.bin;
+        let short = read_or_explain(cmd!(self.sh, "{bin} version --short"))?;
+        Ok(short.trim().split('+').next().unwrap_or_default().to_owned())
+    }
+
     /// `helm lint --strict`: warnings are failures.
     pub fn lint_strict(&self, chart: &Path, release: &Release) -> Result<()> {
         let (bin, namespace, values) = (&self.bin, &release.namespace, release.value_args());
         read_or_explain(cmd!(self.sh, "{bin} lint --strict {chart} --namespace {namespace} {values...}"))
             .with_context(|| format!("linting release {}", release.name))?;
         Ok(())
+    }
+}
+
+/// Revisions kept per release (`--history-max`): enough to roll back across a canary's steps.
+const HISTORY_MAX: u32 = 30;
+
+/// One line of `helm history -o json`.
+#[derive(Deserialize, Debug, Clone, serde::Serialize)]
+pub struct Revision {
+    pub revision: u32,
+    pub updated: String,
+    pub status: String,
+    pub chart: String,
+    pub app_version: String,
+    pub description: String,
+}
+
+impl Revision {
+    /// An operation that never finished (`pending-install`, `pending-upgrade`,
+    /// `pending-rollback`): helm refuses every further change ("another operation is in progress").
+    pub fn is_pending(&self) -> bool {
+        self.status.starts_with("pending-")
+    }
+}
+
+/// How a change is applied: which cluster, what `helm history` will say about it, and whether
+/// fields another manager took (e.g. `kubectl rollout undo`) are taken back.
+pub struct Change {
+    pub kubeconfig: PathBuf,
+    pub description: String,
+    pub force_conflicts: bool,
+}
+
+impl Change {
+    pub fn new(kubeconfig: &Path, description: impl Into<String>) -> Change {
+        // helm rejects descriptions over 256 characters.
+        let description: String = description.into().chars().take(250).collect();
+        Change { kubeconfig: kubeconfig.to_path_buf(), description, force_conflicts: false }
+    }
+
+    fn force_conflicts_flag(&self) -> Option<&'static str> {
+        self.force_conflicts.then_some("--force-conflicts")
+    }
+}
+
+/// Helm's own merge of values: maps merge key by key, anything else replaces.
+pub fn merge(base: &mut Value, overlay: &Value) {
+    match (base, overlay) {
+        (Value::Object(base), Value::Object(overlay)) => {
+            for (key, value) in overlay {
+                merge(base.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+        (base, overlay) if !overlay.is_null() => *base = overlay.clone(),
+        _ => {}
     }
 }

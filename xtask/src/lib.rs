@@ -4,11 +4,14 @@
 pub mod cache;
 pub mod cli;
 pub mod cluster;
+pub mod flows;
 pub mod go;
 pub mod helm;
+pub mod journal;
 pub mod k8s;
 mod process;
 pub mod render;
+pub mod report;
 pub mod test;
 pub mod tools;
 pub mod up;

@@ -6,6 +6,14 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = xtask::repo_shell().and_then(|sh| match cli.command {
         Command::Up(cmd) => cmd.run(&sh),
+        Command::Preflight(cmd) => cmd.run(&sh),
+        Command::Deploy(cmd) => cmd.run(&sh),
+        Command::Verify(cmd) => cmd.run(&sh),
+        Command::Rollback(cmd) => cmd.run(&sh),
+        Command::Reload(cmd) => cmd.run(&sh),
+        Command::RotateSecret(cmd) => cmd.run(&sh),
+        Command::Doctor(cmd) => cmd.run(&sh),
+        Command::Status(cmd) => cmd.run(&sh),
         Command::Cluster(cmd) => cmd.run(&sh),
         Command::Image(cmd) => cmd.run(&sh),
         Command::Tools(cmd) => cmd.run(&sh),
@@ -14,6 +22,10 @@ fn main() -> std::process::ExitCode {
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The command has printed its findings; only the exit code is left to give.
+        Err(err) if err.downcast_ref::<xtask::report::Exit>().is_some() => {
+            std::process::ExitCode::from(err.downcast_ref::<xtask::report::Exit>().map(|e| e.0).unwrap_or(1))
+        }
         Err(err) => {
             // `{:#}` prints the whole context chain on one line: what failed, and why.
             eprintln!("error: {err:#}");

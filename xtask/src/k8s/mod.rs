@@ -1,5 +1,6 @@
 //! Kubernetes API work, through kube-rs (never kubectl subprocesses): clients, waits with
 //! timeouts and progress, HTTP to Services through the API server.
+pub mod lease;
 pub mod proxy;
 pub mod secrets;
 pub mod wait;

@@ -32,3 +32,24 @@ pub async fn ensure(api: &Api<Secret>, name: &str, data: impl FnOnce() -> Result
     api.create(&PostParams::default(), &secret).await.with_context(|| format!("creating Secret {name}"))?;
     Ok(true)
 }
+
+/// The value under `key` in Secret `name`, with errors that say which is missing.
+pub async fn read_key(api: &Api<Secret>, name: &str, key: &str) -> Result<String> {
+    let secret = api.get_opt(name).await.with_context(|| format!("reading Secret {name}"))?;
+    let Some(secret) = secret else {
+        anyhow::bail!("Secret {name} does not exist");
+    };
+    let data = secret.data.unwrap_or_default();
+    let Some(value) = data.get(key) else {
+        let keys: Vec<&String> = data.keys().collect();
+        anyhow::bail!("Secret {name} has no key {key:?} (it has {keys:?})");
+    };
+    String::from_utf8(value.0.clone()).with_context(|| format!("Secret {name} key {key} is not UTF-8"))
+}
+
+/// Sets `key` in Secret `name` to `value` (a merge patch: other keys stay).
+pub async fn write_key(api: &Api<Secret>, name: &str, key: &str, value: &str) -> Result<()> {
+    let patch = serde_json::json!({"stringData": {key: value}});
+    api.patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.with_context(|| format!("updating Secret {name}"))?;
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! `cargo xtask deploy`: the runbook's standard deployment. Record the current state, check the
+//! image, `helm upgrade --install`, watch the rollout, verify; on failure, back to where it was.
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use xshell::Shell;
+
+use super::release::{self, ReleaseState};
+use super::verify::{self, Verification};
+use super::{images, print_plan, step, Flow, Run};
+use crate::cli::Deploy;
+use crate::helm::Change;
+use crate::k8s::wait;
+use crate::render;
+use crate::report::{self, Outcome};
+
+/// A rollout that has not finished in this long fails (stuck pods fail it much sooner).
+pub const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Deploy {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let flow = Flow::connect(sh, &self.target)?;
+        deploy(&flow, &self.tag, self.dry_run).map(drop)
+    }
+}
+
+/// Deploys `tag`; returns the verification (None for a dry run).
+pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verification>> {
+    let t = &flow.target;
+    let state = ReleaseState::read(flow)?;
+    refuse_unsafe_start(&state)?;
+    let drift = flow.block_on(release::drift(&flow.client, &t.namespace, &t.release, &state))?;
+    let chart_release = t.chart_release(Some(tag));
+    let planned = flow.helm.planned_values(&render::chart(), &chart_release)?;
+    let image = format!("{}:{tag}", planned["image"]["repository"].as_str().unwrap_or("shipshape/model-server"));
+    let pull_secrets = pull_secrets(&planned);
+    let from = state.current().map(|r| (r.revision, state.stable_image().unwrap_or_default()));
+    let stable = release::stable_deployment(&t.release);
+
+    let plan = vec![
+        step(
+            "record",
+            match &from {
+                Some((revision, image)) => format!("record the current state in the journal: Helm revision {revision}, {image}"),
+                None => "record that nothing is installed yet".to_owned(),
+            },
+        ),
+        step("check-image", format!("check that {image} exists (on a node, or by pulling it inside the cluster)")),
+        step(
+            "upgrade",
+            format!(
+                "helm upgrade --install {} with image.tag={tag} and deploy/envs/{}.yaml{}",
+                t.release,
+                t.env.name(),
+                if drift.is_some() { ", taking back fields changed behind Helm's back" } else { "" }
+            ),
+        ),
+        step("rollout", format!("wait for Deployment {stable} to roll out (fails fast on crash loops, pull errors, failing readiness)")),
+        step("verify", "run the seven post-deployment checks"),
+    ];
+    if dry_run {
+        print_plan("deploy", t, &plan);
+        if let Some(drift) = &drift {
+            println!("note: {drift}");
+        }
+        return Ok(None);
+    }
+
+    let mut run = Run::begin(flow, "deploy", format!("--env {} --tag {tag}", t.env.name()), plan)?;
+    run.fact("to_image", &image)?;
+    if let Some(drift) = &drift {
+        println!("note: {drift}; this deployment takes those fields back");
+        run.fact("drift", drift.to_string())?;
+    }
+    let mut upgraded = false;
+    let result = (|| -> Result<Verification> {
+        run.step("record", |_| {
+            if let Some((revision, image)) = &from {
+                println!("  current: Helm revision {revision}, {image}");
+            }
+            Ok(())
+        })?;
+        if let Some((revision, image)) = &from {
+            run.fact("from_revision", revision.to_string())?;
+            run.fact("from_image", image)?;
+        }
+        run.step("check-image", |flow| {
+            let found = flow.block_on(images::ensure_exists(&flow.client, &t.namespace, &image, &pull_secrets))?;
+            println!("  {found}");
+            Ok(())
+        })?;
+        upgraded = true;
+        run.step("upgrade", |flow| {
+            let mut change = Change::new(&t.kubeconfig, format!("shipshape deploy {tag} by {}", crate::journal::actor()));
+            change.force_conflicts = drift.is_some();
+            flow.helm.upgrade(&render::chart(), &chart_release, &change)
+        })?;
+        run.step("rollout", |flow| flow.block_on(wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT)))?;
+        run.step("verify", |flow| {
+            let verification = verify::verify(flow)?;
+            report::print_checks(&verification.checks);
+            if verification.outcome == Outcome::Fail {
+                let failed: Vec<&str> = verification.checks.iter().filter(|c| c.outcome == Outcome::Fail).map(|c| c.name.as_str()).collect();
+                bail!("post-deployment verification failed: {}", failed.join(", "));
+            }
+            Ok(verification)
+        })
+    })();
+    match result {
+        Ok(verification) => {
+            run.finish("succeeded", None)?;
+            Ok(Some(verification))
+        }
+        Err(err) if !upgraded => {
+            run.finish("failed", Some(&err))?;
+            Err(err.context("nothing was changed"))
+        }
+        Err(err) => {
+            let restored = restore(&mut run, flow, from.as_ref().map(|(revision, _)| *revision));
+            match restored {
+                Ok(what) => {
+                    run.finish("failed", Some(&err))?;
+                    Err(err.context(format!("deploy of {tag} failed; {what}")))
+                }
+                Err(undo_err) => {
+                    run.finish("failed-needs-attention", Some(&err))?;
+                    Err(err.context(format!(
+                        "deploy of {tag} failed, and restoring the previous state failed too ({undo_err:#}); run `cargo xtask doctor`"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// The compensation: back to the revision the release had, or no release if it had none.
+fn restore(run: &mut Run, flow: &Flow, from_revision: Option<u32>) -> Result<String> {
+    let t = &flow.target;
+    match from_revision {
+        Some(revision) => run.compensate("restore", &format!("roll back to Helm revision {revision}"), |flow| {
+            let mut change = Change::new(&t.kubeconfig, format!("shipshape deploy failed: back to revision {revision}"));
+            change.force_conflicts = true;
+            flow.helm.rollback(&t.release, &t.namespace, revision, &change)?;
+            let stable = release::stable_deployment(&t.release);
+            flow.block_on(wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT))
+                .context("the restored revision did not roll out")?;
+            Ok(format!("rolled back to Helm revision {revision}, which serves again"))
+        }),
+        None => run.compensate("restore", "uninstall the release that never became healthy", |flow| {
+            flow.helm.uninstall(&t.release, &t.namespace, &t.kubeconfig)?;
+            Ok("the new release was uninstalled".to_owned())
+        }),
+    }
+}
+
+/// States in which starting a deployment would make things worse.
+pub fn refuse_unsafe_start(state: &ReleaseState) -> Result<()> {
+    refuse_unsafe_start_for_restart(state)?;
+    if state.canary_enabled() {
+        bail!("a canary is running on this release: finish it first (promote or abort), or `cargo xtask rollback` to remove it");
+    }
+    Ok(())
+}
+
+/// States in which no Helm change can be made (a restart included).
+pub fn refuse_unsafe_start_for_restart(state: &ReleaseState) -> Result<()> {
+    if let Some(current) = state.current().filter(|r| r.is_pending()) {
+        bail!(
+            "Helm revision {} of this release is {} (an operation was interrupted), so helm refuses every change. \
+             Return to the last deployed revision with `cargo xtask rollback`, then deploy again.",
+            current.revision,
+            current.status
+        );
+    }
+    Ok(())
+}
+
+/// `imagePullSecrets` names from values.
+pub fn pull_secrets(values: &serde_json::Value) -> Vec<String> {
+    values["imagePullSecrets"].as_array().into_iter().flatten().filter_map(|s| s["name"].as_str().map(str::to_owned)).collect()
+}

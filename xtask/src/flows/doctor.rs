@@ -1,0 +1,192 @@
+//! `cargo xtask doctor`: the runbooks' troubleshooting sections as diagnoses. Each finding says
+//! what is wrong, the evidence, and the fix.
+use anyhow::Result;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, LogParams};
+use kube::Api;
+use serde::Serialize;
+use xshell::Shell;
+
+use super::release::{self, ReleaseState};
+use super::{findings, Flow, Target};
+use crate::cli::Doctor;
+use crate::k8s::wait;
+use crate::report::{self, Check, Outcome, Output};
+
+/// Lines of a crashed container's previous log shown as evidence.
+const CRASH_LOG_LINES: i64 = 10;
+
+#[derive(Serialize)]
+struct Diagnosis {
+    namespace: String,
+    outcome: Outcome,
+    findings: Vec<Check>,
+}
+
+impl Doctor {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let flow = Flow::connect(sh, &self.target)?;
+        let checks = doctor(&flow)?;
+        let outcome = report::overall(&checks);
+        match self.output {
+            Output::Human => {
+                report::print_checks(&checks);
+                println!("doctor: {}", if outcome == Outcome::Pass { "nothing wrong found" } else { "problems found (fixes above)" });
+            }
+            Output::Json => {
+                let doc = Diagnosis { namespace: flow.target.namespace.clone(), outcome, findings: checks };
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            }
+        }
+        report::exit_for(outcome)
+    }
+}
+
+pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
+    let t = &flow.target;
+    let state = ReleaseState::read(flow)?;
+    let mut checks = vec![findings::helm_not_pending(&state)];
+    if !state.is_installed() {
+        checks.push(
+            Check::new("release", Outcome::Fail, format!("release {} is not installed in {}", t.release, t.namespace))
+                .with_fix(format!("cargo xtask preflight --env {0}, then cargo xtask deploy --env {0} --tag <tag>", t.env.name())),
+        );
+        return Ok(checks);
+    }
+    flow.block_on(async {
+        checks.extend(findings::secrets_present(&flow.client, t, &state.values).await);
+        checks.extend(findings::rbac(&flow.client, t, &state.values, true).await);
+        if state.values["externalSecrets"]["enabled"].as_bool() == Some(true) {
+            checks.push(external_secrets(&flow.client, t).await);
+        }
+        checks.extend(pods(&flow.client, t).await?);
+        checks.extend(rollouts(&flow.client, t).await?);
+        checks.push(match release::drift(&flow.client, &t.namespace, &t.release, &state).await? {
+            None => Check::new("helm owns the release", Outcome::Pass, "the Deployment runs what Helm applied"),
+            Some(drift) => Check::new("helm owns the release", Outcome::Warn, drift.to_string())
+                .with_fix("cargo xtask rollback (or deploy) returns the Deployment to a Helm revision"),
+        });
+        checks.push(findings::no_flow_running(&flow.client, t).await);
+        anyhow::Ok(())
+    })?;
+    Ok(checks)
+}
+
+/// ExternalSecret objects Ready (the runbook's `SecretSyncedError` diagnosis).
+async fn external_secrets(client: &kube::Client, t: &Target) -> Check {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("external-secrets.io", "v1", "ExternalSecret"));
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &t.namespace, &resource);
+    match api.list(&ListParams::default()).await {
+        Err(kube::Error::Api(status)) if status.code == 404 => Check::new("external secrets", Outcome::Fail, "the ExternalSecret kind does not exist in this cluster")
+            .with_fix("install External Secrets Operator (external-secrets.io/v1), or deploy with externalSecrets.enabled=false"),
+        Err(err) => Check::new("external secrets", Outcome::Fail, format!("cannot list ExternalSecrets: {err}")),
+        Ok(list) => {
+            let mut bad = Vec::new();
+            for object in &list.items {
+                let conditions = object.data["status"]["conditions"].as_array().cloned().unwrap_or_default();
+                let ready = conditions.iter().find(|c| c["type"] == "Ready");
+                if ready.map(|c| c["status"] != "True").unwrap_or(true) {
+                    bad.push(format!(
+                        "{}: {} {}",
+                        object.metadata.name.clone().unwrap_or_default(),
+                        ready.and_then(|c| c["reason"].as_str()).unwrap_or("not synced yet"),
+                        ready.and_then(|c| c["message"].as_str()).unwrap_or("")
+                    ));
+                }
+            }
+            if bad.is_empty() {
+                Check::new("external secrets", Outcome::Pass, format!("{} ExternalSecret(s) synced", list.items.len()))
+            } else {
+                Check::new("external secrets", Outcome::Fail, bad.join("; ")).with_fix(
+                    "check the SecretStore, that the key exists in the external store, its credentials, and the operator's logs \
+                     (kubectl logs -n external-secrets-system -l app.kubernetes.io/name=external-secrets)",
+                )
+            }
+        }
+    }
+}
+
+/// The pods' troubles: cannot read their Secret, Pending, crash-looping, image pull errors,
+/// running but never ready.
+async fn pods(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &t.namespace);
+    let pods = api.list(&ListParams::default().labels(&release::pod_selector(&t.release))).await?.items;
+    let mut checks = Vec::new();
+    for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let status = pod.status.clone().unwrap_or_default();
+        if let Some(reason) = wait::stuck_reason(pod) {
+            let waiting = status.container_statuses.iter().flatten().find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone()).unwrap_or_default();
+            let check = match waiting.as_str() {
+                "CreateContainerConfigError" => Check::new(format!("pod {name}"), Outcome::Fail, format!("cannot read its secret: {reason}"))
+                    .with_fix("the Secret or key it names is missing: see the secret checks above; pods start once it exists"),
+                "CrashLoopBackOff" => {
+                    let previous = LogParams { container: Some("api".to_owned()), previous: true, tail_lines: Some(CRASH_LOG_LINES), ..Default::default() };
+                    let log = api.logs(&name, &previous).await.unwrap_or_default();
+                    let tail = log.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ");
+                    Check::new(format!("pod {name}"), Outcome::Fail, format!("{reason}; previous log: {tail}"))
+                        .with_fix("configuration errors (ConfigMap/Secrets), the database, or memory limits: the log above says which; roll back with cargo xtask rollback")
+                }
+                _ => Check::new(format!("pod {name}"), Outcome::Fail, reason)
+                    .with_fix("check the image name and tag, and the registry credentials (imagePullSecrets); roll back with cargo xtask rollback"),
+            };
+            checks.push(check);
+            continue;
+        }
+        if status.phase.as_deref() == Some("Pending") {
+            let unscheduled = status.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False");
+            let why = unscheduled.and_then(|c| c.message.clone()).unwrap_or_else(|| "waiting to start".to_owned());
+            checks.push(
+                Check::new(format!("pod {name}"), Outcome::Fail, format!("Pending: {why}"))
+                    .with_fix("insufficient resources (quotas, node capacity), node selectors or affinity: compare the pod's requests with the nodes"),
+            );
+            continue;
+        }
+        if status.phase.as_deref() == Some("Running") && !wait::pod_is_ready(pod) {
+            checks.push(
+                Check::new(format!("pod {name}"), Outcome::Warn, "Running but not ready: its readiness probe (GET /ready) fails")
+                    .with_fix("the model may not load: check the pod's log and env.modelUri"),
+            );
+        }
+    }
+    if checks.is_empty() {
+        checks.push(Check::new("pods", Outcome::Pass, format!("{} pods, none stuck", pods.len())));
+    }
+    Ok(checks)
+}
+
+/// The runbook's "slow rollout": a Deployment not progressing, or past its deadline.
+async fn rollouts(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &t.namespace);
+    let mut checks = Vec::new();
+    for name in [release::stable_deployment(&t.release), release::canary_deployment(&t.release)] {
+        let Some(deployment) = api.get_opt(&name).await? else { continue };
+        let status = deployment.status.clone().unwrap_or_default();
+        let wanted = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let progressing = status.conditions.iter().flatten().find(|c| c.type_ == "Progressing");
+        let check = if progressing.is_some_and(|c| c.status == "False") {
+            Check::new(
+                format!("rollout {name}"),
+                Outcome::Fail,
+                format!("stalled: {}", progressing.and_then(|c| c.message.clone()).unwrap_or_default()),
+            )
+            .with_fix("the pod findings above say why; cargo xtask rollback returns to the previous release")
+        } else if status.updated_replicas.unwrap_or(0) < wanted || status.ready_replicas.unwrap_or(0) < wanted {
+            Check::new(
+                format!("rollout {name}"),
+                Outcome::Warn,
+                format!(
+                    "in progress: {}/{wanted} updated, {} ready",
+                    status.updated_replicas.unwrap_or(0),
+                    status.ready_replicas.unwrap_or(0)
+                ),
+            )
+            .with_fix("slow rollouts: pod scheduling (node resources) or slow readiness; the pod findings say which")
+        } else {
+            Check::new(format!("rollout {name}"), Outcome::Pass, format!("{wanted}/{wanted} updated and ready"))
+        };
+        checks.push(check);
+    }
+    Ok(checks)
+}

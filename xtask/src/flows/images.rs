@@ -1,0 +1,88 @@
+//! "Verify the target image exists" before anything changes. A node that already has the image
+//! answers at once (Node status lists its images); otherwise a short-lived pod pulls it, which
+//! asks the registry with the cluster's own credentials, exactly as the rollout would.
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::watcher;
+use kube::Api;
+use serde_json::json;
+
+use crate::k8s::wait::{self, Progress};
+
+/// A pull that has not finished (or failed) within this is reported as unknown.
+const PULL_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Where the image was found.
+pub async fn ensure_exists(client: &kube::Client, namespace: &str, image: &str, pull_secrets: &[String]) -> Result<String> {
+    let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await.context("listing nodes")?;
+    for node in &nodes {
+        let listed = node.status.as_ref().and_then(|s| s.images.as_ref()).into_iter().flatten();
+        if listed.flat_map(|i| i.names.iter().flatten()).any(|name| same_image(name, image)) {
+            return Ok(format!("image {image} is present on node {}", node.metadata.name.clone().unwrap_or_default()));
+        }
+    }
+    pull(client, namespace, image, pull_secrets).await
+}
+
+/// `shipshape/model-server:1` and `docker.io/shipshape/model-server:1` are the same image.
+fn same_image(listed: &str, wanted: &str) -> bool {
+    let normalize = |s: &str| {
+        let s = s.strip_prefix("docker.io/").unwrap_or(s);
+        s.strip_prefix("library/").unwrap_or(s).to_owned()
+    };
+    normalize(listed) == normalize(wanted)
+}
+
+async fn pull(client: &kube::Client, namespace: &str, image: &str, pull_secrets: &[String]) -> Result<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let name = format!("shipshape-image-check-{:x}", std::process::id());
+    let secrets: Vec<_> = pull_secrets.iter().map(|s| json!({"name": s})).collect();
+    // The container only has to exist: once the image is pulled its start may fail, which is fine.
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "shipshape", "app.kubernetes.io/component": "image-check"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": false,
+            "imagePullSecrets": secrets,
+            "containers": [{"name": "check", "image": image, "imagePullPolicy": "IfNotPresent", "args": ["--version"],
+                            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]
+        }
+    }))?;
+    let _ = pods.delete(&name, &DeleteParams::default()).await;
+    pods.create(&PostParams::default(), &pod).await.with_context(|| format!("creating pod {name} to pull {image}"))?;
+    let outcome = wait::until(
+        pods.clone(),
+        watcher::Config::default().fields(&format!("metadata.name={name}")),
+        &format!("pulling {image}"),
+        PULL_TIMEOUT,
+        |found| {
+            let Some(pod) = found.first() else { return Progress::Waiting("pod not created yet".to_owned()) };
+            let Some(status) = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|s| s.first()) else {
+                return Progress::Waiting("scheduling".to_owned());
+            };
+            let state = status.state.as_ref();
+            if state.is_some_and(|s| s.running.is_some() || s.terminated.is_some()) {
+                return Progress::Done(format!("image {image} pulled"));
+            }
+            match state.and_then(|s| s.waiting.as_ref()).map(|w| (w.reason.clone().unwrap_or_default(), w.message.clone().unwrap_or_default())) {
+                Some((reason, message)) if matches!(reason.as_str(), "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull") => {
+                    Progress::Failed(format!("{reason}: {message}"))
+                }
+                Some((reason, _)) if reason == "ContainerCreating" => Progress::Waiting("pulling".to_owned()),
+                // Pulled, then failed to start (e.g. no such entrypoint flag): the image exists.
+                Some((reason, _)) => Progress::Done(format!("image {image} pulled ({reason})")),
+                None => Progress::Waiting("pulling".to_owned()),
+            }
+        },
+    )
+    .await;
+    let _ = pods.delete(&name, &DeleteParams::default()).await;
+    match outcome {
+        Ok(found) => Ok(found),
+        Err(err) => bail!("image {image} cannot be used: no node has it and pulling it failed: {err:#}"),
+    }
+}

@@ -1,0 +1,244 @@
+//! The runbooks' paths, one module each. Every flow is a list of named steps (the plan): with
+//! `--dry-run` the plan is printed and nothing changes; otherwise each step is announced, timed
+//! and written to the journal in the cluster as it runs, under a Lease that keeps a second flow
+//! off the same release. A failing flow runs its compensation so stable keeps serving.
+pub mod deploy;
+pub mod doctor;
+pub mod findings;
+pub mod images;
+pub mod preflight;
+pub mod release;
+pub mod reload;
+pub mod rollback;
+pub mod rotate;
+pub mod status;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use xshell::Shell;
+
+use crate::cli::{Env, TargetArgs, Variant};
+use crate::helm::{Helm, Release};
+use crate::journal::{self, Entry, Journal, StepRecord};
+use crate::k8s::lease;
+use crate::render;
+
+/// Which release on which cluster a flow works on.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub env: Env,
+    pub namespace: String,
+    pub release: String,
+    pub kubeconfig: PathBuf,
+}
+
+impl TargetArgs {
+    pub fn target(&self) -> Result<Target> {
+        Ok(Target {
+            env: self.env,
+            namespace: self.namespace.clone().unwrap_or_else(|| render::namespace(self.env)),
+            release: render::RELEASE_NAME.to_owned(),
+            kubeconfig: resolve_kubeconfig(self.kubeconfig.as_deref())?,
+        })
+    }
+}
+
+/// `--kubeconfig`, else $KUBECONFIG (clap reads it into the same field), else ~/.kube/config,
+/// else the local cluster `cargo xtask up` made. Every flow prints which one it uses.
+fn resolve_kubeconfig(given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = given {
+        if path.to_string_lossy().contains(':') {
+            anyhow::bail!("KUBECONFIG lists several files ({}); pass one with --kubeconfig", path.display());
+        }
+        return Ok(path.to_path_buf());
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let default = Path::new(&home).join(".kube/config");
+        if default.exists() {
+            return Ok(default);
+        }
+    }
+    let local = crate::cache::root()?.join("clusters/shipshape/kubeconfig");
+    if local.exists() {
+        return Ok(local);
+    }
+    anyhow::bail!("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or create the local cluster with `cargo xtask up`")
+}
+
+impl Target {
+    /// The chart release for this target's environment (standard shape) with `set` values.
+    pub fn chart_release(&self, tag: Option<&str>) -> Release {
+        let mut release = render::release(self.env, Variant::Stable, tag);
+        release.namespace = self.namespace.clone();
+        release.name = self.release.clone();
+        release
+    }
+
+    fn lease_name(&self) -> String {
+        format!("shipshape-lock-{}", self.release)
+    }
+}
+
+/// A connection to the target: the shell for helm, a tokio runtime and a kube client.
+pub struct Flow<'a> {
+    pub sh: &'a Shell,
+    pub target: Target,
+    pub helm: Helm<'a>,
+    pub client: kube::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl<'a> Flow<'a> {
+    /// Connects, and prints which cluster, namespace and release the command works on.
+    pub fn connect(sh: &'a Shell, args: &TargetArgs) -> Result<Flow<'a>> {
+        let target = args.target()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let client = runtime.block_on(crate::k8s::client(&target.kubeconfig))?;
+        eprintln!(
+            "target: release {} in namespace {} ({}), kubeconfig {}",
+            target.release,
+            target.namespace,
+            target.env.name(),
+            target.kubeconfig.display()
+        );
+        Ok(Flow { sh, helm: Helm::new(sh)?, target, client, runtime })
+    }
+
+    /// Runs async API work from the synchronous flow (helm calls stay off the runtime).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// `helm upgrade` of the release with exactly `values` (a release's supplied values, changed):
+    /// for changes that keep everything else as it is, like a restart or a rollback to a tag.
+    pub fn upgrade_with_values(&self, values: &serde_json::Value, change: &crate::helm::Change) -> Result<()> {
+        // helm reads JSON as YAML; the file holds no secrets (values name Secrets, never hold them).
+        let file = tempfile::Builder::new().prefix("shipshape-values-").suffix(".json").tempfile()?;
+        std::fs::write(file.path(), serde_json::to_vec(values)?)?;
+        let release = Release {
+            name: self.target.release.clone(),
+            namespace: self.target.namespace.clone(),
+            values_files: vec![file.path().to_path_buf()],
+            set: Vec::new(),
+        };
+        self.helm.upgrade(&render::chart(), &release, change)
+    }
+
+    pub fn journal(&self) -> Journal {
+        Journal::new(&self.client, &self.target.namespace, &self.target.release)
+    }
+}
+
+/// One step of a plan: an id (stable, for the journal) and what it will do, in words.
+pub struct Step {
+    pub id: &'static str,
+    pub description: String,
+}
+
+pub fn step(id: &'static str, description: impl Into<String>) -> Step {
+    Step { id, description: description.into() }
+}
+
+/// Prints a plan, as `--dry-run` does.
+pub fn print_plan(flow: &str, target: &Target, plan: &[Step]) {
+    println!("plan for `{flow}` on release {} in {} (dry run: nothing will change):", target.release, target.namespace);
+    for (n, step) in plan.iter().enumerate() {
+        println!("  {}. {}", n + 1, step.description);
+    }
+}
+
+/// A flow in progress: holds the release's Lease and keeps its journal entry current.
+pub struct Run<'f, 'a> {
+    flow: &'f Flow<'a>,
+    plan: Vec<Step>,
+    pub entry: Entry,
+    lease: Option<lease::Held>,
+    started: Instant,
+}
+
+impl<'f, 'a> Run<'f, 'a> {
+    /// Takes the Lease (or fails naming its holder) and journals the run as started.
+    pub fn begin(flow: &'f Flow<'a>, name: &str, args: String, plan: Vec<Step>) -> Result<Run<'f, 'a>> {
+        let actor = journal::actor();
+        let started_at = journal::now();
+        let id = format!("{}-{name}-{:04x}", started_at.replace([':', '-'], ""), std::process::id() & 0xffff);
+        let holder = format!("{actor} ({name} {id}, pid {})", std::process::id());
+        let lease = flow.block_on(lease::acquire(&flow.client, &flow.target.namespace, &flow.target.lease_name(), &holder))?;
+        let entry = Entry { id, flow: name.to_owned(), args, actor, started: started_at, result: "running".to_owned(), ..Default::default() };
+        let run = Run { flow, plan, entry, lease: Some(lease), started: Instant::now() };
+        run.save()?;
+        println!("{name}: {} steps (journal entry {})", run.plan.len(), run.entry.id);
+        Ok(run)
+    }
+
+    /// Runs the planned step `id`: announces it, times it, journals its outcome.
+    pub fn step<T>(&mut self, id: &str, work: impl FnOnce(&Flow<'a>) -> Result<T>) -> Result<T> {
+        let position = self.plan.iter().position(|s| s.id == id).unwrap_or_else(|| panic!("step {id} is not in the plan"));
+        let description = self.plan[position].description.clone();
+        println!("[{}/{}] {description}", position + 1, self.plan.len());
+        self.record(id, &description, "running", String::new(), 0.0)?;
+        let started = Instant::now();
+        let result = work(self.flow);
+        let seconds = started.elapsed().as_secs_f64();
+        match &result {
+            Ok(_) => self.record(id, &description, "done", String::new(), seconds)?,
+            Err(err) => self.record(id, &description, "failed", format!("{err:#}"), seconds)?,
+        }
+        result.with_context(|| format!("step {} ({description}) failed", position + 1))
+    }
+
+    /// Runs an unplanned step that undoes earlier ones after a failure.
+    pub fn compensate<T>(&mut self, id: &str, description: &str, work: impl FnOnce(&Flow<'a>) -> Result<T>) -> Result<T> {
+        println!("[undo] {description}");
+        let started = Instant::now();
+        let result = work(self.flow);
+        let status = if result.is_ok() { "compensation" } else { "compensation-failed" };
+        let detail = result.as_ref().err().map(|e| format!("{e:#}")).unwrap_or_default();
+        self.record(id, description, status, detail, started.elapsed().as_secs_f64())?;
+        result
+    }
+
+    /// Remembers a fact (from/to versions, findings) in the journal.
+    pub fn fact(&mut self, key: &str, value: impl Into<String>) -> Result<()> {
+        self.entry.facts.insert(key.to_owned(), value.into());
+        self.save()
+    }
+
+    fn record(&mut self, id: &str, description: &str, status: &str, detail: String, seconds: f64) -> Result<()> {
+        let record = StepRecord { id: id.to_owned(), description: description.to_owned(), status: status.to_owned(), detail, seconds };
+        match self.entry.steps.iter_mut().rev().find(|s| s.id == id && s.status == "running") {
+            Some(existing) => *existing = record,
+            None => self.entry.steps.push(record),
+        }
+        self.save()
+    }
+
+    fn save(&self) -> Result<()> {
+        self.flow.block_on(self.flow.journal().write(&self.entry))
+    }
+
+    /// Journals the outcome and releases the Lease. `result` is "succeeded" or, for a failure,
+    /// "failed" (compensated: stable serves as before) or "failed-needs-attention".
+    pub fn finish(mut self, result: &str, error: Option<&anyhow::Error>) -> Result<()> {
+        self.entry.result = result.to_owned();
+        self.entry.finished = Some(journal::now());
+        self.entry.error = error.map(|e| format!("{e:#}"));
+        let saved = self.save();
+        let lease = self.lease.take().expect("a run holds its lease until it finishes");
+        let released = self.flow.block_on(lease.release());
+        println!("{}: {result} in {:.1}s (journal entry {})", self.entry.flow, self.started.elapsed().as_secs_f64(), self.entry.id);
+        saved.and(released)
+    }
+}
+
+impl Drop for Run<'_, '_> {
+    /// A run dropped without `finish` (a panic) still lets go of the Lease at once.
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            let _ = self.flow.block_on(lease.release());
+        }
+    }
+}

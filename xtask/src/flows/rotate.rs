@@ -1,0 +1,157 @@
+//! `cargo xtask rotate-secret`: the canary runbook's secret rotation. A new value (never shown),
+//! the Secret updated, every pod restarted as a Helm revision, and proof that the new value
+//! works and the old one no longer does. A failed restart puts the old value back.
+use anyhow::{bail, Context, Result};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use xshell::Shell;
+
+use super::deploy::{refuse_unsafe_start_for_restart, ROLLOUT_TIMEOUT};
+use super::release::{self, ReleaseState};
+use super::{print_plan, reload, step, Flow, Run};
+use crate::cli::{RotateSecret, SecretKind, SecretMethod};
+use crate::helm::Change;
+use crate::k8s::{secrets, wait};
+
+impl RotateSecret {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let flow = Flow::connect(sh, &self.target)?;
+        rotate(&flow, self.secret, self.method, self.dry_run)
+    }
+}
+
+pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool) -> Result<()> {
+    let t = &flow.target;
+    let state = ReleaseState::read(flow)?;
+    let Some(current) = state.current().cloned() else {
+        bail!("release {} is not installed in namespace {}: there are no pods to rotate a secret for", t.release, t.namespace);
+    };
+    refuse_unsafe_start_for_restart(&state)?;
+    let (secret, key) = match kind {
+        SecretKind::AdminToken => release::admin_token_secret(&state.values),
+        SecretKind::Mlflow => {
+            let name = state.values["env"]["mlflowCredentialsSecretName"].as_str().unwrap_or_default().to_owned();
+            if name.is_empty() {
+                bail!("release {} uses no MLflow credentials (env.mlflowCredentialsSecretName is empty): nothing to rotate", t.release);
+            }
+            (name, state.values["env"]["mlflowPasswordKey"].as_str().unwrap_or("password").to_owned())
+        }
+    };
+    let secrets_api: Api<Secret> = Api::namespaced(flow.client.clone(), &t.namespace);
+    // Read before anything changes: a missing Secret or key stops the rotation here.
+    let old_value = flow
+        .block_on(secrets::read_key(&secrets_api, &secret, &key))
+        .with_context(|| format!("cannot rotate: create the Secret first (`cargo xtask preflight --env {}` lists what is missing)", t.env.name()))?;
+    let stable = release::stable_deployment(&t.release);
+    let canary = state.canary_enabled().then(|| release::canary_deployment(&t.release));
+    let deployments: Vec<String> = std::iter::once(stable.clone()).chain(canary.clone()).collect();
+
+    let plan = vec![
+        step("generate", "generate a new 32-byte hex value (only its length is printed)"),
+        step(
+            "update",
+            match method {
+                SecretMethod::Manual => format!("update Secret {secret}, key {key}, through the API"),
+            },
+        ),
+        step("restart", format!("restart {} as a Helm revision (restartedAt; current values)", deployments.join(" and "))),
+        step("rollout", format!("wait for {} to roll out", deployments.join(" and "))),
+        step(
+            "prove",
+            match kind {
+                SecretKind::AdminToken => "prove it: every pod accepts the new token and refuses the old one (POST /admin/reload)".to_owned(),
+                SecretKind::Mlflow => "prove it: every pod restarted after the update and is ready with the new credentials".to_owned(),
+            },
+        ),
+    ];
+    if dry_run {
+        print_plan("rotate-secret", t, &plan);
+        return Ok(());
+    }
+    let mut run = Run::begin(flow, "rotate-secret", format!("{kind:?} --method {method:?}").to_lowercase(), plan)?;
+    run.fact("secret", format!("{secret}/{key}"))?;
+    run.fact("from_revision", current.revision.to_string())?;
+    let mut updated = false;
+    let mut restarted = false;
+    let result = (|| -> Result<()> {
+        let new_value = run.step("generate", |_| {
+            let value = secrets::random_token()?;
+            println!("  new value generated (length: {})", value.len());
+            Ok(value)
+        })?;
+        run.step("update", |flow| flow.block_on(secrets::write_key(&secrets_api, &secret, &key, &new_value)))?;
+        updated = true;
+        run.step("restart", |flow| {
+            let mut values = flow.helm.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
+            crate::helm::merge(&mut values, &serde_json::json!({"restartedAt": crate::journal::now()}));
+            restarted = true;
+            flow.upgrade_with_values(&values, &Change::new(&t.kubeconfig, format!("shipshape rotate-secret {secret}: restart")))
+        })?;
+        run.step("rollout", |flow| {
+            flow.block_on(async {
+                for deployment in &deployments {
+                    wait::deployment_rolled_out(&flow.client, &t.namespace, deployment, ROLLOUT_TIMEOUT).await?;
+                }
+                anyhow::Ok(())
+            })
+        })?;
+        run.step("prove", |flow| match kind {
+            SecretKind::AdminToken => flow.block_on(prove_token(&flow.client, &t.namespace, &t.release, &new_value, &old_value)),
+            SecretKind::Mlflow => {
+                let pods = flow.block_on(release::ready_pods(&flow.client, &t.namespace, &t.release))?;
+                println!("  {} pods restarted and ready", pods.len());
+                Ok(())
+            }
+        })
+    })();
+    match result {
+        Ok(()) => run.finish("succeeded", None),
+        Err(err) if !updated => {
+            run.finish("failed", Some(&err))?;
+            Err(err.context("nothing was changed"))
+        }
+        Err(err) => {
+            let undo = run.compensate("restore", "put the old value back and return to the previous Helm revision", |flow| {
+                flow.block_on(secrets::write_key(&secrets_api, &secret, &key, &old_value))?;
+                if restarted {
+                    flow.helm.rollback(&t.release, &t.namespace, current.revision, &Change::new(&t.kubeconfig, "shipshape rotate-secret failed: restore"))?;
+                    flow.block_on(wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT))?;
+                }
+                Ok(())
+            });
+            match undo {
+                Ok(()) => {
+                    run.finish("failed", Some(&err))?;
+                    Err(err.context("rotation failed; the old value is back and the pods run with it"))
+                }
+                Err(undo_err) => {
+                    run.finish("failed-needs-attention", Some(&err))?;
+                    Err(err.context(format!("rotation failed, and restoring the old value failed too ({undo_err:#})")))
+                }
+            }
+        }
+    }
+}
+
+/// Every pod accepts `new` and refuses `old`.
+async fn prove_token(client: &kube::Client, namespace: &str, release_name: &str, new: &str, old: &str) -> Result<()> {
+    let with_new = reload::post_reload(client, namespace, release_name, new).await?;
+    let with_old = reload::post_reload(client, namespace, release_name, old).await?;
+    let mut wrong = Vec::new();
+    for a in &with_new {
+        println!("  new token: {} -> {}", a.pod, a.status);
+        if a.status != 200 {
+            wrong.push(format!("{} refused the new token ({})", a.pod, a.status));
+        }
+    }
+    for a in &with_old {
+        println!("  old token: {} -> {}", a.pod, a.status);
+        if a.status != 401 {
+            wrong.push(format!("{} answered {} to the old token (expected 401)", a.pod, a.status));
+        }
+    }
+    if !wrong.is_empty() {
+        bail!("the rotation is not effective: {}", wrong.join("; "));
+    }
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! `cargo xtask status`: Helm's revisions beside the journal's account of each run.
+use anyhow::Result;
+use serde::Serialize;
+use xshell::Shell;
+
+use super::release::ReleaseState;
+use super::Flow;
+use crate::cli::Status;
+use crate::helm::Revision;
+use crate::journal::Entry;
+use crate::k8s::lease;
+use crate::report::Output;
+
+#[derive(Serialize)]
+struct Standing {
+    release: String,
+    namespace: String,
+    running_now: Option<String>,
+    revisions: Vec<Revision>,
+    runs: Vec<Entry>,
+}
+
+impl Status {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let flow = Flow::connect(sh, &self.target)?;
+        let t = &flow.target;
+        let state = ReleaseState::read(&flow)?;
+        let mut runs = flow.block_on(flow.journal().entries())?;
+        runs.drain(..runs.len().saturating_sub(self.last));
+        let running_now = flow.block_on(lease::current_holder(&flow.client, &t.namespace, &format!("shipshape-lock-{}", t.release)))?;
+        let standing = Standing { release: t.release.clone(), namespace: t.namespace.clone(), running_now, revisions: state.history, runs };
+        match self.output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(&standing)?),
+            Output::Human => print(&standing),
+        }
+        Ok(())
+    }
+}
+
+fn print(s: &Standing) {
+    println!("release {} in {}", s.release, s.namespace);
+    if s.revisions.is_empty() {
+        println!("  not installed");
+    }
+    println!("helm revisions:");
+    for r in &s.revisions {
+        println!("  {:>3}  {:<16} {:<20} {}", r.revision, r.status, r.updated.get(..19).unwrap_or(&r.updated), r.description);
+    }
+    println!("shipshape runs (journal, newest last):");
+    if s.runs.is_empty() {
+        println!("  none recorded");
+    }
+    for run in &s.runs {
+        let facts: Vec<String> = ["from_image", "to_image", "drift"]
+            .iter()
+            .filter_map(|k| run.facts.get(*k).map(|v| format!("{}={v}", k)))
+            .collect();
+        println!(
+            "  {}  {:<13} {:<24} by {}  {} {}",
+            run.started,
+            run.flow,
+            run.result,
+            run.actor,
+            run.args,
+            if facts.is_empty() { String::new() } else { format!("[{}]", facts.join(", ")) }
+        );
+        if let Some(error) = &run.error {
+            println!("      error: {error}");
+        }
+        if run.result == "running" {
+            if let Some(step) = run.steps.last() {
+                println!("      at step {}: {} ({})", step.id, step.description, step.status);
+            }
+        }
+    }
+    match &s.running_now {
+        Some(holder) => println!("running now: {holder}"),
+        None => println!("running now: nothing"),
+    }
+}

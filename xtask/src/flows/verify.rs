@@ -1,0 +1,263 @@
+//! `cargo xtask verify`: the runbook's post-deployment verification script, its seven checks run
+//! concurrently against every serving pod through the API server (no exec, no curl).
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use futures::future::join_all;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, LogParams};
+use kube::Api;
+use serde::Serialize;
+use xshell::Shell;
+
+use super::release::{self, ReleaseState};
+use super::{Flow, Target};
+use crate::cli::Verify;
+use crate::k8s::{proxy, wait};
+use crate::report::{self, Check, Outcome, Output};
+
+/// The runbook's threshold: more error lines than this in 5 minutes is a warning.
+const ERROR_LINES_WARNING: usize = 10;
+/// The runbook's log window.
+const LOG_WINDOW_SECONDS: i64 = 300;
+/// One pod request that takes longer than this is a failure of that check.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Serialize)]
+pub struct Verification {
+    pub release: String,
+    pub namespace: String,
+    pub outcome: Outcome,
+    pub checks: Vec<Check>,
+    pub seconds: f64,
+}
+
+impl Verify {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let flow = Flow::connect(sh, &self.target)?;
+        let verification = verify(&flow)?;
+        match self.output {
+            Output::Human => {
+                println!("post-deployment verification of {} in {}:", verification.release, verification.namespace);
+                report::print_checks(&verification.checks);
+                println!("verification: {} ({:.2}s)", verification.outcome.label(), verification.seconds);
+            }
+            Output::Json => println!("{}", serde_json::to_string_pretty(&verification)?),
+        }
+        report::github_step_summary(&report::markdown_checks(&format!("verify {}", verification.namespace), &verification.checks));
+        report::exit_for(verification.outcome)
+    }
+}
+
+/// Runs the seven checks on the flow's target.
+pub fn verify(flow: &Flow) -> Result<Verification> {
+    let state = ReleaseState::read(flow)?;
+    flow.block_on(checks(&flow.client, &flow.target, &state))
+}
+
+/// Names and times one check.
+async fn timed<'f>(name: &'static str, check: std::pin::Pin<Box<dyn std::future::Future<Output = Check> + Send + 'f>>) -> Check {
+    let started = Instant::now();
+    let mut check = check.await;
+    check.name = name.to_owned();
+    check.seconds = started.elapsed().as_secs_f64();
+    check
+}
+
+/// The deployments and pods every check looks at, read once.
+struct Observed {
+    deployments: Vec<Deployment>,
+    pods: Vec<Pod>,
+}
+
+pub async fn checks(client: &kube::Client, target: &Target, state: &ReleaseState) -> Result<Verification> {
+    let started = Instant::now();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &target.namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
+    let (stable_name, canary_name) = (release::stable_deployment(&target.release), release::canary_deployment(&target.release));
+    let list = ListParams::default().labels(&release::pod_selector(&target.release));
+    let (stable, canary, listed) = futures::join!(deployments.get_opt(&stable_name), deployments.get_opt(&canary_name), pods.list(&list));
+    let observed = Observed {
+        deployments: [stable?, canary?].into_iter().flatten().collect(),
+        // Pods on their way out (a finished rollout's old pods draining) are not serving.
+        pods: listed?.items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect(),
+    };
+    let o = &observed;
+    let checks = join_all([
+        timed("replicas-ready", Box::pin(async { replicas_ready(o) })),
+        timed("pods-running", Box::pin(async { pods_running(o) })),
+        timed("health", Box::pin(endpoint(client, target, o, "/health", "healthy"))),
+        timed("ready", Box::pin(endpoint(client, target, o, "/ready", "ready"))),
+        timed("database", Box::pin(endpoint(client, target, o, "/health/db", "connected"))),
+        timed("error-logs", Box::pin(error_logs(client, target, o))),
+        timed("version", Box::pin(version(client, target, o, state))),
+    ])
+    .await;
+    Ok(Verification {
+        release: target.release.clone(),
+        namespace: target.namespace.clone(),
+        outcome: report::overall(&checks),
+        checks,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn fail(detail: impl Into<String>) -> Check {
+    Check::new("", Outcome::Fail, detail)
+}
+
+/// [1/7] every Deployment of the release has all its replicas ready.
+fn replicas_ready(o: &Observed) -> Check {
+    if o.deployments.is_empty() {
+        return fail("the release has no Deployment").with_fix("deploy it: cargo xtask deploy --env <env> --tag <tag>");
+    }
+    let mut parts = Vec::new();
+    let mut short = false;
+    for d in &o.deployments {
+        let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+        short |= ready < wanted;
+        parts.push(format!("{} {ready}/{wanted}", d.metadata.name.clone().unwrap_or_default()));
+    }
+    let detail = format!("{} replicas ready", parts.join(", "));
+    if short {
+        fail(detail).with_fix("cargo xtask doctor shows why pods are not ready")
+    } else {
+        Check::new("", Outcome::Pass, detail)
+    }
+}
+
+/// [2/7] every pod Running and ready, none stuck.
+fn pods_running(o: &Observed) -> Check {
+    if o.pods.is_empty() {
+        return fail("no serving pods").with_fix("cargo xtask doctor");
+    }
+    let mut bad = Vec::new();
+    for pod in &o.pods {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        if let Some(reason) = wait::stuck_reason(pod) {
+            bad.push(format!("{name} {reason}"));
+        } else if phase != "Running" {
+            bad.push(format!("{name} is {phase}"));
+        }
+    }
+    if bad.is_empty() {
+        Check::new("", Outcome::Pass, format!("all {} pods Running", o.pods.len()))
+    } else {
+        fail(format!("{} of {} pods not Running: {}", bad.len(), o.pods.len(), bad.join("; "))).with_fix("cargo xtask doctor")
+    }
+}
+
+async fn get(client: &kube::Client, namespace: &str, pod: &Pod, path: &str) -> Result<proxy::Answer> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    match tokio::time::timeout(REQUEST_TIMEOUT, proxy::get_pod(client, namespace, &name, release::http_port(pod), path)).await {
+        Ok(answer) => answer,
+        Err(_) => anyhow::bail!("no answer within {REQUEST_TIMEOUT:?}"),
+    }
+}
+
+/// [3-5/7] `path` answers 200 with `"status":"<status>"` on every pod.
+async fn endpoint(client: &kube::Client, target: &Target, o: &Observed, path: &str, status: &str) -> Check {
+    if o.pods.is_empty() {
+        return fail("no serving pods to ask");
+    }
+    let answers = join_all(o.pods.iter().map(|pod| get(client, &target.namespace, pod, path))).await;
+    let wanted = format!(r#""status":"{status}""#);
+    let mut bad = Vec::new();
+    for (pod, answer) in o.pods.iter().zip(answers) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        match answer {
+            Ok(a) if a.status == 200 && a.body.contains(&wanted) => {}
+            Ok(a) => bad.push(format!("{name} answered {}: {}", a.status, a.body.trim())),
+            Err(err) => bad.push(format!("{name}: {err:#}")),
+        }
+    }
+    if bad.is_empty() {
+        Check::new("", Outcome::Pass, format!("GET {path} answered {status} on {} pods", o.pods.len()))
+    } else {
+        let fix = match path {
+            "/health/db" => "the database is unreachable or refuses the credentials: check its pods and the DATABASE_URL Secret (cargo xtask doctor)",
+            _ => "cargo xtask doctor; the pod's logs say why",
+        };
+        fail(format!("GET {path}: {}", bad.join("; "))).with_fix(fix)
+    }
+}
+
+/// [6/7] lines saying error/exception/fatal in each pod's last 5 minutes of logs.
+async fn error_logs(client: &kube::Client, target: &Target, o: &Observed) -> Check {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
+    let params = LogParams { container: Some("api".to_owned()), since_seconds: Some(LOG_WINDOW_SECONDS), ..Default::default() };
+    let logs = join_all(o.pods.iter().map(|p| pods.logs(p.metadata.name.as_deref().unwrap_or_default(), &params))).await;
+    let mut counts = Vec::new();
+    let mut worst = 0;
+    for (pod, log) in o.pods.iter().zip(logs) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        match log {
+            Ok(text) => {
+                let count = count_error_lines(&text);
+                worst = worst.max(count);
+                counts.push(format!("{name}: {count}"));
+            }
+            Err(err) => return fail(format!("reading the logs of {name}: {err}")),
+        }
+    }
+    let detail = format!("error lines in the last 5 minutes: {}", if counts.is_empty() { "no pods".to_owned() } else { counts.join(", ") });
+    if worst > ERROR_LINES_WARNING {
+        Check::new("", Outcome::Warn, detail).with_fix("read them: cargo xtask doctor, or kubectl logs -l app.kubernetes.io/instance=<release>")
+    } else {
+        Check::new("", Outcome::Pass, detail)
+    }
+}
+
+/// The runbook's `grep -i "error\|exception\|fatal"`.
+pub fn count_error_lines(text: &str) -> usize {
+    text.lines()
+        .filter(|line| {
+            let line = line.to_ascii_lowercase();
+            line.contains("error") || line.contains("exception") || line.contains("fatal")
+        })
+        .count()
+}
+
+/// [7/7] the deployed version: the Deployment runs what Helm applied, and every pod reports it.
+async fn version(client: &kube::Client, target: &Target, o: &Observed, state: &ReleaseState) -> Check {
+    let stable_name = release::stable_deployment(&target.release);
+    let Some(stable) = o.deployments.iter().find(|d| d.metadata.name.as_deref() == Some(stable_name.as_str())) else {
+        return fail("no stable Deployment");
+    };
+    let image = release::deployment_image(stable).unwrap_or_default();
+    let answers = join_all(o.pods.iter().map(|pod| get(client, &target.namespace, pod, "/version"))).await;
+    let mut mismatched = Vec::new();
+    for (pod, answer) in o.pods.iter().zip(answers) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let pod_image = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default();
+        let reported = answer.ok().and_then(|a| serde_json::from_str::<serde_json::Value>(&a.body).ok()).and_then(|v| v["version"].as_str().map(str::to_owned));
+        if reported.as_deref() != Some(release::tag_of(&pod_image)) {
+            mismatched.push(format!("{name} runs {pod_image} but reports {}", reported.unwrap_or_else(|| "nothing".to_owned())));
+        }
+    }
+    let revision = state.current().map(|r| r.revision).unwrap_or(0);
+    if !mismatched.is_empty() {
+        return fail(format!("pods disagree with their images: {}", mismatched.join("; ")));
+    }
+    match state.stable_image() {
+        Some(helm_image) if helm_image != image => Check::new(
+            "",
+            Outcome::Warn,
+            format!("Deployment runs {image} but Helm revision {revision} applied {helm_image}: changed behind Helm's back"),
+        )
+        .with_fix("return to a Helm revision: cargo xtask rollback (it takes the fields back and says so)"),
+        _ => Check::new("", Outcome::Pass, format!("{image} (Helm revision {revision}); every pod reports {}", release::tag_of(&image))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_lines_are_counted_like_the_runbooks_grep() {
+        let log = "level=info msg=ok\nlevel=error msg=boom\nERROR: x\nan Exception here\nFATAL\nfine\n";
+        assert_eq!(super::count_error_lines(log), 4);
+    }
+}

@@ -1,0 +1,126 @@
+//! What each flow did, kept in the cluster so that any machine can see it (`status`) and carry
+//! on from it: ConfigMap `shipshape-journal-<release>` in the release's namespace, one key per
+//! run. Keys start with the run's start time, so they sort in time order. Nothing secret is ever
+//! written here: flows record names, tags, revisions and outcomes.
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{ObjectMeta, PostParams};
+use kube::Api;
+use serde::{Deserialize, Serialize};
+
+/// Runs kept per release; older ones are dropped when a new run is written.
+const KEEP: usize = 40;
+
+/// One run of one flow.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct Entry {
+    pub id: String,
+    pub flow: String,
+    /// The command line's meaning (no secrets: flows never take secrets as arguments).
+    pub args: String,
+    pub actor: String,
+    pub started: String,
+    #[serde(default)]
+    pub finished: Option<String>,
+    /// running, succeeded, failed (stable restored), or failed-needs-attention.
+    pub result: String,
+    #[serde(default)]
+    pub steps: Vec<StepRecord>,
+    /// What the flow found and decided: from/to tag, revisions, findings.
+    #[serde(default)]
+    pub facts: BTreeMap<String, String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct StepRecord {
+    pub id: String,
+    pub description: String,
+    /// running, done, failed, or compensation (a step that undid an earlier one).
+    pub status: String,
+    #[serde(default)]
+    pub detail: String,
+    #[serde(default)]
+    pub seconds: f64,
+}
+
+pub struct Journal {
+    api: Api<ConfigMap>,
+    name: String,
+}
+
+impl Journal {
+    pub fn new(client: &kube::Client, namespace: &str, release: &str) -> Journal {
+        Journal { api: Api::namespaced(client.clone(), namespace), name: format!("shipshape-journal-{release}") }
+    }
+
+    /// Writes (or rewrites) one run. Optimistic concurrency: on a conflict, read again and retry.
+    pub async fn write(&self, entry: &Entry) -> Result<()> {
+        let value = serde_json::to_string(entry)?;
+        for _ in 0..5 {
+            let result = match self.api.get_opt(&self.name).await? {
+                None => {
+                    let map = ConfigMap {
+                        metadata: ObjectMeta {
+                            name: Some(self.name.clone()),
+                            labels: Some(BTreeMap::from([("app.kubernetes.io/managed-by".to_owned(), "shipshape".to_owned())])),
+                            ..Default::default()
+                        },
+                        data: Some(BTreeMap::from([(entry.id.clone(), value.clone())])),
+                        ..Default::default()
+                    };
+                    self.api.create(&PostParams::default(), &map).await.map(drop)
+                }
+                Some(mut map) => {
+                    let data = map.data.get_or_insert_with(Default::default);
+                    data.insert(entry.id.clone(), value.clone());
+                    while data.len() > KEEP {
+                        let oldest = data.keys().next().cloned().expect("not empty");
+                        data.remove(&oldest);
+                    }
+                    self.api.replace(&self.name, &PostParams::default(), &map).await.map(drop)
+                }
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                Err(err) => return Err(err).with_context(|| format!("writing journal ConfigMap {}", self.name)),
+            }
+        }
+        anyhow::bail!("writing journal ConfigMap {}: kept conflicting with other writers", self.name)
+    }
+
+    /// Every run kept, oldest first.
+    pub async fn entries(&self) -> Result<Vec<Entry>> {
+        let Some(map) = self.api.get_opt(&self.name).await.with_context(|| format!("reading journal ConfigMap {}", self.name))? else {
+            return Ok(Vec::new());
+        };
+        let mut entries = Vec::new();
+        for (key, value) in map.data.unwrap_or_default() {
+            let entry = serde_json::from_str(&value).with_context(|| format!("journal entry {key} is not valid"))?;
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+}
+
+/// Who is running this: the CI job when in GitHub Actions, else user@host.
+pub fn actor() -> String {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let (Some(actor), Some(server), Some(repo), Some(run)) =
+        (var("GITHUB_ACTOR"), var("GITHUB_SERVER_URL"), var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID"))
+    {
+        return format!("{actor} via {server}/{repo}/actions/runs/{run}");
+    }
+    let user = var("USER").or_else(|| var("LOGNAME")).unwrap_or_else(|| "unknown".to_owned());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown-host".to_owned());
+    format!("{user}@{host}")
+}
+
+/// Now, as RFC 3339 UTC to the second.
+pub fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default()
+}

@@ -1,0 +1,115 @@
+//! What a command found, for people (one line per check), for machines (`--output json`) and
+//! for GitHub Actions (the job's step summary), and the exit code that goes with it.
+use std::io::Write;
+
+use serde::Serialize;
+
+/// How a check came out. Exit codes: 0 all passed, 2 passed with warnings, 1 something failed.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::Warn => "WARN",
+            Outcome::Fail => "FAIL",
+        }
+    }
+
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Pass => 0,
+            Outcome::Warn => 2,
+            Outcome::Fail => 1,
+        }
+    }
+}
+
+/// One line of a report: what was checked, how it came out, and (for failures) what to do.
+#[derive(Serialize, Clone, Debug)]
+pub struct Check {
+    pub name: String,
+    pub outcome: Outcome,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    pub seconds: f64,
+}
+
+impl Check {
+    pub fn new(name: impl Into<String>, outcome: Outcome, detail: impl Into<String>) -> Check {
+        Check { name: name.into(), outcome, detail: detail.into(), fix: None, seconds: 0.0 }
+    }
+
+    pub fn with_fix(mut self, fix: impl Into<String>) -> Check {
+        self.fix = Some(fix.into());
+        self
+    }
+}
+
+/// The worst outcome of a set of checks (Pass for none).
+pub fn overall(checks: &[Check]) -> Outcome {
+    checks.iter().map(|c| c.outcome).max().unwrap_or(Outcome::Pass)
+}
+
+/// Human output: `[n/N] PASS name: detail`, with the fix under a failure.
+pub fn print_checks(checks: &[Check]) {
+    for (n, check) in checks.iter().enumerate() {
+        println!("[{}/{}] {} {}: {} ({:.2}s)", n + 1, checks.len(), check.outcome.label(), check.name, check.detail, check.seconds);
+        if let Some(fix) = &check.fix {
+            println!("      fix: {fix}");
+        }
+    }
+}
+
+/// `--output`: human lines or one JSON document on stdout.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Human,
+    Json,
+}
+
+/// Appends markdown to `$GITHUB_STEP_SUMMARY` when running in GitHub Actions.
+pub fn github_step_summary(markdown: &str) {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else { return };
+    let written = std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| writeln!(f, "{markdown}"));
+    if let Err(err) = written {
+        eprintln!("warning: could not write the GitHub step summary: {err}");
+    }
+}
+
+/// Markdown table of checks for a step summary.
+pub fn markdown_checks(title: &str, checks: &[Check]) -> String {
+    let mut md = format!("### {title}: {}\n\n| check | result | detail |\n| --- | --- | --- |\n", overall(checks).label());
+    for check in checks {
+        md.push_str(&format!("| {} | {} | {} |\n", check.name, check.outcome.label(), check.detail.replace('|', "\\|")));
+    }
+    md
+}
+
+/// An error that only carries an exit code: the command has already said what happened.
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Ok for a pass, else the [`Exit`] code for the outcome.
+pub fn exit_for(outcome: Outcome) -> anyhow::Result<()> {
+    match outcome {
+        Outcome::Pass => Ok(()),
+        other => Err(Exit(other.exit_code()).into()),
+    }
+}
