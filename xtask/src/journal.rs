@@ -115,9 +115,17 @@ pub fn actor() -> String {
     {
         return format!("{actor} via {server}/{repo}/actions/runs/{run}");
     }
-    let user = var("USER").or_else(|| var("LOGNAME")).unwrap_or_else(|| "unknown".to_owned());
+    let user = var("USER").or_else(|| var("LOGNAME")).or_else(user_of_this_process).unwrap_or_else(|| "unknown".to_owned());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown-host".to_owned());
     format!("{user}@{host}")
+}
+
+/// The login name of this process's user, from /etc/passwd (containers often set no USER).
+fn user_of_this_process() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().map(|line| line.split(':').collect::<Vec<_>>()).find(|f| f.len() > 2 && f[2] == uid).map(|f| f[0].to_owned())
 }
 
 /// Now, as RFC 3339 UTC to the second.

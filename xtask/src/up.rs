@@ -82,7 +82,7 @@ pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster) -> Result<Verified> {
 
 /// The namespace, the Secrets the dev values reference, and PostgreSQL. Existing Secrets are
 /// kept: `up` never rotates credentials.
-async fn provision(kubeconfig: &Path, namespace: &str) -> Result<()> {
+pub async fn provision(kubeconfig: &Path, namespace: &str) -> Result<()> {
     let client = k8s::client(kubeconfig).await?;
     let apply = PatchParams::apply("shipshape").force();
     let ns: Namespace = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))?;

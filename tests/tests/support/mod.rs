@@ -1,13 +1,20 @@
 //! Shared by the end-to-end tests: throwaway kind clusters with unique names, always deleted
 //! (kept only for a failing test when `cargo xtask test --keep-cluster` asked).
+#![allow(dead_code)] // each test binary uses part of it
 use xtask::cli::{ClusterTarget, ClusterUp};
 use xtask::cluster::lifecycle::{self, RunningCluster};
 
 pub struct TestCluster {
     pub cluster: RunningCluster,
     target: ClusterTarget,
+    /// False for a cluster the developer named (SHIPSHAPE_E2E_CLUSTER): never deleted.
+    owned: bool,
     _dir: tempfile::TempDir,
 }
+
+/// Names an existing cluster for the end-to-end tests to use instead of creating one (faster
+/// while working on a test; the cluster is left running).
+pub const REUSE_CLUSTER_ENV: &str = "SHIPSHAPE_E2E_CLUSTER";
 
 impl TestCluster {
     /// A new cluster named `shipshape-e2e-<purpose>-<pid>`, ready to use.
@@ -20,14 +27,27 @@ impl TestCluster {
         };
         // keep: false here: a cluster that never became ready is deleted by `up` itself.
         let cluster = lifecycle::up(&sh, &ClusterUp { target: target.clone(), keep: false }).unwrap_or_else(|e| panic!("{e:#}"));
-        TestCluster { cluster, target, _dir: dir }
+        TestCluster { cluster, target, owned: true, _dir: dir }
     }
-}
 
-impl Drop for TestCluster {
-    fn drop(&mut self) {
-        let keep = std::env::var(xtask::test::KEEP_CLUSTER_ENV).is_ok_and(|v| v == "1");
-        if std::thread::panicking() && keep {
+    /// The cluster named by SHIPSHAPE_E2E_CLUSTER if set (brought up if needed, never deleted),
+    /// else a new one as [`TestCluster::create`] makes.
+    pub fn create_or_reuse(purpose: &str) -> TestCluster {
+        let Some(name) = std::env::var(REUSE_CLUSTER_ENV).ok().filter(|n| !n.is_empty()) else {
+            return TestCluster::create(purpose);
+        };
+        let sh = xtask::repo_shell().unwrap();
+        let target = ClusterTarget { name, kubeconfig: None };
+        let cluster = lifecycle::up(&sh, &ClusterUp { target: target.clone(), keep: true }).unwrap_or_else(|e| panic!("{e:#}"));
+        TestCluster { cluster, target, owned: false, _dir: tempfile::tempdir().unwrap() }
+    }
+
+    /// Deletes the cluster, unless a test failed and `--keep-cluster` asked to keep it.
+    pub fn remove(&self, a_test_failed: bool) {
+        if !self.owned {
+            return;
+        }
+        if a_test_failed && keep_requested() {
             eprintln!(
                 "keeping cluster {} for inspection: export KUBECONFIG={} (delete it with `cargo xtask cluster down --name {}`)",
                 self.target.name,
@@ -40,5 +60,16 @@ impl Drop for TestCluster {
         if let Err(err) = lifecycle::down(&sh, &self.target) {
             eprintln!("could not delete test cluster {}: {err:#}", self.target.name);
         }
+    }
+}
+
+/// `cargo xtask test --keep-cluster` was given.
+pub fn keep_requested() -> bool {
+    std::env::var(xtask::test::KEEP_CLUSTER_ENV).is_ok_and(|v| v == "1")
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        self.remove(std::thread::panicking());
     }
 }

@@ -36,6 +36,25 @@ impl Image {
     }
 }
 
+/// Another version of a built model-server image, for exercising flows: `<image>-<suffix>`,
+/// the same content with `env` baked in (e.g. FAULT_CRASH_ON_START=true: a version that
+/// crash-loops). The chart sets APP_VERSION from the tag, so each variant reports its own version.
+pub fn variant(docker: &Docker, image: &str, suffix: &str, env: &[(&str, &str)]) -> Result<String> {
+    let reference = format!("{image}-{suffix}");
+    let log = Stages::new()?.log_path("model-server-variants")?;
+    if env.is_empty() {
+        docker.tag(image, &reference, &log)?;
+    } else {
+        let container = format!("shipshape-variant-{suffix}-{}", std::process::id());
+        docker.create_container(&container, image, &log)?;
+        let changes: Vec<String> = env.iter().map(|(k, v)| format!("ENV {k}={v}")).collect();
+        let committed = docker.commit(&container, &reference, &changes, &log);
+        docker.remove_container(&container);
+        committed?;
+    }
+    Ok(reference)
+}
+
 /// Builds the model-server image and returns its reference. The tag carries the image's
 /// content ID, so a changed server is a new tag and a Helm upgrade rolls it out.
 pub fn build_model_server(sh: &Shell, docker: &Docker) -> Result<String> {

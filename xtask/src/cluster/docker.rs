@@ -68,6 +68,12 @@ impl<'a> Docker<'a> {
         run_logged(cmd!(self.sh, "docker build --file {dockerfile} --tag {tag} {context}"), log, &format!("docker build {tag}"))
     }
 
+    /// Creates (does not start) a container from `image`, to commit a changed image from it.
+    pub fn create_container(&self, name: &str, image: &str, log: &Path) -> Result<()> {
+        self.remove_container(name);
+        run_logged(cmd!(self.sh, "docker create --name {name} {image}"), log, &format!("docker create {name}"))
+    }
+
     /// Starts a long-lived container that only sleeps, to copy into and exec in.
     pub fn start_sleeper(&self, name: &str, image: &str, log: &Path) -> Result<()> {
         self.remove_container(name);

@@ -173,7 +173,16 @@ pub fn helm_not_pending(state: &ReleaseState) -> Check {
             format!("revision {} is {} since {}: an operation was interrupted and helm refuses changes", current.revision, current.status, current.updated),
         )
         .with_fix("cargo xtask rollback (it clears the stuck revision and returns to the last deployed one)"),
-        Some(current) => Check::new("helm release", Outcome::Pass, format!("revision {} {} ({})", current.revision, current.status, current.description)),
+        Some(current) if current.status == "failed" => {
+            let served = state.deployed().map(|r| format!("revision {} is what serves", r.revision)).unwrap_or_else(|| "no revision is deployed".to_owned());
+            Check::new(
+                "helm release",
+                Outcome::Warn,
+                format!("the last operation failed (revision {}: {}); {served}", current.revision, current.description.lines().next().unwrap_or_default()),
+            )
+            .with_fix("cargo xtask doctor says why; deploy again or cargo xtask rollback")
+        }
+        Some(current) => Check::new("helm release", Outcome::Pass, format!("revision {} {}", current.revision, current.status)),
     }
 }
 

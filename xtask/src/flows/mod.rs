@@ -88,6 +88,8 @@ pub struct Flow<'a> {
     pub target: Target,
     pub helm: Helm<'a>,
     pub client: kube::Client,
+    /// For HTTP to pods through the API server (see [`crate::k8s::pod_client`]).
+    pub pod_client: kube::Client,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -97,6 +99,7 @@ impl<'a> Flow<'a> {
         let target = args.target()?;
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let client = runtime.block_on(crate::k8s::client(&target.kubeconfig))?;
+        let pod_client = runtime.block_on(crate::k8s::pod_client(&target.kubeconfig))?;
         eprintln!(
             "target: release {} in namespace {} ({}), kubeconfig {}",
             target.release,
@@ -104,7 +107,7 @@ impl<'a> Flow<'a> {
             target.env.name(),
             target.kubeconfig.display()
         );
-        Ok(Flow { sh, helm: Helm::new(sh)?, target, client, runtime })
+        Ok(Flow { sh, helm: Helm::new(sh)?, target, client, pod_client, runtime })
     }
 
     /// Runs async API work from the synchronous flow (helm calls stay off the runtime).

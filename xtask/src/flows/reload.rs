@@ -54,7 +54,7 @@ pub fn reload(flow: &Flow, dry_run: bool) -> Result<Vec<PodAnswer>> {
             Ok(token)
         })?;
         run.step("reload", |flow| {
-            let answers = flow.block_on(post_reload(&flow.client, &t.namespace, &t.release, &token))?;
+            let answers = flow.block_on(post_reload(&flow.pod_client, &t.namespace, &t.release, &token))?;
             for a in &answers {
                 println!("  {:<7} {} -> {} {}", a.track, a.pod, a.status, a.body.trim());
             }

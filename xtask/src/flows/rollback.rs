@@ -69,6 +69,11 @@ impl Rollback {
     }
 }
 
+enum ToKind {
+    Previous,
+    Given,
+}
+
 /// The target revision or values, decided before anything changes.
 enum Plan {
     Revision { revision: u32, values: Value },
@@ -87,6 +92,10 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
     let live_canary = flow.block_on(Api::<Deployment>::namespaced(flow.client.clone(), &t.namespace).get_opt(&canary_name))?.is_some();
     let orphan_canary = live_canary && !state.canary_enabled();
 
+    let to_kind = match &to {
+        To::Previous => ToKind::Previous,
+        _ => ToKind::Given,
+    };
     let target = match to {
         To::Revision(revision) => {
             let Some(found) = state.history.iter().find(|r| r.revision == revision) else {
@@ -165,9 +174,10 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
         return Ok(None);
     }
 
-    let args = match &target {
-        Plan::Revision { revision, .. } => format!("--to-revision {revision}"),
-        Plan::Tag { tag, .. } => format!("--to-tag {tag}"),
+    let args = match (&to_kind, &target) {
+        (ToKind::Previous, _) => format!("previous release ({to_words})"),
+        (_, Plan::Revision { revision, .. }) => format!("--to-revision {revision}"),
+        (_, Plan::Tag { tag, .. }) => format!("--to-tag {tag}"),
     };
     let mut run = Run::begin(flow, "rollback", args, plan)?;
     run.fact("from_revision", current.revision.to_string())?;
@@ -209,8 +219,11 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
         })?;
         run.step("rollout", |flow| {
             flow.block_on(async {
-                wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT).await?;
-                wait_gone(&flow.client, &t.namespace, &canary_name).await
+                let rolled_out = wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT).await?;
+                if live_canary {
+                    wait_gone(&flow.client, &t.namespace, &canary_name).await?;
+                }
+                anyhow::Ok(rolled_out)
             })
         })?;
         if skip_verification {

@@ -68,7 +68,7 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
         print_plan("rotate-secret", t, &plan);
         return Ok(());
     }
-    let mut run = Run::begin(flow, "rotate-secret", format!("{kind:?} --method {method:?}").to_lowercase(), plan)?;
+    let mut run = Run::begin(flow, "rotate-secret", format!("{} --method {}", value_name(kind), value_name(method)), plan)?;
     run.fact("secret", format!("{secret}/{key}"))?;
     run.fact("from_revision", current.revision.to_string())?;
     let mut updated = false;
@@ -96,7 +96,7 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
             })
         })?;
         run.step("prove", |flow| match kind {
-            SecretKind::AdminToken => flow.block_on(prove_token(&flow.client, &t.namespace, &t.release, &new_value, &old_value)),
+            SecretKind::AdminToken => flow.block_on(prove_token(&flow.pod_client, &t.namespace, &t.release, &new_value, &old_value)),
             SecretKind::Mlflow => {
                 let pods = flow.block_on(release::ready_pods(&flow.client, &t.namespace, &t.release))?;
                 println!("  {} pods restarted and ready", pods.len());
@@ -154,4 +154,9 @@ async fn prove_token(client: &kube::Client, namespace: &str, release_name: &str,
         bail!("the rotation is not effective: {}", wrong.join("; "));
     }
     Ok(())
+}
+
+/// How clap spells a value (`admin-token`, `manual`).
+fn value_name(value: impl clap::ValueEnum) -> String {
+    value.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
 }

@@ -44,7 +44,9 @@ fn print(s: &Standing) {
     }
     println!("helm revisions:");
     for r in &s.revisions {
-        println!("  {:>3}  {:<16} {:<20} {}", r.revision, r.status, r.updated.get(..19).unwrap_or(&r.updated), r.description);
+        let description = r.description.lines().next().unwrap_or_default();
+        let description: String = description.chars().take(100).collect();
+        println!("  {:>3}  {:<16} {:<20} {description}", r.revision, r.status, r.updated.get(..19).unwrap_or(&r.updated));
     }
     println!("shipshape runs (journal, newest last):");
     if s.runs.is_empty() {

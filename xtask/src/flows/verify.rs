@@ -53,7 +53,7 @@ impl Verify {
 /// Runs the seven checks on the flow's target.
 pub fn verify(flow: &Flow) -> Result<Verification> {
     let state = ReleaseState::read(flow)?;
-    flow.block_on(checks(&flow.client, &flow.target, &state))
+    flow.block_on(checks(&flow.client, &flow.pod_client, &flow.target, &state))
 }
 
 /// Names and times one check.
@@ -71,7 +71,7 @@ struct Observed {
     pods: Vec<Pod>,
 }
 
-pub async fn checks(client: &kube::Client, target: &Target, state: &ReleaseState) -> Result<Verification> {
+pub async fn checks(client: &kube::Client, pod_client: &kube::Client, target: &Target, state: &ReleaseState) -> Result<Verification> {
     let started = Instant::now();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &target.namespace);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
@@ -87,11 +87,11 @@ pub async fn checks(client: &kube::Client, target: &Target, state: &ReleaseState
     let checks = join_all([
         timed("replicas-ready", Box::pin(async { replicas_ready(o) })),
         timed("pods-running", Box::pin(async { pods_running(o) })),
-        timed("health", Box::pin(endpoint(client, target, o, "/health", "healthy"))),
-        timed("ready", Box::pin(endpoint(client, target, o, "/ready", "ready"))),
-        timed("database", Box::pin(endpoint(client, target, o, "/health/db", "connected"))),
+        timed("health", Box::pin(endpoint(pod_client, target, o, "/health", "healthy"))),
+        timed("ready", Box::pin(endpoint(pod_client, target, o, "/ready", "ready"))),
+        timed("database", Box::pin(endpoint(pod_client, target, o, "/health/db", "connected"))),
         timed("error-logs", Box::pin(error_logs(client, target, o))),
-        timed("version", Box::pin(version(client, target, o, state))),
+        timed("version", Box::pin(version(pod_client, target, o, state))),
     ])
     .await;
     Ok(Verification {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures::{FutureExt, Stream, StreamExt};
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
@@ -161,6 +162,29 @@ pub fn pod_is_ready(pod: &Pod) -> bool {
     status.and_then(|s| s.conditions.as_ref()).is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// A container that has run this long without its pod becoming ready is failing its readiness
+/// probe, not starting slowly (the chart probes /ready every 2 s; the model loads in well under
+/// a second from the image, a few seconds from a registry).
+pub const READINESS_GRACE: Duration = Duration::from_secs(45);
+
+/// Why a running pod is not ready after `grace`: its readiness probe keeps failing.
+pub fn readiness_failing(pod: &Pod, grace: Duration) -> Option<String> {
+    if pod_is_ready(pod) || pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let mut oldest_start: Option<k8s_openapi::jiff::Timestamp> = None;
+    for status in statuses {
+        let started = status.state.as_ref()?.running.as_ref()?.started_at.as_ref()?.0;
+        oldest_start = Some(oldest_start.map_or(started, |o| o.min(started)));
+    }
+    let running_for = now.duration_since(oldest_start?);
+    (running_for.as_secs() as u64 >= grace.as_secs()).then(|| {
+        format!("has been running {}s without becoming ready: its readiness probe keeps failing", running_for.as_secs())
+    })
+}
+
 /// Why a pod will not become ready by waiting, if it will not: the states `kubectl rollout
 /// status` sits through until the progress deadline.
 pub fn stuck_reason(pod: &Pod) -> Option<String> {
@@ -207,32 +231,68 @@ pub async fn deployment_rolled_out(client: &Client, namespace: &str, name: &str,
         .map(|labels| labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
         .with_context(|| format!("Deployment {name} has no matchLabels selector"))?;
     let (deployment_store, deployment_writer) = reflector::store();
+    let (replica_set_store, replica_set_writer) = reflector::store();
     let (pod_store, pod_writer) = reflector::store();
     let deployment_events =
         reflector(deployment_writer, watcher(deployments, watcher::Config::default().fields(&format!("metadata.name={name}"))))
             .default_backoff();
+    let replica_set_events = reflector(
+        replica_set_writer,
+        watcher(Api::<ReplicaSet>::namespaced(client.clone(), namespace), watcher::Config::default().labels(&selector)),
+    )
+    .default_backoff();
     let pod_events =
         reflector(pod_writer, watcher(Api::<Pod>::namespaced(client.clone(), namespace), watcher::Config::default().labels(&selector)))
             .default_backoff();
-    let events = futures::stream::select(deployment_events.map(|e| e.map(drop)), pod_events.map(|e| e.map(drop)));
+    let events = futures::stream::select(
+        futures::stream::select(deployment_events.map(|e| e.map(drop)), replica_set_events.map(|e| e.map(drop))),
+        pod_events.map(|e| e.map(drop)),
+    );
     drive(events, &format!("the rollout of {namespace}/{name}"), timeout, || {
-        if !is_complete(&deployment_store) || !is_complete(&pod_store) {
+        if !is_complete(&deployment_store) || !is_complete(&replica_set_store) || !is_complete(&pod_store) {
             return None;
-        }
-        for pod in pod_store.state() {
-            if let Some(reason) = stuck_reason(&pod) {
-                return Some(Progress::Failed(format!("pod {} {reason}", pod.metadata.name.clone().unwrap_or_default())));
-            }
         }
         let Some(deployment) = deployment_store.state().into_iter().next() else {
             return Some(Progress::Failed(format!("Deployment {name} was deleted")));
         };
+        // Only the current template's pods decide: after a rollback, the pods of the version
+        // rolled back from are still crash-looping on their way out.
+        let current_hash = current_template_hash(&deployment, &replica_set_store.state());
+        for pod in pod_store.state() {
+            let hash = pod.metadata.labels.as_ref().and_then(|l| l.get("pod-template-hash"));
+            if current_hash.is_none() || hash != current_hash.as_ref() || pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            if let Some(reason) = stuck_reason(&pod).or_else(|| readiness_failing(&pod, READINESS_GRACE)) {
+                return Some(Progress::Failed(format!("pod {} {reason}", pod.metadata.name.clone().unwrap_or_default())));
+            }
+        }
         Some(match rollout_state(&deployment) {
             Ok(done) => Progress::Done(done),
             Err(waiting) => Progress::Waiting(waiting),
         })
     })
     .await
+}
+
+/// The `pod-template-hash` of the Deployment's current ReplicaSet (the one carrying its
+/// revision), once the controller has made it.
+fn current_template_hash(
+    deployment: &k8s_openapi::api::apps::v1::Deployment,
+    replica_sets: &[std::sync::Arc<ReplicaSet>],
+) -> Option<String> {
+    const REVISION: &str = "deployment.kubernetes.io/revision";
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    if deployment.status.as_ref().and_then(|s| s.observed_generation).unwrap_or(0) < generation {
+        return None;
+    }
+    let revision = deployment.metadata.annotations.as_ref()?.get(REVISION)?;
+    let uid = deployment.metadata.uid.as_ref()?;
+    replica_sets
+        .iter()
+        .filter(|rs| rs.metadata.owner_references.iter().flatten().any(|o| &o.uid == uid))
+        .find(|rs| rs.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)) == Some(revision))
+        .and_then(|rs| rs.metadata.labels.as_ref()?.get("pod-template-hash").cloned())
 }
 
 /// `Ok` when the rollout is complete, else where it stands. Fails on the progress deadline.

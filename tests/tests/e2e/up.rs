@@ -1,13 +1,12 @@
-//! Tier 3, end to end on a real kind cluster: what `cargo xtask up` does for a person, on a
-//! throwaway cluster: the chart installed with the local images, a real PostgreSQL, and the
-//! runbooks' health endpoints answered through the API server's service proxy.
-mod support;
+//! The main job, `cargo xtask up`, minus the cluster it shares: the chart installed with the
+//! local images, a real PostgreSQL, and the health endpoints answered through the API server.
+use crate::fixture;
 
 #[test]
 fn up_deploys_model_server_and_it_answers_through_the_api_server() {
-    let test_cluster = support::TestCluster::create("up");
+    let shared = fixture::shared();
     let sh = xtask::repo_shell().unwrap();
-    let verified = xtask::up::deploy_dev(&sh, &test_cluster.cluster).unwrap_or_else(|e| panic!("{e:#}"));
+    let verified = xtask::up::deploy_dev(&sh, &shared.cluster.cluster).unwrap_or_else(|e| panic!("{e:#}"));
     let answer = |path: &str| verified.checks.iter().find(|(p, _, _)| p == path).cloned().unwrap_or_else(|| panic!("{path} not checked"));
     assert_eq!(answer("/health").1, 200);
     assert!(answer("/health").2.contains(r#""status":"healthy""#));

@@ -1,0 +1,137 @@
+//! Looking at a release: preflight before, verify after, doctor when broken, status any time.
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::watcher;
+use kube::Api;
+use xtask::flows::{deploy, doctor, preflight, verify};
+use xtask::helm::Change;
+use xtask::k8s::wait::{self, Progress};
+use xtask::report::{Check, Outcome};
+
+use crate::fixture::{self, OrPanic, TestNamespace};
+
+fn find<'c>(checks: &'c [Check], name: &str) -> &'c Check {
+    checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no check {name}: {checks:#?}"))
+}
+
+#[test]
+fn preflight_passes_on_a_prepared_namespace_and_names_the_fix_for_a_missing_secret() {
+    let ns = TestNamespace::new("preflight");
+    let flow = ns.flow();
+    let checks = preflight::preflight(&flow).or_panic();
+    assert!(checks.iter().all(|c| c.outcome != Outcome::Fail), "{checks:#?}");
+    for name in ["cluster reachable", "namespace", "helm", "secret admin token", "secret database URL", "rbac objects", "helm release"] {
+        assert_eq!(find(&checks, name).outcome, Outcome::Pass, "{:?}", find(&checks, name));
+    }
+
+    flow.block_on(Api::<Secret>::namespaced(flow.client.clone(), &ns.name).delete("model-server-admin-token", &DeleteParams::default())).unwrap();
+    let checks = preflight::preflight(&flow).or_panic();
+    let secret = find(&checks, "secret admin token");
+    assert_eq!(secret.outcome, Outcome::Fail);
+    assert!(secret.detail.contains("model-server-admin-token not found"), "{secret:?}");
+    assert!(secret.fix.as_ref().unwrap().contains("--from-file"), "the fix keeps the value off the command line: {secret:?}");
+}
+
+#[test]
+fn preflight_checks_rbac_with_the_api_server_once_installed() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("rbac");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    let checks = preflight::preflight(&flow).or_panic();
+    assert_eq!(find(&checks, "rbac allows").outcome, Outcome::Pass, "{checks:#?}");
+    // Take the Role's rules away: the SubjectAccessReview must now say no.
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(flow.client.clone(), &ns.name);
+    let params = PatchParams { field_manager: Some("e2e".to_owned()), ..Default::default() };
+    flow.block_on(roles.patch("model-server", &params, &Patch::Merge(serde_json::json!({"rules": []})))).unwrap();
+    let checks = preflight::preflight(&flow).or_panic();
+    let rbac = find(&checks, "rbac allows");
+    assert_eq!(rbac.outcome, Outcome::Fail, "{rbac:?}");
+    assert!(rbac.detail.contains("get secret model-server-admin-token denied"), "{rbac:?}");
+}
+
+#[test]
+fn verify_with_the_database_down_fails_check_5_with_the_reason() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("db-down");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    let deployments: Api<Deployment> = Api::namespaced(flow.client.clone(), &ns.name);
+    let params = PatchParams::default();
+    flow.block_on(deployments.patch("model-server-postgres", &params, &Patch::Merge(serde_json::json!({"spec": {"replicas": 0}})))).unwrap();
+    let pods: Api<Pod> = Api::namespaced(flow.client.clone(), &ns.name);
+    let config = watcher::Config::default().labels("app.kubernetes.io/name=model-server-postgres");
+    flow.block_on(wait::until(pods, config, "PostgreSQL gone", Duration::from_secs(120), |found| {
+        if found.is_empty() {
+            Progress::Done("gone".to_owned())
+        } else {
+            Progress::Waiting("stopping".to_owned())
+        }
+    }))
+    .or_panic();
+
+    let verification = verify::verify(&flow).or_panic();
+    assert_eq!(verification.outcome, Outcome::Fail);
+    let database = &verification.checks[4];
+    assert_eq!(database.name, "database", "check 5 is the database");
+    assert_eq!(database.outcome, Outcome::Fail);
+    assert!(database.detail.contains("503") && database.detail.contains("disconnected"), "{database:?}");
+    assert!(database.detail.contains("reason"), "the server's reason is in the detail: {database:?}");
+    assert_eq!(find(&verification.checks, "health").outcome, Outcome::Pass, "the process itself is healthy");
+}
+
+#[test]
+fn doctor_diagnoses_a_crash_loop_and_a_missing_secret() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("doctor");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    let checks = doctor::doctor(&flow).or_panic();
+    assert!(checks.iter().all(|c| c.outcome == Outcome::Pass), "a healthy release: {checks:#?}");
+
+    // A broken upgrade made straight with helm, as someone might at 3 a.m.
+    let mut release = flow.target.chart_release(Some(&shared.crashing));
+    release.namespace = ns.name.clone();
+    flow.helm.upgrade(&xtask::render::chart(), &release, &Change::new(&ns.kubeconfig, "manual")).or_panic();
+    flow.block_on(Api::<Secret>::namespaced(flow.client.clone(), &ns.name).delete("model-server-database", &DeleteParams::default())).unwrap();
+    let pods: Api<Pod> = Api::namespaced(flow.client.clone(), &ns.name);
+    let selector = watcher::Config::default().labels("app.kubernetes.io/instance=model-server,shipshape.dev/track=stable");
+    flow.block_on(wait::until(pods, selector, "a stuck pod", Duration::from_secs(120), |found| {
+        match found.iter().find_map(|p| wait::stuck_reason(p)) {
+            Some(reason) => Progress::Done(reason),
+            None => Progress::Waiting("starting".to_owned()),
+        }
+    }))
+    .or_panic();
+
+    let checks = doctor::doctor(&flow).or_panic();
+    let secret = find(&checks, "secret database URL");
+    assert_eq!(secret.outcome, Outcome::Fail, "{secret:?}");
+    let stuck: Vec<&Check> = checks.iter().filter(|c| c.name.starts_with("pod ") && c.outcome == Outcome::Fail).collect();
+    assert!(!stuck.is_empty(), "{checks:#?}");
+    assert!(
+        stuck.iter().any(|c| c.detail.contains("crash-looping") || c.detail.contains("cannot read its secret")),
+        "the pod finding says why: {stuck:#?}"
+    );
+    assert!(stuck.iter().all(|c| c.fix.is_some()), "every finding has a fix");
+}
+
+#[test]
+fn status_shows_helm_revisions_and_who_ran_what() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("status");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    deploy::deploy(&flow, &shared.v2, false).or_panic();
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    assert_eq!(runs.len(), 2);
+    assert!(runs[0].started <= runs[1].started, "oldest first");
+    assert!(runs.iter().all(|r| r.actor.contains('@') && r.finished.is_some()), "{runs:#?}");
+    assert_eq!(runs[1].steps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["record", "check-image", "upgrade", "rollout", "verify"]);
+    assert!(runs[1].steps.iter().all(|s| s.status == "done"));
+    let status = xtask::cli::Status { target: ns.args(), last: 10, output: xtask::report::Output::Json };
+    status.run(&ns.sh).or_panic();
+}

@@ -1,0 +1,187 @@
+//! The standard paths: deploy (and its compensation), rollback of every kind, one flow at a time.
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::Api;
+use xtask::flows::release::{self, ReleaseState};
+use xtask::flows::rollback::{self, To};
+use xtask::flows::{deploy, verify};
+use xtask::report::Outcome;
+
+use crate::fixture::{self, failure, OrPanic, TestNamespace};
+
+fn image(tag: &str) -> String {
+    format!("shipshape/model-server:{tag}")
+}
+
+fn stable_image(ns: &TestNamespace) -> String {
+    let flow = ns.flow();
+    let deployment = flow.block_on(Api::<Deployment>::namespaced(flow.client.clone(), &ns.name).get("model-server")).unwrap();
+    release::deployment_image(&deployment).unwrap()
+}
+
+#[test]
+fn deploy_installs_then_upgrades_verifying_each_and_a_dry_run_changes_nothing() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("deploy");
+    let flow = ns.flow();
+
+    let first = deploy::deploy(&flow, &shared.v1, false).or_panic().expect("not a dry run");
+    assert_eq!(first.outcome, Outcome::Pass, "{:#?}", first.checks);
+    let second = deploy::deploy(&flow, &shared.v2, false).or_panic().expect("not a dry run");
+    assert_eq!(second.outcome, Outcome::Pass, "{:#?}", second.checks);
+    let version = second.checks.iter().find(|c| c.name == "version").unwrap();
+    assert!(version.detail.contains(&shared.v2), "{version:?}");
+    assert_eq!(stable_image(&ns), image(&shared.v2));
+
+    assert!(deploy::deploy(&flow, &shared.v1, true).or_panic().is_none());
+    let state = ReleaseState::read(&flow).or_panic();
+    assert_eq!(state.history.len(), 2, "a dry run makes no revision");
+    assert_eq!(stable_image(&ns), image(&shared.v2), "a dry run changes nothing");
+
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    let deploys: Vec<_> = runs.iter().filter(|r| r.flow == "deploy").collect();
+    assert_eq!(deploys.len(), 2, "dry runs are not journaled: {runs:#?}");
+    assert!(deploys.iter().all(|r| r.result == "succeeded"));
+    assert_eq!(deploys[1].facts["from_image"], image(&shared.v1));
+    assert_eq!(deploys[1].facts["to_image"], image(&shared.v2));
+}
+
+#[test]
+fn deploy_of_a_tag_with_no_image_fails_before_changing_anything() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("no-image");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+
+    let error = failure(deploy::deploy(&flow, "does-not-exist", false));
+    assert!(error.contains("shipshape/model-server:does-not-exist cannot be used"), "{error}");
+    assert!(error.contains("nothing was changed"), "{error}");
+    let state = ReleaseState::read(&flow).or_panic();
+    assert_eq!(state.history.len(), 1, "no Helm revision was made");
+    assert_eq!(state.current().unwrap().status, "deployed");
+    assert_eq!(verify::verify(&flow).or_panic().outcome, Outcome::Pass, "stable still serves");
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    assert_eq!(runs.last().unwrap().result, "failed");
+}
+
+#[test]
+fn deploy_of_a_crash_looping_version_fails_fast_and_rolls_back() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("crash");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+
+    let error = failure(deploy::deploy(&flow, &shared.crashing, false));
+    assert!(error.contains("crash-looping"), "the wait names the cause: {error}");
+    assert!(error.contains("rolled back to Helm revision 1"), "{error}");
+    assert_eq!(stable_image(&ns), image(&shared.v1));
+    assert_eq!(verify::verify(&flow).or_panic().outcome, Outcome::Pass, "stable serves again");
+    let state = ReleaseState::read(&flow).or_panic();
+    assert_eq!(state.current().unwrap().status, "deployed", "the release is consistent: {:?}", state.history);
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    let last = runs.last().unwrap();
+    assert_eq!(last.result, "failed");
+    assert!(last.steps.iter().any(|s| s.id == "restore" && s.status == "compensation"), "{last:#?}");
+}
+
+#[test]
+fn rollback_to_the_previous_release_a_tag_and_a_revision() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("rollback");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    deploy::deploy(&flow, &shared.v2, false).or_panic();
+
+    let summary = rollback::rollback(&flow, To::Previous, false, false).or_panic().expect("not a dry run");
+    assert_eq!(summary.to_image, image(&shared.v1));
+    assert_eq!(summary.from_image, image(&shared.v2));
+    assert_eq!(summary.verification.as_ref().unwrap().outcome, Outcome::Pass);
+    assert_eq!(stable_image(&ns), image(&shared.v1));
+
+    let summary = rollback::rollback(&flow, To::Tag(shared.v2.clone()), true, false).or_panic().unwrap();
+    assert!(summary.verification.is_none(), "--skip-verification");
+    assert_eq!(stable_image(&ns), image(&shared.v2));
+
+    let summary = rollback::rollback(&flow, To::Revision(1), false, false).or_panic().unwrap();
+    assert_eq!(summary.to, "Helm revision 1");
+    assert_eq!(stable_image(&ns), image(&shared.v1));
+    let error = failure(rollback::rollback(&flow, To::Tag("does-not-exist".to_owned()), false, false));
+    assert!(error.contains("cannot be used"), "the image is checked before anything changes: {error}");
+    assert_eq!(stable_image(&ns), image(&shared.v1));
+}
+
+#[test]
+fn rollback_with_no_previous_release_is_refused() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("no-previous");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    let error = failure(rollback::rollback(&flow, To::Previous, false, false));
+    assert!(error.contains("no previous release to roll back to"), "{error}");
+    assert_eq!(ReleaseState::read(&flow).or_panic().history.len(), 1);
+    let error = failure(rollback::rollback(&flow, To::Revision(7), false, false));
+    assert!(error.contains("has no revision 7"), "{error}");
+}
+
+#[test]
+fn rollback_reports_and_repairs_a_kubectl_rollout_undo_behind_helms_back() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("undo");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    deploy::deploy(&flow, &shared.v2, false).or_panic();
+
+    // What `kubectl rollout undo` does: the previous ReplicaSet's pod template, patched onto the
+    // Deployment by its own field manager.
+    let deployments: Api<Deployment> = Api::namespaced(flow.client.clone(), &ns.name);
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(flow.client.clone(), &ns.name);
+    let listed = flow.block_on(replica_sets.list(&ListParams::default().labels("app.kubernetes.io/instance=model-server,shipshape.dev/track=stable"))).unwrap();
+    let previous = listed
+        .items
+        .into_iter()
+        .find(|rs| rs.metadata.annotations.as_ref().and_then(|a| a.get("deployment.kubernetes.io/revision")).map(String::as_str) == Some("1"))
+        .expect("the first revision's ReplicaSet");
+    let mut template = serde_json::to_value(previous.spec.unwrap().template.unwrap()).unwrap();
+    template["metadata"]["labels"].as_object_mut().unwrap().remove("pod-template-hash");
+    let undo = serde_json::json!({"spec": {"template": template}});
+    let params = PatchParams { field_manager: Some("kubectl-rollout".to_owned()), ..Default::default() };
+    flow.block_on(deployments.patch("model-server", &params, &Patch::Strategic(&undo))).unwrap();
+    flow.block_on(xtask::k8s::wait::deployment_rolled_out(&flow.client, &ns.name, "model-server", deploy::ROLLOUT_TIMEOUT)).or_panic();
+
+    let version = verify::verify(&flow).or_panic().checks.into_iter().find(|c| c.name == "version").unwrap();
+    assert_eq!(version.outcome, Outcome::Warn, "verify reports the drift: {version:?}");
+    assert!(version.detail.contains("behind Helm's back"), "{version:?}");
+
+    let summary = rollback::rollback(&flow, To::Previous, false, false).or_panic().unwrap();
+    let drift = summary.drift.expect("the rollback reports the change made behind Helm's back");
+    assert!(drift.contains("kubectl-rollout"), "it names who made it: {drift}");
+    assert_eq!(summary.verification.unwrap().outcome, Outcome::Pass, "after the rollback Helm owns the Deployment again");
+}
+
+#[test]
+fn two_flows_at_once_on_one_release_one_is_refused_naming_the_holder() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("lease");
+    ns.flow();
+    deploy::deploy(&ns.flow(), &shared.v1, false).or_panic();
+
+    let results: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = [&shared.v2, &shared.v1]
+            .into_iter()
+            .map(|tag| {
+                let args = ns.args();
+                scope.spawn(move || {
+                    let sh = xtask::repo_shell().unwrap();
+                    let flow = xtask::flows::Flow::connect(&sh, &args)?;
+                    deploy::deploy(&flow, tag, false).map(drop)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let refused: Vec<String> = results.iter().filter_map(|r| r.as_ref().err().map(|e| format!("{e:#}"))).collect();
+    assert_eq!(refused.len(), 1, "exactly one of two simultaneous deploys runs: {refused:?}");
+    assert!(refused[0].contains("another shipshape flow is running on this release"), "{}", refused[0]);
+    assert!(refused[0].contains("(deploy "), "the error names the holder's flow: {}", refused[0]);
+    assert_eq!(verify::verify(&ns.flow()).or_panic().outcome, Outcome::Pass);
+}
