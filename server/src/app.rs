@@ -107,12 +107,20 @@ fn routes(state: Arc<AppState>) -> Router {
 async fn count_requests(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     let status = response.status().as_u16();
     state.metrics.requests.get_or_create(&RequestLabels { route: route.clone(), status }).inc();
     state.metrics.latency.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
+    // Which version answered: lets a client behind a Service split its outcomes by version
+    // (stable against canary) with no access to the cluster.
+    if let Ok(version) = axum::http::HeaderValue::from_str(&state.config.app_version) {
+        response.headers_mut().insert(SERVED_BY, version);
+    }
     response
 }
+
+/// The response header naming the version that answered.
+pub const SERVED_BY: &str = "x-served-by";
 
 async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "healthy"}))

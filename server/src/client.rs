@@ -11,6 +11,8 @@ use hyper_util::rt::TokioExecutor;
 pub struct Response {
     pub status: u16,
     pub body: String,
+    /// The `x-served-by` header: the server version that answered, when it says.
+    pub served_by: Option<String>,
 }
 
 pub async fn get(url: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<Response> {
@@ -38,8 +40,9 @@ async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<St
     let exchange = async {
         let response = client.request(request).await?;
         let status = response.status().as_u16();
+        let served_by = response.headers().get(crate::app::SERVED_BY).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let bytes = response.into_body().collect().await?.to_bytes();
-        anyhow::Ok(Response { status, body: String::from_utf8_lossy(&bytes).into_owned() })
+        anyhow::Ok(Response { status, body: String::from_utf8_lossy(&bytes).into_owned(), served_by })
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(result) => result.with_context(|| format!("{method} {url}")),

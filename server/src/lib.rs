@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod faults;
+pub mod load;
 pub mod log;
 pub mod metrics;
 pub mod model;

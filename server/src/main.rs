@@ -29,6 +29,20 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         retry_for: u64,
     },
+    /// Send steady traffic (POST /v1/predict bodies) to URL until stopped, counting every
+    /// outcome by the version that answered; GET /stats on --listen reports the counts.
+    Load {
+        url: String,
+        /// Requests per second.
+        #[arg(long, default_value_t = 20)]
+        rate: u32,
+        /// Where to serve GET /stats.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: std::net::SocketAddr,
+        /// Seconds one request may take before it counts as failed.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
 }
 
 #[tokio::main]
@@ -52,6 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             server.shutdown();
             Ok(())
         }
+        Command::Load { url, rate, listen, timeout } => model_server::load::run(url, rate, listen, Duration::from_secs(timeout)).await,
         Command::Probe { urls, timeout, retry_for } => {
             let mut failed = 0;
             for url in &urls {

@@ -32,6 +32,8 @@ pub enum Command {
     RotateSecret(RotateSecret),
     Doctor(Doctor),
     Status(Status),
+    Canary(Canary),
+    Bluegreen(BlueGreen),
     Cluster(Cluster),
     Image(Image),
     Tools(Tools),
@@ -206,6 +208,149 @@ pub struct Status {
     pub last: usize,
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::report::Output,
+}
+
+/// Canary by replica ratio, with analysis at each step and a manual approval gate.
+///
+/// `canary start --tag T` runs the new version beside stable in steps (default 10, 30, 50 % of
+/// the pods; the real percentage of pods is recorded), each a Helm revision. At each step: wait
+/// until both tracks are ready, smoke-test the canary pods, hold an analysis window while traffic
+/// flows and compare canary against stable from the pods' /metrics (error rate, mean latency, a
+/// minimum number of requests: too few is inconclusive and pauses, never passes). A failed step
+/// or a crash-looping canary aborts: canary scaled to zero and removed, stable back to full
+/// replicas, unchanged. After the last step comes the approval gate: a prompt on a terminal, or
+/// the flow pauses with its state in the cluster until `canary promote` or `canary abort`, from
+/// any machine (a CI job behind an environment approval runs `canary promote`).
+#[derive(Args, Debug)]
+pub struct Canary {
+    #[command(subcommand)]
+    pub action: CanaryAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CanaryAction {
+    /// Start a canary of --tag on the release (stable keeps serving throughout).
+    Start(CanaryStart),
+    /// Approve: stable moves to the canary's version at full replicas, the canary is removed.
+    Promote(CanaryTarget),
+    /// Stop: canary scaled to zero and removed, stable restored to full replicas, unchanged.
+    Abort(CanaryTarget),
+    /// Carry on a canary whose run was interrupted (killed, machine gone) or paused as
+    /// inconclusive, from the step it reached.
+    Resume(CanaryTarget),
+    /// Where the canary stands: its step, measurements, and what the gate is waiting for.
+    Status(CanaryStatus),
+}
+
+#[derive(Args, Debug)]
+pub struct CanaryStart {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Image tag of the version under test.
+    #[arg(long)]
+    pub tag: String,
+    /// Canary shares of the pods, in percent, in order (promotion to 100 % follows the gate).
+    #[arg(long, value_delimiter = ',', default_value = "10,30,50")]
+    pub steps: Vec<u32>,
+    /// Seconds of traffic to observe at each step before judging it.
+    #[arg(long, default_value_t = 60)]
+    pub analysis_seconds: u64,
+    /// Fewer canary requests than this in a window is inconclusive (the flow pauses).
+    #[arg(long, default_value_t = 50)]
+    pub min_requests: u64,
+    /// Highest acceptable canary error rate (HTTP 5xx share of /v1/predict), 0 to 1.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_error_rate: f64,
+    /// Canary mean latency may be at most this times stable's (plus 50 ms of slack).
+    #[arg(long, default_value_t = 2.0)]
+    pub max_latency_ratio: f64,
+    /// The approval gate: `prompt` asks on a terminal, `pause` stops and waits for
+    /// `canary promote` / `canary abort`, `approved` promotes (approval given in advance).
+    /// Default: prompt on a terminal, else pause.
+    #[arg(long, value_enum)]
+    pub approval: Option<Approval>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Approval {
+    Prompt,
+    Pause,
+    Approved,
+}
+
+#[derive(Args, Debug)]
+pub struct CanaryTarget {
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CanaryStatus {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::report::Output,
+}
+
+/// Blue/green: the new version on the idle colour, tested, then the live Service switched.
+///
+/// `bluegreen start --tag T`: deploy the idle colour at T and wait until it is ready; smoke-test
+/// it through its own preview Service; switch the live Service to it (Helm value
+/// blueGreen.activeSlot, so `helm history` explains it); verify; keep the old colour running for
+/// a propagation delay (every node's kube-proxy must have switched), then scale it down. A
+/// failure before the switch scales the idle colour back down; after it, traffic switches back.
+/// On a release not installed yet, `start` installs it in blue/green shape (blue live).
+/// `bluegreen rollback` switches back to the previous colour (scaling it up again first if it
+/// was scaled down). Each step is journaled: `bluegreen resume` carries on an interrupted flow
+/// from any machine, `bluegreen rollback` undoes it.
+#[derive(Args, Debug)]
+pub struct BlueGreen {
+    #[command(subcommand)]
+    pub action: BlueGreenAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BlueGreenAction {
+    /// Deploy --tag on the idle colour, test it, switch traffic to it, retire the old colour.
+    Start(BlueGreenStart),
+    /// Switch traffic back to the previous colour and retire the current one.
+    Rollback(BlueGreenTarget),
+    /// Carry on a blue/green flow that was interrupted, from the step it reached.
+    Resume(BlueGreenTarget),
+    /// Which colour is live, each colour's version and size, and the latest flow.
+    Status(BlueGreenTarget),
+}
+
+#[derive(Args, Debug)]
+pub struct BlueGreenStart {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Image tag to deploy on the idle colour.
+    #[arg(long)]
+    pub tag: String,
+    /// Seconds the old colour keeps running after the switch has reached the Service's
+    /// endpoints, for every node's kube-proxy to follow.
+    #[arg(long, default_value_t = 10)]
+    pub scale_down_delay: u64,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BlueGreenTarget {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Seconds the old colour keeps running after the switch (rollback only).
+    #[arg(long, default_value_t = 10)]
+    pub scale_down_delay: u64,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Install or check the pinned external tools (helm, kind).

@@ -204,15 +204,19 @@ impl Change {
     }
 }
 
-/// Helm's own merge of values: maps merge key by key, anything else replaces.
+/// Helm's own merge of values: maps merge key by key, a null removes the key (so the chart's
+/// default applies again), anything else replaces.
 pub fn merge(base: &mut Value, overlay: &Value) {
     match (base, overlay) {
         (Value::Object(base), Value::Object(overlay)) => {
             for (key, value) in overlay {
-                merge(base.entry(key.clone()).or_insert(Value::Null), value);
+                if value.is_null() {
+                    base.remove(key);
+                } else {
+                    merge(base.entry(key.clone()).or_insert(Value::Null), value);
+                }
             }
         }
-        (base, overlay) if !overlay.is_null() => *base = overlay.clone(),
-        _ => {}
+        (base, overlay) => *base = overlay.clone(),
     }
 }

@@ -14,6 +14,8 @@ fn main() -> std::process::ExitCode {
         Command::RotateSecret(cmd) => cmd.run(&sh),
         Command::Doctor(cmd) => cmd.run(&sh),
         Command::Status(cmd) => cmd.run(&sh),
+        Command::Canary(cmd) => cmd.run(&sh),
+        Command::Bluegreen(cmd) => cmd.run(&sh),
         Command::Cluster(cmd) => cmd.run(&sh),
         Command::Image(cmd) => cmd.run(&sh),
         Command::Tools(cmd) => cmd.run(&sh),

@@ -95,7 +95,7 @@ fn doctor_diagnoses_a_crash_loop_and_a_missing_secret() {
     // A broken upgrade made straight with helm, as someone might at 3 a.m.
     let mut release = flow.target.chart_release(Some(&shared.crashing));
     release.namespace = ns.name.clone();
-    flow.helm.upgrade(&xtask::render::chart(), &release, &Change::new(&ns.kubeconfig, "manual")).or_panic();
+    flow.helm().unwrap().upgrade(&xtask::render::chart(), &release, &Change::new(&ns.kubeconfig, "manual")).or_panic();
     flow.block_on(Api::<Secret>::namespaced(flow.client.clone(), &ns.name).delete("model-server-database", &DeleteParams::default())).unwrap();
     let pods: Api<Pod> = Api::namespaced(flow.client.clone(), &ns.name);
     let selector = watcher::Config::default().labels("app.kubernetes.io/instance=model-server,shipshape.dev/track=stable");

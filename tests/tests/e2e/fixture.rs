@@ -20,6 +20,8 @@ pub struct Shared {
     pub v2: String,
     /// A version that exits at start: a crash loop.
     pub crashing: String,
+    /// A version that answers half of its predictions with HTTP 500.
+    pub failing_half: String,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
@@ -46,13 +48,14 @@ pub fn shared() -> &'static Shared {
         let v1 = app_images::build_model_server(&sh, &docker).unwrap();
         let v2 = app_images::variant(&docker, &v1, "v2", &[]).unwrap();
         let crashing = app_images::variant(&docker, &v1, "crash", &[("FAULT_CRASH_ON_START", "true")]).unwrap();
+        let failing_half = app_images::variant(&docker, &v1, "errors", &[("FAULT_ERROR_RATE", "0.5")]).unwrap();
         let postgres = app_images::build_postgres(&sh, &docker).unwrap();
         let kind = Kind::new(&sh).unwrap();
-        for image in [&v1, &v2, &crashing, &postgres] {
+        for image in [&v1, &v2, &crashing, &failing_half, &postgres] {
             kind.load_image(&cluster.cluster.name, image).unwrap();
         }
         let tag = |image: &str| image.rsplit_once(':').unwrap().1.to_owned();
-        Shared { v1: tag(&v1), v2: tag(&v2), crashing: tag(&crashing), cluster }
+        Shared { v1: tag(&v1), v2: tag(&v2), crashing: tag(&crashing), failing_half: tag(&failing_half), cluster }
     })
 }
 
@@ -70,6 +73,7 @@ impl TestNamespace {
         let name = format!("e2e-{purpose}");
         let kubeconfig = shared.cluster.cluster.kubeconfig.clone();
         let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(until_gone_if_terminating(&kubeconfig, &name)).unwrap_or_else(|e| panic!("{e:#}"));
         runtime.block_on(xtask::up::provision(&kubeconfig, &name)).unwrap_or_else(|e| panic!("{e:#}"));
         TestNamespace { name, kubeconfig, sh: xtask::repo_shell().unwrap() }
     }
@@ -81,6 +85,24 @@ impl TestNamespace {
     pub fn flow(&self) -> Flow<'_> {
         Flow::connect(&self.sh, &self.args()).unwrap_or_else(|e| panic!("{e:#}"))
     }
+}
+
+/// A namespace of the same name left terminating by an earlier run (on a reused cluster).
+async fn until_gone_if_terminating(kubeconfig: &std::path::Path, name: &str) -> anyhow::Result<()> {
+    let client = xtask::k8s::client(kubeconfig).await?;
+    let namespaces = Api::<Namespace>::all(client);
+    if namespaces.get_opt(name).await?.is_some_and(|ns| ns.metadata.deletion_timestamp.is_some()) {
+        let config = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}"));
+        xtask::k8s::wait::until(namespaces, config, &format!("namespace {name} deleted"), std::time::Duration::from_secs(120), |found| {
+            if found.is_empty() {
+                xtask::k8s::wait::Progress::Done("gone".to_owned())
+            } else {
+                xtask::k8s::wait::Progress::Waiting("terminating".to_owned())
+            }
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 impl Drop for TestNamespace {
@@ -117,5 +139,90 @@ pub fn failure<T>(result: anyhow::Result<T>) -> String {
     match result {
         Ok(_) => panic!("expected a failure, but it succeeded"),
         Err(err) => format!("{err:#}"),
+    }
+}
+
+/// The `xtask` binary of this checkout, built apart from the test's own target directory (which
+/// `cargo test` holds locked), for tests that must run the CLI as a process, e.g. to kill it.
+pub fn xtask_binary() -> &'static std::path::Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let target_dir = xtask::repo_root().join("target/image-build");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "--locked", "--package", "xtask", "--target-dir"])
+            .arg(&target_dir)
+            .current_dir(xtask::repo_root())
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the xtask binary failed");
+        target_dir.join("debug/xtask")
+    })
+}
+
+/// Steady traffic at the live Service from inside the cluster (`model-server load`, a pod in
+/// the test's namespace), counting every outcome by the version that answered.
+pub struct LoadGenerator<'n> {
+    namespace: &'n TestNamespace,
+}
+
+/// The load generator's counts (`GET /stats`). Every field shows in assertion messages.
+#[derive(serde::Deserialize, Debug)]
+#[allow(dead_code)]
+pub struct LoadStats {
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub by_version: std::collections::BTreeMap<String, VersionStats>,
+    pub failures: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(serde::Deserialize, Debug, Clone, Copy, Default)]
+pub struct VersionStats {
+    pub ok: u64,
+    pub failed: u64,
+}
+
+const LOAD_POD: &str = "load-generator";
+/// Requests per second: enough for an analysis window of a few seconds to see dozens.
+const LOAD_RATE: &str = "25";
+
+impl<'n> LoadGenerator<'n> {
+    pub fn start(namespace: &'n TestNamespace) -> LoadGenerator<'n> {
+        let shared = shared();
+        let flow = namespace.flow();
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(flow.client.clone(), &namespace.name);
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": LOAD_POD, "labels": {"app.kubernetes.io/name": "load-generator"}},
+            "spec": {
+                "automountServiceAccountToken": false,
+                "containers": [{
+                    "name": "load", "image": format!("shipshape/model-server:{}", shared.v1), "imagePullPolicy": "IfNotPresent",
+                    "args": ["load", "http://model-server/v1/predict", "--rate", LOAD_RATE, "--listen", "0.0.0.0:8080"],
+                    "ports": [{"name": "stats", "containerPort": 8080}],
+                    "readinessProbe": {"httpGet": {"path": "/health", "port": 8080}, "periodSeconds": 1}
+                }]
+            }
+        }))
+        .unwrap();
+        flow.block_on(pods.create(&Default::default(), &pod)).unwrap();
+        let config = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={LOAD_POD}"));
+        flow.block_on(xtask::k8s::wait::pods_running(&flow.client, &namespace.name, config, 1, std::time::Duration::from_secs(60))).or_panic();
+        LoadGenerator { namespace }
+    }
+
+    pub fn stats(&self) -> LoadStats {
+        let flow = self.namespace.flow();
+        let answer = flow.block_on(xtask::k8s::proxy::get_pod(&flow.pod_client, &self.namespace.name, LOAD_POD, 8080, "/stats")).or_panic();
+        serde_json::from_str(&answer.body).unwrap_or_else(|e| panic!("{e}: {}", answer.body))
+    }
+}
+
+impl Drop for LoadGenerator<'_> {
+    fn drop(&mut self) {
+        let flow = self.namespace.flow();
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(flow.client.clone(), &self.namespace.name);
+        let _ = flow.block_on(pods.delete(LOAD_POD, &DeleteParams::default()));
     }
 }

@@ -31,7 +31,7 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
     refuse_unsafe_start(&state)?;
     let drift = flow.block_on(release::drift(&flow.client, &t.namespace, &t.release, &state))?;
     let chart_release = t.chart_release(Some(tag));
-    let planned = flow.helm.planned_values(&render::chart(), &chart_release)?;
+    let planned = flow.helm()?.planned_values(&render::chart(), &chart_release)?;
     let image = format!("{}:{tag}", planned["image"]["repository"].as_str().unwrap_or("shipshape/model-server"));
     let pull_secrets = pull_secrets(&planned);
     let from = state.current().map(|r| (r.revision, state.stable_image().unwrap_or_default()));
@@ -93,7 +93,7 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
         run.step("upgrade", |flow| {
             let mut change = Change::new(&t.kubeconfig, format!("shipshape deploy {tag} by {}", crate::journal::actor()));
             change.force_conflicts = drift.is_some();
-            flow.helm.upgrade(&render::chart(), &chart_release, &change)
+            flow.helm()?.upgrade(&render::chart(), &chart_release, &change)
         })?;
         run.step("rollout", |flow| flow.block_on(wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT)))?;
         run.step("verify", |flow| {
@@ -140,14 +140,14 @@ fn restore(run: &mut Run, flow: &Flow, from_revision: Option<u32>) -> Result<Str
         Some(revision) => run.compensate("restore", &format!("roll back to Helm revision {revision}"), |flow| {
             let mut change = Change::new(&t.kubeconfig, format!("shipshape deploy failed: back to revision {revision}"));
             change.force_conflicts = true;
-            flow.helm.rollback(&t.release, &t.namespace, revision, &change)?;
+            flow.helm()?.rollback(&t.release, &t.namespace, revision, &change)?;
             let stable = release::stable_deployment(&t.release);
             flow.block_on(wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT))
                 .context("the restored revision did not roll out")?;
             Ok(format!("rolled back to Helm revision {revision}, which serves again"))
         }),
         None => run.compensate("restore", "uninstall the release that never became healthy", |flow| {
-            flow.helm.uninstall(&t.release, &t.namespace, &t.kubeconfig)?;
+            flow.helm()?.uninstall(&t.release, &t.namespace, &t.kubeconfig)?;
             Ok("the new release was uninstalled".to_owned())
         }),
     }

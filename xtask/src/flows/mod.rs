@@ -2,6 +2,9 @@
 //! `--dry-run` the plan is printed and nothing changes; otherwise each step is announced, timed
 //! and written to the journal in the cluster as it runs, under a Lease that keeps a second flow
 //! off the same release. A failing flow runs its compensation so stable keeps serving.
+pub mod analysis;
+pub mod bluegreen;
+pub mod canary;
 pub mod deploy;
 pub mod doctor;
 pub mod findings;
@@ -86,7 +89,8 @@ impl Target {
 pub struct Flow<'a> {
     pub sh: &'a Shell,
     pub target: Target,
-    pub helm: Helm<'a>,
+    /// Found on first use: commands that never run helm (verify, status) do not pay for it.
+    helm: std::cell::OnceCell<Helm<'a>>,
     pub client: kube::Client,
     /// For HTTP to pods through the API server (see [`crate::k8s::pod_client`]).
     pub pod_client: kube::Client,
@@ -107,7 +111,16 @@ impl<'a> Flow<'a> {
             target.env.name(),
             target.kubeconfig.display()
         );
-        Ok(Flow { sh, helm: Helm::new(sh)?, target, client, pod_client, runtime })
+        Ok(Flow { sh, helm: std::cell::OnceCell::new(), target, client, pod_client, runtime })
+    }
+
+    /// The pinned helm (checked on first use).
+    pub fn helm(&self) -> Result<&Helm<'a>> {
+        if let Some(helm) = self.helm.get() {
+            return Ok(helm);
+        }
+        let helm = Helm::new(self.sh)?;
+        Ok(self.helm.get_or_init(|| helm))
     }
 
     /// Runs async API work from the synchronous flow (helm calls stay off the runtime).
@@ -127,7 +140,7 @@ impl<'a> Flow<'a> {
             values_files: vec![file.path().to_path_buf()],
             set: Vec::new(),
         };
-        self.helm.upgrade(&render::chart(), &release, change)
+        self.helm()?.upgrade(&render::chart(), &release, change)
     }
 
     pub fn journal(&self) -> Journal {
@@ -137,12 +150,12 @@ impl<'a> Flow<'a> {
 
 /// One step of a plan: an id (stable, for the journal) and what it will do, in words.
 pub struct Step {
-    pub id: &'static str,
+    pub id: String,
     pub description: String,
 }
 
-pub fn step(id: &'static str, description: impl Into<String>) -> Step {
-    Step { id, description: description.into() }
+pub fn step(id: impl Into<String>, description: impl Into<String>) -> Step {
+    Step { id: id.into(), description: description.into() }
 }
 
 /// Prints a plan, as `--dry-run` does.
@@ -174,6 +187,21 @@ impl<'f, 'a> Run<'f, 'a> {
         let run = Run { flow, plan, entry, lease: Some(lease), started: Instant::now() };
         run.save()?;
         println!("{name}: {} steps (journal entry {})", run.plan.len(), run.entry.id);
+        Ok(run)
+    }
+
+    /// Takes the Lease and carries on an earlier run's journal entry (a paused or interrupted
+    /// flow continued from this machine), with the plan of what is left.
+    pub fn resume(flow: &'f Flow<'a>, mut entry: Entry, plan: Vec<Step>) -> Result<Run<'f, 'a>> {
+        let holder = format!("{} ({} {}, pid {})", journal::actor(), entry.flow, entry.id, std::process::id());
+        let lease = flow.block_on(lease::acquire(&flow.client, &flow.target.namespace, &flow.target.lease_name(), &holder))?;
+        entry.result = "running".to_owned();
+        entry.finished = None;
+        entry.error = None;
+        entry.facts.insert(format!("resumed_by_{}", entry.steps.len()), journal::actor());
+        let run = Run { flow, plan, entry, lease: Some(lease), started: Instant::now() };
+        run.save()?;
+        println!("{}: continuing journal entry {} ({} steps left)", run.entry.flow, run.entry.id, run.plan.len());
         Ok(run)
     }
 
@@ -221,6 +249,11 @@ impl<'f, 'a> Run<'f, 'a> {
 
     fn save(&self) -> Result<()> {
         self.flow.block_on(self.flow.journal().write(&self.entry))
+    }
+
+    /// The plan still ahead of this run.
+    pub fn plan(&self) -> &[Step] {
+        &self.plan
     }
 
     /// Journals the outcome and releases the Lease. `result` is "succeeded" or, for a failure,

@@ -81,7 +81,7 @@ pub fn preflight(flow: &Flow) -> Result<Vec<Check>> {
     let started = Instant::now();
     checks.push(timed(
         started,
-        match flow.helm.version() {
+        match flow.helm()?.version() {
             Ok(version) if version == HELM.version => Check::new("helm", Outcome::Pass, format!("{version} (pinned)")),
             Ok(version) => Check::new("helm", Outcome::Fail, format!("{version}, pinned {}", HELM.version)).with_fix("cargo xtask tools install"),
             Err(err) => Check::new("helm", Outcome::Fail, format!("{err:#}")).with_fix("cargo xtask tools install"),
@@ -105,7 +105,7 @@ pub fn preflight(flow: &Flow) -> Result<Vec<Check>> {
     let values = if state.is_installed() {
         state.values.clone()
     } else {
-        flow.helm.planned_values(&render::chart(), &t.chart_release(None))?
+        flow.helm()?.planned_values(&render::chart(), &t.chart_release(None))?
     };
     let started = Instant::now();
     let secret_checks = flow.block_on(findings::secrets_present(&flow.client, t, &values));

@@ -8,6 +8,21 @@ use serde_json::Value;
 use super::Flow;
 use crate::helm::Revision;
 
+/// A Helm storage record: base64 text of gzip of JSON (plain JSON in old records).
+fn decode_helm_record(encoded: &[u8]) -> Result<Value> {
+    use base64::Engine;
+    use std::io::Read;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).context("not base64")?;
+    let json = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(bytes.as_slice()).read_to_end(&mut text).context("not gzip")?;
+        text
+    } else {
+        bytes
+    };
+    serde_json::from_slice(&json).context("not JSON")
+}
+
 /// The chart's name (helm/model-server/Chart.yaml).
 const CHART_NAME: &str = "model-server";
 
@@ -40,11 +55,42 @@ pub struct ReleaseState {
 }
 
 impl ReleaseState {
+    /// Helm's record of the release, read from the cluster (see [`ReleaseState::fetch`]).
     pub fn read(flow: &Flow) -> Result<ReleaseState> {
-        let t = &flow.target;
-        let history = flow.helm.history(&t.release, &t.namespace, &t.kubeconfig)?;
-        let values = if history.is_empty() { Value::Null } else { flow.helm.values(&t.release, &t.namespace, &t.kubeconfig, None, true)? };
-        Ok(ReleaseState { history, values })
+        flow.block_on(ReleaseState::fetch(&flow.client, &flow.target.namespace, &flow.target.release))
+    }
+
+    /// Reads Helm's own record of the release: its storage Secrets `sh.helm.release.v1.<name>.v<N>`
+    /// (label owner=helm), each holding one revision as gzip-compressed JSON. One API call instead
+    /// of a helm process per question; nothing is written.
+    pub async fn fetch(client: &kube::Client, namespace: &str, release: &str) -> Result<ReleaseState> {
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), namespace);
+        let listed = secrets
+            .list(&kube::api::ListParams::default().labels(&format!("owner=helm,name={release}")))
+            .await
+            .with_context(|| format!("reading Helm's record of release {release}"))?;
+        let mut revisions: Vec<(Revision, Value)> = Vec::new();
+        for secret in listed.items {
+            let name = secret.metadata.name.clone().unwrap_or_default();
+            let encoded = secret.data.as_ref().and_then(|d| d.get("release")).with_context(|| format!("Helm record {name} has no release"))?;
+            let record = decode_helm_record(&encoded.0).with_context(|| format!("reading Helm record {name}"))?;
+            let info = &record["info"];
+            let metadata = &record["chart"]["metadata"];
+            let revision = Revision {
+                revision: record["version"].as_u64().unwrap_or_default() as u32,
+                updated: info["last_deployed"].as_str().unwrap_or_default().to_owned(),
+                status: info["status"].as_str().unwrap_or_default().to_owned(),
+                chart: format!("{}-{}", metadata["name"].as_str().unwrap_or_default(), metadata["version"].as_str().unwrap_or_default()),
+                app_version: metadata["appVersion"].as_str().unwrap_or_default().to_owned(),
+                description: info["description"].as_str().unwrap_or_default().to_owned(),
+            };
+            let mut values = record["chart"]["values"].clone();
+            crate::helm::merge(&mut values, &record["config"]);
+            revisions.push((revision, values));
+        }
+        revisions.sort_by_key(|(r, _)| r.revision);
+        let values = revisions.last().map(|(_, v)| v.clone()).unwrap_or(Value::Null);
+        Ok(ReleaseState { history: revisions.into_iter().map(|(r, _)| r).collect(), values })
     }
 
     pub fn current(&self) -> Option<&Revision> {
@@ -64,9 +110,37 @@ impl ReleaseState {
         canary_enabled(&self.values)
     }
 
-    /// `repository:tag` of the stable track in these values.
+    /// `repository:tag` of the stable track (the live colour in blue/green) in these values.
     pub fn stable_image(&self) -> Option<String> {
         stable_image(&self.values, self.current()?)
+    }
+
+    /// The live colour when the release runs blue/green.
+    pub fn live_slot(&self) -> Option<String> {
+        live_slot(&self.values)
+    }
+}
+
+/// The live colour when these values run blue/green.
+pub fn live_slot(values: &Value) -> Option<String> {
+    (values["blueGreen"]["enabled"].as_bool() == Some(true)).then(|| values["blueGreen"]["activeSlot"].as_str().unwrap_or("blue").to_owned())
+}
+
+/// The Deployment serving production traffic under these values: the stable one, or the live
+/// colour's in blue/green.
+pub fn live_deployment(release: &str, values: &Value) -> String {
+    match live_slot(values) {
+        Some(slot) => format!("{}-{slot}", fullname(release)),
+        None => stable_deployment(release),
+    }
+}
+
+/// Label selector for the pods that serve production traffic under these values (stable and
+/// canary, or the live colour only).
+pub fn live_pod_selector(release: &str, values: &Value) -> String {
+    match live_slot(values) {
+        Some(slot) => format!("{},shipshape.dev/slot={slot}", pod_selector(release)),
+        None => pod_selector(release),
     }
 }
 
@@ -77,8 +151,17 @@ pub fn canary_enabled(values: &Value) -> bool {
 /// The stable image a revision's values (with defaults) give: the tag defaults to appVersion.
 pub fn stable_image(values: &Value, revision: &Revision) -> Option<String> {
     let repository = values["image"]["repository"].as_str()?;
-    let tag = values["image"]["tag"].as_str().filter(|t| !t.is_empty()).unwrap_or(&revision.app_version);
+    let default = values["image"]["tag"].as_str().filter(|t| !t.is_empty()).unwrap_or(&revision.app_version);
+    let tag = match live_slot(values) {
+        Some(slot) => values["blueGreen"][slot.as_str()]["tag"].as_str().filter(|t| !t.is_empty()).unwrap_or(default),
+        None => default,
+    };
     Some(format!("{repository}:{tag}"))
+}
+
+/// The repository part of an image reference.
+pub fn tag_of_repository(image: &str) -> &str {
+    image.rsplit_once(':').map(|(repository, _)| repository).unwrap_or(image)
 }
 
 /// The tag part of an image reference.
@@ -114,7 +197,7 @@ pub async fn drift(client: &kube::Client, namespace: &str, release: &str, state:
     let (Some(helm_image), Some(current)) = (state.stable_image(), state.current()) else {
         return Ok(None);
     };
-    let name = stable_deployment(release);
+    let name = live_deployment(release, &state.values);
     let Some(deployment) = Api::<Deployment>::namespaced(client.clone(), namespace)
         .get_opt(&name)
         .await

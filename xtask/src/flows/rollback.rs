@@ -101,7 +101,7 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
             let Some(found) = state.history.iter().find(|r| r.revision == revision) else {
                 bail!("release {} has no revision {revision}; it has {}", t.release, list_revisions(&state));
             };
-            let values = flow.helm.values(&t.release, &t.namespace, &t.kubeconfig, Some(revision), true)?;
+            let values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, Some(revision), true)?;
             if release::canary_enabled(&values) {
                 bail!("revision {revision} ran a canary; pick a revision without one ({})", list_revisions(&state));
             }
@@ -110,7 +110,7 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
         }
         To::Previous => previous_release(flow, &state, &current, &from_image)?,
         To::Tag(tag) => {
-            let mut values = flow.helm.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
+            let mut values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
             crate::helm::merge(&mut values, &serde_json::json!({"image": {"tag": tag}, "canary": {"enabled": false}}));
             Plan::Tag { tag, values }
         }
@@ -213,7 +213,7 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
             let mut change = Change::new(&t.kubeconfig, format!("shipshape rollback to {to_words} by {}", crate::journal::actor()));
             change.force_conflicts = drift.is_some();
             match &target {
-                Plan::Revision { revision, .. } => flow.helm.rollback(&t.release, &t.namespace, *revision, &change),
+                Plan::Revision { revision, .. } => flow.helm()?.rollback(&t.release, &t.namespace, *revision, &change),
                 Plan::Tag { values, .. } => flow.upgrade_with_values(values, &change),
             }
         })?;
@@ -235,7 +235,7 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
             Ok(Some(verification))
         })
     })();
-    let new_revision = flow.helm.history(&t.release, &t.namespace, &t.kubeconfig).ok().and_then(|h| h.last().map(|r| r.revision));
+    let new_revision = flow.helm()?.history(&t.release, &t.namespace, &t.kubeconfig).ok().and_then(|h| h.last().map(|r| r.revision));
     let failed = match &result {
         Ok(Some(v)) => v.outcome == Outcome::Fail,
         Ok(None) => false,
@@ -274,7 +274,7 @@ fn previous_release(flow: &Flow, state: &ReleaseState, current: &crate::helm::Re
         if !matches!(candidate.status.as_str(), "superseded" | "deployed") {
             continue;
         }
-        let values = flow.helm.values(&t.release, &t.namespace, &t.kubeconfig, Some(candidate.revision), true)?;
+        let values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, Some(candidate.revision), true)?;
         if release::canary_enabled(&values) {
             continue;
         }

@@ -82,7 +82,7 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
         run.step("update", |flow| flow.block_on(secrets::write_key(&secrets_api, &secret, &key, &new_value)))?;
         updated = true;
         run.step("restart", |flow| {
-            let mut values = flow.helm.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
+            let mut values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
             crate::helm::merge(&mut values, &serde_json::json!({"restartedAt": crate::journal::now()}));
             restarted = true;
             flow.upgrade_with_values(&values, &Change::new(&t.kubeconfig, format!("shipshape rotate-secret {secret}: restart")))
@@ -114,7 +114,7 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
             let undo = run.compensate("restore", "put the old value back and return to the previous Helm revision", |flow| {
                 flow.block_on(secrets::write_key(&secrets_api, &secret, &key, &old_value))?;
                 if restarted {
-                    flow.helm.rollback(&t.release, &t.namespace, current.revision, &Change::new(&t.kubeconfig, "shipshape rotate-secret failed: restore"))?;
+                    flow.helm()?.rollback(&t.release, &t.namespace, current.revision, &Change::new(&t.kubeconfig, "shipshape rotate-secret failed: restore"))?;
                     flow.block_on(wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT))?;
                 }
                 Ok(())

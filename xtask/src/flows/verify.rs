@@ -52,8 +52,7 @@ impl Verify {
 
 /// Runs the seven checks on the flow's target.
 pub fn verify(flow: &Flow) -> Result<Verification> {
-    let state = ReleaseState::read(flow)?;
-    flow.block_on(checks(&flow.client, &flow.pod_client, &flow.target, &state))
+    flow.block_on(checks(&flow.client, &flow.pod_client, &flow.target))
 }
 
 /// Names and times one check.
@@ -71,18 +70,41 @@ struct Observed {
     pods: Vec<Pod>,
 }
 
-pub async fn checks(client: &kube::Client, pod_client: &kube::Client, target: &Target, state: &ReleaseState) -> Result<Verification> {
+pub async fn checks(client: &kube::Client, pod_client: &kube::Client, target: &Target) -> Result<Verification> {
     let started = Instant::now();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &target.namespace);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
-    let (stable_name, canary_name) = (release::stable_deployment(&target.release), release::canary_deployment(&target.release));
-    let list = ListParams::default().labels(&release::pod_selector(&target.release));
-    let (stable, canary, listed) = futures::join!(deployments.get_opt(&stable_name), deployments.get_opt(&canary_name), pods.list(&list));
+    // Helm's record and everything the release runs, read at once; which of it serves (stable
+    // and canary, or the live colour) is decided from the record afterwards.
+    let by_release = ListParams::default().labels(&format!("app.kubernetes.io/instance={}", target.release));
+    let every_pod = ListParams::default().labels(&release::pod_selector(&target.release));
+    let (state, listed_deployments, listed_pods) =
+        futures::join!(ReleaseState::fetch(client, &target.namespace, &target.release), deployments.list(&by_release), pods.list(&every_pod));
+    let state = &state?;
+    let serving = [release::live_deployment(&target.release, &state.values), release::canary_deployment(&target.release)];
+    let live_slot = state.live_slot();
     let observed = Observed {
-        deployments: [stable?, canary?].into_iter().flatten().collect(),
-        // Pods on their way out (a finished rollout's old pods draining) are not serving.
-        pods: listed?.items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect(),
+        deployments: listed_deployments?.items.into_iter().filter(|d| d.metadata.name.as_ref().is_some_and(|n| serving.contains(n))).collect(),
+        // Pods on their way out (a finished rollout's old pods draining) are not serving, nor
+        // is the idle colour.
+        pods: listed_pods?
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| live_slot.is_none() || p.metadata.labels.as_ref().and_then(|l| l.get("shipshape.dev/slot")) == live_slot.as_ref())
+            .collect(),
     };
+    if !state.is_installed() {
+        let missing = Check::new("release", Outcome::Fail, format!("release {} is not installed in namespace {}", target.release, target.namespace))
+            .with_fix("check --namespace / --env and the kubeconfig printed above; deploy with cargo xtask deploy");
+        return Ok(Verification {
+            release: target.release.clone(),
+            namespace: target.namespace.clone(),
+            outcome: Outcome::Fail,
+            checks: vec![missing],
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
     let o = &observed;
     let checks = join_all([
         timed("replicas-ready", Box::pin(async { replicas_ready(o) })),
@@ -223,7 +245,7 @@ pub fn count_error_lines(text: &str) -> usize {
 
 /// [7/7] the deployed version: the Deployment runs what Helm applied, and every pod reports it.
 async fn version(client: &kube::Client, target: &Target, o: &Observed, state: &ReleaseState) -> Check {
-    let stable_name = release::stable_deployment(&target.release);
+    let stable_name = release::live_deployment(&target.release, &state.values);
     let Some(stable) = o.deployments.iter().find(|d| d.metadata.name.as_deref() == Some(stable_name.as_str())) else {
         return fail("no stable Deployment");
     };

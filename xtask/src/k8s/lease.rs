@@ -40,7 +40,7 @@ pub async fn acquire(client: &kube::Client, namespace: &str, name: &str, holder:
         Ok(_) => {}
         Err(kube::Error::Api(status)) if status.code == 409 => {
             let mut existing = api.get(name).await.with_context(|| format!("reading Lease {name}"))?;
-            if let Some(held_by) = live_holder(&existing, now) {
+            if let Some(held_by) = live_holder(&existing, now).filter(|h| !died_on_this_machine(h)) {
                 let expires = expiry(&existing).map(|t| t.to_string()).unwrap_or_default();
                 bail!(
                     "another shipshape flow is running on this release: Lease {namespace}/{name} is held by {held_by}. \
@@ -58,6 +58,20 @@ pub async fn acquire(client: &kube::Client, namespace: &str, name: &str, holder:
     }
     let renewer = tokio::spawn(renew_forever(api.clone(), name.to_owned(), holder.to_owned()));
     Ok(Held { api, name: name.to_owned(), holder: holder.to_owned(), renewer })
+}
+
+/// A holder identity ends with `pid N)` and starts with `user@host`: a holder on this machine
+/// whose process is gone died (killed, crashed) and will never renew, so there is no need to
+/// wait for its lease to expire.
+fn died_on_this_machine(holder: &str) -> bool {
+    let this_host = crate::journal::actor();
+    let Some(host) = this_host.split('@').nth(1) else { return false };
+    let same_host = holder.split_whitespace().next().and_then(|actor| actor.split('@').nth(1)) == Some(host);
+    let pid = holder.rsplit("pid ").next().and_then(|rest| rest.trim_end_matches(')').trim().parse::<u32>().ok());
+    match pid {
+        Some(pid) if same_host && pid != std::process::id() => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        _ => false,
+    }
 }
 
 /// Who holds the lease right now, if anyone (an expired lease has no live holder).

@@ -1,0 +1,76 @@
+//! `model-server load`: steady traffic at a URL (a Service, from inside the cluster), counting
+//! every outcome by the version that answered (`x-served-by`). The end-to-end tests run it
+//! during progressive deployments and read `GET /stats` on its own port: a deployment that drops
+//! a request shows up here. Each request opens its own connection, as a fresh client would, so
+//! it is routed by the Service to a ready endpoint, never held to a pod that is going away.
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+/// What the generator has seen since it started.
+#[derive(Serialize, Default, Clone, Debug)]
+pub struct Stats {
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    /// Answers per version that gave them: version -> (ok, failed).
+    pub by_version: BTreeMap<String, Outcomes>,
+    /// Failures by kind (`http 500`, or the connection error).
+    pub failures: BTreeMap<String, u64>,
+}
+
+#[derive(Serialize, Default, Clone, Copy, Debug)]
+pub struct Outcomes {
+    pub ok: u64,
+    pub failed: u64,
+}
+
+/// A prediction request for the iris model.
+const BODY: &str = r#"{"instances":[[5.1,3.5,1.4,0.2]]}"#;
+
+/// Sends `rate` requests a second to `url` until the process is stopped; serves the counts on
+/// `listen` (`GET /stats`).
+pub async fn run(url: String, rate: u32, listen: SocketAddr, timeout: Duration) -> Result<()> {
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let shared = stats.clone();
+    let router = Router::new()
+        .route("/stats", get(move || async move { Json(shared.lock().unwrap().clone()) }))
+        .route("/health", get(|| async { Json(serde_json::json!({"status": "healthy"})) }));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    crate::log::info("load generator started", &[("url", &url), ("rate", &rate), ("stats", &listen)]);
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let (url, stats) = (url.clone(), stats.clone());
+        stats.lock().unwrap().sent += 1;
+        tokio::spawn(async move {
+            let outcome = crate::client::post(&url, &[], Some(BODY.to_owned()), timeout).await;
+            record(&mut stats.lock().unwrap(), outcome);
+        });
+    }
+}
+
+fn record(stats: &mut Stats, outcome: Result<crate::client::Response>) {
+    let (ok, version, kind) = match outcome {
+        Ok(answer) if (200..300).contains(&answer.status) => (true, answer.served_by.unwrap_or_else(|| "unknown".to_owned()), String::new()),
+        Ok(answer) => (false, answer.served_by.unwrap_or_else(|| "unknown".to_owned()), format!("http {}", answer.status)),
+        Err(err) => (false, "no answer".to_owned(), format!("{:#}", err).chars().take(120).collect()),
+    };
+    let per_version = stats.by_version.entry(version).or_default();
+    if ok {
+        stats.ok += 1;
+        per_version.ok += 1;
+    } else {
+        stats.failed += 1;
+        per_version.failed += 1;
+        *stats.failures.entry(kind).or_default() += 1;
+    }
+}

@@ -1,0 +1,205 @@
+//! Canary and blue/green under continuous traffic: a load generator in the cluster sends
+//! requests to the live Service during every flow and counts each failure by the version that
+//! answered it.
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use xtask::cli::{Approval, BlueGreenStart, CanaryStart};
+use xtask::flows::canary::{self, Phase};
+use xtask::flows::{bluegreen, deploy, release, Flow};
+
+use crate::fixture::{self, failure, LoadGenerator, LoadStats, OrPanic, TestNamespace};
+
+/// Pods of the stable track in these tests: 25 % and 50 % steps are real percentages.
+const PODS: u64 = 4;
+
+fn deployment_image(flow: &Flow, name: &str) -> Option<String> {
+    let deployments: Api<Deployment> = Api::namespaced(flow.client.clone(), &flow.target.namespace);
+    flow.block_on(deployments.get_opt(name)).unwrap().map(|d| release::deployment_image(&d).unwrap())
+}
+
+/// The release at v1 with PODS stable pods, as an operator would have it before a canary.
+fn stable_at_v1(ns: &TestNamespace) -> Flow<'_> {
+    let flow = ns.flow();
+    deploy::deploy(&flow, &fixture::shared().v1, false).or_panic();
+    let mut values = flow.helm().unwrap().values(&flow.target.release, &ns.name, &ns.kubeconfig, None, false).or_panic();
+    values["replicaCount"] = PODS.into();
+    flow.upgrade_with_values(&values, &xtask::helm::Change::new(&ns.kubeconfig, "e2e: scale")).or_panic();
+    flow.block_on(xtask::k8s::wait::deployment_rolled_out(&flow.client, &ns.name, "model-server", deploy::ROLLOUT_TIMEOUT)).or_panic();
+    flow
+}
+
+fn canary_args(ns: &TestNamespace, tag: &str, approval: Approval) -> CanaryStart {
+    CanaryStart {
+        target: ns.args(),
+        tag: tag.to_owned(),
+        steps: vec![25, 50],
+        analysis_seconds: 8,
+        min_requests: 20,
+        max_error_rate: 0.01,
+        max_latency_ratio: 3.0,
+        approval: Some(approval),
+        dry_run: false,
+    }
+}
+
+fn assert_no_failures(stats: &LoadStats) {
+    assert!(stats.ok > 100, "traffic flowed throughout: {stats:?}");
+    assert_eq!(stats.failed, 0, "no request failed: {stats:?}");
+}
+
+fn image(tag: &str) -> String {
+    format!("shipshape/model-server:{tag}")
+}
+
+#[test]
+fn a_good_canary_is_promoted_through_every_step_with_no_failed_request() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("canary-good");
+    let flow = stable_at_v1(&ns);
+    let load = LoadGenerator::start(&ns);
+
+    let state = canary::start_canary(&flow, &canary_args(&ns, &shared.v2, Approval::Approved)).or_panic();
+    assert_eq!(state.phase, Phase::Promoted);
+    let real: Vec<f64> = state.measured.iter().map(|m| m.real_percent).collect();
+    assert_eq!(real, [25.0, 50.0], "the real share of pods is recorded: {state:#?}");
+    assert!(state.measured.iter().all(|m| m.analysis.as_ref().unwrap().verdict == xtask::flows::analysis::Verdict::Pass));
+    assert_eq!(deployment_image(&flow, "model-server"), Some(image(&shared.v2)));
+    assert_eq!(deployment_image(&flow, "model-server-canary"), None, "the canary is removed");
+
+    let stats = load.stats();
+    assert_no_failures(&stats);
+    assert!(stats.by_version.get(&shared.v2).is_some_and(|v| v.ok > 0), "the canary served traffic: {stats:?}");
+}
+
+#[test]
+fn a_canary_failing_half_its_requests_is_aborted_at_the_first_analysis() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("canary-bad");
+    let flow = stable_at_v1(&ns);
+    let load = LoadGenerator::start(&ns);
+
+    let error = failure(canary::start_canary(&flow, &canary_args(&ns, &shared.failing_half, Approval::Approved)));
+    assert!(error.contains("aborted") && error.contains("error rate"), "{error}");
+    assert!(error.contains("step 1"), "at the first analysis: {error}");
+    assert_eq!(deployment_image(&flow, "model-server"), Some(image(&shared.v1)), "stable unchanged");
+    assert_eq!(deployment_image(&flow, "model-server-canary"), None);
+    let values = flow.helm().unwrap().values("model-server", &ns.name, &ns.kubeconfig, None, true).or_panic();
+    assert_eq!(values["replicaCount"], PODS, "stable back to full size");
+
+    let stats = load.stats();
+    let stable = stats.by_version.get(&shared.v1).copied().unwrap_or_default();
+    assert!(stable.ok > 100, "{stats:?}");
+    assert_eq!(stable.failed, 0, "stable served every request it got: {stats:?}");
+    assert!(stats.by_version.get(&shared.failing_half).is_some_and(|v| v.failed > 0), "the bad canary's own errors: {stats:?}");
+    assert_eq!(stats.failed, stats.by_version[&shared.failing_half].failed, "no failure without an answer: {stats:?}");
+}
+
+#[test]
+fn a_crash_looping_canary_is_aborted_without_waiting_for_the_deadline() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("canary-crash");
+    let flow = stable_at_v1(&ns);
+    let load = LoadGenerator::start(&ns);
+
+    let started = Instant::now();
+    let error = failure(canary::start_canary(&flow, &canary_args(&ns, &shared.crashing, Approval::Approved)));
+    let took = started.elapsed();
+    assert!(error.contains("crash-looping"), "{error}");
+    eprintln!("crash-looping canary aborted after {took:?} (progress deadline: 600 s)");
+    assert_eq!(deployment_image(&flow, "model-server"), Some(image(&shared.v1)));
+    assert_eq!(deployment_image(&flow, "model-server-canary"), None);
+    assert_no_failures(&load.stats());
+}
+
+#[test]
+fn a_canary_paused_at_the_gate_is_promoted_by_a_second_command_and_another_aborted() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("canary-gate");
+    let flow = stable_at_v1(&ns);
+    let load = LoadGenerator::start(&ns);
+
+    let state = canary::start_canary(&flow, &canary_args(&ns, &shared.v2, Approval::Pause)).or_panic();
+    assert_eq!(state.phase, Phase::Gate);
+    assert!(deployment_image(&flow, "model-server-canary").is_some(), "the canary keeps running at the gate");
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    assert_eq!(runs.last().unwrap().result, "paused");
+
+    let other_machine = ns.flow();
+    let state = canary::continue_canary(&other_machine, Some(Phase::Promote)).or_panic();
+    assert_eq!(state.phase, Phase::Promoted);
+    assert_eq!(deployment_image(&flow, "model-server"), Some(image(&shared.v2)));
+
+    let state = canary::start_canary(&flow, &canary_args(&ns, &shared.v1, Approval::Pause)).or_panic();
+    assert_eq!(state.phase, Phase::Gate);
+    let state = canary::continue_canary(&ns.flow(), Some(Phase::Abort)).or_panic();
+    assert_eq!(state.phase, Phase::Aborted);
+    assert_eq!(deployment_image(&flow, "model-server"), Some(image(&shared.v2)), "stable unchanged by the abort");
+    assert_eq!(deployment_image(&flow, "model-server-canary"), None);
+    assert_no_failures(&load.stats());
+}
+
+#[test]
+fn a_canary_killed_mid_step_is_resumed_from_another_process_and_finishes() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("canary-kill");
+    let flow = stable_at_v1(&ns);
+    let load = LoadGenerator::start(&ns);
+
+    let mut child = std::process::Command::new(fixture::xtask_binary())
+        .args(["canary", "start", "--namespace", &ns.name, "--tag", &shared.v2, "--steps", "25,50", "--analysis-seconds", "30"])
+        .args(["--min-requests", "20", "--approval", "approved", "--max-latency-ratio", "3"])
+        .env("KUBECONFIG", &ns.kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it during its first analysis window.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "the canary never reached its first analysis");
+        let runs = flow.block_on(flow.journal().entries()).or_panic();
+        let in_step = runs.iter().any(|r| r.flow == "canary" && r.steps.iter().any(|s| s.id == "step-1" && s.status == "running"));
+        if in_step && deployment_image(&flow, "model-server-canary").is_some() {
+            std::thread::sleep(Duration::from_secs(5));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let state = canary::continue_canary(&ns.flow(), None).or_panic();
+    assert_eq!(state.phase, Phase::Promoted, "{state:#?}");
+    assert_eq!(deployment_image(&flow, "model-server"), Some(image(&shared.v2)));
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    let run = runs.iter().rev().find(|r| r.flow == "canary").unwrap();
+    assert_eq!(run.result, "succeeded");
+    assert!(run.facts.keys().any(|k| k.starts_with("resumed_by")), "the journal says it was resumed: {run:#?}");
+    assert_no_failures(&load.stats());
+}
+
+#[test]
+fn blue_green_switch_and_rollback_drop_no_request() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("bluegreen");
+    let flow = ns.flow();
+    let start = |tag: &str| BlueGreenStart { target: ns.args(), tag: tag.to_owned(), scale_down_delay: 3, dry_run: false };
+    let installed = bluegreen::start_flow(&flow, &start(&shared.v1)).or_panic();
+    assert_eq!(installed.to_slot, "blue");
+    let load = LoadGenerator::start(&ns);
+
+    let switched = bluegreen::start_flow(&flow, &start(&shared.v2)).or_panic();
+    assert_eq!((switched.from_slot.as_str(), switched.to_slot.as_str()), ("blue", "green"));
+    assert_eq!(deployment_image(&flow, "model-server-green"), Some(image(&shared.v2)));
+    let state = release::ReleaseState::read(&flow).or_panic();
+    assert_eq!(state.live_slot().as_deref(), Some("green"));
+    assert!(state.history.iter().any(|r| r.description.contains("switch live from blue to green")), "helm history explains the switch");
+    let after_switch = load.stats();
+    assert!(after_switch.by_version.get(&shared.v2).is_some_and(|v| v.ok > 0), "{after_switch:?}");
+
+    let back = bluegreen::rollback(&flow, 3, false).or_panic();
+    assert_eq!(back.to_slot, "blue");
+    assert_eq!(release::ReleaseState::read(&flow).or_panic().live_slot().as_deref(), Some("blue"));
+    assert_no_failures(&load.stats());
+}

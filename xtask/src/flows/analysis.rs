@@ -1,0 +1,264 @@
+//! Canary analysis: canary against stable, from the pods' own Prometheus metrics (port 9090,
+//! read through the API server), over a window while traffic flows. Only application traffic
+//! counts (`/v1/predict`), never the probes. Too few canary requests is inconclusive: the flow
+//! pauses, it never passes on no evidence.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+
+use super::release;
+use crate::k8s::proxy;
+
+/// The route whose requests are judged.
+const ROUTE: &str = "/v1/predict";
+/// The metrics port's name in the chart.
+const METRICS_PORT_NAME: &str = "metrics";
+
+/// What a canary must show to pass a step.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// Fewer canary requests than this in the window: inconclusive.
+    pub min_requests: u64,
+    /// Highest acceptable canary error rate (5xx / requests).
+    pub max_error_rate: f64,
+    /// Canary mean latency may be at most this many times stable's...
+    pub max_latency_ratio: f64,
+    /// ...plus this (small latencies are noisy), in seconds.
+    pub latency_slack_seconds: f64,
+}
+
+/// Request counts and latency of one track over the window.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TrackSample {
+    pub requests: f64,
+    pub errors: f64,
+    pub latency_sum: f64,
+    pub latency_count: f64,
+}
+
+impl TrackSample {
+    pub fn error_rate(&self) -> f64 {
+        if self.requests > 0.0 {
+            self.errors / self.requests
+        } else {
+            0.0
+        }
+    }
+
+    pub fn mean_latency(&self) -> Option<f64> {
+        (self.latency_count > 0.0).then(|| self.latency_sum / self.latency_count)
+    }
+
+    fn add(&mut self, other: &TrackSample) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.latency_sum += other.latency_sum;
+        self.latency_count += other.latency_count;
+    }
+
+    /// `self - earlier`; a pod that restarted (counters went down) counts from zero.
+    fn since(&self, earlier: &TrackSample) -> TrackSample {
+        if self.requests < earlier.requests || self.latency_count < earlier.latency_count {
+            return *self;
+        }
+        TrackSample {
+            requests: self.requests - earlier.requests,
+            errors: self.errors - earlier.errors,
+            latency_sum: self.latency_sum - earlier.latency_sum,
+            latency_count: self.latency_count - earlier.latency_count,
+        }
+    }
+}
+
+/// Counters of every serving pod at one moment: pod -> (track, counters).
+pub type Snapshot = BTreeMap<String, (String, TrackSample)>;
+
+/// Reads `/metrics` of every ready pod of the release.
+pub async fn snapshot(client: &kube::Client, pod_client: &kube::Client, namespace: &str, release_name: &str) -> Result<Snapshot> {
+    let pods = release::ready_pods(client, namespace, release_name).await?;
+    let answers = join_all(pods.iter().map(|pod| {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let port = metrics_port(pod);
+        async move { proxy::get_pod(pod_client, namespace, &name, port, "/metrics").await }
+    }))
+    .await;
+    let mut snapshot = Snapshot::new();
+    for (pod, answer) in pods.iter().zip(answers) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let answer = answer?;
+        anyhow::ensure!(answer.status == 200, "GET /metrics on pod {name} answered {}", answer.status);
+        snapshot.insert(name, (release::track_of(pod), parse(&answer.body)));
+    }
+    Ok(snapshot)
+}
+
+fn metrics_port(pod: &k8s_openapi::api::core::v1::Pod) -> u16 {
+    let ports = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.ports.as_ref());
+    ports.into_iter().flatten().find(|p| p.name.as_deref() == Some(METRICS_PORT_NAME)).map(|p| p.container_port as u16).unwrap_or(9090)
+}
+
+/// The window's traffic per track: each pod's counters at the end less those at the start (a
+/// pod that appeared during the window counts whole).
+pub fn window(start: &Snapshot, end: &Snapshot) -> BTreeMap<String, TrackSample> {
+    let mut tracks: BTreeMap<String, TrackSample> = BTreeMap::new();
+    for (pod, (track, counters)) in end {
+        let delta = match start.get(pod) {
+            Some((_, before)) => counters.since(before),
+            None => *counters,
+        };
+        tracks.entry(track.clone()).or_default().add(&delta);
+    }
+    tracks
+}
+
+/// The route's counters from Prometheus text exposition.
+pub fn parse(text: &str) -> TrackSample {
+    let route = format!("route=\"{ROUTE}\"");
+    let mut sample = TrackSample::default();
+    for line in text.lines().filter(|l| !l.starts_with('#') && l.contains(&route)) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let Ok(value) = value.parse::<f64>() else { continue };
+        if series.starts_with("http_requests_total{") {
+            sample.requests += value;
+            let status = series.split("status=\"").nth(1).and_then(|s| s.split('"').next()).and_then(|s| s.parse::<u16>().ok());
+            if status.is_some_and(|s| s >= 500) {
+                sample.errors += value;
+            }
+        } else if series.starts_with("http_request_duration_seconds_sum{") {
+            sample.latency_sum += value;
+        } else if series.starts_with("http_request_duration_seconds_count{") {
+            sample.latency_count += value;
+        }
+    }
+    sample
+}
+
+/// How a step's analysis came out.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Inconclusive,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Analysis {
+    pub verdict: Verdict,
+    pub reasons: Vec<String>,
+    pub canary: TrackSample,
+    pub stable: TrackSample,
+    pub window_seconds: f64,
+}
+
+/// Judges the canary against the thresholds and against stable.
+pub fn judge(tracks: &BTreeMap<String, TrackSample>, thresholds: &Thresholds, window: Duration) -> Analysis {
+    let canary = tracks.get("canary").copied().unwrap_or_default();
+    let stable = tracks.get("stable").copied().unwrap_or_default();
+    let mut reasons = Vec::new();
+    let mut verdict = Verdict::Pass;
+    if canary.requests < thresholds.min_requests as f64 {
+        verdict = Verdict::Inconclusive;
+        reasons.push(format!(
+            "only {} canary requests in {}s (at least {} needed): not enough evidence to pass",
+            canary.requests,
+            window.as_secs(),
+            thresholds.min_requests
+        ));
+    }
+    if canary.requests > 0.0 && canary.error_rate() > thresholds.max_error_rate {
+        verdict = Verdict::Fail;
+        reasons.push(format!(
+            "canary error rate {:.1}% ({} of {}) is above {:.1}% (stable {:.1}%)",
+            canary.error_rate() * 100.0,
+            canary.errors,
+            canary.requests,
+            thresholds.max_error_rate * 100.0,
+            stable.error_rate() * 100.0
+        ));
+    }
+    if let (Some(canary_latency), Some(stable_latency)) = (canary.mean_latency(), stable.mean_latency()) {
+        let limit = stable_latency * thresholds.max_latency_ratio + thresholds.latency_slack_seconds;
+        if canary_latency > limit {
+            verdict = Verdict::Fail;
+            reasons.push(format!(
+                "canary mean latency {:.1} ms is above {:.1} ms (stable {:.1} ms x {} + {} ms)",
+                canary_latency * 1e3,
+                limit * 1e3,
+                stable_latency * 1e3,
+                thresholds.max_latency_ratio,
+                thresholds.latency_slack_seconds * 1e3
+            ));
+        }
+    }
+    if verdict == Verdict::Pass {
+        reasons.push(format!(
+            "canary {} requests, {:.1}% errors, mean {:.1} ms; stable {} requests, {:.1}% errors, mean {:.1} ms",
+            canary.requests,
+            canary.error_rate() * 100.0,
+            canary.mean_latency().unwrap_or_default() * 1e3,
+            stable.requests,
+            stable.error_rate() * 100.0,
+            stable.mean_latency().unwrap_or_default() * 1e3
+        ));
+    }
+    Analysis { verdict, reasons, canary, stable, window_seconds: window.as_secs_f64() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const METRICS: &str = r#"# HELP http_requests_total Requests.
+http_requests_total{route="/v1/predict",status="200"} 90
+http_requests_total{route="/v1/predict",status="500"} 10
+http_requests_total{route="/health",status="200"} 500
+http_request_duration_seconds_sum{route="/v1/predict"} 0.5
+http_request_duration_seconds_count{route="/v1/predict"} 100
+http_request_duration_seconds_bucket{route="/v1/predict",le="0.005"} 100
+"#;
+
+    fn thresholds() -> Thresholds {
+        Thresholds { min_requests: 20, max_error_rate: 0.01, max_latency_ratio: 2.0, latency_slack_seconds: 0.05 }
+    }
+
+    #[test]
+    fn only_the_application_route_counts() {
+        let sample = parse(METRICS);
+        assert_eq!(sample, TrackSample { requests: 100.0, errors: 10.0, latency_sum: 0.5, latency_count: 100.0 });
+    }
+
+    #[test]
+    fn a_window_is_the_difference_and_a_restarted_pod_counts_from_zero() {
+        let at = |requests: f64| TrackSample { requests, errors: 0.0, latency_sum: requests / 100.0, latency_count: requests };
+        let start = Snapshot::from([("a".to_owned(), ("stable".to_owned(), at(100.0))), ("b".to_owned(), ("canary".to_owned(), at(50.0)))]);
+        let end = Snapshot::from([
+            ("a".to_owned(), ("stable".to_owned(), at(130.0))),
+            ("b".to_owned(), ("canary".to_owned(), at(5.0))),
+            ("c".to_owned(), ("canary".to_owned(), at(7.0))),
+        ]);
+        let tracks = window(&start, &end);
+        assert_eq!(tracks["stable"].requests, 30.0);
+        assert_eq!(tracks["canary"].requests, 12.0, "b restarted (5 < 50) and c is new: both count whole");
+    }
+
+    #[test]
+    fn errors_fail_too_few_requests_are_inconclusive_and_slow_fails() {
+        let good = TrackSample { requests: 100.0, errors: 0.0, latency_sum: 0.2, latency_count: 100.0 };
+        let tracks = |canary: TrackSample| BTreeMap::from([("stable".to_owned(), good), ("canary".to_owned(), canary)]);
+        let window = Duration::from_secs(30);
+        assert_eq!(judge(&tracks(good), &thresholds(), window).verdict, Verdict::Pass);
+        let failing = TrackSample { errors: 50.0, ..good };
+        assert_eq!(judge(&tracks(failing), &thresholds(), window).verdict, Verdict::Fail);
+        let few = TrackSample { requests: 3.0, errors: 0.0, latency_sum: 0.006, latency_count: 3.0 };
+        let verdict = judge(&tracks(few), &thresholds(), window);
+        assert_eq!(verdict.verdict, Verdict::Inconclusive, "{verdict:?}");
+        let slow = TrackSample { latency_sum: 20.0, ..good };
+        assert_eq!(judge(&tracks(slow), &thresholds(), window).verdict, Verdict::Fail);
+        let none = BTreeMap::from([("stable".to_owned(), good)]);
+        assert_eq!(judge(&none, &thresholds(), window).verdict, Verdict::Inconclusive, "no canary traffic never passes");
+    }
+}
