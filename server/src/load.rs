@@ -60,7 +60,9 @@ pub async fn run(url: String, rate: u32, listen: SocketAddr, timeout: Duration) 
 
 fn record(stats: &mut Stats, outcome: Result<crate::client::Response>) {
     let (ok, version, kind) = match outcome {
-        Ok(answer) if (200..300).contains(&answer.status) => (true, answer.served_by.unwrap_or_else(|| "unknown".to_owned()), String::new()),
+        Ok(answer) if (200..300).contains(&answer.status) => {
+            (true, answer.served_by.unwrap_or_else(|| "unknown".to_owned()), String::new())
+        }
         Ok(answer) => (false, answer.served_by.unwrap_or_else(|| "unknown".to_owned()), format!("http {}", answer.status)),
         Err(err) => (false, "no answer".to_owned(), format!("{:#}", err).chars().take(120).collect()),
     };

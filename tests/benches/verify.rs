@@ -89,5 +89,10 @@ fn median(times: &[Duration]) -> Duration {
 fn report(what: &str, times: &[Duration], baseline: Option<&[Duration]>) {
     let min = times.iter().min().unwrap();
     let ratio = baseline.map(|b| format!("  {:.1}x faster than the script", median(b).as_secs_f64() / median(times).as_secs_f64()));
-    println!("  {what:<28} median {:>7.1} ms  min {:>7.1} ms{}", median(times).as_secs_f64() * 1e3, min.as_secs_f64() * 1e3, ratio.unwrap_or_default());
+    println!(
+        "  {what:<28} median {:>7.1} ms  min {:>7.1} ms{}",
+        median(times).as_secs_f64() * 1e3,
+        min.as_secs_f64() * 1e3,
+        ratio.unwrap_or_default()
+    );
 }

@@ -76,8 +76,7 @@ impl<'a> Helm<'a> {
 
     /// `helm rollback NAME REVISION`: a new revision with revision N's manifest and values.
     pub fn rollback(&self, name: &str, namespace: &str, revision: u32, change: &Change) -> Result<()> {
-        let (bin, kubeconfig, description, force) =
-            (&self.bin, &change.kubeconfig, &change.description, change.force_conflicts_flag());
+        let (bin, kubeconfig, description, force) = (&self.bin, &change.kubeconfig, &change.description, change.force_conflicts_flag());
         let (revision, history_max) = (revision.to_string(), HISTORY_MAX.to_string());
         read_or_explain(cmd!(
             self.sh,
@@ -117,8 +116,11 @@ impl<'a> Helm<'a> {
         if all {
             options.push("--all".to_owned());
         }
-        let json = read_or_explain(cmd!(self.sh, "{bin} get values {name} --namespace {namespace} --kubeconfig {kubeconfig} {options...} -o json"))
-            .with_context(|| format!("helm get values {name}"))?;
+        let json = read_or_explain(cmd!(
+            self.sh,
+            "{bin} get values {name} --namespace {namespace} --kubeconfig {kubeconfig} {options...} -o json"
+        ))
+        .with_context(|| format!("helm get values {name}"))?;
         // A release installed with no values prints `null`.
         Ok(match serde_json::from_str(&json).context("reading helm get values' JSON")? {
             Value::Null => Value::Object(Default::default()),
@@ -130,8 +132,9 @@ impl<'a> Helm<'a> {
     /// no cluster involved (an install dry run renders them as JSON).
     pub fn planned_values(&self, chart: &Path, release: &Release) -> Result<Value> {
         let (bin, name, namespace, values) = (&self.bin, &release.name, &release.namespace, release.value_args());
-        let json = read_or_explain(cmd!(self.sh, "{bin} install {name} {chart} --namespace {namespace} --dry-run=client -o json {values...}"))
-            .with_context(|| format!("computing the values of release {name}"))?;
+        let json =
+            read_or_explain(cmd!(self.sh, "{bin} install {name} {chart} --namespace {namespace} --dry-run=client -o json {values...}"))
+                .with_context(|| format!("computing the values of release {name}"))?;
         let planned: Value = serde_json::from_str(&json).context("reading helm install --dry-run's JSON")?;
         let mut merged = planned["chart"]["values"].clone();
         merge(&mut merged, &planned["config"]);

@@ -116,7 +116,8 @@ pub fn actor() -> String {
         return format!("{actor} via {server}/{repo}/actions/runs/{run}");
     }
     let user = var("USER").or_else(|| var("LOGNAME")).or_else(user_of_this_process).unwrap_or_else(|| "unknown".to_owned());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown-host".to_owned());
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown-host".to_owned());
     format!("{user}@{host}")
 }
 

@@ -27,7 +27,8 @@ fn preflight_passes_on_a_prepared_namespace_and_names_the_fix_for_a_missing_secr
         assert_eq!(find(&checks, name).outcome, Outcome::Pass, "{:?}", find(&checks, name));
     }
 
-    flow.block_on(Api::<Secret>::namespaced(flow.client.clone(), &ns.name).delete("model-server-admin-token", &DeleteParams::default())).unwrap();
+    flow.block_on(Api::<Secret>::namespaced(flow.client.clone(), &ns.name).delete("model-server-admin-token", &DeleteParams::default()))
+        .unwrap();
     let checks = preflight::preflight(&flow).or_panic();
     let secret = find(&checks, "secret admin token");
     assert_eq!(secret.outcome, Outcome::Fail);
@@ -61,7 +62,8 @@ fn verify_with_the_database_down_fails_check_5_with_the_reason() {
     deploy::deploy(&flow, &shared.v1, false).or_panic();
     let deployments: Api<Deployment> = Api::namespaced(flow.client.clone(), &ns.name);
     let params = PatchParams::default();
-    flow.block_on(deployments.patch("model-server-postgres", &params, &Patch::Merge(serde_json::json!({"spec": {"replicas": 0}})))).unwrap();
+    flow.block_on(deployments.patch("model-server-postgres", &params, &Patch::Merge(serde_json::json!({"spec": {"replicas": 0}}))))
+        .unwrap();
     let pods: Api<Pod> = Api::namespaced(flow.client.clone(), &ns.name);
     let config = watcher::Config::default().labels("app.kubernetes.io/name=model-server-postgres");
     flow.block_on(wait::until(pods, config, "PostgreSQL gone", Duration::from_secs(120), |found| {
@@ -96,7 +98,8 @@ fn doctor_diagnoses_a_crash_loop_and_a_missing_secret() {
     let mut release = flow.target.chart_release(Some(&shared.crashing));
     release.namespace = ns.name.clone();
     flow.helm().unwrap().upgrade(&xtask::render::chart(), &release, &Change::new(&ns.kubeconfig, "manual")).or_panic();
-    flow.block_on(Api::<Secret>::namespaced(flow.client.clone(), &ns.name).delete("model-server-database", &DeleteParams::default())).unwrap();
+    flow.block_on(Api::<Secret>::namespaced(flow.client.clone(), &ns.name).delete("model-server-database", &DeleteParams::default()))
+        .unwrap();
     let pods: Api<Pod> = Api::namespaced(flow.client.clone(), &ns.name);
     let selector = watcher::Config::default().labels("app.kubernetes.io/instance=model-server,shipshape.dev/track=stable");
     flow.block_on(wait::until(pods, selector, "a stuck pod", Duration::from_secs(120), |found| {

@@ -208,7 +208,8 @@ impl<'n> LoadGenerator<'n> {
         .unwrap();
         flow.block_on(pods.create(&Default::default(), &pod)).unwrap();
         let config = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={LOAD_POD}"));
-        flow.block_on(xtask::k8s::wait::pods_running(&flow.client, &namespace.name, config, 1, std::time::Duration::from_secs(60))).or_panic();
+        flow.block_on(xtask::k8s::wait::pods_running(&flow.client, &namespace.name, config, 1, std::time::Duration::from_secs(60)))
+            .or_panic();
         LoadGenerator { namespace }
     }
 

@@ -135,11 +135,15 @@ fn rollback_reports_and_repairs_a_kubectl_rollout_undo_behind_helms_back() {
     // Deployment by its own field manager.
     let deployments: Api<Deployment> = Api::namespaced(flow.client.clone(), &ns.name);
     let replica_sets: Api<ReplicaSet> = Api::namespaced(flow.client.clone(), &ns.name);
-    let listed = flow.block_on(replica_sets.list(&ListParams::default().labels("app.kubernetes.io/instance=model-server,shipshape.dev/track=stable"))).unwrap();
+    let listed = flow
+        .block_on(replica_sets.list(&ListParams::default().labels("app.kubernetes.io/instance=model-server,shipshape.dev/track=stable")))
+        .unwrap();
     let previous = listed
         .items
         .into_iter()
-        .find(|rs| rs.metadata.annotations.as_ref().and_then(|a| a.get("deployment.kubernetes.io/revision")).map(String::as_str) == Some("1"))
+        .find(|rs| {
+            rs.metadata.annotations.as_ref().and_then(|a| a.get("deployment.kubernetes.io/revision")).map(String::as_str) == Some("1")
+        })
         .expect("the first revision's ReplicaSet");
     let mut template = serde_json::to_value(previous.spec.unwrap().template.unwrap()).unwrap();
     template["metadata"]["labels"].as_object_mut().unwrap().remove("pod-template-hash");

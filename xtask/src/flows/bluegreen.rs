@@ -21,8 +21,8 @@ use crate::cli::{BlueGreen, BlueGreenAction, BlueGreenStart, BlueGreenTarget};
 use crate::helm::{Change, Release};
 use crate::journal::Entry;
 use crate::k8s::{proxy, wait};
-use crate::report::{self, Outcome};
 use crate::render;
+use crate::report::{self, Outcome};
 
 const STATE_FACT: &str = "bluegreen_state";
 
@@ -73,7 +73,10 @@ impl State {
                 step("verify", "run the seven post-deployment checks on the live colour"),
                 step(
                     "propagate",
-                    format!("keep {from} running until the live Service's endpoints are all {to}, then {} s more for kube-proxy", self.scale_down_delay),
+                    format!(
+                        "keep {from} running until the live Service's endpoints are all {to}, then {} s more for kube-proxy",
+                        self.scale_down_delay
+                    ),
                 ),
                 step("scale-down", format!("scale {from} down to 0")),
             ],
@@ -170,7 +173,8 @@ pub fn rollback(flow: &Flow, scale_down_delay: u64, dry_run: bool) -> Result<Sta
     if previous_tag.is_empty() {
         bail!("the other colour ({previous}) has never run a version: there is nothing to switch back to");
     }
-    let unfinished = latest(flow)?.filter(|(entry, _)| entry.result != "succeeded" && entry.finished.is_some() || entry.result == "running");
+    let unfinished =
+        latest(flow)?.filter(|(entry, _)| entry.result != "succeeded" && entry.finished.is_some() || entry.result == "running");
     let state = State {
         kind: Kind::Rollback,
         from_slot: live.clone(),
@@ -238,9 +242,14 @@ fn status(flow: &Flow, _args: &BlueGreenTarget) -> Result<()> {
     }
     if let Some((entry, state)) = latest(flow)? {
         let steps = state.steps();
-        println!("latest flow {} by {}: {} ({:?} {} -> {})", entry.id, entry.actor, entry.result, state.kind, state.from_slot, state.to_slot);
+        println!(
+            "latest flow {} by {}: {} ({:?} {} -> {})",
+            entry.id, entry.actor, entry.result, state.kind, state.from_slot, state.to_slot
+        );
         match steps.get(state.next) {
-            Some(next) if entry.result != "succeeded" => println!("  next step: {} (`bluegreen resume` or `bluegreen rollback`)", next.description),
+            Some(next) if entry.result != "succeeded" => {
+                println!("  next step: {} (`bluegreen resume` or `bluegreen rollback`)", next.description)
+            }
             _ => {}
         }
     }
@@ -260,7 +269,11 @@ fn refuse_unfinished(flow: &Flow) -> Result<()> {
     if let Some((entry, state)) = latest(flow)? {
         let unfinished = entry.result != "succeeded" && entry.result != "rolled-back" && state.next < state.steps().len();
         if unfinished && entry.result != "failed" {
-            bail!("blue/green flow {} is unfinished ({}): `cargo xtask bluegreen resume` or `bluegreen rollback` first", entry.id, entry.result);
+            bail!(
+                "blue/green flow {} is unfinished ({}): `cargo xtask bluegreen resume` or `bluegreen rollback` first",
+                entry.id,
+                entry.result
+            );
         }
     }
     Ok(())
@@ -308,9 +321,11 @@ fn fail(mut run: Run, state: &State, err: anyhow::Error, switched: bool) -> Resu
             scale_down(flow, &state.to_slot)
         })
     } else {
-        run.compensate("scale-down-idle", &format!("scale the idle colour {} back down (live {} untouched)", state.to_slot, state.from_slot), |flow| {
-            scale_down(flow, &state.to_slot)
-        })
+        run.compensate(
+            "scale-down-idle",
+            &format!("scale the idle colour {} back down (live {} untouched)", state.to_slot, state.from_slot),
+            |flow| scale_down(flow, &state.to_slot),
+        )
     };
     match undo {
         Ok(()) => {
@@ -329,7 +344,8 @@ fn do_step(flow: &Flow, state: &State, id: &str) -> Result<()> {
     let (to, from) = (state.to_slot.as_str(), state.from_slot.as_str());
     match id {
         "install" => {
-            let overlay = json!({"image": {"tag": state.to_tag}, "blueGreen": {"enabled": true, "activeSlot": to, to: {"tag": state.to_tag}}});
+            let overlay =
+                json!({"image": {"tag": state.to_tag}, "blueGreen": {"enabled": true, "activeSlot": to, to: {"tag": state.to_tag}}});
             let file = tempfile::Builder::new().prefix("shipshape-values-").suffix(".json").tempfile()?;
             std::fs::write(file.path(), serde_json::to_vec(&overlay)?)?;
             let env_release = t.chart_release(None);
@@ -337,7 +353,11 @@ fn do_step(flow: &Flow, state: &State, id: &str) -> Result<()> {
                 values_files: env_release.values_files.iter().cloned().chain([file.path().to_path_buf()]).collect(),
                 ..env_release
             };
-            flow.helm()?.upgrade(&render::chart(), &release, &Change::new(&t.kubeconfig, format!("shipshape bluegreen: install, {to} live at {}", state.to_tag)))
+            flow.helm()?.upgrade(
+                &render::chart(),
+                &release,
+                &Change::new(&t.kubeconfig, format!("shipshape bluegreen: install, {to} live at {}", state.to_tag)),
+            )
         }
         "deploy-idle" => set_values(
             flow,
@@ -391,7 +411,13 @@ fn scale_down(flow: &Flow, slot: &str) -> Result<()> {
         watcher::Config::default().labels(&selector),
         &format!("{slot} pods gone"),
         ROLLOUT_TIMEOUT,
-        |pods| if pods.is_empty() { wait::Progress::Done("none left".to_owned()) } else { wait::Progress::Waiting(format!("{} left", pods.len())) },
+        |pods| {
+            if pods.is_empty() {
+                wait::Progress::Done("none left".to_owned())
+            } else {
+                wait::Progress::Waiting(format!("{} left", pods.len()))
+            }
+        },
     ))
     .map(drop)
 }
@@ -418,19 +444,25 @@ async fn wait_endpoints(flow: &Flow<'_>, service: &str, slot: &str) -> Result<()
         bail!("no ready {slot} pods for Service {service}");
     }
     let api: Api<EndpointSlice> = Api::namespaced(flow.client.clone(), &t.namespace);
-    wait::until(api, watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}")), &format!("Service {service} endpoints"), ROLLOUT_TIMEOUT, |slices| {
-        let ready: std::collections::BTreeSet<String> = slices
-            .iter()
-            .flat_map(|s| s.endpoints.iter())
-            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
-            .filter_map(|e| e.target_ref.as_ref().and_then(|r| r.name.clone()))
-            .collect();
-        if ready == wanted {
-            wait::Progress::Done(format!("{} ready endpoints, all {slot}", ready.len()))
-        } else {
-            wait::Progress::Waiting(format!("{} ready endpoints, {} of them {slot}", ready.len(), ready.intersection(&wanted).count()))
-        }
-    })
+    wait::until(
+        api,
+        watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}")),
+        &format!("Service {service} endpoints"),
+        ROLLOUT_TIMEOUT,
+        |slices| {
+            let ready: std::collections::BTreeSet<String> = slices
+                .iter()
+                .flat_map(|s| s.endpoints.iter())
+                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+                .filter_map(|e| e.target_ref.as_ref().and_then(|r| r.name.clone()))
+                .collect();
+            if ready == wanted {
+                wait::Progress::Done(format!("{} ready endpoints, all {slot}", ready.len()))
+            } else {
+                wait::Progress::Waiting(format!("{} ready endpoints, {} of them {slot}", ready.len(), ready.intersection(&wanted).count()))
+            }
+        },
+    )
     .await
     .map(drop)
 }

@@ -88,7 +88,9 @@ impl Canary {
                     return Ok(());
                 };
                 match s.output {
-                    Output::Json => println!("{}", serde_json::to_string_pretty(&json!({"run": entry.id, "result": entry.result, "state": state}))?),
+                    Output::Json => {
+                        println!("{}", serde_json::to_string_pretty(&json!({"run": entry.id, "result": entry.result, "state": state}))?)
+                    }
                     Output::Human => print_status(&entry, &state),
                 }
                 Ok(())
@@ -223,7 +225,10 @@ fn plan_from(state: &State) -> Vec<Step> {
         ));
     }
     if matches!(state.phase, Phase::Step(_) | Phase::Gate | Phase::Promote) {
-        plan.push(step("promote", format!("promote: stable to {} at {} pods, then remove the canary, then verify", state.canary_tag, state.total_pods)));
+        plan.push(step(
+            "promote",
+            format!("promote: stable to {} at {} pods, then remove the canary, then verify", state.canary_tag, state.total_pods),
+        ));
     }
     if state.phase == Phase::Abort {
         plan.push(step("abort", format!("abort: canary to 0 and removed, stable {} back to {} pods", state.stable_tag, state.total_pods)));
@@ -280,7 +285,12 @@ fn drive(mut run: Run, mut state: State) -> Result<State> {
                     save(&mut run, &state)?;
                     println!("canary paused at the approval gate; all {} steps passed:", state.steps.len());
                     for m in &state.measured {
-                        println!("  {:>3} % ({:.0} % of pods): {}", m.requested_percent, m.real_percent, m.analysis.as_ref().map(|a| a.reasons.join("; ")).unwrap_or_default());
+                        println!(
+                            "  {:>3} % ({:.0} % of pods): {}",
+                            m.requested_percent,
+                            m.real_percent,
+                            m.analysis.as_ref().map(|a| a.reasons.join("; ")).unwrap_or_default()
+                        );
                     }
                     println!("  approve with `cargo xtask canary promote`, or stop with `cargo xtask canary abort` (from any machine)");
                     run.finish("paused", None)?;
@@ -315,7 +325,12 @@ fn drive(mut run: Run, mut state: State) -> Result<State> {
                 save(&mut run, &state)?;
                 return match (result, reason) {
                     (Ok(()), Some(reason)) => {
-                        let err = anyhow::anyhow!("canary of {} aborted: {reason}; stable {} serves at {} pods", state.canary_tag, state.stable_tag, state.total_pods);
+                        let err = anyhow::anyhow!(
+                            "canary of {} aborted: {reason}; stable {} serves at {} pods",
+                            state.canary_tag,
+                            state.stable_tag,
+                            state.total_pods
+                        );
                         run.finish("failed", Some(&err))?;
                         Err(err)
                     }
@@ -392,7 +407,11 @@ fn gate(run: &Run, state: &State) -> Result<Option<Phase>> {
             println!("all {} steps passed. Promote {} to stable at {} pods? [y/N] ", state.steps.len(), state.canary_tag, state.total_pods);
             let mut answer = String::new();
             std::io::stdin().read_line(&mut answer)?;
-            Ok(Some(if answer.trim().eq_ignore_ascii_case("y") || answer.trim().eq_ignore_ascii_case("yes") { Phase::Promote } else { Phase::Abort }))
+            Ok(Some(if answer.trim().eq_ignore_ascii_case("y") || answer.trim().eq_ignore_ascii_case("yes") {
+                Phase::Promote
+            } else {
+                Phase::Abort
+            }))
         }
     }
 }
@@ -437,7 +456,13 @@ fn remove_canary(flow: &Flow, description: &str) -> Result<()> {
         kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}")),
         &format!("Deployment {name} removed"),
         ROLLOUT_TIMEOUT,
-        |found| if found.is_empty() { wait::Progress::Done("removed".to_owned()) } else { wait::Progress::Waiting("still there".to_owned()) },
+        |found| {
+            if found.is_empty() {
+                wait::Progress::Done("removed".to_owned())
+            } else {
+                wait::Progress::Waiting("still there".to_owned())
+            }
+        },
     ))?;
     Ok(())
 }
@@ -462,7 +487,9 @@ async fn wait_tracks_ready(flow: &Flow<'_>, deployments: &[String]) -> Result<f6
     let pods = release::ready_pods(&flow.client, &t.namespace, &t.release).await?;
     let last_ready = pods
         .iter()
-        .filter_map(|p| p.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")?.last_transition_time.as_ref().map(|t| t.0))
+        .filter_map(|p| {
+            p.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")?.last_transition_time.as_ref().map(|t| t.0)
+        })
         .max();
     Ok(last_ready.map(|at| noticed.duration_since(at).as_secs_f64()).unwrap_or_default())
 }
@@ -470,7 +497,11 @@ async fn wait_tracks_ready(flow: &Flow<'_>, deployments: &[String]) -> Result<f6
 /// GET /health, /ready and /version on every canary pod: it answers, and runs the canary tag.
 async fn smoke_test(flow: &Flow<'_>, canary_tag: &str) -> Result<()> {
     let t = &flow.target;
-    let pods: Vec<_> = release::ready_pods(&flow.client, &t.namespace, &t.release).await?.into_iter().filter(|p| release::track_of(p) == "canary").collect();
+    let pods: Vec<_> = release::ready_pods(&flow.client, &t.namespace, &t.release)
+        .await?
+        .into_iter()
+        .filter(|p| release::track_of(p) == "canary")
+        .collect();
     if pods.is_empty() {
         bail!("smoke test: no ready canary pod");
     }
@@ -491,7 +522,10 @@ async fn smoke_test(flow: &Flow<'_>, canary_tag: &str) -> Result<()> {
 }
 
 fn print_status(entry: &Entry, state: &State) {
-    println!("canary {} -> {} ({} pods), run {} by {}: {}", state.stable_tag, state.canary_tag, state.total_pods, entry.id, entry.actor, entry.result);
+    println!(
+        "canary {} -> {} ({} pods), run {} by {}: {}",
+        state.stable_tag, state.canary_tag, state.total_pods, entry.id, entry.actor, entry.result
+    );
     println!("  phase: {:?}", state.phase);
     println!("  steps: {:?} %, analysis {} s each, gate {:?}", state.steps, state.analysis_seconds, state.approval);
     println!(

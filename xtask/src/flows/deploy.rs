@@ -100,7 +100,8 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
             let verification = verify::verify(flow)?;
             report::print_checks(&verification.checks);
             if verification.outcome == Outcome::Fail {
-                let failed: Vec<&str> = verification.checks.iter().filter(|c| c.outcome == Outcome::Fail).map(|c| c.name.as_str()).collect();
+                let failed: Vec<&str> =
+                    verification.checks.iter().filter(|c| c.outcome == Outcome::Fail).map(|c| c.name.as_str()).collect();
                 bail!("post-deployment verification failed: {}", failed.join(", "));
             }
             Ok(verification)

@@ -78,8 +78,10 @@ async fn external_secrets(client: &kube::Client, t: &Target) -> Check {
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("external-secrets.io", "v1", "ExternalSecret"));
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &t.namespace, &resource);
     match api.list(&ListParams::default()).await {
-        Err(kube::Error::Api(status)) if status.code == 404 => Check::new("external secrets", Outcome::Fail, "the ExternalSecret kind does not exist in this cluster")
-            .with_fix("install External Secrets Operator (external-secrets.io/v1), or deploy with externalSecrets.enabled=false"),
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            Check::new("external secrets", Outcome::Fail, "the ExternalSecret kind does not exist in this cluster")
+                .with_fix("install External Secrets Operator (external-secrets.io/v1), or deploy with externalSecrets.enabled=false")
+        }
         Err(err) => Check::new("external secrets", Outcome::Fail, format!("cannot list ExternalSecrets: {err}")),
         Ok(list) => {
             let mut bad = Vec::new();
@@ -117,19 +119,32 @@ async fn pods(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let status = pod.status.clone().unwrap_or_default();
         if let Some(reason) = wait::stuck_reason(pod) {
-            let waiting = status.container_statuses.iter().flatten().find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone()).unwrap_or_default();
+            let waiting = status
+                .container_statuses
+                .iter()
+                .flatten()
+                .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
+                .unwrap_or_default();
             let check = match waiting.as_str() {
-                "CreateContainerConfigError" => Check::new(format!("pod {name}"), Outcome::Fail, format!("cannot read its secret: {reason}"))
-                    .with_fix("the Secret or key it names is missing: see the secret checks above; pods start once it exists"),
+                "CreateContainerConfigError" => {
+                    Check::new(format!("pod {name}"), Outcome::Fail, format!("cannot read its secret: {reason}"))
+                        .with_fix("the Secret or key it names is missing: see the secret checks above; pods start once it exists")
+                }
                 "CrashLoopBackOff" => {
-                    let previous = LogParams { container: Some("api".to_owned()), previous: true, tail_lines: Some(CRASH_LOG_LINES), ..Default::default() };
+                    let previous = LogParams {
+                        container: Some("api".to_owned()),
+                        previous: true,
+                        tail_lines: Some(CRASH_LOG_LINES),
+                        ..Default::default()
+                    };
                     let log = api.logs(&name, &previous).await.unwrap_or_default();
                     let tail = log.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ");
                     Check::new(format!("pod {name}"), Outcome::Fail, format!("{reason}; previous log: {tail}"))
                         .with_fix("configuration errors (ConfigMap/Secrets), the database, or memory limits: the log above says which; roll back with cargo xtask rollback")
                 }
-                _ => Check::new(format!("pod {name}"), Outcome::Fail, reason)
-                    .with_fix("check the image name and tag, and the registry credentials (imagePullSecrets); roll back with cargo xtask rollback"),
+                _ => Check::new(format!("pod {name}"), Outcome::Fail, reason).with_fix(
+                    "check the image name and tag, and the registry credentials (imagePullSecrets); roll back with cargo xtask rollback",
+                ),
             };
             checks.push(check);
             continue;
@@ -137,10 +152,9 @@ async fn pods(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
         if status.phase.as_deref() == Some("Pending") {
             let unscheduled = status.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False");
             let why = unscheduled.and_then(|c| c.message.clone()).unwrap_or_else(|| "waiting to start".to_owned());
-            checks.push(
-                Check::new(format!("pod {name}"), Outcome::Fail, format!("Pending: {why}"))
-                    .with_fix("insufficient resources (quotas, node capacity), node selectors or affinity: compare the pod's requests with the nodes"),
-            );
+            checks.push(Check::new(format!("pod {name}"), Outcome::Fail, format!("Pending: {why}")).with_fix(
+                "insufficient resources (quotas, node capacity), node selectors or affinity: compare the pod's requests with the nodes",
+            ));
             continue;
         }
         if status.phase.as_deref() == Some("Running") && !wait::pod_is_ready(pod) {

@@ -59,7 +59,8 @@ pub async fn secrets_present(client: &kube::Client, target: &Target, values: &Va
             )
         };
         match api.get_opt(&secret.name).await {
-            Ok(None) => checks.push(Check::new(name, Outcome::Fail, format!("Secret {} not found in {}", secret.name, target.namespace)).with_fix(how)),
+            Ok(None) => checks
+                .push(Check::new(name, Outcome::Fail, format!("Secret {} not found in {}", secret.name, target.namespace)).with_fix(how)),
             Ok(Some(found)) => {
                 let data = found.data.unwrap_or_default();
                 let missing: Vec<&String> = secret.keys.iter().filter(|k| !data.contains_key(*k)).collect();
@@ -71,14 +72,16 @@ pub async fn secrets_present(client: &kube::Client, target: &Target, values: &Va
                             .with_fix("add the key, or point the release's env.*Key value at the key the Secret has"),
                     );
                 } else if !empty.is_empty() {
-                    checks.push(Check::new(name, Outcome::Fail, format!("Secret {} has empty key(s) {empty:?}", secret.name)).with_fix(how));
+                    checks
+                        .push(Check::new(name, Outcome::Fail, format!("Secret {} has empty key(s) {empty:?}", secret.name)).with_fix(how));
                 } else {
                     checks.push(Check::new(name, Outcome::Pass, format!("Secret {} has {:?}", secret.name, secret.keys)));
                 }
             }
-            Err(err) => checks.push(Check::new(name, Outcome::Fail, format!("cannot read Secret {}: {err}", secret.name)).with_fix(
-                "your own credentials cannot read Secrets in this namespace: ask for get on secrets",
-            )),
+            Err(err) => checks.push(
+                Check::new(name, Outcome::Fail, format!("cannot read Secret {}: {err}", secret.name))
+                    .with_fix("your own credentials cannot read Secrets in this namespace: ask for get on secrets"),
+            ),
         }
     }
     checks
@@ -170,15 +173,25 @@ pub fn helm_not_pending(state: &ReleaseState) -> Check {
         Some(current) if current.is_pending() => Check::new(
             "helm release",
             Outcome::Fail,
-            format!("revision {} is {} since {}: an operation was interrupted and helm refuses changes", current.revision, current.status, current.updated),
+            format!(
+                "revision {} is {} since {}: an operation was interrupted and helm refuses changes",
+                current.revision, current.status, current.updated
+            ),
         )
         .with_fix("cargo xtask rollback (it clears the stuck revision and returns to the last deployed one)"),
         Some(current) if current.status == "failed" => {
-            let served = state.deployed().map(|r| format!("revision {} is what serves", r.revision)).unwrap_or_else(|| "no revision is deployed".to_owned());
+            let served = state
+                .deployed()
+                .map(|r| format!("revision {} is what serves", r.revision))
+                .unwrap_or_else(|| "no revision is deployed".to_owned());
             Check::new(
                 "helm release",
                 Outcome::Warn,
-                format!("the last operation failed (revision {}: {}); {served}", current.revision, current.description.lines().next().unwrap_or_default()),
+                format!(
+                    "the last operation failed (revision {}: {}); {served}",
+                    current.revision,
+                    current.description.lines().next().unwrap_or_default()
+                ),
             )
             .with_fix("cargo xtask doctor says why; deploy again or cargo xtask rollback")
         }

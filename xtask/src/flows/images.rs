@@ -68,8 +68,13 @@ async fn pull(client: &kube::Client, namespace: &str, image: &str, pull_secrets:
             if state.is_some_and(|s| s.running.is_some() || s.terminated.is_some()) {
                 return Progress::Done(format!("image {image} pulled"));
             }
-            match state.and_then(|s| s.waiting.as_ref()).map(|w| (w.reason.clone().unwrap_or_default(), w.message.clone().unwrap_or_default())) {
-                Some((reason, message)) if matches!(reason.as_str(), "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull") => {
+            match state
+                .and_then(|s| s.waiting.as_ref())
+                .map(|w| (w.reason.clone().unwrap_or_default(), w.message.clone().unwrap_or_default()))
+            {
+                Some((reason, message))
+                    if matches!(reason.as_str(), "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull") =>
+                {
                     Progress::Failed(format!("{reason}: {message}"))
                 }
                 Some((reason, _)) if reason == "ContainerCreating" => Progress::Waiting("pulling".to_owned()),

@@ -183,7 +183,8 @@ impl<'f, 'a> Run<'f, 'a> {
         let id = format!("{}-{name}-{:04x}", started_at.replace([':', '-'], ""), std::process::id() & 0xffff);
         let holder = format!("{actor} ({name} {id}, pid {})", std::process::id());
         let lease = flow.block_on(lease::acquire(&flow.client, &flow.target.namespace, &flow.target.lease_name(), &holder))?;
-        let entry = Entry { id, flow: name.to_owned(), args, actor, started: started_at, result: "running".to_owned(), ..Default::default() };
+        let entry =
+            Entry { id, flow: name.to_owned(), args, actor, started: started_at, result: "running".to_owned(), ..Default::default() };
         let run = Run { flow, plan, entry, lease: Some(lease), started: Instant::now() };
         run.save()?;
         println!("{name}: {} steps (journal entry {})", run.plan.len(), run.entry.id);

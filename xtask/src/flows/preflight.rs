@@ -72,8 +72,10 @@ pub fn preflight(flow: &Flow) -> Result<Vec<Check>> {
         started,
         match namespace {
             Ok(Some(_)) => Check::new("namespace", Outcome::Pass, format!("{} exists", t.namespace)),
-            Ok(None) => Check::new("namespace", Outcome::Fail, format!("{} does not exist", t.namespace))
-                .with_fix(format!("create it (kubectl create namespace {}) with its Secrets; `cargo xtask up` does both for dev", t.namespace)),
+            Ok(None) => Check::new("namespace", Outcome::Fail, format!("{} does not exist", t.namespace)).with_fix(format!(
+                "create it (kubectl create namespace {}) with its Secrets; `cargo xtask up` does both for dev",
+                t.namespace
+            )),
             Err(err) => Check::new("namespace", Outcome::Fail, format!("cannot read namespace {}: {err}", t.namespace)),
         },
     ));
@@ -83,7 +85,9 @@ pub fn preflight(flow: &Flow) -> Result<Vec<Check>> {
         started,
         match flow.helm()?.version() {
             Ok(version) if version == HELM.version => Check::new("helm", Outcome::Pass, format!("{version} (pinned)")),
-            Ok(version) => Check::new("helm", Outcome::Fail, format!("{version}, pinned {}", HELM.version)).with_fix("cargo xtask tools install"),
+            Ok(version) => {
+                Check::new("helm", Outcome::Fail, format!("{version}, pinned {}", HELM.version)).with_fix("cargo xtask tools install")
+            }
             Err(err) => Check::new("helm", Outcome::Fail, format!("{err:#}")).with_fix("cargo xtask tools install"),
         },
     ));
@@ -94,19 +98,24 @@ pub fn preflight(flow: &Flow) -> Result<Vec<Check>> {
             Outcome::Pass,
             format!("{KUBERNETES_VERSION} at {} (server {server_version}, within one minor version)", path.display()),
         ),
-        Some(_) => Check::new("kubectl", Outcome::Warn, format!("pinned {KUBERNETES_VERSION} is more than one minor version from the server's {server_version}"))
-            .with_fix("use a kubectl within one minor version of the server for manual work"),
-        None => Check::new("kubectl", Outcome::Warn, format!("the pinned kubectl {KUBERNETES_VERSION} is not built (shipshape itself never runs kubectl)"))
-            .with_fix("`cargo xtask cluster image` builds it with the node image"),
+        Some(_) => Check::new(
+            "kubectl",
+            Outcome::Warn,
+            format!("pinned {KUBERNETES_VERSION} is more than one minor version from the server's {server_version}"),
+        )
+        .with_fix("use a kubectl within one minor version of the server for manual work"),
+        None => Check::new(
+            "kubectl",
+            Outcome::Warn,
+            format!("the pinned kubectl {KUBERNETES_VERSION} is not built (shipshape itself never runs kubectl)"),
+        )
+        .with_fix("`cargo xtask cluster image` builds it with the node image"),
     });
 
     let state = ReleaseState::read(flow)?;
     // Before the first install, check what the environment's values will reference.
-    let values = if state.is_installed() {
-        state.values.clone()
-    } else {
-        flow.helm()?.planned_values(&render::chart(), &t.chart_release(None))?
-    };
+    let values =
+        if state.is_installed() { state.values.clone() } else { flow.helm()?.planned_values(&render::chart(), &t.chart_release(None))? };
     let started = Instant::now();
     let secret_checks = flow.block_on(findings::secrets_present(&flow.client, t, &values));
     checks.extend(secret_checks.into_iter().map(|c| timed(started, c)));

@@ -72,7 +72,8 @@ impl ReleaseState {
         let mut revisions: Vec<(Revision, Value)> = Vec::new();
         for secret in listed.items {
             let name = secret.metadata.name.clone().unwrap_or_default();
-            let encoded = secret.data.as_ref().and_then(|d| d.get("release")).with_context(|| format!("Helm record {name} has no release"))?;
+            let encoded =
+                secret.data.as_ref().and_then(|d| d.get("release")).with_context(|| format!("Helm record {name} has no release"))?;
             let record = decode_helm_record(&encoded.0).with_context(|| format!("reading Helm record {name}"))?;
             let info = &record["info"];
             let metadata = &record["chart"]["metadata"];
@@ -123,7 +124,8 @@ impl ReleaseState {
 
 /// The live colour when these values run blue/green.
 pub fn live_slot(values: &Value) -> Option<String> {
-    (values["blueGreen"]["enabled"].as_bool() == Some(true)).then(|| values["blueGreen"]["activeSlot"].as_str().unwrap_or("blue").to_owned())
+    (values["blueGreen"]["enabled"].as_bool() == Some(true))
+        .then(|| values["blueGreen"]["activeSlot"].as_str().unwrap_or("blue").to_owned())
 }
 
 /// The Deployment serving production traffic under these values: the stable one, or the live
@@ -229,11 +231,7 @@ pub fn deployment_image(deployment: &Deployment) -> Option<String> {
 pub async fn ready_pods(client: &kube::Client, namespace: &str, release: &str) -> Result<Vec<k8s_openapi::api::core::v1::Pod>> {
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
     let listed = pods.list(&kube::api::ListParams::default().labels(&pod_selector(release))).await.context("listing the release's pods")?;
-    Ok(listed
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none() && crate::k8s::wait::pod_is_ready(p))
-        .collect())
+    Ok(listed.items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none() && crate::k8s::wait::pod_is_ready(p)).collect())
 }
 
 /// The container port named `http` (the chart's), or 8000.

@@ -84,16 +84,26 @@ pub async fn post_reload(client: &kube::Client, namespace: &str, release_name: &
     if pods.is_empty() {
         bail!("release {release_name} has no ready pods to reload");
     }
-    let answers = join_all(pods.iter().map(|pod| {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        async move { proxy::post_pod(client, namespace, &name, release::http_port(pod), "/admin/reload", ("X-Admin-Token", token)).await }
-    }))
-    .await;
+    let answers =
+        join_all(
+            pods.iter().map(|pod| {
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                async move {
+                    proxy::post_pod(client, namespace, &name, release::http_port(pod), "/admin/reload", ("X-Admin-Token", token)).await
+                }
+            }),
+        )
+        .await;
     pods.iter()
         .zip(answers)
         .map(|(pod, answer)| {
             let answer = answer?;
-            Ok(PodAnswer { pod: pod.metadata.name.clone().unwrap_or_default(), track: release::track_of(pod), status: answer.status, body: answer.body })
+            Ok(PodAnswer {
+                pod: pod.metadata.name.clone().unwrap_or_default(),
+                track: release::track_of(pod),
+                status: answer.status,
+                body: answer.body,
+            })
         })
         .collect()
 }

@@ -145,7 +145,10 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
     if pending {
         plan.push(step(
             "clear-pending",
-            format!("clear Helm revision {} stuck in {} (its operation died; helm refuses every change until then)", current.revision, current.status),
+            format!(
+                "clear Helm revision {} stuck in {} (its operation died; helm refuses every change until then)",
+                current.revision, current.status
+            ),
         ));
     }
     plan.push(step("check-image", format!("check that {to_image} exists before touching anything")));
@@ -157,7 +160,9 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
     plan.push(step(
         "rollback",
         match &target {
-            Plan::Revision { revision, .. } => format!("helm rollback {} {revision}: stable back to {to_image}{canary_words}{force_words}", t.release),
+            Plan::Revision { revision, .. } => {
+                format!("helm rollback {} {revision}: stable back to {to_image}{canary_words}{force_words}", t.release)
+            }
             Plan::Tag { tag, .. } => format!("helm upgrade {} with image.tag={tag} (current values){canary_words}{force_words}", t.release),
         },
     ));
@@ -191,7 +196,8 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
         if pending {
             run.step("clear-pending", |flow| {
                 let storage = format!("sh.helm.release.v1.{}.v{}", t.release, current.revision);
-                match flow.block_on(Api::<Secret>::namespaced(flow.client.clone(), &t.namespace).delete(&storage, &DeleteParams::default())) {
+                match flow.block_on(Api::<Secret>::namespaced(flow.client.clone(), &t.namespace).delete(&storage, &DeleteParams::default()))
+                {
                     Ok(_) => Ok(()),
                     Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
                     Err(err) => Err(err).with_context(|| format!("deleting Helm's record {storage}")),
@@ -205,7 +211,9 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
         })?;
         if orphan_canary {
             run.step("remove-orphan-canary", |flow| {
-                flow.block_on(Api::<Deployment>::namespaced(flow.client.clone(), &t.namespace).delete(&canary_name, &DeleteParams::foreground()))?;
+                flow.block_on(
+                    Api::<Deployment>::namespaced(flow.client.clone(), &t.namespace).delete(&canary_name, &DeleteParams::foreground()),
+                )?;
                 Ok(())
             })?;
         }
@@ -304,13 +312,19 @@ fn age_of(time: &str) -> Option<Duration> {
 /// Until Deployment `name` no longer exists.
 async fn wait_gone(client: &kube::Client, namespace: &str, name: &str) -> Result<String> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    wait::until(api, watcher::Config::default().fields(&format!("metadata.name={name}")), &format!("Deployment {name} removed"), ROLLOUT_TIMEOUT, |found| {
-        if found.is_empty() {
-            Progress::Done("no canary".to_owned())
-        } else {
-            Progress::Waiting("still there".to_owned())
-        }
-    })
+    wait::until(
+        api,
+        watcher::Config::default().fields(&format!("metadata.name={name}")),
+        &format!("Deployment {name} removed"),
+        ROLLOUT_TIMEOUT,
+        |found| {
+            if found.is_empty() {
+                Progress::Done("no canary".to_owned())
+            } else {
+                Progress::Waiting("still there".to_owned())
+            }
+        },
+    )
     .await
 }
 

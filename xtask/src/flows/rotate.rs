@@ -39,9 +39,9 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
     };
     let secrets_api: Api<Secret> = Api::namespaced(flow.client.clone(), &t.namespace);
     // Read before anything changes: a missing Secret or key stops the rotation here.
-    let old_value = flow
-        .block_on(secrets::read_key(&secrets_api, &secret, &key))
-        .with_context(|| format!("cannot rotate: create the Secret first (`cargo xtask preflight --env {}` lists what is missing)", t.env.name()))?;
+    let old_value = flow.block_on(secrets::read_key(&secrets_api, &secret, &key)).with_context(|| {
+        format!("cannot rotate: create the Secret first (`cargo xtask preflight --env {}` lists what is missing)", t.env.name())
+    })?;
     let stable = release::stable_deployment(&t.release);
     let canary = state.canary_enabled().then(|| release::canary_deployment(&t.release));
     let deployments: Vec<String> = std::iter::once(stable.clone()).chain(canary.clone()).collect();
@@ -59,7 +59,9 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
         step(
             "prove",
             match kind {
-                SecretKind::AdminToken => "prove it: every pod accepts the new token and refuses the old one (POST /admin/reload)".to_owned(),
+                SecretKind::AdminToken => {
+                    "prove it: every pod accepts the new token and refuses the old one (POST /admin/reload)".to_owned()
+                }
                 SecretKind::Mlflow => "prove it: every pod restarted after the update and is ready with the new credentials".to_owned(),
             },
         ),
@@ -114,7 +116,12 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
             let undo = run.compensate("restore", "put the old value back and return to the previous Helm revision", |flow| {
                 flow.block_on(secrets::write_key(&secrets_api, &secret, &key, &old_value))?;
                 if restarted {
-                    flow.helm()?.rollback(&t.release, &t.namespace, current.revision, &Change::new(&t.kubeconfig, "shipshape rotate-secret failed: restore"))?;
+                    flow.helm()?.rollback(
+                        &t.release,
+                        &t.namespace,
+                        current.revision,
+                        &Change::new(&t.kubeconfig, "shipshape rotate-secret failed: restore"),
+                    )?;
                     flow.block_on(wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT))?;
                 }
                 Ok(())

@@ -53,10 +53,8 @@ fn print(s: &Standing) {
         println!("  none recorded");
     }
     for run in &s.runs {
-        let facts: Vec<String> = ["from_image", "to_image", "drift"]
-            .iter()
-            .filter_map(|k| run.facts.get(*k).map(|v| format!("{}={v}", k)))
-            .collect();
+        let facts: Vec<String> =
+            ["from_image", "to_image", "drift"].iter().filter_map(|k| run.facts.get(*k).map(|v| format!("{}={v}", k))).collect();
         println!(
             "  {}  {:<13} {:<24} by {}  {} {}",
             run.started,

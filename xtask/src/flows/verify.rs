@@ -78,13 +78,20 @@ pub async fn checks(client: &kube::Client, pod_client: &kube::Client, target: &T
     // and canary, or the live colour) is decided from the record afterwards.
     let by_release = ListParams::default().labels(&format!("app.kubernetes.io/instance={}", target.release));
     let every_pod = ListParams::default().labels(&release::pod_selector(&target.release));
-    let (state, listed_deployments, listed_pods) =
-        futures::join!(ReleaseState::fetch(client, &target.namespace, &target.release), deployments.list(&by_release), pods.list(&every_pod));
+    let (state, listed_deployments, listed_pods) = futures::join!(
+        ReleaseState::fetch(client, &target.namespace, &target.release),
+        deployments.list(&by_release),
+        pods.list(&every_pod)
+    );
     let state = &state?;
     let serving = [release::live_deployment(&target.release, &state.values), release::canary_deployment(&target.release)];
     let live_slot = state.live_slot();
     let observed = Observed {
-        deployments: listed_deployments?.items.into_iter().filter(|d| d.metadata.name.as_ref().is_some_and(|n| serving.contains(n))).collect(),
+        deployments: listed_deployments?
+            .items
+            .into_iter()
+            .filter(|d| d.metadata.name.as_ref().is_some_and(|n| serving.contains(n)))
+            .collect(),
         // Pods on their way out (a finished rollout's old pods draining) are not serving, nor
         // is the idle colour.
         pods: listed_pods?
@@ -95,8 +102,9 @@ pub async fn checks(client: &kube::Client, pod_client: &kube::Client, target: &T
             .collect(),
     };
     if !state.is_installed() {
-        let missing = Check::new("release", Outcome::Fail, format!("release {} is not installed in namespace {}", target.release, target.namespace))
-            .with_fix("check --namespace / --env and the kubeconfig printed above; deploy with cargo xtask deploy");
+        let missing =
+            Check::new("release", Outcome::Fail, format!("release {} is not installed in namespace {}", target.release, target.namespace))
+                .with_fix("check --namespace / --env and the kubeconfig printed above; deploy with cargo xtask deploy");
         return Ok(Verification {
             release: target.release.clone(),
             namespace: target.namespace.clone(),
@@ -200,7 +208,9 @@ async fn endpoint(client: &kube::Client, target: &Target, o: &Observed, path: &s
         Check::new("", Outcome::Pass, format!("GET {path} answered {status} on {} pods", o.pods.len()))
     } else {
         let fix = match path {
-            "/health/db" => "the database is unreachable or refuses the credentials: check its pods and the DATABASE_URL Secret (cargo xtask doctor)",
+            "/health/db" => {
+                "the database is unreachable or refuses the credentials: check its pods and the DATABASE_URL Secret (cargo xtask doctor)"
+            }
             _ => "cargo xtask doctor; the pod's logs say why",
         };
         fail(format!("GET {path}: {}", bad.join("; "))).with_fix(fix)
@@ -227,7 +237,8 @@ async fn error_logs(client: &kube::Client, target: &Target, o: &Observed) -> Che
     }
     let detail = format!("error lines in the last 5 minutes: {}", if counts.is_empty() { "no pods".to_owned() } else { counts.join(", ") });
     if worst > ERROR_LINES_WARNING {
-        Check::new("", Outcome::Warn, detail).with_fix("read them: cargo xtask doctor, or kubectl logs -l app.kubernetes.io/instance=<release>")
+        Check::new("", Outcome::Warn, detail)
+            .with_fix("read them: cargo xtask doctor, or kubectl logs -l app.kubernetes.io/instance=<release>")
     } else {
         Check::new("", Outcome::Pass, detail)
     }
@@ -255,7 +266,10 @@ async fn version(client: &kube::Client, target: &Target, o: &Observed, state: &R
     for (pod, answer) in o.pods.iter().zip(answers) {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let pod_image = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default();
-        let reported = answer.ok().and_then(|a| serde_json::from_str::<serde_json::Value>(&a.body).ok()).and_then(|v| v["version"].as_str().map(str::to_owned));
+        let reported = answer
+            .ok()
+            .and_then(|a| serde_json::from_str::<serde_json::Value>(&a.body).ok())
+            .and_then(|v| v["version"].as_str().map(str::to_owned));
         if reported.as_deref() != Some(release::tag_of(&pod_image)) {
             mismatched.push(format!("{name} runs {pod_image} but reports {}", reported.unwrap_or_else(|| "nothing".to_owned())));
         }

@@ -27,7 +27,9 @@ pub async fn pod_client(kubeconfig: &Path) -> Result<kube::Client> {
 
 async fn config(kubeconfig: &Path) -> Result<kube::Config> {
     let file = Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
-    kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await.with_context(|| format!("using kubeconfig {}", kubeconfig.display()))
+    kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("using kubeconfig {}", kubeconfig.display()))
 }
 
 /// One multi-threaded runtime for the synchronous commands that need the API. xshell is

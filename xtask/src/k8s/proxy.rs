@@ -25,7 +25,11 @@ pub async fn post_pod(client: &kube::Client, namespace: &str, pod: &str, port: u
 }
 
 async fn send(client: &kube::Client, mut request: http::request::Builder, header: Option<(&str, &str)>) -> Result<Answer> {
-    let shown = format!("{} {}", request.method_ref().map(|m| m.as_str()).unwrap_or("?"), request.uri_ref().map(|u| u.to_string()).unwrap_or_default());
+    let shown = format!(
+        "{} {}",
+        request.method_ref().map(|m| m.as_str()).unwrap_or("?"),
+        request.uri_ref().map(|u| u.to_string()).unwrap_or_default()
+    );
     if let Some((name, value)) = header {
         request = request.header(name, value);
     }

@@ -50,6 +50,8 @@ pub async fn read_key(api: &Api<Secret>, name: &str, key: &str) -> Result<String
 /// Sets `key` in Secret `name` to `value` (a merge patch: other keys stay).
 pub async fn write_key(api: &Api<Secret>, name: &str, key: &str, value: &str) -> Result<()> {
     let patch = serde_json::json!({"stringData": {key: value}});
-    api.patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.with_context(|| format!("updating Secret {name}"))?;
+    api.patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .with_context(|| format!("updating Secret {name}"))?;
     Ok(())
 }

@@ -180,9 +180,8 @@ pub fn readiness_failing(pod: &Pod, grace: Duration) -> Option<String> {
         oldest_start = Some(oldest_start.map_or(started, |o| o.min(started)));
     }
     let running_for = now.duration_since(oldest_start?);
-    (running_for.as_secs() as u64 >= grace.as_secs()).then(|| {
-        format!("has been running {}s without becoming ready: its readiness probe keeps failing", running_for.as_secs())
-    })
+    (running_for.as_secs() as u64 >= grace.as_secs())
+        .then(|| format!("has been running {}s without becoming ready: its readiness probe keeps failing", running_for.as_secs()))
 }
 
 /// Why a pod will not become ready by waiting, if it will not: the states `kubectl rollout
