@@ -269,6 +269,11 @@ pub struct CanaryStart {
     /// Default: prompt on a terminal, else pause.
     #[arg(long, value_enum)]
     pub approval: Option<Approval>,
+    /// Read the analysis from this in-cluster Prometheus instead of scraping the pods, e.g.
+    /// http://prometheus-server.monitoring.svc:80 (reached through the API server). Its scrape
+    /// configuration must keep the `namespace` and `pod` labels.
+    #[arg(long)]
+    pub prometheus: Option<crate::flows::analysis::Prometheus>,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -40,6 +40,7 @@ fn canary_args(ns: &TestNamespace, tag: &str, approval: Approval) -> CanaryStart
         max_error_rate: 0.01,
         max_latency_ratio: 3.0,
         approval: Some(approval),
+        prometheus: None,
         dry_run: false,
     }
 }

@@ -69,6 +69,9 @@ pub struct State {
     pub measured: Vec<Measured>,
     /// Why the flow aborted or paused, in words.
     pub reason: Option<String>,
+    /// Where the analysis reads from: an in-cluster Prometheus, or (None) the pods themselves.
+    #[serde(default)]
+    pub prometheus: Option<String>,
 }
 
 impl Canary {
@@ -146,6 +149,7 @@ pub fn start_canary(flow: &Flow, args: &CanaryStart) -> Result<State> {
         phase: Phase::Step(0),
         measured: Vec::new(),
         reason: None,
+        prometheus: args.prometheus.as_ref().map(|p| p.to_string()),
     };
     if state.canary_tag == state.stable_tag {
         bail!("stable already runs {}: a canary needs another version", state.canary_tag);
@@ -371,11 +375,23 @@ fn run_step(run: &mut Run, state: &mut State, index: usize) -> Result<Verdict> {
         let ready_seconds = changed.elapsed().as_secs_f64();
         flow.block_on(smoke_test(flow, &state.canary_tag))?;
         let window = Duration::from_secs(state.analysis_seconds);
-        println!("  analysing {} s of traffic", window.as_secs());
-        let start = flow.block_on(analysis::snapshot(&flow.client, &flow.pod_client, &t.namespace, &t.release))?;
-        std::thread::sleep(window);
-        let end = flow.block_on(analysis::snapshot(&flow.client, &flow.pod_client, &t.namespace, &t.release))?;
-        let judged = analysis::judge(&analysis::window(&start, &end), &state.thresholds, window);
+        let tracks = match &state.prometheus {
+            Some(url) => {
+                let prometheus: analysis::Prometheus = url.parse()?;
+                println!("  analysing {} s of traffic (from {prometheus})", window.as_secs());
+                // An analysis window is an observation period by design, not a wait for a state.
+                std::thread::sleep(window);
+                flow.block_on(prometheus.window(&flow.pod_client, &t.namespace, &t.release, window))?
+            }
+            None => {
+                println!("  analysing {} s of traffic (from the pods' /metrics)", window.as_secs());
+                let start = flow.block_on(analysis::snapshot(&flow.client, &flow.pod_client, &t.namespace, &t.release))?;
+                std::thread::sleep(window);
+                let end = flow.block_on(analysis::snapshot(&flow.client, &flow.pod_client, &t.namespace, &t.release))?;
+                analysis::window(&start, &end)
+            }
+        };
+        let judged = analysis::judge(&tracks, &state.thresholds, window);
         println!("  analysis: {:?}: {}", judged.verdict, judged.reasons.join("; "));
         Ok(Measured {
             requested_percent: percent,
