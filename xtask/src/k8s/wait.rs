@@ -207,7 +207,11 @@ pub fn stuck_reason(pod: &Pod) -> Option<String> {
             "ImagePullBackOff" | "ErrImagePull" | "ErrImageNeverPull" | "InvalidImageName" => {
                 return Some(format!("cannot get its image {} ({reason}: {message})", status.image));
             }
-            "CreateContainerConfigError" => return Some(format!("cannot start container {}: {message}", status.name)),
+            // A missing Secret or key will not appear by waiting; a kubelet that is slow to sync its
+            // secret cache ("failed to sync secret cache: timed out") retries by itself.
+            "CreateContainerConfigError" if message.contains("not found") || message.contains("couldn't find key") => {
+                return Some(format!("cannot start container {}: {message}", status.name))
+            }
             _ => {}
         }
     }
