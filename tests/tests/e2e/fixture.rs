@@ -65,6 +65,7 @@ pub struct TestNamespace {
     pub name: String,
     pub kubeconfig: PathBuf,
     pub sh: xshell::Shell,
+    created: std::time::Instant,
 }
 
 impl TestNamespace {
@@ -75,7 +76,7 @@ impl TestNamespace {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(until_gone_if_terminating(&kubeconfig, &name)).unwrap_or_else(|e| panic!("{e:#}"));
         runtime.block_on(xtask::up::provision(&kubeconfig, &name)).unwrap_or_else(|e| panic!("{e:#}"));
-        TestNamespace { name, kubeconfig, sh: xtask::repo_shell().unwrap() }
+        TestNamespace { name, kubeconfig, sh: xtask::repo_shell().unwrap(), created: std::time::Instant::now() }
     }
 
     pub fn args(&self) -> TargetArgs {
@@ -107,6 +108,8 @@ async fn until_gone_if_terminating(kubeconfig: &std::path::Path, name: &str) -> 
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
+        // Shown with --nocapture: how long each end-to-end test took after its namespace was ready.
+        eprintln!("e2e timing: namespace {} used for {:.1} s", self.name, self.created.elapsed().as_secs_f64());
         if std::thread::panicking() {
             A_TEST_FAILED.store(true, Ordering::SeqCst);
             if crate::support::keep_requested() {

@@ -63,6 +63,12 @@ fn a_good_canary_is_promoted_through_every_step_with_no_failed_request() {
 
     let state = canary::start_canary(&flow, &canary_args(&ns, &shared.v2, Approval::Approved)).or_panic();
     assert_eq!(state.phase, Phase::Promoted);
+    for m in &state.measured {
+        eprintln!(
+            "canary step {} %: ready {:.2} s after the Helm change, noticed {:.2} s after the last pod turned Ready",
+            m.requested_percent, m.ready_seconds, m.detection_lag_seconds
+        );
+    }
     let real: Vec<f64> = state.measured.iter().map(|m| m.real_percent).collect();
     assert_eq!(real, [25.0, 50.0], "the real share of pods is recorded: {state:#?}");
     assert!(state.measured.iter().all(|m| m.analysis.as_ref().unwrap().verdict == xtask::flows::analysis::Verdict::Pass));

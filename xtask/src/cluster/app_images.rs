@@ -16,7 +16,7 @@ pub const MODEL_SERVER_REPOSITORY: &str = "shipshape/model-server";
 /// `image build`'s default tag; `up` tags by content instead (see [`build_model_server`]).
 pub const DEFAULT_TAG: &str = "dev";
 /// Debian bookworm's PostgreSQL, the same major version the model-server tests run against.
-pub const POSTGRES_IMAGE: &str = "shipshape/postgres:15-r1";
+pub const POSTGRES_IMAGE: &str = "shipshape/postgres:15-r2";
 
 impl Image {
     pub fn run(self, sh: &Shell) -> Result<()> {
@@ -144,6 +144,10 @@ pub fn build_postgres(sh: &Shell, docker: &Docker) -> Result<String> {
         "USER postgres".to_owned(),
         "ENV PATH=/usr/local/bin:/usr/bin:/bin".to_owned(),
         "EXPOSE 5432".to_owned(),
+        // PostgreSQL's fast shutdown. On SIGTERM (smart shutdown) it waits for every client to
+        // disconnect, and model-server keeps a connection open: the pod then takes the whole
+        // 30 s grace period to stop. The official image sets the same.
+        "STOPSIGNAL SIGINT".to_owned(),
         r#"ENTRYPOINT ["/usr/local/bin/postgres-entrypoint"]"#.to_owned(),
     ];
     docker.import(&rootfs.join("rootfs.tar"), POSTGRES_IMAGE, &changes, &log)?;
