@@ -194,6 +194,8 @@ fn blue_green_switch_and_rollback_drop_no_request() {
     let start = |tag: &str| BlueGreenStart { target: ns.args(), tag: tag.to_owned(), scale_down_delay: 3, dry_run: false };
     let installed = bluegreen::start_flow(&flow, &start(&shared.v1)).or_panic();
     assert_eq!(installed.to_slot, "blue");
+    let refused = failure(deploy::deploy(&flow, &shared.v2, false));
+    assert!(refused.contains("runs blue/green"), "a standard deploy would replace both colours at once: {refused}");
     let load = LoadGenerator::start(&ns);
 
     let switched = bluegreen::start_flow(&flow, &start(&shared.v2)).or_panic();

@@ -160,6 +160,11 @@ pub fn refuse_unsafe_start(state: &ReleaseState) -> Result<()> {
     if state.canary_enabled() {
         bail!("a canary is running on this release: finish it first (promote or abort), or `cargo xtask rollback` to remove it");
     }
+    if let Some(live) = state.live_slot() {
+        // The environment's values are the standard shape: applying them would replace both
+        // colours by one new Deployment at once, leaving the Service without ready pods.
+        bail!("this release runs blue/green ({live} is live): deploy with `cargo xtask bluegreen start --tag <tag>`");
+    }
     Ok(())
 }
 

@@ -109,6 +109,9 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
             Plan::Revision { revision, values }
         }
         To::Previous => previous_release(flow, &state, &current, &from_image)?,
+        To::Tag(_) if state.live_slot().is_some() => {
+            bail!("this release runs blue/green: roll back with `cargo xtask bluegreen rollback`, or deploy a tag with `bluegreen start --tag`")
+        }
         To::Tag(tag) => {
             let mut values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
             crate::helm::merge(&mut values, &serde_json::json!({"image": {"tag": tag}, "canary": {"enabled": false}}));
@@ -139,7 +142,10 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
             );
         }
     }
-    let stable = release::stable_deployment(&t.release);
+    // The Deployment that will serve once rolled back (the live colour, for a blue/green release).
+    let stable = match &target {
+        Plan::Revision { values, .. } | Plan::Tag { values, .. } => release::live_deployment(&t.release, values),
+    };
 
     let mut plan = Vec::new();
     if pending {
