@@ -159,7 +159,8 @@ pub struct RotateSecret {
     /// Which secret.
     #[arg(value_enum)]
     pub secret: SecretKind,
-    /// How the Secret is managed. manual: shipshape writes the Secret through the API.
+    /// How the Secret is managed: manual (shipshape writes the Secret) or sealed (kubeseal and
+    /// the release's SealedSecret; needs the Sealed Secrets controller in kube-system).
     #[arg(long, value_enum, default_value_t = SecretMethod::Manual)]
     pub method: SecretMethod,
     /// Print the plan and change nothing.
@@ -179,6 +180,9 @@ pub enum SecretKind {
 pub enum SecretMethod {
     /// Update the Kubernetes Secret directly (the runbook's kubectl apply, through the API).
     Manual,
+    /// Seal the value with kubeseal and set it in the release's SealedSecret (sealedSecrets.*
+    /// values, a Helm revision); the Sealed Secrets controller unseals it into the Secret.
+    Sealed,
 }
 
 /// Diagnose a release: the runbooks' troubleshooting sections, as findings with fixes.

@@ -80,7 +80,9 @@ impl<'a> Go<'a> {
     ) -> Result<()> {
         let wrapper = out.join("wrapper");
         std::fs::create_dir_all(&wrapper)?;
-        let go_mod = format!("module shipshape.local/build\n\ngo 1.24.0\n\nrequire {module} {version}\n\n{go_mod_extra}\n");
+        // The running toolchain's own version: a module may require any Go up to it.
+        let go_line = self.reported.strip_prefix("go").unwrap_or("1.24.0");
+        let go_mod = format!("module shipshape.local/build\n\ngo {go_line}\n\nrequire {module} {version}\n\n{go_mod_extra}\n");
         std::fs::write(wrapper.join("go.mod"), go_mod)?;
         let target = format!("{}/", out.display());
         {

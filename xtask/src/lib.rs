@@ -9,6 +9,7 @@ pub mod go;
 pub mod helm;
 pub mod journal;
 pub mod k8s;
+pub mod kubeseal;
 mod process;
 pub mod render;
 pub mod report;

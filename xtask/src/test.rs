@@ -16,6 +16,7 @@ impl Test {
         let docker = Docker::connect(sh).context("the container and end-to-end tests need a Docker engine")?;
         println!("node image: {}", node_image::ensure(sh, &docker)?);
         println!("images: {}, {}", app_images::build_model_server(sh, &docker)?, app_images::build_postgres(sh, &docker)?);
+        println!("image: {}", crate::cluster::sealed_secrets::controller_image(sh, &docker)?);
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let extra = self.cargo_args;
         cmd!(sh, "{cargo} test --workspace --locked {extra...}")

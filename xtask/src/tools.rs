@@ -26,6 +26,17 @@ pub struct Tool {
     version_args: &'static [&'static str],
     /// Picks the version out of what `version_args` prints.
     parse_version: fn(&str) -> Option<&str>,
+    /// Where the module is published, when its go.mod names another path (`go install` then
+    /// refuses it): it is built through a wrapper module that replaces one by the other.
+    renamed: Option<Renamed>,
+}
+
+/// A module whose go.mod path differs from the path it is published under.
+pub struct Renamed {
+    /// The path its go.mod declares.
+    pub module: &'static str,
+    /// The path the module proxy serves it under.
+    pub published_as: &'static str,
 }
 
 /// Helm 4: Helm 3 leaves security support in November 2026, and Helm 4's `--wait` watcher
@@ -39,6 +50,7 @@ pub const HELM: Tool = Tool {
               -X helm.sh/helm/v4/internal/version.gitTreeState=clean",
     version_args: &["version", "--template", "{{.Version}}"],
     parse_version: |out| Some(out.trim()),
+    renamed: None,
 };
 
 /// kind v0.30.0: its default node is Kubernetes 1.34, the newest that still runs on a cgroup v1
@@ -53,9 +65,26 @@ pub const KIND: Tool = Tool {
     version_args: &["version"],
     // "kind v0.30.0 go1.26.8 linux/amd64"
     parse_version: |out| out.split_whitespace().nth(1),
+    renamed: None,
 };
 
-pub const ALL: [&Tool; 2] = [&HELM, &KIND];
+/// kubeseal, the Sealed Secrets client: `rotate-secret --method sealed` encrypts with it, for the
+/// controller built from the same module (cluster/sealed_secrets.rs). Its go.mod says
+/// github.com/bitnami/sealed-secrets; the proxy serves it as github.com/bitnami-labs/....
+pub const KUBESEAL: Tool = Tool {
+    name: "kubeseal",
+    version: "v0.40.0",
+    package: "github.com/bitnami/sealed-secrets/cmd/kubeseal",
+    go_min: (1, 26),
+    // The version comes from the module's build information.
+    ldflags: "-s -w",
+    version_args: &["--version"],
+    // "kubeseal version: v0.40.0"
+    parse_version: |out| out.split_whitespace().last(),
+    renamed: Some(Renamed { module: "github.com/bitnami/sealed-secrets", published_as: "github.com/bitnami-labs/sealed-secrets" }),
+};
+
+pub const ALL: [&Tool; 3] = [&HELM, &KIND, &KUBESEAL];
 
 /// Tools already verified in this process: `find` runs the binary once, not on every call.
 static VERIFIED: Mutex<Vec<&str>> = Mutex::new(Vec::new());
@@ -111,7 +140,7 @@ impl Tool {
     fn install(&self, sh: &Shell, go: &Go) -> Result<()> {
         let dir = self.dir()?;
         if dir.join(self.name).is_file() {
-            println!("{:<5} {:<8} already installed ({})", self.name, self.version, dir.display());
+            println!("{:<8} {:<8} already installed ({})", self.name, self.version, dir.display());
             return Ok(());
         }
         go.require(self.go_min, &format!("building {} {}", self.name, self.version))?;
@@ -121,14 +150,23 @@ impl Tool {
         }
         sh.create_dir(&partial)?;
         println!(
-            "{:<5} {:<8} building `go install {}@{}` (cold: minutes on 2 cores; go's output follows)",
+            "{:<8} {:<8} building {}@{} with go (cold: minutes on 2 cores; go's output follows)",
             self.name, self.version, self.package, self.version
         );
         let started = Instant::now();
-        go.install(&format!("{}@{}", self.package, self.version), self.ldflags, &partial, None)?;
+        match &self.renamed {
+            None => go.install(&format!("{}@{}", self.package, self.version), self.ldflags, &partial, None)?,
+            Some(renamed) => {
+                let source = go.download(&format!("{}@{}", renamed.published_as, self.version))?;
+                let replace = format!("replace {} => {}", renamed.module, source.dir.display());
+                let log = crate::cache::root()?.join("logs").join(format!("{}-{}.log", self.name, self.version));
+                std::fs::create_dir_all(log.parent().expect("logs dir"))?;
+                go.build_in_wrapper(renamed.module, self.version, &replace, &[self.package.to_owned()], self.ldflags, &partial, &log)?;
+            }
+        }
         self.verify(sh, &partial.join(self.name))?;
         std::fs::rename(&partial, &dir).with_context(|| format!("moving {} into place", dir.display()))?;
-        println!("{:<5} {:<8} built in {:.0?} -> {}", self.name, self.version, started.elapsed(), dir.display());
+        println!("{:<8} {:<8} built in {:.0?} -> {}", self.name, self.version, started.elapsed(), dir.display());
         Ok(())
     }
 }
@@ -154,9 +192,9 @@ fn check_all(sh: &Shell) -> Result<()> {
     let mut missing = Vec::new();
     for tool in ALL {
         match tool.find(sh) {
-            Ok(path) => println!("ok      {:<5} {:<8} {}", tool.name, tool.version, path.display()),
+            Ok(path) => println!("ok      {:<8} {:<8} {}", tool.name, tool.version, path.display()),
             Err(err) => {
-                println!("MISSING {:<5} {:<8} {err:#}", tool.name, tool.version);
+                println!("MISSING {:<8} {:<8} {err:#}", tool.name, tool.version);
                 missing.push(tool.name);
             }
         }

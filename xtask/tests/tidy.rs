@@ -44,6 +44,7 @@ fn external_tools_run_only_from_their_modules() {
         ("tools.rs", "<tool> version"),
         ("go.rs", "go"),
         ("helm.rs", "helm"),
+        ("kubeseal.rs", "kubeseal"),
         ("test.rs", "cargo test"),
         ("cluster/docker.rs", "docker"),
         ("cluster/kind.rs", "kind"),

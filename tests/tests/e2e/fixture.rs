@@ -230,3 +230,12 @@ impl Drop for LoadGenerator<'_> {
         let _ = flow.block_on(pods.delete(LOAD_POD, &DeleteParams::default()));
     }
 }
+
+/// The Sealed Secrets controller in the shared cluster (built and installed once, on first use).
+pub fn sealed_secrets_controller() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let sh = xtask::repo_shell().unwrap();
+        xtask::cluster::sealed_secrets::install(&sh, &shared().cluster.cluster).or_panic();
+    });
+}

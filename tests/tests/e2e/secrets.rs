@@ -72,3 +72,36 @@ fn rotation_with_the_secret_missing_changes_nothing() {
     let error = failure(rotate::rotate(&flow, SecretKind::Mlflow, SecretMethod::Manual, false));
     assert!(error.contains("uses no MLflow credentials"), "{error}");
 }
+
+#[test]
+fn rotating_a_sealed_admin_token_goes_through_kubeseal_and_the_controller() {
+    let shared = fixture::shared();
+    fixture::sealed_secrets_controller();
+    let ns = TestNamespace::new("rotate-sealed");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    // Hand the admin token to Sealed Secrets: the controller manages only a Secret it created.
+    let secrets_api = Api::<Secret>::namespaced(flow.client.clone(), &ns.name);
+    flow.block_on(secrets_api.delete(TOKEN_SECRET, &DeleteParams::default())).unwrap();
+    let first = "e2e-first-sealed-token";
+    let sealed = xtask::kubeseal::Kubeseal::new(&ns.sh).or_panic().seal(&ns.kubeconfig, &ns.name, TOKEN_SECRET, first).or_panic();
+    let mut values = flow.helm().unwrap().values("model-server", &ns.name, &ns.kubeconfig, None, false).or_panic();
+    values["sealedSecrets"] = serde_json::json!({"enabled": true, "adminToken": {"encryptedToken": sealed}});
+    flow.upgrade_with_values(&values, &xtask::helm::Change::new(&ns.kubeconfig, "e2e: sealed secrets")).or_panic();
+    flow.block_on(secrets::until_key_is(&secrets_api, TOKEN_SECRET, "token", first, std::time::Duration::from_secs(60))).or_panic();
+
+    rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::Sealed, false).or_panic();
+    let new = token(&ns);
+    assert_ne!(new, first);
+    assert_eq!(new.len(), 64);
+    let with_new = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", &new)).or_panic();
+    assert!(with_new.iter().all(|a| a.status == 200), "{with_new:?}");
+    let with_old = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", first)).or_panic();
+    assert!(with_old.iter().all(|a| a.status == 401), "{with_old:?}");
+    let state = ReleaseState::read(&flow).or_panic();
+    assert!(
+        state.history.iter().any(|r| r.description.contains("new sealed value")),
+        "the sealed value is a Helm revision: {:?}",
+        state.history
+    );
+}

@@ -6,4 +6,5 @@ pub mod kind;
 mod layout;
 pub mod lifecycle;
 pub mod node_image;
+pub mod sealed_secrets;
 mod stage;

@@ -12,6 +12,7 @@ use super::{print_plan, reload, step, Flow, Run};
 use crate::cli::{RotateSecret, SecretKind, SecretMethod};
 use crate::helm::Change;
 use crate::k8s::{secrets, wait};
+use crate::kubeseal::{self, Kubeseal};
 
 impl RotateSecret {
     pub fn run(self, sh: &Shell) -> Result<()> {
@@ -42,6 +43,27 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
     let old_value = flow.block_on(secrets::read_key(&secrets_api, &secret, &key)).with_context(|| {
         format!("cannot rotate: create the Secret first (`cargo xtask preflight --env {}` lists what is missing)", t.env.name())
     })?;
+    // Where the sealed value lives in the release's values (Sealed Secrets only).
+    let sealed_value_path = match kind {
+        SecretKind::AdminToken => ["adminToken", "encryptedToken"],
+        SecretKind::Mlflow => ["mlflowCredentials", "encryptedPassword"],
+    };
+    if method == SecretMethod::Sealed {
+        if state.values["sealedSecrets"]["enabled"].as_bool() != Some(true) {
+            bail!(
+                "release {} does not deliver its Secrets as SealedSecrets (sealedSecrets.enabled is false): use --method manual",
+                t.release
+            );
+        }
+        let controllers: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(flow.client.clone(), kubeseal::CONTROLLER_NAMESPACE);
+        if flow.block_on(controllers.get_opt(kubeseal::CONTROLLER_NAME))?.is_none() {
+            bail!(
+                "no Sealed Secrets controller (Service {}/{}) in this cluster: it unseals the new value, so install it first",
+                kubeseal::CONTROLLER_NAMESPACE,
+                kubeseal::CONTROLLER_NAME
+            );
+        }
+    }
     let stable = release::stable_deployment(&t.release);
     let canary = state.canary_enabled().then(|| release::canary_deployment(&t.release));
     let deployments: Vec<String> = std::iter::once(stable.clone()).chain(canary.clone()).collect();
@@ -52,6 +74,11 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
             "update",
             match method {
                 SecretMethod::Manual => format!("update Secret {secret}, key {key}, through the API"),
+                SecretMethod::Sealed => format!(
+                    "seal the value with kubeseal (the controller's certificate, strict scope), set it as sealedSecrets.{}.{} \
+                     (a Helm revision), and wait until the controller has unsealed it into Secret {secret}",
+                    sealed_value_path[0], sealed_value_path[1]
+                ),
             },
         ),
         step("restart", format!("restart {} as a Helm revision (restartedAt; current values)", deployments.join(" and "))),
@@ -81,7 +108,22 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
             println!("  new value generated (length: {})", value.len());
             Ok(value)
         })?;
-        run.step("update", |flow| flow.block_on(secrets::write_key(&secrets_api, &secret, &key, &new_value)))?;
+        run.step("update", |flow| match method {
+            SecretMethod::Manual => flow.block_on(secrets::write_key(&secrets_api, &secret, &key, &new_value)),
+            SecretMethod::Sealed => {
+                let sealed = Kubeseal::new(flow.sh)?.seal(&t.kubeconfig, &t.namespace, &secret, &new_value)?;
+                let mut values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
+                crate::helm::merge(
+                    &mut values,
+                    &serde_json::json!({"sealedSecrets": {sealed_value_path[0]: {sealed_value_path[1]: sealed}}}),
+                );
+                flow.upgrade_with_values(
+                    &values,
+                    &Change::new(&t.kubeconfig, format!("shipshape rotate-secret {secret}: new sealed value")),
+                )?;
+                flow.block_on(secrets::until_key_is(&secrets_api, &secret, &key, &new_value, ROLLOUT_TIMEOUT))
+            }
+        })?;
         updated = true;
         run.step("restart", |flow| {
             let mut values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
@@ -114,14 +156,20 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
         }
         Err(err) => {
             let undo = run.compensate("restore", "put the old value back and return to the previous Helm revision", |flow| {
-                flow.block_on(secrets::write_key(&secrets_api, &secret, &key, &old_value))?;
-                if restarted {
+                if method == SecretMethod::Manual {
+                    flow.block_on(secrets::write_key(&secrets_api, &secret, &key, &old_value))?;
+                }
+                // A sealed value is restored by the revision holding the old ciphertext.
+                if restarted || method == SecretMethod::Sealed {
                     flow.helm()?.rollback(
                         &t.release,
                         &t.namespace,
                         current.revision,
                         &Change::new(&t.kubeconfig, "shipshape rotate-secret failed: restore"),
                     )?;
+                    if method == SecretMethod::Sealed {
+                        flow.block_on(secrets::until_key_is(&secrets_api, &secret, &key, &old_value, ROLLOUT_TIMEOUT))?;
+                    }
                     flow.block_on(wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT))?;
                 }
                 Ok(())
