@@ -342,7 +342,7 @@ pub fn parse_instant_value(body: &str) -> Result<f64> {
     anyhow::ensure!(answer["status"] == "success", "query failed: {}", answer["error"]);
     let Some(first) = answer["data"]["result"].as_array().and_then(|r| r.first()) else { return Ok(0.0) };
     let value = first["value"][1].as_str().context("no value in the result")?;
-    Ok(value.parse::<f64>().context("the value is not a number")?)
+    value.parse::<f64>().context("the value is not a number")
 }
 
 /// Percent-encodes a query parameter (everything but RFC 3986's unreserved characters).

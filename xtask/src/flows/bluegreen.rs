@@ -4,7 +4,7 @@
 //! from any machine.
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::ListParams;
@@ -19,7 +19,6 @@ use super::release::{self, ReleaseState};
 use super::{images, print_plan, step, verify, Flow, Run, Step};
 use crate::cli::{BlueGreen, BlueGreenAction, BlueGreenStart, BlueGreenTarget};
 use crate::helm::{Change, Release};
-use crate::journal::Entry;
 use crate::k8s::{proxy, wait};
 use crate::render;
 use crate::report::{self, Outcome};
@@ -173,8 +172,9 @@ pub fn rollback(flow: &Flow, scale_down_delay: u64, dry_run: bool) -> Result<Sta
     if previous_tag.is_empty() {
         bail!("the other colour ({previous}) has never run a version: there is nothing to switch back to");
     }
-    let unfinished =
-        latest(flow)?.filter(|(entry, _)| entry.result != "succeeded" && entry.finished.is_some() || entry.result == "running");
+    let unfinished = flow
+        .latest_state::<State>("bluegreen", STATE_FACT)?
+        .filter(|(entry, _)| entry.result != "succeeded" && entry.finished.is_some() || entry.result == "running");
     let state = State {
         kind: Kind::Rollback,
         from_slot: live.clone(),
@@ -217,7 +217,7 @@ pub fn rollback(flow: &Flow, scale_down_delay: u64, dry_run: bool) -> Result<Sta
 
 /// `bluegreen resume`: the latest unfinished flow, from its next step.
 pub fn resume(flow: &Flow) -> Result<State> {
-    let Some((entry, state)) = latest(flow)? else {
+    let Some((entry, state)) = flow.latest_state::<State>("bluegreen", STATE_FACT)? else {
         bail!("no blue/green flow has run on this release");
     };
     if entry.result == "succeeded" || entry.result == "rolled-back" || state.next >= state.steps().len() {
@@ -240,7 +240,7 @@ fn status(flow: &Flow, _args: &BlueGreenTarget) -> Result<()> {
             }
         }
     }
-    if let Some((entry, state)) = latest(flow)? {
+    if let Some((entry, state)) = flow.latest_state::<State>("bluegreen", STATE_FACT)? {
         let steps = state.steps();
         println!(
             "latest flow {} by {}: {} ({:?} {} -> {})",
@@ -266,7 +266,7 @@ fn other(slot: &str) -> &'static str {
 
 /// Blue/green flows already in progress must be finished first.
 fn refuse_unfinished(flow: &Flow) -> Result<()> {
-    if let Some((entry, state)) = latest(flow)? {
+    if let Some((entry, state)) = flow.latest_state::<State>("bluegreen", STATE_FACT)? {
         let unfinished = entry.result != "succeeded" && entry.result != "rolled-back" && state.next < state.steps().len();
         if unfinished && entry.result != "failed" {
             bail!(
@@ -277,15 +277,6 @@ fn refuse_unfinished(flow: &Flow) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn latest(flow: &Flow) -> Result<Option<(Entry, State)>> {
-    let entries = flow.block_on(flow.journal().entries())?;
-    let Some(entry) = entries.into_iter().rev().find(|e| e.flow == "bluegreen" && e.facts.contains_key(STATE_FACT)) else {
-        return Ok(None);
-    };
-    let state = serde_json::from_str(&entry.facts[STATE_FACT]).context("reading the blue/green state from its journal entry")?;
-    Ok(Some((entry, state)))
 }
 
 /// Runs the remaining steps, journaling the position after each; compensates on failure.
@@ -316,7 +307,7 @@ fn fail(mut run: Run, state: &State, err: anyhow::Error, switched: bool) -> Resu
     }
     let undo = if switched {
         run.compensate("switch-back", &format!("switch the live Service back to {}, then scale {} down", state.from_slot, state.to_slot), |flow| {
-            set_values(flow, json!({"blueGreen": {"activeSlot": state.from_slot, state.from_slot.as_str(): {"replicaCount": null}, state.to_slot.as_str(): {"replicaCount": state.replicas}}}), "shipshape bluegreen: switch back")?;
+            flow.change_values(json!({"blueGreen": {"activeSlot": state.from_slot, state.from_slot.as_str(): {"replicaCount": null}, state.to_slot.as_str(): {"replicaCount": state.replicas}}}), "shipshape bluegreen: switch back")?;
             flow.block_on(wait_endpoints(flow, &live_service(flow), &state.from_slot))?;
             scale_down(flow, &state.to_slot)
         })
@@ -359,8 +350,7 @@ fn do_step(flow: &Flow, state: &State, id: &str) -> Result<()> {
                 &Change::new(&t.kubeconfig, format!("shipshape bluegreen: install, {to} live at {}", state.to_tag)),
             )
         }
-        "deploy-idle" => set_values(
-            flow,
+        "deploy-idle" => flow.change_values(
             json!({"blueGreen": {to: {"tag": state.to_tag, "replicaCount": state.replicas}}}),
             &format!("shipshape bluegreen: {} on idle {to}", state.to_tag),
         ),
@@ -373,8 +363,7 @@ fn do_step(flow: &Flow, state: &State, id: &str) -> Result<()> {
             flow.block_on(wait_endpoints(flow, &preview, to))?;
             flow.block_on(smoke(flow, &preview, &state.to_tag))
         }
-        "switch" => set_values(
-            flow,
+        "switch" => flow.change_values(
             json!({"blueGreen": {"activeSlot": to, to: {"replicaCount": null}, from: {"replicaCount": state.replicas}}}),
             &format!("shipshape bluegreen: switch live from {from} to {to} ({})", state.to_tag),
         ),
@@ -403,7 +392,7 @@ fn live_service(flow: &Flow) -> String {
 
 /// Scales `slot` to 0 (its chart default when idle) and waits until its pods are gone.
 fn scale_down(flow: &Flow, slot: &str) -> Result<()> {
-    set_values(flow, json!({"blueGreen": {slot: {"replicaCount": null}}}), &format!("shipshape bluegreen: scale {slot} down"))?;
+    flow.change_values(json!({"blueGreen": {slot: {"replicaCount": null}}}), &format!("shipshape bluegreen: scale {slot} down"))?;
     let t = &flow.target;
     let selector = format!("{},shipshape.dev/slot={slot}", release::pod_selector(&t.release));
     flow.block_on(wait::until(
@@ -420,13 +409,6 @@ fn scale_down(flow: &Flow, slot: &str) -> Result<()> {
         },
     ))
     .map(drop)
-}
-
-fn set_values(flow: &Flow, changes: serde_json::Value, description: &str) -> Result<()> {
-    let t = &flow.target;
-    let mut values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
-    crate::helm::merge(&mut values, &changes);
-    flow.upgrade_with_values(&values, &Change::new(&t.kubeconfig, description))
 }
 
 async fn slot_pods(flow: &Flow<'_>, slot: &str) -> Result<Vec<Pod>> {

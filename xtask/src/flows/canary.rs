@@ -5,10 +5,8 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use futures::future::join_all;
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xshell::Shell;
@@ -18,7 +16,6 @@ use super::deploy::{pull_secrets, refuse_unsafe_start_for_restart, ROLLOUT_TIMEO
 use super::release::{self, ReleaseState};
 use super::{images, print_plan, step, verify, Flow, Run, Step};
 use crate::cli::{Approval, Canary, CanaryAction, CanaryStart};
-use crate::helm::Change;
 use crate::journal::Entry;
 use crate::k8s::{proxy, wait};
 use crate::report::{self, Outcome, Output};
@@ -86,7 +83,7 @@ impl Canary {
             CanaryAction::Resume(t) => continue_canary(&Flow::connect(sh, &t.target)?, None).map(drop),
             CanaryAction::Status(s) => {
                 let flow = Flow::connect(sh, &s.target)?;
-                let Some((entry, state)) = latest(&flow)? else {
+                let Some((entry, state)) = flow.latest_state::<State>("canary", STATE_FACT)? else {
                     println!("no canary has run on this release");
                     return Ok(());
                 };
@@ -180,7 +177,7 @@ pub fn start_canary(flow: &Flow, args: &CanaryStart) -> Result<State> {
 
 /// `promote`, `abort` (with the phase to go to) or `resume` (None: carry on where it was).
 pub fn continue_canary(flow: &Flow, to: Option<Phase>) -> Result<State> {
-    let Some((entry, mut state)) = latest(flow)? else {
+    let Some((entry, mut state)) = flow.latest_state::<State>("canary", STATE_FACT)? else {
         bail!("no canary has run on release {} in {}", flow.target.release, flow.target.namespace);
     };
     if matches!(state.phase, Phase::Promoted | Phase::Aborted) {
@@ -246,16 +243,6 @@ fn real_percent(canary: u32, stable: u32) -> f64 {
 
 fn save(run: &mut Run, state: &State) -> Result<()> {
     run.fact(STATE_FACT, serde_json::to_string(state)?)
-}
-
-/// The latest canary run on the release and its state.
-fn latest(flow: &Flow) -> Result<Option<(Entry, State)>> {
-    let entries = flow.block_on(flow.journal().entries())?;
-    let Some(entry) = entries.into_iter().rev().find(|e| e.flow == "canary" && e.facts.contains_key(STATE_FACT)) else {
-        return Ok(None);
-    };
-    let state = serde_json::from_str(&entry.facts[STATE_FACT]).context("reading the canary's state from its journal entry")?;
-    Ok(Some((entry, state)))
 }
 
 /// Runs phases until the flow pauses or ends; every transition is journaled first.
@@ -366,9 +353,7 @@ fn run_step(run: &mut Run, state: &mut State, index: usize) -> Result<Verdict> {
     let outcome = run.step(&id, |flow| {
         let t = &flow.target;
         let changed = Instant::now();
-        set_values(
-            flow,
-            json!({"replicaCount": stable_pods, "canary": {"enabled": true, "replicaCount": canary_pods, "image": {"tag": state.canary_tag}}}),
+        flow.change_values(json!({"replicaCount": stable_pods, "canary": {"enabled": true, "replicaCount": canary_pods, "image": {"tag": state.canary_tag}}}),
             &format!("shipshape canary {}: step {} at {percent} % ({canary_pods} canary, {stable_pods} stable)", state.canary_tag, index + 1),
         )?;
         let lag = flow.block_on(wait_tracks_ready(flow, &[release::stable_deployment(&t.release), release::canary_deployment(&t.release)]))?;
@@ -436,8 +421,7 @@ fn gate(run: &Run, state: &State) -> Result<Option<Phase>> {
 /// removed, then the post-deployment checks.
 fn promote(flow: &Flow, state: &State) -> Result<()> {
     let t = &flow.target;
-    set_values(
-        flow,
+    flow.change_values(
         json!({"replicaCount": state.total_pods, "image": {"tag": state.canary_tag}}),
         &format!("shipshape canary {}: promote stable", state.canary_tag),
     )?;
@@ -454,8 +438,7 @@ fn promote(flow: &Flow, state: &State) -> Result<()> {
 /// Canary to zero and stable back to full size (its version unchanged), then the canary removed.
 fn abort(flow: &Flow, state: &State) -> Result<()> {
     let t = &flow.target;
-    set_values(
-        flow,
+    flow.change_values(
         json!({"replicaCount": state.total_pods, "image": {"tag": state.stable_tag}, "canary": {"replicaCount": 0}}),
         &format!("shipshape canary {}: abort, stable {} back to {} pods", state.canary_tag, state.stable_tag, state.total_pods),
     )?;
@@ -465,30 +448,9 @@ fn abort(flow: &Flow, state: &State) -> Result<()> {
 
 fn remove_canary(flow: &Flow, description: &str) -> Result<()> {
     let t = &flow.target;
-    set_values(flow, json!({"canary": {"enabled": false, "replicaCount": 1, "image": {"tag": ""}}}), description)?;
+    flow.change_values(json!({"canary": {"enabled": false, "replicaCount": 1, "image": {"tag": ""}}}), description)?;
     let name = release::canary_deployment(&t.release);
-    flow.block_on(wait::until(
-        Api::<Deployment>::namespaced(flow.client.clone(), &t.namespace),
-        kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}")),
-        &format!("Deployment {name} removed"),
-        ROLLOUT_TIMEOUT,
-        |found| {
-            if found.is_empty() {
-                wait::Progress::Done("removed".to_owned())
-            } else {
-                wait::Progress::Waiting("still there".to_owned())
-            }
-        },
-    ))?;
-    Ok(())
-}
-
-/// The release's current supplied values with `changes` merged in, as one Helm revision.
-fn set_values(flow: &Flow, changes: serde_json::Value, description: &str) -> Result<()> {
-    let t = &flow.target;
-    let mut values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
-    crate::helm::merge(&mut values, &changes);
-    flow.upgrade_with_values(&values, &Change::new(&t.kubeconfig, description))
+    flow.block_on(wait::deployment_gone(&flow.client, &t.namespace, &name, ROLLOUT_TIMEOUT))
 }
 
 /// Waits until every named Deployment has rolled out (failing fast on stuck pods); returns how

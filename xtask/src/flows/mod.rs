@@ -143,6 +143,26 @@ impl<'a> Flow<'a> {
         self.helm()?.upgrade(&render::chart(), &release, change)
     }
 
+    /// One Helm revision that changes only `changes` (merged into the release's supplied values,
+    /// a null removing a key): every traffic switch, scale and restart a flow makes.
+    pub fn change_values(&self, changes: serde_json::Value, description: &str) -> Result<()> {
+        let t = &self.target;
+        let mut values = self.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
+        crate::helm::merge(&mut values, &changes);
+        self.upgrade_with_values(&values, &crate::helm::Change::new(&t.kubeconfig, description))
+    }
+
+    /// The newest run of flow `name` that keeps its state in journal fact `fact`, with that state.
+    pub fn latest_state<S: serde::de::DeserializeOwned>(&self, name: &str, fact: &str) -> Result<Option<(Entry, S)>> {
+        let entries = self.block_on(self.journal().entries())?;
+        let Some(entry) = entries.into_iter().rev().find(|e| e.flow == name && e.facts.contains_key(fact)) else {
+            return Ok(None);
+        };
+        let state = serde_json::from_str(&entry.facts[fact])
+            .with_context(|| format!("reading the {name} state from journal entry {}", entry.id))?;
+        Ok(Some((entry, state)))
+    }
+
     pub fn journal(&self) -> Journal {
         Journal::new(&self.client, &self.target.namespace, &self.target.release)
     }

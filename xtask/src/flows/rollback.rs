@@ -7,7 +7,6 @@ use anyhow::{bail, Context, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::DeleteParams;
-use kube::runtime::watcher;
 use kube::Api;
 use serde::Serialize;
 use serde_json::Value;
@@ -19,7 +18,7 @@ use super::verify::{self, Verification};
 use super::{images, print_plan, step, Flow, Run};
 use crate::cli::Rollback;
 use crate::helm::Change;
-use crate::k8s::wait::{self, Progress};
+use crate::k8s::wait;
 use crate::report::{self, Outcome, Output};
 
 /// A pending Helm operation younger than this may still be running somewhere: leave it alone.
@@ -235,7 +234,7 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
             flow.block_on(async {
                 let rolled_out = wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT).await?;
                 if live_canary {
-                    wait_gone(&flow.client, &t.namespace, &canary_name).await?;
+                    wait::deployment_gone(&flow.client, &t.namespace, &canary_name, ROLLOUT_TIMEOUT).await?;
                 }
                 anyhow::Ok(rolled_out)
             })
@@ -313,25 +312,6 @@ fn list_revisions(state: &ReleaseState) -> String {
 fn age_of(time: &str) -> Option<Duration> {
     let then: k8s_openapi::jiff::Timestamp = time.parse().ok()?;
     k8s_openapi::jiff::Timestamp::now().duration_since(then).try_into().ok()
-}
-
-/// Until Deployment `name` no longer exists.
-async fn wait_gone(client: &kube::Client, namespace: &str, name: &str) -> Result<String> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    wait::until(
-        api,
-        watcher::Config::default().fields(&format!("metadata.name={name}")),
-        &format!("Deployment {name} removed"),
-        ROLLOUT_TIMEOUT,
-        |found| {
-            if found.is_empty() {
-                Progress::Done("no canary".to_owned())
-            } else {
-                Progress::Waiting("still there".to_owned())
-            }
-        },
-    )
-    .await
 }
 
 fn print_summary(s: &Summary) {

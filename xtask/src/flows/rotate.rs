@@ -126,10 +126,11 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
         })?;
         updated = true;
         run.step("restart", |flow| {
-            let mut values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
-            crate::helm::merge(&mut values, &serde_json::json!({"restartedAt": crate::journal::now()}));
             restarted = true;
-            flow.upgrade_with_values(&values, &Change::new(&t.kubeconfig, format!("shipshape rotate-secret {secret}: restart")))
+            flow.change_values(
+                serde_json::json!({"restartedAt": crate::journal::now()}),
+                &format!("shipshape rotate-secret {secret}: restart"),
+            )
         })?;
         run.step("rollout", |flow| {
             flow.block_on(async {

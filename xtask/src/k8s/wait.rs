@@ -104,6 +104,21 @@ fn say(what: &str, message: &str, started: Instant) {
     println!("  [{:>4.0}s] {what}: {message}", started.elapsed().as_secs_f64());
 }
 
+/// Until Deployment `name` no longer exists (e.g. a canary Helm has removed).
+pub async fn deployment_gone(client: &Client, namespace: &str, name: &str, timeout: Duration) -> Result<()> {
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    until(api, config, &format!("Deployment {name} removed"), timeout, |found| {
+        if found.is_empty() {
+            Progress::Done("removed".to_owned())
+        } else {
+            Progress::Waiting("still there".to_owned())
+        }
+    })
+    .await
+    .map(drop)
+}
+
 /// Every node Ready.
 pub async fn nodes_ready(client: &Client, timeout: Duration) -> Result<String> {
     until(Api::<Node>::all(client.clone()), watcher::Config::default(), "nodes Ready", timeout, |nodes| {
