@@ -342,8 +342,9 @@ pub struct BlueGreenStart {
     #[arg(long)]
     pub tag: String,
     /// Seconds the old colour keeps running after the switch has reached the Service's
-    /// endpoints, for every node's kube-proxy to follow.
-    #[arg(long, default_value_t = 10)]
+    /// endpoints, for every node's kube-proxy to follow (Argo Rollouts' default is the same;
+    /// on a busy node kube-proxy took up to 30 s to program an endpoint change).
+    #[arg(long, default_value_t = 30)]
     pub scale_down_delay: u64,
     /// Print the plan and change nothing.
     #[arg(long)]
@@ -355,7 +356,7 @@ pub struct BlueGreenTarget {
     #[command(flatten)]
     pub target: TargetArgs,
     /// Seconds the old colour keeps running after the switch (rollback only).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 30)]
     pub scale_down_delay: u64,
     /// Print the plan and change nothing.
     #[arg(long)]

@@ -191,7 +191,8 @@ fn blue_green_switch_and_rollback_drop_no_request() {
     let shared = fixture::shared();
     let ns = TestNamespace::new("bluegreen");
     let flow = ns.flow();
-    let start = |tag: &str| BlueGreenStart { target: ns.args(), tag: tag.to_owned(), scale_down_delay: 3, dry_run: false };
+    // The product's default hold (30 s): shorter ones dropped requests on a busy node.
+    let start = |tag: &str| BlueGreenStart { target: ns.args(), tag: tag.to_owned(), scale_down_delay: 30, dry_run: false };
     let installed = bluegreen::start_flow(&flow, &start(&shared.v1)).or_panic();
     assert_eq!(installed.to_slot, "blue");
     let refused = failure(deploy::deploy(&flow, &shared.v2, false));
@@ -207,8 +208,52 @@ fn blue_green_switch_and_rollback_drop_no_request() {
     let after_switch = load.stats();
     assert!(after_switch.by_version.get(&shared.v2).is_some_and(|v| v.ok > 0), "{after_switch:?}");
 
-    let back = bluegreen::rollback(&flow, 3, false).or_panic();
+    let back = bluegreen::rollback(&flow, 30, false).or_panic();
     assert_eq!(back.to_slot, "blue");
     assert_eq!(release::ReleaseState::read(&flow).or_panic().live_slot().as_deref(), Some("blue"));
+    assert_no_failures(&load.stats());
+}
+
+#[test]
+fn a_blue_green_switch_killed_while_holding_the_old_colour_is_resumed_and_finishes() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("bluegreen-kill");
+    let flow = ns.flow();
+    let install = BlueGreenStart { target: ns.args(), tag: shared.v1.clone(), scale_down_delay: 30, dry_run: false };
+    bluegreen::start_flow(&flow, &install).or_panic();
+    let load = LoadGenerator::start(&ns);
+
+    let mut child = std::process::Command::new(fixture::xtask_binary())
+        .args(["bluegreen", "start", "--namespace", &ns.name, "--tag", &shared.v2, "--scale-down-delay", "30"])
+        .env("KUBECONFIG", &ns.kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it while it holds the old colour after the switch.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        assert!(Instant::now() < deadline, "the switch never reached its propagation hold");
+        let runs = flow.block_on(flow.journal().entries()).or_panic();
+        if runs.iter().any(|r| r.flow == "bluegreen" && r.steps.iter().any(|s| s.id == "propagate" && s.status == "running")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(release::ReleaseState::read(&flow).or_panic().live_slot().as_deref(), Some("green"), "killed after the switch");
+
+    let state = bluegreen::resume(&ns.flow()).or_panic();
+    assert_eq!(state.to_slot, "green");
+    let pods = |slot: &str| {
+        let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(flow.client.clone(), &ns.name);
+        let selector = format!("app.kubernetes.io/instance=model-server,shipshape.dev/slot={slot}");
+        flow.block_on(api.list(&kube::api::ListParams::default().labels(&selector))).unwrap().items.len()
+    };
+    assert_eq!(pods("blue"), 0, "the resumed flow scaled the old colour down");
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    let run = runs.iter().rev().find(|r| r.flow == "bluegreen").unwrap();
+    assert_eq!(run.result, "succeeded");
+    assert!(run.facts.keys().any(|k| k.starts_with("resumed_by")), "{run:#?}");
     assert_no_failures(&load.stats());
 }
