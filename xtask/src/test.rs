@@ -17,6 +17,10 @@ impl Test {
         println!("node image: {}", node_image::ensure(sh, &docker)?);
         println!("images: {}, {}", app_images::build_model_server(sh, &docker)?, app_images::build_postgres(sh, &docker)?);
         println!("image: {}", crate::cluster::sealed_secrets::controller_image(sh, &docker)?);
+        // Built here, not by the first test that needs it: a cold build running beside the
+        // end-to-end tests starves the node, and kube-proxy then lags endpoint changes by tens
+        // of seconds (requests to stopped pods fail).
+        println!("xtask binary for the end-to-end tests: {}", e2e_xtask_binary(sh)?.display());
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let extra = self.cargo_args;
         cmd!(sh, "{cargo} test --workspace --locked {extra...}")
@@ -27,4 +31,15 @@ impl Test {
             .context("the test suite failed (failures are listed above)")?;
         Ok(())
     }
+}
+
+/// The xtask binary the end-to-end tests run as a real process (to kill it mid-flow), built
+/// apart from the workspace's target directory, which `cargo test` holds locked while it runs.
+pub fn e2e_xtask_binary(sh: &Shell) -> Result<std::path::PathBuf> {
+    let target_dir = crate::repo_root().join("target/image-build");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    cmd!(sh, "{cargo} build --quiet --locked --package xtask --target-dir {target_dir}")
+        .run()
+        .context("building the xtask binary for the end-to-end tests")?;
+    Ok(target_dir.join("debug/xtask"))
 }

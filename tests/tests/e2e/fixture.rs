@@ -149,18 +149,7 @@ pub fn failure<T>(result: anyhow::Result<T>) -> String {
 /// `cargo test` holds locked), for tests that must run the CLI as a process, e.g. to kill it.
 pub fn xtask_binary() -> &'static std::path::Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let target_dir = xtask::repo_root().join("target/image-build");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--quiet", "--locked", "--package", "xtask", "--target-dir"])
-            .arg(&target_dir)
-            .current_dir(xtask::repo_root())
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the xtask binary failed");
-        target_dir.join("debug/xtask")
-    })
+    BINARY.get_or_init(|| xtask::test::e2e_xtask_binary(&xtask::repo_shell().unwrap()).or_panic())
 }
 
 /// Steady traffic at the live Service from inside the cluster (`model-server load`, a pod in
