@@ -156,10 +156,13 @@ pub fn xtask_binary() -> &'static std::path::Path {
 /// the test's namespace), counting every outcome by the version that answered.
 pub struct LoadGenerator<'n> {
     namespace: &'n TestNamespace,
+    /// The counts once traffic flows: a Service a few seconds old may still be refused by a node
+    /// whose kube-proxy has not programmed its endpoints yet. Flows are judged from here on.
+    baseline: LoadStats,
 }
 
 /// The load generator's counts (`GET /stats`). Every field shows in assertion messages.
-#[derive(serde::Deserialize, Debug)]
+#[derive(serde::Deserialize, Debug, Default)]
 #[allow(dead_code)]
 pub struct LoadStats {
     pub sent: u64,
@@ -202,13 +205,42 @@ impl<'n> LoadGenerator<'n> {
         let config = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={LOAD_POD}"));
         flow.block_on(xtask::k8s::wait::pods_running(&flow.client, &namespace.name, config, 1, std::time::Duration::from_secs(60)))
             .or_panic();
-        LoadGenerator { namespace }
+        let mut load = LoadGenerator { namespace, baseline: LoadStats::default() };
+        // Count from the first second of successful traffic on.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut first_ok = None;
+        loop {
+            let now = load.stats();
+            match first_ok {
+                None if now.ok > 0 => first_ok = Some(now.ok),
+                Some(first) if now.ok >= first + 25 => {
+                    load.baseline = now;
+                    return load;
+                }
+                _ => {}
+            }
+            assert!(std::time::Instant::now() < deadline, "the live Service never answered the load generator: {now:?}");
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
     }
 
+    /// Counts since the baseline (all of them before it is taken).
     pub fn stats(&self) -> LoadStats {
         let flow = self.namespace.flow();
         let answer = flow.block_on(xtask::k8s::proxy::get_pod(&flow.pod_client, &self.namespace.name, LOAD_POD, 8080, "/stats")).or_panic();
-        serde_json::from_str(&answer.body).unwrap_or_else(|e| panic!("{e}: {}", answer.body))
+        let now: LoadStats = serde_json::from_str(&answer.body).unwrap_or_else(|e| panic!("{e}: {}", answer.body));
+        let base = &self.baseline;
+        let mut by_version = now.by_version.clone();
+        for (version, counts) in by_version.iter_mut() {
+            let before = base.by_version.get(version).copied().unwrap_or_default();
+            *counts = VersionStats { ok: counts.ok - before.ok, failed: counts.failed - before.failed };
+        }
+        let mut failures = now.failures.clone();
+        for (kind, count) in failures.iter_mut() {
+            *count -= base.failures.get(kind).copied().unwrap_or_default();
+        }
+        failures.retain(|_, count| *count > 0);
+        LoadStats { sent: now.sent - base.sent, ok: now.ok - base.ok, failed: now.failed - base.failed, by_version, failures }
     }
 }
 
