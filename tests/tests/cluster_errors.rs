@@ -43,5 +43,5 @@ fn a_missing_docker_engine_is_explained() {
         Ok(_) => panic!("connected to a Docker engine that does not exist"),
         Err(err) => format!("{err:#}"),
     };
-    assert!(message.contains("no Docker engine answers") && message.contains("install-docker-engine"), "{message}");
+    assert!(message.contains("no Docker engine answers") && message.contains("cargo xtask up"), "{message}");
 }

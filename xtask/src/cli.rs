@@ -17,6 +17,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         cargo xtask cluster down    remove the local cluster"
 )]
 pub struct Cli {
+    /// Install nothing on this machine: where something is missing (a Docker engine,
+    /// debootstrap, PostgreSQL's server), stop and name it instead. Without it, `up` and `test`
+    /// install only what is missing, and never change a package the machine already has.
+    #[arg(long, global = true, env = "SHIPSHAPE_NO_INSTALL", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+    pub no_install: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,6 +44,7 @@ pub enum Command {
     Tools(Tools),
     Render(Render),
     Test(Test),
+    Env(ShellEnv),
 }
 
 /// Which release, on which cluster. Every command that touches a release prints its target first.
@@ -123,7 +129,7 @@ pub struct Rollback {
     #[arg(long)]
     pub to_tag: Option<String>,
     /// Do not run the post-deployment checks after the rollback.
-    #[arg(long)]
+    #[arg(long, env = "SHIPSHAPE_SKIP_VERIFICATION", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
     pub skip_verification: bool,
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::report::Output,
@@ -456,6 +462,20 @@ pub enum ClusterAction {
     /// Find or build the kind node image (no cluster is created). Each build stage is cached
     /// under ~/.cache/shipshape/stages and reused; a failed stage names its log file.
     Image,
+}
+
+/// Print shell lines that put the pinned tools (helm, kind, kubeseal, kubectl) on PATH and point
+/// KUBECONFIG at the local cluster, so the runbooks' own commands work as printed:
+///
+///     eval "$(cargo xtask env)"
+///     helm history model-server --namespace model-server-dev
+///
+/// Only tools already built are added; nothing is installed. Your shell is changed only by the
+/// `eval`, and only for that shell.
+#[derive(Args, Debug)]
+pub struct ShellEnv {
+    #[command(flatten)]
+    pub cluster: ClusterTarget,
 }
 
 /// Which cluster, and where its kubeconfig goes.

@@ -7,6 +7,9 @@ use xshell::{cmd, Shell};
 
 use crate::process::{read_or_explain, run_logged};
 
+/// The Go shipshape needs: the highest `go` line among the pinned tools' go.mod files (helm v4.3).
+pub const GO_MIN: (u32, u32) = (1, 26);
+
 pub struct Go<'a> {
     sh: &'a Shell,
     /// (major, minor), or why there is no usable Go.

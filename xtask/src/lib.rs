@@ -1,12 +1,13 @@
 //! shipshape's automation. The command tree is in [`cli`]; each command is implemented in the
 //! module named after it. External tools are called only from [`tools`] (versions), [`go`], [`helm`]
-//! and [`cluster`] (kind, docker, the image builds).
+//! [`cluster`] (kind, docker, the image builds) and [`host`] (apt, dockerd).
 pub mod cache;
 pub mod cli;
 pub mod cluster;
 pub mod flows;
 pub mod go;
 pub mod helm;
+pub mod host;
 pub mod journal;
 pub mod k8s;
 pub mod kubeseal;

@@ -4,6 +4,9 @@ use xtask::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if cli.no_install {
+        xtask::host::forbid_installs();
+    }
     let result = xtask::repo_shell().and_then(|sh| match cli.command {
         Command::Up(cmd) => cmd.run(&sh),
         Command::Preflight(cmd) => cmd.run(&sh),
@@ -21,6 +24,7 @@ fn main() -> std::process::ExitCode {
         Command::Tools(cmd) => cmd.run(&sh),
         Command::Render(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),
+        Command::Env(cmd) => cmd.run(&sh),
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -49,3 +49,19 @@ pub(crate) fn run_logged(cmd: xshell::Cmd<'_>, log: &std::path::Path, what: &str
     }
     Ok(())
 }
+
+/// Starts `cmd` in the background, in its own process group (Ctrl-C on shipshape does not stop
+/// it) and outliving shipshape, with stdout and stderr appended to `log`.
+pub(crate) fn spawn_detached(cmd: xshell::Cmd<'_>, log: &std::path::Path) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let shown = cmd.to_string();
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    std::process::Command::from(cmd)
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start `{shown}`: {e}"))?;
+    Ok(())
+}

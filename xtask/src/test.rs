@@ -10,6 +10,11 @@ pub const KEEP_CLUSTER_ENV: &str = "SHIPSHAPE_KEEP_CLUSTER";
 
 impl Test {
     pub fn run(self, sh: &Shell) -> Result<()> {
+        // A fresh machine: what the suite needs from the host is found or set up first, each
+        // step announced (host.rs installs only what is missing and changes nothing the host has).
+        crate::host::require_go(sh)?;
+        crate::host::require(sh, &[&crate::host::POSTGRES_SERVER], "model-server's service tests")?;
+        crate::host::require_docker(sh).context("the container and end-to-end tests need a Docker engine")?;
         // Everything slow is prepared here, where its progress shows (cargo test captures a
         // test's output); the tests then find it all cached.
         crate::tools::install_all(sh).context("installing the pinned tools the tests use")?;

@@ -84,7 +84,21 @@ pub const KUBESEAL: Tool = Tool {
     renamed: Some(Renamed { module: "github.com/bitnami/sealed-secrets", published_as: "github.com/bitnami-labs/sealed-secrets" }),
 };
 
-pub const ALL: [&Tool; 3] = [&HELM, &KIND, &KUBESEAL];
+/// actionlint: the test suite checks every GitHub workflow in .github/ with it.
+pub const ACTIONLINT: Tool = Tool {
+    name: "actionlint",
+    version: "v1.7.12",
+    package: "github.com/rhysd/actionlint/cmd/actionlint",
+    go_min: (1, 24),
+    // The version comes from the module's build information.
+    ldflags: "-s -w",
+    version_args: &["-version"],
+    // "v1.7.12\ninstalled by building from source\n..."
+    parse_version: |out| out.lines().next().map(str::trim),
+    renamed: None,
+};
+
+pub const ALL: [&Tool; 4] = [&HELM, &KIND, &KUBESEAL, &ACTIONLINT];
 
 /// Tools already verified in this process: `find` runs the binary once, not on every call.
 static VERIFIED: Mutex<Vec<&str>> = Mutex::new(Vec::new());
@@ -181,8 +195,13 @@ impl Tools {
 }
 
 pub fn install_all(sh: &Shell) -> Result<()> {
+    install(sh, &ALL)
+}
+
+/// Builds whichever of `tools` are not in the cache yet.
+pub fn install(sh: &Shell, tools: &[&Tool]) -> Result<()> {
     let go = Go::detect(sh);
-    for tool in ALL {
+    for tool in tools {
         tool.install(sh, &go)?;
     }
     Ok(())
@@ -236,5 +255,54 @@ mod tests {
     fn helm_is_stamped_with_its_pinned_version() {
         // An unstamped `go install` of helm reports only "v4.3": the stamp must match the pin.
         assert!(HELM.ldflags.contains(&format!("version.version={}", HELM.version)));
+    }
+}
+
+impl crate::cli::ShellEnv {
+    /// `cargo xtask env`: export lines for the pinned tools and the local cluster's kubeconfig.
+    pub fn run(self, _sh: &Shell) -> Result<()> {
+        let mut dirs = Vec::new();
+        for tool in ALL {
+            let dir = tool.dir()?;
+            if dir.join(tool.name).is_file() {
+                dirs.push(dir);
+            }
+        }
+        if let Some(kubectl) = crate::cluster::node_image::built_kubectl()? {
+            dirs.push(kubectl.parent().expect("kubectl's directory").to_path_buf());
+        }
+        let kubeconfig = self.cluster.kubeconfig_path()?;
+        print!("{}", shell_exports(&dirs, &kubeconfig));
+        if dirs.is_empty() {
+            eprintln!("# no pinned tool is built yet: `cargo xtask tools install` builds them");
+        }
+        if !kubeconfig.is_file() {
+            eprintln!("# cluster {} has no kubeconfig yet: `cargo xtask up` creates the cluster", self.cluster.name);
+        }
+        Ok(())
+    }
+}
+
+/// POSIX shell lines (bash, zsh, dash) that prepend `dirs` to PATH and set KUBECONFIG.
+fn shell_exports(dirs: &[PathBuf], kubeconfig: &std::path::Path) -> String {
+    let quote = |p: &std::path::Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+    let mut out = String::from("# eval \"$(cargo xtask env)\": shipshape's pinned tools and the local cluster\n");
+    if !dirs.is_empty() {
+        let joined: Vec<String> = dirs.iter().map(|d| quote(d)).collect();
+        out.push_str(&format!("export PATH={}:\"$PATH\"\n", joined.join(":")));
+    }
+    out.push_str(&format!("export KUBECONFIG={}\n", quote(kubeconfig)));
+    out
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    #[test]
+    fn exports_are_quoted_for_any_path() {
+        let out = shell_exports(&[PathBuf::from("/c/tools/helm-v4"), PathBuf::from("/it's")], std::path::Path::new("/k/kubeconfig"));
+        assert!(out.contains("export PATH='/c/tools/helm-v4':'/it'\\''s':\"$PATH\"\n"), "{out}");
+        assert!(out.ends_with("export KUBECONFIG='/k/kubeconfig'\n"), "{out}");
     }
 }

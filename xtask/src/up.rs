@@ -30,11 +30,16 @@ const POSTGRES_NAME: &str = "model-server-postgres";
 
 impl Up {
     pub fn run(self, sh: &Shell) -> Result<()> {
+        // A fresh machine: everything `up` needs is found or set up here, each step announced.
+        crate::host::require_go(sh)?;
+        crate::host::require_docker(sh)?;
+        crate::tools::install(sh, &[&crate::tools::HELM])?;
         let cluster = lifecycle::up(sh, &self.cluster)?;
         let report = deploy_dev(sh, &cluster)?;
         println!("{report}");
         lifecycle::print_how_to_use(&cluster);
         println!("  helm history model-server --namespace {}", render::namespace(Env::Dev));
+        println!("(`eval \"$(cargo xtask env)\"` puts the pinned helm, kind and kubectl on PATH and sets KUBECONFIG)");
         Ok(())
     }
 }

@@ -46,6 +46,7 @@ fn external_tools_run_only_from_their_modules() {
         ("helm.rs", "helm"),
         ("kubeseal.rs", "kubeseal"),
         ("test.rs", "cargo test"),
+        ("host.rs", "apt-get, apt-cache, dpkg-query, dockerd (setting up a machine)"),
         ("cluster/docker.rs", "docker"),
         ("cluster/kind.rs", "kind"),
         ("cluster/node_image.rs", "debootstrap, chroot, gcc (the node image recipe)"),
@@ -97,4 +98,94 @@ fn code_is_formatted() {
     let output =
         std::process::Command::new(env!("CARGO")).args(["fmt", "--all", "--check"]).current_dir(xtask::repo_root()).output().unwrap();
     assert!(output.status.success(), "run `cargo fmt`:\n{}", String::from_utf8_lossy(&output.stdout));
+}
+
+/// The GitHub workflow and action files, as (path, text).
+fn workflow_files() -> Vec<(String, String)> {
+    let root = xtask::repo_root();
+    let mut files = Vec::new();
+    for dir in [".github/workflows", ".github/actions/shipshape"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+                let name = path.strip_prefix(&root).unwrap().display().to_string();
+                files.push((name, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    assert!(!files.is_empty());
+    files
+}
+
+/// A sample value for a shell variable passed to `flag`, valid for that flag's type.
+fn sample_for(flag: &str) -> &'static str {
+    match flag {
+        "--env" => "staging",
+        "--to-revision" => "3",
+        _ => "v1",
+    }
+}
+
+/// Every `cargo xtask ...` line in a workflow parses with the real command line, so renaming a
+/// flag breaks this test, not a release. Shell variables become sample values.
+#[test]
+fn every_workflow_command_parses_with_the_cli() {
+    use clap::Parser;
+    let mut seen = 0;
+    for (name, text) in workflow_files() {
+        for line in text.lines() {
+            let Some(start) = line.find("cargo xtask ") else { continue };
+            if line.trim_start().starts_with('#') {
+                continue;
+            }
+            let words: Vec<String> = line[start..].split_whitespace().map(|w| w.trim_matches('"').to_owned()).collect();
+            let mut args = vec!["cargo xtask".to_owned()];
+            for (i, word) in words.iter().enumerate().skip(2) {
+                args.push(if word.starts_with('$') { sample_for(&words[i - 1]).to_owned() } else { word.clone() });
+            }
+            if let Err(err) = Cli::try_parse_from(&args) {
+                panic!("{name}: `{}` does not parse: {err}", line.trim());
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 8, "expected the deploy, rollback and ci workflows' commands, found {seen}");
+}
+
+/// The deploy workflow plays the canary runbook in order: preflight, canary to the gate, a
+/// promotion bound to a GitHub environment (required reviewers), and an abort on failure.
+#[test]
+fn deploy_workflow_gates_promotion_on_an_environment() {
+    let text = read(".github/workflows/deploy.yml");
+    // Each job's lines, by name: a job starts at a line indented by exactly two spaces under `jobs:`.
+    let mut jobs: std::collections::BTreeMap<String, String> = Default::default();
+    let mut current = String::new();
+    for line in text[text.find("\njobs:\n").expect("deploy.yml has jobs")..].lines().skip(2) {
+        if line.starts_with("  ") && !line.starts_with("   ") && line.ends_with(':') {
+            current = line.trim().trim_end_matches(':').to_owned();
+        } else {
+            jobs.entry(current.clone()).or_default().push_str(&format!("{line}\n"));
+        }
+    }
+    let job = |name: &str| jobs.get(name).cloned().unwrap_or_else(|| panic!("deploy.yml has no job {name}"));
+    assert!(job("canary").contains("--approval pause"));
+    let promote = job("promote");
+    assert!(promote.contains("needs: canary") && promote.contains("environment:") && promote.contains("canary promote"), "{promote}");
+    let abort = job("abort");
+    assert!(abort.contains("failure") && abort.contains("cancelled") && abort.contains("canary abort"), "{abort}");
+    assert!(text.contains("concurrency:") && text.contains("cancel-in-progress: false"));
+}
+
+/// The pinned actionlint finds nothing wrong in any workflow (syntax, expressions, inputs).
+#[test]
+fn workflows_pass_actionlint() {
+    let sh = xtask::repo_shell().unwrap();
+    let actionlint = xtask::tools::ACTIONLINT.find(&sh).unwrap_or_else(|e| panic!("{e:#} (`cargo xtask test` installs it)"));
+    let output = std::process::Command::new(actionlint).arg("-no-color").current_dir(xtask::repo_root()).output().unwrap();
+    assert!(
+        output.status.success(),
+        "actionlint found problems:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

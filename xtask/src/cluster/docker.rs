@@ -17,19 +17,20 @@ impl<'a> Docker<'a> {
         match read_or_explain(cmd!(sh, "docker version --format {format}")) {
             Ok(version) => {
                 let major: u32 = version.trim().split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
-                if major < 23 {
+                if major < crate::host::DOCKER_MIN_MAJOR {
                     bail!(
-                        "Docker engine {} is too old for kind here: Docker < 23 cannot run privileged containers \
-                         on machines whose capability set lacks CAP_SYS_RESOURCE (moby#42906). \
-                         On Debian bookworm, `bash .ci/install-docker-engine` installs Docker 26 from trixie",
-                        version.trim()
+                        "Docker engine {} is too old for kind here: Docker < {} cannot run privileged containers \
+                         on machines whose capability set lacks CAP_SYS_RESOURCE (moby#42906). Upgrade it, or stop it \
+                         and let `cargo xtask up` set up an engine",
+                        version.trim(),
+                        crate::host::DOCKER_MIN_MAJOR
                     );
                 }
                 Ok(Docker { sh })
             }
             Err(err) => bail!(
                 "no Docker engine answers ({}): kind runs each node as a privileged Docker container. \
-                 Start dockerd, or on Debian run `bash .ci/install-docker-engine` (installs Docker 26 and starts it)",
+                 `cargo xtask up` and `cargo xtask test` set one up (on Debian and Ubuntu, installing only what is missing)",
                 first_line(&format!("{err:#}"))
             ),
         }

@@ -79,6 +79,8 @@ pub fn print_how_to_use(cluster: &RunningCluster) {
 pub fn up(sh: &Shell, args: &ClusterUp) -> Result<RunningCluster> {
     let target = &args.target;
     target.validate()?;
+    crate::host::require_docker(sh)?;
+    crate::tools::install(sh, &[&crate::tools::KIND])?;
     let docker = Docker::connect(sh)?;
     let kind = Kind::new(sh)?;
     let kubeconfig = target.kubeconfig_path()?;

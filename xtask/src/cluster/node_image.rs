@@ -165,11 +165,7 @@ fn preflight(sh: &Shell) -> Result<()> {
     if read_or_explain(cmd!(sh, "id -u"))?.trim() != "0" {
         bail!("building the node image needs root (debootstrap, chroot): run as root, or on a machine that can pull {KINDEST_NODE}");
     }
-    for (tool, package) in [("debootstrap", "debootstrap"), ("gcc", "gcc libc6-dev"), ("chroot", "coreutils")] {
-        if cmd!(sh, "sh -c 'command -v \"$1\"' _ {tool}").quiet().ignore_stdout().run().is_err() {
-            bail!("building the node image needs `{tool}`: install it (`apt-get install {package}`) and rerun");
-        }
-    }
+    crate::host::require(sh, &crate::host::NODE_IMAGE_BUILD, "building the kind node image")?;
     let cache = crate::cache::root()?;
     std::fs::create_dir_all(&cache)?;
     let df = read_or_explain(cmd!(sh, "df -Pk {cache}"))?;
