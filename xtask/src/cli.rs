@@ -240,6 +240,11 @@ pub struct Canary {
 #[derive(Subcommand, Debug)]
 pub enum CanaryAction {
     /// Start a canary of --tag on the release (stable keeps serving throughout).
+    ///
+    /// Exit codes: 0 promoted, or waiting at the approval gate with every step passed
+    /// (--approval pause: a CI job can go on to `canary promote`); 3 paused without evidence: a
+    /// step's analysis was inconclusive (too few requests), and `canary resume` analyses it
+    /// again; 1 failed: the canary was aborted (stable serves as before) or could not start.
     Start(CanaryStart),
     /// Approve: stable moves to the canary's version at full replicas, the canary is removed.
     Promote(CanaryTarget),
@@ -247,6 +252,11 @@ pub enum CanaryAction {
     Abort(CanaryTarget),
     /// Carry on a canary whose run was interrupted (killed, machine gone) or paused as
     /// inconclusive, from the step it reached.
+    ///
+    /// Exit codes: 0 promoted, or waiting at the approval gate with every step passed
+    /// (--approval pause: a CI job can go on to `canary promote`); 3 paused without evidence: a
+    /// step's analysis was inconclusive (too few requests), and `canary resume` analyses it
+    /// again; 1 failed: the canary was aborted (stable serves as before) or could not start.
     Resume(CanaryTarget),
     /// Where the canary stands: its step, measurements, and what the gate is waiting for.
     Status(CanaryStatus),

@@ -189,6 +189,7 @@ impl Revision {
 
 /// How a change is applied: which cluster, what `helm history` will say about it, and whether
 /// fields another manager took (e.g. `kubectl rollout undo`) are taken back.
+#[derive(Clone)]
 pub struct Change {
     pub kubeconfig: PathBuf,
     pub description: String,

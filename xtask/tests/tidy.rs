@@ -134,11 +134,12 @@ fn every_workflow_command_parses_with_the_cli() {
     let mut seen = 0;
     for (name, text) in workflow_files() {
         for line in text.lines() {
-            let Some(start) = line.find("cargo xtask ") else { continue };
-            if line.trim_start().starts_with('#') {
+            // A command is a `run:` value or a line of a `run: |` block; prose mentioning one is not.
+            let command = line.trim_start().trim_start_matches("- ").trim_start_matches("run:").trim_start();
+            if !command.starts_with("cargo xtask ") {
                 continue;
             }
-            let words: Vec<String> = line[start..].split_whitespace().map(|w| w.trim_matches('"').to_owned()).collect();
+            let words: Vec<String> = command.split_whitespace().map(|w| w.trim_matches('"').to_owned()).collect();
             let mut args = vec!["cargo xtask".to_owned()];
             for (i, word) in words.iter().enumerate().skip(2) {
                 args.push(if word.starts_with('$') { sample_for(&words[i - 1]).to_owned() } else { word.clone() });

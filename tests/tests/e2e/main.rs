@@ -7,6 +7,7 @@ mod support;
 mod fixture;
 
 mod diagnose;
+mod hand_changes;
 mod progressive;
 mod secrets;
 mod standard;

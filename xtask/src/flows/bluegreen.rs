@@ -344,11 +344,7 @@ fn do_step(flow: &Flow, state: &State, id: &str) -> Result<()> {
                 values_files: env_release.values_files.iter().cloned().chain([file.path().to_path_buf()]).collect(),
                 ..env_release
             };
-            flow.helm()?.upgrade(
-                &render::chart(),
-                &release,
-                &Change::new(&t.kubeconfig, format!("shipshape bluegreen: install, {to} live at {}", state.to_tag)),
-            )
+            flow.upgrade(&release, &Change::new(&t.kubeconfig, format!("shipshape bluegreen: install, {to} live at {}", state.to_tag)))
         }
         "deploy-idle" => flow.change_values(
             json!({"blueGreen": {to: {"tag": state.to_tag, "replicaCount": state.replicas}}}),

@@ -22,6 +22,9 @@ use crate::report::{self, Outcome, Output};
 
 /// The journal fact holding the flow's state.
 const STATE_FACT: &str = "canary_state";
+/// `canary start` / `resume` exit code when a step's analysis was inconclusive and the flow
+/// paused: distinct from 0 (at the gate, evidence in hand) so CI never mistakes one for the other.
+pub const EXIT_PAUSED_WITHOUT_EVIDENCE: u8 = 3;
 
 /// Where a canary flow is.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -76,26 +79,46 @@ impl Canary {
         match self.action {
             CanaryAction::Start(start) => {
                 let flow = Flow::connect(sh, &start.target)?;
-                start_canary(&flow, &start).map(drop)
+                let state = start_canary(&flow, &start)?;
+                if start.dry_run {
+                    return Ok(());
+                }
+                exit_code(&state)
             }
             CanaryAction::Promote(t) => continue_canary(&Flow::connect(sh, &t.target)?, Some(Phase::Promote)).map(drop),
             CanaryAction::Abort(t) => continue_canary(&Flow::connect(sh, &t.target)?, Some(Phase::Abort)).map(drop),
-            CanaryAction::Resume(t) => continue_canary(&Flow::connect(sh, &t.target)?, None).map(drop),
+            CanaryAction::Resume(t) => exit_code(&continue_canary(&Flow::connect(sh, &t.target)?, None)?),
             CanaryAction::Status(s) => {
                 let flow = Flow::connect(sh, &s.target)?;
                 let Some((entry, state)) = flow.latest_state::<State>("canary", STATE_FACT)? else {
                     println!("no canary has run on this release");
                     return Ok(());
                 };
+                let t = &flow.target;
+                let holder = flow.block_on(crate::k8s::lease::current_holder(&flow.client, &t.namespace, &t.lease_name()))?;
+                let where_it_is = describe(&entry, &state, holder.as_deref());
+                let live = flow.block_on(live_tracks(&flow))?;
                 match s.output {
-                    Output::Json => {
-                        println!("{}", serde_json::to_string_pretty(&json!({"run": entry.id, "result": entry.result, "state": state}))?)
-                    }
-                    Output::Human => print_status(&entry, &state),
+                    Output::Json => println!(
+                        "{}",
+                        serde_json::to_string_pretty(&json!({
+                            "run": entry.id, "result": entry.result, "where": where_it_is, "lease_holder": holder,
+                            "live": live, "state": state
+                        }))?
+                    ),
+                    Output::Human => print_status(&entry, &state, &where_it_is, &live),
                 }
                 Ok(())
             }
         }
+    }
+}
+
+/// 0 at the gate or promoted; [`EXIT_PAUSED_WITHOUT_EVIDENCE`] when a step paused as inconclusive.
+fn exit_code(state: &State) -> Result<()> {
+    match state.phase {
+        Phase::Step(_) => Err(report::Exit(EXIT_PAUSED_WITHOUT_EVIDENCE).into()),
+        _ => Ok(()),
     }
 }
 
@@ -332,7 +355,13 @@ fn drive(mut run: Run, mut state: State) -> Result<State> {
                     }
                     (Err(err), _) => {
                         run.finish("failed-needs-attention", Some(&err))?;
-                        Err(err.context("aborting the canary failed: cargo xtask doctor; cargo xtask rollback removes any canary"))
+                        // Not `rollback`: it would also move stable off the version it runs.
+                        Err(err.context(format!(
+                            "aborting the canary failed; stable {} is unchanged. See `cargo xtask canary status` and \
+                             `cargo xtask doctor`, then run `cargo xtask canary abort` again (it changes only the canary and \
+                             stable's replica count)",
+                            state.stable_tag
+                        )))
                     }
                 };
             }
@@ -377,7 +406,7 @@ fn run_step(run: &mut Run, state: &mut State, index: usize) -> Result<Verdict> {
             }
         };
         let judged = analysis::judge(&tracks, &state.thresholds, window);
-        println!("  analysis: {:?}: {}", judged.verdict, judged.reasons.join("; "));
+        println!("  analysis: {}: {}", judged.verdict.word(), judged.reasons.join("; "));
         Ok(Measured {
             requested_percent: percent,
             canary_pods,
@@ -499,13 +528,88 @@ async fn smoke_test(flow: &Flow<'_>, canary_tag: &str) -> Result<()> {
     Ok(())
 }
 
-fn print_status(entry: &Entry, state: &State) {
+/// Where the flow is, in words: the phase, and whether a live process is driving it.
+fn describe(entry: &Entry, state: &State, lease_holder: Option<&str>) -> String {
+    let n = state.steps.len();
+    let at = |i: usize| {
+        let percent = state.steps.get(i).copied().unwrap_or(100);
+        let (canary, stable) = split(state.total_pods, percent);
+        format!("step {} of {n} ({percent} %, {:.0} % of pods)", i + 1, real_percent(canary, stable))
+    };
+    match (&state.phase, entry.result.as_str()) {
+        (Phase::Step(_) | Phase::Promote | Phase::Abort, "running") if lease_holder.is_none() => {
+            let what = match &state.phase {
+                Phase::Step(i) => format!("at {}", at(*i)),
+                Phase::Promote => "while promoting".to_owned(),
+                _ => "while aborting".to_owned(),
+            };
+            format!(
+                "interrupted {what}: the run started {} by {} holds no lease any more (its process is gone): \
+                 `cargo xtask canary resume` or `cargo xtask canary abort`",
+                entry.started, entry.actor
+            )
+        }
+        (Phase::Step(i), "running") => format!("running {} (held by {})", at(*i), lease_holder.unwrap_or("?")),
+        (Phase::Step(i), _) => format!(
+            "paused without evidence before {}: {}: `cargo xtask canary resume` analyses it again, or `canary abort`",
+            at(*i),
+            state.reason.clone().unwrap_or_else(|| "analysis inconclusive".to_owned())
+        ),
+        (Phase::Gate, _) => {
+            format!("waiting at the approval gate, all {n} steps passed: `cargo xtask canary promote` or `cargo xtask canary abort`")
+        }
+        (Phase::Promote, _) => "promoting".to_owned(),
+        (Phase::Abort, _) => "aborting".to_owned(),
+        (Phase::Promoted, _) => format!("promoted: stable runs {}", state.canary_tag),
+        (Phase::Aborted, _) => format!("aborted: stable runs {}", state.stable_tag),
+    }
+}
+
+/// The release's tracks as the cluster runs them: ready pods per track, the real share of
+/// traffic, and replica counts that differ from Helm's record (hand scaling).
+#[derive(Serialize)]
+struct LiveTracks {
+    pods: Vec<(String, u32)>,
+    share: String,
+    drift: Vec<String>,
+}
+
+async fn live_tracks(flow: &Flow<'_>) -> Result<LiveTracks> {
+    let t = &flow.target;
+    let (pods, deployments, state) = futures::join!(
+        release::ready_pods(&flow.client, &t.namespace, &t.release),
+        super::ownership::deployments(&flow.client, &t.namespace, &t.release),
+        ReleaseState::fetch(&flow.client, &t.namespace, &t.release)
+    );
+    let pods = pods?;
+    let mut per_track: Vec<(String, u32)> = Vec::new();
+    for track in ["stable", "canary"] {
+        let n = pods.iter().filter(|p| release::track_of(p) == track).count() as u32;
+        if n > 0 || track == "stable" {
+            per_track.push((track.to_owned(), n));
+        }
+    }
+    let drift = super::ownership::replica_drift(&deployments?, &t.release, &state?.values).iter().map(|d| d.to_string()).collect();
+    Ok(LiveTracks { share: super::ownership::traffic_share(&per_track), pods: per_track, drift })
+}
+
+fn print_status(entry: &Entry, state: &State, where_it_is: &str, live: &LiveTracks) {
     println!(
         "canary {} -> {} ({} pods), run {} by {}: {}",
         state.stable_tag, state.canary_tag, state.total_pods, entry.id, entry.actor, entry.result
     );
-    println!("  phase: {:?}", state.phase);
-    println!("  steps: {:?} %, analysis {} s each, gate {:?}", state.steps, state.analysis_seconds, state.approval);
+    println!("  where: {where_it_is}");
+    println!("  serving now: {}", live.share);
+    for drift in &live.drift {
+        println!("  DRIFT: {drift}; the flow's next Helm change takes it back");
+    }
+    let steps: Vec<String> = state.steps.iter().map(|p| format!("{p} %")).collect();
+    let gate = match state.approval {
+        Approval::Prompt => "a prompt on the terminal",
+        Approval::Pause => "pause for `canary promote`",
+        Approval::Approved => "approved in advance",
+    };
+    println!("  steps: {}, analysis {} s each; gate: {gate}", steps.join(", "), state.analysis_seconds);
     println!(
         "  thresholds: at least {} canary requests, error rate <= {:.1} %, mean latency <= stable x {} + {} ms",
         state.thresholds.min_requests,
@@ -522,16 +626,11 @@ fn print_status(entry: &Entry, state: &State) {
             m.real_percent,
             m.ready_seconds,
             m.detection_lag_seconds,
-            m.analysis.as_ref().map(|a| format!("{:?}, {}", a.verdict, a.reasons.join("; "))).unwrap_or_default()
+            m.analysis.as_ref().map(|a| format!("{}, {}", a.verdict.word(), a.reasons.join("; "))).unwrap_or_default()
         );
     }
     if let Some(reason) = &state.reason {
         println!("  reason: {reason}");
-    }
-    match state.phase {
-        Phase::Gate => println!("  waiting for approval: `cargo xtask canary promote` or `cargo xtask canary abort`"),
-        Phase::Step(_) if entry.result != "running" => println!("  interrupted or paused: `cargo xtask canary resume` or `canary abort`"),
-        _ => {}
     }
 }
 

@@ -93,7 +93,7 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
         run.step("upgrade", |flow| {
             let mut change = Change::new(&t.kubeconfig, format!("shipshape deploy {tag} by {}", crate::journal::actor()));
             change.force_conflicts = drift.is_some();
-            flow.helm()?.upgrade(&render::chart(), &chart_release, &change)
+            flow.upgrade(&chart_release, &change)
         })?;
         run.step("rollout", |flow| flow.block_on(wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT)))?;
         run.step("verify", |flow| {
@@ -141,7 +141,7 @@ fn restore(run: &mut Run, flow: &Flow, from_revision: Option<u32>) -> Result<Str
         Some(revision) => run.compensate("restore", &format!("roll back to Helm revision {revision}"), |flow| {
             let mut change = Change::new(&t.kubeconfig, format!("shipshape deploy failed: back to revision {revision}"));
             change.force_conflicts = true;
-            flow.helm()?.rollback(&t.release, &t.namespace, revision, &change)?;
+            flow.rollback(revision, &change)?;
             let stable = release::stable_deployment(&t.release);
             flow.block_on(wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT))
                 .context("the restored revision did not roll out")?;

@@ -67,6 +67,17 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
             Some(drift) => Check::new("helm owns the release", Outcome::Warn, drift.to_string())
                 .with_fix("cargo xtask rollback (or deploy) returns the Deployment to a Helm revision"),
         });
+        let deployments = super::ownership::deployments(&flow.client, &t.namespace, &t.release).await?;
+        let drift = super::ownership::replica_drift(&deployments, &t.release, &state.values);
+        checks.push(if drift.is_empty() {
+            Check::new("replicas as recorded", Outcome::Pass, "every Deployment runs the replica count Helm's record gives it")
+        } else {
+            let drift: Vec<String> = drift.iter().map(|d| d.to_string()).collect();
+            Check::new("replicas as recorded", Outcome::Warn, format!("{}: the traffic split is not the one recorded", drift.join("; ")))
+                .with_fix(
+                    "a running canary: `cargo xtask canary abort` or `canary resume` takes the record back; otherwise `cargo xtask deploy`",
+                )
+        });
         checks.push(findings::no_flow_running(&flow.client, t).await);
         anyhow::Ok(())
     })?;

@@ -9,6 +9,7 @@ pub mod deploy;
 pub mod doctor;
 pub mod findings;
 pub mod images;
+pub mod ownership;
 pub mod preflight;
 pub mod release;
 pub mod reload;
@@ -80,7 +81,7 @@ impl Target {
         release
     }
 
-    fn lease_name(&self) -> String {
+    pub fn lease_name(&self) -> String {
         format!("shipshape-lock-{}", self.release)
     }
 }
@@ -91,6 +92,9 @@ pub struct Flow<'a> {
     pub target: Target,
     /// Found on first use: commands that never run helm (verify, status) do not pay for it.
     helm: std::cell::OnceCell<Helm<'a>>,
+    /// Fields taken back from other field managers by this process's Helm changes, not yet
+    /// journaled (a running step journals them: see [`Run::step`]).
+    taken_back: std::cell::RefCell<Vec<String>>,
     pub client: kube::Client,
     /// For HTTP to pods through the API server (see [`crate::k8s::pod_client`]).
     pub pod_client: kube::Client,
@@ -111,7 +115,7 @@ impl<'a> Flow<'a> {
             target.env.name(),
             target.kubeconfig.display()
         );
-        Ok(Flow { sh, helm: std::cell::OnceCell::new(), target, client, pod_client, runtime })
+        Ok(Flow { sh, helm: std::cell::OnceCell::new(), taken_back: Default::default(), target, client, pod_client, runtime })
     }
 
     /// The pinned helm (checked on first use).
@@ -140,7 +144,43 @@ impl<'a> Flow<'a> {
             values_files: vec![file.path().to_path_buf()],
             set: Vec::new(),
         };
-        self.helm()?.upgrade(&render::chart(), &release, change)
+        self.upgrade(&release, change)
+    }
+
+    /// Every `helm upgrade` a flow makes. Fields another field manager took (kubectl scale, set
+    /// image, rollout undo) are taken back, and what was taken back, from whom, is reported.
+    pub fn upgrade(&self, release: &Release, change: &crate::helm::Change) -> Result<()> {
+        self.taking_back(change, |change| self.helm()?.upgrade(&render::chart(), release, change))
+    }
+
+    /// Every `helm rollback` a flow makes, taking back fields as [`Flow::upgrade`] does.
+    pub fn rollback(&self, revision: u32, change: &crate::helm::Change) -> Result<()> {
+        let t = &self.target;
+        self.taking_back(change, |change| self.helm()?.rollback(&t.release, &t.namespace, revision, change))
+    }
+
+    /// Reads who owns what on the release's Deployments, applies with `--force-conflicts` when
+    /// another manager owns fields (Helm 4's server-side apply refuses them otherwise: a hand-
+    /// scaled canary would make `canary abort` fail), then reads again to report what moved back.
+    fn taking_back(&self, change: &crate::helm::Change, apply: impl FnOnce(&crate::helm::Change) -> Result<()>) -> Result<()> {
+        let t = &self.target;
+        let read = || -> Result<Vec<ownership::ForeignFields>> {
+            Ok(ownership::foreign_fields(&self.block_on(ownership::deployments(&self.client, &t.namespace, &t.release))?))
+        };
+        let before = read()?;
+        let mut change = change.clone();
+        for foreign in &before {
+            println!("  changed behind Helm's back: {foreign}");
+            change.force_conflicts = true;
+        }
+        apply(&change)?;
+        if !before.is_empty() {
+            for taken in ownership::taken_back(&before, &read()?) {
+                println!("  took back {} of Deployment {} from {}", taken.fields.join(", "), taken.deployment, taken.who());
+                self.taken_back.borrow_mut().push(taken.to_string());
+            }
+        }
+        Ok(())
     }
 
     /// One Helm revision that changes only `changes` (merged into the release's supplied values,
@@ -235,6 +275,7 @@ impl<'f, 'a> Run<'f, 'a> {
         let started = Instant::now();
         let result = work(self.flow);
         let seconds = started.elapsed().as_secs_f64();
+        self.journal_taken_back()?;
         match &result {
             Ok(_) => self.record(id, &description, "done", String::new(), seconds)?,
             Err(err) => self.record(id, &description, "failed", format!("{err:#}"), seconds)?,
@@ -247,6 +288,7 @@ impl<'f, 'a> Run<'f, 'a> {
         println!("[undo] {description}");
         let started = Instant::now();
         let result = work(self.flow);
+        self.journal_taken_back()?;
         let status = if result.is_ok() { "compensation" } else { "compensation-failed" };
         let detail = result.as_ref().err().map(|e| format!("{e:#}")).unwrap_or_default();
         self.record(id, description, status, detail, started.elapsed().as_secs_f64())?;
@@ -257,6 +299,18 @@ impl<'f, 'a> Run<'f, 'a> {
     pub fn fact(&mut self, key: &str, value: impl Into<String>) -> Result<()> {
         self.entry.facts.insert(key.to_owned(), value.into());
         self.save()
+    }
+
+    /// Journals the fields this run's Helm changes took back from other managers (fact
+    /// `taken_back`, each change on its own line).
+    fn journal_taken_back(&mut self) -> Result<()> {
+        let taken: Vec<String> = self.flow.taken_back.borrow_mut().drain(..).collect();
+        if taken.is_empty() {
+            return Ok(());
+        }
+        let mut lines: Vec<String> = self.entry.facts.get("taken_back").map(|t| t.lines().map(str::to_owned).collect()).unwrap_or_default();
+        lines.extend(taken);
+        self.fact("taken_back", lines.join("\n"))
     }
 
     fn record(&mut self, id: &str, description: &str, status: &str, detail: String, seconds: f64) -> Result<()> {

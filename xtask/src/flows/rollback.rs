@@ -226,7 +226,7 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
             let mut change = Change::new(&t.kubeconfig, format!("shipshape rollback to {to_words} by {}", crate::journal::actor()));
             change.force_conflicts = drift.is_some();
             match &target {
-                Plan::Revision { revision, .. } => flow.helm()?.rollback(&t.release, &t.namespace, *revision, &change),
+                Plan::Revision { revision, .. } => flow.rollback(*revision, &change),
                 Plan::Tag { values, .. } => flow.upgrade_with_values(values, &change),
             }
         })?;

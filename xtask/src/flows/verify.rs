@@ -115,7 +115,7 @@ pub async fn checks(client: &kube::Client, pod_client: &kube::Client, target: &T
     }
     let o = &observed;
     let checks = join_all([
-        timed("replicas-ready", Box::pin(async { replicas_ready(o) })),
+        timed("replicas-ready", Box::pin(async { replicas_ready(o, &target.release, &state.values) })),
         timed("pods-running", Box::pin(async { pods_running(o) })),
         timed("health", Box::pin(endpoint(pod_client, target, o, "/health", "healthy"))),
         timed("ready", Box::pin(endpoint(pod_client, target, o, "/ready", "ready"))),
@@ -137,8 +137,9 @@ fn fail(detail: impl Into<String>) -> Check {
     Check::new("", Outcome::Fail, detail)
 }
 
-/// [1/7] every Deployment of the release has all its replicas ready.
-fn replicas_ready(o: &Observed) -> Check {
+/// [1/7] every Deployment of the release has all its replicas ready, as many as Helm's record
+/// says (a hand-scaled track changes the traffic split: a warning, with who scaled it).
+fn replicas_ready(o: &Observed, release_name: &str, values: &serde_json::Value) -> Check {
     if o.deployments.is_empty() {
         return fail("the release has no Deployment").with_fix("deploy it: cargo xtask deploy --env <env> --tag <tag>");
     }
@@ -151,8 +152,14 @@ fn replicas_ready(o: &Observed) -> Check {
         parts.push(format!("{} {ready}/{wanted}", d.metadata.name.clone().unwrap_or_default()));
     }
     let detail = format!("{} replicas ready", parts.join(", "));
+    let drift = super::ownership::replica_drift(&o.deployments, release_name, values);
     if short {
         fail(detail).with_fix("cargo xtask doctor shows why pods are not ready")
+    } else if !drift.is_empty() {
+        let drift: Vec<String> = drift.iter().map(|d| d.to_string()).collect();
+        Check::new("", Outcome::Warn, format!("{detail}; {}", drift.join("; "))).with_fix(
+            "the next shipshape change to the release takes the record back (e.g. `cargo xtask canary abort`, or `canary resume`)",
+        )
     } else {
         Check::new("", Outcome::Pass, detail)
     }
@@ -278,6 +285,7 @@ async fn version(client: &kube::Client, target: &Target, o: &Observed, state: &R
     if !mismatched.is_empty() {
         return fail(format!("pods disagree with their images: {}", mismatched.join("; ")));
     }
+    let reported = versions_by_track(&o.pods);
     match state.stable_image() {
         Some(helm_image) if helm_image != image => Check::new(
             "",
@@ -285,8 +293,28 @@ async fn version(client: &kube::Client, target: &Target, o: &Observed, state: &R
             format!("Deployment runs {image} but Helm revision {revision} applied {helm_image}: changed behind Helm's back"),
         )
         .with_fix("return to a Helm revision: cargo xtask rollback (it takes the fields back and says so)"),
-        _ => Check::new("", Outcome::Pass, format!("{image} (Helm revision {revision}); every pod reports {}", release::tag_of(&image))),
+        _ => Check::new("", Outcome::Pass, format!("{image} (Helm revision {revision}); {reported}")),
     }
+}
+
+/// What the pods report, per track with counts: `stable: 1 pod reports v2; canary: 3 pods report v3`.
+fn versions_by_track(pods: &[Pod]) -> String {
+    let mut counts: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for pod in pods {
+        let image = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default();
+        let track = release::track_of(pod);
+        *counts.entry((if track.is_empty() { "stable".to_owned() } else { track }, release::tag_of(&image).to_owned())).or_default() += 1;
+    }
+    // stable first, then canary
+    let mut parts: Vec<((String, String), usize)> = counts.into_iter().collect();
+    parts.sort_by_key(|((track, _), _)| track != "stable");
+    parts
+        .iter()
+        .map(|((track, version), n)| {
+            format!("{track}: {n} pod{} report{} {version}", if *n == 1 { "" } else { "s" }, if *n == 1 { "s" } else { "" })
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]

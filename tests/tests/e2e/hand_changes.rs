@@ -1,0 +1,172 @@
+//! Operators change things by hand during a flow, as the runbooks' own snippets do (`kubectl
+//! scale` of a canary): the safety paths still work, and every report sees the change.
+use std::process::Output;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Patch, PatchParams};
+use kube::Api;
+use serde_json::json;
+use xtask::cli::{Approval, CanaryStart};
+use xtask::flows::canary::{self, Phase, EXIT_PAUSED_WITHOUT_EVIDENCE};
+use xtask::flows::{deploy, doctor, release, verify, Flow};
+use xtask::report::Outcome;
+
+use crate::fixture::{self, LoadGenerator, OrPanic, TestNamespace};
+
+const PODS: u64 = 4;
+
+/// The release at v1 with PODS stable pods.
+fn stable_at_v1(ns: &TestNamespace) -> Flow<'_> {
+    let flow = ns.flow();
+    deploy::deploy(&flow, &fixture::shared().v1, false).or_panic();
+    let mut values = flow.helm().unwrap().values(&flow.target.release, &ns.name, &ns.kubeconfig, None, false).or_panic();
+    values["replicaCount"] = PODS.into();
+    flow.upgrade_with_values(&values, &xtask::helm::Change::new(&ns.kubeconfig, "e2e: scale")).or_panic();
+    flow.block_on(xtask::k8s::wait::deployment_rolled_out(&flow.client, &ns.name, "model-server", deploy::ROLLOUT_TIMEOUT)).or_panic();
+    flow
+}
+
+/// `kubectl scale deployment NAME --replicas=N`: the scale subresource, field manager "kubectl".
+fn kubectl_scale(flow: &Flow, name: &str, replicas: i32) {
+    let api: Api<Deployment> = Api::namespaced(flow.client.clone(), &flow.target.namespace);
+    let params = PatchParams { field_manager: Some("kubectl".to_owned()), ..Default::default() };
+    flow.block_on(api.patch_scale(name, &params, &Patch::Merge(json!({"spec": {"replicas": replicas}})))).unwrap();
+    flow.block_on(xtask::k8s::wait::deployment_rolled_out(&flow.client, &flow.target.namespace, name, deploy::ROLLOUT_TIMEOUT)).or_panic();
+}
+
+fn replicas(flow: &Flow, name: &str) -> Option<i32> {
+    let api: Api<Deployment> = Api::namespaced(flow.client.clone(), &flow.target.namespace);
+    flow.block_on(api.get_opt(name)).unwrap().map(|d| d.spec.unwrap().replicas.unwrap_or(1))
+}
+
+/// Runs the CLI as a person or CI job would: a separate process, no stdin.
+fn xtask(ns: &TestNamespace, args: &[&str]) -> Output {
+    std::process::Command::new(fixture::xtask_binary())
+        .args(args)
+        .args(["--namespace", &ns.name])
+        .env("KUBECONFIG", &ns.kubeconfig)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+#[test]
+fn a_hand_scaled_canary_is_seen_by_every_report_and_still_aborts_under_traffic() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("hand-scaled");
+    let flow = stable_at_v1(&ns);
+    let load = LoadGenerator::start(&ns);
+    let args = CanaryStart {
+        target: ns.args(),
+        tag: shared.v2.clone(),
+        steps: vec![50],
+        analysis_seconds: 8,
+        min_requests: 20,
+        max_error_rate: 0.01,
+        max_latency_ratio: 3.0,
+        approval: Some(Approval::Pause),
+        prometheus: None,
+        dry_run: false,
+    };
+    let state = canary::start_canary(&flow, &args).or_panic();
+    assert_eq!(state.phase, Phase::Gate);
+    assert_eq!(replicas(&flow, "model-server-canary"), Some(2));
+
+    // The operator scales the canary up by hand, as the TenSafe runbook does.
+    kubectl_scale(&flow, "model-server-canary", 5);
+
+    let verification = verify::verify(&flow).or_panic();
+    let check = |name: &str| verification.checks.iter().find(|c| c.name == name).unwrap().clone();
+    let replicas_check = check("replicas-ready");
+    assert_eq!(replicas_check.outcome, Outcome::Warn, "{replicas_check:?}");
+    assert!(
+        replicas_check.detail.contains("model-server-canary has 5 replicas, Helm's record says 2")
+            && replicas_check.detail.contains("kubectl (scale)"),
+        "{replicas_check:?}"
+    );
+    let version = check("version").detail;
+    assert!(
+        version.contains(&format!("stable: 2 pods report {}", shared.v1))
+            && version.contains(&format!("canary: 5 pods report {}", shared.v2)),
+        "{version}"
+    );
+
+    let findings = doctor::doctor(&flow).or_panic();
+    let drift = findings.iter().find(|c| c.name == "replicas as recorded").unwrap();
+    assert_eq!(drift.outcome, Outcome::Warn, "{drift:?}");
+
+    let status = xtask(&ns, &["canary", "status"]);
+    let status_text = text(&status);
+    assert!(status.status.success(), "{status_text}");
+    assert!(status_text.contains("stable 2 of 7 pods (29 %), canary 5 of 7 pods (71 %)"), "the real share: {status_text}");
+    assert!(status_text.contains("DRIFT: Deployment model-server-canary has 5 replicas"), "{status_text}");
+    assert!(status_text.contains("waiting at the approval gate"), "{status_text}");
+
+    // The safety path: abort takes the field back from kubectl and says so.
+    let aborted = xtask(&ns, &["canary", "abort"]);
+    let aborted_text = text(&aborted);
+    assert!(aborted.status.success(), "canary abort failed after a hand scale: {aborted_text}");
+    assert!(aborted_text.contains("took back .spec.replicas of Deployment model-server-canary from kubectl (scale)"), "{aborted_text}");
+    assert_eq!(replicas(&flow, "model-server-canary"), None, "the canary is removed");
+    assert_eq!(replicas(&flow, "model-server"), Some(PODS as i32), "stable back to full size");
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    let run = runs.iter().rev().find(|r| r.flow == "canary").unwrap();
+    assert_eq!(run.result, "aborted");
+    assert!(
+        run.facts.get("taken_back").is_some_and(|t| t.contains("model-server-canary .spec.replicas set by kubectl (scale)")),
+        "{run:#?}"
+    );
+
+    let stats = load.stats();
+    let stable = stats.by_version.get(&shared.v1).copied().unwrap_or_default();
+    assert!(stable.ok > 100, "{stats:?}");
+    assert_eq!(stable.failed, 0, "stable served every request it got: {stats:?}");
+    assert_eq!(stats.failed, 0, "no request failed: {stats:?}");
+    let state = release::ReleaseState::read(&flow).or_panic();
+    assert!(!state.canary_enabled());
+}
+
+#[test]
+fn a_canary_paused_without_evidence_exits_apart_from_one_at_the_gate() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("exit-codes");
+    let _flow = stable_at_v1(&ns);
+    // No traffic at all: the analysis cannot reach its minimum of requests.
+    let inconclusive = xtask(
+        &ns,
+        &[
+            "canary",
+            "start",
+            "--tag",
+            &shared.v2,
+            "--steps",
+            "50",
+            "--analysis-seconds",
+            "5",
+            "--min-requests",
+            "20",
+            "--approval",
+            "pause",
+        ],
+    );
+    let out = text(&inconclusive);
+    assert_eq!(inconclusive.status.code(), Some(i32::from(EXIT_PAUSED_WITHOUT_EVIDENCE)), "{out}");
+    assert!(out.contains("canary paused"), "{out}");
+    let status = text(&xtask(&ns, &["canary", "status"]));
+    assert!(status.contains("paused without evidence before step 1 of 1"), "{status}");
+    assert!(!status.contains("Step(") && !status.contains("Some("), "no Debug formatting: {status}");
+
+    // With traffic, the same canary passes its step and waits at the gate: exit 0.
+    let load = LoadGenerator::start(&ns);
+    let resumed = xtask(&ns, &["canary", "resume"]);
+    let out = text(&resumed);
+    assert_eq!(resumed.status.code(), Some(0), "{out}");
+    assert!(out.contains("paused at the approval gate"), "{out}");
+    let aborted = xtask(&ns, &["canary", "abort"]);
+    assert!(aborted.status.success(), "{}", text(&aborted));
+    assert_eq!(load.stats().failed, 0);
+}
