@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use xtask::cli::{Env, TargetArgs};
-use xtask::cluster::{app_images, docker::Docker, kind::Kind};
+use xtask::cluster::{app_images, docker::Docker, registry};
 use xtask::flows::{deploy, verify, Flow};
 
 const RUNS: usize = 10;
@@ -24,9 +24,8 @@ fn main() {
     let sh = xtask::repo_shell().unwrap();
     let docker = Docker::connect(&sh).unwrap();
     let image = app_images::build_model_server(&sh, &docker).unwrap();
-    let kind = Kind::new(&sh).unwrap();
-    kind.load_image(&cluster.cluster.name, &image).unwrap();
-    kind.load_image(&cluster.cluster.name, &app_images::build_postgres(&sh, &docker).unwrap()).unwrap();
+    app_images::push(&docker, &image, registry::HOST).unwrap();
+    app_images::push(&docker, &app_images::build_postgres(&sh, &docker).unwrap(), registry::HOST).unwrap();
     let namespace = "bench-verify";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(xtask::up::provision(&kubeconfig, namespace)).unwrap();

@@ -102,3 +102,86 @@ fn blue_green_service_follows_the_active_slot() {
     assert_eq!(live_selector(&blue), "shipshape.dev/slot: blue");
     assert_eq!(live_selector(&green), "shipshape.dev/slot: green");
 }
+
+/// The `image:` lines of rendered manifests, in order.
+fn images(manifests: &str) -> Vec<String> {
+    manifests.lines().filter_map(|l| l.trim().strip_prefix("image: ")).map(|i| i.trim_matches('"').to_owned()).collect()
+}
+
+#[test]
+fn a_tag_with_a_recorded_digest_runs_pinned_to_it_on_every_track() {
+    let stable = format!("sha256:{}", "1".repeat(64));
+    let canary = format!("sha256:{}", "2".repeat(64));
+    let extra = format!(
+        "image:\n  tag: \"v1.0\"\ncanary:\n  enabled: true\n  image:\n    tag: \"v2.0\"\nimageDigests:\n  \"v1.0\": \"{stable}\"\n  \"v2.0\": \"{canary}\"\n"
+    );
+    let rendered = render_with(Env::Dev, Variant::Stable, &extra).unwrap();
+    let found = images(&rendered);
+    assert!(found.contains(&format!("localhost:5001/shipshape/model-server:v1.0@{stable}")), "{found:?}");
+    assert!(found.contains(&format!("localhost:5001/shipshape/model-server:v2.0@{canary}")), "{found:?}");
+    // A tag with no recorded digest renders as before (a release deployed before digests).
+    let unpinned = render_with(Env::Dev, Variant::Stable, "image:\n  tag: \"v3\"\n").unwrap();
+    assert!(images(&unpinned).contains(&"localhost:5001/shipshape/model-server:v3".to_owned()));
+}
+
+#[test]
+fn schema_rejects_a_digest_that_is_not_sha256() {
+    let message = rejected("imageDigests:\n  v1: latest\n");
+    assert!(message.contains("imageDigests"), "{message}");
+}
+
+/// shipshape's reading of "how many replicas Helm's record gives each Deployment" (the drift
+/// reports) agrees with what the chart renders, in every shape.
+#[test]
+fn recorded_replicas_agree_with_the_rendered_deployments() {
+    let shapes = [
+        "replicaCount: 3\n",
+        "replicaCount: 3\ncanary:\n  enabled: true\n  replicaCount: 2\n  image:\n    tag: \"v2\"\n",
+        "replicaCount: 4\nblueGreen:\n  enabled: true\n  activeSlot: green\n",
+        "replicaCount: 4\nblueGreen:\n  enabled: true\n  activeSlot: blue\n  green:\n    tag: \"v2\"\n    replicaCount: 4\n",
+    ];
+    for extra in shapes {
+        let rendered = render_with(Env::Dev, Variant::Stable, extra).unwrap();
+        let mut deployments = Vec::new();
+        for doc in rendered.split("\n---") {
+            if !doc.contains("\nkind: Deployment") {
+                continue;
+            }
+            let field = |key: &str| doc.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim().to_owned()).unwrap();
+            deployments.push((field("  name: "), field("  replicas: ").parse::<i32>().unwrap()));
+        }
+        deployments.sort();
+        let values = serde_json::to_value(serde_yaml_like(extra)).unwrap();
+        let mut recorded = xtask::flows::ownership::recorded_replicas("model-server", &values);
+        recorded.sort();
+        assert_eq!(recorded, deployments, "values:\n{extra}");
+    }
+}
+
+/// The few YAML shapes above as JSON (no YAML parser in the workspace): two-space nesting,
+/// `key: value` scalars.
+fn serde_yaml_like(text: &str) -> serde_json::Value {
+    let mut root = serde_json::json!({});
+    let mut path: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let depth = (line.len() - line.trim_start().len()) / 2;
+        path.truncate(depth);
+        let (key, value) = line.trim().split_once(':').unwrap();
+        let value = value.trim();
+        let mut node = &mut root;
+        for p in &path {
+            node = &mut node[p.as_str()];
+        }
+        if value.is_empty() {
+            node[key] = serde_json::json!({});
+            path.push(key.to_owned());
+        } else {
+            node[key] = match value {
+                "true" => true.into(),
+                "false" => false.into(),
+                v => v.parse::<i64>().map(Into::into).unwrap_or_else(|_| v.trim_matches('"').into()),
+            };
+        }
+    }
+    root
+}

@@ -465,8 +465,9 @@ pub enum ClusterAction {
     /// Ready and every kube-system pod runs. Builds the node image first when needed.
     Up(ClusterUp),
     /// Delete the cluster and its kubeconfig file. Deleting a cluster that does not exist is not
-    /// an error.
-    Down(ClusterTarget),
+    /// an error. The local registry (and the images pushed to it) stays for the next cluster
+    /// unless --remove-registry.
+    Down(ClusterDown),
     /// Show whether the cluster exists, its node image, and its nodes and kube-system pods.
     Status(ClusterTarget),
     /// Find or build the kind node image (no cluster is created). Each build stage is cached
@@ -500,6 +501,16 @@ pub struct ClusterTarget {
     pub kubeconfig: Option<std::path::PathBuf>,
 }
 
+/// `cluster down` options.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterDown {
+    #[command(flatten)]
+    pub target: ClusterTarget,
+    /// Also remove the local registry container and every image pushed to it (its volume).
+    #[arg(long)]
+    pub remove_registry: bool,
+}
+
 /// `cluster up` options.
 #[derive(Args, Debug, Clone)]
 pub struct ClusterUp {
@@ -511,7 +522,7 @@ pub struct ClusterUp {
     pub keep: bool,
 }
 
-/// Build the application images locally: model-server and PostgreSQL (from Debian packages).
+/// Build the application images and push them to a registry the cluster pulls from.
 #[derive(Args, Debug)]
 pub struct Image {
     #[command(subcommand)]
@@ -521,11 +532,19 @@ pub struct Image {
 #[derive(Subcommand, Debug)]
 pub enum ImageAction {
     /// Build shipshape/model-server:<tag> (release binary, its libraries and model, FROM scratch)
-    /// and shipshape/postgres:<version> (Debian's PostgreSQL). No registry is used.
+    /// and shipshape/postgres (Debian's PostgreSQL), push both, and print each as
+    /// repository@sha256:... Then `cargo xtask deploy --tag <tag>` deploys exactly that digest.
+    ///
+    /// The default registry is the local one `cargo xtask up` runs beside the kind cluster
+    /// (localhost:5001, started here if needed); `--registry HOST[/PREFIX]` pushes to your own
+    /// (log in with `docker login HOST` first), for environments whose image.repository is there.
     Build {
         /// Tag for the model-server image.
         #[arg(long, default_value = crate::cluster::app_images::DEFAULT_TAG)]
         tag: String,
+        /// Registry (and optional path prefix) to push to, e.g. registry.example.com/ml.
+        #[arg(long, default_value = crate::cluster::registry::HOST)]
+        registry: String,
     },
 }
 

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod cli;
 pub mod cluster;
+pub mod crane;
 pub mod flows;
 pub mod go;
 pub mod helm;

@@ -20,6 +20,8 @@ impl Test {
         crate::tools::install_all(sh).context("installing the pinned tools the tests use")?;
         let docker = Docker::connect(sh).context("the container and end-to-end tests need a Docker engine")?;
         println!("node image: {}", node_image::ensure(sh, &docker)?);
+        crate::cluster::registry::ensure_running(sh, &docker)?;
+        println!("local registry: {}", crate::cluster::registry::HOST);
         println!("images: {}, {}", app_images::build_model_server(sh, &docker)?, app_images::build_postgres(sh, &docker)?);
         println!("image: {}", crate::cluster::sealed_secrets::controller_image(sh, &docker)?);
         // Built here, not by the first test that needs it: a cold build running beside the

@@ -98,7 +98,20 @@ pub const ACTIONLINT: Tool = Tool {
     renamed: None,
 };
 
-pub const ALL: [&Tool; 4] = [&HELM, &KIND, &KUBESEAL, &ACTIONLINT];
+/// crane (go-containerregistry): resolves an image tag to the digest every release change
+/// deploys, against the image's own registry (the local one, or a user's, with Docker's login).
+pub const CRANE: Tool = Tool {
+    name: "crane",
+    version: "v0.22.1",
+    package: "github.com/google/go-containerregistry/cmd/crane",
+    go_min: (1, 25),
+    ldflags: "-s -w -X github.com/google/go-containerregistry/cmd/crane/cmd.Version=v0.22.1",
+    version_args: &["version"],
+    parse_version: |out| out.lines().next().map(str::trim),
+    renamed: None,
+};
+
+pub const ALL: [&Tool; 5] = [&HELM, &KIND, &CRANE, &KUBESEAL, &ACTIONLINT];
 
 /// Tools already verified in this process: `find` runs the binary once, not on every call.
 static VERIFIED: Mutex<Vec<&str>> = Mutex::new(Vec::new());

@@ -16,8 +16,9 @@ use xshell::Shell;
 use crate::cli::{Env, Up, Variant};
 use crate::cluster::app_images::{self, POSTGRES_IMAGE};
 use crate::cluster::docker::Docker;
-use crate::cluster::kind::Kind;
 use crate::cluster::lifecycle::{self, RunningCluster};
+use crate::cluster::registry;
+use crate::flows::images::Pinned;
 use crate::helm::Helm;
 use crate::k8s::{self, proxy, secrets};
 use crate::render;
@@ -66,23 +67,29 @@ pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster) -> Result<Verified> {
     let docker = Docker::connect(sh)?;
     let image = app_images::build_model_server(sh, &docker)?;
     let postgres = app_images::build_postgres(sh, &docker)?;
-    let kind = Kind::new(sh)?;
-    for reference in [&image, &postgres] {
-        println!("loading {reference} into cluster {}", cluster.name);
-        kind.load_image(&cluster.name, reference)?;
-    }
+    // Through the local registry, as any cluster gets its images: the digest the push reports
+    // is the one deployed.
+    let pushed = app_images::push(&docker, &image, registry::HOST)?;
+    println!("pushed {}", pushed.by_digest());
+    println!("pushed {}", app_images::push(&docker, &postgres, registry::HOST)?.by_digest());
     let namespace = render::namespace(Env::Dev);
     k8s::block_on(provision(&cluster.kubeconfig, &namespace))?;
 
     let tag = image.rsplit_once(':').unwrap().1;
-    let release = render::release(Env::Dev, Variant::Stable, Some(tag));
+    let pinned = Pinned {
+        repository: crate::flows::release::tag_of_repository(&pushed.reference).to_owned(),
+        tag: tag.to_owned(),
+        digest: pushed.digest.clone(),
+    };
+    let mut release = render::release(Env::Dev, Variant::Stable, Some(tag));
+    release.set.push(pinned.set());
     let helm = Helm::new(sh)?;
-    println!("helm upgrade --install {} (namespace {namespace}, tag {tag})", release.name);
+    println!("helm upgrade --install {} (namespace {namespace}, {})", release.name, pinned.reference());
     helm.upgrade_install(&render::chart(), &release, &cluster.kubeconfig)?;
     let checks = k8s::block_on(wait_and_check(&cluster.kubeconfig, &namespace, &release.name))?;
     println!("helm test {}", release.name);
     helm.test(&release, &cluster.kubeconfig).context("the chart's smoke test failed inside the cluster")?;
-    Ok(Verified { image, checks })
+    Ok(Verified { image: pinned.reference(), checks })
 }
 
 /// The namespace, the Secrets the dev values reference, and PostgreSQL. Existing Secrets are
@@ -125,7 +132,7 @@ pub async fn provision(kubeconfig: &Path, namespace: &str) -> Result<()> {
                 "spec": {
                     "containers": [{
                         "name": "postgres",
-                        "image": POSTGRES_IMAGE,
+                        "image": app_images::in_registry(POSTGRES_IMAGE, registry::HOST),
                         "imagePullPolicy": "IfNotPresent",
                         "ports": [{"name": "postgres", "containerPort": 5432}],
                         "env": [{"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": POSTGRES_NAME, "key": "password"}}}],

@@ -45,6 +45,7 @@ fn external_tools_run_only_from_their_modules() {
         ("go.rs", "go"),
         ("helm.rs", "helm"),
         ("kubeseal.rs", "kubeseal"),
+        ("crane.rs", "crane"),
         ("test.rs", "cargo test"),
         ("host.rs", "apt-get, apt-cache, dpkg-query, dockerd (setting up a machine)"),
         ("cluster/docker.rs", "docker"),

@@ -81,5 +81,10 @@ only), tag, replicas and faults. Every template that needs "which Deployments ex
 
 {{/* The image reference for a tag. */}}
 {{- define "model-server.image" -}}
+{{- $digest := index (.Values.imageDigests | default dict) .tag }}
+{{- if $digest }}
+{{- printf "%s:%s@%s" .Values.image.repository .tag $digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository .tag }}
+{{- end }}
 {{- end }}

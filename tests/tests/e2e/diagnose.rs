@@ -133,7 +133,10 @@ fn status_shows_helm_revisions_and_who_ran_what() {
     assert_eq!(runs.len(), 2);
     assert!(runs[0].started <= runs[1].started, "oldest first");
     assert!(runs.iter().all(|r| r.actor.contains('@') && r.finished.is_some()), "{runs:#?}");
-    assert_eq!(runs[1].steps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["record", "check-image", "upgrade", "rollout", "verify"]);
+    assert_eq!(
+        runs[1].steps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["record", "resolve", "check-image", "upgrade", "rollout", "verify"]
+    );
     assert!(runs[1].steps.iter().all(|s| s.status == "done"));
     let status = xtask::cli::Status { target: ns.args(), last: 10, output: xtask::report::Output::Json };
     status.run(&ns.sh).or_panic();

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::DeleteParams;
 use kube::Api;
 use xtask::cli::{Env, TargetArgs};
-use xtask::cluster::{app_images, docker::Docker, kind::Kind};
+use xtask::cluster::{app_images, docker::Docker, registry};
 use xtask::flows::Flow;
 
 use crate::support::TestCluster;
@@ -50,9 +50,9 @@ pub fn shared() -> &'static Shared {
         let crashing = app_images::variant(&docker, &v1, "crash", &[("FAULT_CRASH_ON_START", "true")]).unwrap();
         let failing_half = app_images::variant(&docker, &v1, "errors", &[("FAULT_ERROR_RATE", "0.5")]).unwrap();
         let postgres = app_images::build_postgres(&sh, &docker).unwrap();
-        let kind = Kind::new(&sh).unwrap();
+        // Through the local registry, as every flow gets its images (cluster up started it).
         for image in [&v1, &v2, &crashing, &failing_half, &postgres] {
-            kind.load_image(&cluster.cluster.name, image).unwrap();
+            app_images::push(&docker, image, registry::HOST).unwrap();
         }
         let tag = |image: &str| image.rsplit_once(':').unwrap().1.to_owned();
         Shared { v1: tag(&v1), v2: tag(&v2), crashing: tag(&crashing), failing_half: tag(&failing_half), cluster }
@@ -126,6 +126,17 @@ impl Drop for TestNamespace {
     }
 }
 
+/// How the dev environment names a version: `localhost:5001/shipshape/model-server:<tag>`.
+pub fn image(tag: &str) -> String {
+    app_images::in_registry(&format!("{}:{tag}", app_images::MODEL_SERVER_REPOSITORY), registry::HOST)
+}
+
+/// An image reference without its digest: flows deploy `repository:tag@digest`, tests compare
+/// versions by tag (and check the digest where it is the point).
+pub fn unpinned(image: &str) -> String {
+    image.split('@').next().unwrap_or(image).to_owned()
+}
+
 /// Unwraps with the whole error chain in the panic message.
 pub trait OrPanic<T> {
     fn or_panic(self) -> T;
@@ -193,7 +204,7 @@ impl<'n> LoadGenerator<'n> {
             "spec": {
                 "automountServiceAccountToken": false,
                 "containers": [{
-                    "name": "load", "image": format!("shipshape/model-server:{}", shared.v1), "imagePullPolicy": "IfNotPresent",
+                    "name": "load", "image": image(&shared.v1), "imagePullPolicy": "IfNotPresent",
                     "args": ["load", "http://model-server/v1/predict", "--rate", LOAD_RATE, "--listen", "0.0.0.0:8080"],
                     "ports": [{"name": "stats", "containerPort": 8080}],
                     "readinessProbe": {"httpGet": {"path": "/health", "port": 8080}, "periodSeconds": 1}

@@ -16,7 +16,7 @@ const PODS: u64 = 4;
 
 fn deployment_image(flow: &Flow, name: &str) -> Option<String> {
     let deployments: Api<Deployment> = Api::namespaced(flow.client.clone(), &flow.target.namespace);
-    flow.block_on(deployments.get_opt(name)).unwrap().map(|d| release::deployment_image(&d).unwrap())
+    flow.block_on(deployments.get_opt(name)).unwrap().map(|d| fixture::unpinned(&release::deployment_image(&d).unwrap()))
 }
 
 /// The release at v1 with PODS stable pods, as an operator would have it before a canary.
@@ -50,9 +50,7 @@ fn assert_no_failures(stats: &LoadStats) {
     assert_eq!(stats.failed, 0, "no request failed: {stats:?}");
 }
 
-fn image(tag: &str) -> String {
-    format!("shipshape/model-server:{tag}")
-}
+use fixture::image;
 
 #[test]
 fn a_good_canary_is_promoted_through_every_step_with_no_failed_request() {

@@ -9,14 +9,17 @@ use xtask::report::Outcome;
 
 use crate::fixture::{self, failure, OrPanic, TestNamespace};
 
-fn image(tag: &str) -> String {
-    format!("shipshape/model-server:{tag}")
-}
+use fixture::{image, unpinned};
 
-fn stable_image(ns: &TestNamespace) -> String {
+/// The stable Deployment's image as it runs: `repository:tag@digest`.
+fn pinned_stable_image(ns: &TestNamespace) -> String {
     let flow = ns.flow();
     let deployment = flow.block_on(Api::<Deployment>::namespaced(flow.client.clone(), &ns.name).get("model-server")).unwrap();
     release::deployment_image(&deployment).unwrap()
+}
+
+fn stable_image(ns: &TestNamespace) -> String {
+    unpinned(&pinned_stable_image(ns))
 }
 
 #[test]
@@ -42,8 +45,12 @@ fn deploy_installs_then_upgrades_verifying_each_and_a_dry_run_changes_nothing() 
     let deploys: Vec<_> = runs.iter().filter(|r| r.flow == "deploy").collect();
     assert_eq!(deploys.len(), 2, "dry runs are not journaled: {runs:#?}");
     assert!(deploys.iter().all(|r| r.result == "succeeded"));
-    assert_eq!(deploys[1].facts["from_image"], image(&shared.v1));
-    assert_eq!(deploys[1].facts["to_image"], image(&shared.v2));
+    assert_eq!(unpinned(&deploys[1].facts["from_image"]), image(&shared.v1));
+    assert_eq!(unpinned(&deploys[1].facts["to_image"]), image(&shared.v2));
+    // Deployed by digest: the one the registry served when the flow resolved the tag.
+    let digest = &deploys[1].facts["to_digest"];
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    assert_eq!(pinned_stable_image(&ns), format!("{}@{digest}", image(&shared.v2)));
 }
 
 #[test]
@@ -54,7 +61,7 @@ fn deploy_of_a_tag_with_no_image_fails_before_changing_anything() {
     deploy::deploy(&flow, &shared.v1, false).or_panic();
 
     let error = failure(deploy::deploy(&flow, "does-not-exist", false));
-    assert!(error.contains("shipshape/model-server:does-not-exist cannot be used"), "{error}");
+    assert!(error.contains("shipshape/model-server:does-not-exist cannot be used: its registry does not serve it"), "{error}");
     assert!(error.contains("nothing was changed"), "{error}");
     let state = ReleaseState::read(&flow).or_panic();
     assert_eq!(state.history.len(), 1, "no Helm revision was made");
@@ -93,8 +100,8 @@ fn rollback_to_the_previous_release_a_tag_and_a_revision() {
     deploy::deploy(&flow, &shared.v2, false).or_panic();
 
     let summary = rollback::rollback(&flow, To::Previous, false, false).or_panic().expect("not a dry run");
-    assert_eq!(summary.to_image, image(&shared.v1));
-    assert_eq!(summary.from_image, image(&shared.v2));
+    assert_eq!(unpinned(&summary.to_image), image(&shared.v1));
+    assert_eq!(unpinned(&summary.from_image), image(&shared.v2));
     assert_eq!(summary.verification.as_ref().unwrap().outcome, Outcome::Pass);
     assert_eq!(stable_image(&ns), image(&shared.v1));
 

@@ -21,19 +21,58 @@ pub const POSTGRES_IMAGE: &str = "shipshape/postgres:15-r2";
 impl Image {
     pub fn run(self, sh: &Shell) -> Result<()> {
         match self.action {
-            ImageAction::Build { tag } => {
+            ImageAction::Build { tag, registry } => {
                 let docker = Docker::connect(sh)?;
+                if registry == super::registry::HOST {
+                    super::registry::ensure_running(sh, &docker)?;
+                }
                 let built = build_model_server(sh, &docker)?;
+                let tagged = format!("{MODEL_SERVER_REPOSITORY}:{tag}");
                 if tag != built.rsplit_once(':').unwrap().1 {
                     let log = Stages::new()?.log_path("model-server-image")?;
-                    docker.tag(&built, &format!("{MODEL_SERVER_REPOSITORY}:{tag}"), &log)?;
+                    docker.tag(&built, &tagged, &log)?;
                 }
-                println!("built {built} (also tagged {MODEL_SERVER_REPOSITORY}:{tag})");
-                println!("built {}", build_postgres(sh, &docker)?);
+                println!("built {built} (also tagged {tagged})");
+                let pushed = push(&docker, &tagged, &registry)?;
+                println!("pushed {}", pushed.by_digest());
+                let postgres = push(&docker, &build_postgres(sh, &docker)?, &registry)?;
+                println!("pushed {}", postgres.by_digest());
                 Ok(())
             }
         }
     }
+}
+
+/// An image pushed to a registry.
+pub struct Pushed {
+    /// `registry/repository:tag`
+    pub reference: String,
+    pub digest: String,
+}
+
+impl Pushed {
+    /// `registry/repository@sha256:...`: the form that names exactly this content.
+    pub fn by_digest(&self) -> String {
+        format!("{}@{}", self.reference.rsplit_once(':').map(|(r, _)| r).unwrap_or(&self.reference), self.digest)
+    }
+}
+
+/// `shipshape/model-server:v2` as it is named in `registry` (`HOST[/PREFIX]`).
+pub fn in_registry(local: &str, registry: &str) -> String {
+    format!("{}/{local}", registry.trim_end_matches('/'))
+}
+
+/// Tags a local image for `registry` and pushes it; returns its reference and digest there.
+pub fn push(docker: &Docker, local: &str, registry: &str) -> Result<Pushed> {
+    let reference = in_registry(local, registry);
+    let log = Stages::new()?.log_path("push")?;
+    docker.tag(local, &reference, &log)?;
+    let digest = docker.push(&reference, &log).with_context(|| {
+        format!(
+            "pushing {reference} failed: is the registry running (`cargo xtask cluster up` starts the local one) and are you logged in?"
+        )
+    })?;
+    Ok(Pushed { reference, digest })
 }
 
 /// Another version of a built model-server image, for exercising flows: `<image>-<suffix>`,

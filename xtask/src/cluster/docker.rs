@@ -104,6 +104,53 @@ impl<'a> Docker<'a> {
         run_logged(cmd!(self.sh, "docker commit {change_args...} {container} {tag}"), log, &format!("docker commit {tag}"))
     }
 
+    /// Whether container `name` exists and runs.
+    pub fn is_running(&self, name: &str) -> bool {
+        let format = "{{.State.Running}}";
+        read_or_explain(cmd!(self.sh, "docker container inspect --format {format} {name}")).is_ok_and(|out| out.trim() == "true")
+    }
+
+    /// Starts a stopped container.
+    pub fn start(&self, name: &str) -> Result<()> {
+        read_or_explain(cmd!(self.sh, "docker start {name}"))?;
+        Ok(())
+    }
+
+    /// A long-running service container: restarted with the engine, `publish` as
+    /// `host_ip:host_port:container_port`, `volume` as `name:/path` (a named volume outlives it).
+    pub fn run_service(&self, name: &str, image: &str, publish: &str, volume: &str) -> Result<()> {
+        read_or_explain(cmd!(self.sh, "docker run --detach --restart=always --name {name} --publish {publish} --volume {volume} {image}"))
+            .with_context(|| format!("starting container {name}"))?;
+        Ok(())
+    }
+
+    /// Connects a container to a network; already connected is not an error.
+    pub fn network_connect(&self, network: &str, container: &str) -> Result<()> {
+        match read_or_explain(cmd!(self.sh, "docker network connect {network} {container}")) {
+            Ok(_) => Ok(()),
+            Err(err) if format!("{err:#}").contains("already exists") => Ok(()),
+            Err(err) => Err(err.context(format!("connecting {container} to Docker network {network}"))),
+        }
+    }
+
+    /// Pushes `reference` (`repository:tag`) to its registry; returns the digest it has there.
+    pub fn push(&self, reference: &str, log: &Path) -> Result<String> {
+        run_logged(cmd!(self.sh, "docker push {reference}"), log, &format!("docker push {reference}"))?;
+        let repository = reference.rsplit_once(':').map(|(r, _)| r).unwrap_or(reference);
+        let format = "{{range .RepoDigests}}{{println .}}{{end}}";
+        let digests = read_or_explain(cmd!(self.sh, "docker image inspect --format {format} {reference}"))?;
+        digests
+            .lines()
+            .find_map(|line| line.strip_prefix(repository).and_then(|rest| rest.strip_prefix('@')))
+            .map(str::to_owned)
+            .with_context(|| format!("docker pushed {reference} but reports no digest for {repository}"))
+    }
+
+    /// Removes a named volume; a volume that does not exist is not an error.
+    pub fn remove_volume(&self, name: &str) {
+        let _ = cmd!(self.sh, "docker volume rm --force {name}").quiet().ignore_stdout().ignore_stderr().run();
+    }
+
     /// Removing a container that does not exist is not an error.
     pub fn remove_container(&self, name: &str) {
         let _ = cmd!(self.sh, "docker rm --force --volumes {name}").quiet().ignore_stdout().ignore_stderr().run();

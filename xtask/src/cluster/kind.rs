@@ -45,12 +45,4 @@ impl<'a> Kind<'a> {
         read_or_explain(cmd!(self.sh, "{bin} export kubeconfig --name {name} --kubeconfig {kubeconfig}"))?;
         Ok(())
     }
-
-    /// Copies a local Docker image into every node's containerd.
-    pub fn load_image(&self, name: &str, image: &str) -> Result<()> {
-        let bin = &self.bin;
-        read_or_explain(cmd!(self.sh, "{bin} load docker-image {image} --name {name}"))
-            .with_context(|| format!("loading {image} into cluster {name}"))?;
-        Ok(())
-    }
 }

@@ -12,6 +12,7 @@ use xshell::Shell;
 use super::docker::Docker;
 use super::kind::Kind;
 use super::node_image::{self, KINDEST_NODE, LOCAL_NODE_IMAGE};
+use super::registry;
 use crate::cli::{Cluster, ClusterAction, ClusterTarget, ClusterUp};
 use crate::k8s;
 
@@ -58,7 +59,15 @@ impl Cluster {
     pub fn run(self, sh: &Shell) -> Result<()> {
         match self.action {
             ClusterAction::Up(up_args) => up(sh, &up_args).map(|cluster| print_how_to_use(&cluster)),
-            ClusterAction::Down(target) => down(sh, &target),
+            ClusterAction::Down(args) => {
+                down(sh, &args.target)?;
+                if args.remove_registry {
+                    registry::remove(&Docker::connect(sh)?);
+                } else if Docker::connect(sh)?.is_running(registry::CONTAINER) {
+                    println!("the local registry {} keeps running with its images (--remove-registry removes it)", registry::CONTAINER);
+                }
+                Ok(())
+            }
             ClusterAction::Status(target) => status(sh, &target),
             ClusterAction::Image => {
                 let docker = Docker::connect(sh)?;
@@ -101,6 +110,8 @@ pub fn up(sh: &Shell, args: &ClusterUp) -> Result<RunningCluster> {
             println!("cluster {} exists (node image {}): checking it", target.name, node.image);
             kind.export_kubeconfig(&target.name, &kubeconfig)?;
             wait_ready(&kubeconfig)?;
+            registry::ensure_running(sh, &docker)?;
+            registry::attach(&docker, &[target.node_container()], &kubeconfig)?;
             Ok(cluster)
         }
         Some(node) => bail!(
@@ -118,7 +129,12 @@ pub fn up(sh: &Shell, args: &ClusterUp) -> Result<RunningCluster> {
                 std::fs::create_dir_all(parent)?;
             }
             println!("creating kind cluster {} with {image}", target.name);
-            let created = kind.create(&target.name, &image, &config, &kubeconfig).and_then(|()| wait_ready(&kubeconfig));
+            // The registry starts before the cluster; the nodes are pointed at it once they exist.
+            registry::ensure_running(sh, &docker)?;
+            let created = kind
+                .create(&target.name, &image, &config, &kubeconfig)
+                .and_then(|()| registry::attach(&docker, &[target.node_container()], &kubeconfig))
+                .and_then(|()| wait_ready(&kubeconfig));
             if let Err(err) = created {
                 if args.keep {
                     return Err(err.context(format!(

@@ -6,5 +6,6 @@ pub mod kind;
 mod layout;
 pub mod lifecycle;
 pub mod node_image;
+pub mod registry;
 pub mod sealed_secrets;
 mod stage;

@@ -1,5 +1,5 @@
 //! The Sealed Secrets controller for a local cluster, from the same pinned module as kubeseal:
-//! its binary built from source into an image (no registry), installed with the project's own
+//! its binary built from source into an image pushed to the local registry, installed with the project's own
 //! Helm chart in kube-system under the name kubeseal looks for.
 use std::time::Duration;
 
@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use xshell::Shell;
 
 use super::docker::Docker;
-use super::kind::Kind;
 use super::layout::{pack, place};
 use super::lifecycle::RunningCluster;
 use super::stage::Stages;
@@ -53,11 +52,13 @@ const KUBESEAL_MODULE: (&str, &str) = ("github.com/bitnami/sealed-secrets", "git
 pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
     let docker = Docker::connect(sh)?;
     let image = controller_image(sh, &docker)?;
-    Kind::new(sh)?.load_image(&cluster.name, &image)?;
+    // Through the local registry, as every image reaches shipshape's clusters.
+    super::registry::ensure_running(sh, &docker)?;
+    super::app_images::push(&docker, &image, super::registry::HOST)?;
     let source = Go::detect(sh).download(&format!("{}@{}", KUBESEAL_MODULE.1, KUBESEAL.version))?;
     let values = serde_json::json!({
         "fullnameOverride": CONTROLLER_NAME,
-        "image": {"registry": "docker.io", "repository": CONTROLLER_IMAGE_REPOSITORY, "tag": KUBESEAL.version, "pullPolicy": "IfNotPresent"},
+        "image": {"registry": super::registry::HOST, "repository": CONTROLLER_IMAGE_REPOSITORY, "tag": KUBESEAL.version, "pullPolicy": "IfNotPresent"},
     });
     let file = tempfile::Builder::new().suffix(".json").tempfile()?;
     std::fs::write(file.path(), serde_json::to_vec(&values)?)?;

@@ -34,10 +34,25 @@ pub struct State {
     pub to_slot: String,
     pub from_tag: String,
     pub to_tag: String,
+    /// The digest `to_tag` was resolved to when the flow started (empty for a switch back to a
+    /// colour whose digest the release already records).
+    #[serde(default)]
+    pub to_digest: String,
     pub replicas: u64,
     pub scale_down_delay: u64,
     /// Index of the next step in `steps()`.
     pub next: usize,
+}
+
+impl State {
+    /// The chart values that pin `to_tag` to its resolved digest (none when there is none).
+    fn digest_values(&self) -> serde_json::Value {
+        if self.to_digest.is_empty() {
+            json!({})
+        } else {
+            json!({"imageDigests": {self.to_tag.clone(): self.to_digest.clone()}})
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
@@ -100,14 +115,15 @@ pub fn start_flow(flow: &Flow, args: &BlueGreenStart) -> Result<State> {
     let current = ReleaseState::read(flow)?;
     refuse_unsafe_start_for_restart(&current)?;
     refuse_unfinished(flow)?;
-    let state = if !current.is_installed() {
-        let planned = flow.helm()?.planned_values(&render::chart(), &t.chart_release(None))?;
+    let planned = flow.helm()?.planned_values(&render::chart(), &t.chart_release(None))?;
+    let mut state = if !current.is_installed() {
         State {
             kind: Kind::Install,
             from_slot: "green".to_owned(),
             to_slot: "blue".to_owned(),
             from_tag: String::new(),
             to_tag: args.tag.clone(),
+            to_digest: String::new(),
             replicas: planned["replicaCount"].as_u64().unwrap_or(1),
             scale_down_delay: args.scale_down_delay,
             next: 0,
@@ -131,25 +147,35 @@ pub fn start_flow(flow: &Flow, args: &BlueGreenStart) -> Result<State> {
             to_slot: idle.to_owned(),
             from_tag,
             to_tag: args.tag.clone(),
+            to_digest: String::new(),
             replicas: current.values["replicaCount"].as_u64().unwrap_or(1),
             scale_down_delay: args.scale_down_delay,
             next: 0,
         }
     };
-    let mut plan = vec![step("check-image", format!("check that the image for {} exists", state.to_tag))];
+    let mut plan = vec![
+        step("resolve", format!("resolve tag {} to the digest its registry serves (what is checked is what runs)", state.to_tag)),
+        step("check-image", format!("check that the cluster can get the image for {}", state.to_tag)),
+    ];
     plan.extend(state.steps());
     if args.dry_run {
         print_plan("bluegreen", t, &plan);
         return Ok(state);
     }
-    let repository = current.values["image"]["repository"].as_str().unwrap_or("shipshape/model-server").to_owned();
+    // What the release runs (or, not installed yet, what the environment's values give).
+    let values = if current.is_installed() { &current.values } else { &planned };
+    let repository = values["image"]["repository"].as_str().unwrap_or("shipshape/model-server").to_owned();
     let mut run = Run::begin(flow, "bluegreen", format!("start --tag {}", state.to_tag), plan)?;
-    run.fact("from_image", if state.from_tag.is_empty() { String::new() } else { format!("{repository}:{}", state.from_tag) })?;
-    run.fact("to_image", format!("{repository}:{}", state.to_tag))?;
-    let image = format!("{repository}:{}", state.to_tag);
-    let checked = run.step("check-image", |flow| {
-        println!("  {}", flow.block_on(images::ensure_exists(&flow.client, &t.namespace, &image, &pull_secrets(&current.values)))?);
-        Ok(())
+    run.fact("from_image", current.stable_image().unwrap_or_default())?;
+    let checked = run.step("resolve", |flow| images::resolve(flow.sh, &repository, &state.to_tag)).and_then(|pinned| {
+        run.fact("to_image", pinned.reference())?;
+        run.fact("to_digest", &pinned.digest)?;
+        state.to_digest = pinned.digest.clone();
+        run.step("check-image", |flow| {
+            let found = flow.block_on(images::ensure_exists(&flow.client, &t.namespace, &pinned.reference(), &pull_secrets(values)))?;
+            println!("  {found}");
+            Ok(())
+        })
     });
     if let Err(err) = checked {
         run.finish("failed", Some(&err))?;
@@ -181,6 +207,7 @@ pub fn rollback(flow: &Flow, scale_down_delay: u64, dry_run: bool) -> Result<Sta
         to_slot: previous.clone(),
         from_tag: release::tag_of(&current.stable_image().unwrap_or_default()).to_owned(),
         to_tag: previous_tag,
+        to_digest: String::new(),
         replicas: current.values["replicaCount"].as_u64().unwrap_or(1),
         scale_down_delay,
         next: 0,
@@ -335,8 +362,9 @@ fn do_step(flow: &Flow, state: &State, id: &str) -> Result<()> {
     let (to, from) = (state.to_slot.as_str(), state.from_slot.as_str());
     match id {
         "install" => {
-            let overlay =
+            let mut overlay =
                 json!({"image": {"tag": state.to_tag}, "blueGreen": {"enabled": true, "activeSlot": to, to: {"tag": state.to_tag}}});
+            crate::helm::merge(&mut overlay, &state.digest_values());
             let file = tempfile::Builder::new().prefix("shipshape-values-").suffix(".json").tempfile()?;
             std::fs::write(file.path(), serde_json::to_vec(&overlay)?)?;
             let env_release = t.chart_release(None);
@@ -347,7 +375,11 @@ fn do_step(flow: &Flow, state: &State, id: &str) -> Result<()> {
             flow.upgrade(&release, &Change::new(&t.kubeconfig, format!("shipshape bluegreen: install, {to} live at {}", state.to_tag)))
         }
         "deploy-idle" => flow.change_values(
-            json!({"blueGreen": {to: {"tag": state.to_tag, "replicaCount": state.replicas}}}),
+            {
+                let mut changes = json!({"blueGreen": {to: {"tag": state.to_tag, "replicaCount": state.replicas}}});
+                crate::helm::merge(&mut changes, &state.digest_values());
+                changes
+            },
             &format!("shipshape bluegreen: {} on idle {to}", state.to_tag),
         ),
         "wait-idle" => {

@@ -72,6 +72,9 @@ pub struct State {
     /// Where the analysis reads from: an in-cluster Prometheus, or (None) the pods themselves.
     #[serde(default)]
     pub prometheus: Option<String>,
+    /// The digest the canary's tag was resolved to at start: every step runs exactly that.
+    #[serde(default)]
+    pub canary_digest: String,
 }
 
 impl Canary {
@@ -170,25 +173,36 @@ pub fn start_canary(flow: &Flow, args: &CanaryStart) -> Result<State> {
         measured: Vec::new(),
         reason: None,
         prometheus: args.prometheus.as_ref().map(|p| p.to_string()),
+        canary_digest: String::new(),
     };
     if state.canary_tag == state.stable_tag {
         bail!("stable already runs {}: a canary needs another version", state.canary_tag);
     }
-    let mut plan = vec![step("check-image", format!("check that the canary's image (tag {}) exists", state.canary_tag))];
+    let mut plan = vec![
+        step("resolve", format!("resolve tag {} to the digest its registry serves (what is checked is what runs)", state.canary_tag)),
+        step("check-image", format!("check that the cluster can get the canary's image (tag {})", state.canary_tag)),
+    ];
     plan.extend(plan_from(&state));
     if args.dry_run {
         println!("stable: {stable_image}, {total} pods");
         print_plan("canary", t, &plan);
         return Ok(state);
     }
+    let mut state = state;
     let mut run = Run::begin(flow, "canary", format!("--tag {} --steps {:?}", state.canary_tag, state.steps), plan)?;
     run.fact("from_image", &stable_image)?;
-    run.fact("to_image", format!("{}:{}", release::tag_of_repository(&stable_image), state.canary_tag))?;
-    let image = format!("{}:{}", release::tag_of_repository(&stable_image), state.canary_tag);
-    let checked = run.step("check-image", |flow| {
-        let found = flow.block_on(images::ensure_exists(&flow.client, &t.namespace, &image, &pull_secrets(&release_state.values)))?;
-        println!("  {found}");
-        Ok(())
+    let repository = release::tag_of_repository(&stable_image).to_owned();
+    let checked = run.step("resolve", |flow| images::resolve(flow.sh, &repository, &state.canary_tag)).and_then(|pinned| {
+        run.fact("to_image", pinned.reference())?;
+        run.fact("to_digest", &pinned.digest)?;
+        state.canary_digest = pinned.digest.clone();
+        run.step("check-image", |flow| {
+            let reference = pinned.reference();
+            let found =
+                flow.block_on(images::ensure_exists(&flow.client, &t.namespace, &reference, &pull_secrets(&release_state.values)))?;
+            println!("  {found}");
+            Ok(())
+        })
     });
     if let Err(err) = checked {
         run.finish("failed", Some(&err))?;
@@ -382,7 +396,11 @@ fn run_step(run: &mut Run, state: &mut State, index: usize) -> Result<Verdict> {
     let outcome = run.step(&id, |flow| {
         let t = &flow.target;
         let changed = Instant::now();
-        flow.change_values(json!({"replicaCount": stable_pods, "canary": {"enabled": true, "replicaCount": canary_pods, "image": {"tag": state.canary_tag}}}),
+        let mut changes = json!({"replicaCount": stable_pods, "canary": {"enabled": true, "replicaCount": canary_pods, "image": {"tag": state.canary_tag}}});
+        if !state.canary_digest.is_empty() {
+            crate::helm::merge(&mut changes, &json!({"imageDigests": {state.canary_tag.clone(): state.canary_digest.clone()}}));
+        }
+        flow.change_values(changes,
             &format!("shipshape canary {}: step {} at {percent} % ({canary_pods} canary, {stable_pods} stable)", state.canary_tag, index + 1),
         )?;
         let lag = flow.block_on(wait_tracks_ready(flow, &[release::stable_deployment(&t.release), release::canary_deployment(&t.release)]))?;

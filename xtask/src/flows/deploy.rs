@@ -30,9 +30,10 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
     let state = ReleaseState::read(flow)?;
     refuse_unsafe_start(&state)?;
     let drift = flow.block_on(release::drift(&flow.client, &t.namespace, &t.release, &state))?;
-    let chart_release = t.chart_release(Some(tag));
+    let mut chart_release = t.chart_release(Some(tag));
     let planned = flow.helm()?.planned_values(&render::chart(), &chart_release)?;
-    let image = format!("{}:{tag}", planned["image"]["repository"].as_str().unwrap_or("shipshape/model-server"));
+    let repository = planned["image"]["repository"].as_str().unwrap_or("shipshape/model-server").to_owned();
+    let image = format!("{repository}:{tag}");
     let pull_secrets = pull_secrets(&planned);
     let from = state.current().map(|r| (r.revision, state.stable_image().unwrap_or_default()));
     let stable = release::stable_deployment(&t.release);
@@ -45,7 +46,8 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
                 None => "record that nothing is installed yet".to_owned(),
             },
         ),
-        step("check-image", format!("check that {image} exists (on a node, or by pulling it inside the cluster)")),
+        step("resolve", format!("resolve {image} to the digest its registry serves (what is checked is what runs)")),
+        step("check-image", format!("check that the cluster can get {image}@<digest> (on a node, or by pulling it inside the cluster)")),
         step(
             "upgrade",
             format!(
@@ -84,8 +86,12 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
             run.fact("from_revision", revision.to_string())?;
             run.fact("from_image", image)?;
         }
+        let pinned = run.step("resolve", |flow| images::resolve(flow.sh, &repository, tag))?;
+        run.fact("to_image", pinned.reference())?;
+        run.fact("to_digest", &pinned.digest)?;
+        chart_release.set.push(pinned.set());
         run.step("check-image", |flow| {
-            let found = flow.block_on(images::ensure_exists(&flow.client, &t.namespace, &image, &pull_secrets))?;
+            let found = flow.block_on(images::ensure_exists(&flow.client, &t.namespace, &pinned.reference(), &pull_secrets))?;
             println!("  {found}");
             Ok(())
         })?;

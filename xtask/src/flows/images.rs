@@ -1,6 +1,8 @@
-//! "Verify the target image exists" before anything changes. A node that already has the image
-//! answers at once (Node status lists its images); otherwise a short-lived pod pulls it, which
-//! asks the registry with the cluster's own credentials, exactly as the rollout would.
+//! "Verify the target image exists" before anything changes. First the tag is resolved, once,
+//! to the digest its registry serves ([`resolve`]): every flow deploys `repository:tag@digest`,
+//! so what was checked is what runs even if the tag moves. Then the cluster must be able to get
+//! it: a node that already has it answers at once (Node status lists its images); otherwise a
+//! short-lived pod pulls it, with the cluster's own credentials, exactly as the rollout would.
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -27,13 +29,64 @@ pub async fn ensure_exists(client: &kube::Client, namespace: &str, image: &str, 
     pull(client, namespace, image, pull_secrets).await
 }
 
-/// `shipshape/model-server:1` and `docker.io/shipshape/model-server:1` are the same image.
+/// `shipshape/model-server:1` and `docker.io/shipshape/model-server:1` are the same image; a
+/// pinned `repository:tag@digest` is on a node that lists `repository@digest`.
 fn same_image(listed: &str, wanted: &str) -> bool {
     let normalize = |s: &str| {
         let s = s.strip_prefix("docker.io/").unwrap_or(s);
         s.strip_prefix("library/").unwrap_or(s).to_owned()
     };
-    normalize(listed) == normalize(wanted)
+    match super::release::digest_of(wanted) {
+        Some(digest) => normalize(listed) == normalize(&format!("{}@{digest}", super::release::tag_of_repository(wanted))),
+        None => normalize(listed) == normalize(wanted),
+    }
+}
+
+/// An image tag pinned to the digest its registry served when a flow resolved it.
+#[derive(Clone, Debug)]
+pub struct Pinned {
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+}
+
+impl Pinned {
+    /// `repository:tag@digest`: what the chart renders and the nodes pull.
+    pub fn reference(&self) -> String {
+        format!("{}:{}@{}", self.repository, self.tag, self.digest)
+    }
+
+    /// The values that make the chart run this digest wherever it runs this tag.
+    pub fn values(&self) -> serde_json::Value {
+        json!({"imageDigests": {self.tag.clone(): self.digest.clone()}})
+    }
+
+    /// The same as a `--set-string` pair (dots in the tag escaped: they separate keys).
+    pub fn set(&self) -> (String, String) {
+        (format!("imageDigests.{}", self.tag.replace('.', "\\.")), self.digest.clone())
+    }
+}
+
+/// Resolves `repository:tag` to the digest its registry serves, once, before any change.
+pub fn resolve(sh: &xshell::Shell, repository: &str, tag: &str) -> Result<Pinned> {
+    let reference = format!("{repository}:{tag}");
+    let crane = crate::crane::Crane::new(sh)?;
+    match crane.digest(&reference) {
+        Ok(digest) => {
+            println!("  {reference} is {digest} in its registry: deploying by digest");
+            Ok(Pinned { repository: repository.to_owned(), tag: tag.to_owned(), digest })
+        }
+        Err(err) => {
+            let why = format!("{err:#}");
+            let why = why.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(&why).trim().to_owned();
+            let hint = if repository.starts_with(crate::cluster::registry::HOST) {
+                format!("push it first: `cargo xtask image build --tag {tag}` builds and pushes it to the local registry")
+            } else {
+                "push it to that registry first (and `docker login` to it if it needs credentials)".to_owned()
+            };
+            bail!("image {reference} cannot be used: its registry does not serve it ({why}); {hint}")
+        }
+    }
 }
 
 async fn pull(client: &kube::Client, namespace: &str, image: &str, pull_secrets: &[String]) -> Result<String> {

@@ -150,7 +150,8 @@ pub fn canary_enabled(values: &Value) -> bool {
     values["canary"]["enabled"].as_bool().unwrap_or(false)
 }
 
-/// The stable image a revision's values (with defaults) give: the tag defaults to appVersion.
+/// The stable image a revision's values (with defaults) give: the tag defaults to appVersion;
+/// a tag with a recorded digest runs as `repository:tag@digest` (see the chart's imageDigests).
 pub fn stable_image(values: &Value, revision: &Revision) -> Option<String> {
     let repository = values["image"]["repository"].as_str()?;
     let default = values["image"]["tag"].as_str().filter(|t| !t.is_empty()).unwrap_or(&revision.app_version);
@@ -158,17 +159,45 @@ pub fn stable_image(values: &Value, revision: &Revision) -> Option<String> {
         Some(slot) => values["blueGreen"][slot.as_str()]["tag"].as_str().filter(|t| !t.is_empty()).unwrap_or(default),
         None => default,
     };
-    Some(format!("{repository}:{tag}"))
+    Some(image_reference(values, repository, tag))
 }
 
-/// The repository part of an image reference.
+/// `repository:tag`, with `@digest` when these values record one for the tag: exactly the image
+/// the chart renders for a workload running `tag`.
+pub fn image_reference(values: &Value, repository: &str, tag: &str) -> String {
+    match values["imageDigests"][tag].as_str() {
+        Some(digest) => format!("{repository}:{tag}@{digest}"),
+        None => format!("{repository}:{tag}"),
+    }
+}
+
+/// An image reference's parts: repository (with any registry host and port), tag, digest.
+fn split_reference(image: &str) -> (&str, Option<&str>, Option<&str>) {
+    let (name, digest) = match image.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (image, None),
+    };
+    // A ':' before the last '/' is a registry port, not a tag.
+    let last_part = name.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match name[last_part..].rfind(':') {
+        Some(i) => (&name[..last_part + i], Some(&name[last_part + i + 1..]), digest),
+        None => (name, None, digest),
+    }
+}
+
+/// The repository part of an image reference (`localhost:5001/shipshape/model-server`).
 pub fn tag_of_repository(image: &str) -> &str {
-    image.rsplit_once(':').map(|(repository, _)| repository).unwrap_or(image)
+    split_reference(image).0
 }
 
-/// The tag part of an image reference.
+/// The tag part of an image reference (`latest` when it has none).
 pub fn tag_of(image: &str) -> &str {
-    image.rsplit_once(':').map(|(_, tag)| tag).unwrap_or("latest")
+    split_reference(image).1.unwrap_or("latest")
+}
+
+/// The digest part of an image reference, if it is pinned.
+pub fn digest_of(image: &str) -> Option<&str> {
+    split_reference(image).2
 }
 
 /// A change made to the stable Deployment behind Helm's back (`kubectl rollout undo`,
@@ -252,4 +281,28 @@ pub fn admin_token_secret(values: &Value) -> (String, String) {
 /// The track (stable, canary) of a pod.
 pub fn track_of(pod: &k8s_openapi::api::core::v1::Pod) -> String {
     pod.metadata.labels.as_ref().and_then(|l| l.get("shipshape.dev/track").cloned()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+
+    #[test]
+    fn references_split_with_registry_ports_and_digests() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        let pinned = format!("localhost:5001/shipshape/model-server:v2@{d}");
+        assert_eq!(tag_of(&pinned), "v2");
+        assert_eq!(tag_of_repository(&pinned), "localhost:5001/shipshape/model-server");
+        assert_eq!(digest_of(&pinned), Some(d.as_str()));
+        assert_eq!(tag_of("localhost:5001/shipshape/model-server"), "latest", "a port is not a tag");
+        assert_eq!(tag_of("shipshape/model-server:0.1.0-abc"), "0.1.0-abc");
+        assert_eq!(digest_of("shipshape/model-server:v1"), None);
+    }
+
+    #[test]
+    fn a_recorded_digest_pins_the_tag() {
+        let values = serde_json::json!({"imageDigests": {"v2": "sha256:x"}});
+        assert_eq!(image_reference(&values, "r/m", "v2"), "r/m:v2@sha256:x");
+        assert_eq!(image_reference(&values, "r/m", "v1"), "r/m:v1");
+    }
 }

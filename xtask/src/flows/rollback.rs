@@ -112,8 +112,12 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
             bail!("this release runs blue/green: roll back with `cargo xtask bluegreen rollback`, or deploy a tag with `bluegreen start --tag`")
         }
         To::Tag(tag) => {
+            // Resolved once, before anything changes: the rollback runs exactly this digest.
+            let repository = state.values["image"]["repository"].as_str().unwrap_or("shipshape/model-server");
+            let pinned = images::resolve(flow.sh, repository, &tag)?;
             let mut values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
             crate::helm::merge(&mut values, &serde_json::json!({"image": {"tag": tag}, "canary": {"enabled": false}}));
+            crate::helm::merge(&mut values, &pinned.values());
             Plan::Tag { tag, values }
         }
     };
@@ -122,7 +126,9 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
             let revision_info = state.history.iter().find(|r| r.revision == *revision).expect("chosen from history");
             release::stable_image(values, revision_info).unwrap_or_default()
         }
-        Plan::Tag { tag, .. } => format!("{}:{tag}", state.values["image"]["repository"].as_str().unwrap_or("shipshape/model-server")),
+        Plan::Tag { tag, values } => {
+            release::image_reference(values, state.values["image"]["repository"].as_str().unwrap_or_default(), tag)
+        }
     };
     let to_words = match &target {
         Plan::Revision { revision, .. } => format!("Helm revision {revision}"),
