@@ -45,6 +45,8 @@ pub enum Command {
     Render(Render),
     Test(Test),
     Env(ShellEnv),
+    Keys(Keys),
+    Release(ReleaseImage),
 }
 
 /// Which release, on which cluster. Every command that touches a release prints its target first.
@@ -89,6 +91,8 @@ pub struct Preflight {
 pub struct Deploy {
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub signature: SignatureArgs,
     /// Image tag of shipshape/model-server to deploy.
     #[arg(long)]
     pub tag: String,
@@ -122,6 +126,8 @@ pub struct Verify {
 pub struct Rollback {
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub signature: SignatureArgs,
     /// Roll back to this Helm revision (`cargo xtask status` lists them).
     #[arg(long, conflicts_with = "to_tag")]
     pub to_revision: Option<u32>,
@@ -266,6 +272,8 @@ pub enum CanaryAction {
 pub struct CanaryStart {
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub signature: SignatureArgs,
     /// Image tag of the version under test.
     #[arg(long)]
     pub tag: String,
@@ -354,6 +362,8 @@ pub enum BlueGreenAction {
 pub struct BlueGreenStart {
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub signature: SignatureArgs,
     /// Image tag to deploy on the idle colour.
     #[arg(long)]
     pub tag: String,
@@ -487,6 +497,58 @@ pub enum ClusterAction {
 pub struct ShellEnv {
     #[command(flatten)]
     pub cluster: ClusterTarget,
+}
+
+/// The cosign key pair releases are signed with.
+#[derive(Args, Debug)]
+pub struct Keys {
+    #[command(subcommand)]
+    pub action: KeysAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysAction {
+    /// Create the signing key pair: the private key, encrypted with $COSIGN_PASSWORD, outside the
+    /// repository ($SHIPSHAPE_COSIGN_KEY, default ~/.config/shipshape/cosign.key, mode 600); the
+    /// public key into deploy/keys/cosign.pub, to commit (environments verify against it).
+    /// Refuses to replace an existing private key.
+    Init,
+}
+
+/// Release model-server: build, push, sign, attest provenance; print what to deploy.
+///
+/// Steps: build the image from this checkout (labelled with its commit); push it (default: the
+/// local registry); sign its digest with the private key (`cargo xtask keys init`; password from
+/// $COSIGN_PASSWORD, never on a command line); attach a signed SLSA v1 provenance attestation
+/// (builder, source repository, commit, dirty flag, Cargo.lock digest, build command, start and
+/// end times). Offline: no transparency log and no certificate authority are used (said in the
+/// output). Then `deploy`, `canary start` or `bluegreen start --tag <tag>` verify the signature and
+/// provenance against the environment's public key before changing anything.
+#[derive(Args, Debug)]
+pub struct ReleaseImage {
+    /// Tag to release.
+    #[arg(long)]
+    pub tag: String,
+    /// Registry (and optional path prefix) to push to.
+    #[arg(long, default_value = crate::cluster::registry::HOST)]
+    pub registry: String,
+}
+
+/// What an image must prove before a command changes what runs.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SignatureArgs {
+    /// Public key to verify signatures and provenance with (default: the environment's
+    /// supplyChain.publicKey, deploy/keys/cosign.pub).
+    #[arg(long, env = "SHIPSHAPE_COSIGN_PUBLIC_KEY")]
+    pub public_key: Option<std::path::PathBuf>,
+    /// Refuse an unsigned image even where the environment allows one (dev does; prod and
+    /// staging require signatures: supplyChain.requireSignature in deploy/envs/).
+    #[arg(long)]
+    pub require_signature: bool,
+    /// Deploy without checking the signature or provenance. Said loudly, and journaled with who
+    /// asked.
+    #[arg(long, conflicts_with = "require_signature")]
+    pub insecure_skip_signature: bool,
 }
 
 /// Which cluster, and where its kubeconfig goes.

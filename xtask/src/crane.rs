@@ -29,6 +29,17 @@ impl<'a> Crane<'a> {
     }
 }
 
+impl Crane<'_> {
+    /// The value of label `name` in the image's config, if it has one.
+    pub fn label(&self, reference: &str, name: &str) -> Result<Option<String>> {
+        let bin = &self.bin;
+        let out =
+            read_or_explain(cmd!(self.sh, "{bin} config {reference}")).with_context(|| format!("reading the config of {reference}"))?;
+        let config: serde_json::Value = serde_json::from_str(&out).context("reading crane config's JSON")?;
+        Ok(config["config"]["Labels"][name].as_str().map(str::to_owned))
+    }
+}
+
 /// `sha256:` and 64 lowercase hex digits.
 pub fn is_digest(text: &str) -> bool {
     text.strip_prefix("sha256:").is_some_and(|hex| hex.len() == 64 && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)))

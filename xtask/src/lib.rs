@@ -4,8 +4,10 @@
 pub mod cache;
 pub mod cli;
 pub mod cluster;
+pub mod cosign;
 pub mod crane;
 pub mod flows;
+pub mod git;
 pub mod go;
 pub mod helm;
 pub mod host;
@@ -15,6 +17,7 @@ pub mod kubeseal;
 mod process;
 pub mod render;
 pub mod report;
+pub mod signing;
 pub mod test;
 pub mod tools;
 pub mod up;

@@ -25,6 +25,8 @@ fn main() -> std::process::ExitCode {
         Command::Render(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),
         Command::Env(cmd) => cmd.run(&sh),
+        Command::Keys(cmd) => cmd.run(&sh),
+        Command::Release(cmd) => cmd.run(&sh),
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -111,7 +111,21 @@ pub const CRANE: Tool = Tool {
     renamed: None,
 };
 
-pub const ALL: [&Tool; 5] = [&HELM, &KIND, &CRANE, &KUBESEAL, &ACTIONLINT];
+/// cosign v3: signs releases and their SLSA provenance with a key pair, and verifies both before
+/// any change to what runs (offline: no transparency log, no certificate authority).
+pub const COSIGN: Tool = Tool {
+    name: "cosign",
+    version: "v3.1.3",
+    package: "github.com/sigstore/cosign/v3/cmd/cosign",
+    go_min: (1, 26),
+    ldflags: "-s -w -X sigs.k8s.io/release-utils/version.gitVersion=v3.1.3",
+    version_args: &["version"],
+    // "GitVersion:    v3.1.3"
+    parse_version: |out| out.lines().find_map(|l| l.trim().strip_prefix("GitVersion:")).map(str::trim),
+    renamed: None,
+};
+
+pub const ALL: [&Tool; 6] = [&HELM, &KIND, &CRANE, &COSIGN, &KUBESEAL, &ACTIONLINT];
 
 /// Tools already verified in this process: `find` runs the binary once, not on every call.
 static VERIFIED: Mutex<Vec<&str>> = Mutex::new(Vec::new());

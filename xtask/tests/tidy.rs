@@ -46,6 +46,8 @@ fn external_tools_run_only_from_their_modules() {
         ("helm.rs", "helm"),
         ("kubeseal.rs", "kubeseal"),
         ("crane.rs", "crane"),
+        ("cosign.rs", "cosign"),
+        ("git.rs", "git"),
         ("test.rs", "cargo test"),
         ("host.rs", "apt-get, apt-cache, dpkg-query, dockerd (setting up a machine)"),
         ("cluster/docker.rs", "docker"),

@@ -75,6 +75,20 @@ pub fn push(docker: &Docker, local: &str, registry: &str) -> Result<Pushed> {
     Ok(Pushed { reference, digest })
 }
 
+/// `shipshape/model-server:<tag>`: `image` with `labels` added to its config (a release's source
+/// commit), so the label travels with the image to every registry.
+pub fn relabel(docker: &Docker, image: &str, tag: &str, labels: &[(&str, &str)]) -> Result<String> {
+    let reference = format!("{MODEL_SERVER_REPOSITORY}:{tag}");
+    let log = Stages::new()?.log_path("model-server-release")?;
+    let container = format!("shipshape-release-{}", std::process::id());
+    docker.create_container(&container, image, &log)?;
+    let changes: Vec<String> = labels.iter().map(|(k, v)| format!("LABEL {k}={v}")).collect();
+    let committed = docker.commit(&container, &reference, &changes, &log);
+    docker.remove_container(&container);
+    committed?;
+    Ok(reference)
+}
+
 /// Another version of a built model-server image, for exercising flows: `<image>-<suffix>`,
 /// the same content with `env` baked in (e.g. FAULT_CRASH_ON_START=true: a version that
 /// crash-loops). The chart sets APP_VERSION from the tag, so each variant reports its own version.

@@ -179,7 +179,10 @@ pub fn start_canary(flow: &Flow, args: &CanaryStart) -> Result<State> {
         bail!("stable already runs {}: a canary needs another version", state.canary_tag);
     }
     let mut plan = vec![
-        step("resolve", format!("resolve tag {} to the digest its registry serves (what is checked is what runs)", state.canary_tag)),
+        step(
+            "resolve",
+            format!("resolve tag {} to its digest; verify its signature and provenance as the environment asks", state.canary_tag),
+        ),
         step("check-image", format!("check that the cluster can get the canary's image (tag {})", state.canary_tag)),
     ];
     plan.extend(plan_from(&state));
@@ -192,18 +195,21 @@ pub fn start_canary(flow: &Flow, args: &CanaryStart) -> Result<State> {
     let mut run = Run::begin(flow, "canary", format!("--tag {} --steps {:?}", state.canary_tag, state.steps), plan)?;
     run.fact("from_image", &stable_image)?;
     let repository = release::tag_of_repository(&stable_image).to_owned();
-    let checked = run.step("resolve", |flow| images::resolve(flow.sh, &repository, &state.canary_tag)).and_then(|pinned| {
-        run.fact("to_image", pinned.reference())?;
-        run.fact("to_digest", &pinned.digest)?;
-        state.canary_digest = pinned.digest.clone();
-        run.step("check-image", |flow| {
-            let reference = pinned.reference();
-            let found =
-                flow.block_on(images::ensure_exists(&flow.client, &t.namespace, &reference, &pull_secrets(&release_state.values)))?;
-            println!("  {found}");
-            Ok(())
-        })
-    });
+    let checked = run.step("resolve", |flow| images::resolve_verified(flow, &repository, &state.canary_tag, &args.signature)).and_then(
+        |(pinned, proven)| {
+            run.fact("signature", proven)?;
+            run.fact("to_image", pinned.reference())?;
+            run.fact("to_digest", &pinned.digest)?;
+            state.canary_digest = pinned.digest.clone();
+            run.step("check-image", |flow| {
+                let reference = pinned.reference();
+                let found =
+                    flow.block_on(images::ensure_exists(&flow.client, &t.namespace, &reference, &pull_secrets(&release_state.values)))?;
+                println!("  {found}");
+                Ok(())
+            })
+        },
+    );
     if let Err(err) = checked {
         run.finish("failed", Some(&err))?;
         return Err(err.context("nothing was changed"));

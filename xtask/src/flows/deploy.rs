@@ -19,7 +19,8 @@ pub const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Deploy {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        let flow = Flow::connect(sh, &self.target)?;
+        let mut flow = Flow::connect(sh, &self.target)?;
+        flow.signature = self.signature;
         deploy(&flow, &self.tag, self.dry_run).map(drop)
     }
 }
@@ -46,7 +47,7 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
                 None => "record that nothing is installed yet".to_owned(),
             },
         ),
-        step("resolve", format!("resolve {image} to the digest its registry serves (what is checked is what runs)")),
+        step("resolve", format!("resolve {image} to its digest; verify its signature and provenance as the environment asks")),
         step("check-image", format!("check that the cluster can get {image}@<digest> (on a node, or by pulling it inside the cluster)")),
         step(
             "upgrade",
@@ -86,7 +87,8 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
             run.fact("from_revision", revision.to_string())?;
             run.fact("from_image", image)?;
         }
-        let pinned = run.step("resolve", |flow| images::resolve(flow.sh, &repository, tag))?;
+        let (pinned, proven) = run.step("resolve", |flow| images::resolve_verified(flow, &repository, tag, &flow.signature))?;
+        run.fact("signature", proven)?;
         run.fact("to_image", pinned.reference())?;
         run.fact("to_digest", &pinned.digest)?;
         chart_release.set.push(pinned.set());

@@ -67,6 +67,22 @@ impl Pinned {
     }
 }
 
+/// Resolves `tag` of the release's repository to its digest, then checks what the environment
+/// asks of it (signature and provenance: [`crate::signing::check`]). Returns the pinned image
+/// and what was proven, in words, for the journal.
+pub fn resolve_verified(
+    flow: &super::Flow,
+    repository: &str,
+    tag: &str,
+    signature: &crate::cli::SignatureArgs,
+) -> Result<(Pinned, String)> {
+    let pinned = resolve(flow.sh, repository, tag)?;
+    let env_values = flow.helm()?.planned_values(&crate::render::chart(), &flow.target.chart_release(None))?;
+    let policy = crate::signing::Policy::new(&env_values, signature);
+    let proven = crate::signing::check(flow.sh, &policy, &pinned)?;
+    Ok((pinned, proven))
+}
+
 /// Resolves `repository:tag` to the digest its registry serves, once, before any change.
 pub fn resolve(sh: &xshell::Shell, repository: &str, tag: &str) -> Result<Pinned> {
     let reference = format!("{repository}:{tag}");

@@ -98,6 +98,9 @@ pub struct Flow<'a> {
     pub client: kube::Client,
     /// For HTTP to pods through the API server (see [`crate::k8s::pod_client`]).
     pub pod_client: kube::Client,
+    /// What an image must prove before this flow deploys it (commands that change what runs
+    /// set it from their flags).
+    pub signature: crate::cli::SignatureArgs,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -115,7 +118,16 @@ impl<'a> Flow<'a> {
             target.env.name(),
             target.kubeconfig.display()
         );
-        Ok(Flow { sh, helm: std::cell::OnceCell::new(), taken_back: Default::default(), target, client, pod_client, runtime })
+        Ok(Flow {
+            sh,
+            helm: std::cell::OnceCell::new(),
+            taken_back: Default::default(),
+            target,
+            client,
+            pod_client,
+            signature: Default::default(),
+            runtime,
+        })
     }
 
     /// The pinned helm (checked on first use).

@@ -49,7 +49,8 @@ pub struct Summary {
 
 impl Rollback {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        let flow = Flow::connect(sh, &self.target)?;
+        let mut flow = Flow::connect(sh, &self.target)?;
+        flow.signature = self.signature.clone();
         let to = match (self.to_revision, self.to_tag) {
             (Some(revision), _) => To::Revision(revision),
             (None, Some(tag)) => To::Tag(tag),
@@ -95,6 +96,7 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
         To::Previous => ToKind::Previous,
         _ => ToKind::Given,
     };
+    let mut signature = None;
     let target = match to {
         To::Revision(revision) => {
             let Some(found) = state.history.iter().find(|r| r.revision == revision) else {
@@ -114,7 +116,8 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
         To::Tag(tag) => {
             // Resolved once, before anything changes: the rollback runs exactly this digest.
             let repository = state.values["image"]["repository"].as_str().unwrap_or("shipshape/model-server");
-            let pinned = images::resolve(flow.sh, repository, &tag)?;
+            let (pinned, proven) = images::resolve_verified(flow, repository, &tag, &flow.signature)?;
+            signature = Some(proven);
             let mut values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
             crate::helm::merge(&mut values, &serde_json::json!({"image": {"tag": tag}, "canary": {"enabled": false}}));
             crate::helm::merge(&mut values, &pinned.values());
@@ -199,6 +202,9 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
     run.fact("from_revision", current.revision.to_string())?;
     run.fact("from_image", &from_image)?;
     run.fact("to_image", &to_image)?;
+    if let Some(proven) = signature {
+        run.fact("signature", proven)?;
+    }
     if let Some(drift) = &drift {
         println!("detected: {drift}");
         run.fact("drift", drift.to_string())?;
