@@ -191,7 +191,13 @@ fn blue_green_switch_and_rollback_drop_no_request() {
     let ns = TestNamespace::new("bluegreen");
     let flow = ns.flow();
     // The product's default hold (30 s): shorter ones dropped requests on a busy node.
-    let start = |tag: &str| BlueGreenStart { target: ns.args(), signature: Default::default(), tag: tag.to_owned(), scale_down_delay: 30, dry_run: false };
+    let start = |tag: &str| BlueGreenStart {
+        target: ns.args(),
+        signature: Default::default(),
+        tag: tag.to_owned(),
+        scale_down_delay: 30,
+        dry_run: false,
+    };
     let installed = bluegreen::start_flow(&flow, &start(&shared.v1)).or_panic();
     assert_eq!(installed.to_slot, "blue");
     let refused = failure(deploy::deploy(&flow, &shared.v2, false));
@@ -218,7 +224,8 @@ fn a_blue_green_switch_killed_while_holding_the_old_colour_is_resumed_and_finish
     let shared = fixture::shared();
     let ns = TestNamespace::new("bluegreen-kill");
     let flow = ns.flow();
-    let install = BlueGreenStart { target: ns.args(), signature: Default::default(), tag: shared.v1.clone(), scale_down_delay: 30, dry_run: false };
+    let install =
+        BlueGreenStart { target: ns.args(), signature: Default::default(), tag: shared.v1.clone(), scale_down_delay: 30, dry_run: false };
     bluegreen::start_flow(&flow, &install).or_panic();
     let load = LoadGenerator::start(&ns);
 
