@@ -34,7 +34,8 @@ impl Up {
         // A fresh machine: everything `up` needs is found or set up here, each step announced.
         crate::host::require_go(sh)?;
         crate::host::require_docker(sh)?;
-        crate::tools::install(sh, &[&crate::tools::HELM])?;
+        // helm installs the release; crane resolves tags to digests for every later `deploy`.
+        crate::tools::install(sh, &[&crate::tools::HELM, &crate::tools::CRANE])?;
         let cluster = lifecycle::up(sh, &self.cluster)?;
         let report = deploy_dev(sh, &cluster)?;
         println!("{report}");

@@ -10,5 +10,6 @@ mod diagnose;
 mod hand_changes;
 mod progressive;
 mod secrets;
+mod signed;
 mod standard;
 mod up;

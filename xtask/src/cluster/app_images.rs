@@ -34,9 +34,10 @@ impl Image {
                 }
                 println!("built {built} (also tagged {tagged})");
                 let pushed = push(&docker, &tagged, &registry)?;
-                println!("pushed {}", pushed.by_digest());
+                println!("pushed {} = {}", pushed.reference, pushed.by_digest());
                 let postgres = push(&docker, &build_postgres(sh, &docker)?, &registry)?;
-                println!("pushed {}", postgres.by_digest());
+                println!("pushed {} = {}", postgres.reference, postgres.by_digest());
+                println!("deploy it: cargo xtask deploy --tag {tag} (or canary start / bluegreen start --tag {tag})");
                 Ok(())
             }
         }
