@@ -126,6 +126,22 @@ impl Drop for TestNamespace {
     }
 }
 
+/// Stable pods in the progressive tests: 25 % and 50 % steps are real percentages, and a
+/// promotion never leaves the Service on a single pod that is being replaced.
+pub const PODS: u64 = 4;
+
+/// The release at `tag` with [`PODS`] stable pods, as an operator would have it before a canary.
+pub fn stable_at<'n>(ns: &'n TestNamespace, tag: &str) -> Flow<'n> {
+    let flow = ns.flow();
+    xtask::flows::deploy::deploy(&flow, tag, false).or_panic();
+    let mut values = flow.helm().unwrap().values(&flow.target.release, &ns.name, &ns.kubeconfig, None, false).or_panic();
+    values["replicaCount"] = PODS.into();
+    flow.upgrade_with_values(&values, &xtask::helm::Change::new(&ns.kubeconfig, "e2e: scale")).or_panic();
+    let timeout = xtask::flows::deploy::ROLLOUT_TIMEOUT;
+    flow.block_on(xtask::k8s::wait::deployment_rolled_out(&flow.client, &ns.name, "model-server", timeout)).or_panic();
+    flow
+}
+
 /// How the dev environment names a version: `localhost:5001/shipshape/model-server:<tag>`.
 pub fn image(tag: &str) -> String {
     app_images::in_registry(&format!("{}:{tag}", app_images::MODEL_SERVER_REPOSITORY), registry::HOST)

@@ -13,17 +13,10 @@ use xtask::report::Outcome;
 
 use crate::fixture::{self, LoadGenerator, OrPanic, TestNamespace};
 
-const PODS: u64 = 4;
+use fixture::PODS;
 
-/// The release at v1 with PODS stable pods.
 fn stable_at_v1(ns: &TestNamespace) -> Flow<'_> {
-    let flow = ns.flow();
-    deploy::deploy(&flow, &fixture::shared().v1, false).or_panic();
-    let mut values = flow.helm().unwrap().values(&flow.target.release, &ns.name, &ns.kubeconfig, None, false).or_panic();
-    values["replicaCount"] = PODS.into();
-    flow.upgrade_with_values(&values, &xtask::helm::Change::new(&ns.kubeconfig, "e2e: scale")).or_panic();
-    flow.block_on(xtask::k8s::wait::deployment_rolled_out(&flow.client, &ns.name, "model-server", deploy::ROLLOUT_TIMEOUT)).or_panic();
-    flow
+    fixture::stable_at(ns, &fixture::shared().v1)
 }
 
 /// `kubectl scale deployment NAME --replicas=N`: the scale subresource, field manager "kubectl".
@@ -170,4 +163,47 @@ fn a_canary_paused_without_evidence_exits_apart_from_one_at_the_gate() {
     let aborted = xtask(&ns, &["canary", "abort"]);
     assert!(aborted.status.success(), "{}", text(&aborted));
     assert_eq!(load.stats().failed, 0);
+}
+
+/// `kubectl set image deployment/model-server api=<repository>:v9.9.9`: a tag that exists nowhere.
+fn kubectl_set_image(flow: &Flow, image: &str) {
+    let api: Api<Deployment> = Api::namespaced(flow.client.clone(), &flow.target.namespace);
+    let params = PatchParams { field_manager: Some("kubectl-set".to_owned()), ..Default::default() };
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "image": image}]}}}});
+    flow.block_on(api.patch("model-server", &params, &Patch::Strategic(&patch))).unwrap();
+}
+
+#[test]
+fn a_stuck_hand_set_image_fails_doctor_and_plain_rollback_returns_to_helms_record() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("set-image");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    let broken = fixture::image("v9.9.9");
+    kubectl_set_image(&flow, &broken);
+    // The new ReplicaSet's pod cannot pull; the old pod keeps serving.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let findings = doctor::doctor(&flow).or_panic();
+        let stuck = findings.iter().any(|c| c.name.starts_with("pod ") && c.outcome == Outcome::Fail);
+        if stuck {
+            let rollout = findings.iter().find(|c| c.name == "rollout model-server").unwrap();
+            assert_ne!(rollout.outcome, Outcome::Pass, "a stuck rollout is not passed: {rollout:?}");
+            assert!(rollout.detail.contains("1 old"), "{rollout:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the pull never failed: {findings:?}");
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+
+    // No earlier Helm revision, but the live Deployment is not Helm's record: go back to it.
+    let rolled = xtask(&ns, &["rollback"]);
+    let out = text(&rolled);
+    assert!(rolled.status.success(), "{out}");
+    assert!(out.contains(&format!("from: Helm revision 1, {broken}")), "the summary starts from what ran: {out}");
+    assert!(out.contains("rolling back to Helm's record"), "{out}");
+    let api: Api<Deployment> = Api::namespaced(flow.client.clone(), &ns.name);
+    let live = release::deployment_image(&flow.block_on(api.get("model-server")).unwrap()).unwrap();
+    assert_eq!(fixture::unpinned(&live), fixture::image(&shared.v1));
+    assert_eq!(verify::verify(&flow).or_panic().outcome, Outcome::Pass);
 }

@@ -13,3 +13,4 @@ mod secrets;
 mod signed;
 mod standard;
 mod up;
+mod workflows;

@@ -11,23 +11,15 @@ use xtask::flows::{bluegreen, deploy, release, Flow};
 
 use crate::fixture::{self, failure, LoadGenerator, LoadStats, OrPanic, TestNamespace};
 
-/// Pods of the stable track in these tests: 25 % and 50 % steps are real percentages.
-const PODS: u64 = 4;
+use fixture::PODS;
 
 fn deployment_image(flow: &Flow, name: &str) -> Option<String> {
     let deployments: Api<Deployment> = Api::namespaced(flow.client.clone(), &flow.target.namespace);
     flow.block_on(deployments.get_opt(name)).unwrap().map(|d| fixture::unpinned(&release::deployment_image(&d).unwrap()))
 }
 
-/// The release at v1 with PODS stable pods, as an operator would have it before a canary.
 fn stable_at_v1(ns: &TestNamespace) -> Flow<'_> {
-    let flow = ns.flow();
-    deploy::deploy(&flow, &fixture::shared().v1, false).or_panic();
-    let mut values = flow.helm().unwrap().values(&flow.target.release, &ns.name, &ns.kubeconfig, None, false).or_panic();
-    values["replicaCount"] = PODS.into();
-    flow.upgrade_with_values(&values, &xtask::helm::Change::new(&ns.kubeconfig, "e2e: scale")).or_panic();
-    flow.block_on(xtask::k8s::wait::deployment_rolled_out(&flow.client, &ns.name, "model-server", deploy::ROLLOUT_TIMEOUT)).or_panic();
-    flow
+    fixture::stable_at(ns, &fixture::shared().v1)
 }
 
 fn canary_args(ns: &TestNamespace, tag: &str, approval: Approval) -> CanaryStart {

@@ -58,8 +58,7 @@ fn a_signed_release_is_verified_then_promoted_as_a_canary() {
     let tag = format!("{}-signed", shared.v1);
     let released = release(&tag, &keys().ours.0);
     let ns = TestNamespace::new("signed-canary");
-    let flow = ns.flow();
-    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    let flow = fixture::stable_at(&ns, &shared.v1);
     let load = LoadGenerator::start(&ns);
 
     let args = CanaryStart {

@@ -82,15 +82,23 @@ impl Canary {
         match self.action {
             CanaryAction::Start(start) => {
                 let flow = Flow::connect(sh, &start.target)?;
-                let state = start_canary(&flow, &start)?;
                 if start.dry_run {
-                    return Ok(());
+                    return start_canary(&flow, &start).map(drop);
                 }
-                exit_code(&state)
+                exit_code(&with_step_summary(&flow, start_canary(&flow, &start))?)
             }
-            CanaryAction::Promote(t) => continue_canary(&Flow::connect(sh, &t.target)?, Some(Phase::Promote)).map(drop),
-            CanaryAction::Abort(t) => continue_canary(&Flow::connect(sh, &t.target)?, Some(Phase::Abort)).map(drop),
-            CanaryAction::Resume(t) => exit_code(&continue_canary(&Flow::connect(sh, &t.target)?, None)?),
+            CanaryAction::Promote(t) => {
+                let flow = Flow::connect(sh, &t.target)?;
+                with_step_summary(&flow, continue_canary(&flow, Some(Phase::Promote))).map(drop)
+            }
+            CanaryAction::Abort(t) => {
+                let flow = Flow::connect(sh, &t.target)?;
+                with_step_summary(&flow, continue_canary(&flow, Some(Phase::Abort))).map(drop)
+            }
+            CanaryAction::Resume(t) => {
+                let flow = Flow::connect(sh, &t.target)?;
+                exit_code(&with_step_summary(&flow, continue_canary(&flow, None))?)
+            }
             CanaryAction::Status(s) => {
                 let flow = Flow::connect(sh, &s.target)?;
                 let Some((entry, state)) = flow.latest_state::<State>("canary", STATE_FACT)? else {
@@ -115,6 +123,51 @@ impl Canary {
             }
         }
     }
+}
+
+/// Writes where the canary stands to `$GITHUB_STEP_SUMMARY` (in GitHub Actions), whatever the
+/// outcome, from the journal: the same record `canary status` reads.
+fn with_step_summary(flow: &Flow, outcome: Result<State>) -> Result<State> {
+    if std::env::var_os("GITHUB_STEP_SUMMARY").is_some() {
+        if let Ok(Some((entry, state))) = flow.latest_state::<State>("canary", STATE_FACT) {
+            let t = &flow.target;
+            let holder = flow.block_on(crate::k8s::lease::current_holder(&flow.client, &t.namespace, &t.lease_name())).ok().flatten();
+            report::github_step_summary(&summary_markdown(&entry, &state, &describe(&entry, &state, holder.as_deref())));
+        }
+    }
+    outcome
+}
+
+fn summary_markdown(entry: &Entry, state: &State, where_it_is: &str) -> String {
+    let mut md = format!(
+        "### canary {} -> {} in {}: {}
+
+{where_it_is}
+
+| step | pods (canary + stable) | real share | analysis |
+| --- | --- | --- | --- |
+",
+        state.stable_tag, state.canary_tag, entry.id, entry.result
+    );
+    for m in &state.measured {
+        let analysis = m.analysis.as_ref().map(|a| format!("{}: {}", a.verdict.word(), a.reasons.join("; "))).unwrap_or_default();
+        md.push_str(&format!(
+            "| {} % | {} + {} | {:.0} % | {} |
+",
+            m.requested_percent,
+            m.canary_pods,
+            m.stable_pods,
+            m.real_percent,
+            analysis.replace('|', "\\|")
+        ));
+    }
+    md.push_str(&format!(
+        "
+run by {} (journal entry `{}`)
+",
+        entry.actor, entry.id
+    ));
+    md
 }
 
 /// 0 at the gate or promoted; [`EXIT_PAUSED_WITHOUT_EVIDENCE`] when a step paused as inconclusive.

@@ -188,28 +188,19 @@ async fn rollouts(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
     for name in [release::stable_deployment(&t.release), release::canary_deployment(&t.release)] {
         let Some(deployment) = api.get_opt(&name).await? else { continue };
         let status = deployment.status.clone().unwrap_or_default();
-        let wanted = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let progressing = status.conditions.iter().flatten().find(|c| c.type_ == "Progressing");
-        let check = if progressing.is_some_and(|c| c.status == "False") {
-            Check::new(
+        // Judged as the waits judge it: every replica of the current template updated, ready and
+        // available, and no old pod left (a ready old pod beside a stuck new one is no rollout).
+        let check = match crate::k8s::wait::rollout_state(&deployment) {
+            _ if progressing.is_some_and(|c| c.status == "False") => Check::new(
                 format!("rollout {name}"),
                 Outcome::Fail,
                 format!("stalled: {}", progressing.and_then(|c| c.message.clone()).unwrap_or_default()),
             )
-            .with_fix("the pod findings above say why; cargo xtask rollback returns to the previous release")
-        } else if status.updated_replicas.unwrap_or(0) < wanted || status.ready_replicas.unwrap_or(0) < wanted {
-            Check::new(
-                format!("rollout {name}"),
-                Outcome::Warn,
-                format!(
-                    "in progress: {}/{wanted} updated, {} ready",
-                    status.updated_replicas.unwrap_or(0),
-                    status.ready_replicas.unwrap_or(0)
-                ),
-            )
-            .with_fix("slow rollouts: pod scheduling (node resources) or slow readiness; the pod findings say which")
-        } else {
-            Check::new(format!("rollout {name}"), Outcome::Pass, format!("{wanted}/{wanted} updated and ready"))
+            .with_fix("the pod findings above say why; cargo xtask rollback returns to the previous release"),
+            Ok(done) => Check::new(format!("rollout {name}"), Outcome::Pass, done),
+            Err(waiting) => Check::new(format!("rollout {name}"), Outcome::Warn, format!("not rolled out: {waiting}"))
+                .with_fix("the pod findings above say why (a new pod stuck in ImagePullBackOff, CrashLoopBackOff, Pending); cargo xtask rollback returns to Helm's record"),
         };
         checks.push(check);
     }

@@ -86,8 +86,11 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
     let Some(current) = state.current().cloned() else {
         bail!("release {} is not installed in namespace {}: there is nothing to roll back", t.release, t.namespace);
     };
-    let from_image = state.stable_image().unwrap_or_default();
     let drift = flow.block_on(release::drift(&flow.client, &t.namespace, &t.release, &state))?;
+    // Where the rollback starts is what runs, which a hand change may have made other than
+    // Helm's record.
+    let recorded_image = state.stable_image().unwrap_or_default();
+    let from_image = drift.as_ref().map(|d| d.live_image.clone()).unwrap_or_else(|| recorded_image.clone());
     let canary_name = release::canary_deployment(&t.release);
     let live_canary = flow.block_on(Api::<Deployment>::namespaced(flow.client.clone(), &t.namespace).get_opt(&canary_name))?.is_some();
     let orphan_canary = live_canary && !state.canary_enabled();
@@ -109,7 +112,17 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
             let _ = found;
             Plan::Revision { revision, values }
         }
-        To::Previous => previous_release(flow, &state, &current, &from_image)?,
+        To::Previous => match previous_release(flow, &state, &current, &recorded_image) {
+            Ok(plan) => plan,
+            // What runs was changed behind Helm's back (`kubectl set image`, `rollout undo`) and
+            // Helm has nothing earlier: going back is returning to Helm's record.
+            Err(_) if drift.is_some() && !state.canary_enabled() => {
+                let values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, Some(current.revision), true)?;
+                println!("the Deployment was changed behind Helm's back: rolling back to Helm's record (revision {})", current.revision);
+                Plan::Revision { revision: current.revision, values }
+            }
+            Err(err) => return Err(err),
+        },
         To::Tag(_) if state.live_slot().is_some() => {
             bail!("this release runs blue/green: roll back with `cargo xtask bluegreen rollback`, or deploy a tag with `bluegreen start --tag`")
         }

@@ -313,8 +313,9 @@ fn current_template_hash(
         .and_then(|rs| rs.metadata.labels.as_ref()?.get("pod-template-hash").cloned())
 }
 
-/// `Ok` when the rollout is complete, else where it stands. Fails on the progress deadline.
-fn rollout_state(deployment: &k8s_openapi::api::apps::v1::Deployment) -> Result<String, String> {
+/// `Ok` when the rollout is complete (observed, every replica updated, ready and available, no
+/// old one left), else where it stands. The one judgement of "rolled out" (waits and doctor).
+pub fn rollout_state(deployment: &k8s_openapi::api::apps::v1::Deployment) -> Result<String, String> {
     let wanted = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let generation = deployment.metadata.generation.unwrap_or(0);
     let Some(status) = deployment.status.as_ref() else {
