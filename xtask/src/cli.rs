@@ -47,6 +47,7 @@ pub enum Command {
     Env(ShellEnv),
     Keys(Keys),
     Release(ReleaseImage),
+    Completions(Completions),
 }
 
 /// Which release, on which cluster. Every command that touches a release prints its target first.
@@ -485,8 +486,9 @@ pub enum ClusterAction {
     Image,
 }
 
-/// Print shell lines that put the pinned tools (helm, kind, kubeseal, kubectl) on PATH and point
-/// KUBECONFIG at the local cluster, so the runbooks' own commands work as printed:
+/// Print shell lines that put the pinned tools (helm, kind, kubeseal, kubectl) on PATH, point
+/// KUBECONFIG at the local cluster, and define `xtask` (this checkout's `cargo xtask`, from any
+/// directory), so the runbooks' own commands work as printed:
 ///
 ///     eval "$(cargo xtask env)"
 ///     helm history model-server --namespace model-server-dev
@@ -497,6 +499,18 @@ pub enum ClusterAction {
 pub struct ShellEnv {
     #[command(flatten)]
     pub cluster: ClusterTarget,
+}
+
+/// Print shell completions for the `xtask` shell function that `cargo xtask env` defines:
+///
+///     eval "$(cargo xtask env)"
+///     source <(cargo xtask completions bash)
+///     xtask canary st<TAB>
+#[derive(Args, Debug)]
+pub struct Completions {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// The cosign key pair releases are signed with.

@@ -27,6 +27,14 @@ fn main() -> std::process::ExitCode {
         Command::Env(cmd) => cmd.run(&sh),
         Command::Keys(cmd) => cmd.run(&sh),
         Command::Release(cmd) => cmd.run(&sh),
+        Command::Completions(cmd) => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(cmd.shell, &mut Cli::command(), "xtask", &mut script);
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            Ok(())
+        }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

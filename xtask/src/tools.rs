@@ -319,6 +319,9 @@ fn shell_exports(dirs: &[PathBuf], kubeconfig: &std::path::Path) -> String {
         out.push_str(&format!("export PATH={}:\"$PATH\"\n", joined.join(":")));
     }
     out.push_str(&format!("export KUBECONFIG={}\n", quote(kubeconfig)));
+    // This checkout's `cargo xtask` from any directory (`cargo xtask completions` completes it).
+    let manifest = crate::repo_root().join("Cargo.toml");
+    out.push_str(&format!("xtask() {{ cargo run --quiet --manifest-path {} --package xtask -- \"$@\"; }}\n", quote(&manifest)));
     out
 }
 
@@ -330,6 +333,7 @@ mod env_tests {
     fn exports_are_quoted_for_any_path() {
         let out = shell_exports(&[PathBuf::from("/c/tools/helm-v4"), PathBuf::from("/it's")], std::path::Path::new("/k/kubeconfig"));
         assert!(out.contains("export PATH='/c/tools/helm-v4':'/it'\\''s':\"$PATH\"\n"), "{out}");
-        assert!(out.ends_with("export KUBECONFIG='/k/kubeconfig'\n"), "{out}");
+        assert!(out.contains("export KUBECONFIG='/k/kubeconfig'\n"), "{out}");
+        assert!(out.contains("xtask() { cargo run --quiet --manifest-path '"), "{out}");
     }
 }

@@ -70,6 +70,33 @@ struct Observed {
     pods: Vec<Pod>,
 }
 
+impl Observed {
+    /// The pods whose serving container runs: checks 3-7 ask only these (a pod that is not
+    /// running is check 2's one finding, said once, not an error from every later check).
+    fn running(&self) -> Vec<&Pod> {
+        self.pods.iter().filter(|p| is_running(p)).collect()
+    }
+
+    /// What checks 3-7 say about the pods they skipped.
+    fn skipped(&self) -> String {
+        let skipped: Vec<String> = self.pods.iter().filter(|p| !is_running(p)).map(|p| p.metadata.name.clone().unwrap_or_default()).collect();
+        if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(" (skipped, not running: {}; see pods-running)", skipped.join(", "))
+        }
+    }
+}
+
+fn is_running(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    status.and_then(|s| s.phase.as_deref()) == Some("Running")
+        && status
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| c.iter().find(|c| c.name == "api"))
+            .is_some_and(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+}
+
 pub async fn checks(client: &kube::Client, pod_client: &kube::Client, target: &Target) -> Result<Verification> {
     let started = Instant::now();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &target.namespace);
@@ -197,13 +224,14 @@ async fn get(client: &kube::Client, namespace: &str, pod: &Pod, path: &str) -> R
 
 /// [3-5/7] `path` answers 200 with `"status":"<status>"` on every pod.
 async fn endpoint(client: &kube::Client, target: &Target, o: &Observed, path: &str, status: &str) -> Check {
-    if o.pods.is_empty() {
-        return fail("no serving pods to ask");
+    let running = o.running();
+    if running.is_empty() {
+        return fail(format!("no running pod to ask{}", o.skipped()));
     }
-    let answers = join_all(o.pods.iter().map(|pod| get(client, &target.namespace, pod, path))).await;
+    let answers = join_all(running.iter().map(|pod| get(client, &target.namespace, pod, path))).await;
     let wanted = format!(r#""status":"{status}""#);
     let mut bad = Vec::new();
-    for (pod, answer) in o.pods.iter().zip(answers) {
+    for (pod, answer) in running.iter().zip(answers) {
         let name = pod.metadata.name.clone().unwrap_or_default();
         match answer {
             Ok(a) if a.status == 200 && a.body.contains(&wanted) => {}
@@ -212,7 +240,7 @@ async fn endpoint(client: &kube::Client, target: &Target, o: &Observed, path: &s
         }
     }
     if bad.is_empty() {
-        Check::new("", Outcome::Pass, format!("GET {path} answered {status} on {} pods", o.pods.len()))
+        Check::new("", Outcome::Pass, format!("GET {path} answered {status} on {} pods{}", running.len(), o.skipped()))
     } else {
         let fix = match path {
             "/health/db" => {
@@ -220,7 +248,7 @@ async fn endpoint(client: &kube::Client, target: &Target, o: &Observed, path: &s
             }
             _ => "cargo xtask doctor; the pod's logs say why",
         };
-        fail(format!("GET {path}: {}", bad.join("; "))).with_fix(fix)
+        fail(format!("GET {path}: {}{}", bad.join("; "), o.skipped())).with_fix(fix)
     }
 }
 
@@ -228,10 +256,11 @@ async fn endpoint(client: &kube::Client, target: &Target, o: &Observed, path: &s
 async fn error_logs(client: &kube::Client, target: &Target, o: &Observed) -> Check {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
     let params = LogParams { container: Some("api".to_owned()), since_seconds: Some(LOG_WINDOW_SECONDS), ..Default::default() };
-    let logs = join_all(o.pods.iter().map(|p| pods.logs(p.metadata.name.as_deref().unwrap_or_default(), &params))).await;
+    let running = o.running();
+    let logs = join_all(running.iter().map(|p| pods.logs(p.metadata.name.as_deref().unwrap_or_default(), &params))).await;
     let mut counts = Vec::new();
     let mut worst = 0;
-    for (pod, log) in o.pods.iter().zip(logs) {
+    for (pod, log) in running.iter().zip(logs) {
         let name = pod.metadata.name.clone().unwrap_or_default();
         match log {
             Ok(text) => {
@@ -239,10 +268,14 @@ async fn error_logs(client: &kube::Client, target: &Target, o: &Observed) -> Che
                 worst = worst.max(count);
                 counts.push(format!("{name}: {count}"));
             }
-            Err(err) => return fail(format!("reading the logs of {name}: {err}")),
+            Err(err) => return fail(format!("reading the logs of {name}: {}", crate::k8s::in_words(&err))),
         }
     }
-    let detail = format!("error lines in the last 5 minutes: {}", if counts.is_empty() { "no pods".to_owned() } else { counts.join(", ") });
+    let detail = format!(
+        "error lines in the last 5 minutes: {}{}",
+        if counts.is_empty() { "no running pods".to_owned() } else { counts.join(", ") },
+        o.skipped()
+    );
     if worst > ERROR_LINES_WARNING {
         Check::new("", Outcome::Warn, detail)
             .with_fix("read them: cargo xtask doctor, or kubectl logs -l app.kubernetes.io/instance=<release>")
@@ -268,9 +301,10 @@ async fn version(client: &kube::Client, target: &Target, o: &Observed, state: &R
         return fail("no stable Deployment");
     };
     let image = release::deployment_image(stable).unwrap_or_default();
-    let answers = join_all(o.pods.iter().map(|pod| get(client, &target.namespace, pod, "/version"))).await;
+    let running = o.running();
+    let answers = join_all(running.iter().map(|pod| get(client, &target.namespace, pod, "/version"))).await;
     let mut mismatched = Vec::new();
-    for (pod, answer) in o.pods.iter().zip(answers) {
+    for (pod, answer) in running.iter().zip(answers) {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let pod_image = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default();
         let reported = answer
@@ -285,7 +319,7 @@ async fn version(client: &kube::Client, target: &Target, o: &Observed, state: &R
     if !mismatched.is_empty() {
         return fail(format!("pods disagree with their images: {}", mismatched.join("; ")));
     }
-    let reported = versions_by_track(&o.pods);
+    let reported = format!("{}{}", versions_by_track(running.iter().copied()), o.skipped());
     match state.stable_image() {
         Some(helm_image) if helm_image != image => Check::new(
             "",
@@ -298,7 +332,7 @@ async fn version(client: &kube::Client, target: &Target, o: &Observed, state: &R
 }
 
 /// What the pods report, per track with counts: `stable: 1 pod reports v2; canary: 3 pods report v3`.
-fn versions_by_track(pods: &[Pod]) -> String {
+fn versions_by_track<'p>(pods: impl IntoIterator<Item = &'p Pod>) -> String {
     let mut counts: std::collections::BTreeMap<(String, String), usize> = Default::default();
     for pod in pods {
         let image = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default();

@@ -37,3 +37,12 @@ async fn config(kubeconfig: &Path) -> Result<kube::Config> {
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("starting the tokio runtime").block_on(future)
 }
+
+/// A kube error in words for people: the API server's code, reason and message, not a Debug
+/// dump of its Status.
+pub fn in_words(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) => format!("the API server answered {} {}: {}", status.code, status.reason, status.message),
+        other => other.to_string(),
+    }
+}
