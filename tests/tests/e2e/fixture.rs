@@ -153,6 +153,14 @@ pub fn unpinned(image: &str) -> String {
     image.split('@').next().unwrap_or(image).to_owned()
 }
 
+/// A command's human output speaks words: no Rust Debug formatting and no raw API Status JSON
+/// reaches a user (issue: reports an SRE can read at 3 a.m.).
+pub fn assert_plain_words(output: &str) {
+    for shape in ["Some(", "None,", "Step(", "Status {", "ApiError", r#"{"kind":"Status""#] {
+        assert!(!output.contains(shape), "Debug formatting or raw API JSON ({shape:?}) in a command's output:\n{output}");
+    }
+}
+
 /// Unwraps with the whole error chain in the panic message.
 pub trait OrPanic<T> {
     fn or_panic(self) -> T;

@@ -43,8 +43,11 @@ fn xtask(ns: &TestNamespace, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// What the command printed, checked for Debug formatting (every output in these tests).
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    fixture::assert_plain_words(&text);
+    text
 }
 
 #[test]
@@ -189,12 +192,21 @@ fn a_stuck_hand_set_image_fails_doctor_and_plain_rollback_returns_to_helms_recor
         if stuck {
             let rollout = findings.iter().find(|c| c.name == "rollout model-server").unwrap();
             assert_ne!(rollout.outcome, Outcome::Pass, "a stuck rollout is not passed: {rollout:?}");
-            assert!(rollout.detail.contains("1 old"), "{rollout:?}");
+            assert!(rollout.detail.starts_with("not rolled out"), "{rollout:?}");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the pull never failed: {findings:?}");
         std::thread::sleep(std::time::Duration::from_secs(2));
     }
+
+    // verify: the stuck pod is one finding, in words; the later checks say they skipped it.
+    let verified = xtask(&ns, &["verify"]);
+    let out = text(&verified);
+    assert_eq!(verified.status.code(), Some(1), "{out}");
+    assert!(out.contains("FAIL pods-running") && out.contains("1 of 2 pods not Running"), "one finding, in words: {out}");
+    assert!(out.contains("skipped, not running"), "checks 3-7 say what they skipped: {out}");
+    let doctor = text(&xtask(&ns, &["doctor"]));
+    assert!(!doctor.contains("PASS rollout model-server"), "{doctor}");
 
     // No earlier Helm revision, but the live Deployment is not Helm's record: go back to it.
     let rolled = xtask(&ns, &["rollback"]);

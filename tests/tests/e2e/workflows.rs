@@ -57,7 +57,9 @@ fn run_job(ns: &TestNamespace, command: &str, vars: &[(&str, &str)], summary: &P
 }
 
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    fixture::assert_plain_words(&text);
+    text
 }
 
 #[test]
@@ -80,7 +82,8 @@ fn the_deploy_workflow_crosses_its_gate_job_by_job_and_its_abort_job_stops_a_can
             let command =
                 if job == "canary" { format!("{command} --steps 50 --analysis-seconds 8 --min-requests 20") } else { command.clone() };
             let out = run_job(&ns, &command, &vars, &summary);
-            assert!(out.status.success(), "job {job}: `{command}` failed: {}", text(&out));
+            let said = text(&out);
+            assert!(out.status.success(), "job {job}: `{command}` failed: {said}");
         }
         let written = std::fs::read_to_string(&summary).unwrap_or_default();
         assert!(!written.trim().is_empty(), "job {job} wrote no step summary");

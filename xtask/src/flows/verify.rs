@@ -79,7 +79,8 @@ impl Observed {
 
     /// What checks 3-7 say about the pods they skipped.
     fn skipped(&self) -> String {
-        let skipped: Vec<String> = self.pods.iter().filter(|p| !is_running(p)).map(|p| p.metadata.name.clone().unwrap_or_default()).collect();
+        let skipped: Vec<String> =
+            self.pods.iter().filter(|p| !is_running(p)).map(|p| p.metadata.name.clone().unwrap_or_default()).collect();
         if skipped.is_empty() {
             String::new()
         } else {
@@ -204,7 +205,16 @@ fn pods_running(o: &Observed) -> Check {
         if let Some(reason) = wait::stuck_reason(pod) {
             bad.push(format!("{name} {reason}"));
         } else if phase != "Running" {
-            bad.push(format!("{name} is {phase}"));
+            // Say why in the kubelet's words when it has said (ErrImagePull, ContainerCreating).
+            let waiting = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|c| c.iter().find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone()));
+            bad.push(match waiting {
+                Some(reason) => format!("{name} is {phase} ({reason})"),
+                None => format!("{name} is {phase}"),
+            });
         }
     }
     if bad.is_empty() {
