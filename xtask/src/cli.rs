@@ -529,10 +529,12 @@ pub enum KeysAction {
     Init,
 }
 
-/// Release model-server: build, push, sign, attest provenance; print what to deploy.
+/// Release model-server: build, scan, push, sign, attest; print what to deploy.
 ///
-/// Steps: build the image from this checkout (labelled with its commit); push it (default: the
-/// local registry); sign its digest with the private key (`cargo xtask keys init`; password from
+/// Steps: build the image from this checkout (labelled with its commit; the binary built with
+/// cargo auditable); scan it with the pinned osv-scanner against --vuln-db: a HIGH or CRITICAL
+/// finding refuses the release unless allow-listed in deploy/scan/allowlist.toml (each entry with
+/// a reason and an expiry date); push it (default: the local registry); sign its digest with the private key (`cargo xtask keys init`; password from
 /// $COSIGN_PASSWORD, never on a command line); attach a signed SLSA v1 provenance attestation
 /// (builder, source repository, commit, dirty flag, Cargo.lock digest, build command, start and
 /// end times). Offline: no transparency log and no certificate authority are used (said in the
@@ -546,6 +548,10 @@ pub struct ReleaseImage {
     /// Registry (and optional path prefix) to push to.
     #[arg(long, default_value = crate::cluster::registry::HOST)]
     pub registry: String,
+    /// Directory of osv-scanner's offline vulnerability databases (<dir>/osv-scalibr/crates.io/
+    /// all.zip). Required: no feed is reachable from here, and no database is never a pass.
+    #[arg(long, env = "SHIPSHAPE_VULN_DB")]
+    pub vuln_db: Option<std::path::PathBuf>,
 }
 
 /// What an image must prove before a command changes what runs.

@@ -14,6 +14,8 @@ use crate::tools::COSIGN;
 /// The SLSA v1 provenance predicate type, as cosign names it (`--type slsaprovenance1`).
 pub const PROVENANCE_TYPE: &str = "slsaprovenance1";
 pub const PROVENANCE_PREDICATE: &str = "https://slsa.dev/provenance/v1";
+/// A CycloneDX SBOM, as cosign names it (`--type cyclonedx`).
+pub const SBOM_TYPE: &str = "cyclonedx";
 
 pub struct Cosign<'a> {
     sh: &'a Shell,
@@ -55,13 +57,14 @@ impl<'a> Cosign<'a> {
         Ok(())
     }
 
-    /// Attaches `predicate` (a SLSA v1 provenance body) to `reference` as a signed attestation.
-    pub fn attest_provenance(&self, key: &Path, password: &Password, reference: &str, predicate: &Path) -> Result<()> {
+    /// Attaches `predicate` (of cosign type `kind`: a SLSA v1 provenance body, a CycloneDX SBOM)
+    /// to `reference` as a signed attestation.
+    pub fn attest(&self, key: &Path, password: &Password, reference: &str, predicate: &Path, kind: &str) -> Result<()> {
         let bin = &self.bin;
         read_or_explain(
             cmd!(
                 self.sh,
-                "{bin} attest --key {key} --type {PROVENANCE_TYPE} --predicate {predicate} --use-signing-config=false --tlog-upload=false --yes {reference}"
+                "{bin} attest --key {key} --type {kind} --predicate {predicate} --use-signing-config=false --tlog-upload=false --yes {reference}"
             )
             .env("COSIGN_PASSWORD", &password.0),
         )
@@ -78,14 +81,14 @@ impl<'a> Cosign<'a> {
         Ok(())
     }
 
-    /// The SLSA provenance predicates attached to `reference` and signed by `public_key`.
-    pub fn verified_provenance(&self, public_key: &Path, reference: &str) -> Result<Vec<Value>> {
+    /// The predicates of cosign type `kind` (`slsaprovenance1`, `cyclonedx`) attached to
+    /// `reference` and signed by `public_key` (cosign checks both, and that the attestation is
+    /// about this digest).
+    pub fn verified_attestations(&self, public_key: &Path, reference: &str, kind: &str) -> Result<Vec<Value>> {
         let bin = &self.bin;
-        let out = read_or_explain(cmd!(
-            self.sh,
-            "{bin} verify-attestation --key {public_key} --insecure-ignore-tlog --type {PROVENANCE_TYPE} {reference}"
-        ))
-        .map_err(|err| anyhow::anyhow!(last_line(&format!("{err:#}"))))?;
+        let out =
+            read_or_explain(cmd!(self.sh, "{bin} verify-attestation --key {public_key} --insecure-ignore-tlog --type {kind} {reference}"))
+                .map_err(|err| anyhow::anyhow!(last_line(&format!("{err:#}"))))?;
         let mut predicates = Vec::new();
         for line in out.lines().filter(|l| l.trim_start().starts_with('{')) {
             let envelope: Value = serde_json::from_str(line).context("reading cosign's attestation output")?;
@@ -93,7 +96,7 @@ impl<'a> Cosign<'a> {
             use base64::Engine;
             let statement: Value = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(payload)?)
                 .context("an attestation payload that is not an in-toto statement")?;
-            if statement["predicateType"] != PROVENANCE_PREDICATE {
+            if kind == PROVENANCE_TYPE && statement["predicateType"] != PROVENANCE_PREDICATE {
                 bail!("an attestation of type {} where SLSA provenance v1 was asked for", statement["predicateType"]);
             }
             predicates.push(statement["predicate"].clone());

@@ -17,6 +17,7 @@ pub mod kubeseal;
 mod process;
 pub mod render;
 pub mod report;
+pub mod scan;
 pub mod signing;
 pub mod test;
 pub mod tools;

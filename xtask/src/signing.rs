@@ -79,20 +79,23 @@ pub fn init_keys(sh: &Shell, private: &Path, public: &Path) -> Result<()> {
 
 impl ReleaseImage {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        let released = release(sh, &self.tag, &self.registry, &private_key_path()?)?;
+        let database = crate::scan::database(self.vuln_db)?;
+        let released = release(sh, &self.tag, &self.registry, &private_key_path()?, &database)?;
         println!("released {}", released.reference());
         println!("  deploy it: cargo xtask deploy --tag {} (or canary start / bluegreen start)", self.tag);
         Ok(())
     }
 }
 
-/// Builds, pushes, signs and attests `tag`; returns what was released.
-pub fn release(sh: &Shell, tag: &str, registry_host: &str, key: &Path) -> Result<Pinned> {
+/// Builds, scans, pushes, signs and attests `tag`; returns what was released. Nothing is pushed
+/// when the scan refuses the image.
+pub fn release(sh: &Shell, tag: &str, registry_host: &str, key: &Path, vuln_db: &Path) -> Result<Pinned> {
     let started = now();
     let clock = Instant::now();
     if !key.exists() {
         bail!("no signing key at {}: create one with `cargo xtask keys init` (or set SHIPSHAPE_COSIGN_KEY)", key.display());
     }
+    crate::scan::check_database(vuln_db)?;
     let password = password()?;
     let cosign = Cosign::new(sh)?;
     let source = crate::git::source(sh)?;
@@ -100,10 +103,16 @@ pub fn release(sh: &Shell, tag: &str, registry_host: &str, key: &Path) -> Result
     if registry_host == registry::HOST {
         registry::ensure_running(sh, &docker)?;
     }
-    println!("[1/4] build model-server at {}{}", source.commit, if source.dirty { " (with uncommitted changes)" } else { "" });
+    println!("[1/6] build model-server at {}{}", source.commit, if source.dirty { " (with uncommitted changes)" } else { "" });
     let built = app_images::build_model_server(sh, &docker)?;
     let local = app_images::relabel(&docker, &built, tag, &[(REVISION_LABEL, &source.commit)])?;
-    println!("[2/4] push");
+    println!("[2/6] scan for vulnerabilities (HIGH and CRITICAL refuse the release)");
+    let scratch = tempfile::tempdir()?;
+    let archive = scratch.path().join("image.tar");
+    docker.save_tags(&[local.as_str()], &archive, &crate::cluster::stage::Stages::new()?.log_path("release-scan")?)?;
+    let scanned = crate::scan::scan(sh, &archive, vuln_db)?;
+    crate::scan::gate(&scanned).context("nothing was pushed or signed")?;
+    println!("[3/6] push");
     let pushed = app_images::push(&docker, &local, registry_host)?;
     let pinned = Pinned {
         repository: crate::flows::release::tag_of_repository(&pushed.reference).to_owned(),
@@ -111,14 +120,18 @@ pub fn release(sh: &Shell, tag: &str, registry_host: &str, key: &Path) -> Result
         digest: pushed.digest.clone(),
     };
     println!("  {}", pushed.by_digest());
-    println!("[3/4] sign {} (key {}; offline: no transparency log, no certificate authority)", pinned.digest, key.display());
+    println!("[4/6] sign {} (key {}; offline: no transparency log, no certificate authority)", pinned.digest, key.display());
     cosign.sign(key, &password, &pushed.by_digest())?;
-    println!("[4/4] attest SLSA v1 provenance");
+    println!("[5/6] attest the SBOM (CycloneDX, {} components)", scanned.sbom["components"].as_array().map(Vec::len).unwrap_or(0));
+    let sbom = scratch.path().join("sbom.cdx.json");
+    std::fs::write(&sbom, serde_json::to_vec(&scanned.sbom)?)?;
+    cosign.attest(key, &password, &pushed.by_digest(), &sbom, crate::cosign::SBOM_TYPE)?;
+    println!("[6/6] attest SLSA v1 provenance");
     let lock = std::fs::read(crate::repo_root().join("Cargo.lock")).context("reading Cargo.lock")?;
     let predicate = provenance(&source, tag, &hex_sha256(&lock), &started, &now());
     let file = tempfile::Builder::new().suffix(".json").tempfile()?;
     std::fs::write(file.path(), serde_json::to_vec_pretty(&predicate)?)?;
-    cosign.attest_provenance(key, &password, &pushed.by_digest(), file.path())?;
+    cosign.attest(key, &password, &pushed.by_digest(), file.path(), crate::cosign::PROVENANCE_TYPE)?;
     println!("released in {:.1}s", clock.elapsed().as_secs_f64());
     Ok(pinned)
 }
@@ -194,7 +207,8 @@ pub fn check(sh: &Shell, policy: &Policy, pinned: &Pinned) -> Result<String> {
         }
         let cosign = Cosign::new(sh)?;
         cosign.verify(&policy.public_key, &reference).context("signature")?;
-        let predicates = cosign.verified_provenance(&policy.public_key, &reference).context("provenance")?;
+        let predicates =
+            cosign.verified_attestations(&policy.public_key, &reference, crate::cosign::PROVENANCE_TYPE).context("provenance")?;
         let labelled = crate::crane::Crane::new(sh)?.label(&reference, REVISION_LABEL)?;
         let commits: Vec<&str> = predicates.iter().filter_map(provenance_commit).collect();
         match (&labelled, commits.as_slice()) {

@@ -125,7 +125,68 @@ pub const COSIGN: Tool = Tool {
     renamed: None,
 };
 
-pub const ALL: [&Tool; 6] = [&HELM, &KIND, &CRANE, &COSIGN, &KUBESEAL, &ACTIONLINT];
+/// osv-scanner v2.5 (v2.6 needs Go 1.27): the vulnerability gate of `release` and the image's
+/// SBOM, from an offline database the user provides.
+pub const OSV_SCANNER: Tool = Tool {
+    name: "osv-scanner",
+    version: "v2.5.0",
+    package: "github.com/google/osv-scanner/v2/cmd/osv-scanner",
+    go_min: (1, 26),
+    ldflags: "-s -w",
+    version_args: &["--version"],
+    // "osv-scanner version: 2.5.0"
+    parse_version: |out| out.lines().find_map(|l| l.trim().strip_prefix("osv-scanner version:")).map(str::trim),
+    renamed: None,
+};
+
+pub const ALL: [&Tool; 7] = [&HELM, &KIND, &CRANE, &COSIGN, &OSV_SCANNER, &KUBESEAL, &ACTIONLINT];
+
+/// A tool installed with `cargo install` from crates.io at a pinned version.
+pub struct CargoTool {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+/// cargo-auditable: model-server is built with it, so the crates in its binary are readable by
+/// scanners (the image's SBOM and vulnerability gate come from them).
+pub const CARGO_AUDITABLE: CargoTool = CargoTool { name: "cargo-auditable", version: "0.7.7" };
+
+impl CargoTool {
+    pub fn dir(&self) -> Result<PathBuf> {
+        Ok(crate::cache::root()?.join("tools").join(format!("{}-{}", self.name, self.version)))
+    }
+
+    pub fn find(&self) -> Result<PathBuf> {
+        let path = self.dir()?.join("bin").join(self.name);
+        if !path.is_file() {
+            bail!("{} {} is not installed (looked for {}): run `cargo xtask tools install`", self.name, self.version, path.display());
+        }
+        Ok(path)
+    }
+
+    /// `cargo install --locked` into a `.partial` root, renamed into place when it succeeded.
+    pub fn install(&self, sh: &Shell) -> Result<()> {
+        let dir = self.dir()?;
+        if dir.join("bin").join(self.name).is_file() {
+            println!("{:<8} {:<8} already installed ({})", self.name, self.version, dir.display());
+            return Ok(());
+        }
+        let partial = dir.with_extension("partial");
+        if partial.exists() {
+            sh.remove_path(&partial)?;
+        }
+        println!("{:<8} {:<8} building with cargo install (cold: about a minute)", self.name, self.version);
+        let started = Instant::now();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let (name, version) = (self.name, self.version);
+        cmd!(sh, "{cargo} install --quiet --locked {name} --version {version} --root {partial}")
+            .run()
+            .with_context(|| format!("cargo install {name} {version} failed: cargo's error is above"))?;
+        std::fs::rename(&partial, &dir).with_context(|| format!("moving {} into place", dir.display()))?;
+        println!("{:<8} {:<8} built in {:.0?} -> {}", self.name, self.version, started.elapsed(), dir.display());
+        Ok(())
+    }
+}
 
 /// Tools already verified in this process: `find` runs the binary once, not on every call.
 static VERIFIED: Mutex<Vec<&str>> = Mutex::new(Vec::new());
@@ -159,7 +220,8 @@ impl Tool {
 
     fn verify(&self, sh: &Shell, path: &PathBuf) -> Result<()> {
         let reported = self.reported_version(sh, path)?;
-        if reported == self.version {
+        // Some tools print their version without the `v` of their module tag.
+        if reported.trim_start_matches('v') == self.version.trim_start_matches('v') {
             return Ok(());
         }
         let major = |v: &str| v.split('.').next().unwrap_or_default().to_owned();
@@ -222,7 +284,8 @@ impl Tools {
 }
 
 pub fn install_all(sh: &Shell) -> Result<()> {
-    install(sh, &ALL)
+    install(sh, &ALL)?;
+    CARGO_AUDITABLE.install(sh)
 }
 
 /// Builds whichever of `tools` are not in the cache yet.
@@ -243,6 +306,13 @@ fn check_all(sh: &Shell) -> Result<()> {
                 println!("MISSING {:<8} {:<8} {err:#}", tool.name, tool.version);
                 missing.push(tool.name);
             }
+        }
+    }
+    match CARGO_AUDITABLE.find() {
+        Ok(path) => println!("ok      {:<8} {:<8} {}", CARGO_AUDITABLE.name, CARGO_AUDITABLE.version, path.display()),
+        Err(err) => {
+            println!("MISSING {:<8} {:<8} {err:#}", CARGO_AUDITABLE.name, CARGO_AUDITABLE.version);
+            missing.push(CARGO_AUDITABLE.name);
         }
     }
     // kubectl is a tool for people (the project never runs it): the pinned one is built with the

@@ -36,6 +36,7 @@ impl Up {
         crate::host::require_docker(sh)?;
         // helm installs the release; crane resolves tags to digests for every later `deploy`.
         crate::tools::install(sh, &[&crate::tools::HELM, &crate::tools::CRANE])?;
+        crate::tools::CARGO_AUDITABLE.install(sh)?;
         let cluster = lifecycle::up(sh, &self.cluster)?;
         let report = deploy_dev(sh, &cluster)?;
         println!("{report}");

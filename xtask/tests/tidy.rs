@@ -48,6 +48,7 @@ fn external_tools_run_only_from_their_modules() {
         ("crane.rs", "crane"),
         ("cosign.rs", "cosign"),
         ("git.rs", "git"),
+        ("scan.rs", "osv-scanner"),
         ("test.rs", "cargo test"),
         ("host.rs", "apt-get, apt-cache, dpkg-query, dockerd (setting up a machine)"),
         ("cluster/docker.rs", "docker"),

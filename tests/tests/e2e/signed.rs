@@ -39,7 +39,9 @@ fn keys() -> &'static Keys {
 fn release(tag: &str, key: &std::path::Path) -> String {
     fixture::shared();
     let sh = xtask::repo_shell().unwrap();
-    let pinned = xtask::signing::release(&sh, tag, registry::HOST, key).or_panic();
+    static CLEAN: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let database = CLEAN.get_or_init(|| vulnerability_database("0.1.0"));
+    let pinned = xtask::signing::release(&sh, tag, registry::HOST, key, database.path()).or_panic();
     pinned.reference()
 }
 
@@ -131,4 +133,65 @@ fn unsigned_other_keys_and_moved_tags_are_refused_before_any_change() {
     let runs = flow.block_on(flow.journal().entries()).or_panic();
     let last = runs.last().unwrap();
     assert!(last.facts["signature"].contains("NOT checked") && last.facts["signature"].contains(&last.actor), "{:#?}", last.facts);
+}
+
+/// An osv-scanner offline database holding one advisory, in OSV's real format, against the axum
+/// crate model-server links: `fixed` decides whether the linked version is affected.
+fn vulnerability_database(fixed: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let ecosystem = dir.path().join("osv-scalibr/crates.io");
+    std::fs::create_dir_all(&ecosystem).unwrap();
+    let advisory = serde_json::json!({
+        "schema_version": "1.6.0",
+        "id": "RUSTSEC-2099-0001",
+        "modified": "2026-11-30T00:00:00Z",
+        "published": "2026-11-30T00:00:00Z",
+        "summary": "Request smuggling in axum's HTTP/1 handling (a test advisory)",
+        "details": "Written by shipshape's tests to prove the release gate refuses an affected build.",
+        "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+        "affected": [{
+            "package": {"ecosystem": "crates.io", "name": "axum", "purl": "pkg:cargo/axum"},
+            "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": fixed}]}]
+        }],
+        "references": [{"type": "ADVISORY", "url": "https://rustsec.org/advisories/RUSTSEC-2099-0001.html"}]
+    });
+    let file = std::fs::File::create(ecosystem.join("all.zip")).unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("RUSTSEC-2099-0001.json", options).unwrap();
+    std::io::Write::write_all(&mut zip, serde_json::to_string(&advisory).unwrap().as_bytes()).unwrap();
+    zip.finish().unwrap();
+    dir
+}
+
+#[test]
+fn the_vulnerability_gate_refuses_an_affected_build_and_releases_a_clean_one() {
+    let shared = fixture::shared();
+    let sh = xtask::repo_shell().unwrap();
+    let key = &keys().ours.0;
+
+    let affected = vulnerability_database("99.0.0");
+    let tag = format!("{}-vulnerable", shared.v1);
+    let error = failure(xtask::signing::release(&sh, &tag, registry::HOST, key, affected.path()));
+    assert!(error.contains("vulnerability gate") && error.contains("RUSTSEC-2099-0001") && error.contains("CRITICAL"), "{error}");
+    assert!(error.contains("nothing was pushed or signed"), "{error}");
+    let crane = xtask::crane::Crane::new(&sh).unwrap();
+    let reference = app_images::in_registry(&format!("{}:{tag}", app_images::MODEL_SERVER_REPOSITORY), registry::HOST);
+    assert!(crane.digest(&reference).is_err(), "the refused build was not pushed");
+
+    let clean = vulnerability_database("0.1.0");
+    let tag = format!("{}-clean", shared.v1);
+    let released = xtask::signing::release(&sh, &tag, registry::HOST, key, clean.path()).or_panic();
+    // The SBOM travels with the image, signed: the crates the scanner read from the binary.
+    let cosign = xtask::cosign::Cosign::new(&sh).unwrap();
+    let sboms = cosign
+        .verified_attestations(&keys().ours.1, &format!("{}@{}", released.repository, released.digest), xtask::cosign::SBOM_TYPE)
+        .or_panic();
+    let sbom = sboms.first().expect("an SBOM attestation");
+    let components = sbom["components"].as_array().expect("CycloneDX components");
+    assert!(components.iter().any(|c| c["name"] == "axum"), "the SBOM lists the crates model-server links: {sbom}");
+
+    // No database at all is an error that names the flag, never a silent pass.
+    let error = failure(xtask::scan::database(None));
+    assert!(error.contains("--vuln-db"), "{error}");
 }

@@ -8,4 +8,4 @@ pub mod lifecycle;
 pub mod node_image;
 pub mod registry;
 pub mod sealed_secrets;
-mod stage;
+pub mod stage;

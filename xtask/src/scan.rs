@@ -1,0 +1,194 @@
+//! The vulnerability gate before a release is signed (the runbook's Trivy step): the pinned
+//! osv-scanner reads the image (model-server is built with `cargo auditable`, so its crates are
+//! embedded in the binary), matches it against a vulnerability database the user provides (no
+//! feed is reachable from these machines), and HIGH or CRITICAL findings (CVSS >= 7.0) refuse
+//! the release unless allow-listed, each entry with a reason and an expiry date. The same scan
+//! gives the image's SBOM (CycloneDX), which `release` attaches as a signed attestation.
+//!
+//! Every osv-scanner call is here.
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use xshell::{cmd, Shell};
+
+use crate::tools::OSV_SCANNER;
+
+/// The allow-list, in osv-scanner's own config format (`[[IgnoredVulns]]` with `id`,
+/// `ignoreUntil` and `reason`); shipshape requires all three on every entry.
+pub const ALLOW_LIST: &str = "deploy/scan/allowlist.toml";
+/// CVSS base score from which a finding is HIGH (7.0-8.9) or CRITICAL (9.0-10).
+pub const HIGH: f64 = 7.0;
+/// osv-scanner's folder for one ecosystem's database inside `--local-db-path`.
+const RUST_DB: &str = "osv-scalibr/crates.io/all.zip";
+
+/// One vulnerability group osv-scanner reported for a package.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub package: String,
+    pub version: String,
+    pub ids: Vec<String>,
+    /// CVSS base score; None when the advisory gives none.
+    pub score: Option<f64>,
+}
+
+impl Finding {
+    pub fn blocks(&self) -> bool {
+        self.score.is_some_and(|s| s >= HIGH)
+    }
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let severity = match self.score {
+            Some(s) if s >= 9.0 => format!("CRITICAL {s}"),
+            Some(s) if s >= HIGH => format!("HIGH {s}"),
+            Some(s) if s >= 4.0 => format!("MEDIUM {s}"),
+            Some(s) => format!("LOW {s}"),
+            None => "severity unknown".to_owned(),
+        };
+        write!(f, "{} {} {}: {severity}", self.ids.join("/"), self.package, self.version)
+    }
+}
+
+/// The database directory `--vuln-db` names: it must hold osv-scanner's Rust database.
+pub fn check_database(path: &Path) -> Result<()> {
+    if !path.join(RUST_DB).is_file() {
+        bail!(
+            "{} holds no vulnerability database ({RUST_DB} is missing): give --vuln-db (or SHIPSHAPE_VULN_DB) a directory \
+             with osv-scanner's offline databases, e.g. one made on a connected machine with \
+             `osv-scanner scan source --offline-vulnerabilities --download-offline-databases --local-db-path DIR .`",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Every entry of the allow-list has an id, a reason and an expiry date (`ignoreUntil`).
+pub fn check_allow_list(text: &str) -> Result<usize> {
+    let text: String = text.lines().filter(|l| !l.trim_start().starts_with('#')).map(|l| format!("{l}\n")).collect();
+    let mut entries = 0;
+    for (n, block) in text.split("[[IgnoredVulns]]").enumerate().skip(1) {
+        let has = |key: &str| block.lines().any(|l| l.trim_start().starts_with(key) && l.contains('='));
+        let missing: Vec<&str> = ["id", "reason", "ignoreUntil"].into_iter().filter(|k| !has(k)).collect();
+        if !missing.is_empty() {
+            bail!("{ALLOW_LIST}: entry {n} has no {}: every allowed finding needs an id, a reason and an expiry date", missing.join(", "));
+        }
+        entries += 1;
+    }
+    Ok(entries)
+}
+
+/// The findings osv-scanner reported (allow-listed ones already left out by it).
+pub fn findings(report: &Value) -> Vec<Finding> {
+    let mut found = Vec::new();
+    for source in report["results"].as_array().into_iter().flatten() {
+        for package in source["packages"].as_array().into_iter().flatten() {
+            for group in package["groups"].as_array().into_iter().flatten() {
+                found.push(Finding {
+                    package: package["package"]["name"].as_str().unwrap_or_default().to_owned(),
+                    version: package["package"]["version"].as_str().unwrap_or_default().to_owned(),
+                    ids: group["ids"].as_array().into_iter().flatten().filter_map(|i| i.as_str().map(str::to_owned)).collect(),
+                    score: group["max_severity"].as_str().and_then(|s| s.parse().ok()),
+                });
+            }
+        }
+    }
+    found
+}
+
+/// The scan of one image archive (`docker save`): the findings and the CycloneDX SBOM.
+pub struct Scanned {
+    pub findings: Vec<Finding>,
+    pub sbom: Value,
+}
+
+/// Scans `archive` against the database in `database`, with the allow-list.
+pub fn scan(sh: &Shell, archive: &Path, database: &Path) -> Result<Scanned> {
+    check_database(database)?;
+    let allow_list = crate::repo_root().join(ALLOW_LIST);
+    let allowed = check_allow_list(&std::fs::read_to_string(&allow_list).with_context(|| format!("reading {ALLOW_LIST}"))?)?;
+    let bin = OSV_SCANNER.find(sh)?;
+    let run = |format: &str| -> Result<Value> {
+        // Exit 1 means "vulnerabilities found": the JSON says which; 127 and 128 are errors.
+        let out =
+            cmd!(sh, "{bin} scan image --archive {archive} --offline --local-db-path {database} --config {allow_list} --format {format}")
+                .ignore_status()
+                .quiet()
+                .output()?;
+        let code = out.status.code().unwrap_or(-1);
+        if code != 0 && code != 1 {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let why = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_owned();
+            bail!("osv-scanner could not scan {} (exit {code}): {why}", archive.display());
+        }
+        serde_json::from_slice(&out.stdout).with_context(|| format!("reading osv-scanner's {format} output"))
+    };
+    let report = run("json")?;
+    let sbom = run("cyclonedx-1-5")?;
+    let findings = findings(&report);
+    println!(
+        "  scanned with osv-scanner {} against {} ({allowed} allow-listed in {ALLOW_LIST}): {} finding(s)",
+        OSV_SCANNER.version,
+        database.display(),
+        findings.len()
+    );
+    Ok(Scanned { findings, sbom })
+}
+
+/// The gate: passes unless a HIGH or CRITICAL finding is left; says every finding.
+pub fn gate(scanned: &Scanned) -> Result<()> {
+    for finding in &scanned.findings {
+        println!("    {} {finding}", if finding.blocks() { "BLOCKS" } else { "noted " });
+    }
+    let blocking: Vec<String> = scanned.findings.iter().filter(|f| f.blocks()).map(|f| f.to_string()).collect();
+    if !blocking.is_empty() {
+        bail!(
+            "vulnerability gate: {} HIGH or CRITICAL finding(s): {}. Upgrade the crate (cargo update -p NAME), or allow-list \
+             it in {ALLOW_LIST} with a reason and an expiry date",
+            blocking.len(),
+            blocking.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// `--vuln-db`, else $SHIPSHAPE_VULN_DB: there is no default, so a missing database is an
+/// error that names the flag, never a silent pass.
+pub fn database(given: Option<PathBuf>) -> Result<PathBuf> {
+    given.context(
+        "no vulnerability database: `release` scans every image before signing it. Give --vuln-db DIR (or set \
+         SHIPSHAPE_VULN_DB) with osv-scanner's offline databases (no feed is reachable from here)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn findings_carry_ids_packages_and_scores() {
+        let report = json!({"results": [{"packages": [{
+            "package": {"name": "axum", "version": "0.8.4", "ecosystem": "crates.io"},
+            "groups": [{"ids": ["RUSTSEC-2099-0001"], "max_severity": "9.8"}, {"ids": ["RUSTSEC-2099-0002"], "max_severity": ""}]
+        }]}]});
+        let found = findings(&report);
+        assert_eq!(found.len(), 2);
+        assert!(found[0].blocks());
+        assert_eq!(found[0].to_string(), "RUSTSEC-2099-0001 axum 0.8.4: CRITICAL 9.8");
+        assert!(!found[1].blocks(), "no score: noted, not blocking (as Trivy's HIGH,CRITICAL gate)");
+        assert!(gate(&Scanned { findings: found, sbom: json!({}) }).unwrap_err().to_string().contains("RUSTSEC-2099-0001"));
+    }
+
+    #[test]
+    fn every_allow_list_entry_needs_a_reason_and_an_expiry() {
+        let ok = "[[IgnoredVulns]]\nid = \"RUSTSEC-1\"\nignoreUntil = 2027-01-01\nreason = \"not reachable\"\n";
+        assert_eq!(check_allow_list(ok).unwrap(), 1);
+        let no_expiry = "[[IgnoredVulns]]\nid = \"RUSTSEC-1\"\nreason = \"forever\"\n";
+        assert!(check_allow_list(no_expiry).unwrap_err().to_string().contains("ignoreUntil"));
+        assert_eq!(check_allow_list("# nothing allowed\n# [[IgnoredVulns]]\n# id = \"x\"\n").unwrap(), 0);
+        let committed = std::fs::read_to_string(crate::repo_root().join(ALLOW_LIST)).unwrap();
+        check_allow_list(&committed).unwrap();
+    }
+}
