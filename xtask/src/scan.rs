@@ -110,12 +110,16 @@ pub fn scan(sh: &Shell, archive: &Path, database: &Path) -> Result<Scanned> {
     let allowed = check_allow_list(&std::fs::read_to_string(&allow_list).with_context(|| format!("reading {ALLOW_LIST}"))?)?;
     let bin = OSV_SCANNER.find(sh)?;
     let run = |format: &str| -> Result<Value> {
+        // The SBOM lists every package found, not only the vulnerable ones.
+        let all: &[&str] = if format.starts_with("cyclonedx") { &["--all-packages"] } else { &[] };
         // Exit 1 means "vulnerabilities found": the JSON says which; 127 and 128 are errors.
-        let out =
-            cmd!(sh, "{bin} scan image --archive {archive} --offline --local-db-path {database} --config {allow_list} --format {format}")
-                .ignore_status()
-                .quiet()
-                .output()?;
+        let out = cmd!(
+            sh,
+            "{bin} scan image --archive {archive} --offline --local-db-path {database} --config {allow_list} --format {format} {all...}"
+        )
+        .ignore_status()
+        .quiet()
+        .output()?;
         let code = out.status.code().unwrap_or(-1);
         if code != 0 && code != 1 {
             let stderr = String::from_utf8_lossy(&out.stderr);

@@ -171,7 +171,7 @@ impl CargoTool {
             println!("{:<8} {:<8} already installed ({})", self.name, self.version, dir.display());
             return Ok(());
         }
-        let partial = dir.with_extension("partial");
+        let partial = partial_dir(&dir);
         if partial.exists() {
             sh.remove_path(&partial)?;
         }
@@ -186,6 +186,12 @@ impl CargoTool {
         println!("{:<8} {:<8} built in {:.0?} -> {}", self.name, self.version, started.elapsed(), dir.display());
         Ok(())
     }
+}
+
+/// `<dir>.partial`: where a build goes until it is checked (`with_extension` would eat a
+/// version's last component: `helm-v4.3.1` -> `helm-v4.3.partial`).
+fn partial_dir(dir: &std::path::Path) -> PathBuf {
+    PathBuf::from(format!("{}.partial", dir.display()))
 }
 
 /// Tools already verified in this process: `find` runs the binary once, not on every call.
@@ -247,7 +253,7 @@ impl Tool {
             return Ok(());
         }
         go.require(self.go_min, &format!("building {} {}", self.name, self.version))?;
-        let partial = dir.with_extension("partial");
+        let partial = partial_dir(&dir);
         if partial.exists() {
             sh.remove_path(&partial)?;
         }
