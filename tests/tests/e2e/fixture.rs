@@ -153,6 +153,21 @@ pub fn unpinned(image: &str) -> String {
     image.split('@').next().unwrap_or(image).to_owned()
 }
 
+/// This checkout's xtask as a separate process, the way a person or a CI job runs it: the
+/// test's kubeconfig, no stdin.
+pub fn xtask_command(ns: &TestNamespace) -> std::process::Command {
+    let mut command = std::process::Command::new(xtask_binary());
+    command.env("KUBECONFIG", &ns.kubeconfig).stdin(std::process::Stdio::null());
+    command
+}
+
+/// What a command printed (stdout, then stderr), checked for Debug formatting.
+pub fn said(output: &std::process::Output) -> String {
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_plain_words(&text);
+    text
+}
+
 /// A command's human output speaks words: no Rust Debug formatting and no raw API Status JSON
 /// reaches a user (issue: reports an SRE can read at 3 a.m.).
 pub fn assert_plain_words(output: &str) {

@@ -32,23 +32,12 @@ fn replicas(flow: &Flow, name: &str) -> Option<i32> {
     flow.block_on(api.get_opt(name)).unwrap().map(|d| d.spec.unwrap().replicas.unwrap_or(1))
 }
 
-/// Runs the CLI as a person or CI job would: a separate process, no stdin.
+/// Runs the CLI as a person would: a separate process, no stdin, in the test's namespace.
 fn xtask(ns: &TestNamespace, args: &[&str]) -> Output {
-    std::process::Command::new(fixture::xtask_binary())
-        .args(args)
-        .args(["--namespace", &ns.name])
-        .env("KUBECONFIG", &ns.kubeconfig)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
+    fixture::xtask_command(ns).args(args).args(["--namespace", &ns.name]).output().unwrap()
 }
 
-/// What the command printed, checked for Debug formatting (every output in these tests).
-fn text(output: &Output) -> String {
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    fixture::assert_plain_words(&text);
-    text
-}
+use fixture::said as text;
 
 #[test]
 fn a_hand_scaled_canary_is_seen_by_every_report_and_still_aborts_under_traffic() {

@@ -41,9 +41,8 @@ fn run_job(ns: &TestNamespace, command: &str, vars: &[(&str, &str)], summary: &P
         })
         .collect();
     args.extend(["--namespace".to_owned(), ns.name.clone()]);
-    std::process::Command::new(fixture::xtask_binary())
+    fixture::xtask_command(ns)
         .args(&args)
-        .env("KUBECONFIG", &ns.kubeconfig)
         .env("GITHUB_ACTIONS", "true")
         .env("CI", "true")
         .env("GITHUB_ACTOR", "e2e-approver")
@@ -51,16 +50,11 @@ fn run_job(ns: &TestNamespace, command: &str, vars: &[(&str, &str)], summary: &P
         .env("GITHUB_REPOSITORY", "shipshape/shipshape")
         .env("GITHUB_RUN_ID", "4242")
         .env("GITHUB_STEP_SUMMARY", summary)
-        .stdin(std::process::Stdio::null())
         .output()
         .unwrap()
 }
 
-fn text(output: &Output) -> String {
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    fixture::assert_plain_words(&text);
-    text
-}
+use fixture::said as text;
 
 #[test]
 fn the_deploy_workflow_crosses_its_gate_job_by_job_and_its_abort_job_stops_a_canary() {

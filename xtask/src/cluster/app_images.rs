@@ -80,14 +80,19 @@ pub fn push(docker: &Docker, local: &str, registry: &str) -> Result<Pushed> {
 /// commit), so the label travels with the image to every registry.
 pub fn relabel(docker: &Docker, image: &str, tag: &str, labels: &[(&str, &str)]) -> Result<String> {
     let reference = format!("{MODEL_SERVER_REPOSITORY}:{tag}");
-    let log = Stages::new()?.log_path("model-server-release")?;
-    let container = format!("shipshape-release-{}", std::process::id());
-    docker.create_container(&container, image, &log)?;
     let changes: Vec<String> = labels.iter().map(|(k, v)| format!("LABEL {k}={v}")).collect();
-    let committed = docker.commit(&container, &reference, &changes, &log);
-    docker.remove_container(&container);
-    committed?;
+    recommit(docker, image, &reference, &changes, &Stages::new()?.log_path("model-server-release")?)?;
     Ok(reference)
+}
+
+/// `image` again as `reference` with Dockerfile-style `changes` to its config (ENV, LABEL): the
+/// same layers, another config.
+fn recommit(docker: &Docker, image: &str, reference: &str, changes: &[String], log: &Path) -> Result<()> {
+    let container = format!("shipshape-recommit-{}", std::process::id());
+    docker.create_container(&container, image, log)?;
+    let committed = docker.commit(&container, reference, changes, log);
+    docker.remove_container(&container);
+    committed
 }
 
 /// Another version of a built model-server image, for exercising flows: `<image>-<suffix>`,
@@ -99,12 +104,8 @@ pub fn variant(docker: &Docker, image: &str, suffix: &str, env: &[(&str, &str)])
     if env.is_empty() {
         docker.tag(image, &reference, &log)?;
     } else {
-        let container = format!("shipshape-variant-{suffix}-{}", std::process::id());
-        docker.create_container(&container, image, &log)?;
         let changes: Vec<String> = env.iter().map(|(k, v)| format!("ENV {k}={v}")).collect();
-        let committed = docker.commit(&container, &reference, &changes, &log);
-        docker.remove_container(&container);
-        committed?;
+        recommit(docker, image, &reference, &changes, &log)?;
     }
     Ok(reference)
 }

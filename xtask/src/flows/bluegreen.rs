@@ -153,10 +153,7 @@ pub fn start_flow(flow: &Flow, args: &BlueGreenStart) -> Result<State> {
             next: 0,
         }
     };
-    let mut plan = vec![
-        step("resolve", format!("resolve tag {} to its digest; verify its signature and provenance as the environment asks", state.to_tag)),
-        step("check-image", format!("check that the cluster can get the image for {}", state.to_tag)),
-    ];
+    let mut plan = Vec::from(images::plan_steps(&format!("tag {}", state.to_tag)));
     plan.extend(state.steps());
     if args.dry_run {
         print_plan("bluegreen", t, &plan);
@@ -167,19 +164,10 @@ pub fn start_flow(flow: &Flow, args: &BlueGreenStart) -> Result<State> {
     let repository = values["image"]["repository"].as_str().unwrap_or("shipshape/model-server").to_owned();
     let mut run = Run::begin(flow, "bluegreen", format!("start --tag {}", state.to_tag), plan)?;
     run.fact("from_image", current.stable_image().unwrap_or_default())?;
-    let checked = run.step("resolve", |flow| images::resolve_verified(flow, &repository, &state.to_tag, &args.signature)).and_then(
-        |(pinned, proven)| {
-            run.fact("signature", proven)?;
-            run.fact("to_image", pinned.reference())?;
-            run.fact("to_digest", &pinned.digest)?;
-            state.to_digest = pinned.digest.clone();
-            run.step("check-image", |flow| {
-                let found = flow.block_on(images::ensure_exists(&flow.client, &t.namespace, &pinned.reference(), &pull_secrets(values)))?;
-                println!("  {found}");
-                Ok(())
-            })
-        },
-    );
+    let checked = images::resolve_and_check(&mut run, &repository, &state.to_tag, &args.signature, &pull_secrets(values));
+    if let Ok(pinned) = &checked {
+        state.to_digest = pinned.digest.clone();
+    }
     if let Err(err) = checked {
         run.finish("failed", Some(&err))?;
         return Err(err.context("nothing was changed"));

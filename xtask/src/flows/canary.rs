@@ -248,21 +248,11 @@ pub fn start_canary(flow: &Flow, args: &CanaryStart) -> Result<State> {
     let mut run = Run::begin(flow, "canary", format!("--tag {} --steps {:?}", state.canary_tag, state.steps), plan)?;
     run.fact("from_image", &stable_image)?;
     let repository = release::tag_of_repository(&stable_image).to_owned();
-    let checked = run.step("resolve", |flow| images::resolve_verified(flow, &repository, &state.canary_tag, &args.signature)).and_then(
-        |(pinned, proven)| {
-            run.fact("signature", proven)?;
-            run.fact("to_image", pinned.reference())?;
-            run.fact("to_digest", &pinned.digest)?;
-            state.canary_digest = pinned.digest.clone();
-            run.step("check-image", |flow| {
-                let reference = pinned.reference();
-                let found =
-                    flow.block_on(images::ensure_exists(&flow.client, &t.namespace, &reference, &pull_secrets(&release_state.values)))?;
-                println!("  {found}");
-                Ok(())
-            })
-        },
-    );
+    let checked =
+        images::resolve_and_check(&mut run, &repository, &state.canary_tag, &args.signature, &pull_secrets(&release_state.values));
+    if let Ok(pinned) = &checked {
+        state.canary_digest = pinned.digest.clone();
+    }
     if let Err(err) = checked {
         run.finish("failed", Some(&err))?;
         return Err(err.context("nothing was changed"));

@@ -47,8 +47,8 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
                 None => "record that nothing is installed yet".to_owned(),
             },
         ),
-        step("resolve", format!("resolve {image} to its digest; verify its signature and provenance as the environment asks")),
-        step("check-image", format!("check that the cluster can get {image}@<digest> (on a node, or by pulling it inside the cluster)")),
+        images::plan_steps(&image)[0].clone(),
+        images::plan_steps(&image)[1].clone(),
         step(
             "upgrade",
             format!(
@@ -87,16 +87,8 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
             run.fact("from_revision", revision.to_string())?;
             run.fact("from_image", image)?;
         }
-        let (pinned, proven) = run.step("resolve", |flow| images::resolve_verified(flow, &repository, tag, &flow.signature))?;
-        run.fact("signature", proven)?;
-        run.fact("to_image", pinned.reference())?;
-        run.fact("to_digest", &pinned.digest)?;
+        let pinned = images::resolve_and_check(&mut run, &repository, tag, &flow.signature, &pull_secrets)?;
         chart_release.set.push(pinned.set());
-        run.step("check-image", |flow| {
-            let found = flow.block_on(images::ensure_exists(&flow.client, &t.namespace, &pinned.reference(), &pull_secrets))?;
-            println!("  {found}");
-            Ok(())
-        })?;
         upgraded = true;
         run.step("upgrade", |flow| {
             let mut change = Change::new(&t.kubeconfig, format!("shipshape deploy {tag} by {}", crate::journal::actor()));

@@ -67,6 +67,39 @@ impl Pinned {
     }
 }
 
+/// The two steps that open every flow that changes what runs, in its plan.
+pub fn plan_steps(image: &str) -> [super::Step; 2] {
+    [
+        super::step("resolve", format!("resolve {image} to its digest; verify its signature and provenance as the environment asks")),
+        super::step(
+            "check-image",
+            format!("check that the cluster can get {image}@<digest> (on a node, or by pulling it inside the cluster)"),
+        ),
+    ]
+}
+
+/// Runs those two steps: the tag resolved once to the digest every later change deploys, its
+/// signature and provenance checked, and the cluster able to get it; journals image, digest and
+/// what was proven (facts `to_image`, `to_digest`, `signature`).
+pub fn resolve_and_check(
+    run: &mut super::Run,
+    repository: &str,
+    tag: &str,
+    signature: &crate::cli::SignatureArgs,
+    pull_secrets: &[String],
+) -> Result<Pinned> {
+    let (pinned, proven) = run.step("resolve", |flow| resolve_verified(flow, repository, tag, signature))?;
+    run.fact("signature", proven)?;
+    run.fact("to_image", pinned.reference())?;
+    run.fact("to_digest", &pinned.digest)?;
+    run.step("check-image", |flow| {
+        let found = flow.block_on(ensure_exists(&flow.client, &flow.target.namespace, &pinned.reference(), pull_secrets))?;
+        println!("  {found}");
+        Ok(())
+    })?;
+    Ok(pinned)
+}
+
 /// Resolves `tag` of the release's repository to its digest, then checks what the environment
 /// asks of it (signature and provenance: [`crate::signing::check`]). Returns the pinned image
 /// and what was proven, in words, for the journal.

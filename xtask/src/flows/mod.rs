@@ -221,6 +221,7 @@ impl<'a> Flow<'a> {
 }
 
 /// One step of a plan: an id (stable, for the journal) and what it will do, in words.
+#[derive(Clone)]
 pub struct Step {
     pub id: String,
     pub description: String,
