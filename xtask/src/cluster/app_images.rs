@@ -88,7 +88,9 @@ pub fn relabel(docker: &Docker, image: &str, tag: &str, labels: &[(&str, &str)])
 /// `image` again as `reference` with Dockerfile-style `changes` to its config (ENV, LABEL): the
 /// same layers, another config.
 fn recommit(docker: &Docker, image: &str, reference: &str, changes: &[String], log: &Path) -> Result<()> {
-    let container = format!("shipshape-recommit-{}", std::process::id());
+    // Named after the target too: tests recommit several images at once from one process.
+    let target: String = reference.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let container = format!("shipshape-recommit-{}-{target}", std::process::id());
     docker.create_container(&container, image, log)?;
     let committed = docker.commit(&container, reference, changes, log);
     docker.remove_container(&container);
