@@ -94,6 +94,8 @@ pub struct Deploy {
     pub target: TargetArgs,
     #[command(flatten)]
     pub signature: SignatureArgs,
+    #[command(flatten)]
+    pub values: ValueOverrides,
     /// Image tag of shipshape/model-server to deploy.
     #[arg(long)]
     pub tag: String,
@@ -275,6 +277,8 @@ pub struct CanaryStart {
     pub target: TargetArgs,
     #[command(flatten)]
     pub signature: SignatureArgs,
+    #[command(flatten)]
+    pub values: ValueOverrides,
     /// Image tag of the version under test.
     #[arg(long)]
     pub tag: String,
@@ -365,6 +369,8 @@ pub struct BlueGreenStart {
     pub target: TargetArgs,
     #[command(flatten)]
     pub signature: SignatureArgs,
+    #[command(flatten)]
+    pub values: ValueOverrides,
     /// Image tag to deploy on the idle colour.
     #[arg(long)]
     pub tag: String,
@@ -552,6 +558,30 @@ pub struct ReleaseImage {
     /// all.zip). Required: no feed is reachable from here, and no database is never a pass.
     #[arg(long, env = "SHIPSHAPE_VULN_DB")]
     pub vuln_db: Option<std::path::PathBuf>,
+}
+
+/// Values for this release on top of the environment's (deploy/envs/<env>.yaml), as helm takes
+/// them: checked against the chart's schema before anything changes, and journaled. They apply
+/// to the whole release (both tracks) from the flow's first revision on; keys the flow itself
+/// manages (image.*, imageDigests, replicaCount in a canary, canary.*, blueGreen.*) are refused.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ValueOverrides {
+    /// A value typed as YAML types it, e.g. `--set resources.requests.cpu=500m`; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub set: Vec<(String, String)>,
+    /// A value kept as a string, e.g. `--set-string env.modelVersion=007`; repeatable.
+    #[arg(long = "set-string", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub set_string: Vec<(String, String)>,
+    /// A values file applied after the environment's; repeatable, the last one wins.
+    #[arg(short = 'f', long = "values", value_name = "FILE")]
+    pub values: Vec<std::path::PathBuf>,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
 }
 
 /// What an image must prove before a command changes what runs.

@@ -17,12 +17,17 @@ pub struct Helm<'a> {
     bin: PathBuf,
 }
 
-/// One release as rendered or deployed: name, namespace, values files (in order) and `--set`s.
+/// One release as rendered or deployed: name, namespace, values files (in order), then
+/// `--set-string`s and `--set`s.
+#[derive(Clone)]
 pub struct Release {
     pub name: String,
     pub namespace: String,
     pub values_files: Vec<PathBuf>,
+    /// `--set-string key=value`: the value stays a string.
     pub set: Vec<(String, String)>,
+    /// `--set key=value`: the value is typed as YAML types it (numbers, booleans).
+    pub set_typed: Vec<(String, String)>,
 }
 
 impl Release {
@@ -35,6 +40,10 @@ impl Release {
         }
         for (key, value) in &self.set {
             args.push("--set-string".to_owned());
+            args.push(format!("{key}={value}"));
+        }
+        for (key, value) in &self.set_typed {
+            args.push("--set".to_owned());
             args.push(format!("{key}={value}"));
         }
         args

@@ -31,6 +31,7 @@ pub fn release(env: Env, variant: Variant, tag: Option<&str>) -> Release {
         namespace: namespace(env),
         values_files: values_files(env, variant),
         set: tag.map(|t| vec![("image.tag".to_owned(), t.to_owned())]).unwrap_or_default(),
+        set_typed: Vec::new(),
     }
 }
 

@@ -214,8 +214,11 @@ pub fn check(sh: &Shell, policy: &Policy, pinned: &Pinned) -> Result<String> {
         match (&labelled, commits.as_slice()) {
             (_, []) => bail!("provenance: no SLSA provenance attestation names a source commit"),
             (None, _) => bail!("provenance: the image carries no {REVISION_LABEL} label to hold it against"),
-            (Some(label), found) if !found.contains(&label.as_str()) => {
-                bail!("provenance: it names commit {} but the image was built from {label}", found.join(", "))
+            // Every provenance signed with the key must agree: one naming another commit is
+            // contradicting evidence, not noise beside a good one.
+            (Some(label), found) if found.iter().any(|c| c != label) => {
+                let other: Vec<&str> = found.iter().copied().filter(|c| c != label).collect();
+                bail!("provenance: an attestation names commit {} but the image was built from {label}", other.join(", "))
             }
             (Some(label), _) => Ok(format!(
                 "{reference} is signed with {} and its SLSA provenance (signed too) names commit {label} (no transparency log: offline)",

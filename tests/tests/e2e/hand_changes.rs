@@ -48,6 +48,7 @@ fn a_hand_scaled_canary_is_seen_by_every_report_and_still_aborts_under_traffic()
     let args = CanaryStart {
         target: ns.args(),
         signature: Default::default(),
+        values: Default::default(),
         tag: shared.v2.clone(),
         steps: vec![50],
         analysis_seconds: 8,

@@ -26,6 +26,7 @@ fn canary_args(ns: &TestNamespace, tag: &str, approval: Approval) -> CanaryStart
     CanaryStart {
         target: ns.args(),
         signature: Default::default(),
+        values: Default::default(),
         tag: tag.to_owned(),
         steps: vec![25, 50],
         analysis_seconds: 8,
@@ -186,6 +187,7 @@ fn blue_green_switch_and_rollback_drop_no_request() {
     let start = |tag: &str| BlueGreenStart {
         target: ns.args(),
         signature: Default::default(),
+        values: Default::default(),
         tag: tag.to_owned(),
         scale_down_delay: 30,
         dry_run: false,
@@ -216,8 +218,14 @@ fn a_blue_green_switch_killed_while_holding_the_old_colour_is_resumed_and_finish
     let shared = fixture::shared();
     let ns = TestNamespace::new("bluegreen-kill");
     let flow = ns.flow();
-    let install =
-        BlueGreenStart { target: ns.args(), signature: Default::default(), tag: shared.v1.clone(), scale_down_delay: 30, dry_run: false };
+    let install = BlueGreenStart {
+        target: ns.args(),
+        signature: Default::default(),
+        values: Default::default(),
+        tag: shared.v1.clone(),
+        scale_down_delay: 30,
+        dry_run: false,
+    };
     bluegreen::start_flow(&flow, &install).or_panic();
     let load = LoadGenerator::start(&ns);
 

@@ -66,6 +66,7 @@ fn a_signed_release_is_verified_then_promoted_as_a_canary() {
     let args = CanaryStart {
         target: ns.args(),
         signature: requiring_our_signature(),
+        values: Default::default(),
         tag: tag.clone(),
         steps: vec![50],
         analysis_seconds: 8,
@@ -194,4 +195,38 @@ fn the_vulnerability_gate_refuses_an_affected_build_and_releases_a_clean_one() {
     // No database at all is an error that names the flag, never a silent pass.
     let error = failure(xtask::scan::database(None));
     assert!(error.contains("--vuln-db"), "{error}");
+}
+
+#[test]
+fn provenance_that_names_another_commit_is_refused() {
+    let shared = fixture::shared();
+    let tag = format!("{}-forged", shared.v1);
+    let released = release(&tag, &keys().ours.0);
+    // A second provenance, signed with the right key, claiming another commit: what someone
+    // attaching a build's provenance to a different image would produce.
+    let sh = xtask::repo_shell().unwrap();
+    let source =
+        xtask::git::Source { commit: "0000000000000000000000000000000000000000".into(), dirty: false, repository: "elsewhere".into() };
+    let forged = xtask::signing::provenance(&source, &tag, "00", "2026-12-01T00:00:00Z", "2026-12-01T00:00:01Z");
+    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(&forged).unwrap()).unwrap();
+    let password = xtask::cosign::Password(std::env::var("COSIGN_PASSWORD").unwrap());
+    let by_digest = format!(
+        "{}@{}",
+        xtask::flows::release::tag_of_repository(&released),
+        xtask::flows::release::digest_of(&released).unwrap()
+    );
+    let cosign = xtask::cosign::Cosign::new(&sh).unwrap();
+    cosign.attest(&keys().ours.0, &password, &by_digest, file.path(), xtask::cosign::PROVENANCE_TYPE).or_panic();
+
+    let ns = TestNamespace::new("signed-forged");
+    let mut flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    flow.signature = requiring_our_signature();
+    let error = failure(deploy::deploy(&flow, &tag, false));
+    assert!(
+        error.contains("cannot be deployed here") && error.contains("names commit 0000000000000000000000000000000000000000"),
+        "{error}"
+    );
+    assert!(error.contains("nothing was changed"), "{error}");
 }

@@ -196,3 +196,51 @@ fn two_flows_at_once_on_one_release_one_is_refused_naming_the_holder() {
     assert!(refused[0].contains("(deploy "), "the error names the holder's flow: {}", refused[0]);
     assert_eq!(verify::verify(&ns.flow()).or_panic().outcome, Outcome::Pass);
 }
+
+/// The loop from a checkout, through the README's commands as processes: build and push an
+/// image, deploy its tag; the new version serves, pinned to the digest the push reported.
+#[test]
+fn the_dev_loop_image_build_then_deploy_serves_the_new_version() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("dev-loop");
+    let tag = format!("{}-loop", shared.v1);
+    let built = fixture::xtask_command(&ns).args(["image", "build", "--tag", &tag]).output().unwrap();
+    let out = fixture::said(&built);
+    assert!(built.status.success(), "{out}");
+    let pushed = out.lines().find_map(|l| l.strip_prefix(&format!("pushed {} = ", image(&tag)))).unwrap_or_else(|| panic!("{out}"));
+    let digest = pushed.split_once('@').unwrap().1.to_owned();
+
+    let deployed = fixture::xtask_command(&ns).args(["deploy", "--tag", &tag, "--namespace", &ns.name]).output().unwrap();
+    let out = fixture::said(&deployed);
+    assert!(deployed.status.success(), "{out}");
+    assert!(out.contains(&format!("stable: 1 pod reports {tag}")), "the new version serves: {out}");
+    assert_eq!(pinned_stable_image(&ns), format!("{}@{digest}", image(&tag)), "by the digest the push reported");
+}
+
+/// `--set`, `--set-string` and `-f` as helm users give them: checked against the chart's schema
+/// before anything changes, applied, journaled; keys the command manages itself refused.
+#[test]
+fn deploy_takes_values_as_helm_does_and_refuses_bad_ones_before_any_change() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("values");
+    let deploy = |args: &[&str]| {
+        let out = fixture::xtask_command(&ns).args(["deploy", "--namespace", &ns.name]).args(args).output().unwrap();
+        (out.status.success(), fixture::said(&out))
+    };
+    let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::fs::write(file.path(), "podDisruptionBudget:\n  enabled: true\n  maxUnavailable: 1\n").unwrap();
+    let file_arg = file.path().display().to_string();
+    let (ok, out) = deploy(&["--tag", &shared.v1, "--set", "replicaCount=2", "-f", &file_arg]);
+    assert!(ok, "{out}");
+    let flow = ns.flow();
+    let api: Api<Deployment> = Api::namespaced(flow.client.clone(), &ns.name);
+    assert_eq!(flow.block_on(api.get("model-server")).unwrap().spec.unwrap().replicas, Some(2));
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    assert_eq!(runs.last().unwrap().facts["values"], format!("-f {file_arg} --set replicaCount=2"));
+
+    let (ok, out) = deploy(&["--tag", &shared.v2, "--set", "replicaCount=-1"]);
+    assert!(!ok && out.contains("replicaCount") && out.contains("nothing was changed"), "the schema names the key: {out}");
+    let (ok, out) = deploy(&["--tag", &shared.v2, "--set", "image.tag=other"]);
+    assert!(!ok && out.contains("managed by this command"), "{out}");
+    assert_eq!(ReleaseState::read(&flow).or_panic().history.len(), 1, "no revision from a refused deploy");
+}

@@ -67,6 +67,7 @@ pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
         namespace: CONTROLLER_NAMESPACE.to_owned(),
         values_files: vec![file.path().to_path_buf()],
         set: Vec::new(),
+        set_typed: Vec::new(),
     };
     Helm::new(sh)?.upgrade(
         &source.dir.join("helm/sealed-secrets"),

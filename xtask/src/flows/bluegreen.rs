@@ -101,7 +101,11 @@ impl State {
 impl BlueGreen {
     pub fn run(self, sh: &Shell) -> Result<()> {
         match self.action {
-            BlueGreenAction::Start(start) => start_flow(&Flow::connect(sh, &start.target)?, &start).map(drop),
+            BlueGreenAction::Start(start) => {
+                let flow = Flow::connect(sh, &start.target)?;
+                flow.set_overrides(&start.values, super::FLOW_MANAGED_VALUES)?;
+                start_flow(&flow, &start).map(drop)
+            }
             BlueGreenAction::Rollback(t) => rollback(&Flow::connect(sh, &t.target)?, t.scale_down_delay, t.dry_run).map(drop),
             BlueGreenAction::Resume(t) => resume(&Flow::connect(sh, &t.target)?).map(drop),
             BlueGreenAction::Status(t) => status(&Flow::connect(sh, &t.target)?, &t),

@@ -82,6 +82,7 @@ impl Canary {
         match self.action {
             CanaryAction::Start(start) => {
                 let flow = Flow::connect(sh, &start.target)?;
+                flow.set_overrides(&start.values, super::FLOW_MANAGED_VALUES)?;
                 if start.dry_run {
                     return start_canary(&flow, &start).map(drop);
                 }

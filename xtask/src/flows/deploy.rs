@@ -21,6 +21,8 @@ impl Deploy {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let mut flow = Flow::connect(sh, &self.target)?;
         flow.signature = self.signature;
+        // --tag decides the image; everything else is the user's to set.
+        flow.set_overrides(&self.values, &["image", "imageDigests"])?;
         deploy(&flow, &self.tag, self.dry_run).map(drop)
     }
 }

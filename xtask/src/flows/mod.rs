@@ -101,6 +101,9 @@ pub struct Flow<'a> {
     /// What an image must prove before this flow deploys it (commands that change what runs
     /// set it from their flags).
     pub signature: crate::cli::SignatureArgs,
+    /// The user's values for this release (`--set`, `--set-string`, `-f`): applied by the
+    /// flow's first Helm upgrade, which takes them; later revisions keep them as Helm does.
+    overrides: std::cell::RefCell<Option<crate::cli::ValueOverrides>>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -126,6 +129,7 @@ impl<'a> Flow<'a> {
             client,
             pod_client,
             signature: Default::default(),
+            overrides: Default::default(),
             runtime,
         })
     }
@@ -155,14 +159,53 @@ impl<'a> Flow<'a> {
             namespace: self.target.namespace.clone(),
             values_files: vec![file.path().to_path_buf()],
             set: Vec::new(),
+            set_typed: Vec::new(),
         };
         self.upgrade(&release, change)
     }
 
     /// Every `helm upgrade` a flow makes. Fields another field manager took (kubectl scale, set
     /// image, rollout undo) are taken back, and what was taken back, from whom, is reported.
+    /// The first one also applies the user's values.
     pub fn upgrade(&self, release: &Release, change: &crate::helm::Change) -> Result<()> {
-        self.taking_back(change, |change| self.helm()?.upgrade(&render::chart(), release, change))
+        let overrides = self.overrides.borrow_mut().take();
+        let release = match &overrides {
+            Some(overrides) => with_overrides(release, overrides),
+            None => release.clone(),
+        };
+        self.taking_back(change, |change| self.helm()?.upgrade(&render::chart(), &release, change))
+    }
+
+    /// Sets the user's values for this flow, after checking them: no key the flow manages
+    /// itself, and what the chart renders with them passes its schema (nothing changes before).
+    pub fn set_overrides(&self, overrides: &crate::cli::ValueOverrides, managed: &[&str]) -> Result<()> {
+        if overrides.set.is_empty() && overrides.set_string.is_empty() && overrides.values.is_empty() {
+            return Ok(());
+        }
+        for (key, _) in overrides.set.iter().chain(&overrides.set_string) {
+            if let Some(prefix) = managed.iter().find(|m| key == *m || key.starts_with(&format!("{m}."))) {
+                anyhow::bail!("--set {key}: {prefix} is managed by this command itself (nothing was changed)");
+            }
+        }
+        for file in &overrides.values {
+            if !file.is_file() {
+                anyhow::bail!("values file {} does not exist (nothing was changed)", file.display());
+            }
+        }
+        let release = with_overrides(&self.target.chart_release(None), overrides);
+        self.helm()?.planned_values(&render::chart(), &release).context("the chart refuses these values (nothing was changed)")?;
+        *self.overrides.borrow_mut() = Some(overrides.clone());
+        Ok(())
+    }
+
+    /// The user's values in words, for the journal.
+    fn overrides_in_words(&self) -> Option<String> {
+        let overrides = self.overrides.borrow();
+        let o = overrides.as_ref()?;
+        let mut words: Vec<String> = o.values.iter().map(|f| format!("-f {}", f.display())).collect();
+        words.extend(o.set.iter().map(|(k, v)| format!("--set {k}={v}")));
+        words.extend(o.set_string.iter().map(|(k, v)| format!("--set-string {k}={v}")));
+        Some(words.join(" "))
     }
 
     /// Every `helm rollback` a flow makes, taking back fields as [`Flow::upgrade`] does.
@@ -220,6 +263,18 @@ impl<'a> Flow<'a> {
     }
 }
 
+/// The values progressive flows set at every step; `--set` may not touch them.
+pub const FLOW_MANAGED_VALUES: &[&str] = &["image", "imageDigests", "replicaCount", "canary", "blueGreen"];
+
+/// `release` with the user's values after its own: files, then strings, then typed values.
+fn with_overrides(release: &Release, overrides: &crate::cli::ValueOverrides) -> Release {
+    let mut release = release.clone();
+    release.values_files.extend(overrides.values.iter().cloned());
+    release.set.extend(overrides.set_string.iter().cloned());
+    release.set_typed.extend(overrides.set.iter().cloned());
+    release
+}
+
 /// One step of a plan: an id (stable, for the journal) and what it will do, in words.
 #[derive(Clone)]
 pub struct Step {
@@ -256,8 +311,11 @@ impl<'f, 'a> Run<'f, 'a> {
         let id = format!("{}-{name}-{:04x}", started_at.replace([':', '-'], ""), std::process::id() & 0xffff);
         let holder = format!("{actor} ({name} {id}, pid {})", std::process::id());
         let lease = flow.block_on(lease::acquire(&flow.client, &flow.target.namespace, &flow.target.lease_name(), &holder))?;
-        let entry =
+        let mut entry =
             Entry { id, flow: name.to_owned(), args, actor, started: started_at, result: "running".to_owned(), ..Default::default() };
+        if let Some(overrides) = flow.overrides_in_words() {
+            entry.facts.insert("values".to_owned(), overrides);
+        }
         let run = Run { flow, plan, entry, lease: Some(lease), started: Instant::now() };
         run.save()?;
         println!("{name}: {} steps (journal entry {})", run.plan.len(), run.entry.id);
