@@ -211,11 +211,8 @@ fn provenance_that_names_another_commit_is_refused() {
     let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
     std::fs::write(file.path(), serde_json::to_vec(&forged).unwrap()).unwrap();
     let password = xtask::cosign::Password(std::env::var("COSIGN_PASSWORD").unwrap());
-    let by_digest = format!(
-        "{}@{}",
-        xtask::flows::release::tag_of_repository(&released),
-        xtask::flows::release::digest_of(&released).unwrap()
-    );
+    let by_digest =
+        format!("{}@{}", xtask::flows::release::tag_of_repository(&released), xtask::flows::release::digest_of(&released).unwrap());
     let cosign = xtask::cosign::Cosign::new(&sh).unwrap();
     cosign.attest(&keys().ours.0, &password, &by_digest, file.path(), xtask::cosign::PROVENANCE_TYPE).or_panic();
 
