@@ -360,7 +360,7 @@ pub enum BlueGreenAction {
     /// Carry on a blue/green flow that was interrupted, from the step it reached.
     Resume(BlueGreenTarget),
     /// Which colour is live, each colour's version and size, and the latest flow.
-    Status(BlueGreenTarget),
+    Status(BlueGreenStatus),
 }
 
 #[derive(Args, Debug)]
@@ -385,6 +385,14 @@ pub struct BlueGreenStart {
 }
 
 #[derive(Args, Debug)]
+pub struct BlueGreenStatus {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::report::Output,
+}
+
+#[derive(Args, Debug)]
 pub struct BlueGreenTarget {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -396,7 +404,8 @@ pub struct BlueGreenTarget {
     pub dry_run: bool,
 }
 
-/// Install or check the pinned external tools (helm, kind).
+/// Install or check the pinned external tools (helm, kind, crane, cosign, osv-scanner, kubeseal,
+/// actionlint, cargo-auditable).
 ///
 /// Each tool is built from its Go module at the pinned version, stamped so that
 /// `helm version` / `kind version` print the real version, and kept in

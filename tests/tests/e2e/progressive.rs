@@ -248,6 +248,9 @@ fn a_blue_green_switch_killed_while_holding_the_old_colour_is_resumed_and_finish
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(release::ReleaseState::read(&flow).or_panic().live_slot().as_deref(), Some("green"), "killed after the switch");
+    let status = fixture::xtask_command(&ns).args(["bluegreen", "status", "--namespace", &ns.name]).output().unwrap();
+    let said = fixture::said(&status);
+    assert!(said.contains("interrupted before") && said.contains("bluegreen resume"), "status sees the dead run: {said}");
 
     let state = bluegreen::resume(&ns.flow()).or_panic();
     assert_eq!(state.to_slot, "green");

@@ -17,10 +17,12 @@ use xshell::Shell;
 use super::deploy::{pull_secrets, refuse_unsafe_start_for_restart, ROLLOUT_TIMEOUT};
 use super::release::{self, ReleaseState};
 use super::{images, print_plan, step, verify, Flow, Run, Step};
-use crate::cli::{BlueGreen, BlueGreenAction, BlueGreenStart, BlueGreenTarget};
+use crate::cli::{BlueGreen, BlueGreenAction, BlueGreenStart, BlueGreenStatus};
 use crate::helm::{Change, Release};
+use crate::journal::Entry;
 use crate::k8s::{proxy, wait};
 use crate::render;
+use crate::report::Output;
 use crate::report::{self, Outcome};
 
 const STATE_FACT: &str = "bluegreen_state";
@@ -250,32 +252,63 @@ pub fn resume(flow: &Flow) -> Result<State> {
     drive(run, state)
 }
 
-fn status(flow: &Flow, _args: &BlueGreenTarget) -> Result<()> {
+fn status(flow: &Flow, args: &BlueGreenStatus) -> Result<()> {
+    let t = &flow.target;
     let current = ReleaseState::read(flow)?;
-    match current.live_slot() {
-        None => println!("release {} does not run blue/green", flow.target.release),
-        Some(live) => {
-            for slot in ["blue", "green"] {
-                let tag = current.values["blueGreen"][slot]["tag"].as_str().unwrap_or_default();
-                let pods = flow.block_on(slot_pods(flow, slot))?;
-                println!("  {slot:<5} {:<5} tag {:<28} {} ready pods", if slot == live { "LIVE" } else { "idle" }, tag, pods.len());
-            }
+    let mut colours = Vec::new();
+    if let Some(live) = current.live_slot() {
+        for slot in ["blue", "green"] {
+            let tag = current.values["blueGreen"][slot]["tag"].as_str().unwrap_or_default().to_owned();
+            let ready = flow.block_on(slot_pods(flow, slot))?.len();
+            colours.push(json!({"slot": slot, "live": slot == live, "tag": tag, "ready_pods": ready}));
         }
     }
-    if let Some((entry, state)) = flow.latest_state::<State>("bluegreen", STATE_FACT)? {
-        let steps = state.steps();
+    let latest = flow.latest_state::<State>("bluegreen", STATE_FACT)?;
+    let holder = flow.block_on(crate::k8s::lease::current_holder(&flow.client, &t.namespace, &t.lease_name()))?;
+    let where_it_is = latest.as_ref().map(|(entry, state)| describe(entry, state, holder.as_deref()));
+    if args.output == Output::Json {
+        let latest_json =
+            latest.as_ref().map(|(entry, state)| json!({"run": entry.id, "actor": entry.actor, "result": entry.result, "state": state}));
+        println!("{}", serde_json::to_string_pretty(&json!({"colours": colours, "latest": latest_json, "where": where_it_is}))?);
+        return Ok(());
+    }
+    if colours.is_empty() {
+        println!("release {} does not run blue/green", t.release);
+    }
+    for c in &colours {
+        let role = if c["live"] == true { "LIVE" } else { "idle" };
         println!(
-            "latest flow {} by {}: {} ({:?} {} -> {})",
-            entry.id, entry.actor, entry.result, state.kind, state.from_slot, state.to_slot
+            "  {:<5} {role:<5} tag {:<28} {} ready pods",
+            c["slot"].as_str().unwrap_or_default(),
+            c["tag"].as_str().unwrap_or_default(),
+            c["ready_pods"]
         );
-        match steps.get(state.next) {
-            Some(next) if entry.result != "succeeded" => {
-                println!("  next step: {} (`bluegreen resume` or `bluegreen rollback`)", next.description)
-            }
-            _ => {}
-        }
+    }
+    if let (Some((entry, _)), Some(where_it_is)) = (&latest, &where_it_is) {
+        println!("latest flow {} by {}: {}", entry.id, entry.actor, where_it_is);
     }
     Ok(())
+}
+
+/// Where a blue/green flow is, in words.
+fn describe(entry: &Entry, state: &State, lease_holder: Option<&str>) -> String {
+    let what = match state.kind {
+        Kind::Install => format!("install of {} on {}", state.to_tag, state.to_slot),
+        Kind::Switch => format!("switch from {} ({}) to {} ({})", state.from_slot, state.from_tag, state.to_slot, state.to_tag),
+        Kind::Rollback => format!("switch back from {} to {} ({})", state.from_slot, state.to_slot, state.to_tag),
+    };
+    let steps = state.steps();
+    match (entry.result.as_str(), steps.get(state.next)) {
+        ("running", Some(next)) if lease_holder.is_none() => format!(
+            "{what}: interrupted before \"{}\" (its process is gone): `cargo xtask bluegreen resume` or `bluegreen rollback`",
+            next.description
+        ),
+        ("running", _) => format!("{what}: running (held by {})", lease_holder.unwrap_or("?")),
+        (result, Some(next)) if result != "succeeded" => {
+            format!("{what}: {result} before \"{}\": `cargo xtask bluegreen resume` or `bluegreen rollback`", next.description)
+        }
+        (result, _) => format!("{what}: {result}"),
+    }
 }
 
 fn other(slot: &str) -> &'static str {

@@ -80,10 +80,11 @@ pub fn live_holder(lease: &Lease, now: Timestamp) -> Option<String> {
     (expiry(lease)? > now).then_some(holder)
 }
 
-/// The lease's current holder in `namespace`, if a live one.
+/// The lease's current holder in `namespace`, if a live one: not expired, and not a process on
+/// this machine that is gone (its lease has not expired yet, but it will never renew it).
 pub async fn current_holder(client: &kube::Client, namespace: &str, name: &str) -> Result<Option<String>> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
-    Ok(api.get_opt(name).await?.and_then(|lease| live_holder(&lease, Timestamp::now())))
+    Ok(api.get_opt(name).await?.and_then(|lease| live_holder(&lease, Timestamp::now())).filter(|h| !died_on_this_machine(h)))
 }
 
 fn expiry(lease: &Lease) -> Option<Timestamp> {
