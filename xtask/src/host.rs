@@ -371,6 +371,24 @@ impl AptPlan {
     }
 }
 
+/// What setting the host up did to its packages, measured: dpkg's list before `before` and now.
+/// Fails when a package the host had changed version or went away (the host is not ours).
+pub fn packages_unchanged_since(sh: &Shell, before: &Option<BTreeMap<String, String>>) -> Result<()> {
+    let Some(before) = before else { return Ok(()) };
+    let after = dpkg_versions(sh)?;
+    let changed = changed_versions(before, &after);
+    if !changed.is_empty() {
+        bail!("setting up this machine changed packages it already had: {}", changed.join(", "));
+    }
+    println!("host packages: {} before set-up, {} after, none of those it had changed", before.len(), after.len());
+    Ok(())
+}
+
+/// The dpkg database's packages and versions, on a machine that has dpkg (None elsewhere).
+pub fn package_snapshot(sh: &Shell) -> Option<BTreeMap<String, String>> {
+    on_path(sh, "dpkg-query").then(|| dpkg_versions(sh).ok()).flatten()
+}
+
 /// Every installed package and its version, from the dpkg database.
 fn dpkg_versions(sh: &Shell) -> Result<BTreeMap<String, String>> {
     let format = "${Package}:${Architecture} ${Version} ${db:Status-Abbrev}\n";

@@ -12,6 +12,9 @@ impl Test {
     pub fn run(self, sh: &Shell) -> Result<()> {
         // A fresh machine: what the suite needs from the host is found or set up first, each
         // step announced (host.rs installs only what is missing and changes nothing the host has).
+        // The host is not ours: its packages are listed before and after the set-up, and the run
+        // fails if any it had changed (in CI this is the test of that invariant).
+        let packages_before = crate::host::package_snapshot(sh);
         crate::host::require_go(sh)?;
         crate::host::require(sh, &[&crate::host::POSTGRES_SERVER], "model-server's service tests")?;
         crate::host::require_docker(sh).context("the container and end-to-end tests need a Docker engine")?;
@@ -20,6 +23,7 @@ impl Test {
         crate::tools::install_all(sh).context("installing the pinned tools the tests use")?;
         let docker = Docker::connect(sh).context("the container and end-to-end tests need a Docker engine")?;
         println!("node image: {}", node_image::ensure(sh, &docker)?);
+        crate::host::packages_unchanged_since(sh, &packages_before)?;
         crate::cluster::registry::ensure_running(sh, &docker)?;
         println!("local registry: {}", crate::cluster::registry::HOST);
         println!("images: {}, {}", app_images::build_model_server(sh, &docker)?, app_images::build_postgres(sh, &docker)?);
