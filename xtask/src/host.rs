@@ -75,7 +75,7 @@ pub fn require(sh: &Shell, needs: &[&Need], purpose: &str) -> Result<()> {
     let what: Vec<&str> = missing.iter().map(|n| n.what).collect();
     let packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
     println!("==> {purpose} needs {}, which this machine lacks", what.join(", "));
-    Apt::host(sh)?.install(&packages, &format!("{purpose} needs {}", what.join(", ")))?;
+    Apt::host(sh, &packages)?.install(&packages, &format!("{purpose} needs {}", what.join(", ")))?;
     if let Some(still) = missing.iter().find(|n| !(n.present)(sh)) {
         bail!("installed {} but {} is still not found", still.package, still.what);
     }
@@ -131,7 +131,7 @@ fn major(version: &str) -> u32 {
 /// dependency it can take from bookworm staying bookworm.
 fn install_docker(sh: &Shell) -> Result<()> {
     println!("==> no Docker engine on this machine: kind runs each node as a privileged container");
-    let apt = Apt::host(sh)?;
+    let apt = Apt::host(sh, &["docker.io"])?;
     match apt.candidate("docker.io")? {
         Some(candidate) if major(&candidate) >= DOCKER_MIN_MAJOR => apt.install(&["docker.io"], "kind needs a Docker engine"),
         candidate => {
@@ -211,21 +211,23 @@ struct Apt<'a> {
 }
 
 impl<'a> Apt<'a> {
-    /// The host's apt, after checking that installing is allowed and possible here.
-    fn host(sh: &'a Shell) -> Result<Apt<'a>> {
+    /// The host's apt, after checking that installing `packages` is allowed and possible here;
+    /// where it is not, the error names the exact command to run instead.
+    fn host(sh: &'a Shell, packages: &[&str]) -> Result<Apt<'a>> {
+        let command = format!("sudo apt-get install --no-install-recommends {}", packages.join(" "));
         if installs_forbidden() {
-            bail!("--no-install: shipshape installs nothing; install what is named above yourself and rerun");
+            bail!("--no-install: shipshape installs nothing. Install it yourself (`{command}`), then rerun");
         }
         let os = OsRelease::read()?;
         if !os.is_debian_family() {
             bail!(
-                "shipshape sets up Debian and Ubuntu machines only (this is {:?}): install what is named above with your \
-                 package manager and rerun",
-                os.id
+                "shipshape installs packages on Debian and Ubuntu only (this is {:?}): install {} with your package manager, then rerun",
+                os.id,
+                packages.join(", ")
             );
         }
         if read_or_explain(cmd!(sh, "id -u"))?.trim() != "0" {
-            bail!("installing packages needs root: rerun as root, or install what is named above with `sudo apt-get install` and rerun");
+            bail!("installing packages needs root: rerun as root, or run `{command}` and rerun");
         }
         Ok(Apt { sh, options: Vec::new() })
     }
@@ -234,7 +236,7 @@ impl<'a> Apt<'a> {
     /// package asked for as `name/trixie` comes from trixie, and only the dependencies bookworm
     /// cannot satisfy. The host's own sources are copied beside it; /etc/apt is not written.
     fn with_trixie(sh: &'a Shell) -> Result<Apt<'a>> {
-        let mut apt = Apt::host(sh)?;
+        let mut apt = Apt::host(sh, &["docker.io/trixie"])?;
         let root = crate::cache::root()?.join("apt");
         let parts = root.join("sources.list.d");
         let prefs = root.join("preferences.d");
@@ -459,6 +461,14 @@ mod tests {
         let after = parse_dpkg("libc6:amd64 2.41-12 ii \ndocker.io:amd64 26.1.5 ii \n");
         assert_eq!(changed_versions(&before, &after), ["libc6:amd64 2.36-9 -> 2.41-12", "perl:amd64 5.36.0-7 removed"]);
         assert!(changed_versions(&before, &before).is_empty());
+    }
+
+    #[test]
+    fn no_install_names_the_exact_command() {
+        forbid_installs();
+        let sh = Shell::new().unwrap();
+        let err = Apt::host(&sh, &["debootstrap", "gcc"]).err().unwrap().to_string();
+        assert!(err.contains("`sudo apt-get install --no-install-recommends debootstrap gcc`"), "{err}");
     }
 
     #[test]
