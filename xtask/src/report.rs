@@ -113,3 +113,29 @@ pub fn exit_for(outcome: Outcome) -> anyhow::Result<()> {
         other => Err(Exit(other.exit_code()).into()),
     }
 }
+
+/// How a command made of checks reports, in one place: on a terminal each check on its line and
+/// a last line saying `verdict`; with `--output json` one document (`{namespace, outcome, <list>:
+/// [...]}`); in GitHub Actions a step summary too. Returns the overall outcome.
+pub fn emit(
+    title: &str,
+    namespace: &str,
+    checks: &[Check],
+    output: Output,
+    list: &str,
+    verdict: impl Fn(Outcome) -> String,
+) -> Result<Outcome, serde_json::Error> {
+    let outcome = overall(checks);
+    match output {
+        Output::Human => {
+            print_checks(checks);
+            println!("{title}: {}", verdict(outcome));
+        }
+        Output::Json => {
+            let doc = serde_json::json!({"namespace": namespace, "outcome": outcome, list: checks});
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+    }
+    github_step_summary(&markdown_checks(&format!("{title} {namespace}"), checks));
+    Ok(outcome)
+}

@@ -96,8 +96,7 @@ pub async fn snapshot(client: &kube::Client, pod_client: &kube::Client, namespac
 }
 
 fn metrics_port(pod: &k8s_openapi::api::core::v1::Pod) -> u16 {
-    let ports = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.ports.as_ref());
-    ports.into_iter().flatten().find(|p| p.name.as_deref() == Some(METRICS_PORT_NAME)).map(|p| p.container_port as u16).unwrap_or(9090)
+    super::release::named_port(pod, METRICS_PORT_NAME, 9090)
 }
 
 /// The window's traffic per track: each pod's counters at the end less those at the start (a

@@ -5,40 +5,24 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, LogParams};
 use kube::Api;
-use serde::Serialize;
 use xshell::Shell;
 
 use super::release::{self, ReleaseState};
 use super::{findings, Flow, Target};
 use crate::cli::Doctor;
 use crate::k8s::wait;
-use crate::report::{self, Check, Outcome, Output};
+use crate::report::{self, Check, Outcome};
 
 /// Lines of a crashed container's previous log shown as evidence.
 const CRASH_LOG_LINES: i64 = 10;
-
-#[derive(Serialize)]
-struct Diagnosis {
-    namespace: String,
-    outcome: Outcome,
-    findings: Vec<Check>,
-}
 
 impl Doctor {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let flow = Flow::connect(sh, &self.target)?;
         let checks = doctor(&flow)?;
-        let outcome = report::overall(&checks);
-        match self.output {
-            Output::Human => {
-                report::print_checks(&checks);
-                println!("doctor: {}", if outcome == Outcome::Pass { "nothing wrong found" } else { "problems found (fixes above)" });
-            }
-            Output::Json => {
-                let doc = Diagnosis { namespace: flow.target.namespace.clone(), outcome, findings: checks };
-                println!("{}", serde_json::to_string_pretty(&doc)?);
-            }
-        }
+        let outcome = report::emit("doctor", &flow.target.namespace, &checks, self.output, "findings", |outcome| {
+            if outcome == Outcome::Pass { "nothing wrong found" } else { "problems found (fixes above)" }.to_owned()
+        })?;
         report::exit_for(outcome)
     }
 }

@@ -4,7 +4,6 @@ use std::time::Instant;
 use anyhow::Result;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use serde::Serialize;
 use xshell::Shell;
 
 use super::release::ReleaseState;
@@ -12,32 +11,14 @@ use super::{findings, Flow};
 use crate::cli::Preflight;
 use crate::cluster::node_image::{self, KUBERNETES_VERSION};
 use crate::render;
-use crate::report::{self, Check, Outcome, Output};
+use crate::report::{self, Check, Outcome};
 use crate::tools::HELM;
-
-#[derive(Serialize)]
-struct Preflighted {
-    namespace: String,
-    outcome: Outcome,
-    checks: Vec<Check>,
-}
 
 impl Preflight {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let flow = Flow::connect(sh, &self.target)?;
         let checks = preflight(&flow)?;
-        let outcome = report::overall(&checks);
-        match self.output {
-            Output::Human => {
-                report::print_checks(&checks);
-                println!("preflight: {}", outcome.label());
-            }
-            Output::Json => {
-                let doc = Preflighted { namespace: flow.target.namespace.clone(), outcome, checks: checks.clone() };
-                println!("{}", serde_json::to_string_pretty(&doc)?);
-            }
-        }
-        report::github_step_summary(&report::markdown_checks(&format!("preflight {}", flow.target.namespace), &checks));
+        let outcome = report::emit("preflight", &flow.target.namespace, &checks, self.output, "checks", |o| o.label().to_owned())?;
         // Warnings (e.g. no kubectl for you to use) do not stop a deployment.
         report::exit_for(if outcome == Outcome::Fail { Outcome::Fail } else { Outcome::Pass })
     }

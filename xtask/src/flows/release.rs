@@ -265,8 +265,13 @@ pub async fn ready_pods(client: &kube::Client, namespace: &str, release: &str) -
 
 /// The container port named `http` (the chart's), or 8000.
 pub fn http_port(pod: &k8s_openapi::api::core::v1::Pod) -> u16 {
+    named_port(pod, "http", 8000)
+}
+
+/// The serving container's port named `name` (the chart names `http` and `metrics`), or `default`.
+pub fn named_port(pod: &k8s_openapi::api::core::v1::Pod, name: &str, default: u16) -> u16 {
     let ports = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.ports.as_ref());
-    ports.into_iter().flatten().find(|p| p.name.as_deref() == Some("http")).map(|p| p.container_port as u16).unwrap_or(8000)
+    ports.into_iter().flatten().find(|p| p.name.as_deref() == Some(name)).map(|p| p.container_port as u16).unwrap_or(default)
 }
 
 /// Secret name and key of the admin token in a release's values.
