@@ -238,6 +238,14 @@ fn deploy_takes_values_as_helm_does_and_refuses_bad_ones_before_any_change() {
     let runs = flow.block_on(flow.journal().entries()).or_panic();
     assert_eq!(runs.last().unwrap().facts["values"], format!("-f {file_arg} --set replicaCount=2"));
 
+    // A dry run says what would change, object by object, and changes nothing.
+    let (ok, out) = deploy(&["--tag", &shared.v2, "--set", "replicaCount=3", "--dry-run"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("~ Deployment/model-server"), "{out}");
+    assert!(out.contains("-   replicas: 2") && out.contains("+   replicas: 3"), "{out}");
+    let new_image = format!("image: {}", image(&shared.v2));
+    assert!(out.lines().any(|l| l.trim_start().starts_with('+') && l.contains(&new_image)), "the new image, pinned: {out}");
+
     let (ok, out) = deploy(&["--tag", &shared.v2, "--set", "replicaCount=-1"]);
     assert!(!ok && out.contains("replicaCount") && out.contains("nothing was changed"), "the schema names the key: {out}");
     let (ok, out) = deploy(&["--tag", &shared.v2, "--set", "image.tag=other"]);

@@ -68,6 +68,7 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
         if let Some(drift) = &drift {
             println!("note: {drift}");
         }
+        print_diff(flow, &state, &chart_release, &repository, tag)?;
         return Ok(None);
     }
 
@@ -134,6 +135,25 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
             }
         }
     }
+}
+
+/// What the upgrade would change, object by object, against Helm's record of the live release
+/// (read-only: the tag is resolved to render its digest, nothing is checked or changed).
+fn print_diff(flow: &Flow, state: &ReleaseState, chart_release: &crate::helm::Release, repository: &str, tag: &str) -> Result<()> {
+    let mut planned = flow.as_first_upgrade(chart_release);
+    match images::resolve(flow.sh, repository, tag) {
+        Ok(pinned) => planned.set.push(pinned.set()),
+        Err(err) => println!("note: {err:#}; the diff shows the tag without a digest"),
+    }
+    let rendered = flow.helm()?.template(&render::chart(), &planned)?;
+    let diff = super::diff::describe(&state.manifest, &rendered);
+    if diff.is_empty() {
+        println!("objects: no change from Helm revision {}", state.current().map(|r| r.revision).unwrap_or(0));
+    } else {
+        let against = state.current().map(|r| format!("Helm revision {}", r.revision)).unwrap_or_else(|| "nothing installed".to_owned());
+        println!("objects that would change (against {against}; Secret data hidden):\n{diff}");
+    }
+    Ok(())
 }
 
 /// The compensation: back to the revision the release had, or no release if it had none.

@@ -122,7 +122,7 @@ pub fn resolve(sh: &xshell::Shell, repository: &str, tag: &str) -> Result<Pinned
     let crane = crate::crane::Crane::new(sh)?;
     match crane.digest(&reference) {
         Ok(digest) => {
-            println!("  {reference} is {digest} in its registry: deploying by digest");
+            println!("  {reference} is {digest} in its registry (what runs is pinned to it)");
             Ok(Pinned { repository: repository.to_owned(), tag: tag.to_owned(), digest })
         }
         Err(err) => {

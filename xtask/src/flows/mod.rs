@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod bluegreen;
 pub mod canary;
 pub mod deploy;
+pub mod diff;
 pub mod doctor;
 pub mod findings;
 pub mod images;
@@ -196,6 +197,14 @@ impl<'a> Flow<'a> {
         self.helm()?.planned_values(&render::chart(), &release).context("the chart refuses these values (nothing was changed)")?;
         *self.overrides.borrow_mut() = Some(overrides.clone());
         Ok(())
+    }
+
+    /// `release` as the flow's first upgrade will apply it: with the user's values, if any.
+    pub fn as_first_upgrade(&self, release: &Release) -> Release {
+        match self.overrides.borrow().as_ref() {
+            Some(overrides) => with_overrides(release, overrides),
+            None => release.clone(),
+        }
     }
 
     /// The user's values in words, for the journal.

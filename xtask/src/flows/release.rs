@@ -52,6 +52,8 @@ pub struct ReleaseState {
     pub history: Vec<Revision>,
     /// The latest revision's values with the chart's defaults (Null when not installed).
     pub values: Value,
+    /// The latest revision's rendered objects, as Helm applied them (empty when not installed).
+    pub manifest: String,
 }
 
 impl ReleaseState {
@@ -69,7 +71,7 @@ impl ReleaseState {
             .list(&kube::api::ListParams::default().labels(&format!("owner=helm,name={release}")))
             .await
             .with_context(|| format!("reading Helm's record of release {release}"))?;
-        let mut revisions: Vec<(Revision, Value)> = Vec::new();
+        let mut revisions: Vec<(Revision, Value, String)> = Vec::new();
         for secret in listed.items {
             let name = secret.metadata.name.clone().unwrap_or_default();
             let encoded =
@@ -87,11 +89,12 @@ impl ReleaseState {
             };
             let mut values = record["chart"]["values"].clone();
             crate::helm::merge(&mut values, &record["config"]);
-            revisions.push((revision, values));
+            let manifest = record["manifest"].as_str().unwrap_or_default().to_owned();
+            revisions.push((revision, values, manifest));
         }
-        revisions.sort_by_key(|(r, _)| r.revision);
-        let values = revisions.last().map(|(_, v)| v.clone()).unwrap_or(Value::Null);
-        Ok(ReleaseState { history: revisions.into_iter().map(|(r, _)| r).collect(), values })
+        revisions.sort_by_key(|(r, _, _)| r.revision);
+        let (values, manifest) = revisions.last().map(|(_, v, m)| (v.clone(), m.clone())).unwrap_or((Value::Null, String::new()));
+        Ok(ReleaseState { history: revisions.into_iter().map(|(r, _, _)| r).collect(), values, manifest })
     }
 
     pub fn current(&self) -> Option<&Revision> {
