@@ -41,6 +41,7 @@ fn release(tag: &str, key: &std::path::Path) -> String {
     let sh = xtask::repo_shell().unwrap();
     static CLEAN: OnceLock<tempfile::TempDir> = OnceLock::new();
     let database = CLEAN.get_or_init(|| vulnerability_database("0.1.0"));
+    let _heavy = fixture::cpu_heavy();
     let pinned = xtask::signing::release(&sh, tag, registry::HOST, key, database.path()).or_panic();
     pinned.reference()
 }
@@ -171,6 +172,7 @@ fn the_vulnerability_gate_refuses_an_affected_build_and_releases_a_clean_one() {
     let sh = xtask::repo_shell().unwrap();
     let key = &keys().ours.0;
 
+    let _heavy = fixture::cpu_heavy();
     let affected = vulnerability_database("99.0.0");
     let tag = format!("{}-vulnerable", shared.v1);
     let error = failure(xtask::signing::release(&sh, &tag, registry::HOST, key, affected.path()));

@@ -204,7 +204,10 @@ fn the_dev_loop_image_build_then_deploy_serves_the_new_version() {
     let shared = fixture::shared();
     let ns = TestNamespace::new("dev-loop");
     let tag = format!("{}-loop", shared.v1);
-    let built = fixture::xtask_command(&ns).args(["image", "build", "--tag", &tag]).output().unwrap();
+    let built = {
+        let _heavy = fixture::cpu_heavy();
+        fixture::xtask_command(&ns).args(["image", "build", "--tag", &tag]).output().unwrap()
+    };
     let out = fixture::said(&built);
     assert!(built.status.success(), "{out}");
     let pushed = out.lines().find_map(|l| l.strip_prefix(&format!("pushed {} = ", image(&tag)))).unwrap_or_else(|| panic!("{out}"));
