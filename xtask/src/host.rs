@@ -66,6 +66,11 @@ fn on_path(sh: &Shell, tool: &str) -> bool {
     cmd!(sh, "sh -c 'command -v \"$1\"' _ {tool}").quiet().ignore_stdout().ignore_stderr().run().is_ok()
 }
 
+/// Whether this process runs as root (installing packages and building a node image need it).
+pub fn is_root(sh: &Shell) -> Result<bool> {
+    Ok(read_or_explain(cmd!(sh, "id -u"))?.trim() == "0")
+}
+
 /// Installs the packages of whichever `needs` are missing, announcing each; `purpose` says why.
 pub fn require(sh: &Shell, needs: &[&Need], purpose: &str) -> Result<()> {
     let missing: Vec<&&Need> = needs.iter().filter(|n| !(n.present)(sh)).collect();
@@ -226,7 +231,7 @@ impl<'a> Apt<'a> {
                 packages.join(", ")
             );
         }
-        if read_or_explain(cmd!(sh, "id -u"))?.trim() != "0" {
+        if !is_root(sh)? {
             bail!("installing packages needs root: rerun as root, or run `{command}` and rerun");
         }
         Ok(Apt { sh, options: Vec::new() })

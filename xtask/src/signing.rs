@@ -114,24 +114,21 @@ pub fn release(sh: &Shell, tag: &str, registry_host: &str, key: &Path, vuln_db: 
     crate::scan::gate(&scanned).context("nothing was pushed or signed")?;
     println!("[3/6] push");
     let pushed = app_images::push(&docker, &local, registry_host)?;
-    let pinned = Pinned {
-        repository: crate::flows::release::tag_of_repository(&pushed.reference).to_owned(),
-        tag: tag.to_owned(),
-        digest: pushed.digest.clone(),
-    };
-    println!("  {}", pushed.by_digest());
+    let pinned = pushed.pinned();
+    let by_digest = pinned.by_digest();
+    println!("  {by_digest}");
     println!("[4/6] sign {} (key {}; offline: no transparency log, no certificate authority)", pinned.digest, key.display());
-    cosign.sign(key, &password, &pushed.by_digest())?;
+    cosign.sign(key, &password, &by_digest)?;
     println!("[5/6] attest the SBOM (CycloneDX, {} components)", scanned.sbom["components"].as_array().map(Vec::len).unwrap_or(0));
     let sbom = scratch.path().join("sbom.cdx.json");
     std::fs::write(&sbom, serde_json::to_vec(&scanned.sbom)?)?;
-    cosign.attest(key, &password, &pushed.by_digest(), &sbom, crate::cosign::SBOM_TYPE)?;
+    cosign.attest(key, &password, &by_digest, &sbom, crate::cosign::SBOM_TYPE)?;
     println!("[6/6] attest SLSA v1 provenance");
     let lock = std::fs::read(crate::repo_root().join("Cargo.lock")).context("reading Cargo.lock")?;
     let predicate = provenance(&source, tag, &hex_sha256(&lock), &started, &now());
     let file = tempfile::Builder::new().suffix(".json").tempfile()?;
     std::fs::write(file.path(), serde_json::to_vec_pretty(&predicate)?)?;
-    cosign.attest(key, &password, &pushed.by_digest(), file.path(), crate::cosign::PROVENANCE_TYPE)?;
+    cosign.attest(key, &password, &by_digest, file.path(), crate::cosign::PROVENANCE_TYPE)?;
     println!("released in {:.1}s", clock.elapsed().as_secs_f64());
     Ok(pinned)
 }
@@ -192,7 +189,7 @@ impl Policy {
 /// signed too and names the commit the image is labelled with. Returns what was proven, in
 /// words; an environment that requires signatures refuses anything less.
 pub fn check(sh: &Shell, policy: &Policy, pinned: &Pinned) -> Result<String> {
-    let reference = format!("{}@{}", pinned.repository, pinned.digest);
+    let reference = pinned.by_digest();
     if policy.skip {
         let said = format!(
             "WARNING: the signature and provenance of {reference} were NOT checked (--insecure-skip-signature, by {})",

@@ -2,7 +2,7 @@
 //!
 //! Architecture invariant: every other module gets a tool's path from [`Tool::find`], which
 //! refuses a missing binary or one that reports another version. Nothing on PATH is assumed.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -153,7 +153,7 @@ pub const CARGO_AUDITABLE: CargoTool = CargoTool { name: "cargo-auditable", vers
 
 impl CargoTool {
     pub fn dir(&self) -> Result<PathBuf> {
-        Ok(crate::cache::root()?.join("tools").join(format!("{}-{}", self.name, self.version)))
+        tool_dir(self.name, self.version)
     }
 
     pub fn find(&self) -> Result<PathBuf> {
@@ -166,31 +166,47 @@ impl CargoTool {
 
     /// `cargo install --locked` into a `.partial` root, renamed into place when it succeeded.
     pub fn install(&self, sh: &Shell) -> Result<()> {
-        let dir = self.dir()?;
-        if dir.join("bin").join(self.name).is_file() {
-            println!("{:<8} {:<8} already installed ({})", self.name, self.version, dir.display());
-            return Ok(());
-        }
-        let partial = partial_dir(&dir);
-        if partial.exists() {
-            sh.remove_path(&partial)?;
-        }
-        println!("{:<8} {:<8} building with cargo install (cold: about a minute)", self.name, self.version);
-        let started = Instant::now();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let (name, version) = (self.name, self.version);
-        cmd!(sh, "{cargo} install --quiet --locked {name} --version {version} --root {partial}")
-            .run()
-            .with_context(|| format!("cargo install {name} {version} failed: cargo's error is above"))?;
-        std::fs::rename(&partial, &dir).with_context(|| format!("moving {} into place", dir.display()))?;
-        println!("{:<8} {:<8} built in {:.0?} -> {}", self.name, self.version, started.elapsed(), dir.display());
-        Ok(())
+        let binary = format!("bin/{name}");
+        build_into_place(sh, name, version, &binary, "building with cargo install (cold: about a minute)", |partial| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            cmd!(sh, "{cargo} install --quiet --locked {name} --version {version} --root {partial}")
+                .run()
+                .with_context(|| format!("cargo install {name} {version} failed: cargo's error is above"))
+        })
     }
+}
+
+/// `<cache>/tools/<name>-<version>/`: keyed by version, so pins never collide.
+fn tool_dir(name: &str, version: &str) -> Result<PathBuf> {
+    Ok(crate::cache::root()?.join("tools").join(format!("{name}-{version}")))
+}
+
+/// The one way a tool gets into the cache: `build` fills a fresh `<dir>.partial`, which is
+/// renamed into place only when `build` succeeded (it checks what it built), so an interrupted
+/// build never leaves something `find` would accept. A tool whose `binary` (a path inside its
+/// directory) is already there is left as it is.
+fn build_into_place(sh: &Shell, name: &str, version: &str, binary: &str, how: &str, build: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = tool_dir(name, version)?;
+    if dir.join(binary).is_file() {
+        println!("{name:<8} {version:<8} already installed ({})", dir.display());
+        return Ok(());
+    }
+    let partial = partial_dir(&dir);
+    if partial.exists() {
+        sh.remove_path(&partial)?;
+    }
+    println!("{name:<8} {version:<8} {how}");
+    let started = Instant::now();
+    build(&partial)?;
+    std::fs::rename(&partial, &dir).with_context(|| format!("moving {} into place", dir.display()))?;
+    println!("{name:<8} {version:<8} built in {:.0?} -> {}", started.elapsed(), dir.display());
+    Ok(())
 }
 
 /// `<dir>.partial`: where a build goes until it is checked (`with_extension` would eat a
 /// version's last component: `helm-v4.3.1` -> `helm-v4.3.partial`).
-fn partial_dir(dir: &std::path::Path) -> PathBuf {
+fn partial_dir(dir: &Path) -> PathBuf {
     PathBuf::from(format!("{}.partial", dir.display()))
 }
 
@@ -200,7 +216,7 @@ static VERIFIED: Mutex<Vec<&str>> = Mutex::new(Vec::new());
 impl Tool {
     /// `<cache>/tools/<name>-<version>/`: keyed by version, so pins never collide.
     pub fn dir(&self) -> Result<PathBuf> {
-        Ok(crate::cache::root()?.join("tools").join(format!("{}-{}", self.name, self.version)))
+        tool_dir(self.name, self.version)
     }
 
     /// The pinned binary, after checking it reports the pinned version.
@@ -247,36 +263,22 @@ impl Tool {
     /// Builds the tool into a `.partial` directory, checks it, then renames it into place, so an
     /// interrupted build never leaves something `find` would accept.
     fn install(&self, sh: &Shell, go: &Go) -> Result<()> {
-        let dir = self.dir()?;
-        if dir.join(self.name).is_file() {
-            println!("{:<8} {:<8} already installed ({})", self.name, self.version, dir.display());
-            return Ok(());
-        }
-        go.require(self.go_min, &format!("building {} {}", self.name, self.version))?;
-        let partial = partial_dir(&dir);
-        if partial.exists() {
-            sh.remove_path(&partial)?;
-        }
-        sh.create_dir(&partial)?;
-        println!(
-            "{:<8} {:<8} building {}@{} with go (cold: minutes on 2 cores; go's output follows)",
-            self.name, self.version, self.package, self.version
-        );
-        let started = Instant::now();
-        match &self.renamed {
-            None => go.install(&format!("{}@{}", self.package, self.version), self.ldflags, &partial, None)?,
-            Some(renamed) => {
-                let source = go.download(&format!("{}@{}", renamed.published_as, self.version))?;
-                let replace = format!("replace {} => {}", renamed.module, source.dir.display());
-                let log = crate::cache::root()?.join("logs").join(format!("{}-{}.log", self.name, self.version));
-                std::fs::create_dir_all(log.parent().expect("logs dir"))?;
-                go.build_in_wrapper(renamed.module, self.version, &replace, &[self.package.to_owned()], self.ldflags, &partial, &log)?;
+        let how = format!("building {}@{} with go (cold: minutes on 2 cores; go's output follows)", self.package, self.version);
+        build_into_place(sh, self.name, self.version, self.name, &how, |partial| {
+            go.require(self.go_min, &format!("building {} {}", self.name, self.version))?;
+            sh.create_dir(partial)?;
+            match &self.renamed {
+                None => go.install(&format!("{}@{}", self.package, self.version), self.ldflags, partial, None)?,
+                Some(renamed) => {
+                    let source = go.download(&format!("{}@{}", renamed.published_as, self.version))?;
+                    let replace = format!("replace {} => {}", renamed.module, source.dir.display());
+                    let log = crate::cache::root()?.join("logs").join(format!("{}-{}.log", self.name, self.version));
+                    std::fs::create_dir_all(log.parent().expect("logs dir"))?;
+                    go.build_in_wrapper(renamed.module, self.version, &replace, &[self.package.to_owned()], self.ldflags, partial, &log)?;
+                }
             }
-        }
-        self.verify(sh, &partial.join(self.name))?;
-        std::fs::rename(&partial, &dir).with_context(|| format!("moving {} into place", dir.display()))?;
-        println!("{:<8} {:<8} built in {:.0?} -> {}", self.name, self.version, started.elapsed(), dir.display());
-        Ok(())
+            self.verify(sh, &partial.join(self.name))
+        })
     }
 }
 

@@ -18,7 +18,6 @@ use crate::cluster::app_images::{self, POSTGRES_IMAGE};
 use crate::cluster::docker::Docker;
 use crate::cluster::lifecycle::{self, RunningCluster};
 use crate::cluster::registry;
-use crate::flows::images::Pinned;
 use crate::helm::Helm;
 use crate::k8s::{self, proxy, secrets};
 use crate::render;
@@ -77,13 +76,8 @@ pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster) -> Result<Verified> {
     let namespace = render::namespace(Env::Dev);
     k8s::block_on(provision(&cluster.kubeconfig, &namespace))?;
 
-    let tag = image.rsplit_once(':').unwrap().1;
-    let pinned = Pinned {
-        repository: crate::flows::release::tag_of_repository(&pushed.reference).to_owned(),
-        tag: tag.to_owned(),
-        digest: pushed.digest.clone(),
-    };
-    let mut release = render::release(Env::Dev, Variant::Stable, Some(tag));
+    let pinned = pushed.pinned();
+    let mut release = render::release(Env::Dev, Variant::Stable, Some(&pinned.tag));
     release.set.push(pinned.set());
     let helm = Helm::new(sh)?;
     println!("helm upgrade --install {} (namespace {namespace}, {})", release.name, pinned.reference());

@@ -52,9 +52,19 @@ pub struct Pushed {
 }
 
 impl Pushed {
+    /// The pushed tag, pinned to the digest the registry gave it.
+    pub fn pinned(&self) -> crate::flows::images::Pinned {
+        use crate::flows::release::{tag_of, tag_of_repository};
+        crate::flows::images::Pinned {
+            repository: tag_of_repository(&self.reference).to_owned(),
+            tag: tag_of(&self.reference).to_owned(),
+            digest: self.digest.clone(),
+        }
+    }
+
     /// `registry/repository@sha256:...`: the form that names exactly this content.
     pub fn by_digest(&self) -> String {
-        format!("{}@{}", self.reference.rsplit_once(':').map(|(r, _)| r).unwrap_or(&self.reference), self.digest)
+        self.pinned().by_digest()
     }
 }
 

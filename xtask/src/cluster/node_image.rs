@@ -162,7 +162,7 @@ pub fn build(sh: &Shell, docker: &Docker, stages: &mut Stages) -> Result<String>
 
 /// What would fail half-way through a 20-minute build, checked before it starts.
 fn preflight(sh: &Shell) -> Result<()> {
-    if read_or_explain(cmd!(sh, "id -u"))?.trim() != "0" {
+    if !crate::host::is_root(sh)? {
         bail!("building the node image needs root (debootstrap, chroot): run as root, or on a machine that can pull {KINDEST_NODE}");
     }
     crate::host::require(sh, &crate::host::NODE_IMAGE_BUILD, "building the kind node image")?;

@@ -21,7 +21,6 @@ use crate::cli::{BlueGreen, BlueGreenAction, BlueGreenStart, BlueGreenStatus};
 use crate::helm::{Change, Release};
 use crate::journal::Entry;
 use crate::k8s::{proxy, wait};
-use crate::render;
 use crate::report::Output;
 use crate::report::{self, Outcome};
 
@@ -44,17 +43,6 @@ pub struct State {
     pub scale_down_delay: u64,
     /// Index of the next step in `steps()`.
     pub next: usize,
-}
-
-impl State {
-    /// The chart values that pin `to_tag` to its resolved digest (none when there is none).
-    fn digest_values(&self) -> serde_json::Value {
-        if self.to_digest.is_empty() {
-            json!({})
-        } else {
-            json!({"imageDigests": {self.to_tag.clone(): self.to_digest.clone()}})
-        }
-    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
@@ -121,7 +109,7 @@ pub fn start_flow(flow: &Flow, args: &BlueGreenStart) -> Result<State> {
     let current = ReleaseState::read(flow)?;
     refuse_unsafe_start_for_restart(&current)?;
     refuse_unfinished(flow)?;
-    let planned = flow.helm()?.planned_values(&render::chart(), &t.chart_release(None))?;
+    let planned = flow.environment_values()?;
     let mut state = if !current.is_installed() {
         State {
             kind: Kind::Install,
@@ -166,7 +154,7 @@ pub fn start_flow(flow: &Flow, args: &BlueGreenStart) -> Result<State> {
         return Ok(state);
     }
     // What the release runs (or, not installed yet, what the environment's values give).
-    let values = if current.is_installed() { &current.values } else { &planned };
+    let values = if current.is_installed() { &current.values } else { planned };
     let repository = values["image"]["repository"].as_str().unwrap_or("shipshape/model-server").to_owned();
     let mut run = Run::begin(flow, "bluegreen", format!("start --tag {}", state.to_tag), plan)?;
     run.fact("from_image", current.stable_image().unwrap_or_default())?;
@@ -264,7 +252,7 @@ fn status(flow: &Flow, args: &BlueGreenStatus) -> Result<()> {
         }
     }
     let latest = flow.latest_state::<State>("bluegreen", STATE_FACT)?;
-    let holder = flow.block_on(crate::k8s::lease::current_holder(&flow.client, &t.namespace, &t.lease_name()))?;
+    let holder = flow.lease_holder()?;
     let where_it_is = latest.as_ref().map(|(entry, state)| describe(entry, state, holder.as_deref()));
     if args.output == Output::Json {
         let latest_json =
@@ -392,7 +380,7 @@ fn do_step(flow: &Flow, state: &State, id: &str) -> Result<()> {
         "install" => {
             let mut overlay =
                 json!({"image": {"tag": state.to_tag}, "blueGreen": {"enabled": true, "activeSlot": to, to: {"tag": state.to_tag}}});
-            crate::helm::merge(&mut overlay, &state.digest_values());
+            crate::helm::merge(&mut overlay, &images::digest_values(&state.to_tag, &state.to_digest));
             let file = tempfile::Builder::new().prefix("shipshape-values-").suffix(".json").tempfile()?;
             std::fs::write(file.path(), serde_json::to_vec(&overlay)?)?;
             let env_release = t.chart_release(None);
@@ -405,7 +393,7 @@ fn do_step(flow: &Flow, state: &State, id: &str) -> Result<()> {
         "deploy-idle" => flow.change_values(
             {
                 let mut changes = json!({"blueGreen": {to: {"tag": state.to_tag, "replicaCount": state.replicas}}});
-                crate::helm::merge(&mut changes, &state.digest_values());
+                crate::helm::merge(&mut changes, &images::digest_values(&state.to_tag, &state.to_digest));
                 changes
             },
             &format!("shipshape bluegreen: {} on idle {to}", state.to_tag),

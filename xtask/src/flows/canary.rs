@@ -106,8 +106,7 @@ impl Canary {
                     println!("no canary has run on this release");
                     return Ok(());
                 };
-                let t = &flow.target;
-                let holder = flow.block_on(crate::k8s::lease::current_holder(&flow.client, &t.namespace, &t.lease_name()))?;
+                let holder = flow.lease_holder()?;
                 let where_it_is = describe(&entry, &state, holder.as_deref());
                 let live = flow.block_on(live_tracks(&flow))?;
                 match s.output {
@@ -131,8 +130,7 @@ impl Canary {
 fn with_step_summary(flow: &Flow, outcome: Result<State>) -> Result<State> {
     if std::env::var_os("GITHUB_STEP_SUMMARY").is_some() {
         if let Ok(Some((entry, state))) = flow.latest_state::<State>("canary", STATE_FACT) {
-            let t = &flow.target;
-            let holder = flow.block_on(crate::k8s::lease::current_holder(&flow.client, &t.namespace, &t.lease_name())).ok().flatten();
+            let holder = flow.lease_holder().ok().flatten();
             report::github_step_summary(&summary_markdown(&entry, &state, &describe(&entry, &state, holder.as_deref())));
         }
     }
@@ -232,13 +230,7 @@ pub fn start_canary(flow: &Flow, args: &CanaryStart) -> Result<State> {
     if state.canary_tag == state.stable_tag {
         bail!("stable already runs {}: a canary needs another version", state.canary_tag);
     }
-    let mut plan = vec![
-        step(
-            "resolve",
-            format!("resolve tag {} to its digest; verify its signature and provenance as the environment asks", state.canary_tag),
-        ),
-        step("check-image", format!("check that the cluster can get the canary's image (tag {})", state.canary_tag)),
-    ];
+    let mut plan = Vec::from(images::plan_steps(&format!("the canary's tag {}", state.canary_tag)));
     plan.extend(plan_from(&state));
     if args.dry_run {
         println!("stable: {stable_image}, {total} pods");
@@ -447,9 +439,7 @@ fn run_step(run: &mut Run, state: &mut State, index: usize) -> Result<Verdict> {
         let t = &flow.target;
         let changed = Instant::now();
         let mut changes = json!({"replicaCount": stable_pods, "canary": {"enabled": true, "replicaCount": canary_pods, "image": {"tag": state.canary_tag}}});
-        if !state.canary_digest.is_empty() {
-            crate::helm::merge(&mut changes, &json!({"imageDigests": {state.canary_tag.clone(): state.canary_digest.clone()}}));
-        }
+        crate::helm::merge(&mut changes, &images::digest_values(&state.canary_tag, &state.canary_digest));
         flow.change_values(changes,
             &format!("shipshape canary {}: step {} at {percent} % ({canary_pods} canary, {stable_pods} stable)", state.canary_tag, index + 1),
         )?;

@@ -34,10 +34,11 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
     refuse_unsafe_start(&state)?;
     let drift = flow.block_on(release::drift(&flow.client, &t.namespace, &t.release, &state))?;
     let mut chart_release = t.chart_release(Some(tag));
-    let planned = flow.helm()?.planned_values(&render::chart(), &chart_release)?;
+    // Repository and pull secrets are the environment's (the tag changes neither).
+    let planned = flow.environment_values()?;
     let repository = planned["image"]["repository"].as_str().unwrap_or("shipshape/model-server").to_owned();
     let image = format!("{repository}:{tag}");
-    let pull_secrets = pull_secrets(&planned);
+    let pull_secrets = pull_secrets(planned);
     let from = state.current().map(|r| (r.revision, state.stable_image().unwrap_or_default()));
     let stable = release::stable_deployment(&t.release);
 

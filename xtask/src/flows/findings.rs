@@ -201,7 +201,7 @@ pub fn helm_not_pending(state: &ReleaseState) -> Check {
 
 /// No other shipshape flow is running on the release.
 pub async fn no_flow_running(client: &kube::Client, target: &Target) -> Check {
-    match lease::current_holder(client, &target.namespace, &format!("shipshape-lock-{}", target.release)).await {
+    match lease::current_holder(client, &target.namespace, &target.lease_name()).await {
         Ok(None) => Check::new("no flow running", Outcome::Pass, "no shipshape flow holds the release"),
         Ok(Some(holder)) => Check::new("no flow running", Outcome::Warn, format!("a flow is running: {holder}"))
             .with_fix("wait for it (cargo xtask status); a dead run's lease expires within a minute"),

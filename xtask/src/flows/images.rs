@@ -56,14 +56,29 @@ impl Pinned {
         format!("{}:{}@{}", self.repository, self.tag, self.digest)
     }
 
+    /// `repository@digest`: exactly this content, whatever the tag says now.
+    pub fn by_digest(&self) -> String {
+        format!("{}@{}", self.repository, self.digest)
+    }
+
     /// The values that make the chart run this digest wherever it runs this tag.
     pub fn values(&self) -> serde_json::Value {
-        json!({"imageDigests": {self.tag.clone(): self.digest.clone()}})
+        digest_values(&self.tag, &self.digest)
     }
 
     /// The same as a `--set-string` pair (dots in the tag escaped: they separate keys).
     pub fn set(&self) -> (String, String) {
         (format!("imageDigests.{}", self.tag.replace('.', "\\.")), self.digest.clone())
+    }
+}
+
+/// The chart values that pin `tag` to `digest` (`imageDigests`); none for an empty digest (a
+/// flow whose state predates digests).
+pub fn digest_values(tag: &str, digest: &str) -> serde_json::Value {
+    if digest.is_empty() {
+        json!({})
+    } else {
+        json!({"imageDigests": {tag: digest}})
     }
 }
 
@@ -110,8 +125,7 @@ pub fn resolve_verified(
     signature: &crate::cli::SignatureArgs,
 ) -> Result<(Pinned, String)> {
     let pinned = resolve(flow.sh, repository, tag)?;
-    let env_values = flow.helm()?.planned_values(&crate::render::chart(), &flow.target.chart_release(None))?;
-    let policy = crate::signing::Policy::new(&env_values, signature);
+    let policy = crate::signing::Policy::new(flow.environment_values()?, signature);
     let proven = crate::signing::check(flow.sh, &policy, &pinned)?;
     Ok((pinned, proven))
 }

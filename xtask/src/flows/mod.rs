@@ -93,6 +93,8 @@ pub struct Flow<'a> {
     pub target: Target,
     /// Found on first use: commands that never run helm (verify, status) do not pay for it.
     helm: std::cell::OnceCell<Helm<'a>>,
+    /// See [`Flow::environment_values`].
+    environment_values: std::cell::OnceCell<serde_json::Value>,
     /// Fields taken back from other field managers by this process's Helm changes, not yet
     /// journaled (a running step journals them: see [`Run::step`]).
     taken_back: std::cell::RefCell<Vec<String>>,
@@ -125,6 +127,7 @@ impl<'a> Flow<'a> {
         Ok(Flow {
             sh,
             helm: std::cell::OnceCell::new(),
+            environment_values: std::cell::OnceCell::new(),
             taken_back: Default::default(),
             target,
             client,
@@ -133,6 +136,22 @@ impl<'a> Flow<'a> {
             overrides: Default::default(),
             runtime,
         })
+    }
+
+    /// Who holds the release's Lease now, if a live process does.
+    pub fn lease_holder(&self) -> Result<Option<String>> {
+        let t = &self.target;
+        self.block_on(lease::current_holder(&self.client, &t.namespace, &t.lease_name()))
+    }
+
+    /// The environment's values for the release (chart defaults and deploy/envs/<env>.yaml, no
+    /// user overrides): what the environment asks of an image. Rendered once per flow.
+    pub fn environment_values(&self) -> Result<&serde_json::Value> {
+        if let Some(values) = self.environment_values.get() {
+            return Ok(values);
+        }
+        let values = self.helm()?.planned_values(&render::chart(), &self.target.chart_release(None))?;
+        Ok(self.environment_values.get_or_init(|| values))
     }
 
     /// The pinned helm (checked on first use).
@@ -169,11 +188,8 @@ impl<'a> Flow<'a> {
     /// image, rollout undo) are taken back, and what was taken back, from whom, is reported.
     /// The first one also applies the user's values.
     pub fn upgrade(&self, release: &Release, change: &crate::helm::Change) -> Result<()> {
-        let overrides = self.overrides.borrow_mut().take();
-        let release = match &overrides {
-            Some(overrides) => with_overrides(release, overrides),
-            None => release.clone(),
-        };
+        let release = self.as_first_upgrade(release);
+        self.overrides.borrow_mut().take();
         self.taking_back(change, |change| self.helm()?.upgrade(&render::chart(), &release, change))
     }
 

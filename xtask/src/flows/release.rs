@@ -243,14 +243,8 @@ pub async fn drift(client: &kube::Client, namespace: &str, release: &str, state:
     if live_image == helm_image {
         return Ok(None);
     }
-    let managers = deployment
-        .metadata
-        .managed_fields
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|m| m.manager)
-        .filter(|m| m != "helm" && m != "kube-controller-manager")
-        .collect();
+    // Who made the change: the same judgement of "not Helm, not a controller" as every report.
+    let managers = super::ownership::foreign_fields(std::slice::from_ref(&deployment)).into_iter().map(|f| f.manager).collect();
     Ok(Some(Drift { live_image, helm_image, revision: current.revision, managers }))
 }
 

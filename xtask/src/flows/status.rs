@@ -8,7 +8,6 @@ use super::Flow;
 use crate::cli::Status;
 use crate::helm::Revision;
 use crate::journal::Entry;
-use crate::k8s::lease;
 use crate::report::Output;
 
 #[derive(Serialize)]
@@ -27,7 +26,7 @@ impl Status {
         let state = ReleaseState::read(&flow)?;
         let mut runs = flow.block_on(flow.journal().entries())?;
         runs.drain(..runs.len().saturating_sub(self.last));
-        let running_now = flow.block_on(lease::current_holder(&flow.client, &t.namespace, &format!("shipshape-lock-{}", t.release)))?;
+        let running_now = flow.lease_holder()?;
         let standing = Standing { release: t.release.clone(), namespace: t.namespace.clone(), running_now, revisions: state.history, runs };
         match self.output {
             Output::Json => println!("{}", serde_json::to_string_pretty(&standing)?),
