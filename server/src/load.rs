@@ -23,7 +23,21 @@ pub struct Stats {
     pub by_version: BTreeMap<String, Outcomes>,
     /// Failures by kind (`http 500`, or the connection error).
     pub failures: BTreeMap<String, u64>,
+    /// The last few failures, when they happened: a test that sees one can tell which step of a
+    /// flow it fell in.
+    pub recent_failures: Vec<Failure>,
 }
+
+#[derive(Serialize, Clone, Debug)]
+pub struct Failure {
+    /// When the request was sent, in milliseconds since the Unix epoch.
+    pub sent_at_ms: u128,
+    pub kind: String,
+    pub version: String,
+}
+
+/// How many failures `recent_failures` keeps.
+const RECENT_FAILURES: usize = 20;
 
 #[derive(Serialize, Default, Clone, Copy, Debug)]
 pub struct Outcomes {
@@ -52,13 +66,14 @@ pub async fn run(url: String, rate: u32, listen: SocketAddr, timeout: Duration) 
         let (url, stats) = (url.clone(), stats.clone());
         stats.lock().unwrap().sent += 1;
         tokio::spawn(async move {
+            let sent_at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
             let outcome = crate::client::post(&url, &[], Some(BODY.to_owned()), timeout).await;
-            record(&mut stats.lock().unwrap(), outcome);
+            record(&mut stats.lock().unwrap(), sent_at_ms, outcome);
         });
     }
 }
 
-fn record(stats: &mut Stats, outcome: Result<crate::client::Response>) {
+fn record(stats: &mut Stats, sent_at_ms: u128, outcome: Result<crate::client::Response>) {
     let (ok, version, kind) = match outcome {
         Ok(answer) if (200..300).contains(&answer.status) => {
             (true, answer.served_by.unwrap_or_else(|| "unknown".to_owned()), String::new())
@@ -66,13 +81,18 @@ fn record(stats: &mut Stats, outcome: Result<crate::client::Response>) {
         Ok(answer) => (false, answer.served_by.unwrap_or_else(|| "unknown".to_owned()), format!("http {}", answer.status)),
         Err(err) => (false, "no answer".to_owned(), format!("{:#}", err).chars().take(120).collect()),
     };
-    let per_version = stats.by_version.entry(version).or_default();
+    let per_version = stats.by_version.entry(version.clone()).or_default();
     if ok {
         stats.ok += 1;
         per_version.ok += 1;
     } else {
         stats.failed += 1;
         per_version.failed += 1;
-        *stats.failures.entry(kind).or_default() += 1;
+        *stats.failures.entry(kind.clone()).or_default() += 1;
+        crate::log::warn("request failed", &[("kind", &kind), ("version", &version), ("sent_at_ms", &sent_at_ms)]);
+        if stats.recent_failures.len() == RECENT_FAILURES {
+            stats.recent_failures.remove(0);
+        }
+        stats.recent_failures.push(Failure { sent_at_ms, kind, version });
     }
 }

@@ -458,6 +458,11 @@ pub struct Test {
     /// Keep the kind cluster of a failing end-to-end test for inspection (its name is printed).
     #[arg(long)]
     pub keep_cluster: bool,
+    /// Print a backtrace with each failed test (off by default, whatever RUST_BACKTRACE says:
+    /// an end-to-end failure's evidence is its message, which a backtrace pushes out of a CI
+    /// log's tail).
+    #[arg(long)]
+    pub backtrace: bool,
     /// Extra arguments passed to `cargo test` after `--workspace` (e.g. a test name filter).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub cargo_args: Vec<String>,

@@ -38,6 +38,7 @@ impl Test {
             // Snapshots are checked here, never written: a mismatch fails the run.
             .env("INSTA_UPDATE", "no")
             .env(KEEP_CLUSTER_ENV, if self.keep_cluster { "1" } else { "" })
+            .env("RUST_BACKTRACE", if self.backtrace { "1" } else { "0" })
             .run()
             .context("the test suite failed (failures are listed above)")?;
         Ok(())

@@ -237,6 +237,37 @@ pub struct LoadStats {
     pub failed: u64,
     pub by_version: std::collections::BTreeMap<String, VersionStats>,
     pub failures: std::collections::BTreeMap<String, u64>,
+    /// The generator's last few failures, with when each request was sent.
+    #[serde(default)]
+    pub recent_failures: Vec<LoadFailure>,
+}
+
+#[derive(serde::Deserialize, Debug, Clone)]
+#[allow(dead_code)]
+pub struct LoadFailure {
+    pub sent_at_ms: u128,
+    pub kind: String,
+    pub version: String,
+}
+
+impl LoadStats {
+    /// Traffic flowed and not one request failed.
+    pub fn assert_none_failed(&self) {
+        assert!(self.ok > 0, "traffic flowed: {self:?}");
+        assert!(self.failed == 0, "{}\n{self:?}", self.failures_in_words());
+    }
+
+    /// The failures in words, each with how long before now its request was sent, to place it
+    /// among a flow's steps.
+    pub fn failures_in_words(&self) -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+        let lines: Vec<String> = self
+            .recent_failures
+            .iter()
+            .map(|f| format!("  {:.1} s ago, to {}: {}", now.saturating_sub(f.sent_at_ms) as f64 / 1000.0, f.version, f.kind))
+            .collect();
+        format!("{} of {} requests failed:\n{}", self.failed, self.sent, lines.join("\n"))
+    }
 }
 
 #[derive(serde::Deserialize, Debug, Clone, Copy, Default)]
@@ -254,6 +285,7 @@ impl<'n> LoadGenerator<'n> {
         let shared = shared();
         let flow = namespace.flow();
         let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(flow.client.clone(), &namespace.name);
+        let url = live_service_url(&flow, &namespace.name);
         let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": LOAD_POD, "labels": {"app.kubernetes.io/name": "load-generator"}},
@@ -261,7 +293,7 @@ impl<'n> LoadGenerator<'n> {
                 "automountServiceAccountToken": false,
                 "containers": [{
                     "name": "load", "image": image(&shared.v1), "imagePullPolicy": "IfNotPresent",
-                    "args": ["load", "http://model-server/v1/predict", "--rate", LOAD_RATE, "--listen", "0.0.0.0:8080"],
+                    "args": ["load", url, "--rate", LOAD_RATE, "--listen", "0.0.0.0:8080"],
                     "ports": [{"name": "stats", "containerPort": 8080}],
                     "readinessProbe": {"httpGet": {"path": "/health", "port": 8080}, "periodSeconds": 1}
                 }]
@@ -307,8 +339,31 @@ impl<'n> LoadGenerator<'n> {
             *count -= base.failures.get(kind).copied().unwrap_or_default();
         }
         failures.retain(|_, count| *count > 0);
-        LoadStats { sent: now.sent - base.sent, ok: now.ok - base.ok, failed: now.failed - base.failed, by_version, failures }
+        let recent_failures =
+            now.recent_failures.iter().filter(|f| !base.recent_failures.iter().any(|b| b.sent_at_ms == f.sent_at_ms)).cloned().collect();
+        LoadStats {
+            sent: now.sent - base.sent,
+            ok: now.ok - base.ok,
+            failed: now.failed - base.failed,
+            by_version,
+            failures,
+            recent_failures,
+        }
     }
+}
+
+/// The live Service's predict URL by its cluster IP, not its DNS name. A name lookup per request
+/// meets the kernel's conntrack race on parallel A/AAAA queries to two CoreDNS pods (one query
+/// dropped, the resolver's 5 s retry): a failure of the node's DNS, not of the flow under test,
+/// yet it reads "no answer within 5s" like a dropped request (seen once in ~2,750 requests of a
+/// blue/green rollback on a quiet node).
+fn live_service_url(flow: &Flow, namespace: &str) -> String {
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(flow.client.clone(), namespace);
+    let service = flow.block_on(services.get(&xtask::flows::release::fullname(&flow.target.release))).unwrap();
+    let spec = service.spec.unwrap_or_default();
+    let ip = spec.cluster_ip.expect("the live Service has a cluster IP");
+    let port = spec.ports.unwrap_or_default().iter().find(|p| p.name.as_deref() == Some("http")).map_or(80, |p| p.port);
+    format!("http://{ip}:{port}/v1/predict")
 }
 
 impl Drop for LoadGenerator<'_> {

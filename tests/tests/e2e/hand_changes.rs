@@ -112,7 +112,7 @@ fn a_hand_scaled_canary_is_seen_by_every_report_and_still_aborts_under_traffic()
     let stable = stats.by_version.get(&shared.v1).copied().unwrap_or_default();
     assert!(stable.ok > 100, "{stats:?}");
     assert_eq!(stable.failed, 0, "stable served every request it got: {stats:?}");
-    assert_eq!(stats.failed, 0, "no request failed: {stats:?}");
+    stats.assert_none_failed();
     let state = release::ReleaseState::read(&flow).or_panic();
     assert!(!state.canary_enabled());
 }
@@ -155,7 +155,7 @@ fn a_canary_paused_without_evidence_exits_apart_from_one_at_the_gate() {
     assert!(out.contains("paused at the approval gate"), "{out}");
     let aborted = xtask(&ns, &["canary", "abort"]);
     assert!(aborted.status.success(), "{}", text(&aborted));
-    assert_eq!(load.stats().failed, 0);
+    load.stats().assert_none_failed();
 }
 
 /// `kubectl set image deployment/model-server api=<repository>:v9.9.9`: a tag that exists nowhere.

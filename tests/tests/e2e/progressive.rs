@@ -39,12 +39,13 @@ fn canary_args(ns: &TestNamespace, tag: &str, approval: Approval) -> CanaryStart
     }
 }
 
+use fixture::image;
+
+/// Traffic flowed throughout a progressive flow (over 100 answers), and none failed.
 fn assert_no_failures(stats: &LoadStats) {
     assert!(stats.ok > 100, "traffic flowed throughout: {stats:?}");
-    assert_eq!(stats.failed, 0, "no request failed: {stats:?}");
+    stats.assert_none_failed();
 }
-
-use fixture::image;
 
 #[test]
 fn a_good_canary_is_promoted_through_every_step_with_no_failed_request() {

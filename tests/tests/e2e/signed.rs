@@ -85,7 +85,7 @@ fn a_signed_release_is_verified_then_promoted_as_a_canary() {
     let runs = flow.block_on(flow.journal().entries()).or_panic();
     let run = runs.iter().rev().find(|r| r.flow == "canary").unwrap();
     assert!(run.facts["signature"].contains("is signed with") && run.facts["signature"].contains("provenance"), "{:#?}", run.facts);
-    assert_eq!(load.stats().failed, 0);
+    load.stats().assert_none_failed();
 }
 
 #[test]

@@ -105,5 +105,5 @@ fn the_deploy_workflow_crosses_its_gate_job_by_job_and_its_abort_job_stops_a_can
     let state = ReleaseState::read(&flow).or_panic();
     assert!(!state.canary_enabled());
     assert_eq!(unpinned(&state.stable_image().unwrap()), image(&shared.v2), "stable unchanged by the abort");
-    assert_eq!(load.stats().failed, 0);
+    load.stats().assert_none_failed();
 }
