@@ -44,6 +44,7 @@ pub enum Command {
     Tools(Tools),
     Render(Render),
     Test(Test),
+    Bench(Bench),
     Env(ShellEnv),
     Keys(Keys),
     Release(ReleaseImage),
@@ -254,7 +255,7 @@ pub enum CanaryAction {
     /// (--approval pause: a CI job can go on to `canary promote`); 3 paused without evidence: a
     /// step's analysis was inconclusive (too few requests), and `canary resume` analyses it
     /// again; 1 failed: the canary was aborted (stable serves as before) or could not start.
-    Start(CanaryStart),
+    Start(Box<CanaryStart>),
     /// Approve: stable moves to the canary's version at full replicas, the canary is removed.
     Promote(CanaryTarget),
     /// Stop: canary scaled to zero and removed, stable restored to full replicas, unchanged.
@@ -466,6 +467,33 @@ pub struct Test {
     /// Extra arguments passed to `cargo test` after `--workspace` (e.g. a test name filter).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub cargo_args: Vec<String>,
+}
+
+/// Measure where people wait, and write the table into docs/benchmarks.md.
+///
+/// verify: the runbook's verification script (tests/bench/post_deploy_verify.sh) against
+/// `cargo xtask verify` through cargo, the debug binary and the release binary (built here
+/// with `cargo build --release -p xtask`), on one deployment at 1 pod and at 10, runs
+/// alternating. cluster start: `cluster up` of a new throwaway cluster, node image cached.
+/// Reports min, median and max and the ratio of medians. Uses (or creates) the local cluster
+/// and deletes its namespace after. A measurement only: it never fails on a time.
+#[derive(Args, Debug)]
+pub struct Bench {
+    /// Measured runs of each verify contender (after one warm-up run each).
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// New clusters to start and delete for the cluster-start row (0 skips it).
+    #[arg(long, default_value_t = 3)]
+    pub cluster_starts: usize,
+    /// Skip the verify rows.
+    #[arg(long)]
+    pub skip_verify: bool,
+    /// The kind cluster the verify rows run on (created if missing).
+    #[arg(long, default_value = "shipshape")]
+    pub cluster: String,
+    /// Print the table only; leave docs/benchmarks.md as it is.
+    #[arg(long)]
+    pub no_write: bool,
 }
 
 /// The main job: a local kind cluster with model-server deployed and verified.

@@ -1,6 +1,7 @@
 //! shipshape's automation. The command tree is in [`cli`]; each command is implemented in the
 //! module named after it. External tools are called only from [`tools`] (versions), [`go`], [`helm`]
 //! [`cluster`] (kind, docker, the image builds) and [`host`] (apt, dockerd).
+pub mod bench;
 pub mod cache;
 pub mod cli;
 pub mod cluster;

@@ -24,6 +24,7 @@ fn main() -> std::process::ExitCode {
         Command::Tools(cmd) => cmd.run(&sh),
         Command::Render(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),
+        Command::Bench(cmd) => cmd.run(&sh),
         Command::Env(cmd) => cmd.run(&sh),
         Command::Keys(cmd) => cmd.run(&sh),
         Command::Release(cmd) => cmd.run(&sh),

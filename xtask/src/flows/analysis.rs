@@ -113,23 +113,31 @@ pub fn window(start: &Snapshot, end: &Snapshot) -> BTreeMap<String, TrackSample>
     tracks
 }
 
-/// The route's counters from Prometheus text exposition.
+/// The route's counters from Prometheus text exposition (what model-server's /metrics serves:
+/// OpenMetrics text from prometheus-client). Series of other routes, and anything unparsable,
+/// are not counted.
 pub fn parse(text: &str) -> TrackSample {
-    let route = format!("route=\"{ROUTE}\"");
+    use prometheus_parse::Value;
     let mut sample = TrackSample::default();
-    for line in text.lines().filter(|l| !l.starts_with('#') && l.contains(&route)) {
-        let Some((series, value)) = line.rsplit_once(' ') else { continue };
-        let Ok(value) = value.parse::<f64>() else { continue };
-        if series.starts_with("http_requests_total{") {
-            sample.requests += value;
-            let status = series.split("status=\"").nth(1).and_then(|s| s.split('"').next()).and_then(|s| s.parse::<u16>().ok());
-            if status.is_some_and(|s| s >= 500) {
-                sample.errors += value;
+    let Ok(scrape) = prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))) else {
+        return sample;
+    };
+    for series in scrape.samples.iter().filter(|s| s.labels.get("route") == Some(ROUTE)) {
+        let value = match series.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+            // Buckets: not needed for the mean; `_sum` and `_count` come as their own series.
+            Value::Histogram(_) | Value::Summary(_) => continue,
+        };
+        match series.metric.as_str() {
+            "http_requests_total" => {
+                sample.requests += value;
+                if series.labels.get("status").and_then(|s| s.parse::<u16>().ok()).is_some_and(|s| s >= 500) {
+                    sample.errors += value;
+                }
             }
-        } else if series.starts_with("http_request_duration_seconds_sum{") {
-            sample.latency_sum += value;
-        } else if series.starts_with("http_request_duration_seconds_count{") {
-            sample.latency_count += value;
+            "http_request_duration_seconds_sum" => sample.latency_sum += value,
+            "http_request_duration_seconds_count" => sample.latency_count += value,
+            _ => {}
         }
     }
     sample
@@ -239,6 +247,26 @@ http_request_duration_seconds_bucket{route="/v1/predict",le="0.005"} 100
     fn only_the_application_route_counts() {
         let sample = parse(METRICS);
         assert_eq!(sample, TrackSample { requests: 100.0, errors: 10.0, latency_sum: 0.5, latency_count: 100.0 });
+    }
+
+    /// The shape prometheus-client writes (OpenMetrics: TYPE names without `_total`, `# EOF`),
+    /// with labels in another order than the split-based parser expected.
+    #[test]
+    fn openmetrics_families_and_any_label_order_are_read() {
+        let text = r#"# HELP http_requests Requests.
+# TYPE http_requests counter
+http_requests_total{status="500",method="POST",route="/v1/predict"} 4
+http_requests_total{method="POST",route="/v1/predict",status="200"} 36
+http_requests_total{route="/v1/predict/extra",status="500"} 99
+# HELP http_request_duration_seconds Latency.
+# TYPE http_request_duration_seconds histogram
+http_request_duration_seconds_sum{method="POST",route="/v1/predict"} 0.8
+http_request_duration_seconds_count{method="POST",route="/v1/predict"} 40
+http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/predict"} 38
+http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/v1/predict"} 40
+# EOF
+"#;
+        assert_eq!(parse(text), TrackSample { requests: 40.0, errors: 4.0, latency_sum: 0.8, latency_count: 40.0 });
     }
 
     #[test]

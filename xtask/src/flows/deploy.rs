@@ -22,7 +22,7 @@ impl Deploy {
         let mut flow = Flow::connect(sh, &self.target)?;
         flow.signature = self.signature;
         // --tag decides the image; everything else is the user's to set.
-        flow.set_overrides(&self.values, &["image", "imageDigests"])?;
+        flow.set_overrides(&self.values, super::DEPLOY_MANAGED_VALUES)?;
         deploy(&flow, &self.tag, self.dry_run).map(drop)
     }
 }

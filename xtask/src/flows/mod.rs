@@ -288,6 +288,10 @@ impl<'a> Flow<'a> {
     }
 }
 
+/// The values a standard deploy sets itself (the image it resolved and verified); `--set` may
+/// not touch them.
+pub const DEPLOY_MANAGED_VALUES: &[&str] = &["image", "imageDigests"];
+
 /// The values progressive flows set at every step; `--set` may not touch them.
 pub const FLOW_MANAGED_VALUES: &[&str] = &["image", "imageDigests", "replicaCount", "canary", "blueGreen"];
 
