@@ -33,7 +33,8 @@ impl Bench {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let mut rows: Vec<Row> = Vec::new();
         if !self.skip_verify {
-            let cluster = lifecycle::up(sh, &ClusterUp { target: ClusterTarget { name: self.cluster.clone(), kubeconfig: None }, keep: false })?;
+            let cluster =
+                lifecycle::up(sh, &ClusterUp { target: ClusterTarget { name: self.cluster.clone(), kubeconfig: None }, keep: false })?;
             bench_verify(sh, &cluster.kubeconfig, self.runs, &mut rows)?;
         }
         if self.cluster_starts > 0 {
@@ -57,11 +58,14 @@ fn bench_verify(sh: &Shell, kubeconfig: &Path, runs: usize, rows: &mut Vec<Row>)
     let pushed = app_images::push(&docker, &app_images::build_model_server(sh, &docker)?, registry::HOST)?;
     app_images::push(&docker, &app_images::build_postgres(sh, &docker)?, registry::HOST)?;
     crate::k8s::block_on(crate::up::provision(kubeconfig, BENCH_NAMESPACE))?;
-    let kubectl = node_image::built_kubectl()?.context("the pinned kubectl is built with the node image: run `cargo xtask cluster image`")?;
+    let kubectl =
+        node_image::built_kubectl()?.context("the pinned kubectl is built with the node image: run `cargo xtask cluster image`")?;
     println!("building the release binary of xtask (what CI can build once and call): cargo build --release -p xtask");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     cmd!(sh, "{cargo} build --quiet --release --locked -p xtask").run().context("building the release binary")?;
-    let target_dir = crate::repo_root().join("target");
+    // This binary is <target>/debug/xtask (CARGO_TARGET_DIR may move <target>).
+    let this = std::env::current_exe()?;
+    let target_dir = this.parent().and_then(Path::parent).context("where is the target directory?")?.to_owned();
     let script = crate::repo_root().join("tests/bench/post_deploy_verify.sh");
 
     for pods in [1, 10] {
@@ -82,6 +86,12 @@ fn bench_verify(sh: &Shell, kubeconfig: &Path, runs: usize, rows: &mut Vec<Row>)
             (format!("cargo xtask verify, {pods} pod{}", plural(pods)), {
                 let mut c = Command::new(&cargo);
                 c.current_dir(crate::repo_root()).arg("xtask").args(verify_args);
+                c
+            }),
+            (format!("`xtask` of `cargo xtask env`, {pods} pod{}", plural(pods)), {
+                let mut c = Command::new("bash");
+                let function = crate::tools::xtask_function(&crate::repo_root(), &target_dir.join("debug/xtask"));
+                c.arg("-c").arg(format!("{function}xtask verify --namespace {BENCH_NAMESPACE}"));
                 c
             }),
             (format!("debug binary, {pods} pod{}", plural(pods)), {
@@ -165,7 +175,10 @@ fn table(rows: &[Row]) -> String {
         std::env::consts::OS
     );
     for row in rows {
-        let ratio = row.baseline.map(|b| format!("**{:.1}x** faster", median(&rows[b].times) / median(&row.times))).unwrap_or_else(|| "baseline".to_owned());
+        let ratio = row
+            .baseline
+            .map(|b| format!("**{:.1}x** faster", median(&rows[b].times) / median(&row.times)))
+            .unwrap_or_else(|| "baseline".to_owned());
         let ratio = if row.baseline.is_none() && !row.what.contains("script") { String::new() } else { ratio };
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {ratio} |\n",

@@ -110,11 +110,14 @@ pub struct Deploy {
 /// 1 replicas ready, 2 pods Running, 3 GET /health, 4 GET /ready, 5 GET /health/db (the
 /// database), 6 error lines in the last 5 minutes of logs (a warning above 10), 7 the deployed
 /// version (what Helm applied, what the Deployment runs, what each pod reports). Pods are
-/// reached through the API server's proxy. Exit code: 0 passed, 2 passed with warnings, 1 failed.
+/// reached through the API server's proxy. Exit code: 0 passed, 2 passed with warnings, 1 failed
+/// (with --watch: ends only on Ctrl-C).
 #[derive(Args, Debug)]
 pub struct Verify {
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub watch: WatchArgs,
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::report::Output,
 }
@@ -207,12 +210,14 @@ pub enum SecretMethod {
 /// Secrets; ExternalSecrets not syncing; pods that cannot read their Secret
 /// (CreateContainerConfigError); pods Pending (and why the scheduler says so); crash loops (with
 /// the last lines of the previous container's log); image pull errors; slow or stalled
-/// rollouts; Helm operations stuck in pending-*; changes made behind Helm's back. Exits 1 when it
-/// finds a problem.
+/// rollouts; Helm operations stuck in pending-*; changes made behind Helm's back. Exit code: 0
+/// nothing wrong, 2 warnings only, 1 a problem found (with --watch: ends only on Ctrl-C).
 #[derive(Args, Debug)]
 pub struct Doctor {
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub watch: WatchArgs,
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::report::Output,
 }
@@ -223,6 +228,8 @@ pub struct Doctor {
 pub struct Status {
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub watch: WatchArgs,
     /// How many journal entries to show (newest last).
     #[arg(long, default_value_t = 10)]
     pub last: usize,
@@ -331,6 +338,8 @@ pub struct CanaryTarget {
 pub struct CanaryStatus {
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub watch: WatchArgs,
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::report::Output,
 }
@@ -389,6 +398,8 @@ pub struct BlueGreenStart {
 pub struct BlueGreenStatus {
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub watch: WatchArgs,
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::report::Output,
 }
@@ -472,8 +483,8 @@ pub struct Test {
 /// Measure where people wait, and write the table into docs/benchmarks.md.
 ///
 /// verify: the runbook's verification script (tests/bench/post_deploy_verify.sh) against
-/// `cargo xtask verify` through cargo, the debug binary and the release binary (built here
-/// with `cargo build --release -p xtask`), on one deployment at 1 pod and at 10, runs
+/// `cargo xtask verify` through cargo, the `xtask` shell function of `cargo xtask env`, the
+/// debug binary and the release binary (built here with `cargo build --release -p xtask`), on one deployment at 1 pod and at 10, runs
 /// alternating. cluster start: `cluster up` of a new throwaway cluster, node image cached.
 /// Reports min, median and max and the ratio of medians. Uses (or creates) the local cluster
 /// and deletes its namespace after. A measurement only: it never fails on a time.
@@ -617,6 +628,20 @@ pub struct ValueOverrides {
     /// A values file applied after the environment's; repeatable, the last one wins.
     #[arg(short = 'f', long = "values", value_name = "FILE")]
     pub values: Vec<std::path::PathBuf>,
+}
+
+/// `--watch`: a report repeated until Ctrl-C, for following a rollout or a canary.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct WatchArgs {
+    /// Report again every --interval seconds until Ctrl-C. On a terminal the screen is redrawn
+    /// (as `watch` does); otherwise each report follows the last, under a time stamp on stderr
+    /// (with --output json, stdout is a stream of JSON documents). A round that fails (the API
+    /// blinked) says why and the watch goes on.
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between reports with --watch.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..), requires = "watch")]
+    pub interval: u64,
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {

@@ -76,6 +76,27 @@ pub enum Output {
     Json,
 }
 
+/// Runs `report` once and exits with its outcome's code; with `--watch`, runs it every interval
+/// until Ctrl-C (the process ends on the signal), each round under a time stamp.
+pub fn repeat(watch: crate::cli::WatchArgs, mut report: impl FnMut() -> anyhow::Result<Outcome>) -> anyhow::Result<()> {
+    if !watch.watch {
+        return exit_for(report()?);
+    }
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    loop {
+        if terminal {
+            // Clear the screen and home the cursor: the newest report in place of the last.
+            print!("\x1b[2J\x1b[H");
+        }
+        eprintln!("{}  every {} s (Ctrl-C stops)", crate::journal::now(), watch.interval);
+        if let Err(err) = report() {
+            eprintln!("this round failed: {err:#}");
+        }
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(std::time::Duration::from_secs(watch.interval));
+    }
+}
+
 /// Appends markdown to `$GITHUB_STEP_SUMMARY` when running in GitHub Actions.
 pub fn github_step_summary(markdown: &str) {
     let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else { return };

@@ -98,7 +98,10 @@ impl BlueGreen {
             }
             BlueGreenAction::Rollback(t) => rollback(&Flow::connect(sh, &t.target)?, t.scale_down_delay, t.dry_run).map(drop),
             BlueGreenAction::Resume(t) => resume(&Flow::connect(sh, &t.target)?).map(drop),
-            BlueGreenAction::Status(t) => status(&Flow::connect(sh, &t.target)?, &t),
+            BlueGreenAction::Status(t) => {
+                let flow = Flow::connect(sh, &t.target)?;
+                report::repeat(t.watch, || status(&flow, &t).map(|()| report::Outcome::Pass))
+            }
         }
     }
 }

@@ -102,24 +102,26 @@ impl Canary {
             }
             CanaryAction::Status(s) => {
                 let flow = Flow::connect(sh, &s.target)?;
-                let Some((entry, state)) = flow.latest_state::<State>("canary", STATE_FACT)? else {
-                    println!("no canary has run on this release");
-                    return Ok(());
-                };
-                let holder = flow.lease_holder()?;
-                let where_it_is = describe(&entry, &state, holder.as_deref());
-                let live = flow.block_on(live_tracks(&flow))?;
-                match s.output {
-                    Output::Json => println!(
-                        "{}",
-                        serde_json::to_string_pretty(&json!({
-                            "run": entry.id, "result": entry.result, "where": where_it_is, "lease_holder": holder,
-                            "live": live, "state": state
-                        }))?
-                    ),
-                    Output::Human => print_status(&entry, &state, &where_it_is, &live),
-                }
-                Ok(())
+                report::repeat(s.watch, || {
+                    let Some((entry, state)) = flow.latest_state::<State>("canary", STATE_FACT)? else {
+                        println!("no canary has run on this release");
+                        return Ok(report::Outcome::Pass);
+                    };
+                    let holder = flow.lease_holder()?;
+                    let where_it_is = describe(&entry, &state, holder.as_deref());
+                    let live = flow.block_on(live_tracks(&flow))?;
+                    match s.output {
+                        Output::Json => println!(
+                            "{}",
+                            serde_json::to_string_pretty(&json!({
+                                "run": entry.id, "result": entry.result, "where": where_it_is, "lease_holder": holder,
+                                "live": live, "state": state
+                            }))?
+                        ),
+                        Output::Human => print_status(&entry, &state, &where_it_is, &live),
+                    }
+                    Ok(report::Outcome::Pass)
+                })
             }
         }
     }

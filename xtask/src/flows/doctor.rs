@@ -19,11 +19,12 @@ const CRASH_LOG_LINES: i64 = 10;
 impl Doctor {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let flow = Flow::connect(sh, &self.target)?;
-        let checks = doctor(&flow)?;
-        let outcome = report::emit("doctor", &flow.target.namespace, &checks, self.output, "findings", |outcome| {
-            if outcome == Outcome::Pass { "nothing wrong found" } else { "problems found (fixes above)" }.to_owned()
-        })?;
-        report::exit_for(outcome)
+        report::repeat(self.watch, || {
+            let checks = doctor(&flow)?;
+            Ok(report::emit("doctor", &flow.target.namespace, &checks, self.output, "findings", |outcome| {
+                if outcome == Outcome::Pass { "nothing wrong found" } else { "problems found (fixes above)" }.to_owned()
+            })?)
+        })
     }
 }
 

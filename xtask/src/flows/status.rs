@@ -8,7 +8,7 @@ use super::Flow;
 use crate::cli::Status;
 use crate::helm::Revision;
 use crate::journal::Entry;
-use crate::report::Output;
+use crate::report::{self, Output};
 
 #[derive(Serialize)]
 struct Standing {
@@ -23,16 +23,19 @@ impl Status {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let flow = Flow::connect(sh, &self.target)?;
         let t = &flow.target;
-        let state = ReleaseState::read(&flow)?;
-        let mut runs = flow.block_on(flow.journal().entries())?;
-        runs.drain(..runs.len().saturating_sub(self.last));
-        let running_now = flow.lease_holder()?;
-        let standing = Standing { release: t.release.clone(), namespace: t.namespace.clone(), running_now, revisions: state.history, runs };
-        match self.output {
-            Output::Json => println!("{}", serde_json::to_string_pretty(&standing)?),
-            Output::Human => print(&standing),
-        }
-        Ok(())
+        report::repeat(self.watch, || {
+            let state = ReleaseState::read(&flow)?;
+            let mut runs = flow.block_on(flow.journal().entries())?;
+            runs.drain(..runs.len().saturating_sub(self.last));
+            let running_now = flow.lease_holder()?;
+            let standing =
+                Standing { release: t.release.clone(), namespace: t.namespace.clone(), running_now, revisions: state.history, runs };
+            match self.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&standing)?),
+                Output::Human => print(&standing),
+            }
+            Ok(report::Outcome::Pass)
+        })
     }
 }
 
