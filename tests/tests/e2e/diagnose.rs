@@ -138,6 +138,6 @@ fn status_shows_helm_revisions_and_who_ran_what() {
         ["record", "resolve", "check-image", "upgrade", "rollout", "verify"]
     );
     assert!(runs[1].steps.iter().all(|s| s.status == "done"));
-    let status = xtask::cli::Status { target: ns.args(), last: 10, output: xtask::report::Output::Json };
+    let status = xtask::cli::Status { target: ns.args(), last: 10, output: xtask::report::Output::Json, watch: Default::default() };
     status.run(&ns.sh).or_panic();
 }

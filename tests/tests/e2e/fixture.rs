@@ -176,6 +176,16 @@ pub fn xtask_command(ns: &TestNamespace) -> std::process::Command {
     command
 }
 
+/// What a `--watch` command printed (stdout, then stderr) in `seconds`, then stopped as Ctrl-C
+/// would stop it.
+pub fn watched(ns: &TestNamespace, args: &[&str], seconds: u64) -> String {
+    let child = xtask_command(ns).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(seconds));
+    // SIGINT, as Ctrl-C sends: the watch has no other end.
+    let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    said(&child.wait_with_output().unwrap())
+}
+
 /// What a command printed (stdout, then stderr), checked for Debug formatting.
 pub fn said(output: &std::process::Output) -> String {
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));

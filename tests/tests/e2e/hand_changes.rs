@@ -92,6 +92,10 @@ fn a_hand_scaled_canary_is_seen_by_every_report_and_still_aborts_under_traffic()
     assert!(status_text.contains("stable 2 of 7 pods (29 %), canary 5 of 7 pods (71 %)"), "the real share: {status_text}");
     assert!(status_text.contains("DRIFT: Deployment model-server-canary has 5 replicas"), "{status_text}");
     assert!(status_text.contains("waiting at the approval gate"), "{status_text}");
+    // Followed with --watch: the same report round after round, until stopped.
+    let watched = fixture::watched(&ns, &["canary", "status", "--namespace", &ns.name, "--watch", "--interval", "1"], 3);
+    assert!(watched.matches("waiting at the approval gate").count() >= 2, "at least two rounds in 3 s: {watched}");
+    assert!(watched.contains("every 1 s (Ctrl-C stops)"), "{watched}");
 
     // The safety path: abort takes the field back from kubectl and says so.
     let aborted = xtask(&ns, &["canary", "abort"]);
