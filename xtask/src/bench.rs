@@ -7,7 +7,6 @@
 //!   moment of the machine falls on every contender alike.
 //! - cluster start: `cluster up` of a new cluster, node image cached, to ready.
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -58,7 +57,7 @@ fn bench_verify(sh: &Shell, kubeconfig: &Path, runs: usize, rows: &mut Vec<Row>)
     let pushed = app_images::push(&docker, &app_images::build_model_server(sh, &docker)?, registry::HOST)?;
     app_images::push(&docker, &app_images::build_postgres(sh, &docker)?, registry::HOST)?;
     crate::k8s::block_on(crate::up::provision(kubeconfig, BENCH_NAMESPACE))?;
-    let kubectl =
+    let pinned_kubectl =
         node_image::built_kubectl()?.context("the pinned kubectl is built with the node image: run `cargo xtask cluster image`")?;
     println!("building the release binary of xtask (what CI can build once and call): cargo build --release -p xtask");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -76,39 +75,26 @@ fn bench_verify(sh: &Shell, kubeconfig: &Path, runs: usize, rows: &mut Vec<Row>)
         println!("deploying {} at {pods} pods in {BENCH_NAMESPACE}", pushed.pinned().tag);
         deploy::deploy(&flow, &pushed.pinned().tag, false)?;
 
-        let verify_args = ["verify", "--namespace", BENCH_NAMESPACE];
-        let mut contenders: Vec<(String, Command)> = vec![
-            (format!("runbook script (kubectl), {pods} pod{}", plural(pods)), {
-                let mut c = Command::new("bash");
-                c.arg(&script).arg(BENCH_NAMESPACE).env("KUBECTL", &kubectl);
-                c
-            }),
-            (format!("cargo xtask verify, {pods} pod{}", plural(pods)), {
-                let mut c = Command::new(&cargo);
-                c.current_dir(crate::repo_root()).arg("xtask").args(verify_args);
-                c
-            }),
-            (format!("`xtask` of `cargo xtask env`, {pods} pod{}", plural(pods)), {
-                let mut c = Command::new("bash");
-                let function = crate::tools::xtask_function(&crate::repo_root(), &target_dir.join("debug/xtask"));
-                c.arg("-c").arg(format!("{function}xtask verify --namespace {BENCH_NAMESPACE}"));
-                c
-            }),
-            (format!("debug binary, {pods} pod{}", plural(pods)), {
-                let mut c = Command::new(target_dir.join("debug/xtask"));
-                c.args(verify_args);
-                c
-            }),
-            (format!("release binary, {pods} pod{}", plural(pods)), {
-                let mut c = Command::new(target_dir.join("release/xtask"));
-                c.args(verify_args);
-                c
-            }),
+        let verify = |program: &Path| Contender::new(program, ["verify", "--namespace", BENCH_NAMESPACE]);
+        let function = crate::tools::xtask_function(&crate::repo_root(), &target_dir.join("debug/xtask"));
+        let suffix = format!("{pods} pod{}", plural(pods));
+        let contenders = [
+            (
+                format!("runbook script (kubectl), {suffix}"),
+                Contender::new(Path::new("bash"), [script.as_os_str(), BENCH_NAMESPACE.as_ref()]).with_env("KUBECTL", &pinned_kubectl),
+            ),
+            (
+                format!("cargo xtask verify, {suffix}"),
+                Contender::new(Path::new(&cargo), ["xtask", "verify", "--namespace", BENCH_NAMESPACE]),
+            ),
+            (
+                format!("`xtask` of `cargo xtask env`, {suffix}"),
+                Contender::new(Path::new("bash"), ["-c".to_owned(), format!("{function}xtask verify --namespace {BENCH_NAMESPACE}")]),
+            ),
+            (format!("debug binary, {suffix}"), verify(&target_dir.join("debug/xtask"))),
+            (format!("release binary, {suffix}"), verify(&target_dir.join("release/xtask"))),
         ];
-        for (_, command) in contenders.iter_mut() {
-            command.env("KUBECONFIG", kubeconfig).stdout(Stdio::null()).stderr(Stdio::null());
-        }
-        let times = alternate(&mut contenders, runs)?;
+        let times = alternate(sh, &contenders, kubeconfig, runs)?;
         let baseline = rows.len();
         for (i, ((what, _), times)) in contenders.into_iter().zip(times).enumerate() {
             rows.push(Row { what, times, baseline: (i > 0).then_some(baseline) });
@@ -122,22 +108,39 @@ fn bench_verify(sh: &Shell, kubeconfig: &Path, runs: usize, rows: &mut Vec<Row>)
     Ok(())
 }
 
+/// A command to time: run to completion, its output discarded.
+struct Contender {
+    program: std::ffi::OsString,
+    args: Vec<std::ffi::OsString>,
+    env: Vec<(String, std::ffi::OsString)>,
+}
+
+impl Contender {
+    fn new<A: AsRef<std::ffi::OsStr>>(program: &Path, args: impl IntoIterator<Item = A>) -> Contender {
+        Contender { program: program.into(), args: args.into_iter().map(|a| a.as_ref().to_owned()).collect(), env: Vec::new() }
+    }
+
+    fn with_env(mut self, key: &str, value: &Path) -> Contender {
+        self.env.push((key.to_owned(), value.into()));
+        self
+    }
+}
+
 /// Runs every contender `runs` times (plus one warm-up each), round by round, each round
-/// starting one contender later than the last.
-fn alternate(contenders: &mut [(String, Command)], runs: usize) -> Result<Vec<Vec<Duration>>> {
+/// starting one contender later than the last. Every one sees the same KUBECONFIG.
+fn alternate(sh: &Shell, contenders: &[(String, Contender)], kubeconfig: &Path, runs: usize) -> Result<Vec<Vec<Duration>>> {
     let mut times = vec![Vec::with_capacity(runs); contenders.len()];
     for round in 0..=runs {
         print!("\r  round {round}/{runs}");
         std::io::Write::flush(&mut std::io::stdout())?;
         for k in 0..contenders.len() {
             let i = (round + k) % contenders.len();
-            let (what, command) = &mut contenders[i];
+            let (what, Contender { program, args, env }) = &contenders[i];
+            let command = cmd!(sh, "{program} {args...}").env("KUBECONFIG", kubeconfig).envs(env.iter().cloned());
             let started = Instant::now();
-            let status = command.status().with_context(|| format!("running {what}"))?;
+            let finished = command.quiet().ignore_stdout().ignore_stderr().run();
             let elapsed = started.elapsed();
-            if !status.success() {
-                bail!("{what} failed ({status}): run it by hand to see why");
-            }
+            finished.with_context(|| format!("{what} failed: run it by hand to see why"))?;
             if round > 0 {
                 times[i].push(elapsed);
             }

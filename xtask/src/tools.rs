@@ -453,15 +453,11 @@ mod env_tests {
         script(&bin_dir.join("cargo"), &format!("echo built >> '{}'; touch '{}'", root.join("builds").display(), binary.display()));
         std::thread::sleep(std::time::Duration::from_millis(20));
         script(&binary, "echo \"ran $*\"");
+        let sh = Shell::new().unwrap();
+        let path = format!("{}:/usr/bin:/bin", bin_dir.display());
         let run = |args: &str| {
             let shell = format!("{}xtask {args}", xtask_function(root, &binary));
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(shell)
-                .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).into_owned()
+            format!("{}\n", cmd!(sh, "sh -c {shell}").env("PATH", &path).read().unwrap())
         };
         assert_eq!(run("verify --namespace 'a b'"), "ran verify --namespace a b\n");
         assert!(!root.join("builds").exists(), "nothing changed: no build");

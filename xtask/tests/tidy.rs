@@ -50,6 +50,7 @@ fn external_tools_run_only_from_their_modules() {
         ("git.rs", "git"),
         ("scan.rs", "osv-scanner"),
         ("test.rs", "cargo test"),
+        ("bench.rs", "the runbook's script, cargo xtask and the xtask binaries it times"),
         ("host.rs", "apt-get, apt-cache, dpkg-query, dockerd (setting up a machine)"),
         ("cluster/docker.rs", "docker"),
         ("cluster/kind.rs", "kind"),
