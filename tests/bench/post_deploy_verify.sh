@@ -1,6 +1,6 @@
 #!/bin/bash
 # post_deploy_verify.sh: the TenSafe runbook's "Automated Verification Script", the baseline that
-# `cargo xtask verify` is measured against (tests/benches/verify.rs). Adapted only where it must:
+# `cargo xtask verify` is measured against (`cargo xtask bench`, xtask/src/bench.rs). Adapted only where it must:
 #   - NAMESPACE, DEPLOYMENT and the label come from the arguments (model-server's, not TenSafe's);
 #   - model-server's image has no shell or curl, so `kubectl exec $POD -- curl -s
 #     http://localhost:8000/<path>` becomes `kubectl get --raw` through the API server's pod
