@@ -51,14 +51,14 @@ impl RunningServer {
 /// once and `/ready` only once the model is in), and serves until the tasks are stopped.
 pub async fn start(config: Config) -> Result<RunningServer> {
     if config.faults.crash_on_start {
-        log::record("fatal", "crashing on start as FAULT_CRASH_ON_START asks", &[]);
+        log::fatal("crashing on start as FAULT_CRASH_ON_START asks");
         std::process::exit(1);
     }
     if config.faults.any() {
-        log::warn("fault injection is on", &[("config", &format!("{:?}", config.faults))]);
+        tracing::warn!(config = ?config.faults, "fault injection is on");
     }
     if config.admin_token.is_none() {
-        log::warn("ADMIN_API_TOKEN is not set: every POST /admin/reload will be refused", &[]);
+        tracing::warn!("ADMIN_API_TOKEN is not set: every POST /admin/reload will be refused");
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let metrics_listener =
@@ -70,9 +70,12 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         model: RwLock::new(None),
         config,
     });
-    log::info(
-        "model-server starting",
-        &[("version", &state.config.app_version), ("listen", &addr), ("metrics", &metrics_addr), ("model_uri", &state.config.model_uri)],
+    tracing::info!(
+        version = %state.config.app_version,
+        listen = %addr,
+        metrics = %metrics_addr,
+        model_uri = %state.config.model_uri,
+        "model-server starting"
     );
     let mut tasks = vec![
         tokio::spawn(serve(listener, routes(state.clone()))),
@@ -87,7 +90,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 
 async fn serve(listener: tokio::net::TcpListener, router: Router) {
     if let Err(err) = axum::serve(listener, router).await {
-        log::error("listener stopped", &[("reason", &err)]);
+        tracing::error!(reason = %err, "listener stopped");
     }
 }
 
@@ -100,6 +103,14 @@ fn routes(state: Arc<AppState>) -> Router {
         .route("/v1/predict", post(predict))
         .route("/admin/reload", post(reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        // Every request in a span (method, uri, version): records logged while serving it carry
+        // them. No record per request or per failure: /metrics counts those, and a line per
+        // failed request would make verify's error-line count follow the traffic.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .on_failure(()),
+        )
         .with_state(state)
 }
 
@@ -181,7 +192,7 @@ async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
         _ => false,
     };
     if !authorized {
-        log::warn("refused POST /admin/reload", &[("token_presented", &presented.is_some())]);
+        tracing::warn!(token_presented = presented.is_some(), "refused POST /admin/reload");
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "missing or wrong X-Admin-Token"}))).into_response();
     }
     match load_model(&state).await {
@@ -202,12 +213,12 @@ async fn load_model(state: &AppState) -> Result<Arc<Model>> {
             *state.model.write().unwrap() = Some(model.clone());
             state.metrics.model_loaded(&model.name, &model.version);
             state.metrics.reloaded(true);
-            log::info("model loaded", &[("model_name", &model.name), ("model_version", &model.version)]);
+            tracing::info!(model_name = %model.name, model_version = %model.version, "model loaded");
             Ok(model)
         }
         Err(err) => {
             state.metrics.reloaded(false);
-            log::error("model load failed", &[("reason", &format!("{err:#}"))]);
+            tracing::error!(reason = %format!("{err:#}"), "model load failed");
             Err(err)
         }
     }

@@ -58,7 +58,7 @@ pub async fn run(url: String, rate: u32, listen: SocketAddr, timeout: Duration) 
         .route("/stats", get(move || async move { Json(shared.lock().unwrap().clone()) }))
         .route("/health", get(|| async { Json(serde_json::json!({"status": "healthy"})) }));
     tokio::spawn(async move { axum::serve(listener, router).await });
-    crate::log::info("load generator started", &[("url", &url), ("rate", &rate), ("stats", &listen)]);
+    tracing::info!(url = %url, rate, stats = %listen, "load generator started");
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -89,7 +89,7 @@ fn record(stats: &mut Stats, sent_at_ms: u128, outcome: Result<crate::client::Re
         stats.failed += 1;
         per_version.failed += 1;
         *stats.failures.entry(kind.clone()).or_default() += 1;
-        crate::log::warn("request failed", &[("kind", &kind), ("version", &version), ("sent_at_ms", &sent_at_ms)]);
+        tracing::warn!(kind = %kind, version = %version, sent_at_ms = %sent_at_ms, "request failed");
         if stats.recent_failures.len() == RECENT_FAILURES {
             stats.recent_failures.remove(0);
         }

@@ -47,6 +47,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    model_server::log::init();
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -62,7 +63,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = model_server::Config::from_env()?;
             let server = model_server::start(config).await?;
             shutdown_signal().await;
-            model_server::log::info("model-server stopping", &[]);
+            tracing::info!("model-server stopping");
             server.shutdown();
             Ok(())
         }
