@@ -16,6 +16,7 @@ pub mod journal;
 pub mod k8s;
 pub mod kubeseal;
 mod process;
+pub mod progress;
 pub mod render;
 pub mod report;
 pub mod scan;

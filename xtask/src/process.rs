@@ -16,8 +16,8 @@ pub(crate) fn read_or_explain(cmd: xshell::Cmd<'_>) -> Result<String> {
 /// How often a long command reports that it is still running.
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Runs `cmd` with stdout and stderr appended to `log`, printing a heartbeat line every
-/// [`HEARTBEAT`] so a long build never looks hung. On failure the error names the log and
+/// Runs `cmd` with stdout and stderr appended to `log`, showing that it runs (a live line on a
+/// terminal, else a heartbeat line every [`HEARTBEAT`]) so a long build never looks hung. On failure the error names the log and
 /// quotes its last lines.
 pub(crate) fn run_logged(cmd: xshell::Cmd<'_>, log: &std::path::Path, what: &str) -> Result<()> {
     use std::io::Write;
@@ -30,18 +30,15 @@ pub(crate) fn run_logged(cmd: xshell::Cmd<'_>, log: &std::path::Path, what: &str
         .stderr(file)
         .spawn()
         .map_err(|e| anyhow::anyhow!("{what}: cannot start `{shown}`: {e}"))?;
-    let started = std::time::Instant::now();
-    let mut next_beat = HEARTBEAT;
+    let mut progress = crate::progress::Spinner::start(HEARTBEAT);
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
-        if started.elapsed() >= next_beat {
-            println!("      ... {what}: still running ({}s, log {})", started.elapsed().as_secs(), log.display());
-            next_beat += HEARTBEAT;
-        }
+        progress.still(&format!("{what}: still running (log {})", log.display()));
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
+    drop(progress);
     if !status.success() {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();

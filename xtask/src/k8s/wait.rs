@@ -2,7 +2,7 @@
 //! printing progress whenever what we wait for changes, and failing fast on states that will
 //! not fix themselves (CrashLoopBackOff, image pull errors, missing Secrets).
 use std::fmt::Debug;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use futures::{FutureExt, Stream, StreamExt};
@@ -59,9 +59,8 @@ async fn drive(
     check: impl Fn() -> Option<Progress>,
 ) -> Result<String> {
     futures::pin_mut!(events);
-    let started = Instant::now();
+    let mut progress = crate::progress::Spinner::start(HEARTBEAT);
     let mut last_said = String::new();
-    let mut last_time = Instant::now();
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     loop {
@@ -69,7 +68,7 @@ async fn drive(
             _ = &mut deadline => bail!("timed out after {timeout:?} waiting for {what}: {last_said}"),
             event = events.next() => match event {
                 None => bail!("the watch on {what} ended unexpectedly"),
-                Some(Err(err)) => say(what, &format!("watch interrupted, retrying ({err})"), started),
+                Some(Err(err)) => progress.say(&format!("{what}: watch interrupted, retrying ({err})")),
                 Some(Ok(())) => {}
             },
             _ = tokio::time::sleep(HEARTBEAT) => {}
@@ -77,17 +76,15 @@ async fn drive(
         match check() {
             None => continue,
             Some(Progress::Done(message)) => {
-                say(what, &message, started);
+                progress.say(&format!("{what}: {message}"));
                 return Ok(message);
             }
             Some(Progress::Failed(reason)) => bail!("{what}: {reason}"),
-            Some(Progress::Waiting(message)) => {
-                if message != last_said || last_time.elapsed() >= HEARTBEAT {
-                    say(what, &message, started);
-                    last_said = message;
-                    last_time = Instant::now();
-                }
+            Some(Progress::Waiting(message)) if message != last_said => {
+                progress.say(&format!("{what}: {message}"));
+                last_said = message;
             }
+            Some(Progress::Waiting(message)) => progress.still(&format!("{what}: {message}")),
         }
     }
 }
@@ -98,10 +95,6 @@ where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     store.wait_until_ready().now_or_never().is_some()
-}
-
-fn say(what: &str, message: &str, started: Instant) {
-    println!("  [{:>4.0}s] {what}: {message}", started.elapsed().as_secs_f64());
 }
 
 /// Until Deployment `name` no longer exists (e.g. a canary Helm has removed).
