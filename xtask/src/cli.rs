@@ -224,6 +224,8 @@ pub struct Doctor {
 
 /// Where the release stands: Helm's revisions and the journal's account of each run (who ran
 /// what, when, with which result), and any flow running now.
+///
+/// Exit code: 0 when it could say, 1 when the cluster could not be read.
 #[derive(Args, Debug)]
 pub struct Status {
     #[command(flatten)]
@@ -276,6 +278,11 @@ pub enum CanaryAction {
     /// again; 1 failed: the canary was aborted (stable serves as before) or could not start.
     Resume(CanaryTarget),
     /// Where the canary stands: its step, measurements, and what the gate is waiting for.
+    ///
+    /// Says whether the run is running, interrupted (its process gone: `canary resume` or
+    /// `canary abort`), at the gate, promoted or aborted, and the live traffic split with any
+    /// hand change to it. Exit code: 0 when it could say (whatever the canary's state), 1 when
+    /// the cluster could not be read.
     Status(CanaryStatus),
 }
 
@@ -370,6 +377,8 @@ pub enum BlueGreenAction {
     /// Carry on a blue/green flow that was interrupted, from the step it reached.
     Resume(BlueGreenTarget),
     /// Which colour is live, each colour's version and size, and the latest flow.
+    ///
+    /// Exit code: 0 when it could say, 1 when the cluster could not be read.
     Status(BlueGreenStatus),
 }
 
