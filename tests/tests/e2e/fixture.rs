@@ -31,8 +31,21 @@ extern "C" {
     fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
 }
 
+/// How long each test's namespace was in use, printed once every test has run: where the
+/// suite's time goes (`cargo xtask test` shows it, since it is printed outside any test).
+static NAMESPACE_TIMES: std::sync::Mutex<Vec<(String, f64)>> = std::sync::Mutex::new(Vec::new());
+
 /// Runs when the test binary exits, after every test: a static is never dropped.
 extern "C" fn remove_shared_cluster() {
+    let mut times = NAMESPACE_TIMES.lock().map(|t| t.clone()).unwrap_or_default();
+    if !times.is_empty() {
+        times.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let total: f64 = times.iter().map(|(_, t)| t).sum();
+        eprintln!("e2e namespaces, longest first ({total:.0} s in all, tests running side by side):");
+        for (name, seconds) in &times {
+            eprintln!("  {seconds:>6.1} s  {name}");
+        }
+    }
     if let Some(shared) = SHARED.get() {
         shared.cluster.remove(A_TEST_FAILED.load(Ordering::SeqCst));
     }
@@ -109,7 +122,11 @@ async fn until_gone_if_terminating(kubeconfig: &std::path::Path, name: &str) -> 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
         // Shown with --nocapture: how long each end-to-end test took after its namespace was ready.
-        eprintln!("e2e timing: namespace {} used for {:.1} s", self.name, self.created.elapsed().as_secs_f64());
+        let seconds = self.created.elapsed().as_secs_f64();
+        eprintln!("e2e timing: namespace {} used for {seconds:.1} s", self.name);
+        if let Ok(mut times) = NAMESPACE_TIMES.lock() {
+            times.push((self.name.clone(), seconds));
+        }
         if std::thread::panicking() {
             A_TEST_FAILED.store(true, Ordering::SeqCst);
             if crate::support::keep_requested() {
