@@ -23,8 +23,6 @@ const ERROR_LINES_WARNING: usize = 10;
 const LOG_WINDOW_SECONDS: i64 = 300;
 /// One pod request that takes longer than this is a failure of that check.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// See `Observed::in_flight` (measured at 10 pods by `cargo xtask bench`).
-const POD_REQUESTS_AT_ONCE: usize = 4;
 
 #[derive(Serialize)]
 pub struct Verification {
@@ -72,10 +70,6 @@ async fn timed<'f>(name: &'static str, check: std::pin::Pin<Box<dyn std::future:
 struct Observed {
     deployments: Vec<Deployment>,
     pods: Vec<Pod>,
-    /// Requests to pods in flight at once. The client speaks HTTP/1.1, so every concurrent
-    /// request is a connection, and each new connection a TLS handshake with the API server on
-    /// the same cores: a few connections, each reused, answer sooner than one per request.
-    in_flight: tokio::sync::Semaphore,
 }
 
 impl Observed {
@@ -136,7 +130,6 @@ pub async fn checks(client: &kube::Client, pod_client: &kube::Client, target: &T
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .filter(|p| live_slot.is_none() || p.metadata.labels.as_ref().and_then(|l| l.get("shipshape.dev/slot")) == live_slot.as_ref())
             .collect(),
-        in_flight: tokio::sync::Semaphore::new(POD_REQUESTS_AT_ONCE),
     };
     if !state.is_installed() {
         let missing =
@@ -157,7 +150,8 @@ pub async fn checks(client: &kube::Client, pod_client: &kube::Client, target: &T
         timed("health", Box::pin(endpoint(pod_client, target, o, "/health", "healthy"))),
         timed("ready", Box::pin(endpoint(pod_client, target, o, "/ready", "ready"))),
         timed("database", Box::pin(endpoint(pod_client, target, o, "/health/db", "connected"))),
-        timed("error-logs", Box::pin(error_logs(client, target, o))),
+        // Over the pod client too: one HTTP/2 connection carries every pod's requests at once.
+        timed("error-logs", Box::pin(error_logs(pod_client, target, o))),
         timed("version", Box::pin(version(pod_client, target, o, state))),
     ])
     .await;
@@ -233,8 +227,7 @@ fn pods_running(o: &Observed) -> Check {
     }
 }
 
-async fn get(client: &kube::Client, namespace: &str, o: &Observed, pod: &Pod, path: &str) -> Result<proxy::Answer> {
-    let _turn = o.in_flight.acquire().await.ok();
+async fn get(client: &kube::Client, namespace: &str, pod: &Pod, path: &str) -> Result<proxy::Answer> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     match tokio::time::timeout(REQUEST_TIMEOUT, proxy::get_pod(client, namespace, &name, release::http_port(pod), path)).await {
         Ok(answer) => answer,
@@ -248,7 +241,7 @@ async fn endpoint(client: &kube::Client, target: &Target, o: &Observed, path: &s
     if running.is_empty() {
         return fail(format!("no running pod to ask{}", o.skipped()));
     }
-    let answers = join_all(running.iter().map(|pod| get(client, &target.namespace, o, pod, path))).await;
+    let answers = join_all(running.iter().map(|pod| get(client, &target.namespace, pod, path))).await;
     let wanted = format!(r#""status":"{status}""#);
     let mut bad = Vec::new();
     for (pod, answer) in running.iter().zip(answers) {
@@ -277,11 +270,7 @@ async fn error_logs(client: &kube::Client, target: &Target, o: &Observed) -> Che
     let pods: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
     let params = LogParams { container: Some("api".to_owned()), since_seconds: Some(LOG_WINDOW_SECONDS), ..Default::default() };
     let running = o.running();
-    let logs = join_all(running.iter().map(|p| async {
-        let _turn = o.in_flight.acquire().await.ok();
-        pods.logs(p.metadata.name.as_deref().unwrap_or_default(), &params).await
-    }))
-    .await;
+    let logs = join_all(running.iter().map(|p| pods.logs(p.metadata.name.as_deref().unwrap_or_default(), &params))).await;
     let mut counts = Vec::new();
     let mut worst = 0;
     for (pod, log) in running.iter().zip(logs) {
@@ -326,7 +315,7 @@ async fn version(client: &kube::Client, target: &Target, o: &Observed, state: &R
     };
     let image = release::deployment_image(stable).unwrap_or_default();
     let running = o.running();
-    let answers = join_all(running.iter().map(|pod| get(client, &target.namespace, o, pod, "/version"))).await;
+    let answers = join_all(running.iter().map(|pod| get(client, &target.namespace, pod, "/version"))).await;
     let mut mismatched = Vec::new();
     for (pod, answer) in running.iter().zip(answers) {
         let name = pod.metadata.name.clone().unwrap_or_default();
