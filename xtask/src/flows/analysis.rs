@@ -30,13 +30,23 @@ pub struct Thresholds {
     pub latency_slack_seconds: f64,
 }
 
+/// The latency percentile a canary is judged by (Flagger's built-in check is p99 of request
+/// duration; p95 is steadier on the few hundred requests of a short window).
+pub const LATENCY_QUANTILE: f64 = 0.95;
+/// [`LATENCY_QUANTILE`] as reports name it.
+const LATENCY_QUANTILE_NAME: &str = "p95";
+
 /// Request counts and latency of one track over the window.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct TrackSample {
     pub requests: f64,
     pub errors: f64,
     pub latency_sum: f64,
     pub latency_count: f64,
+    /// The latency histogram's cumulative buckets (upper bound in seconds, count at or below),
+    /// ascending, the last one +Inf. Empty when the source had none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_buckets: Vec<(f64, f64)>,
 }
 
 impl TrackSample {
@@ -52,25 +62,64 @@ impl TrackSample {
         (self.latency_count > 0.0).then(|| self.latency_sum / self.latency_count)
     }
 
+    /// The `q` quantile of latency from the buckets, computed as Prometheus's
+    /// `histogram_quantile` does: linear within the bucket the rank falls in, the highest finite
+    /// bound when it falls in +Inf. None without observations.
+    pub fn latency_quantile(&self, q: f64) -> Option<f64> {
+        let total = self.latency_buckets.last()?.1;
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = q * total;
+        let (mut lower, mut below) = (0.0, 0.0);
+        for &(upper, count) in &self.latency_buckets {
+            if count >= rank {
+                if upper.is_infinite() {
+                    return Some(lower);
+                }
+                let in_bucket = count - below;
+                return Some(if in_bucket > 0.0 { lower + (upper - lower) * (rank - below) / in_bucket } else { upper });
+            }
+            (lower, below) = (upper, count);
+        }
+        Some(lower)
+    }
+
     fn add(&mut self, other: &TrackSample) {
         self.requests += other.requests;
         self.errors += other.errors;
         self.latency_sum += other.latency_sum;
         self.latency_count += other.latency_count;
+        self.latency_buckets = merge_buckets(&self.latency_buckets, &other.latency_buckets, 1.0);
     }
 
     /// `self - earlier`; a pod that restarted (counters went down) counts from zero.
     fn since(&self, earlier: &TrackSample) -> TrackSample {
         if self.requests < earlier.requests || self.latency_count < earlier.latency_count {
-            return *self;
+            return self.clone();
         }
         TrackSample {
             requests: self.requests - earlier.requests,
             errors: self.errors - earlier.errors,
             latency_sum: self.latency_sum - earlier.latency_sum,
             latency_count: self.latency_count - earlier.latency_count,
+            latency_buckets: merge_buckets(&self.latency_buckets, &earlier.latency_buckets, -1.0),
         }
     }
+}
+
+/// Bucket by bucket `a + sign * b`, over the union of both bounds (pods of one build share a
+/// layout; a bound only one side has counts from that side alone).
+fn merge_buckets(a: &[(f64, f64)], b: &[(f64, f64)], sign: f64) -> Vec<(f64, f64)> {
+    let mut merged: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+    // f64 bounds as ordered keys: positive floats order as their bit patterns do.
+    for &(upper, count) in a {
+        merged.entry(upper.to_bits()).or_insert((upper, 0.0)).1 += count;
+    }
+    for &(upper, count) in b {
+        merged.entry(upper.to_bits()).or_insert((upper, 0.0)).1 += sign * count;
+    }
+    merged.into_values().collect()
 }
 
 /// Counters of every serving pod at one moment: pod -> (track, counters).
@@ -106,7 +155,7 @@ pub fn window(start: &Snapshot, end: &Snapshot) -> BTreeMap<String, TrackSample>
     for (pod, (track, counters)) in end {
         let delta = match start.get(pod) {
             Some((_, before)) => counters.since(before),
-            None => *counters,
+            None => counters.clone(),
         };
         tracks.entry(track.clone()).or_default().add(&delta);
     }
@@ -123,9 +172,14 @@ pub fn parse(text: &str) -> TrackSample {
         return sample;
     };
     for series in scrape.samples.iter().filter(|s| s.labels.get("route") == Some(ROUTE)) {
-        let value = match series.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
-            // Buckets: not needed for the mean; `_sum` and `_count` come as their own series.
+        let value = match &series.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(buckets) if series.metric == "http_request_duration_seconds" => {
+                let buckets: Vec<(f64, f64)> = buckets.iter().map(|b| (b.less_than, b.count)).collect();
+                sample.latency_buckets = merge_buckets(&sample.latency_buckets, &buckets, 1.0);
+                continue;
+            }
+            // `_sum` and `_count` of a histogram come as their own series.
             Value::Histogram(_) | Value::Summary(_) => continue,
         };
         match series.metric.as_str() {
@@ -172,10 +226,19 @@ pub struct Analysis {
     pub window_seconds: f64,
 }
 
+/// A track's latency as judged: the [`LATENCY_QUANTILE`] from its histogram, or its mean
+/// where the source had no histogram; with the measure's name.
+fn latency(track: &TrackSample) -> Option<(f64, &'static str)> {
+    match track.latency_quantile(LATENCY_QUANTILE) {
+        Some(seconds) => Some((seconds, LATENCY_QUANTILE_NAME)),
+        None => track.mean_latency().map(|seconds| (seconds, "mean")),
+    }
+}
+
 /// Judges the canary against the thresholds and against stable.
 pub fn judge(tracks: &BTreeMap<String, TrackSample>, thresholds: &Thresholds, window: Duration) -> Analysis {
-    let canary = tracks.get("canary").copied().unwrap_or_default();
-    let stable = tracks.get("stable").copied().unwrap_or_default();
+    let canary = tracks.get("canary").cloned().unwrap_or_default();
+    let stable = tracks.get("stable").cloned().unwrap_or_default();
     let mut reasons = Vec::new();
     let mut verdict = Verdict::Pass;
     if canary.requests < thresholds.min_requests as f64 {
@@ -198,12 +261,13 @@ pub fn judge(tracks: &BTreeMap<String, TrackSample>, thresholds: &Thresholds, wi
             stable.error_rate() * 100.0
         ));
     }
-    if let (Some(canary_latency), Some(stable_latency)) = (canary.mean_latency(), stable.mean_latency()) {
+    let (canary_latency, stable_latency) = (latency(&canary), latency(&stable));
+    if let (Some((canary_latency, measure)), Some((stable_latency, _))) = (canary_latency, stable_latency) {
         let limit = stable_latency * thresholds.max_latency_ratio + thresholds.latency_slack_seconds;
         if canary_latency > limit {
             verdict = Verdict::Fail;
             reasons.push(format!(
-                "canary mean latency {:.1} ms is above {:.1} ms (stable {:.1} ms x {} + {} ms)",
+                "canary {measure} latency {:.1} ms is above {:.1} ms (stable {:.1} ms x {} + {} ms)",
                 canary_latency * 1e3,
                 limit * 1e3,
                 stable_latency * 1e3,
@@ -213,14 +277,18 @@ pub fn judge(tracks: &BTreeMap<String, TrackSample>, thresholds: &Thresholds, wi
         }
     }
     if verdict == Verdict::Pass {
+        let said = |t: &TrackSample| match latency(t) {
+            Some((seconds, measure)) => format!("{measure} {:.1} ms", seconds * 1e3),
+            None => "no latency".to_owned(),
+        };
         reasons.push(format!(
-            "canary {} requests, {:.1}% errors, mean {:.1} ms; stable {} requests, {:.1}% errors, mean {:.1} ms",
+            "canary {} requests, {:.1}% errors, {}; stable {} requests, {:.1}% errors, {}",
             canary.requests,
             canary.error_rate() * 100.0,
-            canary.mean_latency().unwrap_or_default() * 1e3,
+            said(&canary),
             stable.requests,
             stable.error_rate() * 100.0,
-            stable.mean_latency().unwrap_or_default() * 1e3
+            said(&stable)
         ));
     }
     Analysis { verdict, reasons, canary, stable, window_seconds: window.as_secs_f64() }
@@ -246,7 +314,7 @@ http_request_duration_seconds_bucket{route="/v1/predict",le="0.005"} 100
     #[test]
     fn only_the_application_route_counts() {
         let sample = parse(METRICS);
-        assert_eq!(sample, TrackSample { requests: 100.0, errors: 10.0, latency_sum: 0.5, latency_count: 100.0 });
+        assert_eq!((sample.requests, sample.errors, sample.latency_sum, sample.latency_count), (100.0, 10.0, 0.5, 100.0));
     }
 
     /// The shape prometheus-client writes (OpenMetrics: TYPE names without `_total`, `# EOF`),
@@ -266,12 +334,20 @@ http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/predict
 http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/v1/predict"} 40
 # EOF
 "#;
-        assert_eq!(parse(text), TrackSample { requests: 40.0, errors: 4.0, latency_sum: 0.8, latency_count: 40.0 });
+        let sample = parse(text);
+        assert_eq!((sample.requests, sample.errors, sample.latency_sum, sample.latency_count), (40.0, 4.0, 0.8, 40.0));
+        assert_eq!(sample.latency_buckets, vec![(0.005, 38.0), (f64::INFINITY, 40.0)]);
     }
 
     #[test]
     fn a_window_is_the_difference_and_a_restarted_pod_counts_from_zero() {
-        let at = |requests: f64| TrackSample { requests, errors: 0.0, latency_sum: requests / 100.0, latency_count: requests };
+        let at = |requests: f64| TrackSample {
+            requests,
+            errors: 0.0,
+            latency_sum: requests / 100.0,
+            latency_count: requests,
+            latency_buckets: vec![(0.01, requests), (f64::INFINITY, requests)],
+        };
         let start = Snapshot::from([("a".to_owned(), ("stable".to_owned(), at(100.0))), ("b".to_owned(), ("canary".to_owned(), at(50.0)))]);
         let end = Snapshot::from([
             ("a".to_owned(), ("stable".to_owned(), at(130.0))),
@@ -281,22 +357,69 @@ http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/v1/predict"
         let tracks = window(&start, &end);
         assert_eq!(tracks["stable"].requests, 30.0);
         assert_eq!(tracks["canary"].requests, 12.0, "b restarted (5 < 50) and c is new: both count whole");
+        assert_eq!(tracks["stable"].latency_buckets, vec![(0.01, 30.0), (f64::INFINITY, 30.0)], "buckets are windowed too");
+    }
+
+    /// Worked as Prometheus's histogram_quantile works: 100 observations, 50 at or below 1 ms,
+    /// 90 at or below 2 ms, 100 at or below 4 ms.
+    #[test]
+    fn latency_percentiles_interpolate_within_a_bucket_as_prometheus_does() {
+        let sample = TrackSample {
+            latency_buckets: vec![(0.001, 50.0), (0.002, 90.0), (0.004, 100.0), (f64::INFINITY, 100.0)],
+            ..Default::default()
+        };
+        let close = |a: Option<f64>, b: f64| assert!((a.unwrap() - b).abs() < 1e-12, "{a:?} != {b}");
+        close(sample.latency_quantile(0.5), 0.001);
+        close(sample.latency_quantile(0.95), 0.002 + 0.002 * 5.0 / 10.0);
+        close(sample.latency_quantile(0.25), 0.0005);
+        let in_inf = TrackSample { latency_buckets: vec![(0.001, 10.0), (f64::INFINITY, 100.0)], ..Default::default() };
+        close(in_inf.latency_quantile(0.95), 0.001);
+        assert_eq!(TrackSample::default().latency_quantile(0.95), None, "no observations, no percentile");
+    }
+
+    /// The Prometheus path reads `sum by (le)` into the same buckets, so one computation serves
+    /// both sources.
+    #[test]
+    fn prometheus_buckets_by_le_read_as_the_pods_buckets() {
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"le":"+Inf"},"value":[1700000000,"100"]},
+            {"metric":{"le":"0.002"},"value":[1700000000,"90"]},
+            {"metric":{"le":"0.001"},"value":[1700000000,"50"]},
+            {"metric":{"le":"0.004"},"value":[1700000000,"100"]}]}}"#;
+        let buckets = parse_buckets_by_le(body).unwrap();
+        assert_eq!(buckets, vec![(0.001, 50.0), (0.002, 90.0), (0.004, 100.0), (f64::INFINITY, 100.0)]);
+        let from_prometheus = TrackSample { latency_buckets: buckets, ..Default::default() };
+        let text = "# TYPE http_request_duration_seconds histogram\n\
+            http_request_duration_seconds_bucket{route=\"/v1/predict\",le=\"0.001\"} 50\n\
+            http_request_duration_seconds_bucket{route=\"/v1/predict\",le=\"0.002\"} 90\n\
+            http_request_duration_seconds_bucket{route=\"/v1/predict\",le=\"0.004\"} 100\n\
+            http_request_duration_seconds_bucket{route=\"/v1/predict\",le=\"+Inf\"} 100\n";
+        let from_pods = parse(text);
+        assert_eq!(from_pods.latency_quantile(0.95), from_prometheus.latency_quantile(0.95));
     }
 
     #[test]
     fn errors_fail_too_few_requests_are_inconclusive_and_slow_fails() {
-        let good = TrackSample { requests: 100.0, errors: 0.0, latency_sum: 0.2, latency_count: 100.0 };
-        let tracks = |canary: TrackSample| BTreeMap::from([("stable".to_owned(), good), ("canary".to_owned(), canary)]);
+        let good = TrackSample { requests: 100.0, errors: 0.0, latency_sum: 0.2, latency_count: 100.0, latency_buckets: Vec::new() };
+        let tracks = |canary: TrackSample| BTreeMap::from([("stable".to_owned(), good.clone()), ("canary".to_owned(), canary)]);
         let window = Duration::from_secs(30);
-        assert_eq!(judge(&tracks(good), &thresholds(), window).verdict, Verdict::Pass);
-        let failing = TrackSample { errors: 50.0, ..good };
+        assert_eq!(judge(&tracks(good.clone()), &thresholds(), window).verdict, Verdict::Pass);
+        let failing = TrackSample { errors: 50.0, ..good.clone() };
         assert_eq!(judge(&tracks(failing), &thresholds(), window).verdict, Verdict::Fail);
-        let few = TrackSample { requests: 3.0, errors: 0.0, latency_sum: 0.006, latency_count: 3.0 };
+        let few = TrackSample { requests: 3.0, errors: 0.0, latency_sum: 0.006, latency_count: 3.0, latency_buckets: Vec::new() };
         let verdict = judge(&tracks(few), &thresholds(), window);
         assert_eq!(verdict.verdict, Verdict::Inconclusive, "{verdict:?}");
-        let slow = TrackSample { latency_sum: 20.0, ..good };
+        // A tail: 8 of 100 canary requests take a second. Judged by p95 against stable's.
+        let fast = vec![(0.001, 100.0), (1.024, 100.0), (f64::INFINITY, 100.0)];
+        let with_tail = vec![(0.001, 92.0), (1.024, 100.0), (f64::INFINITY, 100.0)];
+        let stable = TrackSample { latency_buckets: fast, ..good.clone() };
+        let canary = TrackSample { latency_buckets: with_tail, ..good.clone() };
+        let tail = judge(&BTreeMap::from([("stable".to_owned(), stable), ("canary".to_owned(), canary)]), &thresholds(), window);
+        assert_eq!(tail.verdict, Verdict::Fail, "{tail:?}");
+        assert!(tail.reasons[0].starts_with("canary p95 latency 384.6 ms is above 51.9 ms"), "{:?}", tail.reasons);
+        let slow = TrackSample { latency_sum: 20.0, ..good.clone() };
         assert_eq!(judge(&tracks(slow), &thresholds(), window).verdict, Verdict::Fail);
-        let none = BTreeMap::from([("stable".to_owned(), good)]);
+        let none = BTreeMap::from([("stable".to_owned(), good.clone())]);
         assert_eq!(judge(&none, &thresholds(), window).verdict, Verdict::Inconclusive, "no canary traffic never passes");
     }
 }
@@ -354,11 +477,16 @@ impl Prometheus {
             let selector = format!(r#"namespace="{namespace}",pod=~"{pods}",route="{ROUTE}""#);
             let range = format!("{}s", window.as_secs().max(1));
             let query = |metric: &str, extra: &str| format!("sum(increase({metric}{{{selector}{extra}}}[{range}]))");
+            let buckets = format!("sum by (le) (increase(http_request_duration_seconds_bucket{{{selector}}}[{range}]))");
             let sample = TrackSample {
                 requests: self.scalar(client, &query("http_requests_total", "")).await?,
                 errors: self.scalar(client, &query("http_requests_total", r#",status=~"5..""#)).await?,
                 latency_sum: self.scalar(client, &query("http_request_duration_seconds_sum", "")).await?,
                 latency_count: self.scalar(client, &query("http_request_duration_seconds_count", "")).await?,
+                // The buckets themselves, not `histogram_quantile`: the percentile is computed
+                // by the same code for both sources (`TrackSample::latency_quantile`).
+                latency_buckets: parse_buckets_by_le(&self.query(client, &buckets).await?)
+                    .with_context(|| format!("reading Prometheus's answer to {buckets}"))?,
             };
             result.insert(track.to_owned(), sample);
         }
@@ -366,11 +494,31 @@ impl Prometheus {
     }
 
     async fn scalar(&self, client: &kube::Client, query: &str) -> Result<f64> {
+        parse_instant_value(&self.query(client, query).await?).with_context(|| format!("reading Prometheus's answer to {query}"))
+    }
+
+    /// An instant query's answer (JSON), through the API server's service proxy.
+    async fn query(&self, client: &kube::Client, query: &str) -> Result<String> {
         let path = format!("/api/v1/query?query={}", percent_encode(query));
         let answer = proxy::get(client, &self.namespace, &self.service, &self.port, &path).await?;
         anyhow::ensure!(answer.status == 200, "Prometheus {self} answered {} to {query}: {}", answer.status, answer.body.trim());
-        parse_instant_value(&answer.body).with_context(|| format!("reading Prometheus's answer to {query}"))
+        Ok(answer.body)
     }
+}
+
+/// A `sum by (le) (...)` instant vector as cumulative buckets, ascending by bound (+Inf last).
+pub fn parse_buckets_by_le(body: &str) -> Result<Vec<(f64, f64)>> {
+    let answer: serde_json::Value = serde_json::from_str(body)?;
+    anyhow::ensure!(answer["status"] == "success", "query failed: {}", answer["error"]);
+    let mut buckets = Vec::new();
+    for series in answer["data"]["result"].as_array().into_iter().flatten() {
+        let le = series["metric"]["le"].as_str().context("a series without its `le` label")?;
+        let upper = if le == "+Inf" { f64::INFINITY } else { le.parse::<f64>().with_context(|| format!("le={le:?}"))? };
+        let count = series["value"][1].as_str().context("no value in the result")?.parse::<f64>()?;
+        buckets.push((upper, count));
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(buckets)
 }
 
 /// The value of an instant query's single-series vector result (0 when it has no series: no

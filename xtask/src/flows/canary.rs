@@ -671,7 +671,7 @@ fn print_status(entry: &Entry, state: &State, where_it_is: &str, live: &LiveTrac
     };
     println!("  steps: {}, analysis {} s each; gate: {gate}", steps.join(", "), state.analysis_seconds);
     println!(
-        "  thresholds: at least {} canary requests, error rate <= {:.1} %, mean latency <= stable x {} + {} ms",
+        "  thresholds: at least {} canary requests, error rate <= {:.1} %, p95 latency <= stable's x {} + {} ms",
         state.thresholds.min_requests,
         state.thresholds.max_error_rate * 100.0,
         state.thresholds.max_latency_ratio,
