@@ -244,7 +244,7 @@ pub struct Status {
 /// `canary start --tag T` runs the new version beside stable in steps (default 10, 30, 50 % of
 /// the pods; the real percentage of pods is recorded), each a Helm revision. At each step: wait
 /// until both tracks are ready, smoke-test the canary pods, hold an analysis window while traffic
-/// flows and compare canary against stable from the pods' /metrics (error rate, mean latency, a
+/// flows and compare canary against stable from the pods' /metrics (error rate, p95 latency, a
 /// minimum number of requests: too few is inconclusive and pauses, never passes). A failed step
 /// or a crash-looping canary aborts: canary scaled to zero and removed, stable back to full
 /// replicas, unchanged. After the last step comes the approval gate: a prompt on a terminal, or
@@ -309,7 +309,7 @@ pub struct CanaryStart {
     /// Highest acceptable canary error rate (HTTP 5xx share of /v1/predict), 0 to 1.
     #[arg(long, default_value_t = 0.01)]
     pub max_error_rate: f64,
-    /// Canary mean latency may be at most this times stable's (plus 50 ms of slack).
+    /// Canary p95 latency may be at most this times stable's (plus 50 ms of slack).
     #[arg(long, default_value_t = 2.0)]
     pub max_latency_ratio: f64,
     /// The approval gate: `prompt` asks on a terminal, `pause` stops and waits for
