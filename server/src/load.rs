@@ -26,6 +26,10 @@ pub struct Stats {
     /// The last few failures, when they happened: a test that sees one can tell which step of a
     /// flow it fell in.
     pub recent_failures: Vec<Failure>,
+    /// Answers that took over a second, and the slowest answer (ms): a stall that stayed under
+    /// the timeout still shows.
+    pub slow: u64,
+    pub slowest_ms: u128,
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -67,8 +71,15 @@ pub async fn run(url: String, rate: u32, listen: SocketAddr, timeout: Duration) 
         stats.lock().unwrap().sent += 1;
         tokio::spawn(async move {
             let sent_at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+            let started = std::time::Instant::now();
             let outcome = crate::client::post(&url, &[], Some(BODY.to_owned()), timeout).await;
-            record(&mut stats.lock().unwrap(), sent_at_ms, outcome);
+            let took = started.elapsed();
+            let mut stats = stats.lock().unwrap();
+            if outcome.is_ok() {
+                stats.slowest_ms = stats.slowest_ms.max(took.as_millis());
+                stats.slow += u64::from(took > Duration::from_secs(1));
+            }
+            record(&mut stats, sent_at_ms, outcome);
         });
     }
 }

@@ -149,6 +149,11 @@ pub async fn provision(kubeconfig: &Path, namespace: &str) -> Result<()> {
     Api::<Service>::namespaced(client.clone(), namespace).patch(POSTGRES_NAME, &apply, &Patch::Apply(&service)).await?;
     let selector = watcher::Config::default().labels(&format!("app.kubernetes.io/name={POSTGRES_NAME}"));
     k8s::wait::pods_running(&client, namespace, selector, 1, ROLLOUT_TIMEOUT).await.context("PostgreSQL did not start")?;
+    // Seen: model-server's first /health/db refused ("Connection refused") 3 s after the
+    // PostgreSQL pod turned ready, its new Service not yet routed.
+    k8s::wait::service_has_ready_endpoint(&client, namespace, POSTGRES_NAME, ROLLOUT_TIMEOUT)
+        .await
+        .context("PostgreSQL's Service has no ready endpoint")?;
     Ok(())
 }
 

@@ -44,8 +44,10 @@ pub struct TrackSample {
     pub latency_sum: f64,
     pub latency_count: f64,
     /// The latency histogram's cumulative buckets (upper bound in seconds, count at or below),
-    /// ascending, the last one +Inf. Empty when the source had none.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// ascending, the last one +Inf. Empty when the source had none. Not journaled: JSON has no
+    /// infinity (serde_json writes null and cannot read it back), and the journal keeps the
+    /// percentile the verdict used, in its reasons.
+    #[serde(skip)]
     pub latency_buckets: Vec<(f64, f64)>,
 }
 
@@ -358,6 +360,23 @@ http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/v1/predict"
         assert_eq!(tracks["stable"].requests, 30.0);
         assert_eq!(tracks["canary"].requests, 12.0, "b restarted (5 < 50) and c is new: both count whole");
         assert_eq!(tracks["stable"].latency_buckets, vec![(0.01, 30.0), (f64::INFINITY, 30.0)], "buckets are windowed too");
+    }
+
+    /// An analysis goes into the journal and must come back out of it (a +Inf bucket bound once
+    /// made every later `canary status`, `promote` and `resume` fail to read the state).
+    #[test]
+    fn an_analysis_round_trips_through_the_journals_json() {
+        let sample = TrackSample {
+            requests: 10.0,
+            latency_count: 10.0,
+            latency_buckets: vec![(0.001, 10.0), (f64::INFINITY, 10.0)],
+            ..Default::default()
+        };
+        let tracks = BTreeMap::from([("stable".to_owned(), sample.clone()), ("canary".to_owned(), sample)]);
+        let analysis = judge(&tracks, &thresholds(), Duration::from_secs(10));
+        let json = serde_json::to_string(&analysis).unwrap();
+        let back: Analysis = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.reasons, analysis.reasons);
     }
 
     /// Worked as Prometheus's histogram_quantile works: 100 observations, 50 at or below 1 ms,

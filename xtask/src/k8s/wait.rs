@@ -328,3 +328,23 @@ pub fn rollout_state(deployment: &k8s_openapi::api::apps::v1::Deployment) -> Res
     }
     Err(format!("{updated}/{wanted} updated, {ready} ready, {available} available, {} old", total - updated))
 }
+
+/// Until Service `service` lists at least one ready endpoint: a new Service's pods can be ready
+/// before the EndpointSlice controller has published them, and a client connecting then is
+/// refused (kube-proxy rejects traffic to a Service with no endpoints).
+pub async fn service_has_ready_endpoint(client: &Client, namespace: &str, service: &str, timeout: Duration) -> Result<()> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
+    let config = watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}"));
+    until(api, config, &format!("Service {service} endpoints"), timeout, |slices| {
+        let ready =
+            slices.iter().flat_map(|s| s.endpoints.iter()).filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false)).count();
+        if ready > 0 {
+            Progress::Done(format!("{ready} ready endpoints"))
+        } else {
+            Progress::Waiting("no ready endpoint yet".to_owned())
+        }
+    })
+    .await
+    .map(drop)
+}
