@@ -30,6 +30,9 @@ pub struct Stats {
     /// the timeout still shows.
     pub slow: u64,
     pub slowest_ms: u128,
+    /// Requests whose connection got no answer and that were sent again once, and the last few.
+    pub retried: u64,
+    pub retries: Vec<Failure>,
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -72,7 +75,25 @@ pub async fn run(url: String, rate: u32, listen: SocketAddr, timeout: Duration) 
         tokio::spawn(async move {
             let sent_at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
             let started = std::time::Instant::now();
-            let outcome = crate::client::post(&url, &[], Some(BODY.to_owned()), timeout).await;
+            let mut outcome = crate::client::post(&url, &[], Some(BODY.to_owned()), timeout).await;
+            // A connection that got no answer at all is tried once more on a new connection, as
+            // HTTP clients do for a pure request like a prediction. Counted apart, never hidden:
+            // a refusal, a reset or an error answer is not retried.
+            let no_answer = match &outcome {
+                Err(err) => Some(format!("{err:#}")).filter(|why| why.contains("no answer within")),
+                Ok(_) => None,
+            };
+            if let Some(why) = no_answer {
+                {
+                    let mut counts = stats.lock().unwrap();
+                    counts.retried += 1;
+                    if counts.retries.len() == RECENT_FAILURES {
+                        counts.retries.remove(0);
+                    }
+                    counts.retries.push(Failure { sent_at_ms, kind: why.chars().take(120).collect(), version: "no answer".to_owned() });
+                }
+                outcome = crate::client::post(&url, &[], Some(BODY.to_owned()), timeout).await;
+            }
             let took = started.elapsed();
             let mut stats = stats.lock().unwrap();
             if outcome.is_ok() {
