@@ -46,6 +46,14 @@ pub struct Failure {
 /// How many failures `recent_failures` keeps.
 const RECENT_FAILURES: usize = 20;
 
+/// Keeps the last `RECENT_FAILURES` of a list.
+fn push_recent(list: &mut Vec<Failure>, failure: Failure) {
+    if list.len() == RECENT_FAILURES {
+        list.remove(0);
+    }
+    list.push(failure);
+}
+
 #[derive(Serialize, Default, Clone, Copy, Debug)]
 pub struct Outcomes {
     pub ok: u64,
@@ -87,10 +95,7 @@ pub async fn run(url: String, rate: u32, listen: SocketAddr, timeout: Duration) 
                 {
                     let mut counts = stats.lock().unwrap();
                     counts.retried += 1;
-                    if counts.retries.len() == RECENT_FAILURES {
-                        counts.retries.remove(0);
-                    }
-                    counts.retries.push(Failure { sent_at_ms, kind: why.chars().take(120).collect(), version: "no answer".to_owned() });
+                    push_recent(&mut counts.retries, Failure { sent_at_ms, kind: why.chars().take(120).collect(), version: "no answer".to_owned() });
                 }
                 outcome = crate::client::post(&url, &[], Some(BODY.to_owned()), timeout).await;
             }
@@ -122,9 +127,6 @@ fn record(stats: &mut Stats, sent_at_ms: u128, outcome: Result<crate::client::Re
         per_version.failed += 1;
         *stats.failures.entry(kind.clone()).or_default() += 1;
         tracing::warn!(kind = %kind, version = %version, sent_at_ms = %sent_at_ms, "request failed");
-        if stats.recent_failures.len() == RECENT_FAILURES {
-            stats.recent_failures.remove(0);
-        }
-        stats.recent_failures.push(Failure { sent_at_ms, kind, version });
+        push_recent(&mut stats.recent_failures, Failure { sent_at_ms, kind, version });
     }
 }

@@ -8,7 +8,7 @@ use xtask::cluster::{docker::Docker, lifecycle};
 fn up(name: &str) -> String {
     let sh = xtask::repo_shell().unwrap();
     let target = ClusterTarget { name: name.to_owned(), kubeconfig: Some(std::env::temp_dir().join(format!("{name}.kubeconfig"))) };
-    match lifecycle::up(&sh, &ClusterUp { target, keep: false }) {
+    match lifecycle::up(&sh, &ClusterUp { target, keep: false, with: Vec::new() }) {
         Ok(_) => panic!("cluster {name} came up, but it should have been refused"),
         Err(err) => format!("{err:#}"),
     }

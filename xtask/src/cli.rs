@@ -171,6 +171,10 @@ pub struct Reload {
 /// names; restart stable and canary as a Helm revision (value restartedAt); wait for the
 /// rollouts; prove it: for the admin token, every pod accepts the new token on POST
 /// /admin/reload and refuses the old one. If the restart fails, the old value is put back.
+///
+///     cargo xtask rotate-secret admin-token --env dev
+///     cargo xtask rotate-secret admin-token --env prod --method external
+///     cargo xtask rotate-secret mlflow --env staging --method sealed --dry-run
 #[derive(Args, Debug)]
 pub struct RotateSecret {
     #[command(flatten)]
@@ -178,8 +182,11 @@ pub struct RotateSecret {
     /// Which secret.
     #[arg(value_enum)]
     pub secret: SecretKind,
-    /// How the Secret is managed: manual (shipshape writes the Secret) or sealed (kubeseal and
-    /// the release's SealedSecret; needs the Sealed Secrets controller in kube-system).
+    /// How the Secret is managed: manual (shipshape writes the Secret), sealed (kubeseal and
+    /// the release's SealedSecret; needs the Sealed Secrets controller in kube-system) or
+    /// external (the value is written to the store behind the release's ExternalSecret and
+    /// External Secrets Operator syncs it; a failed sync stops before any restart and puts the
+    /// store's old value back).
     #[arg(long, value_enum, default_value_t = SecretMethod::Manual)]
     pub method: SecretMethod,
     /// Print the plan and change nothing.
@@ -202,6 +209,10 @@ pub enum SecretMethod {
     /// Seal the value with kubeseal and set it in the release's SealedSecret (sealedSecrets.*
     /// values, a Helm revision); the Sealed Secrets controller unseals it into the Secret.
     Sealed,
+    /// Write the value to the external store the release's ExternalSecret reads (its
+    /// (Cluster)SecretStore; shipshape writes to the kubernetes provider), force External
+    /// Secrets Operator to sync it now (the force-sync annotation), and wait for the Secret.
+    External,
 }
 
 /// Diagnose a release: the runbooks' troubleshooting sections, as findings with fixes.
@@ -708,6 +719,24 @@ pub struct ClusterUp {
     /// Without it, such a cluster is deleted, so a failure leaves nothing half-made.
     #[arg(long)]
     pub keep: bool,
+    /// Also install these into the cluster (each built from its Go module once, then cached),
+    /// e.g. `--with external-secrets,prometheus`. Installing one already there updates it.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub with: Vec<AddOn>,
+}
+
+/// What `cluster up --with` installs beside the cluster.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddOn {
+    /// The Sealed Secrets controller, in kube-system (for `rotate-secret --method sealed`).
+    SealedSecrets,
+    /// External Secrets Operator in external-secrets-system, and an example store: the
+    /// ClusterSecretStore `shipshape-store` over the Secrets of namespace shipshape-store (for
+    /// `rotate-secret --method external`).
+    ExternalSecrets,
+    /// A Prometheus server in namespace monitoring that scrapes every annotated pod (for
+    /// `canary start --prometheus http://prometheus.monitoring.svc:9090`).
+    Prometheus,
 }
 
 /// Build the application images and push them to a registry the cluster pulls from.

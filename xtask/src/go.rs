@@ -64,35 +64,30 @@ impl<'a> Go<'a> {
         }
     }
 
-    /// Builds `packages` of `module` at `version` through a throwaway wrapper module (in
-    /// `out/wrapper`, removed afterwards), binaries into `out`. This works where
+    /// Builds `build.packages` of `build.module` at `build.version` through a throwaway wrapper
+    /// module (in `out/wrapper`, removed afterwards), binaries into `out`. This works where
     /// `go install pkg@version` does not: a module whose go.mod has replace directives (they
     /// apply only to the main module), or a proxy that refuses the lookup of a package path as
     /// a module with 403 instead of 404 (go falls back to the parent module only on 404/410).
-    /// `go_mod_extra` is appended to the wrapper's go.mod (replace and godebug lines).
-    #[allow(clippy::too_many_arguments)]
-    pub fn build_in_wrapper(
-        &self,
-        module: &str,
-        version: &str,
-        go_mod_extra: &str,
-        packages: &[String],
-        ldflags: &str,
-        out: &Path,
-        log: &Path,
-    ) -> Result<()> {
+    pub fn build_in_wrapper(&self, build: &WrapperBuild, out: &Path, log: &Path) -> Result<()> {
         let wrapper = out.join("wrapper");
         std::fs::create_dir_all(&wrapper)?;
         // The running toolchain's own version: a module may require any Go up to it.
         let go_line = self.reported.strip_prefix("go").unwrap_or("1.24.0");
+        let WrapperBuild { module, version, go_mod_extra, packages, ldflags, tags, sums_from } = build;
         let go_mod = format!("module shipshape.local/build\n\ngo {go_line}\n\nrequire {module} {version}\n\n{go_mod_extra}\n");
         std::fs::write(wrapper.join("go.mod"), go_mod)?;
+        if let Some(sums) = sums_from {
+            std::fs::copy(sums, wrapper.join("go.sum")).with_context(|| format!("copying {}", sums.display()))?;
+        }
         let target = format!("{}/", out.display());
+        let tags = tags.join(",");
         {
             let _dir = self.sh.push_dir(&wrapper);
             // -mod=mod: go completes the wrapper's requirements and go.sum from the proxy.
-            let command =
-                self.env(cmd!(self.sh, "go build -trimpath -ldflags {ldflags} -o {target} {packages...}")).env("GOFLAGS", "-mod=mod");
+            let command = self
+                .env(cmd!(self.sh, "go build -trimpath -tags={tags} -ldflags {ldflags} -o {target} {packages...}"))
+                .env("GOFLAGS", "-mod=mod");
             run_logged(command, log, &format!("go build {}", packages.join(" ")))?;
         }
         std::fs::remove_dir_all(&wrapper)?;
@@ -110,6 +105,37 @@ impl<'a> Go<'a> {
             Ok(PathBuf::from(&json[start..start + end]))
         };
         Ok(Module { dir: field("Dir")?, go_mod: field("GoMod")? })
+    }
+}
+
+/// What [`Go::build_in_wrapper`] builds, and how.
+pub struct WrapperBuild {
+    pub module: String,
+    pub version: String,
+    pub packages: Vec<String>,
+    /// Appended to the wrapper's go.mod (replace and godebug lines).
+    pub go_mod_extra: String,
+    pub ldflags: String,
+    /// Build tags, e.g. those that leave out a server's optional plugins.
+    pub tags: Vec<String>,
+    /// A go.sum to start the wrapper's from: the module's own, with the hashes its authors
+    /// committed, so go verifies against them instead of asking the checksum database (whose
+    /// mirror here lacks some modules).
+    pub sums_from: Option<PathBuf>,
+}
+
+impl WrapperBuild {
+    /// `packages` of `module@version`, stripped (`-s -w`), nothing else added.
+    pub fn new(module: &str, version: &str, packages: &[String]) -> WrapperBuild {
+        WrapperBuild {
+            module: module.to_owned(),
+            version: version.to_owned(),
+            packages: packages.to_vec(),
+            go_mod_extra: String::new(),
+            ldflags: "-s -w".to_owned(),
+            tags: Vec::new(),
+            sums_from: None,
+        }
     }
 }
 

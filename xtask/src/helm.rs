@@ -83,6 +83,21 @@ impl<'a> Helm<'a> {
         Ok(())
     }
 
+    /// `helm upgrade --install` of a cluster add-on (an operator, Prometheus) with `values`
+    /// (written to a file for helm, removed afterwards).
+    pub fn upgrade_with(&self, chart: &Path, name: &str, namespace: &str, values: &serde_json::Value, change: &Change) -> Result<()> {
+        let file = tempfile::Builder::new().suffix(".json").tempfile()?;
+        std::fs::write(file.path(), serde_json::to_vec(values)?)?;
+        let release = Release {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            values_files: vec![file.path().to_path_buf()],
+            set: Vec::new(),
+            set_typed: Vec::new(),
+        };
+        self.upgrade(chart, &release, change)
+    }
+
     /// `helm rollback NAME REVISION`: a new revision with revision N's manifest and values.
     pub fn rollback(&self, name: &str, namespace: &str, revision: u32, change: &Change) -> Result<()> {
         let (bin, kubeconfig, description, force) = (&self.bin, &change.kubeconfig, &change.description, change.force_conflicts_flag());

@@ -28,6 +28,8 @@ impl Test {
         println!("local registry: {}", crate::cluster::registry::HOST);
         println!("images: {}, {}", app_images::build_model_server(sh, &docker)?, app_images::build_postgres(sh, &docker)?);
         println!("image: {}", crate::cluster::sealed_secrets::controller_image(sh, &docker)?);
+        println!("image: {}", crate::cluster::external_secrets::controller_image(sh, &docker)?);
+        println!("image: {}", crate::cluster::prometheus::image(sh, &docker)?);
         // Built here, not by the first test that needs it: a cold build running beside the
         // end-to-end tests starves the node, and kube-proxy then lags endpoint changes by tens
         // of seconds (requests to stopped pods fail).

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::cli::{Tools, ToolsAction};
-use crate::go::Go;
+use crate::go::{Go, WrapperBuild};
 use crate::process::read_or_explain;
 
 /// A tool built from a Go module at a pinned version.
@@ -274,7 +274,12 @@ impl Tool {
                     let replace = format!("replace {} => {}", renamed.module, source.dir.display());
                     let log = crate::cache::root()?.join("logs").join(format!("{}-{}.log", self.name, self.version));
                     std::fs::create_dir_all(log.parent().expect("logs dir"))?;
-                    go.build_in_wrapper(renamed.module, self.version, &replace, &[self.package.to_owned()], self.ldflags, partial, &log)?;
+                    let build = WrapperBuild {
+                        go_mod_extra: replace,
+                        ldflags: self.ldflags.to_owned(),
+                        ..WrapperBuild::new(renamed.module, self.version, &[self.package.to_owned()])
+                    };
+                    go.build_in_wrapper(&build, partial, &log)?;
                 }
             }
             self.verify(sh, &partial.join(self.name))

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::Api;
@@ -93,8 +93,7 @@ pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster) -> Result<Verified> {
 pub async fn provision(kubeconfig: &Path, namespace: &str) -> Result<()> {
     let client = k8s::client(kubeconfig).await?;
     let apply = PatchParams::apply("shipshape").force();
-    let ns: Namespace = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))?;
-    Api::<Namespace>::all(client.clone()).patch(namespace, &apply, &Patch::Apply(&ns)).await.context("creating the namespace")?;
+    k8s::ensure_namespace(&client, namespace).await?;
 
     let secret_api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     if secrets::ensure(&secret_api, "model-server-admin-token", || Ok(BTreeMap::from([("token".to_owned(), secrets::random_token()?)])))

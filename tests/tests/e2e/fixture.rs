@@ -397,8 +397,11 @@ impl<'n> LoadGenerator<'n> {
             *count -= base.failures.get(kind).copied().unwrap_or_default();
         }
         failures.retain(|_, count| *count > 0);
-        let recent_failures =
-            now.recent_failures.iter().filter(|f| !base.recent_failures.iter().any(|b| b.sent_at_ms == f.sent_at_ms)).cloned().collect();
+        // The last few of each list, less those already there at the baseline.
+        let since_base = |now: &[LoadFailure], base: &[LoadFailure]| -> Vec<LoadFailure> {
+            now.iter().filter(|f| !base.iter().any(|b| b.sent_at_ms == f.sent_at_ms)).cloned().collect()
+        };
+        let recent_failures = since_base(&now.recent_failures, &base.recent_failures);
         LoadStats {
             sent: now.sent - base.sent,
             ok: now.ok - base.ok,
@@ -409,7 +412,7 @@ impl<'n> LoadGenerator<'n> {
             slow: now.slow - base.slow,
             slowest_ms: now.slowest_ms,
             retried: now.retried - base.retried,
-            retries: now.retries.iter().filter(|f| !base.retries.iter().any(|b| b.sent_at_ms == f.sent_at_ms)).cloned().collect(),
+            retries: since_base(&now.retries, &base.retries),
         }
     }
 }
@@ -433,6 +436,29 @@ impl Drop for LoadGenerator<'_> {
         let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(flow.client.clone(), &self.namespace.name);
         let _ = flow.block_on(pods.delete(LOAD_POD, &DeleteParams::default()));
     }
+}
+
+/// External Secrets Operator and the suite's external store (a ClusterSecretStore over
+/// namespace shipshape-store) in the shared cluster, installed once, on first use.
+pub fn external_secrets_operator() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let sh = xtask::repo_shell().unwrap();
+        xtask::cluster::external_secrets::install(&sh, &shared().cluster.cluster).or_panic();
+        let (kubeconfig, namespace) = (&shared().cluster.cluster.kubeconfig, xtask::cluster::external_secrets::STORE_NAMESPACE);
+        xtask::cluster::external_secrets::install_store(&sh, kubeconfig, namespace, "ClusterSecretStore").or_panic();
+    });
+}
+
+/// A Prometheus server in the shared cluster scraping every model-server pod, installed once,
+/// on first use; its URL for `--prometheus`.
+pub fn prometheus() -> String {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let sh = xtask::repo_shell().unwrap();
+        xtask::cluster::prometheus::install(&sh, &shared().cluster.cluster).or_panic();
+    });
+    xtask::cluster::prometheus::url()
 }
 
 /// The Sealed Secrets controller in the shared cluster (built and installed once, on first use).

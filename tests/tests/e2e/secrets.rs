@@ -1,11 +1,13 @@
-//! The admin token: model reload with it, and its rotation.
+//! The admin token: model reload with it, and its rotation (manual, sealed, external).
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::DeleteParams;
 use kube::Api;
 use xtask::cli::{SecretKind, SecretMethod};
 use xtask::flows::release::ReleaseState;
-use xtask::flows::{deploy, reload, rotate};
+use xtask::cluster::external_secrets;
+use xtask::flows::{deploy, doctor, reload, rotate};
 use xtask::k8s::secrets;
+use xtask::report::Outcome;
 
 use crate::fixture::{self, failure, OrPanic, TestNamespace};
 
@@ -104,4 +106,113 @@ fn rotating_a_sealed_admin_token_goes_through_kubeseal_and_the_controller() {
         "the sealed value is a Helm revision: {:?}",
         state.history
     );
+}
+
+/// Hands the release's admin token to External Secrets Operator: the store (`store_secrets`,
+/// read through store `store`) holds `first` under `remote_key`; the chart renders the
+/// ExternalSecret and the operator makes the Secret from it.
+fn deliver_by_external_secrets(ns: &TestNamespace, store: (&str, &str), store_secrets: &Api<Secret>, remote_key: &str, first: &str) {
+    let flow = ns.flow();
+    let data = || Ok(std::collections::BTreeMap::from([("token".to_owned(), first.to_owned())]));
+    flow.block_on(secrets::ensure(store_secrets, remote_key, data)).or_panic();
+    // The operator owns the Secret it creates: the one the fixture made goes first.
+    let secrets_api = Api::<Secret>::namespaced(flow.client.clone(), &ns.name);
+    flow.block_on(secrets_api.delete(TOKEN_SECRET, &DeleteParams::default())).unwrap();
+    let mut values = flow.helm().unwrap().values("model-server", &ns.name, &ns.kubeconfig, None, false).or_panic();
+    values["externalSecrets"] = serde_json::json!({
+        "enabled": true,
+        "refreshInterval": "1h",
+        "secretStoreRef": {"kind": store.0, "name": store.1},
+        "adminToken": {"remoteKey": remote_key, "remoteProperty": "token"},
+    });
+    flow.upgrade_with_values(&values, &xtask::helm::Change::new(&ns.kubeconfig, "e2e: external secrets")).or_panic();
+    flow.block_on(secrets::until_key_is(&secrets_api, TOKEN_SECRET, "token", first, std::time::Duration::from_secs(90))).or_panic();
+}
+
+#[test]
+fn rotating_an_external_admin_token_writes_the_store_and_the_operator_delivers_it() {
+    let shared = fixture::shared();
+    fixture::external_secrets_operator();
+    let ns = TestNamespace::new("rotate-external");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    let store_secrets = Api::<Secret>::namespaced(flow.client.clone(), external_secrets::STORE_NAMESPACE);
+    let remote_key = format!("{}-admin-token", ns.name);
+    let first = "e2e-first-external-token";
+    deliver_by_external_secrets(&ns, ("ClusterSecretStore", external_secrets::STORE_NAME), &store_secrets, &remote_key, first);
+    let checks = doctor::doctor(&flow).or_panic();
+    let synced = checks.iter().find(|c| c.name == "external secrets").expect("doctor checks ExternalSecrets");
+    assert_eq!(synced.outcome, Outcome::Pass, "{synced:?}");
+
+    let started = std::time::Instant::now();
+    rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::External, false).or_panic();
+    eprintln!("external rotation, from the store's write to the new token proven: {:.1} s", started.elapsed().as_secs_f64());
+    let new = token(&ns);
+    assert_ne!(new, first);
+    assert_eq!(new.len(), 64);
+    let in_store = flow.block_on(secrets::read_key(&store_secrets, &remote_key, "token")).or_panic();
+    assert_eq!(in_store, new, "the store holds the new value: the operator's next refresh keeps it");
+    let with_new = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", &new)).or_panic();
+    assert!(with_new.iter().all(|a| a.status == 200), "{with_new:?}");
+    let with_old = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", first)).or_panic();
+    assert!(with_old.iter().all(|a| a.status == 401), "{with_old:?}");
+    let state = ReleaseState::read(&flow).or_panic();
+    assert!(state.current().unwrap().description.contains("rotate-secret"), "the restart is a Helm revision: {:?}", state.history);
+}
+
+#[test]
+fn a_failed_external_sync_puts_the_old_value_back_restarts_nothing_and_doctor_says_why() {
+    let shared = fixture::shared();
+    fixture::external_secrets_operator();
+    let ns = TestNamespace::new("external-fails");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    // A store of this namespace alone, so breaking it touches no other test.
+    let sh = xtask::repo_shell().unwrap();
+    xtask::cluster::external_secrets::install_store(&sh, &ns.kubeconfig, &ns.name, "SecretStore").or_panic();
+    let store_secrets = Api::<Secret>::namespaced(flow.client.clone(), &ns.name);
+    let first = "e2e-first-external-token";
+    deliver_by_external_secrets(&ns, ("SecretStore", external_secrets::STORE_NAME), &store_secrets, "store-admin-token", first);
+    let revisions = ReleaseState::read(&flow).or_panic().history.len();
+
+    // The store's reader loses its access, as when a Vault policy or IAM role is changed.
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(flow.client.clone(), &ns.name);
+    flow.block_on(bindings.delete(&format!("{}-reader", external_secrets::STORE_NAME), &DeleteParams::default())).unwrap();
+    let error = failure(rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::External, false));
+    assert!(error.contains("could not sync"), "the operator's verdict: {error}");
+    assert!(error.contains("forbidden"), "and its reason, from its event: {error}");
+    assert!(error.contains("old value is back"), "{error}");
+    assert_eq!(flow.block_on(secrets::read_key(&store_secrets, "store-admin-token", "token")).or_panic(), first, "the store is as it was");
+    assert_eq!(token(&ns), first, "the Secret is as it was");
+    assert_eq!(ReleaseState::read(&flow).or_panic().history.len(), revisions, "nothing restarted");
+
+    let checks = doctor::doctor(&flow).or_panic();
+    let check = checks.iter().find(|c| c.name == "external secrets").expect("doctor checks ExternalSecrets");
+    assert_eq!(check.outcome, Outcome::Fail, "{check:?}");
+    assert!(check.detail.contains(TOKEN_SECRET) && check.detail.contains("SecretSyncedError"), "{check:?}");
+    assert!(check.detail.contains("forbidden"), "the reason, not only the condition: {check:?}");
+
+    // A store reference that names no store.
+    let mut values = flow.helm().unwrap().values("model-server", &ns.name, &ns.kubeconfig, None, false).or_panic();
+    values["externalSecrets"]["secretStoreRef"]["name"] = serde_json::json!("no-such-store");
+    flow.upgrade_with_values(&values, &xtask::helm::Change::new(&ns.kubeconfig, "e2e: a wrong store")).or_panic();
+    let detail = doctor_external_secrets_until(&flow, "no-such-store");
+    assert!(detail.contains(TOKEN_SECRET), "{detail}");
+    let error = failure(rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::External, false));
+    assert!(error.contains("does not sync now") && error.contains("doctor"), "refused before any change: {error}");
+}
+
+/// doctor's ExternalSecret finding, once it mentions `expected` (the operator reports within
+/// seconds of a change).
+fn doctor_external_secrets_until(flow: &xtask::flows::Flow, expected: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let checks = doctor::doctor(flow).or_panic();
+        let check = checks.iter().find(|c| c.name == "external secrets").expect("doctor checks ExternalSecrets").clone();
+        if check.outcome == Outcome::Fail && check.detail.contains(expected) {
+            return check.detail;
+        }
+        assert!(std::time::Instant::now() < deadline, "doctor never said {expected:?}: {check:?}");
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
 }

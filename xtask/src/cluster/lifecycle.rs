@@ -13,7 +13,7 @@ use super::docker::Docker;
 use super::kind::Kind;
 use super::node_image::{self, KINDEST_NODE, LOCAL_NODE_IMAGE};
 use super::registry;
-use crate::cli::{Cluster, ClusterAction, ClusterTarget, ClusterUp};
+use crate::cli::{AddOn, Cluster, ClusterAction, ClusterTarget, ClusterUp};
 use crate::k8s;
 
 /// A new node must be Ready, and kube-system running, within this.
@@ -59,7 +59,14 @@ fn cluster_dir(name: &str) -> Result<PathBuf> {
 impl Cluster {
     pub fn run(self, sh: &Shell) -> Result<()> {
         match self.action {
-            ClusterAction::Up(up_args) => up(sh, &up_args).map(|cluster| print_how_to_use(&cluster)),
+            ClusterAction::Up(up_args) => {
+                let cluster = up(sh, &up_args)?;
+                for add_on in &up_args.with {
+                    install_add_on(sh, &cluster, *add_on)?;
+                }
+                print_how_to_use(&cluster);
+                Ok(())
+            }
             ClusterAction::Down(args) => {
                 down(sh, &args.target)?;
                 if args.remove_registry {
@@ -78,6 +85,27 @@ impl Cluster {
             }
         }
     }
+}
+
+fn install_add_on(sh: &Shell, cluster: &RunningCluster, add_on: AddOn) -> Result<()> {
+    match add_on {
+        AddOn::SealedSecrets => super::sealed_secrets::install(sh, cluster)?,
+        AddOn::ExternalSecrets => {
+            super::external_secrets::install(sh, cluster)?;
+            let namespace = super::external_secrets::STORE_NAMESPACE;
+            super::external_secrets::install_store(sh, &cluster.kubeconfig, namespace, "ClusterSecretStore")?;
+            println!(
+                "External Secrets Operator runs in {}; ClusterSecretStore {} reads the Secrets of namespace {namespace}",
+                super::external_secrets::NAMESPACE,
+                super::external_secrets::STORE_NAME
+            );
+        }
+        AddOn::Prometheus => {
+            super::prometheus::install(sh, cluster)?;
+            println!("Prometheus runs: canary start --prometheus {}", super::prometheus::url());
+        }
+    }
+    Ok(())
 }
 
 pub fn print_how_to_use(cluster: &RunningCluster) {

@@ -2,10 +2,13 @@
 //! the cluster's lifecycle, and the application images loaded into it.
 pub mod app_images;
 pub mod docker;
+pub mod external_secrets;
+mod go_image;
 pub mod kind;
 mod layout;
 pub mod lifecycle;
 pub mod node_image;
+pub mod prometheus;
 pub mod registry;
 pub mod sealed_secrets;
 pub mod stage;

@@ -22,7 +22,7 @@ use xshell::{cmd, Shell};
 use super::docker::Docker;
 use super::layout::{pack, place};
 use super::stage::Stages;
-use crate::go::Go;
+use crate::go::{Go, WrapperBuild};
 use crate::process::{read_or_explain, run_logged};
 
 /// The Kubernetes version of every cluster: kind v0.30.0's own node version, so a pulled
@@ -270,7 +270,8 @@ fn build_kubernetes(go: &Go, kubernetes_go_mod: &Path, out: &Path, log: &Path) -
             .iter()
             .map(|b| format!("k8s.io/kubernetes/cmd/{b}"))
             .collect();
-    go.build_in_wrapper("k8s.io/kubernetes", KUBERNETES_VERSION, &go_mod_extra, &packages, &ldflags, out, log)
+    let build = WrapperBuild { go_mod_extra, ldflags, ..WrapperBuild::new("k8s.io/kubernetes", KUBERNETES_VERSION, &packages) };
+    go.build_in_wrapper(&build, out, log)
 }
 
 fn kube_major_minor() -> Result<(String, String)> {
@@ -281,7 +282,7 @@ fn kube_major_minor() -> Result<(String, String)> {
 /// etcd's own go.mod has replace directives, so `go install` refuses it: built in a wrapper.
 fn build_etcd(go: &Go, version: &str, out: &Path, log: &Path) -> Result<()> {
     let server = "go.etcd.io/etcd/server/v3";
-    go.build_in_wrapper(server, version, "", &[server.to_owned()], "-s -w", out, log)?;
+    go.build_in_wrapper(&WrapperBuild::new(server, version, &[server.to_owned()]), out, log)?;
     // go names a /vN module's binary after the element before it: "server".
     std::fs::rename(out.join("server"), out.join("etcd")).context("naming the etcd binary")
 }

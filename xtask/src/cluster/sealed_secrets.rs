@@ -7,11 +7,10 @@ use anyhow::{Context, Result};
 use xshell::Shell;
 
 use super::docker::Docker;
-use super::layout::{pack, place};
+use super::go_image::GoImage;
 use super::lifecycle::RunningCluster;
-use super::stage::Stages;
-use crate::go::Go;
-use crate::helm::{Change, Helm, Release};
+use crate::go::{Go, WrapperBuild};
+use crate::helm::{Change, Helm};
 use crate::kubeseal::{CONTROLLER_NAME, CONTROLLER_NAMESPACE};
 use crate::tools::KUBESEAL;
 
@@ -19,29 +18,21 @@ const CONTROLLER_IMAGE_REPOSITORY: &str = "shipshape/sealed-secrets-controller";
 
 /// The controller image, built once per version.
 pub fn controller_image(sh: &Shell, docker: &Docker) -> Result<String> {
-    let image = format!("{CONTROLLER_IMAGE_REPOSITORY}:{}", KUBESEAL.version);
-    if docker.image_exists(&image) {
-        return Ok(image);
-    }
-    let renamed = KUBESEAL_MODULE;
-    let mut stages = Stages::new()?;
-    let built = stages.get("sealed-secrets-controller", KUBESEAL.version, "Sealed Secrets controller from its Go module", |out, log| {
-        let go = Go::detect(sh);
-        let source = go.download(&format!("{}@{}", renamed.1, KUBESEAL.version))?;
-        let replace = format!("replace {} => {}", renamed.0, source.dir.display());
-        let package = format!("{}/cmd/controller", renamed.0);
-        go.build_in_wrapper(renamed.0, KUBESEAL.version, &replace, &[package], "-s -w", out, log)?;
-        let rootfs = out.join("rootfs");
-        place(&out.join("controller"), &rootfs.join("usr/local/bin/controller"))?;
-        std::fs::create_dir_all(rootfs.join("tmp"))?;
-        pack(sh, &rootfs, &out.join("rootfs.tar"), log, "packing the controller image")?;
-        std::fs::remove_dir_all(&rootfs)?;
-        Ok(())
-    })?;
-    let log = stages.log_path("sealed-secrets-controller-image")?;
-    let changes = ["USER 1001".to_owned(), "ENV PATH=/usr/local/bin".to_owned(), r#"ENTRYPOINT ["controller"]"#.to_owned()];
-    docker.import(&built.join("rootfs.tar"), &image, &changes, &log)?;
-    Ok(image)
+    let (module, published_as) = KUBESEAL_MODULE;
+    // Built under its go.mod's name from the proxy's copy (see tools::KUBESEAL).
+    let source = Go::detect(sh).download(&format!("{published_as}@{}", KUBESEAL.version))?;
+    let image = GoImage {
+        name: "sealed-secrets-controller",
+        about: "Sealed Secrets controller from its Go module",
+        repository: CONTROLLER_IMAGE_REPOSITORY,
+        binary_in_image: "/usr/local/bin/controller",
+        user: 1001,
+        build: WrapperBuild {
+            go_mod_extra: format!("replace {module} => {}", source.dir.display()),
+            ..WrapperBuild::new(module, KUBESEAL.version, &[format!("{module}/cmd/controller")])
+        },
+    };
+    image.ensure(sh, docker)
 }
 
 /// The module (as its go.mod names it, as the proxy serves it).
@@ -60,18 +51,11 @@ pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
         "fullnameOverride": CONTROLLER_NAME,
         "image": {"registry": super::registry::HOST, "repository": CONTROLLER_IMAGE_REPOSITORY, "tag": KUBESEAL.version, "pullPolicy": "IfNotPresent"},
     });
-    let file = tempfile::Builder::new().suffix(".json").tempfile()?;
-    std::fs::write(file.path(), serde_json::to_vec(&values)?)?;
-    let release = Release {
-        name: CONTROLLER_NAME.to_owned(),
-        namespace: CONTROLLER_NAMESPACE.to_owned(),
-        values_files: vec![file.path().to_path_buf()],
-        set: Vec::new(),
-        set_typed: Vec::new(),
-    };
-    Helm::new(sh)?.upgrade(
+    Helm::new(sh)?.upgrade_with(
         &source.dir.join("helm/sealed-secrets"),
-        &release,
+        CONTROLLER_NAME,
+        CONTROLLER_NAMESPACE,
+        &values,
         &Change::new(&cluster.kubeconfig, "shipshape: Sealed Secrets controller"),
     )?;
     crate::k8s::block_on(async {

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::ListParams;
 use kube::runtime::watcher;
 use kube::Api;
@@ -472,28 +471,14 @@ async fn wait_endpoints(flow: &Flow<'_>, service: &str, slot: &str) -> Result<()
     if wanted.is_empty() {
         bail!("no ready {slot} pods for Service {service}");
     }
-    let api: Api<EndpointSlice> = Api::namespaced(flow.client.clone(), &t.namespace);
-    wait::until(
-        api,
-        watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}")),
-        &format!("Service {service} endpoints"),
-        ROLLOUT_TIMEOUT,
-        |slices| {
-            let ready: std::collections::BTreeSet<String> = slices
-                .iter()
-                .flat_map(|s| s.endpoints.iter())
-                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
-                .filter_map(|e| e.target_ref.as_ref().and_then(|r| r.name.clone()))
-                .collect();
-            if ready == wanted {
-                wait::Progress::Done(format!("{} ready endpoints, all {slot}", ready.len()))
-            } else {
-                wait::Progress::Waiting(format!("{} ready endpoints, {} of them {slot}", ready.len(), ready.intersection(&wanted).count()))
-            }
-        },
-    )
+    wait::service_ready_endpoints(&flow.client, &t.namespace, service, ROLLOUT_TIMEOUT, |ready| {
+        if *ready == wanted {
+            wait::Progress::Done(format!("{} ready endpoints, all {slot}", ready.len()))
+        } else {
+            wait::Progress::Waiting(format!("{} ready endpoints, {} of them {slot}", ready.len(), ready.intersection(&wanted).count()))
+        }
+    })
     .await
-    .map(drop)
 }
 
 /// GET /health, /ready, /version through `service` (the API server's service proxy).

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, LogParams};
+use kube::api::{ListParams, LogParams};
 use kube::Api;
 use xshell::Shell;
 
@@ -71,8 +71,7 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
 
 /// ExternalSecret objects Ready (the runbook's `SecretSyncedError` diagnosis).
 async fn external_secrets(client: &kube::Client, t: &Target) -> Check {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("external-secrets.io", "v1", "ExternalSecret"));
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &t.namespace, &resource);
+    let api = crate::k8s::external_secrets::external_secrets(client, &t.namespace);
     match api.list(&ListParams::default()).await {
         Err(kube::Error::Api(status)) if status.code == 404 => {
             Check::new("external secrets", Outcome::Fail, "the ExternalSecret kind does not exist in this cluster")
@@ -82,15 +81,14 @@ async fn external_secrets(client: &kube::Client, t: &Target) -> Check {
         Ok(list) => {
             let mut bad = Vec::new();
             for object in &list.items {
-                let conditions = object.data["status"]["conditions"].as_array().cloned().unwrap_or_default();
-                let ready = conditions.iter().find(|c| c["type"] == "Ready");
-                if ready.map(|c| c["status"] != "True").unwrap_or(true) {
-                    bad.push(format!(
-                        "{}: {} {}",
-                        object.metadata.name.clone().unwrap_or_default(),
-                        ready.and_then(|c| c["reason"].as_str()).unwrap_or("not synced yet"),
-                        ready.and_then(|c| c["message"].as_str()).unwrap_or("")
-                    ));
+                let name = object.metadata.name.clone().unwrap_or_default();
+                match crate::k8s::external_secrets::ready(object) {
+                    Some(ready) if ready.status => {}
+                    Some(ready) => {
+                        let why = crate::k8s::external_secrets::last_warning(client, &t.namespace, &name).await;
+                        bad.push(format!("{name}: {ready}{}", why.map(|w| format!(" ({w})")).unwrap_or_default()));
+                    }
+                    None => bad.push(format!("{name}: not synced yet")),
                 }
             }
             if bad.is_empty() {

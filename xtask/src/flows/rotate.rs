@@ -1,6 +1,7 @@
 //! `cargo xtask rotate-secret`: the canary runbook's secret rotation. A new value (never shown),
 //! the Secret updated, every pod restarted as a Helm revision, and proof that the new value
-//! works and the old one no longer does. A failed restart puts the old value back.
+//! works and the old one no longer does. A failed restart puts the old value back; so does a
+//! failed sync of an external store's new value, before anything restarts.
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -11,6 +12,7 @@ use super::release::{self, ReleaseState};
 use super::{print_plan, reload, step, Flow, Run};
 use crate::cli::{RotateSecret, SecretKind, SecretMethod};
 use crate::helm::Change;
+use crate::k8s::external_secrets::{self, ExternalStore, RemoteRef};
 use crate::k8s::{secrets, wait};
 use crate::kubeseal::{self, Kubeseal};
 
@@ -64,6 +66,10 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
             );
         }
     }
+    let external = match method {
+        SecretMethod::External => Some(ExternalRotation::prepare(flow, &state.values, &secret, &key)?),
+        _ => None,
+    };
     let stable = release::stable_deployment(&t.release);
     let canary = state.canary_enabled().then(|| release::canary_deployment(&t.release));
     let deployments: Vec<String> = std::iter::once(stable.clone()).chain(canary.clone()).collect();
@@ -74,6 +80,17 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
             "update",
             match method {
                 SecretMethod::Manual => format!("update Secret {secret}, key {key}, through the API"),
+                SecretMethod::External => {
+                    let e = external.as_ref().expect("prepared for --method external");
+                    format!(
+                        "write the new value to {} (key {}, property {}), make External Secrets Operator sync ExternalSecret \
+                         {secret} now (force-sync), and wait until Secret {secret} holds it; a failed sync stops here and \
+                         puts the store's old value back",
+                        e.store.describe(),
+                        e.remote.key,
+                        e.remote.property.as_deref().unwrap_or_default()
+                    )
+                }
                 SecretMethod::Sealed => format!(
                     "seal the value with kubeseal (the controller's certificate, strict scope), set it as sealedSecrets.{}.{} \
                      (a Helm revision), and wait until the controller has unsealed it into Secret {secret}",
@@ -101,6 +118,9 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
     run.fact("secret", format!("{secret}/{key}"))?;
     run.fact("from_revision", current.revision.to_string())?;
     let mut updated = false;
+    // The external store is written before the Secret changes: it is put back even when the
+    // sync that would have updated the Secret failed.
+    let mut store_written = false;
     let mut restarted = false;
     let result = (|| -> Result<()> {
         let new_value = run.step("generate", |_| {
@@ -122,6 +142,13 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
                     &Change::new(&t.kubeconfig, format!("shipshape rotate-secret {secret}: new sealed value")),
                 )?;
                 flow.block_on(secrets::until_key_is(&secrets_api, &secret, &key, &new_value, ROLLOUT_TIMEOUT))
+            }
+            SecretMethod::External => {
+                let e = external.as_ref().expect("prepared for --method external");
+                flow.block_on(e.store.write(&e.remote, &new_value))?;
+                store_written = true;
+                println!("  new value written to {}", e.store.describe());
+                e.sync_until(flow, &secrets_api, &secret, &key, &new_value)
             }
         })?;
         updated = true;
@@ -151,14 +178,16 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
     })();
     match result {
         Ok(()) => run.finish("succeeded", None),
-        Err(err) if !updated => {
+        Err(err) if !updated && !store_written => {
             run.finish("failed", Some(&err))?;
             Err(err.context("nothing was changed"))
         }
         Err(err) => {
             let undo = run.compensate("restore", "put the old value back and return to the previous Helm revision", |flow| {
-                if method == SecretMethod::Manual {
-                    flow.block_on(secrets::write_key(&secrets_api, &secret, &key, &old_value))?;
+                match (method, &external) {
+                    (SecretMethod::Manual, _) => flow.block_on(secrets::write_key(&secrets_api, &secret, &key, &old_value))?,
+                    (SecretMethod::External, Some(e)) => e.restore(flow, &secrets_api, &secret, &key, &old_value)?,
+                    _ => {}
                 }
                 // A sealed value is restored by the revision holding the old ciphertext.
                 if restarted || method == SecretMethod::Sealed {
@@ -188,6 +217,68 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
         }
     }
 }
+
+/// `--method external`: where the value lives and what it was, read before anything changes.
+struct ExternalRotation {
+    store: ExternalStore,
+    remote: RemoteRef,
+    /// The store's value before the rotation (what a failure puts back).
+    store_old: String,
+}
+
+impl ExternalRotation {
+    /// Refuses unless the release delivers `secret` by an ExternalSecret that is synced now,
+    /// from a store shipshape can write to.
+    fn prepare(flow: &Flow, values: &serde_json::Value, secret: &str, key: &str) -> Result<ExternalRotation> {
+        if values["externalSecrets"]["enabled"].as_bool() != Some(true) {
+            bail!(
+                "release {} does not deliver its Secrets by External Secrets (externalSecrets.enabled is false): use --method manual or sealed",
+                flow.target.release
+            );
+        }
+        let api = external_secrets::external_secrets(&flow.client, &flow.target.namespace);
+        let object = match flow.block_on(api.get_opt(secret)) {
+            Ok(Some(object)) => object,
+            Ok(None) => bail!("no ExternalSecret {secret} in namespace {}: the chart renders one per Secret it delivers", flow.target.namespace),
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                bail!("the ExternalSecret kind does not exist in this cluster: install External Secrets Operator first")
+            }
+            Err(err) => return Err(err).context(format!("reading ExternalSecret {secret}")),
+        };
+        match external_secrets::ready(&object) {
+            Some(ready) if ready.status => {}
+            Some(ready) => bail!("ExternalSecret {secret} does not sync now ({ready}): fix that first (`cargo xtask doctor` says more)"),
+            None => bail!("ExternalSecret {secret} has not synced yet: wait for it, or see `cargo xtask doctor`"),
+        }
+        let remote = external_secrets::remote_ref(&object, key)?;
+        let (kind, name) = external_secrets::store_ref(&object);
+        let store = flow.block_on(ExternalStore::connect(&flow.client, &kind, &name, &flow.target.namespace))?;
+        let store_old = flow.block_on(store.read(&remote)).with_context(|| format!("reading the current value from {}", store.describe()))?;
+        Ok(ExternalRotation { store, remote, store_old })
+    }
+
+    /// Forces the sync, then checks that the Secret holds `value`.
+    fn sync_until(&self, flow: &Flow, secrets_api: &Api<Secret>, secret: &str, key: &str, value: &str) -> Result<()> {
+        flow.block_on(external_secrets::sync_now(&flow.client, &flow.target.namespace, secret, ROLLOUT_TIMEOUT))?;
+        flow.block_on(secrets::until_key_is(secrets_api, secret, key, value, SECRET_AFTER_SYNC))
+    }
+
+    /// Puts the store's old value back and syncs it. When the sync fails again (the reason the
+    /// rotation failed, often), a Secret that never took the new value is as it was.
+    fn restore(&self, flow: &Flow, secrets_api: &Api<Secret>, secret: &str, key: &str, old_value: &str) -> Result<()> {
+        flow.block_on(self.store.write(&self.remote, &self.store_old))?;
+        println!("  the old value is back in {}", self.store.describe());
+        match self.sync_until(flow, secrets_api, secret, key, old_value) {
+            Ok(()) => Ok(()),
+            Err(sync_err) => flow
+                .block_on(secrets::until_key_is(secrets_api, secret, key, old_value, SECRET_AFTER_SYNC))
+                .map_err(|_| sync_err.context(format!("Secret {secret} still holds the new value"))),
+        }
+    }
+}
+
+/// How long the Secret may lag the operator's report of a sync (it writes the Secret first).
+const SECRET_AFTER_SYNC: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Every pod accepts `new` and refuses `old`.
 async fn prove_token(client: &kube::Client, namespace: &str, release_name: &str, new: &str, old: &str) -> Result<()> {

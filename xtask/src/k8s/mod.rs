@@ -1,5 +1,6 @@
 //! Kubernetes API work, through kube-rs (never kubectl subprocesses): clients, waits with
 //! timeouts and progress, HTTP to Services through the API server.
+pub mod external_secrets;
 pub mod lease;
 pub mod proxy;
 pub mod secrets;
@@ -14,6 +15,51 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 /// API server's 429/503/504 answers with backoff, as kube-rs does by default.
 pub async fn client(kubeconfig: &Path) -> Result<kube::Client> {
     kube::Client::try_from(config(kubeconfig).await?).context("creating the Kubernetes client")
+}
+
+/// Creates namespace `name` unless it exists (server-side apply: an existing one is left as it is).
+pub async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let namespace: Namespace = serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))?;
+    kube::Api::<Namespace>::all(client.clone())
+        .patch(name, &kube::api::PatchParams::apply("shipshape").force(), &kube::api::Patch::Apply(&namespace))
+        .await
+        .with_context(|| format!("creating namespace {name}"))?;
+    Ok(())
+}
+
+/// Server-side applies every CustomResourceDefinition of a multi-document YAML bundle (an
+/// operator's), then waits until the API server serves them all.
+pub async fn apply_crds(client: &kube::Client, bundle: &str) -> Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(bundle).context("reading the CRD bundle")?;
+    let api = kube::Api::<CustomResourceDefinition>::all(client.clone());
+    let apply = kube::api::PatchParams::apply("shipshape").force();
+    let mut names = Vec::new();
+    for crd in &crds {
+        let name = crd.metadata.name.clone().context("a CRD without a name")?;
+        api.patch(&name, &apply, &kube::api::Patch::Apply(crd)).await.with_context(|| format!("applying CRD {name}"))?;
+        names.push(name);
+    }
+    let config = kube::runtime::watcher::Config::default();
+    let wanted = names.len();
+    wait::until(api, config, &format!("{wanted} CRDs established"), std::time::Duration::from_secs(60), |found| {
+        let established = found
+            .iter()
+            .filter(|crd| names.contains(crd.metadata.name.as_ref().unwrap_or(&String::new())))
+            .filter(|crd| {
+                let conditions = crd.status.as_ref().and_then(|s| s.conditions.as_ref());
+                conditions.is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"))
+            })
+            .count();
+        if established == wanted {
+            wait::Progress::Done(format!("{established} established"))
+        } else {
+            wait::Progress::Waiting("not all established yet".to_owned())
+        }
+    })
+    .await
+    .map(drop)
 }
 
 /// A client for HTTP to pods through the API server's proxy (verify, analysis, smoke tests).

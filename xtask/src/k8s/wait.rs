@@ -1,6 +1,7 @@
 //! Waiting on the cluster: driven by watch events (never a fixed sleep), bounded by a timeout,
 //! printing progress whenever what we wait for changes, and failing fast on states that will
 //! not fix themselves (CrashLoopBackOff, image pull errors, missing Secrets).
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::time::Duration;
 
@@ -36,7 +37,24 @@ where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    let (store, writer) = reflector::store();
+    until_of_type(api, Default::default(), list, what, timeout, check).await
+}
+
+/// [`until`] for a kind known only at run time (a `DynamicObject` of an operator's CRD).
+pub async fn until_of_type<K>(
+    api: Api<K>,
+    dynamic_type: K::DynamicType,
+    list: watcher::Config,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&[&K]) -> Progress,
+) -> Result<String>
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let writer = reflector::store::Writer::new(dynamic_type);
+    let store = writer.as_reader();
     let events = reflector(writer, watcher(api, list)).default_backoff().map(|event| event.map(drop));
     drive(events, what, timeout, || {
         if !is_complete(&store) {
@@ -333,17 +351,36 @@ pub fn rollout_state(deployment: &k8s_openapi::api::apps::v1::Deployment) -> Res
 /// before the EndpointSlice controller has published them, and a client connecting then is
 /// refused (kube-proxy rejects traffic to a Service with no endpoints).
 pub async fn service_has_ready_endpoint(client: &Client, namespace: &str, service: &str, timeout: Duration) -> Result<()> {
+    service_ready_endpoints(client, namespace, service, timeout, |ready| {
+        if ready.is_empty() {
+            Progress::Waiting("no ready endpoint yet".to_owned())
+        } else {
+            Progress::Done(format!("{} ready endpoints", ready.len()))
+        }
+    })
+    .await
+}
+
+/// Until `check` is done with the names of the pods that `service`'s EndpointSlices list as
+/// ready: what kube-proxy routes to.
+pub async fn service_ready_endpoints(
+    client: &Client,
+    namespace: &str,
+    service: &str,
+    timeout: Duration,
+    check: impl Fn(&BTreeSet<String>) -> Progress,
+) -> Result<()> {
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     let api: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
     let config = watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}"));
     until(api, config, &format!("Service {service} endpoints"), timeout, |slices| {
-        let ready =
-            slices.iter().flat_map(|s| s.endpoints.iter()).filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false)).count();
-        if ready > 0 {
-            Progress::Done(format!("{ready} ready endpoints"))
-        } else {
-            Progress::Waiting("no ready endpoint yet".to_owned())
-        }
+        let ready: BTreeSet<String> = slices
+            .iter()
+            .flat_map(|s| s.endpoints.iter())
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+            .filter_map(|e| e.target_ref.as_ref().and_then(|r| r.name.clone()))
+            .collect();
+        check(&ready)
     })
     .await
     .map(drop)

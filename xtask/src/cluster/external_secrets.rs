@@ -1,0 +1,160 @@
+//! External Secrets Operator for a local cluster: its controller built from the pinned module,
+//! installed with the module's own chart in the namespace the runbook's commands name
+//! (`external-secrets-system`); and, for the end-to-end suite, a store for it to read: the
+//! kubernetes provider over Secrets in namespace `shipshape-store` (chart
+//! `deploy/kind/charts/secret-store`), standing for Vault or a cloud secret manager.
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use xshell::Shell;
+
+use super::docker::Docker;
+use super::go_image::GoImage;
+use super::lifecycle::RunningCluster;
+use crate::go::{Go, WrapperBuild};
+use crate::helm::{Change, Helm};
+
+/// The newest release the module proxy serves whole. v1.x replaces ~60 nested modules that no
+/// proxy serves; v0.20.4 is one module, for client-go 0.34 (the cluster's Kubernetes 1.34).
+pub const VERSION: &str = "v0.20.4";
+const MODULE: &str = "github.com/external-secrets/external-secrets";
+/// The one replace directive of its go.mod, which a dependency does not inherit.
+const SPRIG_REPLACE: &str = "replace github.com/Masterminds/sprig/v3 => github.com/external-secrets/sprig/v3 v3.3.0";
+pub const NAMESPACE: &str = "external-secrets-system";
+const RELEASE: &str = "external-secrets";
+const IMAGE_REPOSITORY: &str = "shipshape/external-secrets";
+
+/// Where the end-to-end suite's external store keeps its values, and the store's name.
+pub const STORE_NAMESPACE: &str = "shipshape-store";
+pub const STORE_NAME: &str = "shipshape-store";
+
+/// The controller image, built once per version.
+pub fn controller_image(sh: &Shell, docker: &Docker) -> Result<String> {
+    let source = Go::detect(sh).download(&format!("{MODULE}@{VERSION}"))?;
+    GoImage {
+        name: "external-secrets",
+        about: "External Secrets Operator from its Go module (cold: minutes)",
+        repository: IMAGE_REPOSITORY,
+        binary_in_image: "/bin/external-secrets",
+        // The distroless image's nobody, as upstream's Dockerfile.
+        user: 65534,
+        build: WrapperBuild {
+            go_mod_extra: SPRIG_REPLACE.to_owned(),
+            sums_from: Some(source.dir.join("go.sum")),
+            ..WrapperBuild::new(MODULE, VERSION, &[MODULE.to_owned()])
+        },
+    }
+    .ensure(sh, docker)
+}
+
+/// Builds the controller image (once per version), pushes it to the local registry and
+/// installs the operator with its CRDs; waits until its controller runs. Only the controller:
+/// its validating webhook and the certificate controller that serves it are left out (they
+/// check SecretStore specs on admission, which a local cluster does without).
+pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
+    let docker = Docker::connect(sh)?;
+    let source = Go::detect(sh).download(&format!("{MODULE}@{VERSION}"))?;
+    let image = controller_image(sh, &docker)?;
+    super::registry::ensure_running(sh, &docker)?;
+    super::app_images::push(&docker, &image, super::registry::HOST)?;
+    let chart = chart_without_dependencies(&source.dir.join("deploy/charts/external-secrets"))?;
+    let kubeconfig = &cluster.kubeconfig;
+    // The chart's CRD templates are generated when upstream packages it; the module has them as
+    // one bundle. Applied through the API on every install, so a new version updates them
+    // (Helm's crds/ directory would create them once and never update them).
+    let bundle = std::fs::read_to_string(source.dir.join("deploy/crds/bundle.yaml")).context("reading the CRD bundle")?;
+    crate::k8s::block_on(async { crate::k8s::apply_crds(&crate::k8s::client(kubeconfig).await?, &bundle).await })?;
+    let values = serde_json::json!({
+        "fullnameOverride": RELEASE,
+        "installCRDs": false,
+        "image": {"repository": format!("{}/{IMAGE_REPOSITORY}", super::registry::HOST), "tag": VERSION, "pullPolicy": "IfNotPresent"},
+        "webhook": {"create": false},
+        "certController": {"create": false},
+        "crds": {"conversion": {"enabled": false}},
+        // The suite's rotations force a sync; the controller needs no more than one worker.
+        "concurrent": 1,
+    });
+    crate::k8s::block_on(async { crate::k8s::ensure_namespace(&crate::k8s::client(kubeconfig).await?, NAMESPACE).await })?;
+    Helm::new(sh)?.upgrade_with(chart.path(), RELEASE, NAMESPACE, &values, &Change::new(kubeconfig, "shipshape: External Secrets Operator"))?;
+    crate::k8s::block_on(async {
+        let client = crate::k8s::client(kubeconfig).await?;
+        crate::k8s::wait::deployment_rolled_out(&client, NAMESPACE, RELEASE, Duration::from_secs(180)).await
+    })
+    .context("External Secrets Operator did not start: `kubectl logs -n external-secrets-system deploy/external-secrets` says why")?;
+    Ok(())
+}
+
+/// An external store for tests: the kubernetes provider over the Secrets of `namespace`, as a
+/// ClusterSecretStore ([`STORE_NAMESPACE`] in the suite) or a SecretStore of that namespace only,
+/// named [`STORE_NAME`] either way. Needs the operator's CRDs ([`install`]).
+pub fn install_store(sh: &Shell, kubeconfig: &Path, namespace: &str, kind: &str) -> Result<()> {
+    crate::k8s::block_on(async { crate::k8s::ensure_namespace(&crate::k8s::client(kubeconfig).await?, namespace).await })?;
+    let chart = crate::repo_root().join("deploy/kind/charts/secret-store");
+    let values = serde_json::json!({"storeName": STORE_NAME, "kind": kind});
+    let change = Change::new(kubeconfig, "shipshape: an external secret store for tests");
+    Helm::new(sh)?.upgrade_with(&chart, "secret-store", namespace, &values, &change)
+}
+
+/// A copy of the chart without its `dependencies:` (the optional bitwarden-sdk-server chart,
+/// disabled, from an OCI registry this machine cannot reach): Helm refuses to install a chart
+/// whose listed dependencies are absent, enabled or not.
+fn chart_without_dependencies(chart: &Path) -> Result<tempfile::TempDir> {
+    let copy = tempfile::tempdir()?;
+    copy_tree(chart, copy.path())?;
+    let chart_yaml = copy.path().join("Chart.yaml");
+    let text = std::fs::read_to_string(&chart_yaml)?;
+    let kept: Vec<&str> = match text.find("\ndependencies:") {
+        Some(start) => {
+            let (before, after) = text.split_at(start + 1);
+            // The block ends at the next top-level key.
+            let rest = after.lines().skip(1).skip_while(|l| l.starts_with(' ') || l.starts_with('-') || l.is_empty());
+            before.lines().chain(rest).collect()
+        }
+        None => text.lines().collect(),
+    };
+    std::fs::write(&chart_yaml, kept.join("\n") + "\n")?;
+    let _ = std::fs::remove_file(copy.path().join("Chart.lock"));
+    Ok(copy)
+}
+
+/// Copies a directory tree (the module cache's files are read-only; the copies are writable).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+            let mut permissions = std::fs::metadata(&target)?.permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            permissions.set_readonly(false);
+            std::fs::set_permissions(&target, permissions)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chart_copy_lists_no_dependencies_and_keeps_the_rest() {
+        let chart = tempfile::tempdir().unwrap();
+        std::fs::write(
+            chart.path().join("Chart.yaml"),
+            "apiVersion: v2\nname: external-secrets\nmaintainers:\n  - name: a\ndependencies:\n  - name: bitwarden-sdk-server\n    \
+             version: v0.5.1\n    condition: bitwarden-sdk-server.enabled\nversion: 0.20.4\n",
+        )
+        .unwrap();
+        std::fs::create_dir(chart.path().join("templates")).unwrap();
+        std::fs::write(chart.path().join("templates/a.yaml"), "kind: ConfigMap\n").unwrap();
+        let copy = chart_without_dependencies(chart.path()).unwrap();
+        let text = std::fs::read_to_string(copy.path().join("Chart.yaml")).unwrap();
+        assert_eq!(text, "apiVersion: v2\nname: external-secrets\nmaintainers:\n  - name: a\nversion: 0.20.4\n");
+        assert!(copy.path().join("templates/a.yaml").is_file());
+    }
+}

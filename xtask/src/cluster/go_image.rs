@@ -1,0 +1,64 @@
+//! Operator images built here from their Go modules, since no public registry can be pulled from:
+//! one static binary on an otherwise empty root (plus /tmp), built once per version as a cached
+//! stage, imported into Docker and pushed to the local registry, as every image reaches
+//! shipshape's clusters. The Sealed Secrets controller, External Secrets Operator and Prometheus
+//! are made this way.
+use std::path::Path;
+
+use anyhow::Result;
+use xshell::Shell;
+
+use super::docker::Docker;
+use super::layout::{pack, place};
+use super::stage::Stages;
+use crate::go::{Go, WrapperBuild};
+
+pub struct GoImage<'a> {
+    /// The stage's and the log's name, e.g. `sealed-secrets-controller`.
+    pub name: &'a str,
+    /// Said while building: what the binary is.
+    pub about: &'a str,
+    /// The image's repository, e.g. `shipshape/sealed-secrets-controller`; its tag is the version.
+    pub repository: &'a str,
+    /// Where the binary lives in the image; the image's entrypoint.
+    pub binary_in_image: &'a str,
+    /// The image's user (numeric: the images have no /etc/passwd).
+    pub user: u32,
+    /// How to build it. Its single package becomes the binary.
+    pub build: WrapperBuild,
+}
+
+impl GoImage<'_> {
+    /// `repository:version`, built unless Docker already has it.
+    pub fn ensure(&self, sh: &Shell, docker: &Docker) -> Result<String> {
+        let image = format!("{}:{}", self.repository, self.build.version);
+        if docker.image_exists(&image) {
+            return Ok(image);
+        }
+        let package = self.build.packages.first().cloned().unwrap_or_default();
+        // go names a binary after the package's last element, or the one before a /vN suffix.
+        let mut elements = package.rsplit('/');
+        let last = elements.next().unwrap_or_default();
+        let binary_name = if last.starts_with('v') && last[1..].parse::<u32>().is_ok() { elements.next().unwrap_or(last) } else { last };
+        let mut stages = Stages::new()?;
+        let built = stages.get(self.name, &self.build.version, self.about, |out, log| {
+            Go::detect(sh).build_in_wrapper(&self.build, out, log)?;
+            let rootfs = out.join("rootfs");
+            place(&out.join(binary_name), &rootfs.join(self.binary_in_image.trim_start_matches('/')))?;
+            std::fs::create_dir_all(rootfs.join("tmp"))?;
+            pack(sh, &rootfs, &out.join("rootfs.tar"), log, &format!("packing the {} image", self.name))?;
+            std::fs::remove_dir_all(&rootfs)?;
+            std::fs::remove_file(out.join(binary_name))?;
+            Ok(())
+        })?;
+        let log = stages.log_path(&format!("{}-image", self.name))?;
+        let directory = Path::new(self.binary_in_image).parent().map_or("/".into(), |p| p.display().to_string());
+        let changes = [
+            format!("USER {}", self.user),
+            format!("ENV PATH={directory}"),
+            format!(r#"ENTRYPOINT ["{}"]"#, self.binary_in_image),
+        ];
+        docker.import(&built.join("rootfs.tar"), &image, &changes, &log)?;
+        Ok(image)
+    }
+}

@@ -1,0 +1,68 @@
+//! A Prometheus server for a local cluster: built from Prometheus's Go module (with only the
+//! Kubernetes service discovery compiled in, by upstream's own build tags), installed with
+//! `deploy/kind/charts/prometheus` in namespace `monitoring`, scraping the pods that ask for it
+//! with the `namespace` and `pod` labels that `canary start --prometheus` queries by.
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use xshell::Shell;
+
+use super::docker::Docker;
+use super::go_image::GoImage;
+use super::lifecycle::RunningCluster;
+use crate::go::{Go, WrapperBuild};
+use crate::helm::{Change, Helm};
+
+/// Prometheus 3.16.0: the Go module numbers v3.x.y as v0.3xx.y.
+pub const MODULE_VERSION: &str = "v0.316.0";
+const MODULE: &str = "github.com/prometheus/prometheus";
+pub const NAMESPACE: &str = "monitoring";
+pub const SERVICE: &str = "prometheus";
+const IMAGE_REPOSITORY: &str = "shipshape/prometheus";
+
+/// What `canary start --prometheus` is given for this server.
+pub fn url() -> String {
+    format!("http://{SERVICE}.{NAMESPACE}.svc:9090")
+}
+
+pub fn image(sh: &Shell, docker: &Docker) -> Result<String> {
+    let source = Go::detect(sh).download(&format!("{MODULE}@{MODULE_VERSION}"))?;
+    GoImage {
+        name: "prometheus",
+        about: "Prometheus server from its Go module (cold: minutes)",
+        repository: IMAGE_REPOSITORY,
+        binary_in_image: "/bin/prometheus",
+        user: 65534,
+        build: WrapperBuild {
+            // Upstream's plugin tags: every service discovery left out but Kubernetes's (the
+            // cloud providers' SDKs are most of a full build).
+            tags: vec!["remove_all_sd".to_owned(), "enable_kubernetes_sd".to_owned()],
+            ldflags: "-s -w -X github.com/prometheus/common/version.Version=3.16.0".to_owned(),
+            sums_from: Some(source.dir.join("go.sum")),
+            ..WrapperBuild::new(MODULE, MODULE_VERSION, &[format!("{MODULE}/cmd/prometheus")])
+        },
+    }
+    .ensure(sh, docker)
+}
+
+/// Builds the image (once per version), pushes it to the local registry, installs the chart and
+/// waits until Prometheus is ready.
+pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
+    let docker = Docker::connect(sh)?;
+    let image = image(sh, &docker)?;
+    super::registry::ensure_running(sh, &docker)?;
+    super::app_images::push(&docker, &image, super::registry::HOST)?;
+    let kubeconfig = &cluster.kubeconfig;
+    crate::k8s::block_on(async { crate::k8s::ensure_namespace(&crate::k8s::client(kubeconfig).await?, NAMESPACE).await })?;
+    let values = serde_json::json!({
+        "image": {"repository": format!("{}/{IMAGE_REPOSITORY}", super::registry::HOST), "tag": MODULE_VERSION},
+    });
+    let chart = crate::repo_root().join("deploy/kind/charts/prometheus");
+    Helm::new(sh)?.upgrade_with(&chart, SERVICE, NAMESPACE, &values, &Change::new(kubeconfig, "shipshape: Prometheus"))?;
+    crate::k8s::block_on(async {
+        let client = crate::k8s::client(kubeconfig).await?;
+        crate::k8s::wait::deployment_rolled_out(&client, NAMESPACE, SERVICE, Duration::from_secs(180)).await
+    })
+    .context("Prometheus did not start: `kubectl logs -n monitoring deploy/prometheus` says why")?;
+    Ok(())
+}
