@@ -95,7 +95,10 @@ pub async fn run(url: String, rate: u32, listen: SocketAddr, timeout: Duration) 
                 {
                     let mut counts = stats.lock().unwrap();
                     counts.retried += 1;
-                    push_recent(&mut counts.retries, Failure { sent_at_ms, kind: why.chars().take(120).collect(), version: "no answer".to_owned() });
+                    push_recent(
+                        &mut counts.retries,
+                        Failure { sent_at_ms, kind: why.chars().take(120).collect(), version: "no answer".to_owned() },
+                    );
                 }
                 outcome = crate::client::post(&url, &[], Some(BODY.to_owned()), timeout).await;
             }

@@ -32,8 +32,10 @@ impl Bench {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let mut rows: Vec<Row> = Vec::new();
         if !self.skip_verify {
-            let cluster =
-                lifecycle::up(sh, &ClusterUp { target: ClusterTarget { name: self.cluster.clone(), kubeconfig: None }, keep: false, with: Vec::new() })?;
+            let cluster = lifecycle::up(
+                sh,
+                &ClusterUp { target: ClusterTarget { name: self.cluster.clone(), kubeconfig: None }, keep: false, with: Vec::new() },
+            )?;
             bench_verify(sh, &cluster.kubeconfig, self.runs, &mut rows)?;
         }
         if self.cluster_starts > 0 {
@@ -158,7 +160,10 @@ fn bench_cluster_start(sh: &Shell, starts: usize, rows: &mut Vec<Row>) -> Result
     for run in 1..=starts {
         println!("cluster start {run}/{starts}: cargo xtask cluster up --name {START_CLUSTER}");
         let started = Instant::now();
-        let up = lifecycle::up(sh, &ClusterUp { target: ClusterTarget { name: START_CLUSTER.to_owned(), kubeconfig: None }, keep: false, with: Vec::new() });
+        let up = lifecycle::up(
+            sh,
+            &ClusterUp { target: ClusterTarget { name: START_CLUSTER.to_owned(), kubeconfig: None }, keep: false, with: Vec::new() },
+        );
         let elapsed = started.elapsed();
         lifecycle::down(sh, &target)?;
         up?;

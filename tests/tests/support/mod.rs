@@ -26,7 +26,8 @@ impl TestCluster {
             kubeconfig: Some(dir.path().join("kubeconfig")),
         };
         // keep: false here: a cluster that never became ready is deleted by `up` itself.
-        let cluster = lifecycle::up(&sh, &ClusterUp { target: target.clone(), keep: false, with: Vec::new() }).unwrap_or_else(|e| panic!("{e:#}"));
+        let cluster =
+            lifecycle::up(&sh, &ClusterUp { target: target.clone(), keep: false, with: Vec::new() }).unwrap_or_else(|e| panic!("{e:#}"));
         TestCluster { cluster, target, owned: true, _dir: dir }
     }
 
@@ -38,7 +39,8 @@ impl TestCluster {
         };
         let sh = xtask::repo_shell().unwrap();
         let target = ClusterTarget { name, kubeconfig: None };
-        let cluster = lifecycle::up(&sh, &ClusterUp { target: target.clone(), keep: true, with: Vec::new() }).unwrap_or_else(|e| panic!("{e:#}"));
+        let cluster =
+            lifecycle::up(&sh, &ClusterUp { target: target.clone(), keep: true, with: Vec::new() }).unwrap_or_else(|e| panic!("{e:#}"));
         TestCluster { cluster, target, owned: false, _dir: tempfile::tempdir().unwrap() }
     }
 

@@ -76,7 +76,13 @@ pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
         "concurrent": 1,
     });
     crate::k8s::block_on(async { crate::k8s::ensure_namespace(&crate::k8s::client(kubeconfig).await?, NAMESPACE).await })?;
-    Helm::new(sh)?.upgrade_with(chart.path(), RELEASE, NAMESPACE, &values, &Change::new(kubeconfig, "shipshape: External Secrets Operator"))?;
+    Helm::new(sh)?.upgrade_with(
+        chart.path(),
+        RELEASE,
+        NAMESPACE,
+        &values,
+        &Change::new(kubeconfig, "shipshape: External Secrets Operator"),
+    )?;
     crate::k8s::block_on(async {
         let client = crate::k8s::client(kubeconfig).await?;
         crate::k8s::wait::deployment_rolled_out(&client, NAMESPACE, RELEASE, Duration::from_secs(180)).await

@@ -53,11 +53,8 @@ impl GoImage<'_> {
         })?;
         let log = stages.log_path(&format!("{}-image", self.name))?;
         let directory = Path::new(self.binary_in_image).parent().map_or("/".into(), |p| p.display().to_string());
-        let changes = [
-            format!("USER {}", self.user),
-            format!("ENV PATH={directory}"),
-            format!(r#"ENTRYPOINT ["{}"]"#, self.binary_in_image),
-        ];
+        let changes =
+            [format!("USER {}", self.user), format!("ENV PATH={directory}"), format!(r#"ENTRYPOINT ["{}"]"#, self.binary_in_image)];
         docker.import(&built.join("rootfs.tar"), &image, &changes, &log)?;
         Ok(image)
     }

@@ -239,7 +239,9 @@ impl ExternalRotation {
         let api = external_secrets::external_secrets(&flow.client, &flow.target.namespace);
         let object = match flow.block_on(api.get_opt(secret)) {
             Ok(Some(object)) => object,
-            Ok(None) => bail!("no ExternalSecret {secret} in namespace {}: the chart renders one per Secret it delivers", flow.target.namespace),
+            Ok(None) => {
+                bail!("no ExternalSecret {secret} in namespace {}: the chart renders one per Secret it delivers", flow.target.namespace)
+            }
             Err(kube::Error::Api(status)) if status.code == 404 => {
                 bail!("the ExternalSecret kind does not exist in this cluster: install External Secrets Operator first")
             }
@@ -253,7 +255,8 @@ impl ExternalRotation {
         let remote = external_secrets::remote_ref(&object, key)?;
         let (kind, name) = external_secrets::store_ref(&object);
         let store = flow.block_on(ExternalStore::connect(&flow.client, &kind, &name, &flow.target.namespace))?;
-        let store_old = flow.block_on(store.read(&remote)).with_context(|| format!("reading the current value from {}", store.describe()))?;
+        let store_old =
+            flow.block_on(store.read(&remote)).with_context(|| format!("reading the current value from {}", store.describe()))?;
         Ok(ExternalRotation { store, remote, store_old })
     }
 

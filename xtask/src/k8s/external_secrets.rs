@@ -127,7 +127,11 @@ pub async fn last_warning(client: &Client, namespace: &str, name: &str) -> Optio
     let fields = format!("involvedObject.kind=ExternalSecret,involvedObject.name={name},type=Warning");
     let list = events.list(&kube::api::ListParams::default().fields(&fields)).await.ok()?;
     let when = |e: &Event| {
-        e.last_timestamp.as_ref().map(|t| t.0).or(e.event_time.as_ref().map(|t| t.0)).or(e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        e.last_timestamp.as_ref().map(|t| t.0).or(e.event_time.as_ref().map(|t| t.0)).or(e
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0))
     };
     list.items.into_iter().max_by_key(when).and_then(|e| e.message)
 }

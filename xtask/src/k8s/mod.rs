@@ -20,7 +20,8 @@ pub async fn client(kubeconfig: &Path) -> Result<kube::Client> {
 /// Creates namespace `name` unless it exists (server-side apply: an existing one is left as it is).
 pub async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<()> {
     use k8s_openapi::api::core::v1::Namespace;
-    let namespace: Namespace = serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))?;
+    let namespace: Namespace =
+        serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))?;
     kube::Api::<Namespace>::all(client.clone())
         .patch(name, &kube::api::PatchParams::apply("shipshape").force(), &kube::api::Patch::Apply(&namespace))
         .await
