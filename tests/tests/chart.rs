@@ -185,3 +185,12 @@ fn serde_yaml_like(text: &str) -> serde_json::Value {
     }
     root
 }
+
+/// External Secrets Operator rewrites `1h` as `1h0m0s` and so takes the field from Helm: the
+/// next upgrade (a rotation's restart) then failed with a server-side apply conflict.
+#[test]
+fn an_external_secrets_refresh_interval_must_be_written_as_go_prints_it() {
+    let external = "externalSecrets:\n  enabled: true\n  secretStoreRef:\n    name: vault\n  adminToken:\n    remoteKey: ml/token\n";
+    let message = rejected(&format!("{external}  refreshInterval: 1h\n"));
+    assert!(message.contains("1h0m0s") && message.contains("conflict"), "{message}");
+}

@@ -333,6 +333,11 @@ pub struct CanaryStart {
     /// configuration must keep the `namespace` and `pod` labels.
     #[arg(long)]
     pub prometheus: Option<crate::flows::analysis::Prometheus>,
+    /// Custom checks for --prometheus: a directory of YAML files, each a named PromQL query, a
+    /// threshold and which way is bad (`bad: above` or `below`); a query without data is
+    /// inconclusive. Default: this checkout's deploy/analysis (see its files for the format).
+    #[arg(long, requires = "prometheus")]
+    pub checks: Option<std::path::PathBuf>,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -57,6 +57,7 @@ fn a_hand_scaled_canary_is_seen_by_every_report_and_still_aborts_under_traffic()
         max_latency_ratio: 3.0,
         approval: Some(Approval::Pause),
         prometheus: None,
+        checks: None,
         dry_run: false,
     };
     let state = canary::start_canary(&flow, &args).or_panic();

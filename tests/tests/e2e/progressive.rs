@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use xtask::cli::{Approval, BlueGreenStart, CanaryStart};
+use xtask::flows::analysis::{parse_buckets_by_le, parse_instant_value, Prometheus, TrackSample, Verdict, LATENCY_QUANTILE};
 use xtask::flows::canary::{self, Phase};
 use xtask::flows::{bluegreen, deploy, release, Flow};
 
@@ -35,6 +36,7 @@ fn canary_args(ns: &TestNamespace, tag: &str, approval: Approval) -> CanaryStart
         max_latency_ratio: 3.0,
         approval: Some(approval),
         prometheus: None,
+        checks: None,
         dry_run: false,
     }
 }
@@ -94,6 +96,57 @@ fn a_canary_failing_half_its_requests_is_aborted_at_the_first_analysis() {
     assert_eq!(stable.failed, 0, "stable served every request it got: {stats:?}");
     assert!(stats.by_version.get(&shared.failing_half).is_some_and(|v| v.failed > 0), "the bad canary's own errors: {stats:?}");
     assert_eq!(stats.failed, stats.by_version[&shared.failing_half].failed, "no failure without an answer: {stats:?}");
+}
+
+/// The analysis read from a real Prometheus (built from its module, scraping the pods by their
+/// annotations), with the shipped custom checks (deploy/analysis): a failing canary aborted, a
+/// good one promoted, every check's value shown by `canary status`.
+#[test]
+fn canaries_judged_on_prometheus_data_a_bad_one_is_aborted_and_a_good_one_promoted() {
+    let shared = fixture::shared();
+    let prometheus: Prometheus = fixture::prometheus().parse().unwrap();
+    let ns = TestNamespace::new("canary-prometheus");
+    let flow = stable_at_v1(&ns);
+    let load = LoadGenerator::start(&ns);
+    // One step, with a window of four scrapes: rate() and increase() need two samples of a
+    // pod that appeared with the step.
+    let args = |tag: &str| CanaryStart {
+        prometheus: Some(prometheus.clone()),
+        steps: vec![50],
+        analysis_seconds: 20,
+        ..canary_args(&ns, tag, Approval::Approved)
+    };
+
+    let error = failure(canary::start_canary(&flow, &args(&shared.failing_half)));
+    assert!(error.contains("aborted") && error.contains("error rate"), "{error}");
+    assert_eq!(deployment_image(&flow, "model-server"), Some(image(&shared.v1)), "stable unchanged");
+
+    let state = canary::start_canary(&flow, &args(&shared.v2)).or_panic();
+    assert_eq!(state.phase, Phase::Promoted, "{state:#?}");
+    let analysis = state.measured[0].analysis.as_ref().unwrap();
+    assert!(analysis.canary.requests >= 20.0, "Prometheus counted the canary's traffic: {analysis:?}");
+    let shipped: Vec<&str> = analysis.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(shipped, ["canary-p99-latency", "canary-serves-traffic"], "{analysis:?}");
+    assert!(analysis.checks.iter().all(|c| c.value.is_some() && c.verdict == Verdict::Pass), "{:?}", analysis.checks);
+
+    let status = fixture::xtask_command(&ns).args(["canary", "status", "--namespace", &ns.name]).output().unwrap();
+    let said = fixture::said(&status);
+    assert!(said.contains("check canary-p99-latency: ") && said.contains("(fails above 0.5): passed"), "{said}");
+
+    // One computation of p95 for both sources: the buckets Prometheus sums, read by shipshape,
+    // give what Prometheus's own histogram_quantile gives, on the same data at the same instant.
+    let at = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 5) as f64;
+    let selector = format!(r#"namespace="{}",route="/v1/predict""#, ns.name);
+    let buckets = format!("sum by (le) (increase(http_request_duration_seconds_bucket{{{selector}}}[60s]))");
+    let answer = flow.block_on(prometheus.query_at(&flow.pod_client, &buckets, Some(at))).or_panic();
+    let ours = TrackSample { latency_buckets: parse_buckets_by_le(&answer).or_panic(), ..Default::default() };
+    let theirs = format!("histogram_quantile({LATENCY_QUANTILE}, {buckets})");
+    let theirs = parse_instant_value(&flow.block_on(prometheus.query_at(&flow.pod_client, &theirs, Some(at))).or_panic()).or_panic();
+    let ours = ours.latency_quantile(LATENCY_QUANTILE).expect("observations in the window");
+    eprintln!("p95 of the last minute: shipshape {:.6} s, Prometheus {theirs:.6} s", ours);
+    assert!((ours - theirs).abs() < 1e-9, "shipshape's p95 {ours} != histogram_quantile's {theirs}");
+
+    assert_no_failures(&load.stats());
 }
 
 #[test]

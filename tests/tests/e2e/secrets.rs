@@ -121,7 +121,7 @@ fn deliver_by_external_secrets(ns: &TestNamespace, store: (&str, &str), store_se
     let mut values = flow.helm().unwrap().values("model-server", &ns.name, &ns.kubeconfig, None, false).or_panic();
     values["externalSecrets"] = serde_json::json!({
         "enabled": true,
-        "refreshInterval": "1h",
+        "refreshInterval": "1h0m0s",
         "secretStoreRef": {"kind": store.0, "name": store.1},
         "adminToken": {"remoteKey": remote_key, "remoteProperty": "token"},
     });

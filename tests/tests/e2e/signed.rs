@@ -76,6 +76,7 @@ fn a_signed_release_is_verified_then_promoted_as_a_canary() {
         max_latency_ratio: 3.0,
         approval: Some(Approval::Approved),
         prometheus: None,
+        checks: None,
         dry_run: false,
     };
     let state = canary::start_canary(&flow, &args).or_panic();

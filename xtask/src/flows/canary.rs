@@ -5,12 +5,13 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xshell::Shell;
 
+use super::analysis::checks::{self, CustomCheck};
 use super::analysis::{self, Analysis, Thresholds, Verdict};
 use super::deploy::{pull_secrets, refuse_unsafe_start_for_restart, ROLLOUT_TIMEOUT};
 use super::release::{self, ReleaseState};
@@ -39,6 +40,9 @@ pub enum Phase {
     Promoted,
     Aborted,
 }
+
+/// Where `--prometheus` finds custom checks unless `--checks` names a directory.
+const DEFAULT_CHECKS: &str = "deploy/analysis";
 
 /// One step's outcome.
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -75,6 +79,10 @@ pub struct State {
     /// The digest the canary's tag was resolved to at start: every step runs exactly that.
     #[serde(default)]
     pub canary_digest: String,
+    /// Custom checks run at every step (with Prometheus), read once at start: a resumed flow
+    /// judges by the same checks.
+    #[serde(default)]
+    pub checks: Vec<CustomCheck>,
 }
 
 impl Canary {
@@ -228,6 +236,11 @@ pub fn start_canary(flow: &Flow, args: &CanaryStart) -> Result<State> {
         reason: None,
         prometheus: args.prometheus.as_ref().map(|p| p.to_string()),
         canary_digest: String::new(),
+        checks: match (&args.prometheus, &args.checks) {
+            (None, _) => Vec::new(),
+            (Some(_), Some(dir)) => checks::load(dir)?,
+            (Some(_), None) => checks::load(&crate::repo_root().join(DEFAULT_CHECKS))?,
+        },
     };
     if state.canary_tag == state.stable_tag {
         bail!("stable already runs {}: a canary needs another version", state.canary_tag);
@@ -449,13 +462,22 @@ fn run_step(run: &mut Run, state: &mut State, index: usize) -> Result<Verdict> {
         let ready_seconds = changed.elapsed().as_secs_f64();
         flow.block_on(smoke_test(flow, &state.canary_tag))?;
         let window = Duration::from_secs(state.analysis_seconds);
+        let mut custom = Vec::new();
         let tracks = match &state.prometheus {
             Some(url) => {
                 let prometheus: analysis::Prometheus = url.parse()?;
                 println!("  analysing {} s of traffic (from {prometheus})", window.as_secs());
                 // An analysis window is an observation period by design, not a wait for a state.
                 std::thread::sleep(window);
-                flow.block_on(prometheus.window(&flow.pod_client, &t.namespace, &t.release, window))?
+                let tracks = flow.block_on(prometheus.window(&flow.pod_client, &t.namespace, &t.release, window))?;
+                let mut results = Vec::new();
+                for check in &state.checks {
+                    let query = checks::render(&check.query, &t.namespace, &t.release, window);
+                    let value = flow.block_on(prometheus.value(&flow.pod_client, &query)).with_context(|| format!("custom check {}", check.name))?;
+                    results.push(checks::evaluate(check, value));
+                }
+                custom = results;
+                tracks
             }
             None => {
                 println!("  analysing {} s of traffic (from the pods' /metrics)", window.as_secs());
@@ -465,8 +487,11 @@ fn run_step(run: &mut Run, state: &mut State, index: usize) -> Result<Verdict> {
                 analysis::window(&start, &end)
             }
         };
-        let judged = analysis::judge(&tracks, &state.thresholds, window);
+        let judged = analysis::judge(&tracks, &state.thresholds, window).with_checks(custom);
         println!("  analysis: {}: {}", judged.verdict.word(), judged.reasons.join("; "));
+        for check in &judged.checks {
+            println!("    {check}");
+        }
         Ok(Measured {
             requested_percent: percent,
             canary_pods,
@@ -688,6 +713,9 @@ fn print_status(entry: &Entry, state: &State, where_it_is: &str, live: &LiveTrac
             m.detection_lag_seconds,
             m.analysis.as_ref().map(|a| format!("{}, {}", a.verdict.word(), a.reasons.join("; "))).unwrap_or_default()
         );
+        for check in m.analysis.iter().flat_map(|a| &a.checks) {
+            println!("        {check}");
+        }
     }
     if let Some(reason) = &state.reason {
         println!("  reason: {reason}");

@@ -86,7 +86,7 @@ async fn external_secrets(client: &kube::Client, t: &Target) -> Check {
                     Some(ready) if ready.status => {}
                     Some(ready) => {
                         let why = crate::k8s::external_secrets::last_warning(client, &t.namespace, &name).await;
-                        bad.push(format!("{name}: {ready}{}", why.map(|w| format!(" ({w})")).unwrap_or_default()));
+                        bad.push(format!("{name}: {ready}{}", why.map(|(w, _)| format!(" ({w})")).unwrap_or_default()));
                     }
                     None => bad.push(format!("{name}: not synced yet")),
                 }

@@ -262,7 +262,7 @@ impl ExternalRotation {
 
     /// Forces the sync, then checks that the Secret holds `value`.
     fn sync_until(&self, flow: &Flow, secrets_api: &Api<Secret>, secret: &str, key: &str, value: &str) -> Result<()> {
-        flow.block_on(external_secrets::sync_now(&flow.client, &flow.target.namespace, secret, ROLLOUT_TIMEOUT))?;
+        flow.block_on(external_secrets::sync_now(&flow.client, &flow.target.namespace, secret, SYNC_TIMEOUT))?;
         flow.block_on(secrets::until_key_is(secrets_api, secret, key, value, SECRET_AFTER_SYNC))
     }
 
@@ -280,6 +280,9 @@ impl ExternalRotation {
     }
 }
 
+/// How long the operator may take to answer a forced sync (it syncs within seconds when asked;
+/// a store that does not answer is its own failure).
+const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long the Secret may lag the operator's report of a sync (it writes the Secret first).
 const SECRET_AFTER_SYNC: std::time::Duration = std::time::Duration::from_secs(10);
 

@@ -7,7 +7,6 @@ use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use kube::runtime::watcher;
 use kube::{Api, Client};
 
 use super::secrets;
@@ -92,36 +91,40 @@ pub fn store_ref(object: &DynamicObject) -> (String, String) {
 /// failure after it. Progress says only the operator's words, never a value.
 pub async fn sync_now(client: &Client, namespace: &str, name: &str, timeout: Duration) -> Result<()> {
     let api = external_secrets(client, namespace);
-    // refreshTime has whole seconds: a sync within the second of the request counts.
-    let requested = Timestamp::from_second(Timestamp::now().as_second())?;
+    // The operator's times have whole seconds: the request is made at the start of a second,
+    // so a time at or after it is the operator's answer, and one before is from an earlier sync.
+    let now = Timestamp::now();
+    let requested = Timestamp::from_second(now.as_second() + 1)?;
+    tokio::time::sleep(requested.duration_since(now).unsigned_abs()).await;
     let patch = serde_json::json!({"metadata": {"annotations": {FORCE_SYNC: requested.to_string()}}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.with_context(|| format!("annotating ExternalSecret {name}"))?;
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let result = wait::until_of_type(api, resource("ExternalSecret"), config, &format!("ExternalSecret {name} synced"), timeout, |found| {
-        let Some(object) = found.first() else { return Progress::Failed(format!("ExternalSecret {name} was deleted")) };
-        let ready = ready(object);
-        match (&ready, refreshed_at(object)) {
-            (Some(r), Some(at)) if r.status && at >= requested => Progress::Done("synced by the operator".to_owned()),
-            (Some(r), _) if !r.status && r.since.is_some_and(|since| since >= requested) => {
-                Progress::Failed(format!("the operator could not sync it: {r}"))
+    let probe = || async {
+        let Some(object) = api.get_opt(name).await? else { return Ok(Progress::Failed(format!("ExternalSecret {name} was deleted"))) };
+        let ready = ready(&object);
+        if let Some(r) = ready.as_ref().filter(|r| r.status) {
+            if refreshed_at(&object).is_some_and(|at| at >= requested) {
+                return Ok(Progress::Done(format!("synced by the operator ({})", r.reason)));
             }
-            // A failure from before the request stays until the operator retries.
-            (Some(r), _) if !r.status => Progress::Waiting(format!("not synced yet (before the request: {r})")),
-            _ => Progress::Waiting("waiting for the operator".to_owned()),
+            return Ok(Progress::Waiting("waiting for the operator".to_owned()));
         }
-    })
-    .await
-    .map(drop);
-    let Err(err) = result else { return Ok(()) };
-    Err(match last_warning(client, namespace, name).await {
-        Some(warning) => err.context(format!("the operator said: {warning}")),
-        None => err,
-    })
+        // A failure the operator reports again keeps its condition's time; its event is new.
+        let warning = last_warning(client, namespace, name).await;
+        let failed_since_request = ready.as_ref().and_then(|r| r.since).is_some_and(|since| since >= requested)
+            || warning.as_ref().is_some_and(|(_, at)| *at >= requested);
+        let said = warning.map(|(message, _)| format!(": {message}")).unwrap_or_default();
+        Ok(match (ready, failed_since_request) {
+            (Some(r), true) => Progress::Failed(format!("the operator could not sync it: {r}{said}")),
+            (Some(r), false) => Progress::Waiting(format!("not synced yet (before the request: {r})")),
+            (None, _) => Progress::Waiting("waiting for the operator".to_owned()),
+        })
+    };
+    wait::polled(&format!("ExternalSecret {name} synced"), timeout, Duration::from_secs(1), probe).await.map(drop)
 }
 
-/// The operator's newest warning about ExternalSecret `name`: its Ready condition says only
-/// "could not get secret data from provider"; the event says why (403, not found, ...).
-pub async fn last_warning(client: &Client, namespace: &str, name: &str) -> Option<String> {
+/// The operator's newest warning about ExternalSecret `name`, and when it was last given: its
+/// Ready condition says only "could not get secret data from provider"; the event says why
+/// (403, not found, ...).
+pub async fn last_warning(client: &Client, namespace: &str, name: &str) -> Option<(String, Timestamp)> {
     use k8s_openapi::api::core::v1::Event;
     let events: Api<Event> = Api::namespaced(client.clone(), namespace);
     let fields = format!("involvedObject.kind=ExternalSecret,involvedObject.name={name},type=Warning");
@@ -133,7 +136,9 @@ pub async fn last_warning(client: &Client, namespace: &str, name: &str) -> Optio
             .as_ref()
             .map(|t| t.0))
     };
-    list.items.into_iter().max_by_key(when).and_then(|e| e.message)
+    let newest = list.items.into_iter().max_by_key(when)?;
+    let at = when(&newest)?;
+    Some((newest.message?, at))
 }
 
 /// An external store shipshape can write a new value to. Each variant is a provider of

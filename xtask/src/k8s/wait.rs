@@ -107,6 +107,24 @@ async fn drive(
     }
 }
 
+/// Until `probe` is done or failed, asking it every `every`: for a state that no single watch
+/// shows (an object's status together with the events about it). A probe that cannot read
+/// says so as progress and is asked again.
+pub async fn polled<F, Fut>(what: &str, timeout: Duration, every: Duration, probe: F) -> Result<String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Progress>>,
+{
+    let latest = std::sync::Mutex::new(None);
+    let ticks = futures::stream::unfold((), |()| async {
+        let progress = probe().await.unwrap_or_else(|err| Progress::Waiting(format!("cannot read it yet ({err:#})")));
+        *latest.lock().unwrap() = Some(progress);
+        tokio::time::sleep(every).await;
+        Some((Ok(()), ()))
+    });
+    drive(ticks, what, timeout, || latest.lock().unwrap().take()).await
+}
+
 /// A reflector's store is published only once its initial list is complete (InitDone).
 fn is_complete<K: kube::Resource + Clone + 'static>(store: &reflector::Store<K>) -> bool
 where

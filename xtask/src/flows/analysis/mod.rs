@@ -5,15 +5,19 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use super::release;
 use crate::k8s::proxy;
 
+pub mod checks;
+mod prometheus;
+pub use prometheus::{parse_buckets_by_le, parse_instant_value, Prometheus};
+
 /// The route whose requests are judged.
-const ROUTE: &str = "/v1/predict";
+pub(crate) const ROUTE: &str = "/v1/predict";
 /// The metrics port's name in the chart.
 const METRICS_PORT_NAME: &str = "metrics";
 
@@ -226,6 +230,24 @@ pub struct Analysis {
     pub canary: TrackSample,
     pub stable: TrackSample,
     pub window_seconds: f64,
+    /// The custom checks' values (`deploy/analysis`, with Prometheus).
+    #[serde(default)]
+    pub checks: Vec<checks::CheckResult>,
+}
+
+impl Analysis {
+    /// Adds the custom checks' outcomes: a failed check fails the step; one without data makes
+    /// a step that would pass inconclusive.
+    pub fn with_checks(mut self, results: Vec<checks::CheckResult>) -> Analysis {
+        for result in results.iter().filter(|r| r.verdict != Verdict::Pass) {
+            self.reasons.push(result.to_string());
+            if result.verdict == Verdict::Fail || self.verdict == Verdict::Pass {
+                self.verdict = result.verdict.clone();
+            }
+        }
+        self.checks = results;
+        self
+    }
 }
 
 /// A track's latency as judged: the [`LATENCY_QUANTILE`] from its histogram, or its mean
@@ -293,7 +315,7 @@ pub fn judge(tracks: &BTreeMap<String, TrackSample>, thresholds: &Thresholds, wi
             said(&stable)
         ));
     }
-    Analysis { verdict, reasons, canary, stable, window_seconds: window.as_secs_f64() }
+    Analysis { verdict, reasons, canary, stable, window_seconds: window.as_secs_f64(), checks: Vec::new() }
 }
 
 #[cfg(test)]
@@ -418,6 +440,31 @@ http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/v1/predict"
     }
 
     #[test]
+    fn a_failed_custom_check_fails_the_step_and_one_without_data_never_passes_it() {
+        let good = TrackSample { requests: 100.0, latency_sum: 0.2, latency_count: 100.0, ..Default::default() };
+        let tracks = BTreeMap::from([("stable".to_owned(), good.clone()), ("canary".to_owned(), good)]);
+        let passing = judge(&tracks, &thresholds(), Duration::from_secs(30));
+        assert_eq!(passing.verdict, Verdict::Pass);
+        let check = |name: &str, threshold| checks::CustomCheck {
+            name: name.into(),
+            description: String::new(),
+            query: "q".into(),
+            threshold,
+            bad: checks::Bad::Above,
+        };
+        let no_data = passing.clone().with_checks(vec![checks::evaluate(&check("p99", 0.5), None)]);
+        assert_eq!(no_data.verdict, Verdict::Inconclusive, "{no_data:?}");
+        let failed = passing.clone().with_checks(vec![
+            checks::evaluate(&check("p99", 0.5), None),
+            checks::evaluate(&check("errors", 0.01), Some(0.2)),
+            checks::evaluate(&check("ok", 1.0), Some(0.5)),
+        ]);
+        assert_eq!(failed.verdict, Verdict::Fail);
+        assert!(failed.reasons.iter().any(|r| r == "check errors: 0.2000 (fails above 0.01): failed"), "{:?}", failed.reasons);
+        assert_eq!(failed.checks.len(), 3, "every value is kept for the report, passing ones too");
+    }
+
+    #[test]
     fn errors_fail_too_few_requests_are_inconclusive_and_slow_fails() {
         let good = TrackSample { requests: 100.0, errors: 0.0, latency_sum: 0.2, latency_count: 100.0, latency_buckets: Vec::new() };
         let tracks = |canary: TrackSample| BTreeMap::from([("stable".to_owned(), good.clone()), ("canary".to_owned(), canary)]);
@@ -440,148 +487,5 @@ http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/v1/predict"
         assert_eq!(judge(&tracks(slow), &thresholds(), window).verdict, Verdict::Fail);
         let none = BTreeMap::from([("stable".to_owned(), good.clone())]);
         assert_eq!(judge(&none, &thresholds(), window).verdict, Verdict::Inconclusive, "no canary traffic never passes");
-    }
-}
-
-/// A Prometheus server in the cluster, named by its Service URL
-/// (`http://<service>.<namespace>.svc[.cluster.local]:<port>`), reached through the API server's
-/// service proxy like every other in-cluster endpoint shipshape talks to.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Prometheus {
-    pub namespace: String,
-    pub service: String,
-    pub port: String,
-}
-
-impl std::str::FromStr for Prometheus {
-    type Err = anyhow::Error;
-
-    fn from_str(url: &str) -> Result<Prometheus> {
-        let explain = || {
-            anyhow::anyhow!(
-                "{url:?} is not an in-cluster Prometheus Service URL: give http://<service>.<namespace>.svc:<port> \
-                 (shipshape reaches it through the API server, with no port-forward)"
-            )
-        };
-        let rest = url.strip_prefix("http://").ok_or_else(explain)?;
-        let authority = rest.split('/').next().unwrap_or_default();
-        let (host, port) = authority.split_once(':').unwrap_or((authority, "9090"));
-        let host = host.strip_suffix(".cluster.local").unwrap_or(host);
-        let mut labels = host.strip_suffix(".svc").ok_or_else(explain)?.split('.');
-        let (Some(service), Some(namespace), None) = (labels.next(), labels.next(), labels.next()) else { return Err(explain()) };
-        Ok(Prometheus { namespace: namespace.to_owned(), service: service.to_owned(), port: port.to_owned() })
-    }
-}
-
-impl std::fmt::Display for Prometheus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}.{}.svc:{}", self.service, self.namespace, self.port)
-    }
-}
-
-impl Prometheus {
-    /// The window's traffic per track, from Prometheus: `increase(...[window])` of the same
-    /// counters the pods expose, for the stable and canary Deployments' pods (by name).
-    pub async fn window(
-        &self,
-        client: &kube::Client,
-        namespace: &str,
-        release_name: &str,
-        window: Duration,
-    ) -> Result<BTreeMap<String, TrackSample>> {
-        let full = release::fullname(release_name);
-        let tracks = [("stable", format!("{full}-[a-z0-9]+-[a-z0-9]+")), ("canary", format!("{full}-canary-[a-z0-9]+-[a-z0-9]+"))];
-        let mut result = BTreeMap::new();
-        for (track, pods) in tracks {
-            let selector = format!(r#"namespace="{namespace}",pod=~"{pods}",route="{ROUTE}""#);
-            let range = format!("{}s", window.as_secs().max(1));
-            let query = |metric: &str, extra: &str| format!("sum(increase({metric}{{{selector}{extra}}}[{range}]))");
-            let buckets = format!("sum by (le) (increase(http_request_duration_seconds_bucket{{{selector}}}[{range}]))");
-            let sample = TrackSample {
-                requests: self.scalar(client, &query("http_requests_total", "")).await?,
-                errors: self.scalar(client, &query("http_requests_total", r#",status=~"5..""#)).await?,
-                latency_sum: self.scalar(client, &query("http_request_duration_seconds_sum", "")).await?,
-                latency_count: self.scalar(client, &query("http_request_duration_seconds_count", "")).await?,
-                // The buckets themselves, not `histogram_quantile`: the percentile is computed
-                // by the same code for both sources (`TrackSample::latency_quantile`).
-                latency_buckets: parse_buckets_by_le(&self.query(client, &buckets).await?)
-                    .with_context(|| format!("reading Prometheus's answer to {buckets}"))?,
-            };
-            result.insert(track.to_owned(), sample);
-        }
-        Ok(result)
-    }
-
-    async fn scalar(&self, client: &kube::Client, query: &str) -> Result<f64> {
-        parse_instant_value(&self.query(client, query).await?).with_context(|| format!("reading Prometheus's answer to {query}"))
-    }
-
-    /// An instant query's answer (JSON), through the API server's service proxy.
-    async fn query(&self, client: &kube::Client, query: &str) -> Result<String> {
-        let path = format!("/api/v1/query?query={}", percent_encode(query));
-        let answer = proxy::get(client, &self.namespace, &self.service, &self.port, &path).await?;
-        anyhow::ensure!(answer.status == 200, "Prometheus {self} answered {} to {query}: {}", answer.status, answer.body.trim());
-        Ok(answer.body)
-    }
-}
-
-/// A `sum by (le) (...)` instant vector as cumulative buckets, ascending by bound (+Inf last).
-pub fn parse_buckets_by_le(body: &str) -> Result<Vec<(f64, f64)>> {
-    let answer: serde_json::Value = serde_json::from_str(body)?;
-    anyhow::ensure!(answer["status"] == "success", "query failed: {}", answer["error"]);
-    let mut buckets = Vec::new();
-    for series in answer["data"]["result"].as_array().into_iter().flatten() {
-        let le = series["metric"]["le"].as_str().context("a series without its `le` label")?;
-        let upper = if le == "+Inf" { f64::INFINITY } else { le.parse::<f64>().with_context(|| format!("le={le:?}"))? };
-        let count = series["value"][1].as_str().context("no value in the result")?.parse::<f64>()?;
-        buckets.push((upper, count));
-    }
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    Ok(buckets)
-}
-
-/// The value of an instant query's single-series vector result (0 when it has no series: no
-/// traffic was recorded).
-pub fn parse_instant_value(body: &str) -> Result<f64> {
-    let answer: serde_json::Value = serde_json::from_str(body)?;
-    anyhow::ensure!(answer["status"] == "success", "query failed: {}", answer["error"]);
-    let Some(first) = answer["data"]["result"].as_array().and_then(|r| r.first()) else { return Ok(0.0) };
-    let value = first["value"][1].as_str().context("no value in the result")?;
-    value.parse::<f64>().context("the value is not a number")
-}
-
-/// Percent-encodes a query parameter (everything but RFC 3986's unreserved characters).
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod prometheus_tests {
-    use super::*;
-
-    #[test]
-    fn prometheus_is_named_by_its_in_cluster_service_url() {
-        let parsed: Prometheus = "http://prometheus-server.monitoring.svc.cluster.local:80".parse().unwrap();
-        assert_eq!(parsed, Prometheus { namespace: "monitoring".into(), service: "prometheus-server".into(), port: "80".into() });
-        let default_port: Prometheus = "http://prometheus.monitoring.svc".parse().unwrap();
-        assert_eq!(default_port.port, "9090");
-        let error = "http://localhost:9090".parse::<Prometheus>().unwrap_err().to_string();
-        assert!(error.contains("http://<service>.<namespace>.svc:<port>"), "{error}");
-    }
-
-    #[test]
-    fn instant_query_answers_are_read() {
-        let one = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000.1,"42.5"]}]}}"#;
-        assert_eq!(parse_instant_value(one).unwrap(), 42.5);
-        let none = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
-        assert_eq!(parse_instant_value(none).unwrap(), 0.0);
-        let failed = r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
-        assert!(parse_instant_value(failed).is_err());
-        assert_eq!(percent_encode(r#"sum(x{a="b"})"#), "sum%28x%7Ba%3D%22b%22%7D%29");
     }
 }
