@@ -60,11 +60,12 @@ pub async fn write_key(api: &Api<Secret>, name: &str, key: &str, value: &str) ->
 /// controller, is expected to put it there). Progress never shows the value.
 pub async fn until_key_is(api: &Api<Secret>, name: &str, key: &str, value: &str, timeout: std::time::Duration) -> Result<()> {
     let config = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}"));
-    super::wait::until(api.clone(), config, &format!("Secret {name} key {key} updated"), timeout, |found| {
+    // Used both ways (a new value arriving, an old one put back): the words name neither.
+    super::wait::until(api.clone(), config, &format!("Secret {name} key {key}"), timeout, |found| {
         let current = found.first().and_then(|s| s.data.as_ref()).and_then(|d| d.get(key));
         match current {
-            Some(bytes) if bytes.0 == value.as_bytes() => super::wait::Progress::Done("holds the new value".to_owned()),
-            Some(_) => super::wait::Progress::Waiting("still the old value".to_owned()),
+            Some(bytes) if bytes.0 == value.as_bytes() => super::wait::Progress::Done("holds the intended value".to_owned()),
+            Some(_) => super::wait::Progress::Waiting("another value so far".to_owned()),
             None => super::wait::Progress::Waiting("no such key yet".to_owned()),
         }
     })
