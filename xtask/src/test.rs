@@ -5,6 +5,9 @@ use xshell::{cmd, Shell};
 use crate::cli::Test;
 use crate::cluster::{app_images, docker::Docker, node_image};
 
+/// Tests run at once in each test binary (libtest's default is the number of cores: 2 here).
+const E2E_TEST_THREADS: &str = "4";
+
 /// Tells end-to-end tests to keep the cluster of a failing test.
 pub const KEEP_CLUSTER_ENV: &str = "SHIPSHAPE_KEEP_CLUSTER";
 
@@ -41,6 +44,10 @@ impl Test {
             .env("INSTA_UPDATE", "no")
             .env(KEEP_CLUSTER_ENV, if self.keep_cluster { "1" } else { "" })
             .env("RUST_BACKTRACE", if self.backtrace { "1" } else { "0" })
+            // End-to-end tests mostly wait (rollouts, analysis windows, holds), so more of them
+            // run side by side than there are cores; CPU-heavy steps still run alone beside the
+            // traffic tests (fixture::cpu_heavy). A value you set wins.
+            .env("RUST_TEST_THREADS", std::env::var("RUST_TEST_THREADS").unwrap_or_else(|_| E2E_TEST_THREADS.to_owned()))
             .run()
             .context("the test suite failed (failures are listed above)")?;
         Ok(())

@@ -203,6 +203,13 @@ fn a_failed_external_sync_puts_the_old_value_back_restarts_nothing_and_doctor_sa
     assert!(detail.contains(TOKEN_SECRET), "{detail}");
     let error = failure(rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::External, false));
     assert!(error.contains("does not sync now") && error.contains("doctor"), "refused before any change: {error}");
+
+    // A working store without the key the release names.
+    values["externalSecrets"]["secretStoreRef"] = serde_json::json!({"kind": "ClusterSecretStore", "name": external_secrets::STORE_NAME});
+    values["externalSecrets"]["adminToken"]["remoteKey"] = serde_json::json!("no-such-key");
+    flow.upgrade_with_values(&values, &xtask::helm::Change::new(&ns.kubeconfig, "e2e: a missing key")).or_panic();
+    let detail = doctor_external_secrets_until(&flow, "no-such-key");
+    assert!(detail.contains("not found"), "{detail}");
 }
 
 /// doctor's ExternalSecret finding, once it mentions `expected` (the operator reports within

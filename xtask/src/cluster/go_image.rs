@@ -24,6 +24,9 @@ pub struct GoImage<'a> {
     pub binary_in_image: &'a str,
     /// The image's user (numeric: the images have no /etc/passwd).
     pub user: u32,
+    /// Said in the tag after the version when the build differs from upstream's
+    /// (`v0.20.4-kubernetes-only`).
+    pub flavour: Option<&'a str>,
     /// How to build it. Its single package becomes the binary.
     pub build: WrapperBuild,
 }
@@ -31,7 +34,11 @@ pub struct GoImage<'a> {
 impl GoImage<'_> {
     /// `repository:version`, built unless Docker already has it.
     pub fn ensure(&self, sh: &Shell, docker: &Docker) -> Result<String> {
-        let image = format!("{}:{}", self.repository, self.build.version);
+        let tag = match self.flavour {
+            Some(flavour) => format!("{}-{flavour}", self.build.version),
+            None => self.build.version.clone(),
+        };
+        let image = format!("{}:{tag}", self.repository);
         if docker.image_exists(&image) {
             return Ok(image);
         }
@@ -41,7 +48,7 @@ impl GoImage<'_> {
         let last = elements.next().unwrap_or_default();
         let binary_name = if last.starts_with('v') && last[1..].parse::<u32>().is_ok() { elements.next().unwrap_or(last) } else { last };
         let mut stages = Stages::new()?;
-        let built = stages.get(self.name, &self.build.version, self.about, |out, log| {
+        let built = stages.get(self.name, &tag, self.about, |out, log| {
             Go::detect(sh).build_in_wrapper(&self.build, out, log)?;
             let rootfs = out.join("rootfs");
             place(&out.join(binary_name), &rootfs.join(self.binary_in_image.trim_start_matches('/')))?;

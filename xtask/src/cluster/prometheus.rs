@@ -33,6 +33,7 @@ pub fn image(sh: &Shell, docker: &Docker) -> Result<String> {
         repository: IMAGE_REPOSITORY,
         binary_in_image: "/bin/prometheus",
         user: 65534,
+        flavour: None,
         build: WrapperBuild {
             // Upstream's plugin tags: every service discovery left out but Kubernetes's (the
             // cloud providers' SDKs are most of a full build).

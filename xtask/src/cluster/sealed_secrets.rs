@@ -27,6 +27,7 @@ pub fn controller_image(sh: &Shell, docker: &Docker) -> Result<String> {
         repository: CONTROLLER_IMAGE_REPOSITORY,
         binary_in_image: "/usr/local/bin/controller",
         user: 1001,
+        flavour: None,
         build: WrapperBuild {
             go_mod_extra: format!("replace {module} => {}", source.dir.display()),
             ..WrapperBuild::new(module, KUBESEAL.version, &[format!("{module}/cmd/controller")])
