@@ -88,7 +88,8 @@ pub async fn run(url: String, rate: u32, listen: SocketAddr, timeout: Duration) 
             // HTTP clients do for a pure request like a prediction. Counted apart, never hidden:
             // a refusal, a reset or an error answer is not retried.
             let no_answer = match &outcome {
-                Err(err) => Some(format!("{err:#}")).filter(|why| why.contains("no answer within")),
+                Err(err) => Some(format!("{err:#}"))
+                    .filter(|why| why.contains(crate::client::NO_ANSWER) || why.contains(crate::client::NOT_ACCEPTED)),
                 Ok(_) => None,
             };
             if let Some(why) = no_answer {
