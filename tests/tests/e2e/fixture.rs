@@ -298,7 +298,14 @@ impl LoadStats {
         assert!(self.failed == 0, "{}\n{self:?}", self.failures_in_words());
         assert!(self.retried <= 1, "{} connections got no answer (each retried once): {:?}\n{self:?}", self.retried, self.retries);
         if self.retried == 1 {
-            eprintln!("note: one connection got no answer and its request succeeded on a new one: {:?}", self.retries);
+            // Written past libtest's capture (it takes only the print macros), so a passing
+            // test's tolerated connection still reaches the log: the evidence for finding it.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: one connection got nothing back and its request succeeded on a new one: {:?}",
+                self.retries
+            );
         }
     }
 
