@@ -21,22 +21,28 @@ impl Test {
         crate::host::require_go(sh)?;
         crate::host::require(sh, &[&crate::host::POSTGRES_SERVER], "model-server's service tests")?;
         crate::host::require_docker(sh).context("the container and end-to-end tests need a Docker engine")?;
+        // postgres's image is made with debootstrap whichever lane gets there first.
+        crate::host::require(sh, &[&crate::host::DEBOOTSTRAP], "building the PostgreSQL image")?;
         // Everything slow is prepared here, where its progress shows (cargo test captures a
-        // test's output); the tests then find it all cached.
-        crate::tools::install_all(sh).context("installing the pinned tools the tests use")?;
-        let docker = Docker::connect(sh).context("the container and end-to-end tests need a Docker engine")?;
-        println!("node image: {}", node_image::ensure(sh, &docker)?);
+        // test's output); the tests then find it all cached. In two lanes side by side: a Go or
+        // Rust build leaves a core idle while it links, waits on a dependency chain or
+        // downloads, and the other lane fills it.
+        std::thread::scope(|scope| -> Result<()> {
+            let cluster_images = scope.spawn(cluster_images);
+            let ours = (|| -> Result<()> {
+                crate::tools::install_all(sh).context("installing the pinned tools the tests use")?;
+                let docker = Docker::connect(sh).context("the container and end-to-end tests need a Docker engine")?;
+                println!("images: {}, {}", app_images::build_model_server(sh, &docker)?, app_images::build_postgres(sh, &docker)?);
+                // Built here, not by the first test that needs it: a cold build running beside
+                // the end-to-end tests starves the node, and kube-proxy then lags endpoint
+                // changes by tens of seconds (requests to stopped pods fail).
+                println!("xtask binary for the end-to-end tests: {}", e2e_xtask_binary(sh)?.display());
+                Ok(())
+            })();
+            let theirs = cluster_images.join().unwrap_or_else(|_| Err(anyhow::anyhow!("building the cluster's images panicked")));
+            ours.and(theirs)
+        })?;
         crate::host::packages_unchanged_since(sh, &packages_before)?;
-        crate::cluster::registry::ensure_running(sh, &docker)?;
-        println!("local registry: {}", crate::cluster::registry::HOST);
-        println!("images: {}, {}", app_images::build_model_server(sh, &docker)?, app_images::build_postgres(sh, &docker)?);
-        println!("image: {}", crate::cluster::sealed_secrets::controller_image(sh, &docker)?);
-        println!("image: {}", crate::cluster::external_secrets::controller_image(sh, &docker)?);
-        println!("image: {}", crate::cluster::prometheus::image(sh, &docker)?);
-        // Built here, not by the first test that needs it: a cold build running beside the
-        // end-to-end tests starves the node, and kube-proxy then lags endpoint changes by tens
-        // of seconds (requests to stopped pods fail).
-        println!("xtask binary for the end-to-end tests: {}", e2e_xtask_binary(sh)?.display());
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let extra = self.cargo_args;
         cmd!(sh, "{cargo} test --workspace --locked {extra...}")
@@ -52,6 +58,19 @@ impl Test {
             .context("the test suite failed (failures are listed above)")?;
         Ok(())
     }
+}
+
+/// The second lane of the set-up: the node image, the local registry, and the operators' images.
+fn cluster_images() -> Result<()> {
+    let sh = crate::repo_shell()?;
+    let docker = Docker::connect(&sh).context("the container and end-to-end tests need a Docker engine")?;
+    println!("node image: {}", node_image::ensure(&sh, &docker)?);
+    crate::cluster::registry::ensure_running(&sh, &docker)?;
+    println!("local registry: {}", crate::cluster::registry::HOST);
+    println!("image: {}", crate::cluster::sealed_secrets::controller_image(&sh, &docker)?);
+    println!("image: {}", crate::cluster::external_secrets::controller_image(&sh, &docker)?);
+    println!("image: {}", crate::cluster::prometheus::image(&sh, &docker)?);
+    Ok(())
 }
 
 /// The xtask binary the end-to-end tests run as a real process (to kill it mid-flow), built

@@ -3,14 +3,15 @@
 //! (`external-secrets-system`); and, for the end-to-end suite, a store for it to read: the
 //! kubernetes provider over Secrets in namespace `shipshape-store` (chart
 //! `deploy/kind/charts/secret-store`), standing for Vault or a cloud secret manager.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use xshell::Shell;
 
 use super::docker::Docker;
-use super::go_image::GoImage;
+use super::go_image::{patched_copy, GoImage};
+use super::layout::copy_tree;
 use super::lifecycle::RunningCluster;
 use crate::go::{Go, WrapperBuild};
 use crate::helm::{Change, Helm};
@@ -41,7 +42,14 @@ const FLAVOUR: &str = "kubernetes-only";
 /// The controller image, built once per version.
 pub fn controller_image(sh: &Shell, docker: &Docker) -> Result<String> {
     let source = Go::detect(sh).download(&format!("{MODULE}@{VERSION}"))?;
-    let trimmed = trimmed_source(&source.dir)?;
+    let trimmed = patched_copy(
+        &source.dir,
+        &format!("external-secrets-{VERSION}-{FLAVOUR}"),
+        &[
+            ("pkg/provider/register/register.go", registrations("provider", PROVIDERS)),
+            ("pkg/generator/register/register.go", registrations("generator", GENERATORS)),
+        ],
+    )?;
     GoImage {
         name: "external-secrets",
         about: "External Secrets Operator from its Go module (kubernetes and fake providers)",
@@ -59,28 +67,12 @@ pub fn controller_image(sh: &Shell, docker: &Docker) -> Result<String> {
     .ensure(sh, docker)
 }
 
-/// A copy of the module (without its docs) whose provider and generator registrations list
-/// only [`PROVIDERS`] and [`GENERATORS`], kept in the cache.
-fn trimmed_source(module: &Path) -> Result<PathBuf> {
-    let dir = crate::cache::root()?.join("sources").join(format!("external-secrets-{VERSION}-{FLAVOUR}"));
-    if dir.join("go.mod").is_file() {
-        return Ok(dir);
-    }
-    let partial = dir.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&partial);
-    copy_tree(module, &partial, &|name| name != "docs")?;
-    let register = |kind: &str, names: &[&str]| -> Result<()> {
-        let imports: String = names.iter().map(|n| format!("\t_ \"{MODULE}/pkg/{kind}/{n}\"\n")).collect();
-        let file = format!(
-            "// Rewritten by shipshape: only what its clusters use is registered (see cluster/external_secrets.rs).\n\
-             package register\n\nimport (\n{imports})\n"
-        );
-        std::fs::write(partial.join(format!("pkg/{kind}/register/register.go")), file).context("rewriting a registration list")
-    };
-    register("provider", PROVIDERS)?;
-    register("generator", GENERATORS)?;
-    std::fs::rename(&partial, &dir)?;
-    Ok(dir)
+/// A registration list importing only `names` of `pkg/<kind>/`.
+fn registrations(kind: &str, names: &[&str]) -> String {
+    let imports: String = names.iter().map(|n| format!("\t_ \"{MODULE}/pkg/{kind}/{n}\"\n")).collect();
+    format!(
+        "// Rewritten by shipshape: only what its clusters use (cluster/external_secrets.rs).\npackage register\n\nimport (\n{imports})\n"
+    )
 }
 
 /// Builds the controller image (once per version), pushes it to the local registry and
@@ -157,29 +149,6 @@ fn chart_without_dependencies(chart: &Path) -> Result<tempfile::TempDir> {
     std::fs::write(&chart_yaml, kept.join("\n") + "\n")?;
     let _ = std::fs::remove_file(copy.path().join("Chart.lock"));
     Ok(copy)
-}
-
-/// Copies a directory tree, the entries whose name `keep` accepts (the module cache's files are
-/// read-only; the copies are writable).
-fn copy_tree(from: &Path, to: &Path, keep: &dyn Fn(&str) -> bool) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let entry = entry?;
-        if !keep(&entry.file_name().to_string_lossy()) {
-            continue;
-        }
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_tree(&entry.path(), &target, keep)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-            let mut permissions = std::fs::metadata(&target)?.permissions();
-            #[allow(clippy::permissions_set_readonly_false)]
-            permissions.set_readonly(false);
-            std::fs::set_permissions(&target, permissions)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

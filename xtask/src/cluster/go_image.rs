@@ -3,13 +3,13 @@
 //! stage, imported into Docker and pushed to the local registry, as every image reaches
 //! shipshape's clusters. The Sealed Secrets controller, External Secrets Operator and Prometheus
 //! are made this way.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use xshell::Shell;
 
 use super::docker::Docker;
-use super::layout::{pack, place};
+use super::layout::{copy_tree, pack, place};
 use super::stage::Stages;
 use crate::go::{Go, WrapperBuild};
 
@@ -65,4 +65,29 @@ impl GoImage<'_> {
         docker.import(&built.join("rootfs.tar"), &image, &changes, &log)?;
         Ok(image)
     }
+}
+
+/// A copy of a downloaded module with some files replaced (paths relative to the module),
+/// kept in the cache under `sources/<name>` and made once: for a build that leaves out parts
+/// of a module by rewriting its registration list, as upstream's own generators would. The
+/// docs are not copied.
+pub fn patched_copy(module: &Path, name: &str, replaced: &[(&str, String)]) -> Result<PathBuf> {
+    let sources = crate::cache::root()?.join("sources");
+    let dir = sources.join(name);
+    if dir.join("go.mod").is_file() {
+        return Ok(dir);
+    }
+    // Not with_extension: the name's version has dots.
+    let partial = sources.join(format!("{name}.partial"));
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial)?;
+    }
+    copy_tree(module, &partial, &|entry| entry != "docs")?;
+    for (file, content) in replaced {
+        let target = partial.join(file);
+        anyhow::ensure!(target.is_file(), "{} has no {file} to replace: the recipe needs updating", module.display());
+        std::fs::write(&target, content)?;
+    }
+    std::fs::rename(&partial, &dir)?;
+    Ok(dir)
 }

@@ -74,6 +74,11 @@ impl Stages {
         Ok(done)
     }
 
+    /// Takes the report of stages built beside these (in another thread, with their own `Stages`).
+    pub fn absorb(&mut self, other: Stages) {
+        self.report.extend(other.report);
+    }
+
     /// One line per stage: built (with its time) or taken from the cache.
     pub fn print_summary(&self) {
         if self.report.is_empty() {
@@ -88,7 +93,7 @@ impl Stages {
             }
         }
         let total: Duration = self.report.iter().map(|(_, took, _)| *took).sum();
-        println!("  {:<12} {:>6.1}s", "total", total.as_secs_f64());
+        println!("  {:<12} {:>6.1}s (stages built side by side overlap)", "sum", total.as_secs_f64());
     }
 }
 
