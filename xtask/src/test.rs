@@ -37,6 +37,9 @@ impl Test {
                 // the end-to-end tests starves the node, and kube-proxy then lags endpoint
                 // changes by tens of seconds (requests to stopped pods fail).
                 println!("xtask binary for the end-to-end tests: {}", e2e_xtask_binary(sh)?.display());
+                // The suite's own compilation, while the other lane may still be building.
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+                cmd!(sh, "{cargo} test --workspace --locked --no-run --quiet").run().context("compiling the test suite")?;
                 Ok(())
             })();
             let theirs = cluster_images.join().unwrap_or_else(|_| Err(anyhow::anyhow!("building the cluster's images panicked")));
