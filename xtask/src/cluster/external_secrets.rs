@@ -95,7 +95,7 @@ pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
     let values = serde_json::json!({
         "fullnameOverride": RELEASE,
         "installCRDs": false,
-        "image": {"repository": format!("{}/{IMAGE_REPOSITORY}", super::registry::HOST), "tag": VERSION, "pullPolicy": "IfNotPresent"},
+        "image": {"repository": format!("{}/{IMAGE_REPOSITORY}", super::registry::HOST), "tag": super::go_image::tag_of(&image), "pullPolicy": "IfNotPresent"},
         "webhook": {"create": false},
         "certController": {"create": false},
         "crds": {"conversion": {"enabled": false}},

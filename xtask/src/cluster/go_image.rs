@@ -67,6 +67,13 @@ impl GoImage<'_> {
     }
 }
 
+/// The tag of an image reference `repository:tag` (what a chart's `image.tag` takes): the
+/// charts get it from the built image, never from a version spelled again beside it (a
+/// flavoured tag once left a chart asking for a tag no registry had).
+pub fn tag_of(image: &str) -> &str {
+    image.rsplit_once(':').map_or("latest", |(_, tag)| tag)
+}
+
 /// A copy of a downloaded module with some files replaced (paths relative to the module),
 /// kept in the cache under `sources/<name>` and made once: for a build that leaves out parts
 /// of a module by rewriting its registration list, as upstream's own generators would. The
@@ -90,4 +97,13 @@ pub fn patched_copy(module: &Path, name: &str, replaced: &[(&str, String)]) -> R
     }
     std::fs::rename(&partial, &dir)?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_chart_is_given_the_built_images_own_tag() {
+        assert_eq!(super::tag_of("shipshape/external-secrets:v0.20.4-kubernetes-only"), "v0.20.4-kubernetes-only");
+        assert_eq!(super::tag_of("localhost:5001/shipshape/prometheus:v0.316.0"), "v0.316.0");
+    }
 }

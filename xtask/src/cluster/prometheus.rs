@@ -56,7 +56,7 @@ pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
     let kubeconfig = &cluster.kubeconfig;
     crate::k8s::block_on(async { crate::k8s::ensure_namespace(&crate::k8s::client(kubeconfig).await?, NAMESPACE).await })?;
     let values = serde_json::json!({
-        "image": {"repository": format!("{}/{IMAGE_REPOSITORY}", super::registry::HOST), "tag": MODULE_VERSION},
+        "image": {"repository": format!("{}/{IMAGE_REPOSITORY}", super::registry::HOST), "tag": super::go_image::tag_of(&image)},
     });
     let chart = crate::repo_root().join("deploy/kind/charts/prometheus");
     Helm::new(sh)?.upgrade_with(&chart, SERVICE, NAMESPACE, &values, &Change::new(kubeconfig, "shipshape: Prometheus"))?;

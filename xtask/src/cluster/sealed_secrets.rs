@@ -50,7 +50,7 @@ pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
     let source = Go::detect(sh).download(&format!("{}@{}", KUBESEAL_MODULE.1, KUBESEAL.version))?;
     let values = serde_json::json!({
         "fullnameOverride": CONTROLLER_NAME,
-        "image": {"registry": super::registry::HOST, "repository": CONTROLLER_IMAGE_REPOSITORY, "tag": KUBESEAL.version, "pullPolicy": "IfNotPresent"},
+        "image": {"registry": super::registry::HOST, "repository": CONTROLLER_IMAGE_REPOSITORY, "tag": super::go_image::tag_of(&image), "pullPolicy": "IfNotPresent"},
     });
     Helm::new(sh)?.upgrade_with(
         &source.dir.join("helm/sealed-secrets"),
