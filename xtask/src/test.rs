@@ -21,6 +21,7 @@ impl Test {
         crate::host::require_go(sh)?;
         crate::host::require(sh, &[&crate::host::POSTGRES_SERVER], "model-server's service tests")?;
         crate::host::require_docker(sh).context("the container and end-to-end tests need a Docker engine")?;
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         // postgres's image is made with debootstrap whichever lane gets there first.
         crate::host::require(sh, &[&crate::host::DEBOOTSTRAP], "building the PostgreSQL image")?;
         // Everything slow is prepared here, where its progress shows (cargo test captures a
@@ -38,7 +39,6 @@ impl Test {
                 // changes by tens of seconds (requests to stopped pods fail).
                 println!("xtask binary for the end-to-end tests: {}", e2e_xtask_binary(sh)?.display());
                 // The suite's own compilation, while the other lane may still be building.
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
                 cmd!(sh, "{cargo} test --workspace --locked --no-run --quiet").run().context("compiling the test suite")?;
                 Ok(())
             })();
@@ -46,7 +46,6 @@ impl Test {
             ours.and(theirs)
         })?;
         crate::host::packages_unchanged_since(sh, &packages_before)?;
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let extra = self.cargo_args;
         cmd!(sh, "{cargo} test --workspace --locked {extra...}")
             // Snapshots are checked here, never written: a mismatch fails the run.

@@ -18,6 +18,15 @@ fn token(ns: &TestNamespace) -> String {
     flow.block_on(secrets::read_key(&Api::<Secret>::namespaced(flow.client.clone(), &ns.name), TOKEN_SECRET, "token")).or_panic()
 }
 
+/// Every pod accepts `new` on POST /admin/reload and refuses `old`.
+fn assert_new_token_accepted_old_refused(ns: &TestNamespace, new: &str, old: &str) {
+    let flow = ns.flow();
+    let with_new = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", new)).or_panic();
+    assert!(with_new.iter().all(|a| a.status == 200), "{with_new:?}");
+    let with_old = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", old)).or_panic();
+    assert!(with_old.iter().all(|a| a.status == 401), "{with_old:?}");
+}
+
 #[test]
 fn reload_reaches_every_pod_with_the_token_from_its_secret() {
     let shared = fixture::shared();
@@ -47,10 +56,7 @@ fn rotating_the_admin_token_makes_the_new_one_work_and_the_old_one_fail() {
     let new = token(&ns);
     assert_ne!(old, new);
     assert_eq!(new.len(), 64, "32 random bytes, hex");
-    let with_new = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", &new)).or_panic();
-    assert!(with_new.iter().all(|a| a.status == 200), "{with_new:?}");
-    let with_old = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", &old)).or_panic();
-    assert!(with_old.iter().all(|a| a.status == 401), "{with_old:?}");
+    assert_new_token_accepted_old_refused(&ns, &new, &old);
 
     let state = ReleaseState::read(&flow).or_panic();
     assert!(state.current().unwrap().description.contains("rotate-secret"), "the restart is a Helm revision: {:?}", state.history);
@@ -96,10 +102,7 @@ fn rotating_a_sealed_admin_token_goes_through_kubeseal_and_the_controller() {
     let new = token(&ns);
     assert_ne!(new, first);
     assert_eq!(new.len(), 64);
-    let with_new = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", &new)).or_panic();
-    assert!(with_new.iter().all(|a| a.status == 200), "{with_new:?}");
-    let with_old = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", first)).or_panic();
-    assert!(with_old.iter().all(|a| a.status == 401), "{with_old:?}");
+    assert_new_token_accepted_old_refused(&ns, &new, first);
     let state = ReleaseState::read(&flow).or_panic();
     assert!(
         state.history.iter().any(|r| r.description.contains("new sealed value")),
@@ -155,10 +158,7 @@ fn rotating_an_external_admin_token_writes_the_store_and_the_operator_delivers_i
     assert_eq!(new.len(), 64);
     let in_store = flow.block_on(secrets::read_key(&store_secrets, &remote_key, "token")).or_panic();
     assert_eq!(in_store, new, "the store holds the new value: the operator's next refresh keeps it");
-    let with_new = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", &new)).or_panic();
-    assert!(with_new.iter().all(|a| a.status == 200), "{with_new:?}");
-    let with_old = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", first)).or_panic();
-    assert!(with_old.iter().all(|a| a.status == 401), "{with_old:?}");
+    assert_new_token_accepted_old_refused(&ns, &new, first);
     let state = ReleaseState::read(&flow).or_panic();
     assert!(state.current().unwrap().description.contains("rotate-secret"), "the restart is a Helm revision: {:?}", state.history);
 }
