@@ -62,8 +62,7 @@ fn bench_verify(sh: &Shell, kubeconfig: &Path, runs: usize, rows: &mut Vec<Row>)
     let pinned_kubectl =
         node_image::built_kubectl()?.context("the pinned kubectl is built with the node image: run `cargo xtask cluster image`")?;
     println!("building the release binary of xtask (what CI can build once and call): cargo build --release -p xtask");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    cmd!(sh, "{cargo} build --quiet --release --locked -p xtask").run().context("building the release binary")?;
+    crate::cargo::command(sh, &["build", "--quiet", "--release", "--locked", "-p", "xtask"]).run().context("building the release binary")?;
     // This binary is <target>/debug/xtask (CARGO_TARGET_DIR may move <target>).
     let this = std::env::current_exe()?;
     let target_dir = this.parent().and_then(Path::parent).context("where is the target directory?")?.to_owned();
@@ -87,7 +86,7 @@ fn bench_verify(sh: &Shell, kubeconfig: &Path, runs: usize, rows: &mut Vec<Row>)
             ),
             (
                 format!("cargo xtask verify, {suffix}"),
-                Contender::new(Path::new(&cargo), ["xtask", "verify", "--namespace", BENCH_NAMESPACE]),
+                Contender::new(Path::new(&crate::cargo::program()), ["xtask", "verify", "--namespace", BENCH_NAMESPACE]),
             ),
             (
                 format!("`xtask` of `cargo xtask env`, {suffix}"),
@@ -138,7 +137,10 @@ fn alternate(sh: &Shell, contenders: &[(String, Contender)], kubeconfig: &Path, 
         for k in 0..contenders.len() {
             let i = (round + k) % contenders.len();
             let (what, Contender { program, args, env }) = &contenders[i];
-            let command = cmd!(sh, "{program} {args...}").env("KUBECONFIG", kubeconfig).envs(env.iter().cloned());
+            // As from an engineer's shell: without the variables cargo set for this process.
+            let command = crate::cargo::without_running_crate(cmd!(sh, "{program} {args...}"))
+                .env("KUBECONFIG", kubeconfig)
+                .envs(env.iter().cloned());
             let started = Instant::now();
             let finished = command.quiet().ignore_stdout().ignore_stderr().run();
             let elapsed = started.elapsed();

@@ -3,6 +3,7 @@
 //! [`cluster`] (kind, docker, the image builds) and [`host`] (apt, dockerd).
 pub mod bench;
 pub mod cache;
+pub mod cargo;
 pub mod cli;
 pub mod cluster;
 pub mod cosign;

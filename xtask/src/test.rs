@@ -1,6 +1,6 @@
 //! `cargo xtask test`: the README's test command, and exactly what `.ci/run` runs.
 use anyhow::{Context, Result};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::cli::Test;
 use crate::cluster::{app_images, docker::Docker, node_image};
@@ -21,7 +21,6 @@ impl Test {
         crate::host::require_go(sh)?;
         crate::host::require(sh, &[&crate::host::POSTGRES_SERVER], "model-server's service tests")?;
         crate::host::require_docker(sh).context("the container and end-to-end tests need a Docker engine")?;
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         // postgres's image is made with debootstrap whichever lane gets there first.
         crate::host::require(sh, &[&crate::host::DEBOOTSTRAP], "building the PostgreSQL image")?;
         // Everything slow is prepared here, where its progress shows (cargo test captures a
@@ -39,15 +38,15 @@ impl Test {
                 // changes by tens of seconds (requests to stopped pods fail).
                 println!("xtask binary for the end-to-end tests: {}", e2e_xtask_binary(sh)?.display());
                 // The suite's own compilation, while the other lane may still be building.
-                cmd!(sh, "{cargo} test --workspace --locked --no-run --quiet").run().context("compiling the test suite")?;
+                crate::cargo::command(sh, &["test", "--workspace", "--locked", "--no-run", "--quiet"]).run().context("compiling the test suite")?;
                 Ok(())
             })();
             let theirs = cluster_images.join().unwrap_or_else(|_| Err(anyhow::anyhow!("building the cluster's images panicked")));
             ours.and(theirs)
         })?;
         crate::host::packages_unchanged_since(sh, &packages_before)?;
-        let extra = self.cargo_args;
-        cmd!(sh, "{cargo} test --workspace --locked {extra...}")
+        let args = ["test", "--workspace", "--locked"].into_iter().chain(self.cargo_args.iter().map(String::as_str));
+        crate::cargo::command(sh, &args.collect::<Vec<_>>())
             // Snapshots are checked here, never written: a mismatch fails the run.
             .env("INSTA_UPDATE", "no")
             .env(KEEP_CLUSTER_ENV, if self.keep_cluster { "1" } else { "" })
@@ -79,8 +78,8 @@ fn cluster_images() -> Result<()> {
 /// apart from the workspace's target directory, which `cargo test` holds locked while it runs.
 pub fn e2e_xtask_binary(sh: &Shell) -> Result<std::path::PathBuf> {
     let target_dir = crate::repo_root().join("target/image-build");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    cmd!(sh, "{cargo} build --quiet --locked --package xtask --target-dir {target_dir}")
+    let target = target_dir.to_str().context("the repository path is not UTF-8")?;
+    crate::cargo::command(sh, &["build", "--quiet", "--locked", "--package", "xtask", "--target-dir", target])
         .run()
         .context("building the xtask binary for the end-to-end tests")?;
     Ok(target_dir.join("debug/xtask"))

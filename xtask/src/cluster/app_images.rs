@@ -129,14 +129,16 @@ pub fn build_model_server(sh: &Shell, docker: &Docker) -> Result<String> {
     let log = stages.log_path("model-server-image")?;
     std::fs::write(&log, "")?;
     println!("[build]  model-server image (cargo auditable build --release; log: {})", log.display());
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     // cargo auditable embeds the dependency tree in the binary: scanners read the crates there.
     let auditable = crate::tools::CARGO_AUDITABLE.find()?;
     // Its own target directory: this build may run inside `cargo test` (end-to-end tests),
     // whose cargo holds the lock on the workspace's target directory.
     let target_dir = crate::repo_root().join("target/image-build");
     run_logged(
-        cmd!(sh, "{auditable} auditable build --release --locked --package model-server --target-dir {target_dir}").env("CARGO", &cargo),
+        crate::cargo::without_running_crate(cmd!(
+            sh,
+            "{auditable} auditable build --release --locked --package model-server --target-dir {target_dir}"
+        )),
         &log,
         "cargo auditable build --release -p model-server",
     )?;
