@@ -7,8 +7,16 @@ use xshell::{cmd, Cmd, Shell};
 /// `CARGO_MANIFEST_DIR`) would rerun whenever the nested build starts from another crate's
 /// process, and the whole TLS stack would be rebuilt: `cargo xtask test` built the e2e xtask
 /// binary from xtask's process, then every end-to-end test rebuilt it from the tests' process.
-const RUNNING_CRATE_PREFIXES: &[&str] =
-    &["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR", "OUT_DIR"];
+const RUNNING_CRATE_PREFIXES: &[&str] = &[
+    "CARGO_MANIFEST_",
+    "CARGO_PKG_",
+    "CARGO_CRATE_",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+];
 
 /// The cargo that runs us (`CARGO`), else the one on PATH.
 pub fn program() -> String {

@@ -51,6 +51,15 @@ impl<'a> Go<'a> {
         }
     }
 
+    /// Where go keeps its build cache and its downloaded modules (GOCACHE, GOMODCACHE).
+    pub fn caches(&self) -> Result<(PathBuf, PathBuf)> {
+        let out = read_or_explain(self.env(cmd!(self.sh, "go env GOCACHE GOMODCACHE")))?;
+        match out.lines().collect::<Vec<_>>()[..] {
+            [build, modules] => Ok((build.into(), modules.into())),
+            _ => bail!("unexpected `go env GOCACHE GOMODCACHE` output: {out:?}"),
+        }
+    }
+
     fn env<'c>(&self, command: xshell::Cmd<'c>) -> xshell::Cmd<'c> {
         command.env("GOTOOLCHAIN", "local").env("CGO_ENABLED", "0")
     }

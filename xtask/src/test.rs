@@ -21,6 +21,8 @@ impl Test {
         crate::host::require_go(sh)?;
         crate::host::require(sh, &[&crate::host::POSTGRES_SERVER], "model-server's service tests")?;
         crate::host::require_docker(sh).context("the container and end-to-end tests need a Docker engine")?;
+        let docker = Docker::connect(sh)?;
+        crate::host::disk::require_room_for_setup(sh, &docker, true, "the test suite")?;
         // postgres's image is made with debootstrap whichever lane gets there first.
         crate::host::require(sh, &[&crate::host::DEBOOTSTRAP], "building the PostgreSQL image")?;
         // Everything slow is prepared here, where its progress shows (cargo test captures a
@@ -31,14 +33,15 @@ impl Test {
             let cluster_images = scope.spawn(cluster_images);
             let ours = (|| -> Result<()> {
                 crate::tools::install_all(sh).context("installing the pinned tools the tests use")?;
-                let docker = Docker::connect(sh).context("the container and end-to-end tests need a Docker engine")?;
                 println!("images: {}, {}", app_images::build_model_server(sh, &docker)?, app_images::build_postgres(sh, &docker)?);
                 // Built here, not by the first test that needs it: a cold build running beside
                 // the end-to-end tests starves the node, and kube-proxy then lags endpoint
                 // changes by tens of seconds (requests to stopped pods fail).
                 println!("xtask binary for the end-to-end tests: {}", e2e_xtask_binary(sh)?.display());
                 // The suite's own compilation, while the other lane may still be building.
-                crate::cargo::command(sh, &["test", "--workspace", "--locked", "--no-run", "--quiet"]).run().context("compiling the test suite")?;
+                crate::cargo::command(sh, &["test", "--workspace", "--locked", "--no-run", "--quiet"])
+                    .run()
+                    .context("compiling the test suite")?;
                 Ok(())
             })();
             let theirs = cluster_images.join().unwrap_or_else(|_| Err(anyhow::anyhow!("building the cluster's images panicked")));

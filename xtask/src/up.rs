@@ -33,6 +33,7 @@ impl Up {
         // A fresh machine: everything `up` needs is found or set up here, each step announced.
         crate::host::require_go(sh)?;
         crate::host::require_docker(sh)?;
+        crate::host::disk::require_room_for_setup(sh, &Docker::connect(sh)?, false, "`cargo xtask up`")?;
         // helm installs the release; crane resolves tags to digests for every later `deploy`.
         crate::tools::install(sh, &[&crate::tools::HELM, &crate::tools::CRANE])?;
         crate::tools::CARGO_AUDITABLE.install(sh)?;

@@ -36,6 +36,12 @@ impl<'a> Docker<'a> {
         }
     }
 
+    /// Where the engine keeps images, containers and volumes.
+    pub fn root_dir(&self) -> Result<std::path::PathBuf> {
+        let format = "{{.DockerRootDir}}";
+        Ok(read_or_explain(cmd!(self.sh, "docker info --format {format}"))?.trim().into())
+    }
+
     pub fn image_exists(&self, image: &str) -> bool {
         self.image_id(image).is_ok()
     }

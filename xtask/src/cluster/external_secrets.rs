@@ -3,8 +3,8 @@
 //! (`external-secrets-system`); and, for the end-to-end suite, a store for it to read: the
 //! kubernetes provider over Secrets in namespace `shipshape-store` (chart
 //! `deploy/kind/charts/secret-store`), standing for Vault or a cloud secret manager.
+use super::add_on::AddOnChart;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use xshell::Shell;
@@ -80,11 +80,8 @@ fn registrations(kind: &str, names: &[&str]) -> String {
 /// its validating webhook and the certificate controller that serves it are left out (they
 /// check SecretStore specs on admission, which a local cluster does without).
 pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
-    let docker = Docker::connect(sh)?;
     let source = Go::detect(sh).download(&format!("{MODULE}@{VERSION}"))?;
-    let image = controller_image(sh, &docker)?;
-    super::registry::ensure_running(sh, &docker)?;
-    super::app_images::push(&docker, &image, super::registry::HOST)?;
+    let image = controller_image(sh, &Docker::connect(sh)?)?;
     let chart = chart_without_dependencies(&source.dir.join("deploy/charts/external-secrets"))?;
     let kubeconfig = &cluster.kubeconfig;
     // The chart's CRD templates are generated when upstream packages it; the module has them as
@@ -92,30 +89,23 @@ pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
     // (Helm's crds/ directory would create them once and never update them).
     let bundle = std::fs::read_to_string(source.dir.join("deploy/crds/bundle.yaml")).context("reading the CRD bundle")?;
     crate::k8s::block_on(async { crate::k8s::apply_crds(&crate::k8s::client(kubeconfig).await?, &bundle).await })?;
-    let values = serde_json::json!({
-        "fullnameOverride": RELEASE,
-        "installCRDs": false,
-        "image": {"repository": format!("{}/{IMAGE_REPOSITORY}", super::registry::HOST), "tag": super::go_image::tag_of(&image), "pullPolicy": "IfNotPresent"},
-        "webhook": {"create": false},
-        "certController": {"create": false},
-        "crds": {"conversion": {"enabled": false}},
-        // The suite's rotations force a sync; the controller needs no more than one worker.
-        "concurrent": 1,
-    });
-    crate::k8s::block_on(async { crate::k8s::ensure_namespace(&crate::k8s::client(kubeconfig).await?, NAMESPACE).await })?;
-    Helm::new(sh)?.upgrade_with(
-        chart.path(),
-        RELEASE,
-        NAMESPACE,
-        &values,
-        &Change::new(kubeconfig, "shipshape: External Secrets Operator"),
-    )?;
-    crate::k8s::block_on(async {
-        let client = crate::k8s::client(kubeconfig).await?;
-        crate::k8s::wait::deployment_rolled_out(&client, NAMESPACE, RELEASE, Duration::from_secs(180)).await
-    })
-    .context("External Secrets Operator did not start: `kubectl logs -n external-secrets-system deploy/external-secrets` says why")?;
-    Ok(())
+    let chart = AddOnChart {
+        what: "External Secrets Operator",
+        chart: chart.path(),
+        release: RELEASE,
+        namespace: NAMESPACE,
+        values: serde_json::json!({
+            "fullnameOverride": RELEASE,
+            "installCRDs": false,
+            "image": {"repository": format!("{}/{IMAGE_REPOSITORY}", super::registry::HOST), "tag": super::go_image::tag_of(&image), "pullPolicy": "IfNotPresent"},
+            "webhook": {"create": false},
+            "certController": {"create": false},
+            "crds": {"conversion": {"enabled": false}},
+            // The suite's rotations force a sync; the controller needs no more than one worker.
+            "concurrent": 1,
+        }),
+    };
+    super::add_on::install(sh, cluster, &image, &chart)
 }
 
 /// An external store for tests: the kubernetes provider over the Secrets of `namespace`, as a

@@ -1,5 +1,6 @@
 //! kind clusters that work with no container registry: the node image (pulled or built here),
 //! the cluster's lifecycle, and the application images loaded into it.
+mod add_on;
 pub mod app_images;
 pub mod docker;
 pub mod external_secrets;

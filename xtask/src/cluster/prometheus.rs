@@ -2,16 +2,15 @@
 //! Kubernetes service discovery compiled in, by upstream's own build tags), installed with
 //! `deploy/kind/charts/prometheus` in namespace `monitoring`, scraping the pods that ask for it
 //! with the `namespace` and `pod` labels that `canary start --prometheus` queries by.
-use std::time::Duration;
+use super::add_on::AddOnChart;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use xshell::Shell;
 
 use super::docker::Docker;
 use super::go_image::GoImage;
 use super::lifecycle::RunningCluster;
 use crate::go::{Go, WrapperBuild};
-use crate::helm::{Change, Helm};
 
 /// Prometheus 3.16.0: the Go module numbers v3.x.y as v0.3xx.y.
 pub const MODULE_VERSION: &str = "v0.316.0";
@@ -49,21 +48,15 @@ pub fn image(sh: &Shell, docker: &Docker) -> Result<String> {
 /// Builds the image (once per version), pushes it to the local registry, installs the chart and
 /// waits until Prometheus is ready.
 pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
-    let docker = Docker::connect(sh)?;
-    let image = image(sh, &docker)?;
-    super::registry::ensure_running(sh, &docker)?;
-    super::app_images::push(&docker, &image, super::registry::HOST)?;
-    let kubeconfig = &cluster.kubeconfig;
-    crate::k8s::block_on(async { crate::k8s::ensure_namespace(&crate::k8s::client(kubeconfig).await?, NAMESPACE).await })?;
-    let values = serde_json::json!({
-        "image": {"repository": format!("{}/{IMAGE_REPOSITORY}", super::registry::HOST), "tag": super::go_image::tag_of(&image)},
-    });
-    let chart = crate::repo_root().join("deploy/kind/charts/prometheus");
-    Helm::new(sh)?.upgrade_with(&chart, SERVICE, NAMESPACE, &values, &Change::new(kubeconfig, "shipshape: Prometheus"))?;
-    crate::k8s::block_on(async {
-        let client = crate::k8s::client(kubeconfig).await?;
-        crate::k8s::wait::deployment_rolled_out(&client, NAMESPACE, SERVICE, Duration::from_secs(180)).await
-    })
-    .context("Prometheus did not start: `kubectl logs -n monitoring deploy/prometheus` says why")?;
-    Ok(())
+    let image = image(sh, &Docker::connect(sh)?)?;
+    let chart = AddOnChart {
+        what: "Prometheus",
+        chart: &crate::repo_root().join("deploy/kind/charts/prometheus"),
+        release: SERVICE,
+        namespace: NAMESPACE,
+        values: serde_json::json!({
+            "image": {"repository": format!("{}/{IMAGE_REPOSITORY}", super::registry::HOST), "tag": super::go_image::tag_of(&image)},
+        }),
+    };
+    super::add_on::install(sh, cluster, &image, &chart)
 }

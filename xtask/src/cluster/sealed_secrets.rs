@@ -1,16 +1,15 @@
 //! The Sealed Secrets controller for a local cluster, from the same pinned module as kubeseal:
 //! its binary built from source into an image pushed to the local registry, installed with the project's own
 //! Helm chart in kube-system under the name kubeseal looks for.
-use std::time::Duration;
+use super::add_on::AddOnChart;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use xshell::Shell;
 
 use super::docker::Docker;
 use super::go_image::GoImage;
 use super::lifecycle::RunningCluster;
 use crate::go::{Go, WrapperBuild};
-use crate::helm::{Change, Helm};
 use crate::kubeseal::{CONTROLLER_NAME, CONTROLLER_NAMESPACE};
 use crate::tools::KUBESEAL;
 
@@ -42,27 +41,17 @@ const KUBESEAL_MODULE: (&str, &str) = ("github.com/bitnami/sealed-secrets", "git
 /// Builds and loads the controller image and installs the controller's chart (from the module)
 /// into kube-system; waits until it serves its certificate.
 pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
-    let docker = Docker::connect(sh)?;
-    let image = controller_image(sh, &docker)?;
-    // Through the local registry, as every image reaches shipshape's clusters.
-    super::registry::ensure_running(sh, &docker)?;
-    super::app_images::push(&docker, &image, super::registry::HOST)?;
+    let image = controller_image(sh, &Docker::connect(sh)?)?;
     let source = Go::detect(sh).download(&format!("{}@{}", KUBESEAL_MODULE.1, KUBESEAL.version))?;
-    let values = serde_json::json!({
-        "fullnameOverride": CONTROLLER_NAME,
-        "image": {"registry": super::registry::HOST, "repository": CONTROLLER_IMAGE_REPOSITORY, "tag": super::go_image::tag_of(&image), "pullPolicy": "IfNotPresent"},
-    });
-    Helm::new(sh)?.upgrade_with(
-        &source.dir.join("helm/sealed-secrets"),
-        CONTROLLER_NAME,
-        CONTROLLER_NAMESPACE,
-        &values,
-        &Change::new(&cluster.kubeconfig, "shipshape: Sealed Secrets controller"),
-    )?;
-    crate::k8s::block_on(async {
-        let client = crate::k8s::client(&cluster.kubeconfig).await?;
-        crate::k8s::wait::deployment_rolled_out(&client, CONTROLLER_NAMESPACE, CONTROLLER_NAME, Duration::from_secs(180)).await
-    })
-    .context("the Sealed Secrets controller did not start")?;
-    Ok(())
+    let chart = AddOnChart {
+        what: "the Sealed Secrets controller",
+        chart: &source.dir.join("helm/sealed-secrets"),
+        release: CONTROLLER_NAME,
+        namespace: CONTROLLER_NAMESPACE,
+        values: serde_json::json!({
+            "fullnameOverride": CONTROLLER_NAME,
+            "image": {"registry": super::registry::HOST, "repository": CONTROLLER_IMAGE_REPOSITORY, "tag": super::go_image::tag_of(&image), "pullPolicy": "IfNotPresent"},
+        }),
+    };
+    super::add_on::install(sh, cluster, &image, &chart)
 }

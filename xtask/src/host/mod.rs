@@ -8,6 +8,8 @@
 //! before and after, and a changed version fails the setup loudly. Nothing is written to
 //! `/etc/apt`: where a package must come from another Debian release (Docker on bookworm), its
 //! sources live in the cache and are passed to apt for that one call.
+pub mod disk;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
