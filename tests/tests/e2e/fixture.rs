@@ -31,19 +31,43 @@ extern "C" {
     fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
 }
 
-/// How long each test's namespace was in use, printed once every test has run: where the
-/// suite's time goes (`cargo xtask test` shows it, since it is printed outside any test).
-static NAMESPACE_TIMES: std::sync::Mutex<Vec<(String, f64)>> = std::sync::Mutex::new(Vec::new());
+/// When the binary's first test asked for the shared cluster: the timeline's zero.
+static SUITE_START: OnceLock<std::time::Instant> = OnceLock::new();
+
+/// Seconds since [`SUITE_START`].
+fn since_suite_start(at: std::time::Instant) -> f64 {
+    at.saturating_duration_since(*SUITE_START.get_or_init(std::time::Instant::now)).as_secs_f64()
+}
+
+/// Where the suite's time went, printed once every test has run (`cargo xtask test` shows it,
+/// since it is printed outside any test): each test's namespace (from, to), and each
+/// CPU-heavy step's wait for the quiet node and its hold (all seconds since the first test).
+static NAMESPACE_TIMES: std::sync::Mutex<Vec<(String, f64, f64)>> = std::sync::Mutex::new(Vec::new());
+static HEAVY_TIMES: std::sync::Mutex<Vec<(f64, f64, f64)>> = std::sync::Mutex::new(Vec::new());
 
 /// Runs when the test binary exits, after every test: a static is never dropped.
 extern "C" fn remove_shared_cluster() {
     let mut times = NAMESPACE_TIMES.lock().map(|t| t.clone()).unwrap_or_default();
     if !times.is_empty() {
-        times.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let total: f64 = times.iter().map(|(_, t)| t).sum();
-        eprintln!("e2e namespaces, longest first ({total:.0} s in all, tests running side by side):");
-        for (name, seconds) in &times {
-            eprintln!("  {seconds:>6.1} s  {name}");
+        times.sort_by(|a, b| (b.2 - b.1).total_cmp(&(a.2 - a.1)));
+        let total: f64 = times.iter().map(|(_, from, to)| to - from).sum();
+        eprintln!(
+            "e2e namespaces, longest first ({total:.0} s in all, tests running side by side; from-to: seconds since the first test):"
+        );
+        for (name, from, to) in &times {
+            eprintln!("  {:>6.1} s  {from:>5.0}-{to:<5.0} {name}", to - from);
+        }
+    }
+    let heavy = HEAVY_TIMES.lock().map(|t| t.clone()).unwrap_or_default();
+    if !heavy.is_empty() {
+        let waited: f64 = heavy.iter().map(|(asked, got, _)| got - asked).sum();
+        let held: f64 = heavy.iter().map(|(_, got, done)| done - got).sum();
+        eprintln!(
+            "e2e CPU-heavy steps (traffic tests paused): {} held the node {held:.0} s in all, after waiting {waited:.0} s for it:",
+            heavy.len()
+        );
+        for (asked, got, done) in &heavy {
+            eprintln!("  asked {asked:>5.0}, held {got:>5.0}-{done:<5.0}");
         }
     }
     if let Some(shared) = SHARED.get() {
@@ -53,6 +77,7 @@ extern "C" fn remove_shared_cluster() {
 
 pub fn shared() -> &'static Shared {
     SHARED.get_or_init(|| {
+        SUITE_START.get_or_init(std::time::Instant::now);
         let cluster = TestCluster::create_or_reuse("flows");
         // SAFETY: registers a plain function with the C library; it runs once at exit.
         unsafe { atexit(remove_shared_cluster) };
@@ -125,7 +150,7 @@ impl Drop for TestNamespace {
         let seconds = self.created.elapsed().as_secs_f64();
         eprintln!("e2e timing: namespace {} used for {seconds:.1} s", self.name);
         if let Ok(mut times) = NAMESPACE_TIMES.lock() {
-            times.push((self.name.clone(), seconds));
+            times.push((self.name.clone(), since_suite_start(self.created), since_suite_start(std::time::Instant::now())));
         }
         if std::thread::panicking() {
             A_TEST_FAILED.store(true, Ordering::SeqCst);
@@ -170,8 +195,26 @@ pub fn under_traffic() -> std::sync::RwLockReadGuard<'static, ()> {
     QUIET_NODE.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-pub fn cpu_heavy() -> std::sync::RwLockWriteGuard<'static, ()> {
-    QUIET_NODE.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The node to itself, for a CPU-heavy step: traffic tests wait until it is dropped.
+pub struct CpuHeavy {
+    _node: std::sync::RwLockWriteGuard<'static, ()>,
+    asked: std::time::Instant,
+    got: std::time::Instant,
+}
+
+pub fn cpu_heavy() -> CpuHeavy {
+    let asked = std::time::Instant::now();
+    let node = QUIET_NODE.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    CpuHeavy { _node: node, asked, got: std::time::Instant::now() }
+}
+
+impl Drop for CpuHeavy {
+    fn drop(&mut self) {
+        let done = since_suite_start(std::time::Instant::now());
+        if let Ok(mut times) = HEAVY_TIMES.lock() {
+            times.push((since_suite_start(self.asked), since_suite_start(self.got), done));
+        }
+    }
 }
 
 /// How the dev environment names a version: `localhost:5001/shipshape/model-server:<tag>`.

@@ -33,12 +33,52 @@ pub fn install(sh: &Shell, cluster: &RunningCluster, image: &str, chart: &AddOnC
     super::app_images::push(&docker, image, super::registry::HOST)?;
     let AddOnChart { what, release, namespace, .. } = *chart;
     let kubeconfig = &cluster.kubeconfig;
+    let running = with_app_version(chart.chart, super::go_image::tag_of(image))?;
     crate::k8s::block_on(async { crate::k8s::ensure_namespace(&crate::k8s::client(kubeconfig).await?, namespace).await })?;
-    Helm::new(sh)?.upgrade_with(chart.chart, release, namespace, &chart.values, &Change::new(kubeconfig, format!("shipshape: {what}")))?;
+    Helm::new(sh)?.upgrade_with(
+        running.path(),
+        release,
+        namespace,
+        &chart.values,
+        &Change::new(kubeconfig, format!("shipshape: {what}")),
+    )?;
     crate::k8s::block_on(async {
         let client = crate::k8s::client(kubeconfig).await?;
         crate::k8s::wait::deployment_rolled_out(&client, namespace, release, ROLLOUT_TIMEOUT).await
     })
     .with_context(|| format!("{what} did not start: `kubectl logs -n {namespace} deploy/{release}` says why"))?;
     Ok(())
+}
+
+/// A copy of `chart` whose appVersion is the image that runs, so `helm list` tells the truth.
+/// Upstream bumps a chart's appVersion when it packages a release, so a module's own chart names
+/// the release before it: Sealed Secrets v0.40.0's says 0.39.1, External Secrets v0.20.4's v0.20.3.
+fn with_app_version(chart: &Path, version: &str) -> Result<tempfile::TempDir> {
+    let copy = tempfile::tempdir()?;
+    super::layout::copy_tree(chart, copy.path(), &|_| true)?;
+    let chart_yaml = copy.path().join("Chart.yaml");
+    let text = std::fs::read_to_string(&chart_yaml).with_context(|| format!("reading {}", chart_yaml.display()))?;
+    std::fs::write(&chart_yaml, set_app_version(&text, version))?;
+    Ok(copy)
+}
+
+fn set_app_version(chart_yaml: &str, version: &str) -> String {
+    let line = format!("appVersion: {version:?}");
+    let mut lines: Vec<String> = chart_yaml.lines().filter(|l| !l.starts_with("appVersion:")).map(str::to_owned).collect();
+    lines.push(line);
+    lines.join("\n") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_app_version_is_the_running_image_s_whether_the_chart_had_one_or_not() {
+        let sealed = "apiVersion: v2\nappVersion: 0.39.1\nname: sealed-secrets\nversion: 2.19.3\n";
+        assert_eq!(
+            super::set_app_version(sealed, "v0.40.0"),
+            "apiVersion: v2\nname: sealed-secrets\nversion: 2.19.3\nappVersion: \"v0.40.0\"\n"
+        );
+        let ours = "apiVersion: v2\nname: prometheus\nversion: 0.1.0\n";
+        assert!(super::set_app_version(ours, "v0.316.0").ends_with("appVersion: \"v0.316.0\"\n"));
+    }
 }
