@@ -11,6 +11,11 @@ const E2E_TEST_THREADS: &str = "4";
 /// Tells end-to-end tests to keep the cluster of a failing test.
 pub const KEEP_CLUSTER_ENV: &str = "SHIPSHAPE_KEEP_CLUSTER";
 
+/// Names the cluster this run made for the end-to-end tests, with every add-on installed. The
+/// tests use it and never delete it; the run deletes it after them (or keeps it, with
+/// `--keep-cluster`, when a test failed).
+pub const PREPARED_CLUSTER_ENV: &str = "SHIPSHAPE_E2E_PREPARED_CLUSTER";
+
 impl Test {
     pub fn run(self, sh: &Shell) -> Result<()> {
         // A fresh machine: what the suite needs from the host is found or set up first, each
@@ -29,10 +34,21 @@ impl Test {
         // test's output); the tests then find it all cached. In two lanes side by side: a Go or
         // Rust build leaves a core idle while it links, waits on a dependency chain or
         // downloads, and the other lane fills it.
+        // The end-to-end tests' cluster is made at the end of the second lane, while the first
+        // may still compile: its start and the operators' installs then cost the tests nothing.
+        // It needs kind and helm, which the first lane installs.
+        let prepared = PreparedCluster::new();
+        let (tools_ready, tools_installed) = std::sync::mpsc::channel::<()>();
         std::thread::scope(|scope| -> Result<()> {
-            let cluster_images = scope.spawn(cluster_images);
+            let prepared = &prepared;
+            let cluster_images = scope.spawn(move || {
+                cluster_images()?;
+                tools_installed.recv().context("the pinned tools were not installed (the other lane's error says why)")?;
+                prepared.create()
+            });
             let ours = (|| -> Result<()> {
                 crate::tools::install_all(sh).context("installing the pinned tools the tests use")?;
+                let _ = tools_ready.send(());
                 println!("images: {}, {}", app_images::build_model_server(sh, &docker)?, app_images::build_postgres(sh, &docker)?);
                 // Built here, not by the first test that needs it: a cold build running beside
                 // the end-to-end tests starves the node, and kube-proxy then lags endpoint
@@ -49,7 +65,8 @@ impl Test {
         })?;
         crate::host::packages_unchanged_since(sh, &packages_before)?;
         let args = ["test", "--workspace", "--locked"].into_iter().chain(self.cargo_args.iter().map(String::as_str));
-        crate::cargo::command(sh, &args.collect::<Vec<_>>())
+        let tested = crate::cargo::command(sh, &args.collect::<Vec<_>>())
+            .env(PREPARED_CLUSTER_ENV, &prepared.target.name)
             // Snapshots are checked here, never written: a mismatch fails the run.
             .env("INSTA_UPDATE", "no")
             .env(KEEP_CLUSTER_ENV, if self.keep_cluster { "1" } else { "" })
@@ -59,8 +76,56 @@ impl Test {
             // traffic tests (fixture::cpu_heavy). A value you set wins.
             .env("RUST_TEST_THREADS", std::env::var("RUST_TEST_THREADS").unwrap_or_else(|_| E2E_TEST_THREADS.to_owned()))
             .run()
-            .context("the test suite failed (failures are listed above)")?;
+            .context("the test suite failed (failures are listed above)");
+        prepared.keep_if(tested.is_err() && self.keep_cluster);
+        tested
+    }
+}
+
+/// The end-to-end tests' cluster, deleted when this run ends however it ends (a failed build,
+/// a failed test, a panic), unless kept for inspection.
+struct PreparedCluster {
+    target: crate::cli::ClusterTarget,
+    created: std::sync::atomic::AtomicBool,
+    keep: std::sync::atomic::AtomicBool,
+}
+
+impl PreparedCluster {
+    fn new() -> PreparedCluster {
+        let name = format!("shipshape-e2e-flows-{}", std::process::id());
+        PreparedCluster { target: crate::cli::ClusterTarget { name, kubeconfig: None }, created: false.into(), keep: false.into() }
+    }
+
+    fn create(&self) -> Result<()> {
+        use crate::cli::AddOn;
+        let sh = crate::repo_shell()?;
+        let with = vec![AddOn::SealedSecrets, AddOn::ExternalSecrets, AddOn::Prometheus];
+        let up = crate::cli::ClusterUp { target: self.target.clone(), keep: false, with };
+        // Marked first: a cluster that came up but whose add-ons failed is deleted too.
+        self.created.store(true, std::sync::atomic::Ordering::SeqCst);
+        crate::cluster::lifecycle::up(&sh, &up).context("creating the end-to-end tests' cluster")?;
         Ok(())
+    }
+
+    fn keep_if(&self, keep: bool) {
+        self.keep.store(keep, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for PreparedCluster {
+    fn drop(&mut self) {
+        let name = &self.target.name;
+        if !self.created.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        if self.keep.load(std::sync::atomic::Ordering::SeqCst) {
+            println!("keeping cluster {name} for inspection (delete it with `cargo xtask cluster down --name {name}`)");
+            return;
+        }
+        let removed = crate::repo_shell().and_then(|sh| crate::cluster::lifecycle::down(&sh, &self.target));
+        if let Err(err) = removed {
+            eprintln!("could not delete the end-to-end tests' cluster {name}: {err:#} (`cargo xtask cluster down --name {name}`)");
+        }
     }
 }
 

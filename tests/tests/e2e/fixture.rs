@@ -489,10 +489,14 @@ impl Drop for LoadGenerator<'_> {
 }
 
 /// External Secrets Operator and the suite's external store (a ClusterSecretStore over
-/// namespace shipshape-store) in the shared cluster, installed once, on first use.
+/// namespace shipshape-store) in the shared cluster: installed by `cargo xtask test` with the
+/// cluster, else here, once, on first use.
 pub fn external_secrets_operator() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
+        if shared().cluster.add_ons_installed {
+            return;
+        }
         let sh = xtask::repo_shell().unwrap();
         xtask::cluster::external_secrets::install(&sh, &shared().cluster.cluster).or_panic();
         let (kubeconfig, namespace) = (&shared().cluster.cluster.kubeconfig, xtask::cluster::external_secrets::STORE_NAMESPACE);
@@ -500,21 +504,28 @@ pub fn external_secrets_operator() {
     });
 }
 
-/// A Prometheus server in the shared cluster scraping every model-server pod, installed once,
-/// on first use; its URL for `--prometheus`.
+/// A Prometheus server in the shared cluster scraping every model-server pod (installed by
+/// `cargo xtask test` with the cluster, else here, once, on first use); its URL for `--prometheus`.
 pub fn prometheus() -> String {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
+        if shared().cluster.add_ons_installed {
+            return;
+        }
         let sh = xtask::repo_shell().unwrap();
         xtask::cluster::prometheus::install(&sh, &shared().cluster.cluster).or_panic();
     });
     xtask::cluster::prometheus::url()
 }
 
-/// The Sealed Secrets controller in the shared cluster (built and installed once, on first use).
+/// The Sealed Secrets controller in the shared cluster (installed by `cargo xtask test` with the
+/// cluster, else built and installed here, once, on first use).
 pub fn sealed_secrets_controller() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
+        if shared().cluster.add_ons_installed {
+            return;
+        }
         let sh = xtask::repo_shell().unwrap();
         xtask::cluster::sealed_secrets::install(&sh, &shared().cluster.cluster).or_panic();
     });

@@ -7,8 +7,11 @@ use xtask::cluster::lifecycle::{self, RunningCluster};
 pub struct TestCluster {
     pub cluster: RunningCluster,
     target: ClusterTarget,
-    /// False for a cluster the developer named (SHIPSHAPE_E2E_CLUSTER): never deleted.
+    /// False for a cluster the developer named (SHIPSHAPE_E2E_CLUSTER) or `cargo xtask test`
+    /// made: never deleted here.
     owned: bool,
+    /// `cargo xtask test` installed every add-on (Sealed Secrets, External Secrets, Prometheus).
+    pub add_ons_installed: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -28,20 +31,24 @@ impl TestCluster {
         // keep: false here: a cluster that never became ready is deleted by `up` itself.
         let cluster =
             lifecycle::up(&sh, &ClusterUp { target: target.clone(), keep: false, with: Vec::new() }).unwrap_or_else(|e| panic!("{e:#}"));
-        TestCluster { cluster, target, owned: true, _dir: dir }
+        TestCluster { cluster, target, owned: true, add_ons_installed: false, _dir: dir }
     }
 
-    /// The cluster named by SHIPSHAPE_E2E_CLUSTER if set (brought up if needed, never deleted),
-    /// else a new one as [`TestCluster::create`] makes.
+    /// The cluster `cargo xtask test` made for this run, with its add-ons; else the one named by
+    /// SHIPSHAPE_E2E_CLUSTER (brought up if needed); else a new one as [`TestCluster::create`]
+    /// makes. Only the last is deleted by the tests.
     pub fn create_or_reuse(purpose: &str) -> TestCluster {
-        let Some(name) = std::env::var(REUSE_CLUSTER_ENV).ok().filter(|n| !n.is_empty()) else {
-            return TestCluster::create(purpose);
+        let named = |variable: &str| std::env::var(variable).ok().filter(|n| !n.is_empty());
+        let (name, add_ons_installed) = match (named(xtask::test::PREPARED_CLUSTER_ENV), named(REUSE_CLUSTER_ENV)) {
+            (Some(prepared), _) => (prepared, true),
+            (None, Some(reused)) => (reused, false),
+            (None, None) => return TestCluster::create(purpose),
         };
         let sh = xtask::repo_shell().unwrap();
         let target = ClusterTarget { name, kubeconfig: None };
         let cluster =
             lifecycle::up(&sh, &ClusterUp { target: target.clone(), keep: true, with: Vec::new() }).unwrap_or_else(|e| panic!("{e:#}"));
-        TestCluster { cluster, target, owned: false, _dir: tempfile::tempdir().unwrap() }
+        TestCluster { cluster, target, owned: false, add_ons_installed, _dir: tempfile::tempdir().unwrap() }
     }
 
     /// Deletes the cluster, unless a test failed and `--keep-cluster` asked to keep it.

@@ -8,8 +8,9 @@ use serde_json::Value;
 use super::Flow;
 use crate::helm::Revision;
 
-/// A Helm storage record: base64 text of gzip of JSON (plain JSON in old records).
-fn decode_helm_record(encoded: &[u8]) -> Result<Value> {
+/// A Helm storage record: base64 text of gzip of JSON (plain JSON in old records), read as `T`:
+/// the fields `T` names are built, the rest (the chart's templates, above all) only skipped.
+fn decode_helm_record<T: serde::de::DeserializeOwned>(encoded: &[u8]) -> Result<T> {
     use base64::Engine;
     use std::io::Read;
     let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).context("not base64")?;
@@ -21,6 +22,72 @@ fn decode_helm_record(encoded: &[u8]) -> Result<Value> {
         bytes
     };
     serde_json::from_slice(&json).context("not JSON")
+}
+
+/// What every revision's record tells: one row of the history.
+#[derive(serde::Deserialize)]
+struct RecordSummary {
+    #[serde(default)]
+    version: u32,
+    #[serde(default)]
+    info: RecordInfo,
+    #[serde(default)]
+    chart: RecordChart,
+}
+
+/// The newest record, read for the values in force and the applied objects too.
+#[derive(serde::Deserialize)]
+struct RecordInForce {
+    #[serde(default)]
+    version: u32,
+    #[serde(default)]
+    info: RecordInfo,
+    #[serde(default)]
+    chart: RecordChart<Value>,
+    #[serde(default)]
+    config: Value,
+    #[serde(default)]
+    manifest: String,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct RecordInfo {
+    last_deployed: String,
+    status: String,
+    description: String,
+}
+
+/// The chart in a record; its default values are read (`V` = Value) from the newest only.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct RecordChart<V = serde::de::IgnoredAny> {
+    metadata: RecordChartMetadata,
+    values: Option<V>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RecordChartMetadata {
+    name: String,
+    version: String,
+    app_version: String,
+}
+
+fn history_row(version: u32, info: RecordInfo, metadata: RecordChartMetadata) -> Revision {
+    Revision {
+        revision: version,
+        updated: info.last_deployed,
+        status: info.status,
+        chart: format!("{}-{}", metadata.name, metadata.version),
+        app_version: metadata.app_version,
+        description: info.description,
+    }
+}
+
+/// The revision in a storage Secret's name, `sh.helm.release.v1.<release>.v<N>`.
+fn revision_in_name(name: &str) -> Option<u32> {
+    name.rsplit_once(".v")?.1.parse().ok()
 }
 
 /// The chart's name (helm/model-server/Chart.yaml).
@@ -71,30 +138,29 @@ impl ReleaseState {
             .list(&kube::api::ListParams::default().labels(&format!("owner=helm,name={release}")))
             .await
             .with_context(|| format!("reading Helm's record of release {release}"))?;
-        let mut revisions: Vec<(Revision, Value, String)> = Vec::new();
-        for secret in listed.items {
+        // Every revision gives a history row; only the newest is read for its values and objects
+        // (each record holds the whole chart: `verify` should not build ten of them).
+        let newest = listed.items.iter().filter_map(|s| revision_in_name(s.metadata.name.as_deref()?)).max();
+        let mut history: Vec<Revision> = Vec::with_capacity(listed.items.len());
+        let (mut values, mut manifest) = (Value::Null, String::new());
+        for secret in &listed.items {
             let name = secret.metadata.name.clone().unwrap_or_default();
             let encoded =
                 secret.data.as_ref().and_then(|d| d.get("release")).with_context(|| format!("Helm record {name} has no release"))?;
-            let record = decode_helm_record(&encoded.0).with_context(|| format!("reading Helm record {name}"))?;
-            let info = &record["info"];
-            let metadata = &record["chart"]["metadata"];
-            let revision = Revision {
-                revision: record["version"].as_u64().unwrap_or_default() as u32,
-                updated: info["last_deployed"].as_str().unwrap_or_default().to_owned(),
-                status: info["status"].as_str().unwrap_or_default().to_owned(),
-                chart: format!("{}-{}", metadata["name"].as_str().unwrap_or_default(), metadata["version"].as_str().unwrap_or_default()),
-                app_version: metadata["appVersion"].as_str().unwrap_or_default().to_owned(),
-                description: info["description"].as_str().unwrap_or_default().to_owned(),
-            };
-            let mut values = record["chart"]["values"].clone();
-            crate::helm::merge(&mut values, &record["config"]);
-            let manifest = record["manifest"].as_str().unwrap_or_default().to_owned();
-            revisions.push((revision, values, manifest));
+            let reading = || format!("reading Helm record {name}");
+            if revision_in_name(&name).is_some() && revision_in_name(&name) == newest {
+                let record: RecordInForce = decode_helm_record(&encoded.0).with_context(reading)?;
+                values = record.chart.values.unwrap_or(Value::Null);
+                crate::helm::merge(&mut values, &record.config);
+                manifest = record.manifest;
+                history.push(history_row(record.version, record.info, record.chart.metadata));
+            } else {
+                let record: RecordSummary = decode_helm_record(&encoded.0).with_context(reading)?;
+                history.push(history_row(record.version, record.info, record.chart.metadata));
+            }
         }
-        revisions.sort_by_key(|(r, _, _)| r.revision);
-        let (values, manifest) = revisions.last().map(|(_, v, m)| (v.clone(), m.clone())).unwrap_or((Value::Null, String::new()));
-        Ok(ReleaseState { history: revisions.into_iter().map(|(r, _, _)| r).collect(), values, manifest })
+        history.sort_by_key(|r| r.revision);
+        Ok(ReleaseState { history, values, manifest })
     }
 
     pub fn current(&self) -> Option<&Revision> {
@@ -306,5 +372,54 @@ mod reference_tests {
         let values = serde_json::json!({"imageDigests": {"v2": "sha256:x"}});
         assert_eq!(image_reference(&values, "r/m", "v2"), "r/m:v2@sha256:x");
         assert_eq!(image_reference(&values, "r/m", "v1"), "r/m:v1");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A storage record as Helm writes it: JSON, gzip, base64.
+    fn stored(record: &Value) -> Vec<u8> {
+        use base64::Engine;
+        use std::io::Write;
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(record.to_string().as_bytes()).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(gzip.finish().unwrap()).into_bytes()
+    }
+
+    #[test]
+    fn a_record_gives_its_history_row_and_the_newest_its_values_and_objects() {
+        let record = serde_json::json!({
+            "name": "model-server", "version": 7,
+            "info": {"status": "deployed", "last_deployed": "2026-12-02T06:00:00Z", "description": "Upgrade complete"},
+            "chart": {"metadata": {"name": "model-server", "version": "0.3.0", "appVersion": "1.4.0"},
+                      "values": {"replicaCount": 2, "image": {"tag": "a"}},
+                      "templates": [{"name": "templates/deployment.yaml", "data": "a2luZDogRGVwbG95bWVudA=="}]},
+            "config": {"image": {"tag": "b"}},
+            "manifest": "kind: Deployment\n",
+        });
+        let summary: RecordSummary = decode_helm_record(&stored(&record)).unwrap();
+        let row = history_row(summary.version, summary.info, summary.chart.metadata);
+        assert_eq!(
+            (row.revision, row.status.as_str(), row.chart.as_str(), row.app_version.as_str(), row.description.as_str()),
+            (7, "deployed", "model-server-0.3.0", "1.4.0", "Upgrade complete")
+        );
+        let in_force: RecordInForce = decode_helm_record(&stored(&record)).unwrap();
+        let mut values = in_force.chart.values.unwrap();
+        crate::helm::merge(&mut values, &in_force.config);
+        assert_eq!(values, serde_json::json!({"replicaCount": 2, "image": {"tag": "b"}}));
+        assert_eq!(in_force.manifest, "kind: Deployment\n");
+        // Plain JSON, as very old Helm records are.
+        use base64::Engine;
+        let plain = base64::engine::general_purpose::STANDARD.encode(record.to_string()).into_bytes();
+        assert_eq!(decode_helm_record::<RecordSummary>(&plain).unwrap().version, 7);
+    }
+
+    #[test]
+    fn the_revision_is_read_from_the_storage_secret_s_name() {
+        assert_eq!(revision_in_name("sh.helm.release.v1.model-server.v12"), Some(12));
+        assert_eq!(revision_in_name("sh.helm.release.v1.my.vault.v3"), Some(3));
+        assert_eq!(revision_in_name("something-else"), None);
     }
 }
