@@ -61,9 +61,6 @@ impl Cluster {
         match self.action {
             ClusterAction::Up(up_args) => {
                 let cluster = up(sh, &up_args)?;
-                for add_on in &up_args.with {
-                    install_add_on(sh, &cluster, *add_on)?;
-                }
                 print_how_to_use(&cluster);
                 Ok(())
             }
@@ -112,9 +109,18 @@ pub fn print_how_to_use(cluster: &RunningCluster) {
     println!("cluster {} is up. Use it with:\n  export KUBECONFIG={}", cluster.name, cluster.kubeconfig.display());
 }
 
-/// Creates the cluster, or reuses it when it already runs a shipshape node image; then waits
-/// until it is ready. Idempotent.
+/// Creates the cluster, or reuses it when it already runs a shipshape node image; waits until
+/// it is ready; then installs or updates the add-ons `args.with` names. Idempotent.
 pub fn up(sh: &Shell, args: &ClusterUp) -> Result<RunningCluster> {
+    let cluster = ready_cluster(sh, args)?;
+    for add_on in &args.with {
+        install_add_on(sh, &cluster, *add_on)?;
+    }
+    Ok(cluster)
+}
+
+/// [`up`] without the add-ons.
+fn ready_cluster(sh: &Shell, args: &ClusterUp) -> Result<RunningCluster> {
     let target = &args.target;
     target.validate()?;
     crate::host::require_docker(sh)?;
