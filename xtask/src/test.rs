@@ -27,6 +27,7 @@ impl Test {
         crate::host::require(sh, &[&crate::host::POSTGRES_SERVER], "model-server's service tests")?;
         crate::host::require_docker(sh).context("the container and end-to-end tests need a Docker engine")?;
         let docker = Docker::connect(sh)?;
+        crate::cluster::lifecycle::remove_abandoned_test_clusters(sh)?;
         crate::host::disk::require_room_for_setup(sh, &docker, true, "the test suite")?;
         // postgres's image is made with debootstrap whichever lane gets there first.
         crate::host::require(sh, &[&crate::host::DEBOOTSTRAP], "building the PostgreSQL image")?;
@@ -92,7 +93,7 @@ struct PreparedCluster {
 
 impl PreparedCluster {
     fn new() -> PreparedCluster {
-        let name = format!("shipshape-e2e-flows-{}", std::process::id());
+        let name = format!("{}flows-{}", crate::cluster::lifecycle::TEST_CLUSTER_PREFIX, std::process::id());
         PreparedCluster { target: crate::cli::ClusterTarget { name, kubeconfig: None }, created: false.into(), keep: false.into() }
     }
 
@@ -119,6 +120,7 @@ impl Drop for PreparedCluster {
             return;
         }
         if self.keep.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = crate::cluster::lifecycle::mark_kept(name);
             println!("keeping cluster {name} for inspection (delete it with `cargo xtask cluster down --name {name}`)");
             return;
         }

@@ -25,7 +25,7 @@ impl TestCluster {
         let sh = xtask::repo_shell().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let target = ClusterTarget {
-            name: format!("shipshape-e2e-{purpose}-{}", std::process::id()),
+            name: format!("{}{purpose}-{}", lifecycle::TEST_CLUSTER_PREFIX, std::process::id()),
             kubeconfig: Some(dir.path().join("kubeconfig")),
         };
         // keep: false here: a cluster that never became ready is deleted by `up` itself.
@@ -57,6 +57,7 @@ impl TestCluster {
             return;
         }
         if a_test_failed && keep_requested() {
+            let _ = lifecycle::mark_kept(&self.target.name);
             eprintln!(
                 "keeping cluster {} for inspection: export KUBECONFIG={} (delete it with `cargo xtask cluster down --name {}`)",
                 self.target.name,

@@ -1,5 +1,5 @@
 //! `cargo xtask cluster up|down|status|image`: a kind cluster's whole life.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -54,6 +54,43 @@ impl ClusterTarget {
 
 fn cluster_dir(name: &str) -> Result<PathBuf> {
     Ok(crate::cache::root()?.join("clusters").join(name))
+}
+
+/// Every cluster the end-to-end tests make is `shipshape-e2e-<purpose>-<pid>`, the pid of the
+/// process that made it and deletes it when it ends.
+pub const TEST_CLUSTER_PREFIX: &str = "shipshape-e2e-";
+/// In a cluster's cache directory: a person asked to keep this test cluster (`--keep-cluster`).
+const KEPT_MARKER: &str = "kept-for-inspection";
+
+/// Marks a test cluster as kept for inspection: [`remove_abandoned_test_clusters`] leaves it.
+pub fn mark_kept(name: &str) -> Result<()> {
+    let dir = cluster_dir(name)?;
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(KEPT_MARKER), "kept by --keep-cluster after a failed test\n")?;
+    Ok(())
+}
+
+/// Deletes the test clusters whose run was killed (Ctrl-C, a CI timeout) before it could delete
+/// them, each named: every one holds a node's disk (about 1.7 GB), and runs that leave them add
+/// up until a disk is full. A cluster whose process still runs, or kept with `--keep-cluster`,
+/// stays.
+pub fn remove_abandoned_test_clusters(sh: &Shell) -> Result<()> {
+    // No kind yet: no cluster shipshape made.
+    let Ok(kind) = Kind::new(sh) else { return Ok(()) };
+    for name in kind.clusters()? {
+        let Some(pid) = test_cluster_owner(&name) else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() || cluster_dir(&name)?.join(KEPT_MARKER).exists() {
+            continue;
+        }
+        println!("removing test cluster {name}: the run that made it (process {pid}) is gone, and nobody asked to keep it");
+        down(sh, &ClusterTarget { name, kubeconfig: None })?;
+    }
+    Ok(())
+}
+
+/// The process that made a test cluster, from its name.
+fn test_cluster_owner(name: &str) -> Option<u32> {
+    name.strip_prefix(TEST_CLUSTER_PREFIX)?.rsplit_once('-')?.1.parse().ok()
 }
 
 impl Cluster {
@@ -300,4 +337,15 @@ pub fn status(sh: &Shell, target: &ClusterTarget) -> Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_test_cluster_names_the_process_that_made_it() {
+        assert_eq!(super::test_cluster_owner("shipshape-e2e-flows-31635"), Some(31635));
+        assert_eq!(super::test_cluster_owner("shipshape-e2e-flows"), None);
+        assert_eq!(super::test_cluster_owner("shipshape"), None);
+        assert_eq!(super::test_cluster_owner("my-e2e-flows-12"), None);
+    }
 }
