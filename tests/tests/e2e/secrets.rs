@@ -133,6 +133,25 @@ fn deliver_by_external_secrets(ns: &TestNamespace, store: (&str, &str), store_se
     });
     flow.upgrade_with_values(&values, &xtask::helm::Change::new(&ns.kubeconfig, "e2e: external secrets")).or_panic();
     flow.block_on(secrets::until_key_is(&secrets_api, TOKEN_SECRET, "token", first, std::time::Duration::from_secs(90))).or_panic();
+    // The operator writes the Secret first and its own status after: until every ExternalSecret
+    // says Ready, `doctor` (a snapshot) rightly reports "not synced yet" (seen in a rehearsal).
+    let external = xtask::k8s::external_secrets::external_secrets(&flow.client, &ns.name);
+    let all_ready = || async {
+        let listed = external.list(&Default::default()).await?;
+        let waiting: Vec<String> = listed
+            .items
+            .iter()
+            .filter(|e| !xtask::k8s::external_secrets::ready(e).is_some_and(|r| r.status))
+            .map(|e| e.metadata.name.clone().unwrap_or_default())
+            .collect();
+        Ok(if waiting.is_empty() && !listed.items.is_empty() {
+            xtask::k8s::wait::Progress::Done("every ExternalSecret is Ready".to_owned())
+        } else {
+            xtask::k8s::wait::Progress::Waiting(format!("not Ready yet: {}", waiting.join(", ")))
+        })
+    };
+    let every = std::time::Duration::from_millis(250);
+    flow.block_on(xtask::k8s::wait::polled("ExternalSecrets ready", std::time::Duration::from_secs(60), every, all_ready)).or_panic();
 }
 
 #[test]
