@@ -112,18 +112,22 @@ fn registry_image(sh: &Shell, docker: &Docker) -> Result<String> {
     Ok(image)
 }
 
-/// Starts the registry unless it runs (idempotent), and waits until it answers.
+/// Starts the registry unless it runs this version (idempotent), and waits until it answers.
 pub fn ensure_running(sh: &Shell, docker: &Docker) -> Result<()> {
-    if !docker.is_running(CONTAINER) {
+    let current = docker.container(CONTAINER)?;
+    let up_to_date = current.as_ref().is_some_and(|c| c.image == image());
+    if !(up_to_date && docker.is_running(CONTAINER)) {
         let image = registry_image(sh, docker)?;
-        match docker.container(CONTAINER)? {
+        match current {
             Some(existing) if existing.image == image => {
                 println!("starting the local registry {CONTAINER}");
                 docker.start(CONTAINER)?;
             }
             existing => {
-                if existing.is_some() {
-                    // Another version's container: replace it; the images stay in the volume.
+                if let Some(existing) = existing {
+                    // Another version's container, running or not: replaced; the images stay
+                    // in the volume, so nothing pushed is lost.
+                    println!("replacing the local registry's {} with {image}", existing.image);
                     docker.remove_container(CONTAINER);
                 }
                 println!("starting the local registry {CONTAINER} ({image}, {HOST}, images kept in volume {VOLUME})");
