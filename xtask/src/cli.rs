@@ -484,15 +484,19 @@ pub struct Render {
 
 /// Run the whole test suite: prepares what it needs, then `cargo test --workspace`.
 ///
-/// First installs missing pinned tools and finds or builds the kind node image and the
-/// application images (with progress: a cold node image takes minutes). Then runs every tier:
+/// First checks the disks' free space, removes test clusters left by killed runs, installs
+/// missing pinned tools and finds or builds the kind node image and the application images (with
+/// progress: a cold node image takes minutes), and makes the end-to-end tests' kind cluster with
+/// the Sealed Secrets controller, External Secrets Operator and Prometheus. Then runs every tier:
 /// unit tests, model-server against a real PostgreSQL server, rendered-manifest snapshots with
-/// `helm lint --strict`, containers of the built images, and end to end on real kind clusters
-/// (needs a Docker engine). Snapshots are checked, never rewritten: to accept an intended change,
-/// run `INSTA_UPDATE=always cargo test -p shipshape-tests` and review the diff.
+/// `helm lint --strict`, containers of the built images, and end to end on that cluster (needs a
+/// Docker engine), which is deleted when the run ends. Snapshots are checked, never rewritten: to
+/// accept an intended change, run `INSTA_UPDATE=always cargo test -p shipshape-tests` and review
+/// the diff.
 #[derive(Args, Debug)]
 pub struct Test {
-    /// Keep the kind cluster of a failing end-to-end test for inspection (its name is printed).
+    /// Keep the end-to-end cluster when a test failed, for inspection (its name and kubeconfig are
+    /// printed; later runs leave it until `cargo xtask cluster down --name <it>`).
     #[arg(long)]
     pub keep_cluster: bool,
     /// Print a backtrace with each failed test (off by default, whatever RUST_BACKTRACE says:

@@ -121,7 +121,10 @@ impl Drop for PreparedCluster {
         }
         if self.keep.load(std::sync::atomic::Ordering::SeqCst) {
             let _ = crate::cluster::lifecycle::mark_kept(name);
-            println!("keeping cluster {name} for inspection (delete it with `cargo xtask cluster down --name {name}`)");
+            let kubeconfig = self.target.kubeconfig_path().map(|p| p.display().to_string()).unwrap_or_default();
+            println!(
+                "keeping cluster {name} for inspection: export KUBECONFIG={kubeconfig} (delete it with `cargo xtask cluster down --name {name}`)"
+            );
             return;
         }
         let removed = crate::repo_shell().and_then(|sh| crate::cluster::lifecycle::down(&sh, &self.target));
