@@ -62,9 +62,7 @@ fn bench_verify(sh: &Shell, kubeconfig: &Path, runs: usize, rows: &mut Vec<Row>)
     let pinned_kubectl =
         node_image::built_kubectl()?.context("the pinned kubectl is built with the node image: run `cargo xtask cluster image`")?;
     println!("building the release binary of xtask (what CI can build once and call): cargo build --release -p xtask");
-    crate::cargo::command(sh, &["build", "--quiet", "--release", "--locked", "-p", "xtask"])
-        .run()
-        .context("building the release binary")?;
+    crate::cargo::command(sh, ["build", "--quiet", "--release", "--locked", "-p", "xtask"]).run().context("building the release binary")?;
     // This binary is <target>/debug/xtask (CARGO_TARGET_DIR may move <target>).
     let this = std::env::current_exe()?;
     let target_dir = this.parent().and_then(Path::parent).context("where is the target directory?")?.to_owned();

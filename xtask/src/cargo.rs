@@ -23,9 +23,16 @@ pub fn program() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
+/// The target directory of the builds made from inside a running `cargo test` (the e2e xtask
+/// binary, the model-server image's release build): `cargo test` holds the lock on the
+/// workspace's own.
+pub fn image_build_target_dir() -> std::path::PathBuf {
+    crate::repo_root().join("target/image-build")
+}
+
 /// `cargo <args>`, with the running crate's variables removed (see [`RUNNING_CRATE_PREFIXES`]),
 /// so the same build is fresh whichever process asks for it.
-pub fn command<'a>(sh: &'a Shell, args: &[&str]) -> Cmd<'a> {
+pub fn command<'a, A: AsRef<std::ffi::OsStr>>(sh: &'a Shell, args: impl IntoIterator<Item = A>) -> Cmd<'a> {
     let cargo = program();
     without_running_crate(cmd!(sh, "{cargo} {args...}"))
 }

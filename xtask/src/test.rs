@@ -38,7 +38,7 @@ impl Test {
         // The end-to-end tests' cluster is made at the end of the second lane, while the first
         // may still compile: its start and the operators' installs then cost the tests nothing.
         // It needs kind and helm, which the first lane installs.
-        let prepared = PreparedCluster::new();
+        let mut prepared = PreparedCluster::new();
         let (tools_ready, tools_installed) = std::sync::mpsc::channel::<()>();
         std::thread::scope(|scope| -> Result<()> {
             let prepared = &prepared;
@@ -56,7 +56,7 @@ impl Test {
                 // changes by tens of seconds (requests to stopped pods fail).
                 println!("xtask binary for the end-to-end tests: {}", e2e_xtask_binary(sh)?.display());
                 // The suite's own compilation, while the other lane may still be building.
-                crate::cargo::command(sh, &["test", "--workspace", "--locked", "--no-run", "--quiet"])
+                crate::cargo::command(sh, ["test", "--workspace", "--locked", "--no-run", "--quiet"])
                     .run()
                     .context("compiling the test suite")?;
                 Ok(())
@@ -66,7 +66,7 @@ impl Test {
         })?;
         crate::host::packages_unchanged_since(sh, &packages_before)?;
         let args = ["test", "--workspace", "--locked"].into_iter().chain(self.cargo_args.iter().map(String::as_str));
-        let tested = crate::cargo::command(sh, &args.collect::<Vec<_>>())
+        let tested = crate::cargo::command(sh, args)
             .env(PREPARED_CLUSTER_ENV, &prepared.target.name)
             // Snapshots are checked here, never written: a mismatch fails the run.
             .env("INSTA_UPDATE", "no")
@@ -78,7 +78,7 @@ impl Test {
             .env("RUST_TEST_THREADS", std::env::var("RUST_TEST_THREADS").unwrap_or_else(|_| E2E_TEST_THREADS.to_owned()))
             .run()
             .context("the test suite failed (failures are listed above)");
-        prepared.keep_if(tested.is_err() && self.keep_cluster);
+        prepared.keep = tested.is_err() && self.keep_cluster;
         tested
     }
 }
@@ -87,14 +87,15 @@ impl Test {
 /// a failed test, a panic), unless kept for inspection.
 struct PreparedCluster {
     target: crate::cli::ClusterTarget,
+    /// Set by the lane that creates it.
     created: std::sync::atomic::AtomicBool,
-    keep: std::sync::atomic::AtomicBool,
+    keep: bool,
 }
 
 impl PreparedCluster {
     fn new() -> PreparedCluster {
         let name = format!("{}flows-{}", crate::cluster::lifecycle::TEST_CLUSTER_PREFIX, std::process::id());
-        PreparedCluster { target: crate::cli::ClusterTarget { name, kubeconfig: None }, created: false.into(), keep: false.into() }
+        PreparedCluster { target: crate::cli::ClusterTarget { name, kubeconfig: None }, created: false.into(), keep: false }
     }
 
     fn create(&self) -> Result<()> {
@@ -107,10 +108,6 @@ impl PreparedCluster {
         crate::cluster::lifecycle::up(&sh, &up).context("creating the end-to-end tests' cluster")?;
         Ok(())
     }
-
-    fn keep_if(&self, keep: bool) {
-        self.keep.store(keep, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 impl Drop for PreparedCluster {
@@ -119,7 +116,7 @@ impl Drop for PreparedCluster {
         if !self.created.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        if self.keep.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.keep {
             let _ = crate::cluster::lifecycle::mark_kept(name);
             let kubeconfig = self.target.kubeconfig_path().map(|p| p.display().to_string()).unwrap_or_default();
             println!(
@@ -150,9 +147,9 @@ fn cluster_images() -> Result<()> {
 /// The xtask binary the end-to-end tests run as a real process (to kill it mid-flow), built
 /// apart from the workspace's target directory, which `cargo test` holds locked while it runs.
 pub fn e2e_xtask_binary(sh: &Shell) -> Result<std::path::PathBuf> {
-    let target_dir = crate::repo_root().join("target/image-build");
-    let target = target_dir.to_str().context("the repository path is not UTF-8")?;
-    crate::cargo::command(sh, &["build", "--quiet", "--locked", "--package", "xtask", "--target-dir", target])
+    let target_dir = crate::cargo::image_build_target_dir();
+    crate::cargo::command(sh, ["build", "--quiet", "--locked", "--package", "xtask", "--target-dir"])
+        .arg(&target_dir)
         .run()
         .context("building the xtask binary for the end-to-end tests")?;
     Ok(target_dir.join("debug/xtask"))

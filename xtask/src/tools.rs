@@ -169,8 +169,8 @@ impl CargoTool {
         let (name, version) = (self.name, self.version);
         let binary = format!("bin/{name}");
         build_into_place(sh, name, version, &binary, "building with cargo install (cold: about a minute)", |partial| {
-            let partial = partial.to_str().context("the cache path is not UTF-8")?;
-            crate::cargo::command(sh, &["install", "--quiet", "--locked", name, "--version", version, "--root", partial])
+            crate::cargo::command(sh, ["install", "--quiet", "--locked", name, "--version", version, "--root"])
+                .arg(partial)
                 .run()
                 .with_context(|| format!("cargo install {name} {version} failed: cargo's error is above"))
         })

@@ -131,9 +131,8 @@ pub fn build_model_server(sh: &Shell, docker: &Docker) -> Result<String> {
     println!("[build]  model-server image (cargo auditable build --release; log: {})", log.display());
     // cargo auditable embeds the dependency tree in the binary: scanners read the crates there.
     let auditable = crate::tools::CARGO_AUDITABLE.find()?;
-    // Its own target directory: this build may run inside `cargo test` (end-to-end tests),
-    // whose cargo holds the lock on the workspace's target directory.
-    let target_dir = crate::repo_root().join("target/image-build");
+    // This build may run inside `cargo test` (end-to-end tests).
+    let target_dir = crate::cargo::image_build_target_dir();
     run_logged(
         crate::cargo::without_running_crate(cmd!(
             sh,

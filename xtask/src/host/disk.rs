@@ -12,14 +12,14 @@ use crate::process::read_or_explain;
 const GB: u64 = 1_000_000_000;
 
 /// Something a run writes, where, and about how much (measured: docs/benchmarks.md).
-pub struct Room {
-    pub what: &'static str,
-    pub path: PathBuf,
-    pub bytes: u64,
+struct Room {
+    what: &'static str,
+    path: PathBuf,
+    bytes: u64,
 }
 
 impl Room {
-    pub fn gigabytes(what: &'static str, path: PathBuf, gigabytes: f64) -> Room {
+    fn gigabytes(what: &'static str, path: PathBuf, gigabytes: f64) -> Room {
         Room { what, path, bytes: (gigabytes * GB as f64) as u64 }
     }
 }
@@ -58,7 +58,7 @@ pub fn require_room_for_setup(sh: &Shell, docker: &crate::cluster::docker::Docke
     ];
     if suite {
         let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| crate::repo_root().join("target"));
-        let built = target.join("image-build").exists();
+        let built = crate::cargo::image_build_target_dir().exists();
         rooms.push(Room::gigabytes("the target directory", target, if built { 1.0 } else { SUITE_TARGET }));
     }
     require_room(sh, &rooms, purpose)
@@ -74,7 +74,7 @@ struct Filesystem {
 /// Fails, before anything is written, when a filesystem lacks the room that `rooms` will take
 /// on it (summed per filesystem: the cache, Go's caches, Docker's images and the target
 /// directory are often one disk). The error says where, how much, and what to do.
-pub fn require_room(sh: &Shell, rooms: &[Room], purpose: &str) -> Result<()> {
+fn require_room(sh: &Shell, rooms: &[Room], purpose: &str) -> Result<()> {
     let placed: Vec<(Filesystem, &Room)> = rooms.iter().map(|room| Ok((filesystem_of(sh, &room.path)?, room))).collect::<Result<_>>()?;
     let short = shortfalls(&placed);
     if short.is_empty() {
