@@ -24,6 +24,10 @@ pub struct AddOnChart<'a> {
     pub release: &'static str,
     pub namespace: &'static str,
     pub values: serde_json::Value,
+    /// Install without the chart's `dependencies:`: for an optional, disabled one that lives
+    /// where this machine cannot fetch it (Helm refuses a chart whose listed dependencies are
+    /// absent, enabled or not).
+    pub drop_dependencies: bool,
 }
 
 /// Pushes `image` to the local registry, installs or upgrades the chart, and waits for the rollout.
@@ -33,7 +37,7 @@ pub fn install(sh: &Shell, cluster: &RunningCluster, image: &str, chart: &AddOnC
     super::app_images::push(&docker, image, super::registry::HOST)?;
     let AddOnChart { what, release, namespace, .. } = *chart;
     let kubeconfig = &cluster.kubeconfig;
-    let running = with_app_version(chart.chart, super::go_image::tag_of(image))?;
+    let running = chart_copy(chart.chart, super::go_image::tag_of(image), chart.drop_dependencies)?;
     crate::k8s::block_on(async { crate::k8s::ensure_namespace(&crate::k8s::client(kubeconfig).await?, namespace).await })?;
     Helm::new(sh)?.upgrade_with(
         running.path(),
@@ -50,16 +54,34 @@ pub fn install(sh: &Shell, cluster: &RunningCluster, image: &str, chart: &AddOnC
     Ok(())
 }
 
-/// A copy of `chart` whose appVersion is the image that runs, so `helm list` tells the truth.
-/// Upstream bumps a chart's appVersion when it packages a release, so a module's own chart names
-/// the release before it: Sealed Secrets v0.40.0's says 0.39.1, External Secrets v0.20.4's v0.20.3.
-fn with_app_version(chart: &Path, version: &str) -> Result<tempfile::TempDir> {
+/// The copy of `chart` that is installed: its appVersion is the image that runs, so `helm list`
+/// tells the truth (upstream bumps a chart's appVersion when it packages a release, so a
+/// module's own chart names the release before it: Sealed Secrets v0.40.0's says 0.39.1,
+/// External Secrets v0.20.4's v0.20.3), and, if asked, it lists no dependencies.
+fn chart_copy(chart: &Path, app_version: &str, drop_dependencies: bool) -> Result<tempfile::TempDir> {
     let copy = tempfile::tempdir()?;
     super::layout::copy_tree(chart, copy.path(), &|_| true)?;
     let chart_yaml = copy.path().join("Chart.yaml");
-    let text = std::fs::read_to_string(&chart_yaml).with_context(|| format!("reading {}", chart_yaml.display()))?;
-    std::fs::write(&chart_yaml, set_app_version(&text, version))?;
+    let mut text = std::fs::read_to_string(&chart_yaml).with_context(|| format!("reading {}", chart_yaml.display()))?;
+    if drop_dependencies {
+        text = without_dependencies(&text);
+        let _ = std::fs::remove_file(copy.path().join("Chart.lock"));
+    }
+    std::fs::write(&chart_yaml, set_app_version(&text, app_version))?;
     Ok(copy)
+}
+
+/// Chart.yaml without its `dependencies:` block (which ends at the next top-level key).
+fn without_dependencies(chart_yaml: &str) -> String {
+    let kept: Vec<&str> = match chart_yaml.find("\ndependencies:") {
+        Some(start) => {
+            let (before, after) = chart_yaml.split_at(start + 1);
+            let rest = after.lines().skip(1).skip_while(|l| l.starts_with(' ') || l.starts_with('-') || l.is_empty());
+            before.lines().chain(rest).collect()
+        }
+        None => chart_yaml.lines().collect(),
+    };
+    kept.join("\n") + "\n"
 }
 
 fn set_app_version(chart_yaml: &str, version: &str) -> String {
@@ -80,5 +102,30 @@ mod tests {
         );
         let ours = "apiVersion: v2\nname: prometheus\nversion: 0.1.0\n";
         assert!(super::set_app_version(ours, "v0.316.0").ends_with("appVersion: \"v0.316.0\"\n"));
+    }
+
+    #[test]
+    fn the_chart_copy_lists_no_dependencies_and_keeps_the_rest() {
+        let chart = tempfile::tempdir().unwrap();
+        std::fs::write(
+            chart.path().join("Chart.yaml"),
+            "apiVersion: v2\nname: external-secrets\nmaintainers:\n  - name: a\ndependencies:\n  - name: bitwarden-sdk-server\n    \
+             version: v0.5.1\n    condition: bitwarden-sdk-server.enabled\nversion: 0.20.4\n",
+        )
+        .unwrap();
+        std::fs::write(chart.path().join("Chart.lock"), "dependencies: []\n").unwrap();
+        std::fs::create_dir(chart.path().join("templates")).unwrap();
+        std::fs::write(chart.path().join("templates/a.yaml"), "kind: ConfigMap\n").unwrap();
+        let copy = super::chart_copy(chart.path(), "v0.20.4-kubernetes-only", true).unwrap();
+        let text = std::fs::read_to_string(copy.path().join("Chart.yaml")).unwrap();
+        assert_eq!(
+            text,
+            "apiVersion: v2\nname: external-secrets\nmaintainers:\n  - name: a\nversion: 0.20.4\nappVersion: \"v0.20.4-kubernetes-only\"\n"
+        );
+        assert!(copy.path().join("templates/a.yaml").is_file());
+        assert!(!copy.path().join("Chart.lock").exists());
+        // Not asked: the dependencies stay.
+        let kept = super::chart_copy(chart.path(), "v1", false).unwrap();
+        assert!(std::fs::read_to_string(kept.path().join("Chart.yaml")).unwrap().contains("dependencies:"));
     }
 }

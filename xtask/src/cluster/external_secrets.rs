@@ -3,15 +3,14 @@
 //! (`external-secrets-system`); and, for the end-to-end suite, a store for it to read: the
 //! kubernetes provider over Secrets in namespace `shipshape-store` (chart
 //! `deploy/kind/charts/secret-store`), standing for Vault or a cloud secret manager.
-use super::add_on::AddOnChart;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use xshell::Shell;
 
+use super::add_on::AddOnChart;
 use super::docker::Docker;
 use super::go_image::{patched_copy, GoImage};
-use super::layout::copy_tree;
 use super::lifecycle::RunningCluster;
 use crate::go::{Go, WrapperBuild};
 use crate::helm::{Change, Helm};
@@ -82,7 +81,6 @@ fn registrations(kind: &str, names: &[&str]) -> String {
 pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
     let source = Go::detect(sh).download(&format!("{MODULE}@{VERSION}"))?;
     let image = controller_image(sh, &Docker::connect(sh)?)?;
-    let chart = chart_without_dependencies(&source.dir.join("deploy/charts/external-secrets"))?;
     let kubeconfig = &cluster.kubeconfig;
     // The chart's CRD templates are generated when upstream packages it; the module has them as
     // one bundle. Applied through the API on every install, so a new version updates them
@@ -91,7 +89,7 @@ pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
     crate::k8s::block_on(async { crate::k8s::apply_crds(&crate::k8s::client(kubeconfig).await?, &bundle).await })?;
     let chart = AddOnChart {
         what: "External Secrets Operator",
-        chart: chart.path(),
+        chart: &source.dir.join("deploy/charts/external-secrets"),
         release: RELEASE,
         namespace: NAMESPACE,
         values: serde_json::json!({
@@ -104,6 +102,9 @@ pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
             // The suite's rotations force a sync; the controller needs no more than one worker.
             "concurrent": 1,
         }),
+        // Its optional bitwarden-sdk-server chart, disabled, is in an OCI registry this machine
+        // cannot reach.
+        drop_dependencies: true,
     };
     super::add_on::install(sh, cluster, &image, &chart)
 }
@@ -117,48 +118,4 @@ pub fn install_store(sh: &Shell, kubeconfig: &Path, namespace: &str, kind: &str)
     let values = serde_json::json!({"storeName": STORE_NAME, "kind": kind});
     let change = Change::new(kubeconfig, "shipshape: an external secret store for tests");
     Helm::new(sh)?.upgrade_with(&chart, "secret-store", namespace, &values, &change)
-}
-
-/// A copy of the chart without its `dependencies:` (the optional bitwarden-sdk-server chart,
-/// disabled, from an OCI registry this machine cannot reach): Helm refuses to install a chart
-/// whose listed dependencies are absent, enabled or not.
-fn chart_without_dependencies(chart: &Path) -> Result<tempfile::TempDir> {
-    let copy = tempfile::tempdir()?;
-    copy_tree(chart, copy.path(), &|_| true)?;
-    let chart_yaml = copy.path().join("Chart.yaml");
-    let text = std::fs::read_to_string(&chart_yaml)?;
-    let kept: Vec<&str> = match text.find("\ndependencies:") {
-        Some(start) => {
-            let (before, after) = text.split_at(start + 1);
-            // The block ends at the next top-level key.
-            let rest = after.lines().skip(1).skip_while(|l| l.starts_with(' ') || l.starts_with('-') || l.is_empty());
-            before.lines().chain(rest).collect()
-        }
-        None => text.lines().collect(),
-    };
-    std::fs::write(&chart_yaml, kept.join("\n") + "\n")?;
-    let _ = std::fs::remove_file(copy.path().join("Chart.lock"));
-    Ok(copy)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_chart_copy_lists_no_dependencies_and_keeps_the_rest() {
-        let chart = tempfile::tempdir().unwrap();
-        std::fs::write(
-            chart.path().join("Chart.yaml"),
-            "apiVersion: v2\nname: external-secrets\nmaintainers:\n  - name: a\ndependencies:\n  - name: bitwarden-sdk-server\n    \
-             version: v0.5.1\n    condition: bitwarden-sdk-server.enabled\nversion: 0.20.4\n",
-        )
-        .unwrap();
-        std::fs::create_dir(chart.path().join("templates")).unwrap();
-        std::fs::write(chart.path().join("templates/a.yaml"), "kind: ConfigMap\n").unwrap();
-        let copy = chart_without_dependencies(chart.path()).unwrap();
-        let text = std::fs::read_to_string(copy.path().join("Chart.yaml")).unwrap();
-        assert_eq!(text, "apiVersion: v2\nname: external-secrets\nmaintainers:\n  - name: a\nversion: 0.20.4\n");
-        assert!(copy.path().join("templates/a.yaml").is_file());
-    }
 }

@@ -2,11 +2,11 @@
 //! Kubernetes service discovery compiled in, by upstream's own build tags), installed with
 //! `deploy/kind/charts/prometheus` in namespace `monitoring`, scraping the pods that ask for it
 //! with the `namespace` and `pod` labels that `canary start --prometheus` queries by.
-use super::add_on::AddOnChart;
 
 use anyhow::Result;
 use xshell::Shell;
 
+use super::add_on::AddOnChart;
 use super::docker::Docker;
 use super::go_image::GoImage;
 use super::lifecycle::RunningCluster;
@@ -57,6 +57,7 @@ pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
         values: serde_json::json!({
             "image": {"repository": format!("{}/{IMAGE_REPOSITORY}", super::registry::HOST), "tag": super::go_image::tag_of(&image)},
         }),
+        drop_dependencies: false,
     };
     super::add_on::install(sh, cluster, &image, &chart)
 }

@@ -1,11 +1,11 @@
 //! The Sealed Secrets controller for a local cluster, from the same pinned module as kubeseal:
 //! its binary built from source into an image pushed to the local registry, installed with the project's own
 //! Helm chart in kube-system under the name kubeseal looks for.
-use super::add_on::AddOnChart;
 
 use anyhow::Result;
 use xshell::Shell;
 
+use super::add_on::AddOnChart;
 use super::docker::Docker;
 use super::go_image::GoImage;
 use super::lifecycle::RunningCluster;
@@ -52,6 +52,7 @@ pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
             "fullnameOverride": CONTROLLER_NAME,
             "image": {"registry": super::registry::HOST, "repository": CONTROLLER_IMAGE_REPOSITORY, "tag": super::go_image::tag_of(&image), "pullPolicy": "IfNotPresent"},
         }),
+        drop_dependencies: false,
     };
     super::add_on::install(sh, cluster, &image, &chart)
 }
