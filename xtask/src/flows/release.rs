@@ -24,30 +24,38 @@ fn decode_helm_record<T: serde::de::DeserializeOwned>(encoded: &[u8]) -> Result<
     serde_json::from_slice(&json).context("not JSON")
 }
 
-/// What every revision's record tells: one row of the history.
+/// A revision's record: every one gives a row of the history; the values (`V` = Value: the
+/// chart's defaults and the user's) and the applied objects (`M` = String) are read from the
+/// newest only, and skipped, not built, in the others.
 #[derive(serde::Deserialize)]
-struct RecordSummary {
+struct Record<V = serde::de::IgnoredAny, M = serde::de::IgnoredAny> {
     #[serde(default)]
     version: u32,
     #[serde(default)]
     info: RecordInfo,
     #[serde(default)]
-    chart: RecordChart,
+    chart: RecordChart<V>,
+    config: Option<V>,
+    manifest: Option<M>,
 }
 
-/// The newest record, read for the values in force and the applied objects too.
-#[derive(serde::Deserialize)]
-struct RecordInForce {
-    #[serde(default)]
-    version: u32,
-    #[serde(default)]
-    info: RecordInfo,
-    #[serde(default)]
-    chart: RecordChart<Value>,
-    #[serde(default)]
-    config: Value,
-    #[serde(default)]
-    manifest: String,
+/// Every revision but the newest.
+type RecordSummary = Record;
+/// The newest revision: the values in force and the objects Helm applied.
+type RecordInForce = Record<Value, String>;
+
+impl<V, M> Record<V, M> {
+    fn history_row(&self) -> Revision {
+        let (info, metadata) = (&self.info, &self.chart.metadata);
+        Revision {
+            revision: self.version,
+            updated: info.last_deployed.clone(),
+            status: info.status.clone(),
+            chart: format!("{}-{}", metadata.name, metadata.version),
+            app_version: metadata.app_version.clone(),
+            description: info.description.clone(),
+        }
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -58,12 +66,18 @@ struct RecordInfo {
     description: String,
 }
 
-/// The chart in a record; its default values are read (`V` = Value) from the newest only.
-#[derive(serde::Deserialize, Default)]
+/// The chart in a record and its default values.
+#[derive(serde::Deserialize)]
 #[serde(default)]
-struct RecordChart<V = serde::de::IgnoredAny> {
+struct RecordChart<V> {
     metadata: RecordChartMetadata,
     values: Option<V>,
+}
+
+impl<V> Default for RecordChart<V> {
+    fn default() -> Self {
+        RecordChart { metadata: RecordChartMetadata::default(), values: None }
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -72,17 +86,6 @@ struct RecordChartMetadata {
     name: String,
     version: String,
     app_version: String,
-}
-
-fn history_row(version: u32, info: RecordInfo, metadata: RecordChartMetadata) -> Revision {
-    Revision {
-        revision: version,
-        updated: info.last_deployed,
-        status: info.status,
-        chart: format!("{}-{}", metadata.name, metadata.version),
-        app_version: metadata.app_version,
-        description: info.description,
-    }
 }
 
 /// The revision in a storage Secret's name, `sh.helm.release.v1.<release>.v<N>`.
@@ -148,15 +151,15 @@ impl ReleaseState {
             let encoded =
                 secret.data.as_ref().and_then(|d| d.get("release")).with_context(|| format!("Helm record {name} has no release"))?;
             let reading = || format!("reading Helm record {name}");
-            if revision_in_name(&name).is_some() && revision_in_name(&name) == newest {
+            if newest.is_some_and(|newest| revision_in_name(&name) == Some(newest)) {
                 let record: RecordInForce = decode_helm_record(&encoded.0).with_context(reading)?;
+                history.push(record.history_row());
                 values = record.chart.values.unwrap_or(Value::Null);
-                crate::helm::merge(&mut values, &record.config);
-                manifest = record.manifest;
-                history.push(history_row(record.version, record.info, record.chart.metadata));
+                crate::helm::merge(&mut values, &record.config.unwrap_or(Value::Null));
+                manifest = record.manifest.unwrap_or_default();
             } else {
                 let record: RecordSummary = decode_helm_record(&encoded.0).with_context(reading)?;
-                history.push(history_row(record.version, record.info, record.chart.metadata));
+                history.push(record.history_row());
             }
         }
         history.sort_by_key(|r| r.revision);
@@ -400,16 +403,16 @@ mod tests {
             "manifest": "kind: Deployment\n",
         });
         let summary: RecordSummary = decode_helm_record(&stored(&record)).unwrap();
-        let row = history_row(summary.version, summary.info, summary.chart.metadata);
+        let row = summary.history_row();
         assert_eq!(
             (row.revision, row.status.as_str(), row.chart.as_str(), row.app_version.as_str(), row.description.as_str()),
             (7, "deployed", "model-server-0.3.0", "1.4.0", "Upgrade complete")
         );
         let in_force: RecordInForce = decode_helm_record(&stored(&record)).unwrap();
         let mut values = in_force.chart.values.unwrap();
-        crate::helm::merge(&mut values, &in_force.config);
+        crate::helm::merge(&mut values, &in_force.config.unwrap());
         assert_eq!(values, serde_json::json!({"replicaCount": 2, "image": {"tag": "b"}}));
-        assert_eq!(in_force.manifest, "kind: Deployment\n");
+        assert_eq!(in_force.manifest.unwrap(), "kind: Deployment\n");
         // Plain JSON, as very old Helm records are.
         use base64::Engine;
         let plain = base64::engine::general_purpose::STANDARD.encode(record.to_string()).into_bytes();
