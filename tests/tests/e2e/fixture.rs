@@ -488,45 +488,37 @@ impl Drop for LoadGenerator<'_> {
     }
 }
 
-/// External Secrets Operator and the suite's external store (a ClusterSecretStore over
-/// namespace shipshape-store) in the shared cluster: installed by `cargo xtask test` with the
-/// cluster, else here, once, on first use.
-pub fn external_secrets_operator() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        if shared().cluster.add_ons_installed {
-            return;
+/// Installs an add-on in the shared cluster, once, on first use, unless `cargo xtask test` made
+/// the cluster with every add-on already.
+fn add_on_once(installed: &'static OnceLock<()>, install: impl FnOnce(&xshell::Shell, &xtask::cluster::lifecycle::RunningCluster)) {
+    installed.get_or_init(|| {
+        if !shared().cluster.add_ons_installed {
+            install(&xtask::repo_shell().unwrap(), &shared().cluster.cluster);
         }
-        let sh = xtask::repo_shell().unwrap();
-        xtask::cluster::external_secrets::install(&sh, &shared().cluster.cluster).or_panic();
-        let (kubeconfig, namespace) = (&shared().cluster.cluster.kubeconfig, xtask::cluster::external_secrets::STORE_NAMESPACE);
-        xtask::cluster::external_secrets::install_store(&sh, kubeconfig, namespace, "ClusterSecretStore").or_panic();
     });
 }
 
-/// A Prometheus server in the shared cluster scraping every model-server pod (installed by
-/// `cargo xtask test` with the cluster, else here, once, on first use); its URL for `--prometheus`.
+/// External Secrets Operator and the suite's external store (a ClusterSecretStore over
+/// namespace shipshape-store) in the shared cluster.
+pub fn external_secrets_operator() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    add_on_once(&INSTALLED, |sh, cluster| {
+        xtask::cluster::external_secrets::install(sh, cluster).or_panic();
+        let namespace = xtask::cluster::external_secrets::STORE_NAMESPACE;
+        xtask::cluster::external_secrets::install_store(sh, &cluster.kubeconfig, namespace, "ClusterSecretStore").or_panic();
+    });
+}
+
+/// A Prometheus server in the shared cluster scraping every model-server pod; its URL for
+/// `--prometheus`.
 pub fn prometheus() -> String {
     static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        if shared().cluster.add_ons_installed {
-            return;
-        }
-        let sh = xtask::repo_shell().unwrap();
-        xtask::cluster::prometheus::install(&sh, &shared().cluster.cluster).or_panic();
-    });
+    add_on_once(&INSTALLED, |sh, cluster| xtask::cluster::prometheus::install(sh, cluster).or_panic());
     xtask::cluster::prometheus::url()
 }
 
-/// The Sealed Secrets controller in the shared cluster (installed by `cargo xtask test` with the
-/// cluster, else built and installed here, once, on first use).
+/// The Sealed Secrets controller in the shared cluster.
 pub fn sealed_secrets_controller() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        if shared().cluster.add_ons_installed {
-            return;
-        }
-        let sh = xtask::repo_shell().unwrap();
-        xtask::cluster::sealed_secrets::install(&sh, &shared().cluster.cluster).or_panic();
-    });
+    add_on_once(&INSTALLED, |sh, cluster| xtask::cluster::sealed_secrets::install(sh, cluster).or_panic());
 }
