@@ -64,4 +64,41 @@ mod tests {
             assert!(!super::describes_running_crate(setting), "{setting}");
         }
     }
+
+    /// `cargo xtask` (xtask alone) and `cargo test --workspace` must compile xtask's
+    /// dependencies with the same features, or the suite compiles them all a second time:
+    /// every feature the workspace turns on for a crate in xtask's tree is on when xtask is
+    /// built alone (xtask/Cargo.toml's unification section).
+    #[test]
+    fn xtask_alone_is_built_with_the_workspaces_features() {
+        use std::collections::{BTreeMap, BTreeSet};
+        let sh = xshell::Shell::new().unwrap();
+        sh.change_dir(crate::repo_root());
+        let features = |selection: &[&str]| -> BTreeMap<String, BTreeSet<String>> {
+            let args = ["tree", "--locked", "--offline", "--prefix", "none", "--no-dedupe", "--format", "{p}|{f}"];
+            let out = super::command(&sh, args.iter().chain(selection)).read().unwrap();
+            let mut by_package: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for line in out.lines() {
+                let (package, features) = line.split_once('|').unwrap_or((line, ""));
+                let package = package.split(" (").next().unwrap().trim().to_owned();
+                by_package.entry(package).or_default().extend(features.split(',').filter(|f| !f.is_empty()).map(str::to_owned));
+            }
+            by_package
+        };
+        let alone = features(&["--package", "xtask", "--edges", "normal,build"]);
+        let workspace = features(&["--workspace", "--edges", "normal,build,dev"]);
+        assert!(alone.len() > 100, "cargo tree listed too few packages: {alone:?}");
+        let missing: Vec<String> = alone
+            .iter()
+            .filter_map(|(package, on)| {
+                let more: Vec<&String> = workspace.get(package)?.difference(on).collect();
+                (!more.is_empty()).then(|| format!("{package}: {more:?}"))
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "the workspace turns on features xtask alone does not; add them to xtask/Cargo.toml's unification section:\n{}",
+            missing.join("\n")
+        );
+    }
 }

@@ -40,34 +40,36 @@ impl Test {
         // It needs kind and helm, which the first lane installs.
         let mut prepared = PreparedCluster::new();
         let (tools_ready, tools_installed) = std::sync::mpsc::channel::<()>();
-        std::thread::scope(|scope| -> Result<()> {
+        let e2e_xtask = std::thread::scope(|scope| -> Result<std::path::PathBuf> {
             let prepared = &prepared;
             let cluster_images = scope.spawn(move || {
                 cluster_images()?;
                 tools_installed.recv().context("the pinned tools were not installed (the other lane's error says why)")?;
                 prepared.create()
             });
-            let ours = (|| -> Result<()> {
+            let ours = (|| -> Result<std::path::PathBuf> {
                 crate::tools::install_all(sh).context("installing the pinned tools the tests use")?;
                 let _ = tools_ready.send(());
                 println!("images: {}, {}", app_images::build_model_server(sh, &docker)?, app_images::build_postgres(sh, &docker)?);
-                // Built here, not by the first test that needs it: a cold build running beside
-                // the end-to-end tests starves the node, and kube-proxy then lags endpoint
+                // Named here, not built by the first test that needs it: a cold build running
+                // beside the end-to-end tests starves the node, and kube-proxy then lags endpoint
                 // changes by tens of seconds (requests to stopped pods fail).
-                println!("xtask binary for the end-to-end tests: {}", e2e_xtask_binary(sh)?.display());
+                let e2e_xtask = running_binary_for_e2e()?;
+                println!("xtask binary for the end-to-end tests: {}", e2e_xtask.display());
                 // The suite's own compilation, while the other lane may still be building.
                 crate::cargo::command(sh, ["test", "--workspace", "--locked", "--no-run", "--quiet"])
                     .run()
                     .context("compiling the test suite")?;
-                Ok(())
+                Ok(e2e_xtask)
             })();
             let theirs = cluster_images.join().unwrap_or_else(|_| Err(anyhow::anyhow!("building the cluster's images panicked")));
-            ours.and(theirs)
+            ours.and_then(|binary| theirs.map(|()| binary))
         })?;
         crate::host::packages_unchanged_since(sh, &packages_before)?;
         let args = ["test", "--workspace", "--locked"].into_iter().chain(self.cargo_args.iter().map(String::as_str));
         let tested = crate::cargo::command(sh, args)
             .env(PREPARED_CLUSTER_ENV, &prepared.target.name)
+            .env(E2E_XTASK_BINARY_ENV, &e2e_xtask)
             // Snapshots are checked here, never written: a mismatch fails the run.
             .env("INSTA_UPDATE", "no")
             .env(KEEP_CLUSTER_ENV, if self.keep_cluster { "1" } else { "" })
@@ -144,13 +146,39 @@ fn cluster_images() -> Result<()> {
     Ok(())
 }
 
-/// The xtask binary the end-to-end tests run as a real process (to kill it mid-flow), built
-/// apart from the workspace's target directory, which `cargo test` holds locked while it runs.
+/// Names the xtask binary the end-to-end tests run as a process (set by `cargo xtask test`).
+pub const E2E_XTASK_BINARY_ENV: &str = "SHIPSHAPE_E2E_XTASK_BINARY";
+
+/// The xtask binary the end-to-end tests run as a real process (to kill it mid-flow): the one
+/// [`E2E_XTASK_BINARY_ENV`] names, else one built apart from the workspace's target directory,
+/// which `cargo test` holds locked while it runs.
 pub fn e2e_xtask_binary(sh: &Shell) -> Result<std::path::PathBuf> {
+    if let Some(binary) = std::env::var_os(E2E_XTASK_BINARY_ENV) {
+        return Ok(binary.into());
+    }
     let target_dir = crate::cargo::image_build_target_dir();
     crate::cargo::command(sh, ["build", "--quiet", "--locked", "--package", "xtask", "--target-dir"])
         .arg(&target_dir)
         .run()
         .context("building the xtask binary for the end-to-end tests")?;
     Ok(target_dir.join("debug/xtask"))
+}
+
+/// The binary running `cargo xtask test`, which cargo has just built from this checkout, kept
+/// for the end-to-end tests under a name of its own: building it again in another target
+/// directory compiled every dependency a second time (a cold build's kube, TLS and tokio
+/// stacks), and `cargo test --workspace` may replace `target/debug/xtask` while building the
+/// suite. A hard link (the file cargo replaces is unlinked, not rewritten), else a copy.
+fn running_binary_for_e2e() -> Result<std::path::PathBuf> {
+    let running = std::env::current_exe().context("finding the running xtask binary")?;
+    let kept = crate::repo_root().join("target/e2e/xtask");
+    std::fs::create_dir_all(kept.parent().expect("target/e2e"))?;
+    match std::fs::remove_file(&kept) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err).context(format!("removing {}", kept.display())),
+        _ => {}
+    }
+    if std::fs::hard_link(&running, &kept).is_err() {
+        std::fs::copy(&running, &kept).with_context(|| format!("copying {} to {}", running.display(), kept.display()))?;
+    }
+    Ok(kept)
 }

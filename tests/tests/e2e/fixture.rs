@@ -237,14 +237,41 @@ pub fn xtask_command(ns: &TestNamespace) -> std::process::Command {
 }
 
 /// What a `--watch` command printed (stdout, then stderr) in `seconds`, then stopped as Ctrl-C
-/// would stop it.
+/// would stop it. The watch must stop within [`CTRL_C_GRACE`] of the signal: a test fails,
+/// never hangs, on a watch Ctrl-C would not stop.
 pub fn watched(ns: &TestNamespace, args: &[&str], seconds: u64) -> String {
-    let child = xtask_command(ns).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    use std::os::unix::process::CommandExt;
+    let mut command = xtask_command(ns);
+    command.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    // A terminal's foreground job gets Ctrl-C's default action. This test process may not have
+    // it: a run started in the background by a non-interactive shell (`cargo xtask test &`,
+    // nohup) inherits SIGINT ignored, and so would the watch, which then never stopped (seen:
+    // a hung run, the watch printing for 11 minutes).
+    // SAFETY: signal() is async-signal-safe, as pre_exec requires.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let child = command.spawn().unwrap();
+    let pid = child.id();
     std::thread::sleep(std::time::Duration::from_secs(seconds));
     // SIGINT, as Ctrl-C sends: the watch has no other end.
-    let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-    said(&child.wait_with_output().unwrap())
+    let _ = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status();
+    let (done, output) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    match output.recv_timeout(CTRL_C_GRACE) {
+        Ok(output) => said(&output.unwrap()),
+        Err(_) => {
+            let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("`xtask {}` still ran {CTRL_C_GRACE:?} after SIGINT (Ctrl-C): killed", args.join(" "));
+        }
+    }
 }
+
+/// How long a `--watch` may take to stop after Ctrl-C.
+const CTRL_C_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// What a command printed (stdout, then stderr), checked for Debug formatting.
 pub fn said(output: &std::process::Output) -> String {
@@ -280,8 +307,9 @@ pub fn failure<T>(result: anyhow::Result<T>) -> String {
     }
 }
 
-/// The `xtask` binary of this checkout, built apart from the test's own target directory (which
-/// `cargo test` holds locked), for tests that must run the CLI as a process, e.g. to kill it.
+/// The `xtask` binary of this checkout, for tests that must run the CLI as a process, e.g. to
+/// kill it: the one running `cargo xtask test`, or one built apart from the test's own target
+/// directory (which `cargo test` holds locked).
 pub fn xtask_binary() -> &'static std::path::Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| xtask::test::e2e_xtask_binary(&xtask::repo_shell().unwrap()).or_panic())
