@@ -29,28 +29,41 @@ impl Test {
         let docker = Docker::connect(sh)?;
         crate::cluster::lifecycle::remove_abandoned_test_clusters(sh)?;
         crate::host::disk::require_room_for_setup(sh, &docker, true, "the test suite")?;
-        // postgres's image is made with debootstrap whichever lane gets there first.
+        // The PostgreSQL image is made with debootstrap (the cluster lane's last step).
         crate::host::require(sh, &[&crate::host::DEBOOTSTRAP], "building the PostgreSQL image")?;
         // Everything slow is prepared here, where its progress shows (cargo test captures a
         // test's output); the tests then find it all cached. In two lanes side by side: a Go or
         // Rust build leaves a core idle while it links, waits on a dependency chain or
-        // downloads, and the other lane fills it.
-        // The end-to-end tests' cluster is made at the end of the second lane, while the first
-        // may still compile: its start and the operators' installs then cost the tests nothing.
-        // It needs kind and helm, which the first lane installs.
+        // downloads, and the other lane fills it. The lanes are balanced to end together
+        // (measured on a fresh machine, docs/benchmarks.md):
+        // - the cluster lane: the node image and the registry, then the end-to-end tests'
+        //   cluster (it needs kind and helm, from the other lane), whose operators' images are
+        //   built as it installs them, then the PostgreSQL image (debootstrap: mostly waiting);
+        // - the tools lane: the pinned tools, then Prometheus's image (the cluster lane's last
+        //   operator: built here meanwhile; the stage lock makes that lane wait for it instead
+        //   of building it again), the model-server image and the suite's compilation.
+        // The cluster boots and its operators start while the other lane compiles: they cost
+        // the tests nothing.
         let mut prepared = PreparedCluster::new();
         let (tools_ready, tools_installed) = std::sync::mpsc::channel::<()>();
         let e2e_xtask = std::thread::scope(|scope| -> Result<std::path::PathBuf> {
             let prepared = &prepared;
-            let cluster_images = scope.spawn(move || {
-                cluster_images()?;
+            let cluster_lane = scope.spawn(move || -> Result<()> {
+                let sh = crate::repo_shell()?;
+                let docker = Docker::connect(&sh).context("the container and end-to-end tests need a Docker engine")?;
+                println!("node image: {}", node_image::ensure(&sh, &docker)?);
+                crate::cluster::registry::ensure_running(&sh, &docker)?;
+                println!("local registry: {}", crate::cluster::registry::HOST);
                 tools_installed.recv().context("the pinned tools were not installed (the other lane's error says why)")?;
-                prepared.create()
+                prepared.create()?;
+                println!("image: {}", app_images::build_postgres(&sh, &docker)?);
+                Ok(())
             });
             let ours = (|| -> Result<std::path::PathBuf> {
                 crate::tools::install_all(sh).context("installing the pinned tools the tests use")?;
                 let _ = tools_ready.send(());
-                println!("images: {}, {}", app_images::build_model_server(sh, &docker)?, app_images::build_postgres(sh, &docker)?);
+                println!("image: {}", crate::cluster::prometheus::image(sh, &docker)?);
+                println!("image: {}", app_images::build_model_server(sh, &docker)?);
                 // Named here, not built by the first test that needs it: a cold build running
                 // beside the end-to-end tests starves the node, and kube-proxy then lags endpoint
                 // changes by tens of seconds (requests to stopped pods fail).
@@ -62,7 +75,7 @@ impl Test {
                     .context("compiling the test suite")?;
                 Ok(e2e_xtask)
             })();
-            let theirs = cluster_images.join().unwrap_or_else(|_| Err(anyhow::anyhow!("building the cluster's images panicked")));
+            let theirs = cluster_lane.join().unwrap_or_else(|_| Err(anyhow::anyhow!("preparing the cluster panicked")));
             ours.and_then(|binary| theirs.map(|()| binary))
         })?;
         crate::host::packages_unchanged_since(sh, &packages_before)?;
@@ -131,19 +144,6 @@ impl Drop for PreparedCluster {
             eprintln!("could not delete the end-to-end tests' cluster {name}: {err:#} (`cargo xtask cluster down --name {name}`)");
         }
     }
-}
-
-/// The second lane of the set-up: the node image, the local registry, and the operators' images.
-fn cluster_images() -> Result<()> {
-    let sh = crate::repo_shell()?;
-    let docker = Docker::connect(&sh).context("the container and end-to-end tests need a Docker engine")?;
-    println!("node image: {}", node_image::ensure(&sh, &docker)?);
-    crate::cluster::registry::ensure_running(&sh, &docker)?;
-    println!("local registry: {}", crate::cluster::registry::HOST);
-    println!("image: {}", crate::cluster::sealed_secrets::controller_image(&sh, &docker)?);
-    println!("image: {}", crate::cluster::external_secrets::controller_image(&sh, &docker)?);
-    println!("image: {}", crate::cluster::prometheus::image(&sh, &docker)?);
-    Ok(())
 }
 
 /// Names the xtask binary the end-to-end tests run as a process (set by `cargo xtask test`).

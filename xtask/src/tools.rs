@@ -188,6 +188,7 @@ fn tool_dir(name: &str, version: &str) -> Result<PathBuf> {
 /// directory) is already there is left as it is.
 fn build_into_place(sh: &Shell, name: &str, version: &str, binary: &str, how: &str, build: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = tool_dir(name, version)?;
+    let _held = crate::cache::hold(&PathBuf::from(format!("{}.lock", dir.display())), name)?;
     if dir.join(binary).is_file() {
         println!("{name:<8} {version:<8} already installed ({})", dir.display());
         return Ok(());

@@ -51,6 +51,7 @@ impl Stages {
     pub fn get(&mut self, name: &str, key: &str, about: &str, build: impl FnOnce(&Path, &Path) -> Result<()>) -> Result<PathBuf> {
         let id = format!("{name}-{key}");
         let done = self.done_dir(name, key);
+        let _held = crate::cache::hold(&self.dir.join(format!("{id}.lock")), name)?;
         if done.is_dir() {
             println!("[cached] {name}: {about}");
             self.report.push((name.to_owned(), Duration::ZERO, true));
@@ -58,7 +59,8 @@ impl Stages {
         }
         let partial = self.dir.join(format!("{id}.partial"));
         if partial.exists() {
-            // Left by an interrupted run: its content cannot be trusted, start the stage over.
+            // Left by an interrupted run (a running one holds the lock): its content cannot be
+            // trusted, start the stage over.
             remove_dir_all_robust(&partial)?;
         }
         std::fs::create_dir_all(&partial)?;
