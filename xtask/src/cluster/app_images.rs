@@ -125,6 +125,10 @@ pub fn variant(docker: &Docker, image: &str, suffix: &str, env: &[(&str, &str)])
 /// Builds the model-server image and returns its reference. The tag carries the image's
 /// content ID, so a changed server is a new tag and a Helm upgrade rolls it out.
 pub fn build_model_server(sh: &Shell, docker: &Docker) -> Result<String> {
+    // One build at a time: every build rewrites the same context directory and scratch tag, and
+    // a second one beside it (`image build` while `up` builds, two end-to-end tests) emptied
+    // the first's context mid-build: both got an image without its binary (StartError).
+    let _held = crate::cache::hold(&crate::cache::root()?.join("images/model-server.lock"), "the model-server image")?;
     let stages = Stages::new()?;
     let log = stages.log_path("model-server-image")?;
     std::fs::write(&log, "")?;
