@@ -188,12 +188,12 @@ fn tool_dir(name: &str, version: &str) -> Result<PathBuf> {
 /// directory) is already there is left as it is.
 fn build_into_place(sh: &Shell, name: &str, version: &str, binary: &str, how: &str, build: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = tool_dir(name, version)?;
-    let _held = crate::cache::hold(&PathBuf::from(format!("{}.lock", dir.display())), name)?;
+    let _held = crate::cache::hold(&beside(&dir, "lock"), name)?;
     if dir.join(binary).is_file() {
         println!("{name:<8} {version:<8} already installed ({})", dir.display());
         return Ok(());
     }
-    let partial = partial_dir(&dir);
+    let partial = beside(&dir, "partial");
     if partial.exists() {
         sh.remove_path(&partial)?;
     }
@@ -205,10 +205,11 @@ fn build_into_place(sh: &Shell, name: &str, version: &str, binary: &str, how: &s
     Ok(())
 }
 
-/// `<dir>.partial`: where a build goes until it is checked (`with_extension` would eat a
-/// version's last component: `helm-v4.3.1` -> `helm-v4.3.partial`).
-fn partial_dir(dir: &Path) -> PathBuf {
-    PathBuf::from(format!("{}.partial", dir.display()))
+/// `<dir>.<suffix>`: `<dir>.partial`, where a build goes until it is checked, and `<dir>.lock`,
+/// held while it is made (`with_extension` would eat a version's last component:
+/// `helm-v4.3.1` -> `helm-v4.3.partial`).
+fn beside(dir: &Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}.{suffix}", dir.display()))
 }
 
 /// Tools already verified in this process: `find` runs the binary once, not on every call.
