@@ -2,9 +2,8 @@
 //! rejects bad values naming the key, and the shapes the runbooks rely on are there.
 use std::io::Write;
 
-use xtask::cli::{Env, Variant};
+use xtask::chart::{self, Env, Variant};
 use xtask::helm::Helm;
-use xtask::render;
 
 /// Renders dev/stable with `extra` values YAML on top; the error text on failure.
 fn render_with(env: Env, variant: Variant, extra: &str) -> Result<String, String> {
@@ -12,9 +11,9 @@ fn render_with(env: Env, variant: Variant, extra: &str) -> Result<String, String
     let helm = Helm::new(&sh).unwrap_or_else(|e| panic!("{e:#}"));
     let mut file = tempfile::NamedTempFile::new().unwrap();
     file.write_all(extra.as_bytes()).unwrap();
-    let mut release = render::release(env, variant, None);
+    let mut release = chart::release_spec(env, variant, None);
     release.values_files.push(file.path().to_path_buf());
-    helm.template(&render::chart(), &release).map_err(|e| format!("{e:#}"))
+    helm.template(&chart::chart_dir(), &release).map_err(|e| format!("{e:#}"))
 }
 
 fn rejected(extra: &str) -> String {
@@ -139,6 +138,7 @@ fn recorded_replicas_agree_with_the_rendered_deployments() {
         "replicaCount: 3\ncanary:\n  enabled: true\n  replicaCount: 2\n  image:\n    tag: \"v2\"\n",
         "replicaCount: 4\nblueGreen:\n  enabled: true\n  activeSlot: green\n",
         "replicaCount: 4\nblueGreen:\n  enabled: true\n  activeSlot: blue\n  green:\n    tag: \"v2\"\n    replicaCount: 4\n",
+        "replicaCount: 2\ncanary:\n  enabled: true\n  image:\n    tag: \"v2\"\n",
     ];
     for extra in shapes {
         let rendered = render_with(Env::Dev, Variant::Stable, extra).unwrap();
@@ -151,39 +151,23 @@ fn recorded_replicas_agree_with_the_rendered_deployments() {
             deployments.push((field("  name: "), field("  replicas: ").parse::<i32>().unwrap()));
         }
         deployments.sort();
-        let values = serde_json::to_value(serde_yaml_like(extra)).unwrap();
+        // As Helm records them: the chart's defaults merged with the release's values.
+        let values = chart::Values::of(&planned_with(extra)).unwrap();
         let mut recorded = xtask::flows::ownership::recorded_replicas("model-server", &values);
         recorded.sort();
         assert_eq!(recorded, deployments, "values:\n{extra}");
     }
 }
 
-/// The few YAML shapes above as JSON (no YAML parser in the workspace): two-space nesting,
-/// `key: value` scalars.
-fn serde_yaml_like(text: &str) -> serde_json::Value {
-    let mut root = serde_json::json!({});
-    let mut path: Vec<String> = Vec::new();
-    for line in text.lines() {
-        let depth = (line.len() - line.trim_start().len()) / 2;
-        path.truncate(depth);
-        let (key, value) = line.trim().split_once(':').unwrap();
-        let value = value.trim();
-        let mut node = &mut root;
-        for p in &path {
-            node = &mut node[p.as_str()];
-        }
-        if value.is_empty() {
-            node[key] = serde_json::json!({});
-            path.push(key.to_owned());
-        } else {
-            node[key] = match value {
-                "true" => true.into(),
-                "false" => false.into(),
-                v => v.parse::<i64>().map(Into::into).unwrap_or_else(|_| v.trim_matches('"').into()),
-            };
-        }
-    }
-    root
+/// The values Helm would record for dev/stable with `extra` on top (defaults merged).
+fn planned_with(extra: &str) -> serde_json::Value {
+    let sh = xtask::repo_shell().unwrap();
+    let helm = Helm::new(&sh).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(extra.as_bytes()).unwrap();
+    let mut release = chart::release_spec(Env::Dev, Variant::Stable, None);
+    release.values_files.push(file.path().to_path_buf());
+    helm.planned_values(&chart::chart_dir(), &release).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// External Secrets Operator rewrites `1h` as `1h0m0s` and so takes the field from Helm: the

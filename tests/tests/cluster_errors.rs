@@ -2,7 +2,7 @@
 //! to do. No cluster is created here.
 use std::process::Command;
 
-use xtask::cli::{ClusterTarget, ClusterUp};
+use xtask::cluster::lifecycle::{ClusterTarget, ClusterUp};
 use xtask::cluster::{docker::Docker, lifecycle};
 
 fn up(name: &str) -> String {

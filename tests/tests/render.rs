@@ -4,14 +4,13 @@
 //!
 //! Accept an intended change with `INSTA_UPDATE=always cargo test -p shipshape-tests`, then
 //! review the snapshot diff like any other code.
-use xtask::cli::{Env, Variant};
+use xtask::chart::{self, Env, Variant};
 use xtask::helm::Helm;
-use xtask::render;
 
 /// The chart version changes on every chart release; redacted so snapshots show only what the
 /// templates produce.
 fn redact_chart_version(manifests: &str) -> String {
-    let chart_yaml = std::fs::read_to_string(render::chart().join("Chart.yaml")).unwrap();
+    let chart_yaml = std::fs::read_to_string(chart::chart_dir().join("Chart.yaml")).unwrap();
     let version = chart_yaml.lines().find_map(|l| l.strip_prefix("version: ")).expect("Chart.yaml has a version").trim();
     manifests.replace(&format!("model-server-{version}"), "model-server-[chart-version]")
 }
@@ -19,9 +18,9 @@ fn redact_chart_version(manifests: &str) -> String {
 fn check(env: Env, variant: Variant) {
     let sh = xtask::repo_shell().unwrap();
     let helm = Helm::new(&sh).unwrap_or_else(|e| panic!("{e:#}"));
-    let release = render::release(env, variant, None);
-    let manifests = helm.template(&render::chart(), &release).unwrap_or_else(|e| panic!("{e:#}"));
-    helm.lint_strict(&render::chart(), &release).unwrap_or_else(|e| panic!("{e:#}"));
+    let release = chart::release_spec(env, variant, None);
+    let manifests = helm.template(&chart::chart_dir(), &release).unwrap_or_else(|e| panic!("{e:#}"));
+    helm.lint_strict(&chart::chart_dir(), &release).unwrap_or_else(|e| panic!("{e:#}"));
     insta::assert_snapshot!(format!("{}-{}", env.name(), variant.name()), redact_chart_version(&manifests));
 }
 

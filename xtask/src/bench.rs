@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::cli::{Bench, ClusterTarget, ClusterUp, Env, TargetArgs, ValueOverrides};
+use crate::chart::Env;
+use crate::cluster::lifecycle::{ClusterTarget, ClusterUp};
 use crate::cluster::{app_images, docker::Docker, lifecycle, node_image, registry};
-use crate::flows::{self, deploy, Flow};
+use crate::flows::{self, deploy, Flow, Overrides, Target};
 
 const BENCH_NAMESPACE: &str = "shipshape-bench";
 const START_CLUSTER: &str = "shipshape-bench-start";
@@ -28,7 +29,16 @@ struct Row {
     baseline: Option<usize>,
 }
 
-impl Bench {
+/// What `cargo xtask bench` is asked.
+pub struct BenchOptions {
+    pub runs: usize,
+    pub cluster_starts: usize,
+    pub skip_verify: bool,
+    pub cluster: String,
+    pub no_write: bool,
+}
+
+impl BenchOptions {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let mut rows: Vec<Row> = Vec::new();
         if !self.skip_verify {
@@ -69,9 +79,9 @@ fn bench_verify(sh: &Shell, kubeconfig: &Path, runs: usize, rows: &mut Vec<Row>)
     let script = crate::repo_root().join("tests/bench/post_deploy_verify.sh");
 
     for pods in [1, 10] {
-        let args = TargetArgs { env: Env::Dev, namespace: Some(BENCH_NAMESPACE.to_owned()), kubeconfig: Some(kubeconfig.to_owned()) };
-        let flow = Flow::connect(sh, &args)?;
-        let replicas = ValueOverrides { set: vec![("replicaCount".to_owned(), pods.to_string())], ..Default::default() };
+        let target = Target::new(Env::Dev, Some(BENCH_NAMESPACE.to_owned()), Some(kubeconfig))?;
+        let flow = Flow::connect(sh, target)?;
+        let replicas = Overrides { set: vec![("replicaCount".to_owned(), pods.to_string())], ..Default::default() };
         flow.set_overrides(&replicas, flows::DEPLOY_MANAGED_VALUES)?;
         println!("deploying {} at {pods} pods in {BENCH_NAMESPACE}", pushed.pinned().tag);
         deploy::deploy(&flow, &pushed.pinned().tag, false)?;

@@ -78,7 +78,7 @@ pub struct Preflight {
     #[command(flatten)]
     pub target: TargetArgs,
     #[arg(long, value_enum, default_value_t)]
-    pub output: crate::report::Output,
+    pub output: Output,
 }
 
 /// The standard deployment: upgrade the release to an image tag, wait, verify.
@@ -119,7 +119,7 @@ pub struct Verify {
     #[command(flatten)]
     pub watch: WatchArgs,
     #[arg(long, value_enum, default_value_t)]
-    pub output: crate::report::Output,
+    pub output: Output,
 }
 
 /// Roll the release back: the previous release (default), a Helm revision, or an image tag.
@@ -145,7 +145,7 @@ pub struct Rollback {
     #[arg(long, env = "SHIPSHAPE_SKIP_VERIFICATION", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
     pub skip_verification: bool,
     #[arg(long, value_enum, default_value_t)]
-    pub output: crate::report::Output,
+    pub output: Output,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -230,7 +230,7 @@ pub struct Doctor {
     #[command(flatten)]
     pub watch: WatchArgs,
     #[arg(long, value_enum, default_value_t)]
-    pub output: crate::report::Output,
+    pub output: Output,
 }
 
 /// Where the release stands: Helm's revisions and the journal's account of each run (who ran
@@ -247,7 +247,7 @@ pub struct Status {
     #[arg(long, default_value_t = 10)]
     pub last: usize,
     #[arg(long, value_enum, default_value_t)]
-    pub output: crate::report::Output,
+    pub output: Output,
 }
 
 /// Canary by replica ratio, with analysis at each step and a manual approval gate.
@@ -276,9 +276,13 @@ pub enum CanaryAction {
     /// step's analysis was inconclusive (too few requests), and `canary resume` analyses it
     /// again; 1 failed: the canary was aborted (stable serves as before) or could not start.
     Start(Box<CanaryStart>),
-    /// Approve: stable moves to the canary's version at full replicas, the canary is removed.
-    Promote(CanaryTarget),
+    /// Approve: stable moves to the digest the analysis judged (checked against the environment's
+    /// policy again) at full replicas, the canary is removed. Refused when a Helm revision was made
+    /// by someone else since the canary's last step (e.g. a `helm rollback` by hand): what was
+    /// judged no longer runs.
+    Promote(CanaryContinue),
     /// Stop: canary scaled to zero and removed, stable restored to full replicas, unchanged.
+    /// Idempotent: a canary already aborted or promoted is said so, exit 0.
     Abort(CanaryTarget),
     /// Carry on a canary whose run was interrupted (killed, machine gone) or paused as
     /// inconclusive, from the step it reached.
@@ -287,7 +291,7 @@ pub enum CanaryAction {
     /// (--approval pause: a CI job can go on to `canary promote`); 3 paused without evidence: a
     /// step's analysis was inconclusive (too few requests), and `canary resume` analyses it
     /// again; 1 failed: the canary was aborted (stable serves as before) or could not start.
-    Resume(CanaryTarget),
+    Resume(CanaryContinue),
     /// Where the canary stands: its step, measurements, and what the gate is waiting for.
     ///
     /// Says whether the run is running, interrupted (its process gone: `canary resume` or
@@ -343,8 +347,7 @@ pub struct CanaryStart {
     pub dry_run: bool,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Approval {
     Prompt,
     Pause,
@@ -355,6 +358,24 @@ pub enum Approval {
 pub struct CanaryTarget {
     #[command(flatten)]
     pub target: TargetArgs,
+    /// Act only if the latest canary is this run (its journal entry, which `canary start` prints
+    /// and writes to $GITHUB_OUTPUT as `run`): a workflow's later job never acts on a canary
+    /// another run started.
+    #[arg(long, value_name = "JOURNAL_ENTRY")]
+    pub run: Option<String>,
+}
+
+/// `canary promote` and `canary resume`: the target, the run, and what the image must prove
+/// (promotion checks the judged digest against the environment's policy again).
+#[derive(Args, Debug)]
+pub struct CanaryContinue {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Act only if the latest canary is this run (see `canary abort --help`).
+    #[arg(long, value_name = "JOURNAL_ENTRY")]
+    pub run: Option<String>,
+    #[command(flatten)]
+    pub signature: SignatureArgs,
 }
 
 #[derive(Args, Debug)]
@@ -364,7 +385,7 @@ pub struct CanaryStatus {
     #[command(flatten)]
     pub watch: WatchArgs,
     #[arg(long, value_enum, default_value_t)]
-    pub output: crate::report::Output,
+    pub output: Output,
 }
 
 /// Blue/green: the new version on the idle colour, tested, then the live Service switched.
@@ -426,7 +447,7 @@ pub struct BlueGreenStatus {
     #[command(flatten)]
     pub watch: WatchArgs,
     #[arg(long, value_enum, default_value_t)]
-    pub output: crate::report::Output,
+    pub output: Output,
 }
 
 #[derive(Args, Debug)]
@@ -659,6 +680,14 @@ pub struct ValueOverrides {
     pub values: Vec<std::path::PathBuf>,
 }
 
+/// `--output`: human lines, or one JSON document on stdout.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Human,
+    Json,
+}
+
 /// `--watch`: a report repeated until Ctrl-C, for following a rollout or a canary.
 #[derive(Args, Debug, Clone, Copy, Default)]
 pub struct WatchArgs {
@@ -684,17 +713,23 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 #[derive(Args, Debug, Clone, Default)]
 pub struct SignatureArgs {
     /// Public key to verify signatures and provenance with (default: the environment's
-    /// supplyChain.publicKey, deploy/keys/cosign.pub).
+    /// supplyChain.publicKey, deploy/keys/cosign.pub). Where the environment requires
+    /// signatures, only its own key is accepted.
     #[arg(long, env = "SHIPSHAPE_COSIGN_PUBLIC_KEY")]
     pub public_key: Option<std::path::PathBuf>,
     /// Refuse an unsigned image even where the environment allows one (dev does; prod and
     /// staging require signatures: supplyChain.requireSignature in deploy/envs/).
     #[arg(long)]
     pub require_signature: bool,
-    /// Deploy without checking the signature or provenance. Said loudly, and journaled with who
-    /// asked.
+    /// Deploy without checking the signature or provenance: said loudly, and journaled with who
+    /// asked and --reason. Refused where the environment requires signatures
+    /// (supplyChain.requireSignature), unless its values file allows break-glass
+    /// (supplyChain.allowBreakGlass), and then only with --reason.
     #[arg(long, conflicts_with = "require_signature")]
     pub insecure_skip_signature: bool,
+    /// Why the signature check is skipped (an incident number, what is broken): journaled.
+    #[arg(long, requires = "insecure_skip_signature")]
+    pub reason: Option<String>,
 }
 
 /// Which cluster, and where its kubeconfig goes.
@@ -797,32 +832,4 @@ pub enum Variant {
     ExternalSecrets,
     /// Secrets delivered as Bitnami SealedSecret objects.
     SealedSecrets,
-}
-
-impl Env {
-    pub const ALL: [Env; 3] = [Env::Dev, Env::Staging, Env::Prod];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Env::Dev => "dev",
-            Env::Staging => "staging",
-            Env::Prod => "prod",
-        }
-    }
-}
-
-impl Variant {
-    pub const ALL: [Variant; 6] =
-        [Variant::Stable, Variant::Canary, Variant::Blue, Variant::Green, Variant::ExternalSecrets, Variant::SealedSecrets];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Variant::Stable => "stable",
-            Variant::Canary => "canary",
-            Variant::Blue => "blue",
-            Variant::Green => "green",
-            Variant::ExternalSecrets => "external-secrets",
-            Variant::SealedSecrets => "sealed-secrets",
-        }
-    }
 }

@@ -13,6 +13,77 @@ use serde::{Deserialize, Serialize};
 /// Runs kept per release; older ones are dropped when a new run is written.
 const KEEP: usize = 40;
 
+/// How a run ended, or that it has not. The journal keeps the kebab-case word
+/// (`failed-needs-attention`), as journals already in clusters hold it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunResult {
+    /// Under way, or its process died (no live holder of the release's Lease).
+    #[default]
+    Running,
+    Succeeded,
+    /// Failed, and compensated: the stable version serves as before.
+    Failed,
+    /// Failed, and undoing it failed too: a person must look (`doctor`).
+    FailedNeedsAttention,
+    /// Stopped on purpose, to be carried on (a canary at its gate, or without evidence).
+    Paused,
+    /// Stopped on purpose by the person running it (a canary aborted at the gate).
+    Aborted,
+    /// An unfinished flow undone (`bluegreen rollback` of a switch that never switched).
+    RolledBack,
+}
+
+impl RunResult {
+    pub fn word(self) -> &'static str {
+        match self {
+            RunResult::Running => "running",
+            RunResult::Succeeded => "succeeded",
+            RunResult::Failed => "failed",
+            RunResult::FailedNeedsAttention => "failed-needs-attention",
+            RunResult::Paused => "paused",
+            RunResult::Aborted => "aborted",
+            RunResult::RolledBack => "rolled-back",
+        }
+    }
+
+    /// The run has ended, one way or the other, and holds nothing.
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunResult::Running | RunResult::Paused)
+    }
+}
+
+impl std::fmt::Display for RunResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+/// Where one step of a run is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    #[default]
+    Running,
+    Done,
+    Failed,
+    /// A step that undid earlier ones after a failure.
+    Compensation,
+    CompensationFailed,
+}
+
+impl StepStatus {
+    pub fn word(self) -> &'static str {
+        match self {
+            StepStatus::Running => "running",
+            StepStatus::Done => "done",
+            StepStatus::Failed => "failed",
+            StepStatus::Compensation => "compensation",
+            StepStatus::CompensationFailed => "compensation-failed",
+        }
+    }
+}
+
 /// One run of one flow.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct Entry {
@@ -24,8 +95,7 @@ pub struct Entry {
     pub started: String,
     #[serde(default)]
     pub finished: Option<String>,
-    /// running, succeeded, failed (stable restored), or failed-needs-attention.
-    pub result: String,
+    pub result: RunResult,
     #[serde(default)]
     pub steps: Vec<StepRecord>,
     /// What the flow found and decided: from/to tag, revisions, findings.
@@ -39,8 +109,7 @@ pub struct Entry {
 pub struct StepRecord {
     pub id: String,
     pub description: String,
-    /// running, done, failed, or compensation (a step that undid an earlier one).
-    pub status: String,
+    pub status: StepStatus,
     #[serde(default)]
     pub detail: String,
     #[serde(default)]
@@ -104,6 +173,29 @@ impl Journal {
             entries.push(entry);
         }
         Ok(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Journals written before these types were typed hold the same words: they still read.
+    #[test]
+    fn entries_written_as_words_read_as_types_and_write_the_same_words() {
+        let written = r#"{"id":"x","flow":"canary","args":"","actor":"a@h","started":"2026-12-01T00:00:00Z","result":"failed-needs-attention",
+            "steps":[{"id":"abort","description":"d","status":"compensation-failed","detail":"","seconds":1.0}]}"#;
+        let entry: Entry = serde_json::from_str(written).unwrap();
+        assert_eq!(entry.result, RunResult::FailedNeedsAttention);
+        assert_eq!(entry.steps[0].status, StepStatus::CompensationFailed);
+        let again = serde_json::to_value(&entry).unwrap();
+        assert_eq!(again["result"], "failed-needs-attention");
+        assert_eq!(again["steps"][0]["status"], "compensation-failed");
+        for result in ["running", "succeeded", "failed", "paused", "aborted", "rolled-back"] {
+            let parsed: RunResult = serde_json::from_value(serde_json::json!(result)).unwrap();
+            assert_eq!(parsed.word(), result);
+        }
+        assert!(serde_json::from_value::<RunResult>(serde_json::json!("exploded")).is_err(), "an unknown word is an error, not a guess");
     }
 }
 

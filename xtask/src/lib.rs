@@ -1,11 +1,15 @@
-//! shipshape's automation. The command tree is in [`cli`]; each command is implemented in the
-//! module named after it. External tools are called only from [`tools`] (versions), [`go`], [`helm`]
+//! shipshape's automation, in layers that point down (a tidy test holds it): commands ([`cli`],
+//! [`commands`], [`up`], [`test`], [`bench`], [`render`]) -> [`flows`] -> [`cluster`], [`k8s`]
+//! and the tool wrappers -> base (process, report, progress, cache, journal, image). External
+//! tools are called only from their wrapper ([`helm`], [`go`], [`cosign`], [`crane`], ...),
 //! [`cluster`] (kind, docker, the image builds) and [`host`] (apt, dockerd).
 pub mod bench;
 pub mod cache;
 pub mod cargo;
+pub mod chart;
 pub mod cli;
 pub mod cluster;
+pub mod commands;
 pub mod cosign;
 pub mod crane;
 pub mod flows;
@@ -13,6 +17,7 @@ pub mod git;
 pub mod go;
 pub mod helm;
 pub mod host;
+pub mod image;
 pub mod journal;
 pub mod k8s;
 pub mod kubeseal;

@@ -68,32 +68,38 @@ pub fn print_checks(checks: &[Check]) {
     }
 }
 
-/// `--output`: human lines or one JSON document on stdout.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Human lines or one JSON document on stdout (`--output`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Output {
     #[default]
     Human,
     Json,
 }
 
-/// Runs `report` once and exits with its outcome's code; with `--watch`, runs it every interval
+/// How often a report repeats (`--watch --interval`): None reports once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Watch {
+    pub every_seconds: Option<u64>,
+}
+
+/// Runs `report` once and exits with its outcome's code; with a watch, runs it every interval
 /// until Ctrl-C (the process ends on the signal), each round under a time stamp.
-pub fn repeat(watch: crate::cli::WatchArgs, mut report: impl FnMut() -> anyhow::Result<Outcome>) -> anyhow::Result<()> {
-    if !watch.watch {
+pub fn repeat(watch: Watch, mut report: impl FnMut() -> anyhow::Result<Outcome>) -> anyhow::Result<()> {
+    let Some(interval) = watch.every_seconds else {
         return exit_for(report()?);
-    }
+    };
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     loop {
         if terminal {
             // Clear the screen and home the cursor: the newest report in place of the last.
             print!("\x1b[2J\x1b[H");
         }
-        eprintln!("{}  every {} s (Ctrl-C stops)", crate::journal::now(), watch.interval);
+        eprintln!("{}  every {interval} s (Ctrl-C stops)", crate::journal::now());
         if let Err(err) = report() {
             eprintln!("this round failed: {err:#}");
         }
         let _ = std::io::stdout().flush();
-        std::thread::sleep(std::time::Duration::from_secs(watch.interval));
+        std::thread::sleep(std::time::Duration::from_secs(interval));
     }
 }
 
@@ -103,6 +109,17 @@ pub fn github_step_summary(markdown: &str) {
     let written = std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| writeln!(f, "{markdown}"));
     if let Err(err) = written {
         eprintln!("warning: could not write the GitHub step summary: {err}");
+    }
+}
+
+/// Appends `name=value` lines to `$GITHUB_OUTPUT` when running in GitHub Actions: what a later
+/// job of the workflow reads (`needs.<job>.outputs.<name>`). Values are one line each.
+pub fn github_output(pairs: &[(&str, &str)]) {
+    let Some(path) = std::env::var_os("GITHUB_OUTPUT") else { return };
+    let lines: String = pairs.iter().map(|(name, value)| format!("{name}={}\n", value.replace(['\n', '\r'], " "))).collect();
+    let written = std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| f.write_all(lines.as_bytes()));
+    if let Err(err) = written {
+        eprintln!("warning: could not write the GitHub step outputs: {err}");
     }
 }
 

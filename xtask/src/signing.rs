@@ -1,21 +1,19 @@
-//! Signed releases: the key pair (`keys init`), `release` (build, push, sign, attest SLSA
-//! provenance), and the check every command that changes what runs makes before any change: the
-//! digest it resolved carries a signature and a provenance attestation made with the
-//! environment's key, and the provenance names the commit the image says it was built from.
+//! Signatures: the key pair (`keys init`), the SLSA provenance a release attests, and the check
+//! every command that changes what runs makes before any change: the digest it resolved carries
+//! a signature and a provenance attestation made with the environment's key, and the provenance
+//! names the commit the image says it was built from. (`release` itself, which builds and signs,
+//! is a flow: flows/release.rs.)
 //!
 //! Keys only, offline: no transparency log (Rekor) and no certificate authority (Fulcio).
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use sha2::Digest;
 use xshell::Shell;
 
-use crate::cli::{Keys, KeysAction, ReleaseImage, SignatureArgs};
-use crate::cluster::{app_images, docker::Docker, registry};
 use crate::cosign::{Cosign, Password};
-use crate::flows::images::Pinned;
+use crate::image::Pinned;
 
 /// The public key environments verify against, committed with the repository.
 pub const PUBLIC_KEY: &str = "deploy/keys/cosign.pub";
@@ -39,21 +37,13 @@ pub fn private_key_path() -> Result<PathBuf> {
 }
 
 /// The key's password, from $COSIGN_PASSWORD (never an argument, never printed).
-fn password() -> Result<Password> {
+pub fn password() -> Result<Password> {
     match std::env::var("COSIGN_PASSWORD") {
         Ok(password) => Ok(Password(password)),
         Err(_) => bail!(
             "COSIGN_PASSWORD is not set: the signing key's password comes from the environment, never the command line. \
              In a shell: `read -rs COSIGN_PASSWORD && export COSIGN_PASSWORD`; in CI: a secret mapped to that variable"
         ),
-    }
-}
-
-impl Keys {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        match self.action {
-            KeysAction::Init => init_keys(sh, &private_key_path()?, &crate::repo_root().join(PUBLIC_KEY)).map(drop),
-        }
     }
 }
 
@@ -77,67 +67,11 @@ pub fn init_keys(sh: &Shell, private: &Path, public: &Path) -> Result<()> {
     Ok(())
 }
 
-impl ReleaseImage {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        let database = crate::scan::database(self.vuln_db)?;
-        let released = release(sh, &self.tag, &self.registry, &private_key_path()?, &database)?;
-        println!("released {}", released.reference());
-        println!("  deploy it: cargo xtask deploy --tag {} (or canary start / bluegreen start)", self.tag);
-        Ok(())
-    }
-}
-
-/// Builds, scans, pushes, signs and attests `tag`; returns what was released. Nothing is pushed
-/// when the scan refuses the image.
-pub fn release(sh: &Shell, tag: &str, registry_host: &str, key: &Path, vuln_db: &Path) -> Result<Pinned> {
-    let started = now();
-    let clock = Instant::now();
-    if !key.exists() {
-        bail!("no signing key at {}: create one with `cargo xtask keys init` (or set SHIPSHAPE_COSIGN_KEY)", key.display());
-    }
-    crate::scan::check_database(vuln_db)?;
-    let password = password()?;
-    let cosign = Cosign::new(sh)?;
-    let source = crate::git::source(sh)?;
-    let docker = Docker::connect(sh)?;
-    if registry_host == registry::HOST {
-        registry::ensure_running(sh, &docker)?;
-    }
-    println!("[1/6] build model-server at {}{}", source.commit, if source.dirty { " (with uncommitted changes)" } else { "" });
-    let built = app_images::build_model_server(sh, &docker)?;
-    let local = app_images::relabel(&docker, &built, tag, &[(REVISION_LABEL, &source.commit)])?;
-    println!("[2/6] scan for vulnerabilities (HIGH and CRITICAL refuse the release)");
-    let scratch = tempfile::tempdir()?;
-    let archive = scratch.path().join("image.tar");
-    docker.save_tags(&[local.as_str()], &archive, &crate::cluster::stage::Stages::new()?.log_path("release-scan")?)?;
-    let scanned = crate::scan::scan(sh, &archive, vuln_db)?;
-    crate::scan::gate(&scanned).context("nothing was pushed or signed")?;
-    println!("[3/6] push");
-    let pushed = app_images::push(&docker, &local, registry_host)?;
-    let pinned = pushed.pinned();
-    let by_digest = pinned.by_digest();
-    println!("  {by_digest}");
-    println!("[4/6] sign {} (key {}; offline: no transparency log, no certificate authority)", pinned.digest, key.display());
-    cosign.sign(key, &password, &by_digest)?;
-    println!("[5/6] attest the SBOM (CycloneDX, {} components)", scanned.sbom["components"].as_array().map(Vec::len).unwrap_or(0));
-    let sbom = scratch.path().join("sbom.cdx.json");
-    std::fs::write(&sbom, serde_json::to_vec(&scanned.sbom)?)?;
-    cosign.attest(key, &password, &by_digest, &sbom, crate::cosign::SBOM_TYPE)?;
-    println!("[6/6] attest SLSA v1 provenance");
-    let lock = std::fs::read(crate::repo_root().join("Cargo.lock")).context("reading Cargo.lock")?;
-    let predicate = provenance(&source, tag, &hex_sha256(&lock), &started, &now());
-    let file = tempfile::Builder::new().suffix(".json").tempfile()?;
-    std::fs::write(file.path(), serde_json::to_vec_pretty(&predicate)?)?;
-    cosign.attest(key, &password, &by_digest, file.path(), crate::cosign::PROVENANCE_TYPE)?;
-    println!("released in {:.1}s", clock.elapsed().as_secs_f64());
-    Ok(pinned)
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
+pub fn hex_sha256(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn now() -> String {
+pub fn now() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
 }
 
@@ -168,20 +102,72 @@ pub fn provenance_commit(predicate: &Value) -> Option<&str> {
     predicate["buildDefinition"]["resolvedDependencies"].as_array()?.iter().find_map(|d| d["digest"]["gitCommit"].as_str())
 }
 
-/// What an environment asks of an image before it runs (values `supplyChain.*`), with the
-/// command line's say.
+/// What the person running a command asks of the signature check (`--public-key`,
+/// `--require-signature`, `--insecure-skip-signature` with `--reason`).
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    pub public_key: Option<PathBuf>,
+    pub require: bool,
+    pub skip: bool,
+    /// Why the check is skipped: journaled with who asked.
+    pub reason: Option<String>,
+}
+
+/// What an image must prove before it runs here: the environment's `supplyChain` values, which
+/// the command line may make stricter but never weaker where the environment requires
+/// signatures. The one way past a requiring environment is break-glass, and only where the
+/// environment's own values allow it (`supplyChain.allowBreakGlass`), with a reason.
+#[derive(Debug, PartialEq)]
 pub struct Policy {
     pub require: bool,
     pub public_key: PathBuf,
-    pub skip: bool,
+    /// Skip the check: break-glass (or a dev environment that allows unsigned images), with why.
+    pub skip: Option<String>,
 }
 
 impl Policy {
-    pub fn new(values: &Value, args: &SignatureArgs) -> Policy {
-        let configured = values["supplyChain"]["publicKey"].as_str().unwrap_or(PUBLIC_KEY);
-        let public_key = args.public_key.clone().unwrap_or_else(|| crate::repo_root().join(configured));
-        let require = args.require_signature || values["supplyChain"]["requireSignature"].as_bool().unwrap_or(false);
-        Policy { require, public_key, skip: args.insecure_skip_signature }
+    /// Decides the policy for `env` (its name, for messages) from its values and the request;
+    /// refuses a request that would weaken a requiring environment.
+    pub fn decide(env: &str, supply_chain: &crate::chart::SupplyChain, request: &Request) -> Result<Policy> {
+        let configured = if supply_chain.public_key.is_empty() { PUBLIC_KEY } else { supply_chain.public_key.as_str() };
+        let environment_key = crate::repo_root().join(configured);
+        let file = format!("deploy/envs/{env}.yaml");
+        let public_key = match &request.public_key {
+            Some(given) if supply_chain.require_signature && !same_file(given, &environment_key) => bail!(
+                "{env} requires releases signed with its own key ({configured}, supplyChain in {file}): --public-key {} \
+                 cannot replace it here (nothing was changed). Sign the release with the environment's key, or change \
+                 supplyChain.publicKey in {file} through review",
+                given.display()
+            ),
+            Some(given) => given.clone(),
+            None => environment_key,
+        };
+        let require = request.require || supply_chain.require_signature;
+        let skip = match (request.skip, supply_chain.require_signature, supply_chain.allow_break_glass) {
+            (false, _, _) => None,
+            (true, true, false) => bail!(
+                "{env} requires signed releases (supplyChain.requireSignature in {file}), and its values do not allow \
+                 break-glass: --insecure-skip-signature is refused here (nothing was changed). Release the image signed \
+                 (`cargo xtask release`), or allow break-glass with supplyChain.allowBreakGlass in {file} through review"
+            ),
+            (true, true, true) => match request.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+                Some(reason) => Some(format!("break-glass in {env}: {reason}")),
+                None => bail!(
+                    "{env} allows break-glass only with a reason: add --reason \"...\" (it is journaled with who asked; \
+                     nothing was changed)"
+                ),
+            },
+            (true, false, _) => Some(request.reason.clone().unwrap_or_else(|| "--insecure-skip-signature".to_owned())),
+        };
+        Ok(Policy { require, public_key, skip })
+    }
+}
+
+/// Two paths naming one file (a relative and an absolute path to the same key are the same key).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }
 
@@ -190,11 +176,9 @@ impl Policy {
 /// words; an environment that requires signatures refuses anything less.
 pub fn check(sh: &Shell, policy: &Policy, pinned: &Pinned) -> Result<String> {
     let reference = pinned.by_digest();
-    if policy.skip {
-        let said = format!(
-            "WARNING: the signature and provenance of {reference} were NOT checked (--insecure-skip-signature, by {})",
-            crate::journal::actor()
-        );
+    if let Some(why) = &policy.skip {
+        let said =
+            format!("WARNING: the signature and provenance of {reference} were NOT checked ({why}; asked by {})", crate::journal::actor());
         println!("  {said}");
         return Ok(said);
     }
@@ -256,12 +240,55 @@ mod tests {
         assert_eq!(p["runDetails"]["metadata"]["finishedOn"], "2026-12-01T00:01:00Z");
     }
 
+    use crate::chart::SupplyChain;
+
+    fn requiring(allow_break_glass: bool) -> SupplyChain {
+        SupplyChain { require_signature: true, public_key: PUBLIC_KEY.to_owned(), allow_break_glass }
+    }
+
     #[test]
     fn the_environment_decides_unless_the_command_line_is_stricter() {
-        let args = SignatureArgs::default();
-        assert!(!Policy::new(&json!({}), &args).require);
-        assert!(Policy::new(&json!({"supplyChain": {"requireSignature": true}}), &args).require);
-        let strict = SignatureArgs { require_signature: true, ..Default::default() };
-        assert!(Policy::new(&json!({}), &strict).require);
+        let ask = Request::default();
+        let dev = SupplyChain::default();
+        assert!(!Policy::decide("dev", &dev, &ask).unwrap().require);
+        assert!(Policy::decide("prod", &requiring(false), &ask).unwrap().require);
+        let strict = Request { require: true, ..Default::default() };
+        assert!(Policy::decide("dev", &dev, &strict).unwrap().require);
+        assert_eq!(Policy::decide("dev", &dev, &ask).unwrap().public_key, crate::repo_root().join(PUBLIC_KEY));
+    }
+
+    /// Issue 19: with `requireSignature: true` from the values file, no flag weakens the check.
+    #[test]
+    fn a_requiring_environment_refuses_another_key_and_a_skip() {
+        let other_key = Request { public_key: Some("/tmp/someone-elses.pub".into()), ..Default::default() };
+        let refused = Policy::decide("prod", &requiring(false), &other_key).unwrap_err().to_string();
+        assert!(refused.contains("cannot replace it here") && refused.contains("nothing was changed"), "{refused}");
+        let same_key = Request { public_key: Some(crate::repo_root().join(PUBLIC_KEY)), ..Default::default() };
+        assert!(Policy::decide("prod", &requiring(false), &same_key).is_ok(), "naming the environment's own key is no change");
+
+        let skip = Request { skip: true, reason: Some("registry down".into()), ..Default::default() };
+        let refused = Policy::decide("prod", &requiring(false), &skip).unwrap_err().to_string();
+        assert!(refused.contains("do not allow break-glass") && refused.contains("allowBreakGlass"), "{refused}");
+    }
+
+    #[test]
+    fn break_glass_needs_the_environment_s_consent_and_a_reason() {
+        let no_reason = Request { skip: true, ..Default::default() };
+        let refused = Policy::decide("prod", &requiring(true), &no_reason).unwrap_err().to_string();
+        assert!(refused.contains("--reason"), "{refused}");
+        let blank = Request { skip: true, reason: Some("  ".into()), ..Default::default() };
+        assert!(Policy::decide("prod", &requiring(true), &blank).is_err(), "a blank reason is no reason");
+        let why = Request { skip: true, reason: Some("INC-42: registry signing service down".into()), ..Default::default() };
+        let policy = Policy::decide("prod", &requiring(true), &why).unwrap();
+        assert_eq!(policy.skip.as_deref(), Some("break-glass in prod: INC-42: registry signing service down"));
+    }
+
+    #[test]
+    fn an_environment_that_does_not_require_signatures_takes_the_flags() {
+        let dev = SupplyChain::default();
+        let skip = Request { skip: true, ..Default::default() };
+        assert_eq!(Policy::decide("dev", &dev, &skip).unwrap().skip.as_deref(), Some("--insecure-skip-signature"));
+        let key = Request { public_key: Some("/tmp/k.pub".into()), ..Default::default() };
+        assert_eq!(Policy::decide("dev", &dev, &key).unwrap().public_key, PathBuf::from("/tmp/k.pub"));
     }
 }

@@ -2,7 +2,7 @@
 use anyhow::{Context, Result};
 use xshell::Shell;
 
-use crate::cli::Test;
+use crate::cluster::lifecycle::{AddOn, ClusterTarget, ClusterUp};
 use crate::cluster::{app_images, docker::Docker, node_image};
 
 /// Tests run at once in each test binary (libtest's default is the number of cores: 2 here).
@@ -16,7 +16,14 @@ pub const KEEP_CLUSTER_ENV: &str = "SHIPSHAPE_KEEP_CLUSTER";
 /// `--keep-cluster`, when a test failed).
 pub const PREPARED_CLUSTER_ENV: &str = "SHIPSHAPE_E2E_PREPARED_CLUSTER";
 
-impl Test {
+/// What `cargo xtask test` is asked.
+pub struct TestOptions {
+    pub keep_cluster: bool,
+    pub backtrace: bool,
+    pub cargo_args: Vec<String>,
+}
+
+impl TestOptions {
     pub fn run(self, sh: &Shell) -> Result<()> {
         // A fresh machine: what the suite needs from the host is found or set up first, each
         // step announced (host.rs installs only what is missing and changes nothing the host has).
@@ -101,7 +108,7 @@ impl Test {
 /// The end-to-end tests' cluster, deleted when this run ends however it ends (a failed build,
 /// a failed test, a panic), unless kept for inspection.
 struct PreparedCluster {
-    target: crate::cli::ClusterTarget,
+    target: ClusterTarget,
     /// Set by the lane that creates it.
     created: std::sync::atomic::AtomicBool,
     keep: bool,
@@ -110,14 +117,13 @@ struct PreparedCluster {
 impl PreparedCluster {
     fn new() -> PreparedCluster {
         let name = format!("{}flows-{}", crate::cluster::lifecycle::TEST_CLUSTER_PREFIX, std::process::id());
-        PreparedCluster { target: crate::cli::ClusterTarget { name, kubeconfig: None }, created: false.into(), keep: false }
+        PreparedCluster { target: ClusterTarget { name, kubeconfig: None }, created: false.into(), keep: false }
     }
 
     fn create(&self) -> Result<()> {
-        use crate::cli::AddOn;
         let sh = crate::repo_shell()?;
         let with = vec![AddOn::SealedSecrets, AddOn::ExternalSecrets, AddOn::Prometheus];
-        let up = crate::cli::ClusterUp { target: self.target.clone(), keep: false, with };
+        let up = ClusterUp { target: self.target.clone(), keep: false, with };
         // Marked first: a cluster that came up but whose add-ons failed is deleted too.
         self.created.store(true, std::sync::atomic::Ordering::SeqCst);
         crate::cluster::lifecycle::up(&sh, &up).context("creating the end-to-end tests' cluster")?;

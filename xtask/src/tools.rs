@@ -9,7 +9,6 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::cli::{Tools, ToolsAction};
 use crate::go::{Go, WrapperBuild};
 use crate::process::read_or_explain;
 
@@ -289,15 +288,6 @@ impl Tool {
     }
 }
 
-impl Tools {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        match self.action {
-            ToolsAction::Install => install_all(sh),
-            ToolsAction::Check => check_all(sh),
-        }
-    }
-}
-
 pub fn install_all(sh: &Shell) -> Result<()> {
     install(sh, &ALL)?;
     CARGO_AUDITABLE.install(sh)
@@ -312,7 +302,7 @@ pub fn install(sh: &Shell, tools: &[&Tool]) -> Result<()> {
     Ok(())
 }
 
-fn check_all(sh: &Shell) -> Result<()> {
+pub fn check_all(sh: &Shell) -> Result<()> {
     let mut missing = Vec::new();
     for tool in ALL {
         match tool.find(sh) {
@@ -370,29 +360,26 @@ mod tests {
     }
 }
 
-impl crate::cli::ShellEnv {
-    /// `cargo xtask env`: export lines for the pinned tools and the local cluster's kubeconfig.
-    pub fn run(self, _sh: &Shell) -> Result<()> {
-        let mut dirs = Vec::new();
-        for tool in ALL {
-            let dir = tool.dir()?;
-            if dir.join(tool.name).is_file() {
-                dirs.push(dir);
-            }
+/// `cargo xtask env`: export lines for the pinned tools and a cluster's kubeconfig.
+pub fn print_shell_env(cluster_name: &str, kubeconfig: &std::path::Path) -> Result<()> {
+    let mut dirs = Vec::new();
+    for tool in ALL {
+        let dir = tool.dir()?;
+        if dir.join(tool.name).is_file() {
+            dirs.push(dir);
         }
-        if let Some(kubectl) = crate::cluster::node_image::built_kubectl()? {
-            dirs.push(kubectl.parent().expect("kubectl's directory").to_path_buf());
-        }
-        let kubeconfig = self.cluster.kubeconfig_path()?;
-        print!("{}", shell_exports(&dirs, &kubeconfig));
-        if dirs.is_empty() {
-            eprintln!("# no pinned tool is built yet: `cargo xtask tools install` builds them");
-        }
-        if !kubeconfig.is_file() {
-            eprintln!("# cluster {} has no kubeconfig yet: `cargo xtask up` creates the cluster", self.cluster.name);
-        }
-        Ok(())
     }
+    if let Some(kubectl) = crate::cluster::node_image::built_kubectl()? {
+        dirs.push(kubectl.parent().expect("kubectl's directory").to_path_buf());
+    }
+    print!("{}", shell_exports(&dirs, kubeconfig));
+    if dirs.is_empty() {
+        eprintln!("# no pinned tool is built yet: `cargo xtask tools install` builds them");
+    }
+    if !kubeconfig.is_file() {
+        eprintln!("# cluster {cluster_name} has no kubeconfig yet: `cargo xtask up` creates the cluster");
+    }
+    Ok(())
 }
 
 /// POSIX shell lines (bash, zsh, dash) that prepend `dirs` to PATH and set KUBECONFIG.

@@ -13,14 +13,13 @@ use kube::Api;
 use serde_json::json;
 use xshell::Shell;
 
-use crate::cli::{Env, Up, Variant};
+use crate::chart::{self, Env, Variant};
 use crate::cluster::app_images::{self, POSTGRES_IMAGE};
 use crate::cluster::docker::Docker;
-use crate::cluster::lifecycle::{self, RunningCluster};
+use crate::cluster::lifecycle::{self, ClusterUp, RunningCluster};
 use crate::cluster::registry;
-use crate::helm::Helm;
+use crate::helm::{Helm, Writer};
 use crate::k8s::{self, proxy, secrets};
-use crate::render;
 
 /// Pods must be ready within this (the image is local: this is start-up, not a pull).
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -28,23 +27,22 @@ const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(180);
 /// is the environment's database, not part of the service).
 const POSTGRES_NAME: &str = "model-server-postgres";
 
-impl Up {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        // A fresh machine: everything `up` needs is found or set up here, each step announced.
-        crate::host::require_go(sh)?;
-        crate::host::require_docker(sh)?;
-        crate::host::disk::require_room_for_setup(sh, &Docker::connect(sh)?, false, "`cargo xtask up`")?;
-        // helm installs the release; crane resolves tags to digests for every later `deploy`.
-        crate::tools::install(sh, &[&crate::tools::HELM, &crate::tools::CRANE])?;
-        crate::tools::CARGO_AUDITABLE.install(sh)?;
-        let cluster = lifecycle::up(sh, &self.cluster)?;
-        let report = deploy_dev(sh, &cluster)?;
-        println!("{report}");
-        lifecycle::print_how_to_use(&cluster);
-        println!("  helm history model-server --namespace {}", render::namespace(Env::Dev));
-        println!("(`eval \"$(cargo xtask env)\"` puts the pinned helm, kind and kubectl on PATH and sets KUBECONFIG)");
-        Ok(())
-    }
+/// `cargo xtask up`: the cluster (with `cluster`'s options), then the dev release, verified.
+pub fn up(sh: &Shell, cluster: &ClusterUp) -> Result<()> {
+    // A fresh machine: everything `up` needs is found or set up here, each step announced.
+    crate::host::require_go(sh)?;
+    crate::host::require_docker(sh)?;
+    crate::host::disk::require_room_for_setup(sh, &Docker::connect(sh)?, false, "`cargo xtask up`")?;
+    // helm installs the release; crane resolves tags to digests for every later `deploy`.
+    crate::tools::install(sh, &[&crate::tools::HELM, &crate::tools::CRANE])?;
+    crate::tools::CARGO_AUDITABLE.install(sh)?;
+    let cluster = lifecycle::up(sh, cluster)?;
+    let report = deploy_dev(sh, &cluster)?;
+    println!("{report}");
+    lifecycle::print_how_to_use(&cluster);
+    println!("  helm history model-server --namespace {}", Env::Dev.namespace());
+    println!("(`eval \"$(cargo xtask env)\"` puts the pinned helm, kind and kubectl on PATH and sets KUBECONFIG)");
+    Ok(())
 }
 
 /// What `deploy_dev` checked, for the person or test that asked.
@@ -74,15 +72,17 @@ pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster) -> Result<Verified> {
     let pushed = app_images::push(&docker, &image, registry::HOST)?;
     println!("pushed {}", pushed.by_digest());
     println!("pushed {}", app_images::push(&docker, &postgres, registry::HOST)?.by_digest());
-    let namespace = render::namespace(Env::Dev);
+    let namespace = Env::Dev.namespace();
     k8s::block_on(provision(&cluster.kubeconfig, &namespace))?;
 
     let pinned = pushed.pinned();
-    let mut release = render::release(Env::Dev, Variant::Stable, Some(&pinned.tag));
-    release.set.push(pinned.set());
-    let helm = Helm::new(sh)?;
+    let mut release = chart::release_spec(Env::Dev, Variant::Stable, Some(&pinned.tag));
+    release.set.push(chart::digest_set(&pinned));
     println!("helm upgrade --install {} (namespace {namespace}, {})", release.name, pinned.reference());
-    helm.upgrade_install(&render::chart(), &release, &cluster.kubeconfig)?;
+    #[allow(clippy::disallowed_methods)] // `up` installs the dev release itself, no flow around it
+    let writer = Writer::new(sh)?;
+    writer.upgrade_install(&chart::chart_dir(), &release, &cluster.kubeconfig)?;
+    let helm = Helm::new(sh)?;
     let checks = k8s::block_on(wait_and_check(&cluster.kubeconfig, &namespace, &release.name))?;
     println!("helm test {}", release.name);
     helm.test(&release, &cluster.kubeconfig).context("the chart's smoke test failed inside the cluster")?;

@@ -43,7 +43,7 @@ fn external_tools_run_only_from_their_modules() {
     let allowed = [
         ("tools.rs", "<tool> version"),
         ("go.rs", "go"),
-        ("helm.rs", "helm"),
+        ("helm/mod.rs", "helm"),
         ("kubeseal.rs", "kubeseal"),
         ("crane.rs", "crane"),
         ("cosign.rs", "cosign"),
@@ -73,6 +73,163 @@ fn external_tools_run_only_from_their_modules() {
             assert!(!line.contains("kubectl"), "{name}: kubectl is a user-facing tool, not an implementation detail: {line}");
         }
     }
+}
+
+/// A source file's module path (`flows/canary/mod.rs` -> `flows::canary`).
+fn module_of(relative: &Path) -> String {
+    let text = relative.with_extension("").display().to_string();
+    text.trim_end_matches("/mod").replace('/', "::")
+}
+
+/// The layer a module belongs to (docs/architecture.md): commands 3, flows 2, cluster, k8s and
+/// the tool wrappers 1, base 0.
+fn layer_of(module: &str) -> u8 {
+    let top = module.split("::").next().unwrap_or_default();
+    match top {
+        "cli" | "commands" | "main" | "up" | "test" | "bench" | "render" => 3,
+        "flows" => 2,
+        "process" | "report" | "progress" | "cache" | "journal" | "image" | "lib" => 0,
+        _ => 1,
+    }
+}
+
+/// Every `crate::a::b` and `super::x` a file refers to (tests modules excluded), resolved to the
+/// longest module path that exists.
+fn module_references(src: &Path) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let files = rust_files(src);
+    let modules: std::collections::BTreeSet<String> = files.iter().map(|f| module_of(f.strip_prefix(src).unwrap())).collect();
+    let resolve = |path: &[&str]| -> Option<String> {
+        (1..=path.len()).rev().map(|n| path[..n].join("::")).find(|candidate| modules.contains(candidate))
+    };
+    let mut graph = std::collections::BTreeMap::new();
+    for file in &files {
+        let relative = file.strip_prefix(src).unwrap();
+        let module = module_of(relative);
+        let mut text = std::fs::read_to_string(file).unwrap();
+        if let Some(tests) = text.find("#[cfg(test)]\nmod ") {
+            text.truncate(tests);
+        }
+        // `super` of a mod.rs is its parent's parent module; of a plain file, its parent.
+        let mut own: Vec<&str> = module.split("::").collect();
+        own.pop();
+        let mut targets = std::collections::BTreeSet::new();
+        let mut add = |path: Vec<&str>| {
+            if let Some(target) = resolve(&path).filter(|t| *t != module) {
+                targets.insert(target);
+            }
+        };
+        let words = |rest: &str| -> Vec<String> {
+            rest.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .next()
+                .unwrap_or_default()
+                .split("::")
+                .filter(|w| !w.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        for (i, _) in text.match_indices("crate::") {
+            let rest = &text[i + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                for item in group.split('}').next().unwrap_or_default().split(',') {
+                    add(words(item.trim()).iter().map(String::as_str).collect());
+                }
+            } else {
+                add(words(rest).iter().map(String::as_str).collect());
+            }
+        }
+        for (i, _) in text.match_indices("super::") {
+            // `super::super::x` is read once, from its first `super`.
+            if text[..i].ends_with("super::") {
+                continue;
+            }
+            // `super` is the parent of this file's module (for a mod.rs, of its directory's).
+            let mut base = own.clone();
+            let mut rest = &text[i + "super::".len()..];
+            while let Some(after) = rest.strip_prefix("super::") {
+                base.pop();
+                rest = after;
+            }
+            let items: Vec<String> = match rest.strip_prefix('{') {
+                Some(group) => group.split('}').next().unwrap_or_default().split(',').map(|s| s.trim().to_owned()).collect(),
+                None => vec![rest.to_owned()],
+            };
+            for item in items {
+                let mut path: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+                path.extend(words(&item));
+                add(path.iter().map(String::as_str).collect());
+            }
+        }
+        graph.insert(module, targets);
+    }
+    graph
+}
+
+/// Layers point down: commands -> flows -> cluster, k8s and tool wrappers -> base. Nothing below
+/// the command layer imports the command line's types (`cli`); cluster and the tools never
+/// import flows; base imports nothing above it.
+#[test]
+fn layers_point_down() {
+    let graph = module_references(&xtask::repo_root().join("xtask/src"));
+    let mut upward = Vec::new();
+    for (module, targets) in &graph {
+        for target in targets {
+            if layer_of(target) > layer_of(module) {
+                upward.push(format!("{module} (layer {}) uses {target} (layer {})", layer_of(module), layer_of(target)));
+            }
+        }
+    }
+    assert!(upward.is_empty(), "imports that point up (docs/architecture.md, Layers):\n{}", upward.join("\n"));
+    assert!(graph.values().filter(|t| t.contains("cli")).count() >= 1, "the parser finds `crate::cli` where it is used");
+}
+
+/// No two source files import each other, directly or around a loop.
+#[test]
+fn no_import_circles_between_files() {
+    let graph = module_references(&xtask::repo_root().join("xtask/src"));
+    // Tarjan's strongly connected components.
+    struct Walk<'g> {
+        graph: &'g std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        index: std::collections::BTreeMap<&'g str, usize>,
+        low: std::collections::BTreeMap<&'g str, usize>,
+        stack: Vec<&'g str>,
+        circles: Vec<Vec<&'g str>>,
+    }
+    fn visit<'g>(w: &mut Walk<'g>, v: &'g str) {
+        let n = w.index.len();
+        w.index.insert(v, n);
+        w.low.insert(v, n);
+        w.stack.push(v);
+        for next in w.graph.get(v).into_iter().flatten() {
+            let next = next.as_str();
+            if !w.index.contains_key(next) {
+                visit(w, next);
+                let low = w.low[v].min(w.low[next]);
+                w.low.insert(v, low);
+            } else if w.stack.contains(&next) {
+                let low = w.low[v].min(w.index[next]);
+                w.low.insert(v, low);
+            }
+        }
+        if w.low[v] == w.index[v] {
+            let mut circle = Vec::new();
+            while let Some(top) = w.stack.pop() {
+                circle.push(top);
+                if top == v {
+                    break;
+                }
+            }
+            if circle.len() > 1 {
+                w.circles.push(circle);
+            }
+        }
+    }
+    let mut walk = Walk { graph: &graph, index: Default::default(), low: Default::default(), stack: Vec::new(), circles: Vec::new() };
+    for module in graph.keys() {
+        if !walk.index.contains_key(module.as_str()) {
+            visit(&mut walk, module);
+        }
+    }
+    assert!(walk.circles.is_empty(), "files that import each other: {:?}", walk.circles);
 }
 
 /// The README names the test command, and .ci/run runs exactly that command.

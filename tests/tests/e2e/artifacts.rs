@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use xtask::cli::{Approval, CanaryStart, SignatureArgs};
 use xtask::cluster::{app_images, docker::Docker, registry};
-use xtask::flows::canary::{self, Phase};
-use xtask::flows::{deploy, release::ReleaseState, Flow};
+use xtask::flows::canary::{self, Approval, Phase, StartOptions};
+use xtask::flows::{deploy, Flow};
+use xtask::journal::RunResult;
+use xtask::signing::Request;
 
 use crate::fixture::{self, failure, image, unpinned, LoadGenerator, OrPanic, TestNamespace};
 
@@ -42,16 +43,16 @@ fn release(tag: &str, key: &std::path::Path) -> String {
     static CLEAN: OnceLock<tempfile::TempDir> = OnceLock::new();
     let database = CLEAN.get_or_init(|| vulnerability_database("0.1.0"));
     let _heavy = fixture::cpu_heavy();
-    let pinned = xtask::signing::release(&sh, tag, registry::HOST, key, database.path()).or_panic();
+    let pinned = xtask::flows::release::release(&sh, tag, registry::HOST, key, database.path()).or_panic();
     pinned.reference()
 }
 
-fn requiring_our_signature() -> SignatureArgs {
-    SignatureArgs { public_key: Some(keys().ours.1.clone()), require_signature: true, insecure_skip_signature: false }
+fn requiring_our_signature() -> Request {
+    Request { public_key: Some(keys().ours.1.clone()), require: true, ..Default::default() }
 }
 
 fn stable_image(flow: &Flow) -> String {
-    let state = ReleaseState::read(flow).or_panic();
+    let state = flow.record().or_panic();
     unpinned(&state.stable_image().unwrap())
 }
 
@@ -64,10 +65,9 @@ fn a_signed_release_is_verified_then_promoted_as_a_canary() {
     let flow = fixture::stable_at(&ns, &shared.v1);
     let load = LoadGenerator::start(&ns);
 
-    let args = CanaryStart {
-        target: ns.args(),
-        signature: requiring_our_signature(),
-        values: Default::default(),
+    let mut flow = flow;
+    flow.signature = requiring_our_signature();
+    let args = StartOptions {
         tag: tag.clone(),
         steps: vec![50],
         analysis_seconds: 8,
@@ -81,7 +81,7 @@ fn a_signed_release_is_verified_then_promoted_as_a_canary() {
     };
     let state = canary::start_canary(&flow, &args).or_panic();
     assert_eq!(state.phase, Phase::Promoted, "{state:#?}");
-    let live = ReleaseState::read(&flow).or_panic().stable_image().unwrap();
+    let live = flow.record().or_panic().stable_image().unwrap();
     assert_eq!(live, released, "what runs is the digest that was verified");
     let runs = flow.block_on(flow.journal().entries()).or_panic();
     let run = runs.iter().rev().find(|r| r.flow == "canary").unwrap();
@@ -96,7 +96,7 @@ fn unsigned_other_keys_and_moved_tags_are_refused_before_any_change() {
     let mut flow = ns.flow();
     deploy::deploy(&flow, &shared.v1, false).or_panic();
     flow.signature = requiring_our_signature();
-    let revisions = || ReleaseState::read(&flow).or_panic().history.len();
+    let revisions = || flow.record().or_panic().history.len();
     let before = revisions();
 
     // Unsigned.
@@ -127,11 +127,11 @@ fn unsigned_other_keys_and_moved_tags_are_refused_before_any_change() {
     assert_eq!(revisions(), before, "no Helm revision was made");
     assert_eq!(stable_image(&flow), image(&shared.v1), "stable untouched");
     let runs = flow.block_on(flow.journal().entries()).or_panic();
-    assert!(runs.iter().filter(|r| r.flow == "deploy").skip(1).all(|r| r.result == "failed"), "{runs:#?}");
+    assert!(runs.iter().filter(|r| r.flow == "deploy").skip(1).all(|r| r.result == RunResult::Failed), "{runs:#?}");
 
     // An explicit skip is allowed, loudly, and journaled with who asked.
-    flow.signature = SignatureArgs { insecure_skip_signature: true, ..requiring_our_signature() };
-    flow.signature.require_signature = false;
+    flow.signature = Request { skip: true, reason: Some("e2e: the check itself is under test".into()), ..requiring_our_signature() };
+    flow.signature.require = false;
     deploy::deploy(&flow, &shared.v2, false).or_panic();
     let runs = flow.block_on(flow.journal().entries()).or_panic();
     let last = runs.last().unwrap();
@@ -176,7 +176,7 @@ fn the_vulnerability_gate_refuses_an_affected_build_and_releases_a_clean_one() {
     let _heavy = fixture::cpu_heavy();
     let affected = vulnerability_database("99.0.0");
     let tag = format!("{}-vulnerable", shared.v1);
-    let error = failure(xtask::signing::release(&sh, &tag, registry::HOST, key, affected.path()));
+    let error = failure(xtask::flows::release::release(&sh, &tag, registry::HOST, key, affected.path()));
     assert!(error.contains("vulnerability gate") && error.contains("RUSTSEC-2099-0001") && error.contains("CRITICAL"), "{error}");
     assert!(error.contains("nothing was pushed or signed"), "{error}");
     let crane = xtask::crane::Crane::new(&sh).unwrap();
@@ -185,7 +185,7 @@ fn the_vulnerability_gate_refuses_an_affected_build_and_releases_a_clean_one() {
 
     let clean = vulnerability_database("0.1.0");
     let tag = format!("{}-clean", shared.v1);
-    let released = xtask::signing::release(&sh, &tag, registry::HOST, key, clean.path()).or_panic();
+    let released = xtask::flows::release::release(&sh, &tag, registry::HOST, key, clean.path()).or_panic();
     // The SBOM travels with the image, signed: the crates the scanner read from the binary.
     let cosign = xtask::cosign::Cosign::new(&sh).unwrap();
     let sboms = cosign
@@ -214,8 +214,8 @@ fn provenance_that_names_another_commit_is_refused() {
     let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
     std::fs::write(file.path(), serde_json::to_vec(&forged).unwrap()).unwrap();
     let password = xtask::cosign::Password(std::env::var("COSIGN_PASSWORD").unwrap());
-    let by_digest =
-        format!("{}@{}", xtask::flows::release::tag_of_repository(&released), xtask::flows::release::digest_of(&released).unwrap());
+    let released = xtask::image::Reference::parse(&released).or_panic();
+    let by_digest = format!("{}@{}", released.repository, released.digest.unwrap());
     let cosign = xtask::cosign::Cosign::new(&sh).unwrap();
     cosign.attest(&keys().ours.0, &password, &by_digest, file.path(), xtask::cosign::PROVENANCE_TYPE).or_panic();
 

@@ -3,8 +3,6 @@
 use std::path::Path;
 use std::process::Output;
 
-use xtask::flows::release::ReleaseState;
-
 use crate::fixture::{self, image, unpinned, LoadGenerator, OrPanic, TestNamespace};
 
 /// Each job's `cargo xtask` command lines in `.github/workflows/<file>`, by job name.
@@ -88,12 +86,12 @@ fn the_deploy_workflow_crosses_its_gate_job_by_job_and_its_abort_job_stops_a_can
             assert!(written.contains("promoted"), "{written}");
         }
     }
-    let state = ReleaseState::read(&flow).or_panic();
+    let state = flow.record().or_panic();
     assert_eq!(unpinned(&state.stable_image().unwrap()), image(&shared.v2), "the gate was crossed");
     let runs = flow.block_on(flow.journal().entries()).or_panic();
     let canary = runs.iter().rev().find(|r| r.flow == "canary").unwrap();
     assert!(canary.actor.starts_with("e2e-approver via https://github.example/shipshape/shipshape/actions/runs/4242"), "{canary:#?}");
-    assert_eq!(canary.result, "succeeded");
+    assert_eq!(canary.result, xtask::journal::RunResult::Succeeded);
 
     // A rejected or cancelled promotion: the abort job stops the next canary; stable unchanged.
     let vars = [("ENVIRONMENT", "dev"), ("TAG", shared.v1.as_str())];
@@ -102,8 +100,8 @@ fn the_deploy_workflow_crosses_its_gate_job_by_job_and_its_abort_job_stops_a_can
     assert!(out.status.success(), "{}", text(&out));
     let out = run_job(&ns, &jobs[3].1[0], &vars, &summaries.path().join("abort.md"));
     assert!(out.status.success(), "{}", text(&out));
-    let state = ReleaseState::read(&flow).or_panic();
-    assert!(!state.canary_enabled());
+    let state = flow.record().or_panic();
+    assert!(!state.values.canary.enabled);
     assert_eq!(unpinned(&state.stable_image().unwrap()), image(&shared.v2), "stable unchanged by the abort");
     load.stats().assert_none_failed();
 }

@@ -6,9 +6,9 @@ use std::sync::OnceLock;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::DeleteParams;
 use kube::Api;
-use xtask::cli::{Env, TargetArgs};
+use xtask::chart::Env;
 use xtask::cluster::{app_images, docker::Docker, registry};
-use xtask::flows::Flow;
+use xtask::flows::{Flow, Target};
 
 use crate::support::TestCluster;
 
@@ -117,12 +117,12 @@ impl TestNamespace {
         TestNamespace { name, kubeconfig, sh: xtask::repo_shell().unwrap(), created: std::time::Instant::now() }
     }
 
-    pub fn args(&self) -> TargetArgs {
-        TargetArgs { env: Env::Dev, namespace: Some(self.name.clone()), kubeconfig: Some(self.kubeconfig.clone()) }
+    pub fn target(&self) -> Target {
+        Target::new(Env::Dev, Some(self.name.clone()), Some(&self.kubeconfig)).or_panic()
     }
 
     pub fn flow(&self) -> Flow<'_> {
-        Flow::connect(&self.sh, &self.args()).unwrap_or_else(|e| panic!("{e:#}"))
+        Flow::connect(&self.sh, self.target()).unwrap_or_else(|e| panic!("{e:#}"))
     }
 }
 
@@ -172,16 +172,32 @@ impl Drop for TestNamespace {
 /// promotion never leaves the Service on a single pod that is being replaced.
 pub const PODS: u64 = 4;
 
-/// The release at `tag` with [`PODS`] stable pods, as an operator would have it before a canary.
+/// The release at `tag` with [`PODS`] stable pods, as an operator would have it before a canary:
+/// deployed with `--set replicaCount=4`.
 pub fn stable_at<'n>(ns: &'n TestNamespace, tag: &str) -> Flow<'n> {
     let flow = ns.flow();
+    let replicas = xtask::flows::Overrides { set: vec![("replicaCount".to_owned(), PODS.to_string())], ..Default::default() };
+    flow.set_overrides(&replicas, xtask::flows::DEPLOY_MANAGED_VALUES).or_panic();
     xtask::flows::deploy::deploy(&flow, tag, false).or_panic();
-    let mut values = flow.helm().unwrap().values(&flow.target.release, &ns.name, &ns.kubeconfig, None, false).or_panic();
-    values["replicaCount"] = PODS.into();
-    flow.upgrade_with_values(&values, &xtask::helm::Change::new(&ns.kubeconfig, "e2e: scale")).or_panic();
-    let timeout = xtask::flows::deploy::ROLLOUT_TIMEOUT;
-    flow.block_on(xtask::k8s::wait::deployment_rolled_out(&flow.client, &ns.name, "model-server", timeout)).or_panic();
     flow
+}
+
+/// `helm upgrade` of the release with exactly `values`, by hand, outside any flow: how the tests
+/// set up a release's shape (its Secrets' source, a wrong store) the way an operator would with
+/// `helm upgrade -f values.yaml`.
+pub fn helm_upgrade_by_hand(ns: &TestNamespace, values: &serde_json::Value, description: &str) {
+    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(values).unwrap()).unwrap();
+    let release = xtask::helm::ReleaseSpec {
+        name: "model-server".to_owned(),
+        namespace: ns.name.clone(),
+        values_files: vec![file.path().to_path_buf()],
+        set: Vec::new(),
+        set_typed: Vec::new(),
+    };
+    #[allow(clippy::disallowed_methods)] // a change outside shipshape's flows is the point
+    let helm = xtask::helm::Writer::new(&ns.sh).or_panic();
+    helm.upgrade(&xtask::chart::chart_dir(), &release, &xtask::helm::Change::new(&ns.kubeconfig, description)).or_panic();
 }
 
 /// Tests that judge live traffic (zero failed requests) and tests that load both cores (image
@@ -501,7 +517,7 @@ impl<'n> LoadGenerator<'n> {
 /// failure could mean.
 fn live_service_url(flow: &Flow, namespace: &str) -> String {
     let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(flow.client.clone(), namespace);
-    let service = flow.block_on(services.get(&xtask::flows::release::fullname(&flow.target.release))).unwrap();
+    let service = flow.block_on(services.get(&xtask::chart::live_service(&flow.target.release))).unwrap();
     let spec = service.spec.unwrap_or_default();
     let ip = spec.cluster_ip.expect("the live Service has a cluster IP");
     let port = spec.ports.unwrap_or_default().iter().find(|p| p.name.as_deref() == Some("http")).map_or(80, |p| p.port);

@@ -6,9 +6,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Patch, PatchParams};
 use kube::Api;
 use serde_json::json;
-use xtask::cli::{Approval, CanaryStart};
-use xtask::flows::canary::{self, Phase, EXIT_PAUSED_WITHOUT_EVIDENCE};
-use xtask::flows::{deploy, doctor, release, verify, Flow};
+use xtask::flows::canary::{self, Approval, Phase, StartOptions as CanaryStart, EXIT_PAUSED_WITHOUT_EVIDENCE};
+use xtask::flows::{deploy, doctor, verify, Flow};
 use xtask::report::Outcome;
 
 use crate::fixture::{self, LoadGenerator, OrPanic, TestNamespace};
@@ -46,9 +45,6 @@ fn a_hand_scaled_canary_is_seen_by_every_report_and_still_aborts_under_traffic()
     let flow = stable_at_v1(&ns);
     let load = LoadGenerator::start(&ns);
     let args = CanaryStart {
-        target: ns.args(),
-        signature: Default::default(),
-        values: Default::default(),
         tag: shared.v2.clone(),
         steps: vec![50],
         analysis_seconds: 8,
@@ -107,7 +103,7 @@ fn a_hand_scaled_canary_is_seen_by_every_report_and_still_aborts_under_traffic()
     assert_eq!(replicas(&flow, "model-server"), Some(PODS as i32), "stable back to full size");
     let runs = flow.block_on(flow.journal().entries()).or_panic();
     let run = runs.iter().rev().find(|r| r.flow == "canary").unwrap();
-    assert_eq!(run.result, "aborted");
+    assert_eq!(run.result, xtask::journal::RunResult::Aborted);
     assert!(
         run.facts.get("taken_back").is_some_and(|t| t.contains("model-server-canary .spec.replicas set by kubectl (scale)")),
         "{run:#?}"
@@ -118,8 +114,8 @@ fn a_hand_scaled_canary_is_seen_by_every_report_and_still_aborts_under_traffic()
     assert!(stable.ok > 100, "{stats:?}");
     assert_eq!(stable.failed, 0, "stable served every request it got: {stats:?}");
     stats.assert_none_failed();
-    let state = release::ReleaseState::read(&flow).or_panic();
-    assert!(!state.canary_enabled());
+    let state = flow.record().or_panic();
+    assert!(!state.values.canary.enabled);
 }
 
 #[test]
@@ -210,7 +206,7 @@ fn a_stuck_hand_set_image_fails_doctor_and_plain_rollback_returns_to_helms_recor
     assert!(out.contains(&format!("from: Helm revision 1, {broken}")), "the summary starts from what ran: {out}");
     assert!(out.contains("rolling back to Helm's record"), "{out}");
     let api: Api<Deployment> = Api::namespaced(flow.client.clone(), &ns.name);
-    let live = release::deployment_image(&flow.block_on(api.get("model-server")).unwrap()).unwrap();
+    let live = xtask::flows::ownership::deployment_image(&flow.block_on(api.get("model-server")).unwrap()).unwrap();
     assert_eq!(fixture::unpinned(&live), fixture::image(&shared.v1));
     assert_eq!(verify::verify(&flow).or_panic().outcome, Outcome::Pass);
 }

@@ -5,10 +5,13 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use xtask::cli::{Approval, BlueGreenStart, CanaryStart};
 use xtask::flows::analysis::{parse_buckets_by_le, parse_instant_value, Prometheus, TrackSample, Verdict, LATENCY_QUANTILE};
-use xtask::flows::canary::{self, Phase};
-use xtask::flows::{bluegreen, deploy, release, Flow};
+use xtask::flows::bluegreen::StartOptions as BlueGreenStart;
+use xtask::flows::canary::{self, Approval, Phase, Request, StartOptions as CanaryStart};
+use xtask::flows::{bluegreen, deploy, ownership, Flow};
+use xtask::journal::{RunResult, StepStatus};
+
+use xtask::chart::Slot;
 
 use crate::fixture::{self, failure, LoadGenerator, LoadStats, OrPanic, TestNamespace};
 
@@ -16,7 +19,7 @@ use fixture::PODS;
 
 fn deployment_image(flow: &Flow, name: &str) -> Option<String> {
     let deployments: Api<Deployment> = Api::namespaced(flow.client.clone(), &flow.target.namespace);
-    flow.block_on(deployments.get_opt(name)).unwrap().map(|d| fixture::unpinned(&release::deployment_image(&d).unwrap()))
+    flow.block_on(deployments.get_opt(name)).unwrap().map(|d| fixture::unpinned(&ownership::deployment_image(&d).unwrap()))
 }
 
 fn stable_at_v1(ns: &TestNamespace) -> Flow<'_> {
@@ -24,10 +27,8 @@ fn stable_at_v1(ns: &TestNamespace) -> Flow<'_> {
 }
 
 fn canary_args(ns: &TestNamespace, tag: &str, approval: Approval) -> CanaryStart {
+    let _ = ns;
     CanaryStart {
-        target: ns.args(),
-        signature: Default::default(),
-        values: Default::default(),
         tag: tag.to_owned(),
         steps: vec![25, 50],
         analysis_seconds: 8,
@@ -180,16 +181,16 @@ fn a_canary_paused_at_the_gate_is_promoted_by_a_second_command_and_another_abort
     assert_eq!(state.phase, Phase::Gate);
     assert!(deployment_image(&flow, "model-server-canary").is_some(), "the canary keeps running at the gate");
     let runs = flow.block_on(flow.journal().entries()).or_panic();
-    assert_eq!(runs.last().unwrap().result, "paused");
+    assert_eq!(runs.last().unwrap().result, RunResult::Paused);
 
     let other_machine = ns.flow();
-    let state = canary::continue_canary(&other_machine, Some(Phase::Promote)).or_panic();
+    let state = canary::continue_canary(&other_machine, Request::Promote, None).or_panic();
     assert_eq!(state.phase, Phase::Promoted);
     assert_eq!(deployment_image(&flow, "model-server"), Some(image(&shared.v2)));
 
     let state = canary::start_canary(&flow, &canary_args(&ns, &shared.v1, Approval::Pause)).or_panic();
     assert_eq!(state.phase, Phase::Gate);
-    let state = canary::continue_canary(&ns.flow(), Some(Phase::Abort)).or_panic();
+    let state = canary::continue_canary(&ns.flow(), Request::Abort, None).or_panic();
     assert_eq!(state.phase, Phase::Aborted);
     assert_eq!(deployment_image(&flow, "model-server"), Some(image(&shared.v2)), "stable unchanged by the abort");
     assert_eq!(deployment_image(&flow, "model-server-canary"), None);
@@ -215,7 +216,8 @@ fn a_canary_killed_mid_step_is_resumed_from_another_process_and_finishes() {
     loop {
         assert!(Instant::now() < deadline, "the canary never reached its first analysis");
         let runs = flow.block_on(flow.journal().entries()).or_panic();
-        let in_step = runs.iter().any(|r| r.flow == "canary" && r.steps.iter().any(|s| s.id == "step-1" && s.status == "running"));
+        let in_step =
+            runs.iter().any(|r| r.flow == "canary" && r.steps.iter().any(|s| s.id == "step-1" && s.status == StepStatus::Running));
         if in_step && deployment_image(&flow, "model-server-canary").is_some() {
             std::thread::sleep(Duration::from_secs(5));
             break;
@@ -225,12 +227,12 @@ fn a_canary_killed_mid_step_is_resumed_from_another_process_and_finishes() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let state = canary::continue_canary(&ns.flow(), None).or_panic();
+    let state = canary::continue_canary(&ns.flow(), Request::Resume, None).or_panic();
     assert_eq!(state.phase, Phase::Promoted, "{state:#?}");
     assert_eq!(deployment_image(&flow, "model-server"), Some(image(&shared.v2)));
     let runs = flow.block_on(flow.journal().entries()).or_panic();
     let run = runs.iter().rev().find(|r| r.flow == "canary").unwrap();
-    assert_eq!(run.result, "succeeded");
+    assert_eq!(run.result, RunResult::Succeeded);
     assert!(run.facts.keys().any(|k| k.starts_with("resumed_by")), "the journal says it was resumed: {run:#?}");
     assert_no_failures(&load.stats());
 }
@@ -241,32 +243,25 @@ fn blue_green_switch_and_rollback_drop_no_request() {
     let ns = TestNamespace::new("bluegreen");
     let flow = ns.flow();
     // The product's default hold (30 s): shorter ones dropped requests on a busy node.
-    let start = |tag: &str| BlueGreenStart {
-        target: ns.args(),
-        signature: Default::default(),
-        values: Default::default(),
-        tag: tag.to_owned(),
-        scale_down_delay: 30,
-        dry_run: false,
-    };
+    let start = |tag: &str| BlueGreenStart { tag: tag.to_owned(), scale_down_delay: 30, dry_run: false };
     let installed = bluegreen::start_flow(&flow, &start(&shared.v1)).or_panic();
-    assert_eq!(installed.to_slot, "blue");
+    assert_eq!(installed.to_slot, Slot::Blue);
     let refused = failure(deploy::deploy(&flow, &shared.v2, false));
     assert!(refused.contains("runs blue/green"), "a standard deploy would replace both colours at once: {refused}");
     let load = LoadGenerator::start(&ns);
 
     let switched = bluegreen::start_flow(&flow, &start(&shared.v2)).or_panic();
-    assert_eq!((switched.from_slot.as_str(), switched.to_slot.as_str()), ("blue", "green"));
+    assert_eq!((switched.from_slot, switched.to_slot), (Slot::Blue, Slot::Green));
     assert_eq!(deployment_image(&flow, "model-server-green"), Some(image(&shared.v2)));
-    let state = release::ReleaseState::read(&flow).or_panic();
-    assert_eq!(state.live_slot().as_deref(), Some("green"));
+    let state = flow.record().or_panic();
+    assert_eq!(state.values.live_slot(), Some(Slot::Green));
     assert!(state.history.iter().any(|r| r.description.contains("switch live from blue to green")), "helm history explains the switch");
     let after_switch = load.stats();
     assert!(after_switch.by_version.get(&shared.v2).is_some_and(|v| v.ok > 0), "{after_switch:?}");
 
     let back = bluegreen::rollback(&flow, 30, false).or_panic();
-    assert_eq!(back.to_slot, "blue");
-    assert_eq!(release::ReleaseState::read(&flow).or_panic().live_slot().as_deref(), Some("blue"));
+    assert_eq!(back.to_slot, Slot::Blue);
+    assert_eq!(flow.record().or_panic().values.live_slot(), Some(Slot::Blue));
     assert_no_failures(&load.stats());
 }
 
@@ -275,14 +270,7 @@ fn a_blue_green_switch_killed_while_holding_the_old_colour_is_resumed_and_finish
     let shared = fixture::shared();
     let ns = TestNamespace::new("bluegreen-kill");
     let flow = ns.flow();
-    let install = BlueGreenStart {
-        target: ns.args(),
-        signature: Default::default(),
-        values: Default::default(),
-        tag: shared.v1.clone(),
-        scale_down_delay: 30,
-        dry_run: false,
-    };
+    let install = BlueGreenStart { tag: shared.v1.clone(), scale_down_delay: 30, dry_run: false };
     bluegreen::start_flow(&flow, &install).or_panic();
     let load = LoadGenerator::start(&ns);
 
@@ -297,20 +285,20 @@ fn a_blue_green_switch_killed_while_holding_the_old_colour_is_resumed_and_finish
     loop {
         assert!(Instant::now() < deadline, "the switch never reached its propagation hold");
         let runs = flow.block_on(flow.journal().entries()).or_panic();
-        if runs.iter().any(|r| r.flow == "bluegreen" && r.steps.iter().any(|s| s.id == "propagate" && s.status == "running")) {
+        if runs.iter().any(|r| r.flow == "bluegreen" && r.steps.iter().any(|s| s.id == "propagate" && s.status == StepStatus::Running)) {
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(release::ReleaseState::read(&flow).or_panic().live_slot().as_deref(), Some("green"), "killed after the switch");
+    assert_eq!(flow.record().or_panic().values.live_slot(), Some(Slot::Green), "killed after the switch");
     let status = fixture::xtask_command(&ns).args(["bluegreen", "status", "--namespace", &ns.name]).output().unwrap();
     let said = fixture::said(&status);
     assert!(said.contains("interrupted before") && said.contains("bluegreen resume"), "status sees the dead run: {said}");
 
     let state = bluegreen::resume(&ns.flow()).or_panic();
-    assert_eq!(state.to_slot, "green");
+    assert_eq!(state.to_slot, Slot::Green);
     let pods = |slot: &str| {
         let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(flow.client.clone(), &ns.name);
         let selector = format!("app.kubernetes.io/instance=model-server,shipshape.dev/slot={slot}");
@@ -319,7 +307,7 @@ fn a_blue_green_switch_killed_while_holding_the_old_colour_is_resumed_and_finish
     assert_eq!(pods("blue"), 0, "the resumed flow scaled the old colour down");
     let runs = flow.block_on(flow.journal().entries()).or_panic();
     let run = runs.iter().rev().find(|r| r.flow == "bluegreen").unwrap();
-    assert_eq!(run.result, "succeeded");
+    assert_eq!(run.result, RunResult::Succeeded);
     assert!(run.facts.keys().any(|k| k.starts_with("resumed_by")), "{run:#?}");
     assert_no_failures(&load.stats());
 }

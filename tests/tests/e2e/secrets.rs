@@ -2,9 +2,9 @@
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::DeleteParams;
 use kube::Api;
-use xtask::cli::{SecretKind, SecretMethod};
 use xtask::cluster::external_secrets;
-use xtask::flows::release::ReleaseState;
+use xtask::flows::rotate::{SecretKind, SecretMethod};
+
 use xtask::flows::{deploy, doctor, reload, rotate};
 use xtask::k8s::secrets;
 use xtask::report::Outcome;
@@ -58,7 +58,7 @@ fn rotating_the_admin_token_makes_the_new_one_work_and_the_old_one_fail() {
     assert_eq!(new.len(), 64, "32 random bytes, hex");
     assert_new_token_accepted_old_refused(&ns, &new, &old);
 
-    let state = ReleaseState::read(&flow).or_panic();
+    let state = flow.record().or_panic();
     assert!(state.current().unwrap().description.contains("rotate-secret"), "the restart is a Helm revision: {:?}", state.history);
     let journal = flow.block_on(Api::<ConfigMap>::namespaced(flow.client.clone(), &ns.name).get("shipshape-journal-model-server")).unwrap();
     let text = serde_json::to_string(&journal.data).unwrap();
@@ -76,7 +76,7 @@ fn rotation_with_the_secret_missing_changes_nothing() {
     let error = failure(rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::Manual, false));
     assert!(error.contains(&format!("Secret {TOKEN_SECRET} does not exist")), "{error}");
     assert!(error.contains("preflight"), "the error says what to do next: {error}");
-    assert_eq!(ReleaseState::read(&flow).or_panic().history.len(), 1, "no restart happened");
+    assert_eq!(flow.record().or_panic().history.len(), 1, "no restart happened");
     let error = failure(rotate::rotate(&flow, SecretKind::Mlflow, SecretMethod::Manual, false));
     assert!(error.contains("uses no MLflow credentials"), "{error}");
 }
@@ -95,7 +95,7 @@ fn rotating_a_sealed_admin_token_goes_through_kubeseal_and_the_controller() {
     let sealed = xtask::kubeseal::Kubeseal::new(&ns.sh).or_panic().seal(&ns.kubeconfig, &ns.name, TOKEN_SECRET, first).or_panic();
     let mut values = flow.helm().unwrap().values("model-server", &ns.name, &ns.kubeconfig, None, false).or_panic();
     values["sealedSecrets"] = serde_json::json!({"enabled": true, "adminToken": {"encryptedToken": sealed}});
-    flow.upgrade_with_values(&values, &xtask::helm::Change::new(&ns.kubeconfig, "e2e: sealed secrets")).or_panic();
+    fixture::helm_upgrade_by_hand(&ns, &values, "e2e: sealed secrets");
     flow.block_on(secrets::until_key_is(&secrets_api, TOKEN_SECRET, "token", first, std::time::Duration::from_secs(60))).or_panic();
 
     rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::Sealed, false).or_panic();
@@ -103,7 +103,7 @@ fn rotating_a_sealed_admin_token_goes_through_kubeseal_and_the_controller() {
     assert_ne!(new, first);
     assert_eq!(new.len(), 64);
     assert_new_token_accepted_old_refused(&ns, &new, first);
-    let state = ReleaseState::read(&flow).or_panic();
+    let state = flow.record().or_panic();
     assert!(
         state.history.iter().any(|r| r.description.contains("new sealed value")),
         "the sealed value is a Helm revision: {:?}",
@@ -131,7 +131,7 @@ fn deliver_by_external_secrets(ns: &TestNamespace, store: (&str, &str), store_se
         "secretStoreRef": {"kind": store.0, "name": store.1},
         "adminToken": {"remoteKey": remote_key, "remoteProperty": "token"},
     });
-    flow.upgrade_with_values(&values, &xtask::helm::Change::new(&ns.kubeconfig, "e2e: external secrets")).or_panic();
+    fixture::helm_upgrade_by_hand(&ns, &values, "e2e: external secrets");
     flow.block_on(secrets::until_key_is(&secrets_api, TOKEN_SECRET, "token", first, std::time::Duration::from_secs(90))).or_panic();
     // The operator writes the Secret first and its own status after: until every ExternalSecret
     // says Ready, `doctor` (a snapshot) rightly reports "not synced yet" (seen in a rehearsal).
@@ -178,7 +178,7 @@ fn rotating_an_external_admin_token_writes_the_store_and_the_operator_delivers_i
     let in_store = flow.block_on(secrets::read_key(&store_secrets, &remote_key, "token")).or_panic();
     assert_eq!(in_store, new, "the store holds the new value: the operator's next refresh keeps it");
     assert_new_token_accepted_old_refused(&ns, &new, first);
-    let state = ReleaseState::read(&flow).or_panic();
+    let state = flow.record().or_panic();
     assert!(state.current().unwrap().description.contains("rotate-secret"), "the restart is a Helm revision: {:?}", state.history);
 }
 
@@ -195,7 +195,7 @@ fn a_failed_external_sync_puts_the_old_value_back_restarts_nothing_and_doctor_sa
     let store_secrets = Api::<Secret>::namespaced(flow.client.clone(), &ns.name);
     let first = "e2e-first-external-token";
     deliver_by_external_secrets(&ns, ("SecretStore", external_secrets::STORE_NAME), &store_secrets, "store-admin-token", first);
-    let revisions = ReleaseState::read(&flow).or_panic().history.len();
+    let revisions = flow.record().or_panic().history.len();
 
     // The store's reader loses its access, as when a Vault policy or IAM role is changed.
     let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(flow.client.clone(), &ns.name);
@@ -206,7 +206,7 @@ fn a_failed_external_sync_puts_the_old_value_back_restarts_nothing_and_doctor_sa
     assert!(error.contains("old value is back"), "{error}");
     assert_eq!(flow.block_on(secrets::read_key(&store_secrets, "store-admin-token", "token")).or_panic(), first, "the store is as it was");
     assert_eq!(token(&ns), first, "the Secret is as it was");
-    assert_eq!(ReleaseState::read(&flow).or_panic().history.len(), revisions, "nothing restarted");
+    assert_eq!(flow.record().or_panic().history.len(), revisions, "nothing restarted");
 
     let checks = doctor::doctor(&flow).or_panic();
     let check = checks.iter().find(|c| c.name == "external secrets").expect("doctor checks ExternalSecrets");
@@ -217,7 +217,7 @@ fn a_failed_external_sync_puts_the_old_value_back_restarts_nothing_and_doctor_sa
     // A store reference that names no store.
     let mut values = flow.helm().unwrap().values("model-server", &ns.name, &ns.kubeconfig, None, false).or_panic();
     values["externalSecrets"]["secretStoreRef"]["name"] = serde_json::json!("no-such-store");
-    flow.upgrade_with_values(&values, &xtask::helm::Change::new(&ns.kubeconfig, "e2e: a wrong store")).or_panic();
+    fixture::helm_upgrade_by_hand(&ns, &values, "e2e: a wrong store");
     let detail = doctor_external_secrets_until(&flow, "no-such-store");
     assert!(detail.contains(TOKEN_SECRET), "{detail}");
     let error = failure(rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::External, false));
@@ -226,7 +226,7 @@ fn a_failed_external_sync_puts_the_old_value_back_restarts_nothing_and_doctor_sa
     // A working store without the key the release names.
     values["externalSecrets"]["secretStoreRef"] = serde_json::json!({"kind": "ClusterSecretStore", "name": external_secrets::STORE_NAME});
     values["externalSecrets"]["adminToken"]["remoteKey"] = serde_json::json!("no-such-key");
-    flow.upgrade_with_values(&values, &xtask::helm::Change::new(&ns.kubeconfig, "e2e: a missing key")).or_panic();
+    fixture::helm_upgrade_by_hand(&ns, &values, "e2e: a missing key");
     let detail = doctor_external_secrets_until(&flow, "no-such-key");
     assert!(detail.contains("not found"), "{detail}");
 }

@@ -2,7 +2,7 @@
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::Api;
-use xtask::flows::release::{self, ReleaseState};
+
 use xtask::flows::rollback::{self, To};
 use xtask::flows::{deploy, verify};
 use xtask::report::Outcome;
@@ -15,7 +15,7 @@ use fixture::{image, unpinned};
 fn pinned_stable_image(ns: &TestNamespace) -> String {
     let flow = ns.flow();
     let deployment = flow.block_on(Api::<Deployment>::namespaced(flow.client.clone(), &ns.name).get("model-server")).unwrap();
-    release::deployment_image(&deployment).unwrap()
+    xtask::flows::ownership::deployment_image(&deployment).unwrap()
 }
 
 fn stable_image(ns: &TestNamespace) -> String {
@@ -37,14 +37,14 @@ fn deploy_installs_then_upgrades_verifying_each_and_a_dry_run_changes_nothing() 
     assert_eq!(stable_image(&ns), image(&shared.v2));
 
     assert!(deploy::deploy(&flow, &shared.v1, true).or_panic().is_none());
-    let state = ReleaseState::read(&flow).or_panic();
+    let state = flow.record().or_panic();
     assert_eq!(state.history.len(), 2, "a dry run makes no revision");
     assert_eq!(stable_image(&ns), image(&shared.v2), "a dry run changes nothing");
 
     let runs = flow.block_on(flow.journal().entries()).or_panic();
     let deploys: Vec<_> = runs.iter().filter(|r| r.flow == "deploy").collect();
     assert_eq!(deploys.len(), 2, "dry runs are not journaled: {runs:#?}");
-    assert!(deploys.iter().all(|r| r.result == "succeeded"));
+    assert!(deploys.iter().all(|r| r.result == xtask::journal::RunResult::Succeeded));
     assert_eq!(unpinned(&deploys[1].facts["from_image"]), image(&shared.v1));
     assert_eq!(unpinned(&deploys[1].facts["to_image"]), image(&shared.v2));
     // Deployed by digest: the one the registry served when the flow resolved the tag.
@@ -63,12 +63,12 @@ fn deploy_of_a_tag_with_no_image_fails_before_changing_anything() {
     let error = failure(deploy::deploy(&flow, "does-not-exist", false));
     assert!(error.contains("shipshape/model-server:does-not-exist cannot be used: its registry does not serve it"), "{error}");
     assert!(error.contains("nothing was changed"), "{error}");
-    let state = ReleaseState::read(&flow).or_panic();
+    let state = flow.record().or_panic();
     assert_eq!(state.history.len(), 1, "no Helm revision was made");
     assert_eq!(state.current().unwrap().status, "deployed");
     assert_eq!(verify::verify(&flow).or_panic().outcome, Outcome::Pass, "stable still serves");
     let runs = flow.block_on(flow.journal().entries()).or_panic();
-    assert_eq!(runs.last().unwrap().result, "failed");
+    assert_eq!(runs.last().unwrap().result, xtask::journal::RunResult::Failed);
 }
 
 #[test]
@@ -83,12 +83,12 @@ fn deploy_of_a_crash_looping_version_fails_fast_and_rolls_back() {
     assert!(error.contains("rolled back to Helm revision 1"), "{error}");
     assert_eq!(stable_image(&ns), image(&shared.v1));
     assert_eq!(verify::verify(&flow).or_panic().outcome, Outcome::Pass, "stable serves again");
-    let state = ReleaseState::read(&flow).or_panic();
+    let state = flow.record().or_panic();
     assert_eq!(state.current().unwrap().status, "deployed", "the release is consistent: {:?}", state.history);
     let runs = flow.block_on(flow.journal().entries()).or_panic();
     let last = runs.last().unwrap();
-    assert_eq!(last.result, "failed");
-    assert!(last.steps.iter().any(|s| s.id == "restore" && s.status == "compensation"), "{last:#?}");
+    assert_eq!(last.result, xtask::journal::RunResult::Failed);
+    assert!(last.steps.iter().any(|s| s.id == "restore" && s.status == xtask::journal::StepStatus::Compensation), "{last:#?}");
 }
 
 #[test]
@@ -125,7 +125,7 @@ fn rollback_with_no_previous_release_is_refused() {
     deploy::deploy(&flow, &shared.v1, false).or_panic();
     let error = failure(rollback::rollback(&flow, To::Previous, false, false));
     assert!(error.contains("no previous release to roll back to"), "{error}");
-    assert_eq!(ReleaseState::read(&flow).or_panic().history.len(), 1);
+    assert_eq!(flow.record().or_panic().history.len(), 1);
     let error = failure(rollback::rollback(&flow, To::Revision(7), false, false));
     assert!(error.contains("has no revision 7"), "{error}");
 }
@@ -180,10 +180,10 @@ fn two_flows_at_once_on_one_release_one_is_refused_naming_the_holder() {
         let handles: Vec<_> = [&shared.v2, &shared.v1]
             .into_iter()
             .map(|tag| {
-                let args = ns.args();
+                let target = ns.target();
                 scope.spawn(move || {
                     let sh = xtask::repo_shell().unwrap();
-                    let flow = xtask::flows::Flow::connect(&sh, &args)?;
+                    let flow = xtask::flows::Flow::connect(&sh, target)?;
                     deploy::deploy(&flow, tag, false).map(drop)
                 })
             })
@@ -253,5 +253,5 @@ fn deploy_takes_values_as_helm_does_and_refuses_bad_ones_before_any_change() {
     assert!(!ok && out.contains("replicaCount") && out.contains("nothing was changed"), "the schema names the key: {out}");
     let (ok, out) = deploy(&["--tag", &shared.v2, "--set", "image.tag=other"]);
     assert!(!ok && out.contains("managed by this command"), "{out}");
-    assert_eq!(ReleaseState::read(&flow).or_panic().history.len(), 1, "no revision from a refused deploy");
+    assert_eq!(flow.record().or_panic().history.len(), 1, "no revision from a refused deploy");
 }

@@ -12,8 +12,8 @@ fn up_deploys_model_server_and_it_answers_through_the_api_server() {
     assert!(answer("/health").2.contains(r#""status":"healthy""#));
     assert!(answer("/ready").2.contains(r#""status":"ready""#), "{:?}", answer("/ready"));
     assert_eq!(answer("/health/db").2, r#"{"status":"connected"}"#, "the real PostgreSQL must answer");
-    let tag = xtask::flows::release::tag_of(&verified.image);
-    assert!(answer("/version").2.contains(tag), "the deployed version is the built image's tag: {:?}", answer("/version"));
+    let tag = xtask::image::tag_of(&verified.image);
+    assert!(answer("/version").2.contains(&tag), "the deployed version is the built image's tag: {:?}", answer("/version"));
     assert!(
         verified.image.starts_with("localhost:5001/") && verified.image.contains("@sha256:"),
         "through the registry, by digest: {}",

@@ -1,8 +1,8 @@
 //! Shared by the end-to-end tests: throwaway kind clusters with unique names, always deleted
 //! (kept only for a failing test when `cargo xtask test --keep-cluster` asked).
 #![allow(dead_code)] // each test binary uses part of it
-use xtask::cli::{ClusterTarget, ClusterUp};
 use xtask::cluster::lifecycle::{self, RunningCluster};
+use xtask::cluster::lifecycle::{ClusterTarget, ClusterUp};
 
 pub struct TestCluster {
     pub cluster: RunningCluster,

@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use xshell::Shell;
 
 use super::docker::Docker;
-use super::lifecycle::RunningCluster;
-use crate::helm::{Change, Helm};
+use super::kind::RunningCluster;
+use crate::helm::{Change, Writer};
 
 /// How long an add-on's pods may take to start (its image is in the local registry already).
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -39,13 +39,9 @@ pub fn install(sh: &Shell, cluster: &RunningCluster, image: &str, chart: &AddOnC
     let kubeconfig = &cluster.kubeconfig;
     let running = chart_copy(chart.chart, super::go_image::tag_of(image), chart.drop_dependencies)?;
     crate::k8s::block_on(async { crate::k8s::ensure_namespace(&crate::k8s::client(kubeconfig).await?, namespace).await })?;
-    Helm::new(sh)?.upgrade_with(
-        running.path(),
-        release,
-        namespace,
-        &chart.values,
-        &Change::new(kubeconfig, format!("shipshape: {what}")),
-    )?;
+    #[allow(clippy::disallowed_methods)] // an add-on's own release, no flow around it
+    let writer = Writer::new(sh)?;
+    writer.upgrade_with(running.path(), release, namespace, &chart.values, &Change::new(kubeconfig, format!("shipshape: {what}")))?;
     crate::k8s::block_on(async {
         let client = crate::k8s::client(kubeconfig).await?;
         crate::k8s::wait::deployment_rolled_out(&client, namespace, release, ROLLOUT_TIMEOUT).await

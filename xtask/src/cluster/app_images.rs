@@ -9,7 +9,6 @@ use xshell::{cmd, Shell};
 use super::docker::Docker;
 use super::layout::{pack, place};
 use super::stage::Stages;
-use crate::cli::{Image, ImageAction};
 use crate::process::{read_or_explain, run_logged};
 
 pub const MODEL_SERVER_REPOSITORY: &str = "shipshape/model-server";
@@ -18,30 +17,27 @@ pub const DEFAULT_TAG: &str = "dev";
 /// Debian bookworm's PostgreSQL, the same major version the model-server tests run against.
 pub const POSTGRES_IMAGE: &str = "shipshape/postgres:15-r2";
 
-impl Image {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        match self.action {
-            ImageAction::Build { tag, registry } => {
-                let docker = Docker::connect(sh)?;
-                if registry == super::registry::HOST {
-                    super::registry::ensure_running(sh, &docker)?;
-                }
-                let built = build_model_server(sh, &docker)?;
-                let tagged = format!("{MODEL_SERVER_REPOSITORY}:{tag}");
-                if tag != built.rsplit_once(':').unwrap().1 {
-                    let log = Stages::new()?.log_path("model-server-image")?;
-                    docker.tag(&built, &tagged, &log)?;
-                }
-                println!("built {built} (also tagged {tagged})");
-                let pushed = push(&docker, &tagged, &registry)?;
-                println!("pushed {} = {}", pushed.reference, pushed.by_digest());
-                let postgres = push(&docker, &build_postgres(sh, &docker)?, &registry)?;
-                println!("pushed {} = {}", postgres.reference, postgres.by_digest());
-                println!("deploy it: cargo xtask deploy --tag {tag} (or canary start / bluegreen start --tag {tag})");
-                Ok(())
-            }
-        }
+/// `cargo xtask image build`: model-server tagged `tag` and PostgreSQL, built and pushed to
+/// `registry` (the local one started if it is the default); prints what to deploy.
+pub fn build_and_push(sh: &Shell, tag: &str, registry: &str) -> Result<()> {
+    crate::image::check_tag(tag)?;
+    let docker = Docker::connect(sh)?;
+    if registry == super::registry::HOST {
+        super::registry::ensure_running(sh, &docker)?;
     }
+    let built = build_model_server(sh, &docker)?;
+    let tagged = format!("{MODEL_SERVER_REPOSITORY}:{tag}");
+    if crate::image::tag_of(&built) != tag {
+        let log = Stages::new()?.log_path("model-server-image")?;
+        docker.tag(&built, &tagged, &log)?;
+    }
+    println!("built {built} (also tagged {tagged})");
+    let pushed = push(&docker, &tagged, registry)?;
+    println!("pushed {} = {}", pushed.reference, pushed.by_digest());
+    let postgres = push(&docker, &build_postgres(sh, &docker)?, registry)?;
+    println!("pushed {} = {}", postgres.reference, postgres.by_digest());
+    println!("deploy it: cargo xtask deploy --tag {tag} (or canary start / bluegreen start --tag {tag})");
+    Ok(())
 }
 
 /// An image pushed to a registry.
@@ -53,13 +49,9 @@ pub struct Pushed {
 
 impl Pushed {
     /// The pushed tag, pinned to the digest the registry gave it.
-    pub fn pinned(&self) -> crate::flows::images::Pinned {
-        use crate::flows::release::{tag_of, tag_of_repository};
-        crate::flows::images::Pinned {
-            repository: tag_of_repository(&self.reference).to_owned(),
-            tag: tag_of(&self.reference).to_owned(),
-            digest: self.digest.clone(),
-        }
+    pub fn pinned(&self) -> crate::image::Pinned {
+        let reference = crate::image::Reference::parse(&self.reference).expect("a reference this process pushed");
+        crate::image::Pinned { tag: reference.tag_or_latest().to_owned(), repository: reference.repository, digest: self.digest.clone() }
     }
 
     /// `registry/repository@sha256:...`: the form that names exactly this content.

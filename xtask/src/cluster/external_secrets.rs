@@ -11,9 +11,9 @@ use xshell::Shell;
 use super::add_on::AddOnChart;
 use super::docker::Docker;
 use super::go_image::{patched_copy, GoImage};
-use super::lifecycle::RunningCluster;
+use super::kind::RunningCluster;
 use crate::go::{Go, WrapperBuild};
-use crate::helm::{Change, Helm};
+use crate::helm::{Change, Writer};
 
 /// The newest release the module proxy serves whole. v1.x replaces ~60 nested modules that no
 /// proxy serves; v0.20.4 is one module, for client-go 0.34 (the cluster's Kubernetes 1.34).
@@ -117,5 +117,7 @@ pub fn install_store(sh: &Shell, kubeconfig: &Path, namespace: &str, kind: &str)
     let chart = crate::repo_root().join("deploy/kind/charts/secret-store");
     let values = serde_json::json!({"storeName": STORE_NAME, "kind": kind});
     let change = Change::new(kubeconfig, "shipshape: an external secret store for tests");
-    Helm::new(sh)?.upgrade_with(&chart, "secret-store", namespace, &values, &change)
+    #[allow(clippy::disallowed_methods)] // the tests' store: its own release, no flow around it
+    let writer = Writer::new(sh)?;
+    writer.upgrade_with(&chart, "secret-store", namespace, &values, &change)
 }

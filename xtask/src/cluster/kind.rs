@@ -7,6 +7,12 @@ use xshell::{cmd, Shell};
 use crate::process::read_or_explain;
 use crate::tools::KIND;
 
+/// A cluster that is up, and the kubeconfig that reaches it.
+pub struct RunningCluster {
+    pub name: String,
+    pub kubeconfig: PathBuf,
+}
+
 pub struct Kind<'a> {
     sh: &'a Shell,
     bin: PathBuf,

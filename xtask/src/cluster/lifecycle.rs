@@ -11,9 +11,9 @@ use xshell::Shell;
 
 use super::docker::Docker;
 use super::kind::Kind;
+pub use super::kind::RunningCluster;
 use super::node_image::{self, KINDEST_NODE, LOCAL_NODE_IMAGE};
 use super::registry;
-use crate::cli::{AddOn, Cluster, ClusterAction, ClusterTarget, ClusterUp};
 use crate::k8s;
 
 /// A new node must be Ready, and kube-system running, within this.
@@ -22,10 +22,33 @@ const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// and CoreDNS (one replica, see `tune_coredns`).
 const KUBE_SYSTEM_PODS: usize = 6;
 
-/// A cluster that is up, and the kubeconfig that reaches it.
-pub struct RunningCluster {
+/// Which kind cluster, and where its kubeconfig goes.
+#[derive(Clone, Debug)]
+pub struct ClusterTarget {
     pub name: String,
-    pub kubeconfig: PathBuf,
+    /// Default: ~/.cache/shipshape/clusters/<name>/kubeconfig.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// What `cluster up` is asked for.
+#[derive(Clone, Debug)]
+pub struct ClusterUp {
+    pub target: ClusterTarget,
+    /// Keep a cluster this command created even if it never became ready.
+    pub keep: bool,
+    /// Add-ons to install or update once it is ready.
+    pub with: Vec<AddOn>,
+}
+
+/// What `cluster up --with` installs beside the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddOn {
+    /// The Sealed Secrets controller, in kube-system.
+    SealedSecrets,
+    /// External Secrets Operator in external-secrets-system, and the example store.
+    ExternalSecrets,
+    /// A Prometheus server in namespace monitoring.
+    Prometheus,
 }
 
 impl ClusterTarget {
@@ -93,34 +116,6 @@ fn test_cluster_owner(name: &str) -> Option<u32> {
     name.strip_prefix(TEST_CLUSTER_PREFIX)?.rsplit_once('-')?.1.parse().ok()
 }
 
-impl Cluster {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        match self.action {
-            ClusterAction::Up(up_args) => {
-                let cluster = up(sh, &up_args)?;
-                print_how_to_use(&cluster);
-                Ok(())
-            }
-            ClusterAction::Down(args) => {
-                down(sh, &args.target)?;
-                if args.remove_registry {
-                    registry::remove(&Docker::connect(sh)?);
-                } else if Docker::connect(sh)?.is_running(registry::CONTAINER) {
-                    println!("the local registry {} keeps running with its images (--remove-registry removes it)", registry::CONTAINER);
-                }
-                Ok(())
-            }
-            ClusterAction::Status(target) => status(sh, &target),
-            ClusterAction::Image => {
-                let docker = Docker::connect(sh)?;
-                let image = node_image::ensure(sh, &docker)?;
-                println!("node image: {image}");
-                Ok(())
-            }
-        }
-    }
-}
-
 fn install_add_on(sh: &Shell, cluster: &RunningCluster, add_on: AddOn) -> Result<()> {
     match add_on {
         AddOn::SealedSecrets => super::sealed_secrets::install(sh, cluster)?,
@@ -139,6 +134,25 @@ fn install_add_on(sh: &Shell, cluster: &RunningCluster, add_on: AddOn) -> Result
             println!("Prometheus runs: canary start --prometheus {}", super::prometheus::url());
         }
     }
+    Ok(())
+}
+
+/// `cluster down`: the cluster, and the local registry too if asked (else it is said to stay).
+pub fn down_with_registry(sh: &Shell, target: &ClusterTarget, remove_registry: bool) -> Result<()> {
+    down(sh, target)?;
+    if remove_registry {
+        registry::remove(&Docker::connect(sh)?);
+    } else if Docker::connect(sh)?.is_running(registry::CONTAINER) {
+        println!("the local registry {} keeps running with its images (--remove-registry removes it)", registry::CONTAINER);
+    }
+    Ok(())
+}
+
+/// `cluster image`: finds or builds the node image, and names it.
+pub fn print_node_image(sh: &Shell) -> Result<()> {
+    let docker = Docker::connect(sh)?;
+    let image = node_image::ensure(sh, &docker)?;
+    println!("node image: {image}");
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use xshell::Shell;
 use super::add_on::AddOnChart;
 use super::docker::Docker;
 use super::go_image::GoImage;
-use super::lifecycle::RunningCluster;
+use super::kind::RunningCluster;
 use crate::go::{Go, WrapperBuild};
 
 /// Prometheus 3.16.0: the Go module numbers v3.x.y as v0.3xx.y.

@@ -8,7 +8,7 @@ use xshell::Shell;
 use super::add_on::AddOnChart;
 use super::docker::Docker;
 use super::go_image::GoImage;
-use super::lifecycle::RunningCluster;
+use super::kind::RunningCluster;
 use crate::go::{Go, WrapperBuild};
 use crate::kubeseal::{CONTROLLER_NAME, CONTROLLER_NAMESPACE};
 use crate::tools::KUBESEAL;

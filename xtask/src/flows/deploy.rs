@@ -3,44 +3,34 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use xshell::Shell;
 
-use super::release::{self, ReleaseState};
 use super::verify::{self, Verification};
-use super::{images, print_plan, step, Flow, Run};
-use crate::cli::Deploy;
+use super::{images, ownership, print_plan, step, Changes, Ending, Flow, Run, Undo};
+use crate::chart;
+use crate::helm::record::ReleaseRecord;
 use crate::helm::Change;
 use crate::k8s::wait;
-use crate::render;
 use crate::report::{self, Outcome};
 
 /// A rollout that has not finished in this long fails (stuck pods fail it much sooner).
 pub const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(300);
 
-impl Deploy {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        let mut flow = Flow::connect(sh, &self.target)?;
-        flow.signature = self.signature;
-        // --tag decides the image; everything else is the user's to set.
-        flow.set_overrides(&self.values, super::DEPLOY_MANAGED_VALUES)?;
-        deploy(&flow, &self.tag, self.dry_run).map(drop)
-    }
-}
-
 /// Deploys `tag`; returns the verification (None for a dry run).
 pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verification>> {
     let t = &flow.target;
-    let state = ReleaseState::read(flow)?;
+    crate::image::check_tag(tag).context("nothing was changed")?;
+    let state = flow.record()?;
     refuse_unsafe_start(&state)?;
-    let drift = flow.block_on(release::drift(&flow.client, &t.namespace, &t.release, &state))?;
+    flow.policy()?;
+    let drift = flow.block_on(ownership::drift(&flow.client, &t.namespace, &t.release, &state))?;
     let mut chart_release = t.chart_release(Some(tag));
     // Repository and pull secrets are the environment's (the tag changes neither).
-    let planned = flow.environment_values()?;
-    let repository = planned["image"]["repository"].as_str().unwrap_or("shipshape/model-server").to_owned();
+    let planned = flow.environment()?;
+    let repository = planned.image.repository.clone();
     let image = format!("{repository}:{tag}");
-    let pull_secrets = pull_secrets(planned);
+    let pull_secrets = planned.pull_secrets();
     let from = state.current().map(|r| (r.revision, state.stable_image().unwrap_or_default()));
-    let stable = release::stable_deployment(&t.release);
+    let stable = chart::stable_deployment(&t.release);
 
     let plan = vec![
         step(
@@ -79,8 +69,7 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
         println!("note: {drift}; this deployment takes those fields back");
         run.fact("drift", drift.to_string())?;
     }
-    let mut upgraded = false;
-    let result = (|| -> Result<Verification> {
+    let body = (|| -> Result<Ending<Verification>> {
         run.step("record", |_| {
             if let Some((revision, image)) = &from {
                 println!("  current: Helm revision {revision}, {image}");
@@ -91,13 +80,12 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
             run.fact("from_revision", revision.to_string())?;
             run.fact("from_image", image)?;
         }
-        let pinned = images::resolve_and_check(&mut run, &repository, tag, &flow.signature, &pull_secrets)?;
-        chart_release.set.push(pinned.set());
-        upgraded = true;
-        run.step("upgrade", |flow| {
+        let pinned = images::resolve_and_check(&mut run, &repository, tag, &pull_secrets)?;
+        chart_release.set.push(chart::digest_set(&pinned));
+        run.step("upgrade", |changes| {
             let mut change = Change::new(&t.kubeconfig, format!("shipshape deploy {tag} by {}", crate::journal::actor()));
             change.force_conflicts = drift.is_some();
-            flow.upgrade(&chart_release, &change)
+            changes.upgrade(&chart_release, &change)
         })?;
         run.step("rollout", |flow| flow.block_on(wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT)))?;
         run.step("verify", |flow| {
@@ -108,45 +96,29 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
                     verification.checks.iter().filter(|c| c.outcome == Outcome::Fail).map(|c| c.name.as_str()).collect();
                 bail!("post-deployment verification failed: {}", failed.join(", "));
             }
-            Ok(verification)
+            Ok(Ending::Succeeded(verification))
         })
     })();
-    match result {
-        Ok(verification) => {
-            run.finish("succeeded", None)?;
-            Ok(Some(verification))
-        }
-        Err(err) if !upgraded => {
-            run.finish("failed", Some(&err))?;
-            Err(err.context("nothing was changed"))
-        }
-        Err(err) => {
-            let restored = restore(&mut run, flow, from.as_ref().map(|(revision, _)| *revision));
-            match restored {
-                Ok(what) => {
-                    run.finish("failed", Some(&err))?;
-                    Err(err.context(format!("deploy of {tag} failed; {what}")))
-                }
-                Err(undo_err) => {
-                    run.finish("failed-needs-attention", Some(&err))?;
-                    Err(err.context(format!(
-                        "deploy of {tag} failed, and restoring the previous state failed too ({undo_err:#}); run `cargo xtask doctor`"
-                    )))
-                }
-            }
-        }
-    }
+    let from_revision = from.as_ref().map(|(revision, _)| *revision);
+    let undo = Undo::with(
+        match from_revision {
+            Some(revision) => format!("roll back to Helm revision {revision}"),
+            None => "uninstall the release that never became healthy".to_owned(),
+        },
+        move |changes| restore(changes, tag, from_revision),
+    );
+    run.end(body.map_err(|err| err.context(format!("deploy of {tag} failed"))), undo).map(Some)
 }
 
 /// What the upgrade would change, object by object, against Helm's record of the live release
 /// (read-only: the tag is resolved to render its digest, nothing is checked or changed).
-fn print_diff(flow: &Flow, state: &ReleaseState, chart_release: &crate::helm::Release, repository: &str, tag: &str) -> Result<()> {
+fn print_diff(flow: &Flow, state: &ReleaseRecord, chart_release: &crate::helm::ReleaseSpec, repository: &str, tag: &str) -> Result<()> {
     let mut planned = flow.as_first_upgrade(chart_release);
     match images::resolve(flow.sh, repository, tag) {
-        Ok(pinned) => planned.set.push(pinned.set()),
+        Ok(pinned) => planned.set.push(chart::digest_set(&pinned)),
         Err(err) => println!("note: {err:#}; the diff shows the tag without a digest"),
     }
-    let rendered = flow.helm()?.template(&render::chart(), &planned)?;
+    let rendered = flow.helm()?.template(&chart::chart_dir(), &planned)?;
     let diff = super::diff::describe(&state.manifest, &rendered);
     if diff.is_empty() {
         println!("objects: no change from Helm revision {}", state.current().map(|r| r.revision).unwrap_or(0));
@@ -158,32 +130,33 @@ fn print_diff(flow: &Flow, state: &ReleaseState, chart_release: &crate::helm::Re
 }
 
 /// The compensation: back to the revision the release had, or no release if it had none.
-fn restore(run: &mut Run, flow: &Flow, from_revision: Option<u32>) -> Result<String> {
-    let t = &flow.target;
+fn restore(changes: &Changes, tag: &str, from_revision: Option<u32>) -> Result<String> {
+    let t = &changes.target;
     match from_revision {
-        Some(revision) => run.compensate("restore", &format!("roll back to Helm revision {revision}"), |flow| {
-            let mut change = Change::new(&t.kubeconfig, format!("shipshape deploy failed: back to revision {revision}"));
+        Some(revision) => {
+            let mut change = Change::new(&t.kubeconfig, format!("shipshape deploy of {tag} failed: back to revision {revision}"));
             change.force_conflicts = true;
-            flow.rollback(revision, &change)?;
-            let stable = release::stable_deployment(&t.release);
-            flow.block_on(wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT))
+            changes.rollback(revision, &change)?;
+            let stable = chart::stable_deployment(&t.release);
+            changes
+                .block_on(wait::deployment_rolled_out(&changes.client, &t.namespace, &stable, ROLLOUT_TIMEOUT))
                 .context("the restored revision did not roll out")?;
             Ok(format!("rolled back to Helm revision {revision}, which serves again"))
-        }),
-        None => run.compensate("restore", "uninstall the release that never became healthy", |flow| {
-            flow.helm()?.uninstall(&t.release, &t.namespace, &t.kubeconfig)?;
+        }
+        None => {
+            changes.uninstall()?;
             Ok("the new release was uninstalled".to_owned())
-        }),
+        }
     }
 }
 
 /// States in which starting a deployment would make things worse.
-pub fn refuse_unsafe_start(state: &ReleaseState) -> Result<()> {
+pub fn refuse_unsafe_start(state: &ReleaseRecord) -> Result<()> {
     refuse_unsafe_start_for_restart(state)?;
-    if state.canary_enabled() {
+    if state.values.canary.enabled {
         bail!("a canary is running on this release: finish it first (promote or abort), or `cargo xtask rollback` to remove it");
     }
-    if let Some(live) = state.live_slot() {
+    if let Some(live) = state.values.live_slot() {
         // The environment's values are the standard shape: applying them would replace both
         // colours by one new Deployment at once, leaving the Service without ready pods.
         bail!("this release runs blue/green ({live} is live): deploy with `cargo xtask bluegreen start --tag <tag>`");
@@ -192,7 +165,7 @@ pub fn refuse_unsafe_start(state: &ReleaseState) -> Result<()> {
 }
 
 /// States in which no Helm change can be made (a restart included).
-pub fn refuse_unsafe_start_for_restart(state: &ReleaseState) -> Result<()> {
+pub fn refuse_unsafe_start_for_restart(state: &ReleaseRecord) -> Result<()> {
     if let Some(current) = state.current().filter(|r| r.is_pending()) {
         bail!(
             "Helm revision {} of this release is {} (an operation was interrupted), so helm refuses every change. \
@@ -202,9 +175,4 @@ pub fn refuse_unsafe_start_for_restart(state: &ReleaseState) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// `imagePullSecrets` names from values.
-pub fn pull_secrets(values: &serde_json::Value) -> Vec<String> {
-    values["imagePullSecrets"].as_array().into_iter().flatten().filter_map(|s| s["name"].as_str().map(str::to_owned)).collect()
 }

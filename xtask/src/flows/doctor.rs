@@ -5,32 +5,27 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, LogParams};
 use kube::Api;
-use xshell::Shell;
 
-use super::release::{self, ReleaseState};
-use super::{findings, Flow, Target};
-use crate::cli::Doctor;
+use super::{findings, ownership, Flow, Target};
+use crate::chart;
 use crate::k8s::wait;
-use crate::report::{self, Check, Outcome};
+use crate::report::{self, Check, Outcome, Output};
 
 /// Lines of a crashed container's previous log shown as evidence.
 const CRASH_LOG_LINES: i64 = 10;
 
-impl Doctor {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        let flow = Flow::connect(sh, &self.target)?;
-        report::repeat(self.watch, || {
-            let checks = doctor(&flow)?;
-            Ok(report::emit("doctor", &flow.target.namespace, &checks, self.output, "findings", |outcome| {
-                if outcome == Outcome::Pass { "nothing wrong found" } else { "problems found (fixes above)" }.to_owned()
-            })?)
-        })
-    }
+/// `cargo xtask doctor`: the findings, printed (or as JSON), in the step summary too.
+pub fn show(flow: &Flow, output: Output) -> Result<Outcome> {
+    let checks = doctor(flow)?;
+    Ok(report::emit("doctor", &flow.target.namespace, &checks, output, "findings", |outcome| {
+        if outcome == Outcome::Pass { "nothing wrong found" } else { "problems found (fixes above)" }.to_owned()
+    })?)
 }
 
+/// The troubleshooting sections' checks on the flow's target.
 pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
     let t = &flow.target;
-    let state = ReleaseState::read(flow)?;
+    let state = flow.record()?;
     let mut checks = vec![findings::helm_not_pending(&state)];
     if !state.is_installed() {
         checks.push(
@@ -42,18 +37,18 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
     flow.block_on(async {
         checks.extend(findings::secrets_present(&flow.client, t, &state.values).await);
         checks.extend(findings::rbac(&flow.client, t, &state.values, true).await);
-        if state.values["externalSecrets"]["enabled"].as_bool() == Some(true) {
+        if state.values.external_secrets.enabled {
             checks.push(external_secrets(&flow.client, t).await);
         }
         checks.extend(pods(&flow.client, t).await?);
         checks.extend(rollouts(&flow.client, t).await?);
-        checks.push(match release::drift(&flow.client, &t.namespace, &t.release, &state).await? {
+        checks.push(match ownership::drift(&flow.client, &t.namespace, &t.release, &state).await? {
             None => Check::new("helm owns the release", Outcome::Pass, "the Deployment runs what Helm applied"),
             Some(drift) => Check::new("helm owns the release", Outcome::Warn, drift.to_string())
                 .with_fix("cargo xtask rollback (or deploy) returns the Deployment to a Helm revision"),
         });
-        let deployments = super::ownership::deployments(&flow.client, &t.namespace, &t.release).await?;
-        let drift = super::ownership::replica_drift(&deployments, &t.release, &state.values);
+        let deployments = ownership::deployments(&flow.client, &t.namespace, &t.release).await?;
+        let drift = ownership::replica_drift(&deployments, &t.release, &state.values);
         checks.push(if drift.is_empty() {
             Check::new("replicas as recorded", Outcome::Pass, "every Deployment runs the replica count Helm's record gives it")
         } else {
@@ -107,7 +102,7 @@ async fn external_secrets(client: &kube::Client, t: &Target) -> Check {
 /// running but never ready.
 async fn pods(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
     let api: Api<Pod> = Api::namespaced(client.clone(), &t.namespace);
-    let pods = api.list(&ListParams::default().labels(&release::pod_selector(&t.release))).await?.items;
+    let pods = api.list(&ListParams::default().labels(&chart::pod_selector(&t.release))).await?.items;
     let mut checks = Vec::new();
     for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -168,7 +163,7 @@ async fn pods(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
 async fn rollouts(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), &t.namespace);
     let mut checks = Vec::new();
-    for name in [release::stable_deployment(&t.release), release::canary_deployment(&t.release)] {
+    for name in [chart::stable_deployment(&t.release), chart::canary_deployment(&t.release)] {
         let Some(deployment) = api.get_opt(&name).await? else { continue };
         let status = deployment.status.clone().unwrap_or_default();
         let progressing = status.conditions.iter().flatten().find(|c| c.type_ == "Progressing");

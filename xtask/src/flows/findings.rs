@@ -5,10 +5,10 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::PostParams;
 use kube::Api;
-use serde_json::Value;
 
-use super::release::{self, ReleaseState};
 use super::Target;
+use crate::chart::{self, Values};
+use crate::helm::record::ReleaseRecord;
 use crate::k8s::lease;
 use crate::report::{Check, Outcome};
 
@@ -20,35 +20,36 @@ pub struct SecretRef {
 }
 
 /// Every Secret the values make the pods read (admin token always; MLflow and database when named).
-pub fn secret_refs(values: &Value) -> Vec<SecretRef> {
-    let env = &values["env"];
-    let text = |key: &str, default: &str| env[key].as_str().filter(|s| !s.is_empty()).unwrap_or(default).to_owned();
-    let (admin, admin_key) = release::admin_token_secret(values);
+pub fn secret_refs(values: &Values) -> Vec<SecretRef> {
+    let env = &values.env;
+    let (admin, admin_key) = values.admin_token_secret();
     let mut refs = vec![SecretRef { purpose: "admin token", name: admin, keys: vec![admin_key] }];
-    let mlflow = text("mlflowCredentialsSecretName", "");
-    if !mlflow.is_empty() {
+    if !env.mlflow_credentials_secret_name.is_empty() {
         refs.push(SecretRef {
             purpose: "MLflow credentials",
-            name: mlflow,
-            keys: vec![text("mlflowUsernameKey", "username"), text("mlflowPasswordKey", "password")],
+            name: env.mlflow_credentials_secret_name.clone(),
+            keys: vec![env.mlflow_username_key.clone(), env.mlflow_password_key.clone()],
         });
     }
-    let database = text("databaseUrlSecretName", "");
-    if !database.is_empty() {
-        refs.push(SecretRef { purpose: "database URL", name: database, keys: vec![text("databaseUrlSecretKey", "url")] });
+    if !env.database_url_secret_name.is_empty() {
+        refs.push(SecretRef {
+            purpose: "database URL",
+            name: env.database_url_secret_name.clone(),
+            keys: vec![env.database_url_secret_key.clone()],
+        });
     }
     refs
 }
 
 /// Each referenced Secret exists and has its keys (values are never read out).
-pub async fn secrets_present(client: &kube::Client, target: &Target, values: &Value) -> Vec<Check> {
+pub async fn secrets_present(client: &kube::Client, target: &Target, values: &Values) -> Vec<Check> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &target.namespace);
     let mut checks = Vec::new();
     for secret in secret_refs(values) {
         let name = format!("secret {}", secret.purpose);
-        let how = if values["externalSecrets"]["enabled"].as_bool() == Some(true) {
+        let how = if values.external_secrets.enabled {
             "External Secrets Operator creates it from the ExternalSecret: check its status (cargo xtask doctor)".to_owned()
-        } else if values["sealedSecrets"]["enabled"].as_bool() == Some(true) {
+        } else if values.sealed_secrets.enabled {
             "the Sealed Secrets controller creates it from the SealedSecret: check that the controller runs".to_owned()
         } else {
             format!(
@@ -89,9 +90,10 @@ pub async fn secrets_present(client: &kube::Client, target: &Target, values: &Va
 
 /// The ServiceAccount, Role and RoleBinding exist, and RBAC lets the ServiceAccount get each
 /// referenced Secret (asked of the API server itself with a SubjectAccessReview).
-pub async fn rbac(client: &kube::Client, target: &Target, values: &Value, installed: bool) -> Vec<Check> {
-    let full = release::fullname(&target.release);
-    let account = values["serviceAccount"]["name"].as_str().filter(|s| !s.is_empty()).unwrap_or(&full).to_owned();
+pub async fn rbac(client: &kube::Client, target: &Target, values: &Values, installed: bool) -> Vec<Check> {
+    let full = chart::fullname(&target.release);
+    let name = &values.service_account.name;
+    let account = if name.is_empty() { full.clone() } else { name.clone() };
     if !installed {
         return vec![Check::new(
             "rbac objects",
@@ -167,7 +169,7 @@ pub async fn rbac(client: &kube::Client, target: &Target, values: &Value, instal
 }
 
 /// No Helm operation left half-done.
-pub fn helm_not_pending(state: &ReleaseState) -> Check {
+pub fn helm_not_pending(state: &ReleaseRecord) -> Check {
     match state.current() {
         None => Check::new("helm release", Outcome::Pass, "not installed yet (the first deploy installs it)"),
         Some(current) if current.is_pending() => Check::new(

@@ -12,6 +12,7 @@ use kube::runtime::watcher;
 use kube::Api;
 use serde_json::json;
 
+use crate::image::Pinned;
 use crate::k8s::wait::{self, Progress};
 
 /// A pull that has not finished (or failed) within this is reported as unknown.
@@ -22,64 +23,11 @@ pub async fn ensure_exists(client: &kube::Client, namespace: &str, image: &str, 
     let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await.context("listing nodes")?;
     for node in &nodes {
         let listed = node.status.as_ref().and_then(|s| s.images.as_ref()).into_iter().flatten();
-        if listed.flat_map(|i| i.names.iter().flatten()).any(|name| same_image(name, image)) {
+        if listed.flat_map(|i| i.names.iter().flatten()).any(|name| crate::image::same_content(name, image)) {
             return Ok(format!("image {image} is present on node {}", node.metadata.name.clone().unwrap_or_default()));
         }
     }
     pull(client, namespace, image, pull_secrets).await
-}
-
-/// `shipshape/model-server:1` and `docker.io/shipshape/model-server:1` are the same image; a
-/// pinned `repository:tag@digest` is on a node that lists `repository@digest`.
-fn same_image(listed: &str, wanted: &str) -> bool {
-    let normalize = |s: &str| {
-        let s = s.strip_prefix("docker.io/").unwrap_or(s);
-        s.strip_prefix("library/").unwrap_or(s).to_owned()
-    };
-    match super::release::digest_of(wanted) {
-        Some(digest) => normalize(listed) == normalize(&format!("{}@{digest}", super::release::tag_of_repository(wanted))),
-        None => normalize(listed) == normalize(wanted),
-    }
-}
-
-/// An image tag pinned to the digest its registry served when a flow resolved it.
-#[derive(Clone, Debug)]
-pub struct Pinned {
-    pub repository: String,
-    pub tag: String,
-    pub digest: String,
-}
-
-impl Pinned {
-    /// `repository:tag@digest`: what the chart renders and the nodes pull.
-    pub fn reference(&self) -> String {
-        format!("{}:{}@{}", self.repository, self.tag, self.digest)
-    }
-
-    /// `repository@digest`: exactly this content, whatever the tag says now.
-    pub fn by_digest(&self) -> String {
-        format!("{}@{}", self.repository, self.digest)
-    }
-
-    /// The values that make the chart run this digest wherever it runs this tag.
-    pub fn values(&self) -> serde_json::Value {
-        digest_values(&self.tag, &self.digest)
-    }
-
-    /// The same as a `--set-string` pair (dots in the tag escaped: they separate keys).
-    pub fn set(&self) -> (String, String) {
-        (format!("imageDigests.{}", self.tag.replace('.', "\\.")), self.digest.clone())
-    }
-}
-
-/// The chart values that pin `tag` to `digest` (`imageDigests`); none for an empty digest (a
-/// flow whose state predates digests).
-pub fn digest_values(tag: &str, digest: &str) -> serde_json::Value {
-    if digest.is_empty() {
-        json!({})
-    } else {
-        json!({"imageDigests": {tag: digest}})
-    }
 }
 
 /// The two steps that open every flow that changes what runs, in its plan.
@@ -96,14 +44,8 @@ pub fn plan_steps(image: &str) -> [super::Step; 2] {
 /// Runs those two steps: the tag resolved once to the digest every later change deploys, its
 /// signature and provenance checked, and the cluster able to get it; journals image, digest and
 /// what was proven (facts `to_image`, `to_digest`, `signature`).
-pub fn resolve_and_check(
-    run: &mut super::Run,
-    repository: &str,
-    tag: &str,
-    signature: &crate::cli::SignatureArgs,
-    pull_secrets: &[String],
-) -> Result<Pinned> {
-    let (pinned, proven) = run.step("resolve", |flow| resolve_verified(flow, repository, tag, signature))?;
+pub fn resolve_and_check(run: &mut super::Run, repository: &str, tag: &str, pull_secrets: &[String]) -> Result<Pinned> {
+    let (pinned, proven) = run.step("resolve", |flow| resolve_verified(flow, repository, tag))?;
     run.fact("signature", proven)?;
     run.fact("to_image", pinned.reference())?;
     run.fact("to_digest", &pinned.digest)?;
@@ -116,18 +58,19 @@ pub fn resolve_and_check(
 }
 
 /// Resolves `tag` of the release's repository to its digest, then checks what the environment
-/// asks of it (signature and provenance: [`crate::signing::check`]). Returns the pinned image
-/// and what was proven, in words, for the journal.
-pub fn resolve_verified(
-    flow: &super::Flow,
-    repository: &str,
-    tag: &str,
-    signature: &crate::cli::SignatureArgs,
-) -> Result<(Pinned, String)> {
+/// asks of it (signature and provenance: [`crate::signing::check`], under [`super::Flow::policy`]).
+/// Returns the pinned image and what was proven, in words, for the journal.
+pub fn resolve_verified(flow: &super::Flow, repository: &str, tag: &str) -> Result<(Pinned, String)> {
+    let policy = flow.policy()?;
     let pinned = resolve(flow.sh, repository, tag)?;
-    let policy = crate::signing::Policy::new(flow.environment_values()?, signature);
     let proven = crate::signing::check(flow.sh, &policy, &pinned)?;
     Ok((pinned, proven))
+}
+
+/// Checks a digest already resolved (a canary's, at promotion) against the environment's policy
+/// again: what the analysis judged is what is promoted, and it still proves what it must.
+pub fn verify_pinned(flow: &super::Flow, pinned: &Pinned) -> Result<String> {
+    crate::signing::check(flow.sh, &flow.policy()?, pinned)
 }
 
 /// Resolves `repository:tag` to the digest its registry serves, once, before any change.

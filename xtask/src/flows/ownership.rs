@@ -14,7 +14,8 @@ use kube::api::ListParams;
 use kube::Api;
 use serde_json::Value;
 
-use super::release;
+use crate::chart::{self, Slot, Values};
+use crate::helm::record::ReleaseRecord;
 
 /// Managers whose fields are not hand changes: Helm itself, and the controllers that keep
 /// status and revision annotations.
@@ -150,28 +151,27 @@ impl std::fmt::Display for ReplicaDrift {
 /// The replica count Helm's record gives each of the release's Deployments, from the values the
 /// chart rendered (the same rules as `model-server.workloads` in helm/model-server/templates/
 /// _helpers.tpl; tests/tests/chart.rs checks the two agree).
-pub fn recorded_replicas(release_name: &str, values: &Value) -> Vec<(String, i32)> {
-    let count = |v: &Value| v.as_i64().map(|n| n as i32);
-    let total = count(&values["replicaCount"]).unwrap_or(1);
-    let full = release::fullname(release_name);
+pub fn recorded_replicas(release_name: &str, values: &Values) -> Vec<(String, i32)> {
+    let total = values.replica_count as i32;
     let mut recorded = Vec::new();
-    match release::live_slot(values) {
+    match values.live_slot() {
         Some(live) => {
-            for slot in ["blue", "green"] {
+            for slot in [Slot::Blue, Slot::Green] {
                 let default = if slot == live { total } else { 0 };
-                recorded.push((format!("{full}-{slot}"), count(&values["blueGreen"][slot]["replicaCount"]).unwrap_or(default)));
+                let count = values.slot(slot).replica_count.map_or(default, |n| n as i32);
+                recorded.push((chart::slot_deployment(release_name, slot), count));
             }
         }
-        None => recorded.push((full.clone(), total)),
+        None => recorded.push((chart::stable_deployment(release_name), total)),
     }
-    if release::canary_enabled(values) {
-        recorded.push((format!("{full}-canary"), count(&values["canary"]["replicaCount"]).unwrap_or(1)));
+    if values.canary.enabled {
+        recorded.push((chart::canary_deployment(release_name), values.canary.replica_count as i32));
     }
     recorded
 }
 
 /// Deployments whose live replica count differs from Helm's record.
-pub fn replica_drift(deployments: &[Deployment], release_name: &str, values: &Value) -> Vec<ReplicaDrift> {
+pub fn replica_drift(deployments: &[Deployment], release_name: &str, values: &Values) -> Vec<ReplicaDrift> {
     let foreign = foreign_fields(deployments);
     recorded_replicas(release_name, values)
         .into_iter()
@@ -204,10 +204,64 @@ pub fn traffic_share(tracks: &[(String, u32)]) -> String {
         .join(", ")
 }
 
+/// A change made to the stable Deployment behind Helm's back (`kubectl rollout undo`,
+/// `kubectl set image`): the live image differs from the one Helm last applied.
+pub struct Drift {
+    pub live_image: String,
+    pub helm_image: String,
+    pub revision: u32,
+    /// Field managers other than Helm that own parts of the pod template.
+    pub managers: Vec<String>,
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Deployment runs {} but Helm revision {} applied {}: it was changed behind Helm's back{}",
+            self.live_image,
+            self.revision,
+            self.helm_image,
+            if self.managers.is_empty() { String::new() } else { format!(" (by {})", self.managers.join(", ")) }
+        )
+    }
+}
+
+/// The stable Deployment's live state against Helm's, if they differ.
+pub async fn drift(client: &kube::Client, namespace: &str, release: &str, record: &ReleaseRecord) -> Result<Option<Drift>> {
+    let (Some(helm_image), Some(current)) = (record.stable_image(), record.current()) else {
+        return Ok(None);
+    };
+    let name = record.values.live_deployment(release);
+    let Some(deployment) = Api::<Deployment>::namespaced(client.clone(), namespace)
+        .get_opt(&name)
+        .await
+        .with_context(|| format!("reading Deployment {name}"))?
+    else {
+        return Ok(None);
+    };
+    let live_image = deployment_image(&deployment).unwrap_or_default();
+    if live_image == helm_image {
+        return Ok(None);
+    }
+    // Who made the change: the same judgement of "not Helm, not a controller" as every report.
+    let managers = foreign_fields(std::slice::from_ref(&deployment)).into_iter().map(|f| f.manager).collect();
+    Ok(Some(Drift { live_image, helm_image, revision: current.revision, managers }))
+}
+
+/// The image of a Deployment's serving container (the chart's first container).
+pub fn deployment_image(deployment: &Deployment) -> Option<String> {
+    deployment.spec.as_ref()?.template.spec.as_ref()?.containers.first()?.image.clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn values(json: Value) -> Values {
+        Values::of(&json).unwrap()
+    }
 
     fn deployment(name: &str, replicas: i32, managed: Value) -> Deployment {
         serde_json::from_value(json!({
@@ -260,7 +314,7 @@ mod tests {
 
     #[test]
     fn replica_drift_compares_the_record_with_the_cluster() {
-        let values = json!({"replicaCount": 1, "canary": {"enabled": true, "replicaCount": 1}});
+        let values = values(json!({"replicaCount": 1, "canary": {"enabled": true, "replicaCount": 1}}));
         let stable = deployment("model-server", 1, json!([]));
         let drift = replica_drift(&[stable, scaled_canary()], "model-server", &values);
         assert_eq!(drift.len(), 1);
@@ -269,9 +323,9 @@ mod tests {
 
     #[test]
     fn recorded_replicas_follow_the_release_shape() {
-        let bg = json!({"replicaCount": 3, "blueGreen": {"enabled": true, "activeSlot": "green", "blue": {"replicaCount": 3}}});
+        let bg = values(json!({"replicaCount": 3, "blueGreen": {"enabled": true, "activeSlot": "green", "blue": {"replicaCount": 3}}}));
         assert_eq!(recorded_replicas("model-server", &bg), [("model-server-blue".to_owned(), 3), ("model-server-green".to_owned(), 3)]);
-        let idle = json!({"replicaCount": 2, "blueGreen": {"enabled": true, "activeSlot": "blue"}});
+        let idle = values(json!({"replicaCount": 2, "blueGreen": {"enabled": true, "activeSlot": "blue"}}));
         assert_eq!(recorded_replicas("model-server", &idle), [("model-server-blue".to_owned(), 2), ("model-server-green".to_owned(), 0)]);
     }
 

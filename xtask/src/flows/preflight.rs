@@ -4,24 +4,18 @@ use std::time::Instant;
 use anyhow::Result;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use xshell::Shell;
 
-use super::release::ReleaseState;
 use super::{findings, Flow};
-use crate::cli::Preflight;
 use crate::cluster::node_image::{self, KUBERNETES_VERSION};
-use crate::render;
-use crate::report::{self, Check, Outcome};
+use crate::report::{self, Check, Outcome, Output};
 use crate::tools::HELM;
 
-impl Preflight {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        let flow = Flow::connect(sh, &self.target)?;
-        let checks = preflight(&flow)?;
-        let outcome = report::emit("preflight", &flow.target.namespace, &checks, self.output, "checks", |o| o.label().to_owned())?;
-        // Warnings (e.g. no kubectl for you to use) do not stop a deployment.
-        report::exit_for(if outcome == Outcome::Fail { Outcome::Fail } else { Outcome::Pass })
-    }
+/// `cargo xtask preflight`: the checks, printed (or as JSON); Fail when one failed (warnings,
+/// such as no kubectl for you to use, do not stop a deployment).
+pub fn show(flow: &Flow, output: Output) -> Result<Outcome> {
+    let checks = preflight(flow)?;
+    let outcome = report::emit("preflight", &flow.target.namespace, &checks, output, "checks", |o| o.label().to_owned())?;
+    Ok(if outcome == Outcome::Fail { Outcome::Fail } else { Outcome::Pass })
 }
 
 pub fn preflight(flow: &Flow) -> Result<Vec<Check>> {
@@ -93,10 +87,9 @@ pub fn preflight(flow: &Flow) -> Result<Vec<Check>> {
         .with_fix("`cargo xtask cluster image` builds it with the node image"),
     });
 
-    let state = ReleaseState::read(flow)?;
+    let state = flow.record()?;
     // Before the first install, check what the environment's values will reference.
-    let values =
-        if state.is_installed() { state.values.clone() } else { flow.helm()?.planned_values(&render::chart(), &t.chart_release(None))? };
+    let values = if state.is_installed() { state.values.clone() } else { flow.environment()? };
     let started = Instant::now();
     let secret_checks = flow.block_on(findings::secrets_present(&flow.client, t, &values));
     checks.extend(secret_checks.into_iter().map(|c| timed(started, c)));

@@ -5,19 +5,9 @@ use futures::future::join_all;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use serde::Serialize;
-use xshell::Shell;
 
-use super::release::{self, ReleaseState};
-use super::{print_plan, step, Flow, Run};
-use crate::cli::Reload;
-use crate::k8s::{proxy, secrets};
-
-impl Reload {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        let flow = Flow::connect(sh, &self.target)?;
-        reload(&flow, self.dry_run).map(drop)
-    }
-}
+use super::{print_plan, step, Ending, Flow, Run, Undo};
+use crate::k8s::{pods, proxy, secrets};
 
 /// One pod's answer to `POST /admin/reload`.
 #[derive(Serialize, Clone, Debug)]
@@ -30,12 +20,12 @@ pub struct PodAnswer {
 
 pub fn reload(flow: &Flow, dry_run: bool) -> Result<Vec<PodAnswer>> {
     let t = &flow.target;
-    let state = ReleaseState::read(flow)?;
+    let state = flow.record()?;
     if !state.is_installed() {
         bail!("release {} is not installed in namespace {}", t.release, t.namespace);
     }
-    let (secret, key) = release::admin_token_secret(&state.values);
-    if state.values["env"]["modelAutoRefreshSeconds"].as_u64().unwrap_or(0) > 0 {
+    let (secret, key) = state.values.admin_token_secret();
+    if state.values.env.model_auto_refresh_seconds > 0 {
         println!("note: the release reloads its model by itself (env.modelAutoRefreshSeconds); reloading now anyway");
     }
     let plan = vec![
@@ -47,7 +37,7 @@ pub fn reload(flow: &Flow, dry_run: bool) -> Result<Vec<PodAnswer>> {
         return Ok(Vec::new());
     }
     let mut run = Run::begin(flow, "reload", String::new(), plan)?;
-    let result = (|| -> Result<Vec<PodAnswer>> {
+    let body = (|| -> Result<Ending<Vec<PodAnswer>>> {
         let token = run.step("read-token", |flow| {
             let token = flow.block_on(secrets::read_key(&Api::<Secret>::namespaced(flow.client.clone(), &t.namespace), &secret, &key))?;
             println!("  admin token retrieved (length: {})", token.len());
@@ -62,45 +52,31 @@ pub fn reload(flow: &Flow, dry_run: bool) -> Result<Vec<PodAnswer>> {
             if failed > 0 {
                 bail!("{failed} of {} pods did not reload", answers.len());
             }
-            Ok(answers)
+            Ok(Ending::Succeeded(answers))
         })
     })();
-    match result {
-        Ok(answers) => {
-            run.finish("succeeded", None)?;
-            Ok(answers)
-        }
-        Err(err) => {
-            // A reload changes no desired state; there is nothing to undo.
-            run.finish("failed", Some(&err))?;
-            Err(err)
-        }
-    }
+    // A reload changes no desired state; there is nothing to undo.
+    run.end(body, Undo::Nothing)
 }
 
 /// `POST /admin/reload` with `token` on every ready pod of the release.
 pub async fn post_reload(client: &kube::Client, namespace: &str, release_name: &str, token: &str) -> Result<Vec<PodAnswer>> {
-    let pods = release::ready_pods(client, namespace, release_name).await?;
+    let pods = pods::ready(client, namespace, release_name).await?;
     if pods.is_empty() {
         bail!("release {release_name} has no ready pods to reload");
     }
-    let answers =
-        join_all(
-            pods.iter().map(|pod| {
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                async move {
-                    proxy::post_pod(client, namespace, &name, release::http_port(pod), "/admin/reload", ("X-Admin-Token", token)).await
-                }
-            }),
-        )
-        .await;
+    let answers = join_all(pods.iter().map(|pod| {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        async move { proxy::post_pod(client, namespace, &name, pods::http_port(pod), "/admin/reload", ("X-Admin-Token", token)).await }
+    }))
+    .await;
     pods.iter()
         .zip(answers)
         .map(|(pod, answer)| {
             let answer = answer?;
             Ok(PodAnswer {
                 pod: pod.metadata.name.clone().unwrap_or_default(),
-                track: release::track_of(pod),
+                track: pods::track_of(pod),
                 status: answer.status,
                 body: answer.body,
             })

@@ -10,14 +10,14 @@ use kube::api::DeleteParams;
 use kube::Api;
 use serde::Serialize;
 use serde_json::Value;
-use xshell::Shell;
 
-use super::deploy::{pull_secrets, ROLLOUT_TIMEOUT};
-use super::release::{self, ReleaseState};
+use super::deploy::ROLLOUT_TIMEOUT;
 use super::verify::{self, Verification};
-use super::{images, print_plan, step, Flow, Run};
-use crate::cli::Rollback;
-use crate::helm::Change;
+use super::{images, ownership, print_plan, step, Ending, Flow, Run, Undo};
+use crate::chart::{self, Values};
+use crate::helm::record::stable_image_of;
+use crate::helm::{Change, Revision};
+use crate::journal::RunResult;
 use crate::k8s::wait;
 use crate::report::{self, Outcome, Output};
 
@@ -25,10 +25,89 @@ use crate::report::{self, Outcome, Output};
 const PENDING_PRESUMED_DEAD: Duration = Duration::from_secs(120);
 
 /// Where to roll back to.
+#[derive(Clone, Debug, PartialEq)]
 pub enum To {
     Previous,
     Revision(u32),
     Tag(String),
+}
+
+/// What the rollback will do, decided from Helm's record before anything changes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// `helm rollback` to this revision.
+    Revision { revision: u32, why: Why },
+    /// The current values with the stable image set to this tag.
+    Tag(String),
+}
+
+/// Why a revision was chosen, said in the plan.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Why {
+    Asked,
+    /// The newest earlier revision that ran another stable version and no canary.
+    Previous,
+    /// What runs was changed behind Helm's back and Helm has nothing earlier: back to its record.
+    HelmsRecord,
+}
+
+/// The facts the decision needs, read from the cluster.
+pub struct Facts<'a> {
+    pub history: &'a [Revision],
+    /// The stable image Helm's current revision records.
+    pub recorded_image: &'a str,
+    /// The live Deployment runs something else than Helm's record (a hand change).
+    pub drifted: bool,
+    /// The current revision runs a canary.
+    pub canary_running: bool,
+    pub blue_green: bool,
+}
+
+/// Chooses the target. `values_of(revision)` gives a revision's values (a helm call each, made
+/// only for the revisions considered).
+pub fn decide(facts: &Facts, to: &To, mut values_of: impl FnMut(u32) -> Result<Values>) -> Result<Decision> {
+    let revisions = || {
+        let listed: Vec<String> = facts.history.iter().map(|r| format!("{} {}", r.revision, r.status)).collect();
+        format!("revisions: {}", listed.join(", "))
+    };
+    let Some(current) = facts.history.last() else {
+        bail!("the release is not installed: there is nothing to roll back");
+    };
+    match to {
+        To::Revision(revision) => {
+            if !facts.history.iter().any(|r| r.revision == *revision) {
+                bail!("the release has no revision {revision}; it has {}", revisions());
+            }
+            if values_of(*revision)?.canary.enabled {
+                bail!("revision {revision} ran a canary; pick a revision without one ({})", revisions());
+            }
+            Ok(Decision::Revision { revision: *revision, why: Why::Asked })
+        }
+        To::Tag(_) if facts.blue_green => {
+            bail!("this release runs blue/green: roll back with `cargo xtask bluegreen rollback`, or deploy a tag with `bluegreen start --tag`")
+        }
+        To::Tag(tag) => Ok(Decision::Tag(tag.clone())),
+        To::Previous => {
+            for candidate in facts.history.iter().rev().filter(|r| r.revision < current.revision) {
+                if !matches!(candidate.status.as_str(), "superseded" | "deployed") {
+                    continue;
+                }
+                let values = values_of(candidate.revision)?;
+                if !values.canary.enabled && stable_image_of(&values, candidate) != facts.recorded_image {
+                    return Ok(Decision::Revision { revision: candidate.revision, why: Why::Previous });
+                }
+            }
+            if facts.drifted && !facts.canary_running {
+                return Ok(Decision::Revision { revision: current.revision, why: Why::HelmsRecord });
+            }
+            bail!(
+                "the release has no previous release to roll back to: no earlier revision ran a version other than {} ({}). \
+                 Use --to-tag to pick a version.",
+                facts.recorded_image,
+                revisions()
+            )
+        }
+    }
 }
 
 /// What a rollback did, for the terminal, `--output json` and the GitHub step summary.
@@ -47,104 +126,73 @@ pub struct Summary {
     pub verification: Option<Verification>,
 }
 
-impl Rollback {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        let mut flow = Flow::connect(sh, &self.target)?;
-        flow.signature = self.signature.clone();
-        let to = match (self.to_revision, self.to_tag) {
-            (Some(revision), _) => To::Revision(revision),
-            (None, Some(tag)) => To::Tag(tag),
-            (None, None) => To::Previous,
-        };
-        let Some(summary) = rollback(&flow, to, self.skip_verification, self.dry_run)? else { return Ok(()) };
-        match self.output {
-            Output::Human => print_summary(&summary),
-            Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
-        }
-        report::github_step_summary(&markdown(&summary));
-        match &summary.verification {
-            Some(v) => report::exit_for(v.outcome),
-            None => Ok(()),
-        }
-    }
-}
-
-enum ToKind {
-    Previous,
-    Given,
-}
-
 /// The target revision or values, decided before anything changes.
 enum Plan {
-    Revision { revision: u32, values: Value },
-    Tag { tag: String, values: Value },
+    Revision {
+        revision: u32,
+        values: Values,
+    },
+    /// `supplied`: the values to apply (the release's own, changed); `values`: with defaults.
+    Tag {
+        tag: String,
+        values: Values,
+        supplied: Value,
+    },
 }
 
 pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> Result<Option<Summary>> {
     let t = &flow.target;
-    let state = ReleaseState::read(flow)?;
+    let state = flow.record()?;
     let Some(current) = state.current().cloned() else {
         bail!("release {} is not installed in namespace {}: there is nothing to roll back", t.release, t.namespace);
     };
-    let drift = flow.block_on(release::drift(&flow.client, &t.namespace, &t.release, &state))?;
+    let drift = flow.block_on(ownership::drift(&flow.client, &t.namespace, &t.release, &state))?;
     // Where the rollback starts is what runs, which a hand change may have made other than
     // Helm's record.
     let recorded_image = state.stable_image().unwrap_or_default();
     let from_image = drift.as_ref().map(|d| d.live_image.clone()).unwrap_or_else(|| recorded_image.clone());
-    let canary_name = release::canary_deployment(&t.release);
+    let canary_name = chart::canary_deployment(&t.release);
     let live_canary = flow.block_on(Api::<Deployment>::namespaced(flow.client.clone(), &t.namespace).get_opt(&canary_name))?.is_some();
-    let orphan_canary = live_canary && !state.canary_enabled();
+    let orphan_canary = live_canary && !state.values.canary.enabled;
 
-    let to_kind = match &to {
-        To::Previous => ToKind::Previous,
-        _ => ToKind::Given,
+    let facts = Facts {
+        history: &state.history,
+        recorded_image: &recorded_image,
+        drifted: drift.is_some(),
+        canary_running: state.values.canary.enabled,
+        blue_green: state.values.live_slot().is_some(),
     };
+    let values_of = |revision: u32| -> Result<Values> {
+        Values::of(&flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, Some(revision), true)?)
+    };
+    let decision = decide(&facts, &to, values_of).with_context(|| format!("release {} in {}", t.release, t.namespace))?;
     let mut signature = None;
-    let target = match to {
-        To::Revision(revision) => {
-            let Some(found) = state.history.iter().find(|r| r.revision == revision) else {
-                bail!("release {} has no revision {revision}; it has {}", t.release, list_revisions(&state));
-            };
-            let values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, Some(revision), true)?;
-            if release::canary_enabled(&values) {
-                bail!("revision {revision} ran a canary; pick a revision without one ({})", list_revisions(&state));
+    let target = match &decision {
+        Decision::Revision { revision, why } => {
+            if *why == Why::HelmsRecord {
+                println!("the Deployment was changed behind Helm's back: rolling back to Helm's record (revision {revision})");
             }
-            let _ = found;
-            Plan::Revision { revision, values }
+            let values = Values::of(&flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, Some(*revision), true)?)?;
+            Plan::Revision { revision: *revision, values }
         }
-        To::Previous => match previous_release(flow, &state, &current, &recorded_image) {
-            Ok(plan) => plan,
-            // What runs was changed behind Helm's back (`kubectl set image`, `rollout undo`) and
-            // Helm has nothing earlier: going back is returning to Helm's record.
-            Err(_) if drift.is_some() && !state.canary_enabled() => {
-                let values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, Some(current.revision), true)?;
-                println!("the Deployment was changed behind Helm's back: rolling back to Helm's record (revision {})", current.revision);
-                Plan::Revision { revision: current.revision, values }
-            }
-            Err(err) => return Err(err),
-        },
-        To::Tag(_) if state.live_slot().is_some() => {
-            bail!("this release runs blue/green: roll back with `cargo xtask bluegreen rollback`, or deploy a tag with `bluegreen start --tag`")
-        }
-        To::Tag(tag) => {
+        Decision::Tag(tag) => {
             // Resolved once, before anything changes: the rollback runs exactly this digest.
-            let repository = state.values["image"]["repository"].as_str().unwrap_or("shipshape/model-server");
-            let (pinned, proven) = images::resolve_verified(flow, repository, &tag, &flow.signature)?;
+            let (pinned, proven) = images::resolve_verified(flow, &state.values.image.repository, tag)?;
             signature = Some(proven);
-            let mut values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
-            crate::helm::merge(&mut values, &serde_json::json!({"image": {"tag": tag}, "canary": {"enabled": false}}));
-            crate::helm::merge(&mut values, &pinned.values());
-            Plan::Tag { tag, values }
+            let mut supplied = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
+            crate::helm::merge(&mut supplied, &serde_json::json!({"image": {"tag": tag}, "canary": {"enabled": false}}));
+            crate::helm::merge(&mut supplied, &chart::digest_values(&pinned.tag, &pinned.digest));
+            let mut all = state.values_json.clone();
+            crate::helm::merge(&mut all, &supplied);
+            Plan::Tag { tag: tag.clone(), values: Values::of(&all)?, supplied }
         }
     };
     let to_image = match &target {
         Plan::Revision { revision, values } => {
             let revision_info = state.history.iter().find(|r| r.revision == *revision).expect("chosen from history");
-            release::stable_image(values, revision_info).unwrap_or_default()
+            stable_image_of(values, revision_info)
         }
-        Plan::Tag { tag, values } => {
-            release::image_reference(values, state.values["image"]["repository"].as_str().unwrap_or_default(), tag)
-        }
+        Plan::Tag { tag, values, .. } => values.image_reference(tag),
     };
     let to_words = match &target {
         Plan::Revision { revision, .. } => format!("Helm revision {revision}"),
@@ -165,7 +213,7 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
     }
     // The Deployment that will serve once rolled back (the live colour, for a blue/green release).
     let stable = match &target {
-        Plan::Revision { values, .. } | Plan::Tag { values, .. } => release::live_deployment(&t.release, values),
+        Plan::Revision { values, .. } | Plan::Tag { values, .. } => values.live_deployment(&t.release),
     };
 
     let mut plan = Vec::new();
@@ -182,7 +230,7 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
     if orphan_canary {
         plan.push(step("remove-orphan-canary", format!("delete Deployment {canary_name}, a canary Helm does not know about")));
     }
-    let canary_words = if state.canary_enabled() { format!(", removing the canary {canary_name}") } else { String::new() };
+    let canary_words = if state.values.canary.enabled { format!(", removing the canary {canary_name}") } else { String::new() };
     let force_words = if drift.is_some() { "; take back fields changed behind Helm's back" } else { "" };
     plan.push(step(
         "rollback",
@@ -206,8 +254,8 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
         return Ok(None);
     }
 
-    let args = match (&to_kind, &target) {
-        (ToKind::Previous, _) => format!("previous release ({to_words})"),
+    let args = match (&to, &target) {
+        (To::Previous, _) => format!("previous release ({to_words})"),
         (_, Plan::Revision { revision, .. }) => format!("--to-revision {revision}"),
         (_, Plan::Tag { tag, .. }) => format!("--to-tag {tag}"),
     };
@@ -222,11 +270,14 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
         println!("detected: {drift}");
         run.fact("drift", drift.to_string())?;
     }
-    let result = (|| -> Result<Option<Verification>> {
+    let body = (|| -> Result<Ending<Option<Verification>>> {
         if pending {
-            run.step("clear-pending", |flow| {
+            run.step("clear-pending", |changes| {
+                // Helm's own record of the dead operation: removing it is a change to the release.
+                changes.mark_changed();
                 let storage = format!("sh.helm.release.v1.{}.v{}", t.release, current.revision);
-                match flow.block_on(Api::<Secret>::namespaced(flow.client.clone(), &t.namespace).delete(&storage, &DeleteParams::default()))
+                match changes
+                    .block_on(Api::<Secret>::namespaced(changes.client.clone(), &t.namespace).delete(&storage, &DeleteParams::default()))
                 {
                     Ok(_) => Ok(()),
                     Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
@@ -235,24 +286,25 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
             })?;
         }
         run.step("check-image", |flow| {
-            let found = flow.block_on(images::ensure_exists(&flow.client, &t.namespace, &to_image, &pull_secrets(&state.values)))?;
+            let found = flow.block_on(images::ensure_exists(&flow.client, &t.namespace, &to_image, &state.values.pull_secrets()))?;
             println!("  {found}");
             Ok(())
         })?;
         if orphan_canary {
-            run.step("remove-orphan-canary", |flow| {
-                flow.block_on(
-                    Api::<Deployment>::namespaced(flow.client.clone(), &t.namespace).delete(&canary_name, &DeleteParams::foreground()),
+            run.step("remove-orphan-canary", |changes| {
+                changes.mark_changed();
+                changes.block_on(
+                    Api::<Deployment>::namespaced(changes.client.clone(), &t.namespace).delete(&canary_name, &DeleteParams::foreground()),
                 )?;
                 Ok(())
             })?;
         }
-        run.step("rollback", |flow| {
+        run.step("rollback", |changes| {
             let mut change = Change::new(&t.kubeconfig, format!("shipshape rollback to {to_words} by {}", crate::journal::actor()));
             change.force_conflicts = drift.is_some();
             match &target {
-                Plan::Revision { revision, .. } => flow.rollback(*revision, &change),
-                Plan::Tag { values, .. } => flow.upgrade_with_values(values, &change),
+                Plan::Revision { revision, .. } => changes.rollback(*revision, &change),
+                Plan::Tag { supplied, .. } => changes.upgrade_with_values(supplied, &change),
             }
         })?;
         run.step("rollout", |flow| {
@@ -265,78 +317,56 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
             })
         })?;
         if skip_verification {
-            return Ok(None);
+            return Ok(Ending::Succeeded(None));
         }
-        run.step("verify", |flow| {
+        let verification = run.step("verify", |flow| {
             let verification = verify::verify(flow)?;
             report::print_checks(&verification.checks);
-            Ok(Some(verification))
+            Ok(verification)
+        })?;
+        Ok(if verification.outcome == Outcome::Fail {
+            Ending::NeedsAttention(Some(verification))
+        } else {
+            Ending::Succeeded(Some(verification))
         })
     })();
-    let new_revision = flow.helm()?.history(&t.release, &t.namespace, &t.kubeconfig).ok().and_then(|h| h.last().map(|r| r.revision));
-    let failed = match &result {
-        Ok(Some(v)) => v.outcome == Outcome::Fail,
-        Ok(None) => false,
-        Err(_) => true,
-    };
-    let outcome = if failed { "failed-needs-attention" } else { "succeeded" };
-    match result {
-        Err(err) => {
-            // A rollback is itself the compensation: there is nothing safer to go back to.
-            run.finish(outcome, Some(&err))?;
-            Err(err.context("the rollback failed: `cargo xtask doctor` shows the state of the release"))
-        }
-        Ok(verification) => {
-            run.finish(outcome, None)?;
-            Ok(Some(Summary {
-                release: t.release.clone(),
-                namespace: t.namespace.clone(),
-                result: outcome.to_owned(),
-                from_revision: current.revision,
-                from_image,
-                to_image,
-                to: to_words,
-                new_revision,
-                canary_removed: state.canary_enabled() || orphan_canary,
-                drift: drift.map(|d| d.to_string()),
-                verification,
-            }))
-        }
-    }
-}
-
-/// The newest earlier revision that served a different stable version with no canary.
-fn previous_release(flow: &Flow, state: &ReleaseState, current: &crate::helm::Revision, current_image: &str) -> Result<Plan> {
-    let t = &flow.target;
-    for candidate in state.history.iter().rev().filter(|r| r.revision < current.revision) {
-        if !matches!(candidate.status.as_str(), "superseded" | "deployed") {
-            continue;
-        }
-        let values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, Some(candidate.revision), true)?;
-        if release::canary_enabled(&values) {
-            continue;
-        }
-        if release::stable_image(&values, candidate).as_deref() != Some(current_image) {
-            return Ok(Plan::Revision { revision: candidate.revision, values });
-        }
-    }
-    bail!(
-        "release {} has no previous release to roll back to: no earlier revision ran a version other than {current_image} ({}). \
-         Use --to-tag to pick a version.",
-        t.release,
-        list_revisions(state)
-    )
-}
-
-fn list_revisions(state: &ReleaseState) -> String {
-    let listed: Vec<String> = state.history.iter().map(|r| format!("{} {}", r.revision, r.status)).collect();
-    format!("revisions: {}", listed.join(", "))
+    // A rollback is itself the way back: there is nothing safer to compensate with.
+    let verification = run.end(body.map_err(|err| err.context("the rollback failed")), Undo::NeedsAttention)?;
+    let new_revision = flow.record().ok().and_then(|r| r.current().map(|r| r.revision));
+    let failed = verification.as_ref().is_some_and(|v| v.outcome == Outcome::Fail);
+    Ok(Some(Summary {
+        release: t.release.clone(),
+        namespace: t.namespace.clone(),
+        result: if failed { RunResult::FailedNeedsAttention } else { RunResult::Succeeded }.word().to_owned(),
+        from_revision: current.revision,
+        from_image,
+        to_image,
+        to: to_words,
+        new_revision,
+        canary_removed: state.values.canary.enabled || orphan_canary,
+        drift: drift.map(|d| d.to_string()),
+        verification,
+    }))
 }
 
 /// How long ago an RFC 3339 time was.
 fn age_of(time: &str) -> Option<Duration> {
     let then: k8s_openapi::jiff::Timestamp = time.parse().ok()?;
     k8s_openapi::jiff::Timestamp::now().duration_since(then).try_into().ok()
+}
+
+/// `cargo xtask rollback`'s report: on the terminal or as JSON, and in the step summary; the
+/// verification's outcome decides the exit code.
+pub fn show(summary: &Summary, output: Output) -> Result<()> {
+    match output {
+        Output::Human => print_summary(summary),
+        Output::Json => println!("{}", serde_json::to_string_pretty(summary)?),
+    }
+    report::github_step_summary(&markdown(summary));
+    match &summary.verification {
+        Some(v) => report::exit_for(v.outcome),
+        None => Ok(()),
+    }
 }
 
 fn print_summary(s: &Summary) {
@@ -375,4 +405,101 @@ fn markdown(s: &Summary) -> String {
         md.push_str(&report::markdown_checks("verification", &v.checks));
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn revision(revision: u32, status: &str) -> Revision {
+        Revision {
+            revision,
+            updated: "2026-12-05T00:00:00Z".into(),
+            status: status.into(),
+            chart: "model-server-0.1.0".into(),
+            app_version: "0.1.0".into(),
+            description: String::new(),
+        }
+    }
+
+    /// A release's values at one revision: the stable tag and whether a canary ran.
+    fn at(tag: &str, canary: bool) -> Values {
+        Values::of(&json!({"image": {"repository": "r/m", "tag": tag}, "canary": {"enabled": canary, "replicaCount": 1}})).unwrap()
+    }
+
+    /// Runs the decision over a history given as (status, stable tag, canary) per revision,
+    /// the newest last; the current stable image is the newest revision's.
+    fn decide_over(history: &[(&str, &str, bool)], drifted: bool, blue_green: bool, to: To) -> Result<Decision> {
+        let revisions: Vec<Revision> = history.iter().enumerate().map(|(i, (status, _, _))| revision(i as u32 + 1, status)).collect();
+        let (_, current_tag, canary_running) = history.last().copied().unwrap_or(("", "", false));
+        let recorded = format!("r/m:{current_tag}");
+        let facts = Facts { history: &revisions, recorded_image: &recorded, drifted, canary_running, blue_green };
+        decide(&facts, &to, |n| Ok(at(history[n as usize - 1].1, history[n as usize - 1].2)))
+    }
+
+    fn to_revision(revision: u32, why: Why) -> Decision {
+        Decision::Revision { revision, why }
+    }
+
+    #[test]
+    fn the_previous_release_is_the_newest_earlier_revision_with_another_version_and_no_canary() {
+        let cases: &[(&str, &[(&str, &str, bool)], Decision)] = &[
+            ("one step back", &[("superseded", "v1", false), ("deployed", "v2", false)], to_revision(1, Why::Previous)),
+            (
+                "skips revisions of the same version (a restart, a scale)",
+                &[("superseded", "v1", false), ("superseded", "v2", false), ("deployed", "v2", false)],
+                to_revision(1, Why::Previous),
+            ),
+            (
+                "skips a canary's steps and its promotion revision's predecessor with a canary",
+                &[("superseded", "v1", false), ("superseded", "v1", true), ("superseded", "v1", true), ("deployed", "v2", false)],
+                to_revision(1, Why::Previous),
+            ),
+            (
+                "skips failed and pending revisions",
+                &[("superseded", "v1", false), ("failed", "v3", false), ("pending-upgrade", "v4", false), ("deployed", "v2", false)],
+                to_revision(1, Why::Previous),
+            ),
+            (
+                "a canary running now is rolled back to stable's last version before it",
+                &[("superseded", "v1", false), ("superseded", "v2", false), ("deployed", "v2", true)],
+                to_revision(1, Why::Previous),
+            ),
+        ];
+        for (name, history, expected) in cases {
+            assert_eq!(&decide_over(history, false, false, To::Previous).unwrap(), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn with_nothing_earlier_a_hand_change_goes_back_to_helm_s_record_and_otherwise_it_says_so() {
+        let one = [("deployed", "v1", false)];
+        assert_eq!(decide_over(&one, true, false, To::Previous).unwrap(), to_revision(1, Why::HelmsRecord));
+        let error = decide_over(&one, false, false, To::Previous).unwrap_err().to_string();
+        assert!(error.contains("no previous release") && error.contains("--to-tag") && error.contains("1 deployed"), "{error}");
+        let same_version = [("superseded", "v1", false), ("deployed", "v1", false)];
+        assert!(decide_over(&same_version, false, false, To::Previous).is_err(), "nothing ran another version");
+        let canary_now = [("deployed", "v1", true)];
+        assert!(decide_over(&canary_now, true, false, To::Previous).is_err(), "a drifted canary is not Helm's record to go back to");
+    }
+
+    #[test]
+    fn an_asked_revision_must_exist_and_run_no_canary() {
+        let history = [("superseded", "v1", false), ("superseded", "v1", true), ("deployed", "v2", false)];
+        assert_eq!(decide_over(&history, false, false, To::Revision(1)).unwrap(), to_revision(1, Why::Asked));
+        let canary = decide_over(&history, false, false, To::Revision(2)).unwrap_err().to_string();
+        assert!(canary.contains("ran a canary"), "{canary}");
+        let missing = decide_over(&history, false, false, To::Revision(9)).unwrap_err().to_string();
+        assert!(missing.contains("no revision 9") && missing.contains("3 deployed"), "{missing}");
+    }
+
+    #[test]
+    fn a_tag_is_taken_as_asked_except_on_blue_green() {
+        let history = [("deployed", "v2", false)];
+        assert_eq!(decide_over(&history, false, false, To::Tag("v1".into())).unwrap(), Decision::Tag("v1".into()));
+        let refused = decide_over(&history, false, true, To::Tag("v1".into())).unwrap_err().to_string();
+        assert!(refused.contains("bluegreen rollback"), "{refused}");
+        assert!(decide_over(&[], false, false, To::Previous).is_err(), "nothing installed");
+    }
 }

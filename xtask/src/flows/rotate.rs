@@ -5,39 +5,69 @@
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use xshell::Shell;
 
 use super::deploy::{refuse_unsafe_start_for_restart, ROLLOUT_TIMEOUT};
-use super::release::{self, ReleaseState};
-use super::{print_plan, reload, step, Flow, Run};
-use crate::cli::{RotateSecret, SecretKind, SecretMethod};
+use super::{print_plan, reload, step, Ending, Flow, Run, Undo};
+use crate::chart;
 use crate::helm::Change;
 use crate::k8s::external_secrets::{self, ExternalStore, RemoteRef};
-use crate::k8s::{secrets, wait};
+use crate::k8s::{pods, secrets, wait};
 use crate::kubeseal::{self, Kubeseal};
 
-impl RotateSecret {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        let flow = Flow::connect(sh, &self.target)?;
-        rotate(&flow, self.secret, self.method, self.dry_run)
+/// Which secret to rotate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretKind {
+    /// The token that guards POST /admin/reload (env.adminTokenSecretName).
+    AdminToken,
+    /// The MLflow password (env.mlflowCredentialsSecretName).
+    Mlflow,
+}
+
+/// How the release's Secrets are managed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretMethod {
+    /// shipshape writes the Secret through the API.
+    Manual,
+    /// kubeseal and the release's SealedSecret (a Helm revision); the controller unseals it.
+    Sealed,
+    /// The store behind the release's ExternalSecret; External Secrets Operator syncs it.
+    External,
+}
+
+impl SecretKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SecretKind::AdminToken => "admin-token",
+            SecretKind::Mlflow => "mlflow",
+        }
+    }
+}
+
+impl SecretMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            SecretMethod::Manual => "manual",
+            SecretMethod::Sealed => "sealed",
+            SecretMethod::External => "external",
+        }
     }
 }
 
 pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool) -> Result<()> {
     let t = &flow.target;
-    let state = ReleaseState::read(flow)?;
+    let state = flow.record()?;
     let Some(current) = state.current().cloned() else {
         bail!("release {} is not installed in namespace {}: there are no pods to rotate a secret for", t.release, t.namespace);
     };
     refuse_unsafe_start_for_restart(&state)?;
     let (secret, key) = match kind {
-        SecretKind::AdminToken => release::admin_token_secret(&state.values),
+        SecretKind::AdminToken => state.values.admin_token_secret(),
         SecretKind::Mlflow => {
-            let name = state.values["env"]["mlflowCredentialsSecretName"].as_str().unwrap_or_default().to_owned();
+            let name = state.values.env.mlflow_credentials_secret_name.clone();
             if name.is_empty() {
                 bail!("release {} uses no MLflow credentials (env.mlflowCredentialsSecretName is empty): nothing to rotate", t.release);
             }
-            (name, state.values["env"]["mlflowPasswordKey"].as_str().unwrap_or("password").to_owned())
+            (name, state.values.env.mlflow_password_key.clone())
         }
     };
     let secrets_api: Api<Secret> = Api::namespaced(flow.client.clone(), &t.namespace);
@@ -51,7 +81,7 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
         SecretKind::Mlflow => ["mlflowCredentials", "encryptedPassword"],
     };
     if method == SecretMethod::Sealed {
-        if state.values["sealedSecrets"]["enabled"].as_bool() != Some(true) {
+        if !state.values.sealed_secrets.enabled {
             bail!(
                 "release {} does not deliver its Secrets as SealedSecrets (sealedSecrets.enabled is false): use --method manual",
                 t.release
@@ -70,8 +100,8 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
         SecretMethod::External => Some(ExternalRotation::prepare(flow, &state.values, &secret, &key)?),
         _ => None,
     };
-    let stable = release::stable_deployment(&t.release);
-    let canary = state.canary_enabled().then(|| release::canary_deployment(&t.release));
+    let stable = chart::stable_deployment(&t.release);
+    let canary = state.values.canary.enabled.then(|| chart::canary_deployment(&t.release));
     let deployments: Vec<String> = std::iter::once(stable.clone()).chain(canary.clone()).collect();
 
     let plan = vec![
@@ -114,47 +144,43 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
         print_plan("rotate-secret", t, &plan);
         return Ok(());
     }
-    let mut run = Run::begin(flow, "rotate-secret", format!("{} --method {}", value_name(kind), value_name(method)), plan)?;
+    let mut run = Run::begin(flow, "rotate-secret", format!("{} --method {}", kind.name(), method.name()), plan)?;
     run.fact("secret", format!("{secret}/{key}"))?;
     run.fact("from_revision", current.revision.to_string())?;
-    let mut updated = false;
-    // The external store is written before the Secret changes: it is put back even when the
-    // sync that would have updated the Secret failed.
-    let mut store_written = false;
-    let mut restarted = false;
-    let result = (|| -> Result<()> {
+    // Whether the pods were restarted (so a failure returns to the revision before the restart).
+    let restarted = std::cell::Cell::new(false);
+    let body = (|| -> Result<Ending<()>> {
         let new_value = run.step("generate", |_| {
             let value = secrets::random_token()?;
             println!("  new value generated (length: {})", value.len());
             Ok(value)
         })?;
-        run.step("update", |flow| match method {
-            SecretMethod::Manual => flow.block_on(secrets::write_key(&secrets_api, &secret, &key, &new_value)),
+        run.step("update", |changes| match method {
+            SecretMethod::Manual => {
+                changes.mark_changed();
+                changes.block_on(secrets::write_key(&secrets_api, &secret, &key, &new_value))
+            }
             SecretMethod::Sealed => {
-                let sealed = Kubeseal::new(flow.sh)?.seal(&t.kubeconfig, &t.namespace, &secret, &new_value)?;
-                let mut values = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
-                crate::helm::merge(
-                    &mut values,
-                    &serde_json::json!({"sealedSecrets": {sealed_value_path[0]: {sealed_value_path[1]: sealed}}}),
-                );
-                flow.upgrade_with_values(
-                    &values,
-                    &Change::new(&t.kubeconfig, format!("shipshape rotate-secret {secret}: new sealed value")),
+                let sealed = Kubeseal::new(changes.sh)?.seal(&t.kubeconfig, &t.namespace, &secret, &new_value)?;
+                changes.change_values(
+                    serde_json::json!({"sealedSecrets": {sealed_value_path[0]: {sealed_value_path[1]: sealed}}}),
+                    &format!("shipshape rotate-secret {secret}: new sealed value"),
                 )?;
-                flow.block_on(secrets::until_key_is(&secrets_api, &secret, &key, &new_value, ROLLOUT_TIMEOUT))
+                changes.block_on(secrets::until_key_is(&secrets_api, &secret, &key, &new_value, ROLLOUT_TIMEOUT))
             }
             SecretMethod::External => {
                 let e = external.as_ref().expect("prepared for --method external");
-                flow.block_on(e.store.write(&e.remote, &new_value))?;
-                store_written = true;
+                // Written before the Secret changes: put back even when the sync that would have
+                // updated the Secret fails.
+                changes.mark_changed();
+                changes.block_on(e.store.write(&e.remote, &new_value))?;
                 println!("  new value written to {}", e.store.describe());
-                e.sync_until(flow, &secrets_api, &secret, &key, &new_value)
+                e.sync_until(changes, &secrets_api, &secret, &key, &new_value)
             }
         })?;
-        updated = true;
-        run.step("restart", |flow| {
-            restarted = true;
-            flow.change_values(
+        run.step("restart", |changes| {
+            restarted.set(true);
+            changes.change_values(
                 serde_json::json!({"restartedAt": crate::journal::now()}),
                 &format!("shipshape rotate-secret {secret}: restart"),
             )
@@ -170,52 +196,30 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
         run.step("prove", |flow| match kind {
             SecretKind::AdminToken => flow.block_on(prove_token(&flow.pod_client, &t.namespace, &t.release, &new_value, &old_value)),
             SecretKind::Mlflow => {
-                let pods = flow.block_on(release::ready_pods(&flow.client, &t.namespace, &t.release))?;
+                let pods = flow.block_on(pods::ready(&flow.client, &t.namespace, &t.release))?;
                 println!("  {} pods restarted and ready", pods.len());
                 Ok(())
             }
-        })
+        })?;
+        Ok(Ending::Succeeded(()))
     })();
-    match result {
-        Ok(()) => run.finish("succeeded", None),
-        Err(err) if !updated && !store_written => {
-            run.finish("failed", Some(&err))?;
-            Err(err.context("nothing was changed"))
+    let undo = Undo::with("put the old value back and return to the previous Helm revision", |changes| {
+        match (method, &external) {
+            (SecretMethod::Manual, _) => changes.block_on(secrets::write_key(&secrets_api, &secret, &key, &old_value))?,
+            (SecretMethod::External, Some(e)) => e.restore(changes, &secrets_api, &secret, &key, &old_value)?,
+            _ => {}
         }
-        Err(err) => {
-            let undo = run.compensate("restore", "put the old value back and return to the previous Helm revision", |flow| {
-                match (method, &external) {
-                    (SecretMethod::Manual, _) => flow.block_on(secrets::write_key(&secrets_api, &secret, &key, &old_value))?,
-                    (SecretMethod::External, Some(e)) => e.restore(flow, &secrets_api, &secret, &key, &old_value)?,
-                    _ => {}
-                }
-                // A sealed value is restored by the revision holding the old ciphertext.
-                if restarted || method == SecretMethod::Sealed {
-                    flow.helm()?.rollback(
-                        &t.release,
-                        &t.namespace,
-                        current.revision,
-                        &Change::new(&t.kubeconfig, "shipshape rotate-secret failed: restore"),
-                    )?;
-                    if method == SecretMethod::Sealed {
-                        flow.block_on(secrets::until_key_is(&secrets_api, &secret, &key, &old_value, ROLLOUT_TIMEOUT))?;
-                    }
-                    flow.block_on(wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT))?;
-                }
-                Ok(())
-            });
-            match undo {
-                Ok(()) => {
-                    run.finish("failed", Some(&err))?;
-                    Err(err.context("rotation failed; the old value is back and the pods run with it"))
-                }
-                Err(undo_err) => {
-                    run.finish("failed-needs-attention", Some(&err))?;
-                    Err(err.context(format!("rotation failed, and restoring the old value failed too ({undo_err:#})")))
-                }
+        // A sealed value is restored by the revision holding the old ciphertext.
+        if restarted.get() || method == SecretMethod::Sealed {
+            changes.rollback(current.revision, &Change::new(&t.kubeconfig, "shipshape rotate-secret failed: restore"))?;
+            if method == SecretMethod::Sealed {
+                changes.block_on(secrets::until_key_is(&secrets_api, &secret, &key, &old_value, ROLLOUT_TIMEOUT))?;
             }
+            changes.block_on(wait::deployment_rolled_out(&changes.client, &t.namespace, &stable, ROLLOUT_TIMEOUT))?;
         }
-    }
+        Ok("rotation failed; the old value is back and the pods run with it".to_owned())
+    });
+    run.end(body, undo)
 }
 
 /// `--method external`: where the value lives and what it was, read before anything changes.
@@ -229,8 +233,8 @@ struct ExternalRotation {
 impl ExternalRotation {
     /// Refuses unless the release delivers `secret` by an ExternalSecret that is synced now,
     /// from a store shipshape can write to.
-    fn prepare(flow: &Flow, values: &serde_json::Value, secret: &str, key: &str) -> Result<ExternalRotation> {
-        if values["externalSecrets"]["enabled"].as_bool() != Some(true) {
+    fn prepare(flow: &Flow, values: &chart::Values, secret: &str, key: &str) -> Result<ExternalRotation> {
+        if !values.external_secrets.enabled {
             bail!(
                 "release {} does not deliver its Secrets by External Secrets (externalSecrets.enabled is false): use --method manual or sealed",
                 flow.target.release
@@ -307,9 +311,4 @@ async fn prove_token(client: &kube::Client, namespace: &str, release_name: &str,
         bail!("the rotation is not effective: {}", wrong.join("; "));
     }
     Ok(())
-}
-
-/// How clap spells a value (`admin-token`, `manual`).
-fn value_name(value: impl clap::ValueEnum) -> String {
-    value.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
 }

@@ -1,14 +1,11 @@
 //! `cargo xtask status`: Helm's revisions beside the journal's account of each run.
 use anyhow::Result;
 use serde::Serialize;
-use xshell::Shell;
 
-use super::release::ReleaseState;
 use super::Flow;
-use crate::cli::Status;
 use crate::helm::Revision;
 use crate::journal::Entry;
-use crate::report::{self, Output};
+use crate::report::{Outcome, Output};
 
 #[derive(Serialize)]
 struct Standing {
@@ -19,24 +16,19 @@ struct Standing {
     runs: Vec<Entry>,
 }
 
-impl Status {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        let flow = Flow::connect(sh, &self.target)?;
-        let t = &flow.target;
-        report::repeat(self.watch, || {
-            let state = ReleaseState::read(&flow)?;
-            let mut runs = flow.block_on(flow.journal().entries())?;
-            runs.drain(..runs.len().saturating_sub(self.last));
-            let running_now = flow.lease_holder()?;
-            let standing =
-                Standing { release: t.release.clone(), namespace: t.namespace.clone(), running_now, revisions: state.history, runs };
-            match self.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&standing)?),
-                Output::Human => print(&standing),
-            }
-            Ok(report::Outcome::Pass)
-        })
+/// `cargo xtask status`: Helm's revisions and the last `last` journal entries.
+pub fn show(flow: &Flow, last: usize, output: Output) -> Result<Outcome> {
+    let t = &flow.target;
+    let state = flow.record()?;
+    let mut runs = flow.block_on(flow.journal().entries())?;
+    runs.drain(..runs.len().saturating_sub(last));
+    let running_now = flow.lease_holder()?;
+    let standing = Standing { release: t.release.clone(), namespace: t.namespace.clone(), running_now, revisions: state.history, runs };
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&standing)?),
+        Output::Human => print(&standing),
     }
+    Ok(Outcome::Pass)
 }
 
 fn print(s: &Standing) {
@@ -69,9 +61,9 @@ fn print(s: &Standing) {
         if let Some(error) = &run.error {
             println!("      error: {error}");
         }
-        if run.result == "running" {
+        if run.result == crate::journal::RunResult::Running {
             if let Some(step) = run.steps.last() {
-                println!("      at step {}: {} ({})", step.id, step.description, step.status);
+                println!("      at step {}: {} ({})", step.id, step.description, step.status.word());
             }
         }
     }

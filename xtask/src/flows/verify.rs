@@ -9,12 +9,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, LogParams};
 use kube::Api;
 use serde::Serialize;
-use xshell::Shell;
 
-use super::release::{self, ReleaseState};
-use super::{Flow, Target};
-use crate::cli::Verify;
-use crate::k8s::{proxy, wait};
+use super::{ownership, Flow, Target};
+use crate::chart;
+use crate::helm::record::ReleaseRecord;
+use crate::k8s::{pods, proxy, wait};
 use crate::report::{self, Check, Outcome, Output};
 
 /// The runbook's threshold: more error lines than this in 5 minutes is a warning.
@@ -33,23 +32,19 @@ pub struct Verification {
     pub seconds: f64,
 }
 
-impl Verify {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        let flow = Flow::connect(sh, &self.target)?;
-        report::repeat(self.watch, || {
-            let verification = verify(&flow)?;
-            match self.output {
-                Output::Human => {
-                    println!("post-deployment verification of {} in {}:", verification.release, verification.namespace);
-                    report::print_checks(&verification.checks);
-                    println!("verification: {} ({:.2}s)", verification.outcome.label(), verification.seconds);
-                }
-                Output::Json => println!("{}", serde_json::to_string_pretty(&verification)?),
-            }
-            report::github_step_summary(&report::markdown_checks(&format!("verify {}", verification.namespace), &verification.checks));
-            Ok(verification.outcome)
-        })
+/// `cargo xtask verify`: the checks, printed (or as JSON), in the step summary too.
+pub fn show(flow: &Flow, output: Output) -> Result<Outcome> {
+    let verification = verify(flow)?;
+    match output {
+        Output::Human => {
+            println!("post-deployment verification of {} in {}:", verification.release, verification.namespace);
+            report::print_checks(&verification.checks);
+            println!("verification: {} ({:.2}s)", verification.outcome.label(), verification.seconds);
+        }
+        Output::Json => println!("{}", serde_json::to_string_pretty(&verification)?),
     }
+    report::github_step_summary(&report::markdown_checks(&format!("verify {}", verification.namespace), &verification.checks));
+    Ok(verification.outcome)
 }
 
 /// Runs the seven checks on the flow's target.
@@ -107,15 +102,15 @@ pub async fn checks(client: &kube::Client, pod_client: &kube::Client, target: &T
     // Helm's record and everything the release runs, read at once; which of it serves (stable
     // and canary, or the live colour) is decided from the record afterwards.
     let by_release = ListParams::default().labels(&format!("app.kubernetes.io/instance={}", target.release));
-    let every_pod = ListParams::default().labels(&release::pod_selector(&target.release));
+    let every_pod = ListParams::default().labels(&chart::pod_selector(&target.release));
     let (state, listed_deployments, listed_pods) = futures::join!(
-        ReleaseState::fetch(client, &target.namespace, &target.release),
+        ReleaseRecord::fetch(client, &target.namespace, &target.release),
         deployments.list(&by_release),
         pods.list(&every_pod)
     );
     let state = &state?;
-    let serving = [release::live_deployment(&target.release, &state.values), release::canary_deployment(&target.release)];
-    let live_slot = state.live_slot();
+    let serving = [state.values.live_deployment(&target.release), chart::canary_deployment(&target.release)];
+    let live_slot = state.values.live_slot().map(|s| s.name().to_owned());
     let observed = Observed {
         deployments: listed_deployments?
             .items
@@ -128,7 +123,7 @@ pub async fn checks(client: &kube::Client, pod_client: &kube::Client, target: &T
             .items
             .into_iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter(|p| live_slot.is_none() || p.metadata.labels.as_ref().and_then(|l| l.get("shipshape.dev/slot")) == live_slot.as_ref())
+            .filter(|p| live_slot.is_none() || p.metadata.labels.as_ref().and_then(|l| l.get(chart::SLOT_LABEL)) == live_slot.as_ref())
             .collect(),
     };
     if !state.is_installed() {
@@ -170,7 +165,7 @@ fn fail(detail: impl Into<String>) -> Check {
 
 /// [1/7] every Deployment of the release has all its replicas ready, as many as Helm's record
 /// says (a hand-scaled track changes the traffic split: a warning, with who scaled it).
-fn replicas_ready(o: &Observed, release_name: &str, values: &serde_json::Value) -> Check {
+fn replicas_ready(o: &Observed, release_name: &str, values: &crate::chart::Values) -> Check {
     if o.deployments.is_empty() {
         return fail("the release has no Deployment").with_fix("deploy it: cargo xtask deploy --env <env> --tag <tag>");
     }
@@ -229,7 +224,7 @@ fn pods_running(o: &Observed) -> Check {
 
 async fn get(client: &kube::Client, namespace: &str, pod: &Pod, path: &str) -> Result<proxy::Answer> {
     let name = pod.metadata.name.clone().unwrap_or_default();
-    match tokio::time::timeout(REQUEST_TIMEOUT, proxy::get_pod(client, namespace, &name, release::http_port(pod), path)).await {
+    match tokio::time::timeout(REQUEST_TIMEOUT, proxy::get_pod(client, namespace, &name, pods::http_port(pod), path)).await {
         Ok(answer) => answer,
         Err(_) => anyhow::bail!("no answer within {REQUEST_TIMEOUT:?}"),
     }
@@ -308,12 +303,12 @@ pub fn count_error_lines(text: &str) -> usize {
 }
 
 /// [7/7] the deployed version: the Deployment runs what Helm applied, and every pod reports it.
-async fn version(client: &kube::Client, target: &Target, o: &Observed, state: &ReleaseState) -> Check {
-    let stable_name = release::live_deployment(&target.release, &state.values);
+async fn version(client: &kube::Client, target: &Target, o: &Observed, state: &ReleaseRecord) -> Check {
+    let stable_name = state.values.live_deployment(&target.release);
     let Some(stable) = o.deployments.iter().find(|d| d.metadata.name.as_deref() == Some(stable_name.as_str())) else {
         return fail("no stable Deployment");
     };
-    let image = release::deployment_image(stable).unwrap_or_default();
+    let image = ownership::deployment_image(stable).unwrap_or_default();
     let running = o.running();
     let answers = join_all(running.iter().map(|pod| get(client, &target.namespace, pod, "/version"))).await;
     let mut mismatched = Vec::new();
@@ -324,7 +319,7 @@ async fn version(client: &kube::Client, target: &Target, o: &Observed, state: &R
             .ok()
             .and_then(|a| serde_json::from_str::<serde_json::Value>(&a.body).ok())
             .and_then(|v| v["version"].as_str().map(str::to_owned));
-        if reported.as_deref() != Some(release::tag_of(&pod_image)) {
+        if reported != Some(crate::image::tag_of(&pod_image)) {
             mismatched.push(format!("{name} runs {pod_image} but reports {}", reported.unwrap_or_else(|| "nothing".to_owned())));
         }
     }
@@ -349,8 +344,8 @@ fn versions_by_track<'p>(pods: impl IntoIterator<Item = &'p Pod>) -> String {
     let mut counts: std::collections::BTreeMap<(String, String), usize> = Default::default();
     for pod in pods {
         let image = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default();
-        let track = release::track_of(pod);
-        *counts.entry((if track.is_empty() { "stable".to_owned() } else { track }, release::tag_of(&image).to_owned())).or_default() += 1;
+        let track = pods::track_of(pod);
+        *counts.entry((if track.is_empty() { "stable".to_owned() } else { track }, crate::image::tag_of(&image))).or_default() += 1;
     }
     // stable first, then canary
     let mut parts: Vec<((String, String), usize)> = counts.into_iter().collect();

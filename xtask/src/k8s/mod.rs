@@ -2,6 +2,7 @@
 //! timeouts and progress, HTTP to Services through the API server.
 pub mod external_secrets;
 pub mod lease;
+pub mod pods;
 pub mod proxy;
 pub mod secrets;
 pub mod wait;

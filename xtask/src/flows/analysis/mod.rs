@@ -9,7 +9,7 @@ use anyhow::Result;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
-use super::release;
+use crate::k8s::pods;
 use crate::k8s::proxy;
 
 pub mod checks;
@@ -133,7 +133,7 @@ pub type Snapshot = BTreeMap<String, (String, TrackSample)>;
 
 /// Reads `/metrics` of every ready pod of the release.
 pub async fn snapshot(client: &kube::Client, pod_client: &kube::Client, namespace: &str, release_name: &str) -> Result<Snapshot> {
-    let pods = release::ready_pods(client, namespace, release_name).await?;
+    let pods = pods::ready(client, namespace, release_name).await?;
     let answers = join_all(pods.iter().map(|pod| {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let port = metrics_port(pod);
@@ -145,13 +145,13 @@ pub async fn snapshot(client: &kube::Client, pod_client: &kube::Client, namespac
         let name = pod.metadata.name.clone().unwrap_or_default();
         let answer = answer?;
         anyhow::ensure!(answer.status == 200, "GET /metrics on pod {name} answered {}", answer.status);
-        snapshot.insert(name, (release::track_of(pod), parse(&answer.body)));
+        snapshot.insert(name, (pods::track_of(pod), parse(&answer.body)));
     }
     Ok(snapshot)
 }
 
 fn metrics_port(pod: &k8s_openapi::api::core::v1::Pod) -> u16 {
-    super::release::named_port(pod, METRICS_PORT_NAME, 9090)
+    crate::k8s::pods::named_port(pod, METRICS_PORT_NAME, 9090)
 }
 
 /// The window's traffic per track: each pod's counters at the end less those at the start (a

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::{TrackSample, ROUTE};
-use crate::flows::release;
+use crate::chart;
 use crate::k8s::proxy;
 
 /// A Prometheus server in the cluster, named by its Service URL
@@ -144,7 +144,7 @@ fn parse_instant_value_opt(body: &str) -> Result<Option<f64>> {
 /// Each track's pods by name, as PromQL regular expressions: the stable and canary
 /// Deployments' ReplicaSet pods (`<fullname>-<hash>-<id>`, `<fullname>-canary-<hash>-<id>`).
 pub fn track_pods(release_name: &str) -> [(&'static str, String); 2] {
-    let full = release::fullname(release_name);
+    let full = chart::fullname(release_name);
     [("stable", format!("{full}-[a-z0-9]+-[a-z0-9]+")), ("canary", format!("{full}-canary-[a-z0-9]+-[a-z0-9]+"))]
 }
 

@@ -1,4 +1,7 @@
-//! Every helm call shipshape makes. Architecture invariant: no other module runs helm.
+//! Every helm call shipshape makes (architecture invariant: no other module runs helm), and
+//! Helm's own record of a release, read from its storage ([`record`]).
+pub mod record;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -9,18 +12,16 @@ use xshell::{cmd, Shell};
 use crate::process::read_or_explain;
 use crate::tools::HELM;
 
-/// The chart shipshape deploys, relative to the repository root.
-pub const CHART_DIR: &str = "helm/model-server";
-
 pub struct Helm<'a> {
     sh: &'a Shell,
     bin: PathBuf,
 }
 
-/// One release as rendered or deployed: name, namespace, values files (in order), then
-/// `--set-string`s and `--set`s.
+/// A release to render or apply: name, namespace, values files (in order), then
+/// `--set-string`s and `--set`s. (What Helm recorded of an installed release is
+/// [`record::ReleaseRecord`].)
 #[derive(Clone)]
-pub struct Release {
+pub struct ReleaseSpec {
     pub name: String,
     pub namespace: String,
     pub values_files: Vec<PathBuf>,
@@ -30,7 +31,7 @@ pub struct Release {
     pub set_typed: Vec<(String, String)>,
 }
 
-impl Release {
+impl ReleaseSpec {
     /// `-f a.yaml -f b.yaml --set k=v ...`, in the order helm gives precedence.
     fn value_args(&self) -> Vec<String> {
         let mut args = Vec::new();
@@ -57,65 +58,10 @@ impl<'a> Helm<'a> {
     }
 
     /// `helm template`: the manifests the release would apply, with no cluster involved.
-    pub fn template(&self, chart: &Path, release: &Release) -> Result<String> {
+    pub fn template(&self, chart: &Path, release: &ReleaseSpec) -> Result<String> {
         let (bin, name, namespace, values) = (&self.bin, &release.name, &release.namespace, release.value_args());
         read_or_explain(cmd!(self.sh, "{bin} template {name} {chart} --namespace {namespace} {values...}"))
             .with_context(|| format!("rendering release {name}"))
-    }
-
-    /// `helm upgrade --install`: applies the release and returns at once; callers wait with
-    /// their own watches (which fail fast, unlike helm's timeout).
-    pub fn upgrade_install(&self, chart: &Path, release: &Release, kubeconfig: &Path) -> Result<()> {
-        self.upgrade(chart, release, &Change::new(kubeconfig, "shipshape up"))
-    }
-
-    /// `helm upgrade --install` with a description (shown by `helm history`) and, when a flow has
-    /// found fields taken behind Helm's back, `--force-conflicts` to take them back.
-    pub fn upgrade(&self, chart: &Path, release: &Release, change: &Change) -> Result<()> {
-        let (bin, name, namespace, values) = (&self.bin, &release.name, &release.namespace, release.value_args());
-        let (kubeconfig, description, force) = (&change.kubeconfig, &change.description, change.force_conflicts_flag());
-        let history_max = HISTORY_MAX.to_string();
-        read_or_explain(cmd!(
-            self.sh,
-            "{bin} upgrade --install {name} {chart} --namespace {namespace} --kubeconfig {kubeconfig} --history-max {history_max} --description {description} {force...} {values...}"
-        ))
-        .with_context(|| format!("helm upgrade --install {name}"))?;
-        Ok(())
-    }
-
-    /// `helm upgrade --install` of a cluster add-on (an operator, Prometheus) with `values`
-    /// (written to a file for helm, removed afterwards).
-    pub fn upgrade_with(&self, chart: &Path, name: &str, namespace: &str, values: &serde_json::Value, change: &Change) -> Result<()> {
-        let file = tempfile::Builder::new().suffix(".json").tempfile()?;
-        std::fs::write(file.path(), serde_json::to_vec(values)?)?;
-        let release = Release {
-            name: name.to_owned(),
-            namespace: namespace.to_owned(),
-            values_files: vec![file.path().to_path_buf()],
-            set: Vec::new(),
-            set_typed: Vec::new(),
-        };
-        self.upgrade(chart, &release, change)
-    }
-
-    /// `helm rollback NAME REVISION`: a new revision with revision N's manifest and values.
-    pub fn rollback(&self, name: &str, namespace: &str, revision: u32, change: &Change) -> Result<()> {
-        let (bin, kubeconfig, description, force) = (&self.bin, &change.kubeconfig, &change.description, change.force_conflicts_flag());
-        let (revision, history_max) = (revision.to_string(), HISTORY_MAX.to_string());
-        read_or_explain(cmd!(
-            self.sh,
-            "{bin} rollback {name} {revision} --namespace {namespace} --kubeconfig {kubeconfig} --history-max {history_max} --description {description} {force...}"
-        ))
-        .with_context(|| format!("helm rollback {name} {revision}"))?;
-        Ok(())
-    }
-
-    /// `helm uninstall`: used only to undo a first install that never became healthy.
-    pub fn uninstall(&self, name: &str, namespace: &str, kubeconfig: &Path) -> Result<()> {
-        let bin = &self.bin;
-        read_or_explain(cmd!(self.sh, "{bin} uninstall {name} --namespace {namespace} --kubeconfig {kubeconfig} --wait"))
-            .with_context(|| format!("helm uninstall {name}"))?;
-        Ok(())
     }
 
     /// `helm history`, oldest first; empty when the release does not exist.
@@ -154,7 +100,7 @@ impl<'a> Helm<'a> {
 
     /// The values a release would get if it were installed now, chart defaults included, with
     /// no cluster involved (an install dry run renders them as JSON).
-    pub fn planned_values(&self, chart: &Path, release: &Release) -> Result<Value> {
+    pub fn planned_values(&self, chart: &Path, release: &ReleaseSpec) -> Result<Value> {
         let (bin, name, namespace, values) = (&self.bin, &release.name, &release.namespace, release.value_args());
         let json =
             read_or_explain(cmd!(self.sh, "{bin} install {name} {chart} --namespace {namespace} --dry-run=client -o json {values...}"))
@@ -167,7 +113,7 @@ impl<'a> Helm<'a> {
 
     /// `helm test`: runs the chart's test hook pods; `--logs` puts their output in the result
     /// (and so in the error when one fails).
-    pub fn test(&self, release: &Release, kubeconfig: &Path) -> Result<String> {
+    pub fn test(&self, release: &ReleaseSpec, kubeconfig: &Path) -> Result<String> {
         let (bin, name, namespace) = (&self.bin, &release.name, &release.namespace);
         read_or_explain(cmd!(self.sh, "{bin} test {name} --namespace {namespace} --kubeconfig {kubeconfig} --timeout 2m --logs"))
             .with_context(|| format!("helm test {name}"))
@@ -181,10 +127,80 @@ impl<'a> Helm<'a> {
     }
 
     /// `helm lint --strict`: warnings are failures.
-    pub fn lint_strict(&self, chart: &Path, release: &Release) -> Result<()> {
+    pub fn lint_strict(&self, chart: &Path, release: &ReleaseSpec) -> Result<()> {
         let (bin, namespace, values) = (&self.bin, &release.namespace, release.value_args());
         read_or_explain(cmd!(self.sh, "{bin} lint --strict {chart} --namespace {namespace} {values...}"))
             .with_context(|| format!("linting release {}", release.name))?;
+        Ok(())
+    }
+}
+
+/// The helm calls that change a release: upgrade, rollback, uninstall. Flows get one only
+/// through their run (flows/run), whose changes take back hand-changed fields and are journaled;
+/// `up` and the cluster's add-ons use it directly. clippy.toml refuses `Writer::new` elsewhere.
+pub struct Writer<'a> {
+    helm: Helm<'a>,
+}
+
+impl<'a> Writer<'a> {
+    /// The pinned helm, for changes (see [`Helm::new`]).
+    pub fn new(sh: &'a Shell) -> Result<Self> {
+        Ok(Writer { helm: Helm::new(sh)? })
+    }
+
+    /// `helm upgrade --install`: applies the release and returns at once; callers wait with
+    /// their own watches (which fail fast, unlike helm's timeout).
+    pub fn upgrade_install(&self, chart: &Path, release: &ReleaseSpec, kubeconfig: &Path) -> Result<()> {
+        self.upgrade(chart, release, &Change::new(kubeconfig, "shipshape up"))
+    }
+
+    /// `helm upgrade --install` with a description (shown by `helm history`) and, when a flow has
+    /// found fields taken behind Helm's back, `--force-conflicts` to take them back.
+    pub fn upgrade(&self, chart: &Path, release: &ReleaseSpec, change: &Change) -> Result<()> {
+        let (bin, name, namespace, values) = (&self.helm.bin, &release.name, &release.namespace, release.value_args());
+        let (kubeconfig, description, force) = (&change.kubeconfig, &change.description, change.force_conflicts_flag());
+        let history_max = HISTORY_MAX.to_string();
+        read_or_explain(cmd!(
+            self.helm.sh,
+            "{bin} upgrade --install {name} {chart} --namespace {namespace} --kubeconfig {kubeconfig} --history-max {history_max} --description {description} {force...} {values...}"
+        ))
+        .with_context(|| format!("helm upgrade --install {name}"))?;
+        Ok(())
+    }
+
+    /// `helm upgrade --install` of a cluster add-on (an operator, Prometheus) with `values`
+    /// (written to a file for helm, removed afterwards).
+    pub fn upgrade_with(&self, chart: &Path, name: &str, namespace: &str, values: &serde_json::Value, change: &Change) -> Result<()> {
+        let file = tempfile::Builder::new().suffix(".json").tempfile()?;
+        std::fs::write(file.path(), serde_json::to_vec(values)?)?;
+        let release = ReleaseSpec {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            values_files: vec![file.path().to_path_buf()],
+            set: Vec::new(),
+            set_typed: Vec::new(),
+        };
+        self.upgrade(chart, &release, change)
+    }
+
+    /// `helm rollback NAME REVISION`: a new revision with revision N's manifest and values.
+    pub fn rollback(&self, name: &str, namespace: &str, revision: u32, change: &Change) -> Result<()> {
+        let (bin, kubeconfig, description, force) =
+            (&self.helm.bin, &change.kubeconfig, &change.description, change.force_conflicts_flag());
+        let (revision, history_max) = (revision.to_string(), HISTORY_MAX.to_string());
+        read_or_explain(cmd!(
+            self.helm.sh,
+            "{bin} rollback {name} {revision} --namespace {namespace} --kubeconfig {kubeconfig} --history-max {history_max} --description {description} {force...}"
+        ))
+        .with_context(|| format!("helm rollback {name} {revision}"))?;
+        Ok(())
+    }
+
+    /// `helm uninstall`: used only to undo a first install that never became healthy.
+    pub fn uninstall(&self, name: &str, namespace: &str, kubeconfig: &Path) -> Result<()> {
+        let bin = &self.helm.bin;
+        read_or_explain(cmd!(self.helm.sh, "{bin} uninstall {name} --namespace {namespace} --kubeconfig {kubeconfig} --wait"))
+            .with_context(|| format!("helm uninstall {name}"))?;
         Ok(())
     }
 }

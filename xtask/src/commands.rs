@@ -1,0 +1,312 @@
+//! Each command's `run`: the command line's types (cli.rs) become the option types of the layer
+//! below here, and nothing below imports a clap type (a test in tidy holds it). A command's
+//! own presentation (which report, which exit code) lives with its flow; this module only
+//! converts and dispatches.
+use anyhow::Result;
+use xshell::Shell;
+
+use crate::cli::{self, Command};
+use crate::cluster::lifecycle::{self, AddOn, ClusterTarget, ClusterUp};
+use crate::flows::{self, bluegreen, canary, deploy, doctor, preflight, reload, rollback, rotate, status, verify, Flow, Target};
+use crate::report::{self, Outcome};
+use crate::{chart, signing};
+
+/// Runs one parsed command from the repository's shell.
+pub fn run(command: Command, sh: &Shell) -> Result<()> {
+    match command {
+        Command::Up(cmd) => crate::up::up(sh, &cluster_up(cmd.cluster)),
+        Command::Preflight(cmd) => {
+            let flow = connect(sh, &cmd.target)?;
+            report::exit_for(preflight::show(&flow, cmd.output.into())?)
+        }
+        Command::Deploy(cmd) => {
+            let mut flow = connect(sh, &cmd.target)?;
+            flow.signature = signature(cmd.signature);
+            // --tag decides the image; everything else is the user's to set.
+            flow.set_overrides(&overrides(cmd.values), flows::DEPLOY_MANAGED_VALUES)?;
+            deploy::deploy(&flow, &cmd.tag, cmd.dry_run).map(drop)
+        }
+        Command::Verify(cmd) => {
+            let flow = connect(sh, &cmd.target)?;
+            report::repeat(cmd.watch.into(), || verify::show(&flow, cmd.output.into()))
+        }
+        Command::Rollback(cmd) => {
+            let mut flow = connect(sh, &cmd.target)?;
+            flow.signature = signature(cmd.signature);
+            let to = match (cmd.to_revision, cmd.to_tag) {
+                (Some(revision), _) => rollback::To::Revision(revision),
+                (None, Some(tag)) => rollback::To::Tag(tag),
+                (None, None) => rollback::To::Previous,
+            };
+            match rollback::rollback(&flow, to, cmd.skip_verification, cmd.dry_run)? {
+                Some(summary) => rollback::show(&summary, cmd.output.into()),
+                None => Ok(()),
+            }
+        }
+        Command::Reload(cmd) => reload::reload(&connect(sh, &cmd.target)?, cmd.dry_run).map(drop),
+        Command::RotateSecret(cmd) => {
+            let flow = connect(sh, &cmd.target)?;
+            rotate::rotate(&flow, cmd.secret.into(), cmd.method.into(), cmd.dry_run)
+        }
+        Command::Doctor(cmd) => {
+            let flow = connect(sh, &cmd.target)?;
+            report::repeat(cmd.watch.into(), || doctor::show(&flow, cmd.output.into()))
+        }
+        Command::Status(cmd) => {
+            let flow = connect(sh, &cmd.target)?;
+            report::repeat(cmd.watch.into(), || status::show(&flow, cmd.last, cmd.output.into()))
+        }
+        Command::Canary(cmd) => run_canary(cmd.action, sh),
+        Command::Bluegreen(cmd) => run_bluegreen(cmd.action, sh),
+        Command::Cluster(cmd) => match cmd.action {
+            cli::ClusterAction::Up(args) => {
+                let cluster = lifecycle::up(sh, &cluster_up(args))?;
+                lifecycle::print_how_to_use(&cluster);
+                Ok(())
+            }
+            cli::ClusterAction::Down(args) => lifecycle::down_with_registry(sh, &cluster_target(args.target), args.remove_registry),
+            cli::ClusterAction::Status(target) => lifecycle::status(sh, &cluster_target(target)),
+            cli::ClusterAction::Image => lifecycle::print_node_image(sh),
+        },
+        Command::Image(cmd) => match cmd.action {
+            cli::ImageAction::Build { tag, registry } => crate::cluster::app_images::build_and_push(sh, &tag, &registry),
+        },
+        Command::Tools(cmd) => match cmd.action {
+            cli::ToolsAction::Install => crate::tools::install_all(sh),
+            cli::ToolsAction::Check => crate::tools::check_all(sh),
+        },
+        Command::Render(cmd) => crate::render::render(sh, cmd.env.into(), cmd.variant.into(), cmd.tag.as_deref()),
+        Command::Test(cmd) => {
+            crate::test::TestOptions { keep_cluster: cmd.keep_cluster, backtrace: cmd.backtrace, cargo_args: cmd.cargo_args }.run(sh)
+        }
+        Command::Bench(cmd) => crate::bench::BenchOptions {
+            runs: cmd.runs,
+            cluster_starts: cmd.cluster_starts,
+            skip_verify: cmd.skip_verify,
+            cluster: cmd.cluster,
+            no_write: cmd.no_write,
+        }
+        .run(sh),
+        Command::Env(cmd) => {
+            let target = cluster_target(cmd.cluster);
+            crate::tools::print_shell_env(&target.name, &target.kubeconfig_path()?)
+        }
+        Command::Keys(cmd) => match cmd.action {
+            cli::KeysAction::Init => {
+                signing::init_keys(sh, &signing::private_key_path()?, &crate::repo_root().join(signing::PUBLIC_KEY)).map(drop)
+            }
+        },
+        Command::Release(cmd) => {
+            crate::image::check_tag(&cmd.tag)?;
+            let database = crate::scan::database(cmd.vuln_db)?;
+            let released = flows::release::release(sh, &cmd.tag, &cmd.registry, &signing::private_key_path()?, &database)?;
+            println!("released {}", released.reference());
+            println!("  deploy it: cargo xtask deploy --tag {} (or canary start / bluegreen start)", cmd.tag);
+            Ok(())
+        }
+        Command::Completions(cmd) => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(cmd.shell, &mut cli::Cli::command(), "xtask", &mut script);
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            Ok(())
+        }
+    }
+}
+
+fn run_canary(action: cli::CanaryAction, sh: &Shell) -> Result<()> {
+    use canary::Request;
+    match action {
+        cli::CanaryAction::Start(start) => {
+            let start = *start;
+            let mut flow = connect(sh, &start.target)?;
+            flow.signature = signature(start.signature);
+            flow.set_overrides(&overrides(start.values), flows::FLOW_MANAGED_VALUES)?;
+            let options = canary::StartOptions {
+                tag: start.tag,
+                steps: start.steps,
+                analysis_seconds: start.analysis_seconds,
+                min_requests: start.min_requests,
+                max_error_rate: start.max_error_rate,
+                max_latency_ratio: start.max_latency_ratio,
+                approval: start.approval.map(Into::into),
+                prometheus: start.prometheus,
+                checks: start.checks,
+                dry_run: start.dry_run,
+            };
+            if options.dry_run {
+                return canary::start_canary(&flow, &options).map(drop);
+            }
+            canary::exit_code(&canary::with_step_summary(&flow, canary::start_canary(&flow, &options))?)
+        }
+        cli::CanaryAction::Promote(t) => {
+            let mut flow = connect(sh, &t.target)?;
+            flow.signature = signature(t.signature);
+            canary::with_step_summary(&flow, canary::continue_canary(&flow, Request::Promote, t.run.as_deref())).map(drop)
+        }
+        cli::CanaryAction::Abort(t) => {
+            let flow = connect(sh, &t.target)?;
+            canary::with_step_summary(&flow, canary::continue_canary(&flow, Request::Abort, t.run.as_deref())).map(drop)
+        }
+        cli::CanaryAction::Resume(t) => {
+            let mut flow = connect(sh, &t.target)?;
+            flow.signature = signature(t.signature);
+            canary::exit_code(&canary::with_step_summary(&flow, canary::continue_canary(&flow, Request::Resume, t.run.as_deref()))?)
+        }
+        cli::CanaryAction::Status(s) => {
+            let flow = connect(sh, &s.target)?;
+            report::repeat(s.watch.into(), || canary::status(&flow, s.output.into()))
+        }
+    }
+}
+
+fn run_bluegreen(action: cli::BlueGreenAction, sh: &Shell) -> Result<()> {
+    match action {
+        cli::BlueGreenAction::Start(start) => {
+            let mut flow = connect(sh, &start.target)?;
+            flow.signature = signature(start.signature);
+            flow.set_overrides(&overrides(start.values), flows::FLOW_MANAGED_VALUES)?;
+            let options = bluegreen::StartOptions { tag: start.tag, scale_down_delay: start.scale_down_delay, dry_run: start.dry_run };
+            bluegreen::start_flow(&flow, &options).map(drop)
+        }
+        cli::BlueGreenAction::Rollback(t) => bluegreen::rollback(&connect(sh, &t.target)?, t.scale_down_delay, t.dry_run).map(drop),
+        cli::BlueGreenAction::Resume(t) => bluegreen::resume(&connect(sh, &t.target)?).map(drop),
+        cli::BlueGreenAction::Status(t) => {
+            let flow = connect(sh, &t.target)?;
+            report::repeat(t.watch.into(), || bluegreen::status(&flow, t.output.into()).map(|()| Outcome::Pass))
+        }
+    }
+}
+
+/// The release a command works on, connected.
+fn connect<'a>(sh: &'a Shell, args: &cli::TargetArgs) -> Result<Flow<'a>> {
+    Flow::connect(sh, Target::new(args.env.into(), args.namespace.clone(), args.kubeconfig.as_deref())?)
+}
+
+fn overrides(values: cli::ValueOverrides) -> flows::Overrides {
+    flows::Overrides { set: values.set, set_string: values.set_string, files: values.values }
+}
+
+fn signature(args: cli::SignatureArgs) -> signing::Request {
+    signing::Request {
+        public_key: args.public_key,
+        require: args.require_signature,
+        skip: args.insecure_skip_signature,
+        reason: args.reason,
+    }
+}
+
+fn cluster_target(args: cli::ClusterTarget) -> ClusterTarget {
+    ClusterTarget { name: args.name, kubeconfig: args.kubeconfig }
+}
+
+fn cluster_up(args: cli::ClusterUp) -> ClusterUp {
+    ClusterUp { target: cluster_target(args.target), keep: args.keep, with: args.with.into_iter().map(Into::into).collect() }
+}
+
+impl From<cli::Env> for chart::Env {
+    fn from(env: cli::Env) -> chart::Env {
+        match env {
+            cli::Env::Dev => chart::Env::Dev,
+            cli::Env::Staging => chart::Env::Staging,
+            cli::Env::Prod => chart::Env::Prod,
+        }
+    }
+}
+
+impl From<cli::Variant> for chart::Variant {
+    fn from(variant: cli::Variant) -> chart::Variant {
+        match variant {
+            cli::Variant::Stable => chart::Variant::Stable,
+            cli::Variant::Canary => chart::Variant::Canary,
+            cli::Variant::Blue => chart::Variant::Blue,
+            cli::Variant::Green => chart::Variant::Green,
+            cli::Variant::ExternalSecrets => chart::Variant::ExternalSecrets,
+            cli::Variant::SealedSecrets => chart::Variant::SealedSecrets,
+        }
+    }
+}
+
+impl From<cli::Output> for report::Output {
+    fn from(output: cli::Output) -> report::Output {
+        match output {
+            cli::Output::Human => report::Output::Human,
+            cli::Output::Json => report::Output::Json,
+        }
+    }
+}
+
+impl From<cli::WatchArgs> for report::Watch {
+    fn from(watch: cli::WatchArgs) -> report::Watch {
+        report::Watch { every_seconds: watch.watch.then_some(watch.interval) }
+    }
+}
+
+impl From<cli::Approval> for canary::Approval {
+    fn from(approval: cli::Approval) -> canary::Approval {
+        match approval {
+            cli::Approval::Prompt => canary::Approval::Prompt,
+            cli::Approval::Pause => canary::Approval::Pause,
+            cli::Approval::Approved => canary::Approval::Approved,
+        }
+    }
+}
+
+impl From<cli::SecretKind> for rotate::SecretKind {
+    fn from(kind: cli::SecretKind) -> rotate::SecretKind {
+        match kind {
+            cli::SecretKind::AdminToken => rotate::SecretKind::AdminToken,
+            cli::SecretKind::Mlflow => rotate::SecretKind::Mlflow,
+        }
+    }
+}
+
+impl From<cli::SecretMethod> for rotate::SecretMethod {
+    fn from(method: cli::SecretMethod) -> rotate::SecretMethod {
+        match method {
+            cli::SecretMethod::Manual => rotate::SecretMethod::Manual,
+            cli::SecretMethod::Sealed => rotate::SecretMethod::Sealed,
+            cli::SecretMethod::External => rotate::SecretMethod::External,
+        }
+    }
+}
+
+impl From<cli::AddOn> for AddOn {
+    fn from(add_on: cli::AddOn) -> AddOn {
+        match add_on {
+            cli::AddOn::SealedSecrets => AddOn::SealedSecrets,
+            cli::AddOn::ExternalSecrets => AddOn::ExternalSecrets,
+            cli::AddOn::Prometheus => AddOn::Prometheus,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::*;
+
+    /// The command line's words and the layer's names agree: a variant added on one side only
+    /// fails to compile (the conversions match exhaustively); its spelling is held here.
+    #[test]
+    fn every_value_converts_to_the_same_word() {
+        for env in cli::Env::value_variants() {
+            assert_eq!(env.to_possible_value().unwrap().get_name(), chart::Env::from(*env).name());
+        }
+        for variant in cli::Variant::value_variants() {
+            assert_eq!(variant.to_possible_value().unwrap().get_name(), chart::Variant::from(*variant).name());
+        }
+        for kind in cli::SecretKind::value_variants() {
+            assert_eq!(kind.to_possible_value().unwrap().get_name(), rotate::SecretKind::from(*kind).name());
+        }
+        for method in cli::SecretMethod::value_variants() {
+            assert_eq!(method.to_possible_value().unwrap().get_name(), rotate::SecretMethod::from(*method).name());
+        }
+        for approval in cli::Approval::value_variants() {
+            let word = serde_json::to_value(canary::Approval::from(*approval)).unwrap();
+            assert_eq!(approval.to_possible_value().unwrap().get_name(), word.as_str().unwrap());
+        }
+    }
+}

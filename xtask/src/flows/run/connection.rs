@@ -1,0 +1,186 @@
+//! A flow's connection to its target: the shell for helm, one tokio runtime, the kube clients,
+//! and what the environment asks. Everything here reads; changes to the release are made only
+//! through a [`super::Run`]'s [`super::Changes`], which is why the write state below is visible
+//! to `run` alone.
+use std::cell::{OnceCell, RefCell};
+
+use anyhow::{Context, Result};
+use xshell::Shell;
+
+use super::super::{Overrides, Target};
+use crate::chart;
+use crate::helm::record::ReleaseRecord;
+use crate::helm::{Helm, Writer};
+use crate::journal::{Entry, Journal};
+use crate::k8s::lease;
+
+pub struct Flow<'a> {
+    pub sh: &'a Shell,
+    pub target: Target,
+    pub client: kube::Client,
+    /// For HTTP to pods through the API server (see [`crate::k8s::pod_client`]).
+    pub pod_client: kube::Client,
+    /// What the person asks of the signature check (commands that change what runs set it
+    /// from their flags); the environment's values decide with it ([`Flow::policy`]).
+    pub signature: crate::signing::Request,
+    runtime: tokio::runtime::Runtime,
+    /// Found on first use: commands that never run helm (verify, status) do not pay for it.
+    helm: OnceCell<Helm<'a>>,
+    /// See [`Flow::environment_values`].
+    environment_values: OnceCell<serde_json::Value>,
+    /// The helm that changes the release: only a run reaches it (see [`super::Changes`]).
+    pub(super) writer: OnceCell<Writer<'a>>,
+    /// Fields taken back from other field managers by this process's Helm changes, not yet
+    /// journaled (a running step journals them).
+    pub(super) taken_back: RefCell<Vec<String>>,
+    /// The user's values for this release (`--set`, `--set-string`, `-f`): applied by the
+    /// flow's first Helm upgrade, which takes them; later revisions keep them as Helm does.
+    pub(super) overrides: RefCell<Option<Overrides>>,
+}
+
+impl<'a> Flow<'a> {
+    /// Connects, and prints which cluster, namespace and release the command works on.
+    pub fn connect(sh: &'a Shell, target: Target) -> Result<Flow<'a>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let client = runtime.block_on(crate::k8s::client(&target.kubeconfig))?;
+        let pod_client = runtime.block_on(crate::k8s::pod_client(&target.kubeconfig))?;
+        eprintln!(
+            "target: release {} in namespace {} ({}), kubeconfig {}",
+            target.release,
+            target.namespace,
+            target.env.name(),
+            target.kubeconfig.display()
+        );
+        Ok(Flow {
+            sh,
+            target,
+            client,
+            pod_client,
+            signature: Default::default(),
+            runtime,
+            helm: OnceCell::new(),
+            environment_values: OnceCell::new(),
+            writer: OnceCell::new(),
+            taken_back: Default::default(),
+            overrides: Default::default(),
+        })
+    }
+
+    /// Runs async API work from the synchronous flow (helm calls stay off the runtime).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// Helm's record of the release now (see [`ReleaseRecord::fetch`]).
+    pub fn record(&self) -> Result<ReleaseRecord> {
+        self.block_on(ReleaseRecord::fetch(&self.client, &self.target.namespace, &self.target.release))
+    }
+
+    /// Who holds the release's Lease now, if a live process does.
+    pub fn lease_holder(&self) -> Result<Option<String>> {
+        let t = &self.target;
+        self.block_on(lease::current_holder(&self.client, &t.namespace, &t.lease_name()))
+    }
+
+    /// The environment's values for the release (chart defaults and deploy/envs/<env>.yaml, no
+    /// user overrides): what the environment asks of an image. Rendered once per flow.
+    pub fn environment_values(&self) -> Result<&serde_json::Value> {
+        if let Some(values) = self.environment_values.get() {
+            return Ok(values);
+        }
+        let values = self.helm()?.planned_values(&chart::chart_dir(), &self.target.chart_release(None))?;
+        Ok(self.environment_values.get_or_init(|| values))
+    }
+
+    /// The environment's values, typed.
+    pub fn environment(&self) -> Result<chart::Values> {
+        chart::Values::of(self.environment_values()?)
+    }
+
+    /// What an image must prove before this flow deploys it: the environment's policy with the
+    /// person's request, refused where the request would weaken it.
+    pub fn policy(&self) -> Result<crate::signing::Policy> {
+        crate::signing::Policy::decide(self.target.env.name(), &self.environment()?.supply_chain, &self.signature)
+    }
+
+    /// The pinned helm, for reading (checked on first use).
+    pub fn helm(&self) -> Result<&Helm<'a>> {
+        if let Some(helm) = self.helm.get() {
+            return Ok(helm);
+        }
+        let helm = Helm::new(self.sh)?;
+        Ok(self.helm.get_or_init(|| helm))
+    }
+
+    /// The release's supplied values now (what `helm get values` prints).
+    pub fn supplied_values(&self) -> Result<serde_json::Value> {
+        let t = &self.target;
+        self.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)
+    }
+
+    /// Sets the user's values for this flow, after checking them: no key the flow manages
+    /// itself, the environment's signature policy unchanged, and what the chart renders with them
+    /// passes its schema (nothing changes before).
+    pub fn set_overrides(&self, overrides: &Overrides, managed: &[&str]) -> Result<()> {
+        if overrides.is_empty() {
+            return Ok(());
+        }
+        for (key, _) in overrides.set.iter().chain(&overrides.set_string) {
+            if let Some(prefix) = managed.iter().find(|m| key == *m || key.starts_with(&format!("{m}."))) {
+                anyhow::bail!("--set {key}: {prefix} is managed by this command itself (nothing was changed)");
+            }
+        }
+        for file in &overrides.files {
+            if !file.is_file() {
+                anyhow::bail!("values file {} does not exist (nothing was changed)", file.display());
+            }
+        }
+        let release = overrides.applied_to(&self.target.chart_release(None));
+        let planned =
+            self.helm()?.planned_values(&chart::chart_dir(), &release).context("the chart refuses these values (nothing was changed)")?;
+        // The environment's signature policy is its values file: a values file given here may
+        // not change it (`--set supplyChain.*` is refused above, as a managed key).
+        if planned["supplyChain"] != self.environment_values()?["supplyChain"] {
+            anyhow::bail!(
+                "a values file given here changes supplyChain, the environment's signature policy: it is set only in \
+                 deploy/envs/{}.yaml (nothing was changed)",
+                self.target.env.name()
+            );
+        }
+        *self.overrides.borrow_mut() = Some(overrides.clone());
+        Ok(())
+    }
+
+    /// `release` as the flow's first upgrade will apply it: with the user's values, if any.
+    pub fn as_first_upgrade(&self, release: &crate::helm::ReleaseSpec) -> crate::helm::ReleaseSpec {
+        match self.overrides.borrow().as_ref() {
+            Some(overrides) => overrides.applied_to(release),
+            None => release.clone(),
+        }
+    }
+
+    /// The user's values in words, for the journal.
+    pub(super) fn overrides_in_words(&self) -> Option<String> {
+        let overrides = self.overrides.borrow();
+        let o = overrides.as_ref()?;
+        let mut words: Vec<String> = o.files.iter().map(|f| format!("-f {}", f.display())).collect();
+        words.extend(o.set.iter().map(|(k, v)| format!("--set {k}={v}")));
+        words.extend(o.set_string.iter().map(|(k, v)| format!("--set-string {k}={v}")));
+        Some(words.join(" "))
+    }
+
+    /// The newest run of flow `name` that keeps its state in journal fact `fact`, with that state.
+    pub fn latest_state<S: serde::de::DeserializeOwned>(&self, name: &str, fact: &str) -> Result<Option<(Entry, S)>> {
+        let entries = self.block_on(self.journal().entries())?;
+        let Some(entry) = entries.into_iter().rev().find(|e| e.flow == name && e.facts.contains_key(fact)) else {
+            return Ok(None);
+        };
+        let state = serde_json::from_str(&entry.facts[fact])
+            .with_context(|| format!("reading the {name} state from journal entry {}", entry.id))?;
+        Ok(Some((entry, state)))
+    }
+
+    pub fn journal(&self) -> Journal {
+        Journal::new(&self.client, &self.target.namespace, &self.target.release)
+    }
+}
