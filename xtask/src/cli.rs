@@ -508,8 +508,9 @@ pub struct Render {
 /// First checks the disks' free space, removes test clusters left by killed runs, installs
 /// missing pinned tools and finds or builds the kind node image and the application images (with
 /// progress: a cold node image takes minutes), and makes the end-to-end tests' kind cluster with
-/// the Sealed Secrets controller, External Secrets Operator and Prometheus. Then runs every tier:
-/// unit tests, model-server against a real PostgreSQL server, rendered-manifest snapshots with
+/// the Sealed Secrets controller, External Secrets Operator and Prometheus; runs clippy with the
+/// workspace's lints (warnings are errors). Then runs every tier: unit tests, model-server
+/// against a real PostgreSQL server, rendered-manifest snapshots with
 /// `helm lint --strict`, containers of the built images, and end to end on that cluster (needs a
 /// Docker engine), which is deleted when the run ends. Snapshots are checked, never rewritten: to
 /// accept an intended change, run `INSTA_UPDATE=always cargo test -p shipshape-tests` and review

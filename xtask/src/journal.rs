@@ -176,29 +176,6 @@ impl Journal {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Journals written before these types were typed hold the same words: they still read.
-    #[test]
-    fn entries_written_as_words_read_as_types_and_write_the_same_words() {
-        let written = r#"{"id":"x","flow":"canary","args":"","actor":"a@h","started":"2026-12-01T00:00:00Z","result":"failed-needs-attention",
-            "steps":[{"id":"abort","description":"d","status":"compensation-failed","detail":"","seconds":1.0}]}"#;
-        let entry: Entry = serde_json::from_str(written).unwrap();
-        assert_eq!(entry.result, RunResult::FailedNeedsAttention);
-        assert_eq!(entry.steps[0].status, StepStatus::CompensationFailed);
-        let again = serde_json::to_value(&entry).unwrap();
-        assert_eq!(again["result"], "failed-needs-attention");
-        assert_eq!(again["steps"][0]["status"], "compensation-failed");
-        for result in ["running", "succeeded", "failed", "paused", "aborted", "rolled-back"] {
-            let parsed: RunResult = serde_json::from_value(serde_json::json!(result)).unwrap();
-            assert_eq!(parsed.word(), result);
-        }
-        assert!(serde_json::from_value::<RunResult>(serde_json::json!("exploded")).is_err(), "an unknown word is an error, not a guess");
-    }
-}
-
 /// Who is running this: the CI job when in GitHub Actions, else user@host.
 pub fn actor() -> String {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -224,4 +201,27 @@ fn user_of_this_process() -> Option<String> {
 /// Now, as RFC 3339 UTC to the second.
 pub fn now() -> String {
     k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Journals written before these types were typed hold the same words: they still read.
+    #[test]
+    fn entries_written_as_words_read_as_types_and_write_the_same_words() {
+        let written = r#"{"id":"x","flow":"canary","args":"","actor":"a@h","started":"2026-12-01T00:00:00Z","result":"failed-needs-attention",
+            "steps":[{"id":"abort","description":"d","status":"compensation-failed","detail":"","seconds":1.0}]}"#;
+        let entry: Entry = serde_json::from_str(written).unwrap();
+        assert_eq!(entry.result, RunResult::FailedNeedsAttention);
+        assert_eq!(entry.steps[0].status, StepStatus::CompensationFailed);
+        let again = serde_json::to_value(&entry).unwrap();
+        assert_eq!(again["result"], "failed-needs-attention");
+        assert_eq!(again["steps"][0]["status"], "compensation-failed");
+        for result in ["running", "succeeded", "failed", "paused", "aborted", "rolled-back"] {
+            let parsed: RunResult = serde_json::from_value(serde_json::json!(result)).unwrap();
+            assert_eq!(parsed.word(), result);
+        }
+        assert!(serde_json::from_value::<RunResult>(serde_json::json!("exploded")).is_err(), "an unknown word is an error, not a guess");
+    }
 }

@@ -80,6 +80,12 @@ impl TestOptions {
                 crate::cargo::command(sh, ["test", "--workspace", "--locked", "--no-run", "--quiet"])
                     .run()
                     .context("compiling the test suite")?;
+                // The rules clippy holds (Cargo.toml's [workspace.lints], each crate's
+                // clippy.toml: which module alone may run a process or change a release).
+                println!("clippy: the workspace's lints, warnings as errors");
+                crate::cargo::command(sh, ["clippy", "--workspace", "--all-targets", "--locked", "--quiet", "--", "-D", "warnings"])
+                    .run()
+                    .context("clippy found problems (listed above); fix them, or `#[allow]` one with a comment saying why")?;
                 Ok(e2e_xtask)
             })();
             let theirs = cluster_lane.join().unwrap_or_else(|_| Err(anyhow::anyhow!("preparing the cluster panicked")));

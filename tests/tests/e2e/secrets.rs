@@ -131,7 +131,7 @@ fn deliver_by_external_secrets(ns: &TestNamespace, store: (&str, &str), store_se
         "secretStoreRef": {"kind": store.0, "name": store.1},
         "adminToken": {"remoteKey": remote_key, "remoteProperty": "token"},
     });
-    fixture::helm_upgrade_by_hand(&ns, &values, "e2e: external secrets");
+    fixture::helm_upgrade_by_hand(ns, &values, "e2e: external secrets");
     flow.block_on(secrets::until_key_is(&secrets_api, TOKEN_SECRET, "token", first, std::time::Duration::from_secs(90))).or_panic();
     // The operator writes the Secret first and its own status after: until every ExternalSecret
     // says Ready, `doctor` (a snapshot) rightly reports "not synced yet" (seen in a rehearsal).

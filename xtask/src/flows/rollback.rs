@@ -442,9 +442,12 @@ mod tests {
         Decision::Revision { revision, why }
     }
 
+    /// A scenario: its name, the history as (status, stable tag, canary) per revision, the decision.
+    type Scenario<'s> = (&'s str, &'s [(&'s str, &'s str, bool)], Decision);
+
     #[test]
     fn the_previous_release_is_the_newest_earlier_revision_with_another_version_and_no_canary() {
-        let cases: &[(&str, &[(&str, &str, bool)], Decision)] = &[
+        let cases: &[Scenario] = &[
             ("one step back", &[("superseded", "v1", false), ("deployed", "v2", false)], to_revision(1, Why::Previous)),
             (
                 "skips revisions of the same version (a restart, a scale)",

@@ -66,6 +66,24 @@ impl<'a> Flow<'a> {
         })
     }
 
+    /// A connection over clients made elsewhere (the skeleton's tests: a mock API server).
+    #[cfg(test)]
+    pub(crate) fn with_client(sh: &'a Shell, target: Target, runtime: tokio::runtime::Runtime, client: kube::Client) -> Flow<'a> {
+        Flow {
+            sh,
+            target,
+            pod_client: client.clone(),
+            client,
+            signature: Default::default(),
+            runtime,
+            helm: OnceCell::new(),
+            environment_values: OnceCell::new(),
+            writer: OnceCell::new(),
+            taken_back: Default::default(),
+            overrides: Default::default(),
+        }
+    }
+
     /// Runs async API work from the synchronous flow (helm calls stay off the runtime).
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)

@@ -9,6 +9,8 @@
 //! change through it takes back fields another field manager changed (`kubectl scale`, `set
 //! image`, `rollout undo`) and reports and journals what it took back, and from whom.
 mod connection;
+#[cfg(test)]
+mod tests;
 
 use std::cell::Cell;
 use std::time::Instant;
@@ -57,6 +59,9 @@ pub enum Ending<T> {
     NeedsAttention(T),
 }
 
+/// A compensation: it undoes with the run's [`Changes`] and says what it restored.
+pub type Compensation<'u> = Box<dyn FnOnce(&Changes) -> Result<String> + 'u>;
+
 /// What a failed flow does about what it changed.
 pub enum Undo<'u> {
     /// Nothing it does needs undoing (a reload changes no desired state).
@@ -65,7 +70,7 @@ pub enum Undo<'u> {
     NeedsAttention,
     /// Run this compensation (described in the journal) when the body changed anything; it says
     /// what it restored.
-    With(String, Box<dyn FnOnce(&Changes) -> Result<String> + 'u>),
+    With(String, Compensation<'u>),
     /// The flow ran its compensation itself, as one of its steps (a canary's abort); this is
     /// how that went.
     Ran(Result<String>),
