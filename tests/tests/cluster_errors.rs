@@ -7,8 +7,9 @@ use xtask::cluster::{docker::Docker, lifecycle};
 
 fn up(name: &str) -> String {
     let sh = xtask::repo_shell().unwrap();
-    let target = ClusterTarget { name: name.to_owned(), kubeconfig: Some(std::env::temp_dir().join(format!("{name}.kubeconfig"))) };
-    match lifecycle::up(&sh, &ClusterUp { target, keep: false, with: Vec::new() }) {
+    let target =
+        ClusterTarget { name: name.to_owned(), kubeconfig: Some(std::env::temp_dir().join(format!("{name}.kubeconfig"))), context: None };
+    match lifecycle::up(&sh, &ClusterUp { target, keep: false, with: Vec::new(), ..Default::default() }) {
         Ok(_) => panic!("cluster {name} came up, but it should have been refused"),
         Err(err) => format!("{err:#}"),
     }

@@ -44,7 +44,12 @@ impl BenchOptions {
         if !self.skip_verify {
             let cluster = lifecycle::up(
                 sh,
-                &ClusterUp { target: ClusterTarget { name: self.cluster.clone(), kubeconfig: None }, keep: false, with: Vec::new() },
+                &ClusterUp {
+                    target: ClusterTarget { name: self.cluster.clone(), kubeconfig: None, context: None },
+                    keep: false,
+                    with: Vec::new(),
+                    ..Default::default()
+                },
             )?;
             bench_verify(sh, &cluster.kubeconfig, self.runs, &mut rows)?;
         }
@@ -79,7 +84,7 @@ fn bench_verify(sh: &Shell, kubeconfig: &Path, runs: usize, rows: &mut Vec<Row>)
     let script = crate::repo_root().join("tests/bench/post_deploy_verify.sh");
 
     for pods in [1, 10] {
-        let target = Target::new(Env::Dev, Some(BENCH_NAMESPACE.to_owned()), Some(kubeconfig))?;
+        let target = Target::new(Env::Dev, Some(BENCH_NAMESPACE.to_owned()), Some(kubeconfig), None)?;
         let flow = Flow::connect(sh, target)?;
         let replicas = Overrides { set: vec![("replicaCount".to_owned(), pods.to_string())], ..Default::default() };
         flow.set_overrides(&replicas, flows::DEPLOY_MANAGED_VALUES)?;
@@ -166,7 +171,7 @@ fn alternate(sh: &Shell, contenders: &[(String, Contender)], kubeconfig: &Path, 
 
 /// `cluster up` of a new cluster, `starts` times, each deleted after.
 fn bench_cluster_start(sh: &Shell, starts: usize, rows: &mut Vec<Row>) -> Result<()> {
-    let target = ClusterTarget { name: START_CLUSTER.to_owned(), kubeconfig: None };
+    let target = ClusterTarget { name: START_CLUSTER.to_owned(), kubeconfig: None, context: None };
     lifecycle::down(sh, &target)?;
     let mut times = Vec::new();
     for run in 1..=starts {
@@ -174,7 +179,12 @@ fn bench_cluster_start(sh: &Shell, starts: usize, rows: &mut Vec<Row>) -> Result
         let started = Instant::now();
         let up = lifecycle::up(
             sh,
-            &ClusterUp { target: ClusterTarget { name: START_CLUSTER.to_owned(), kubeconfig: None }, keep: false, with: Vec::new() },
+            &ClusterUp {
+                target: ClusterTarget { name: START_CLUSTER.to_owned(), kubeconfig: None, context: None },
+                keep: false,
+                with: Vec::new(),
+                ..Default::default()
+            },
         );
         let elapsed = started.elapsed();
         lifecycle::down(sh, &target)?;

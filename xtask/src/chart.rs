@@ -54,6 +54,16 @@ impl Env {
     pub fn values_file(self) -> PathBuf {
         crate::repo_root().join("deploy/envs").join(format!("{}.yaml", self.name()))
     }
+
+    /// The kubeconfig context the environment's values file names for its cluster (`cluster.
+    /// context`), if any: read from the file itself, before any cluster is reached.
+    pub fn cluster_context(self) -> anyhow::Result<Option<String>> {
+        let path = self.values_file();
+        let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let values: serde_json::Value =
+            serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not valid YAML: {e}", path.display()))?;
+        Ok(values["cluster"]["context"].as_str().filter(|c| !c.is_empty()).map(str::to_owned))
+    }
 }
 
 /// The shapes a release can take, each with helm/model-server/ci/<name>-values.yaml.
@@ -197,6 +207,13 @@ pub struct Values {
     pub sealed_secrets: Enabled,
     pub service_account: ServiceAccountValues,
     pub pod_disruption_budget: Enabled,
+    pub cluster: ClusterValues,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct ClusterValues {
+    pub context: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]

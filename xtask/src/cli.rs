@@ -37,6 +37,7 @@ pub enum Command {
     RotateSecret(RotateSecret),
     Doctor(Doctor),
     Status(Status),
+    Environments(Environments),
     Canary(Canary),
     Bluegreen(BlueGreen),
     Cluster(Cluster),
@@ -61,9 +62,15 @@ pub struct TargetArgs {
     #[arg(long)]
     pub namespace: Option<String>,
     /// Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else the local cluster's from
-    /// `cargo xtask up`). Its current context is used.
+    /// `cargo xtask up`).
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context to use (as kubectl's and helm's). Default: the one the environment's
+    /// values name (cluster.context in deploy/envs/<env>.yaml: each environment its own
+    /// cluster), else the kubeconfig's current context. Another context than the one the
+    /// environment names is refused.
+    #[arg(long)]
+    pub context: Option<String>,
 }
 
 /// The runbooks' prerequisite checks, before a deployment.
@@ -98,8 +105,14 @@ pub struct Deploy {
     #[command(flatten)]
     pub values: ValueOverrides,
     /// Image tag of shipshape/model-server to deploy.
-    #[arg(long)]
-    pub tag: String,
+    #[arg(long, required_unless_present = "from")]
+    pub tag: Option<String>,
+    /// Instead of --tag: what this earlier environment runs, by the digest verified there (read
+    /// from its own cluster, the context its values name in the same kubeconfig), never its tag
+    /// resolved again: `deploy --env prod --from staging`. Refused unless it is settled there
+    /// (its latest flow succeeded, no hand change); checked against this environment's policy.
+    #[arg(long, value_enum, conflicts_with = "tag", required_unless_present = "tag")]
+    pub from: Option<Env>,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -250,6 +263,22 @@ pub struct Status {
     pub output: Output,
 }
 
+/// Every environment side by side, each read from its own cluster (the kubeconfig context its
+/// values name, cluster.context in deploy/envs/<env>.yaml): the version and digest it runs, its
+/// Helm revision and status, and the latest flow with its result.
+///
+/// What to look at before `deploy --env prod --from staging`. Exit code: 0 every environment
+/// read, 2 one could not be (no such context, unreachable: its row says why).
+#[derive(Args, Debug)]
+pub struct Environments {
+    /// Kubeconfig file holding the environments' contexts (default: $KUBECONFIG, else
+    /// ~/.kube/config, else the local cluster's).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
 /// Canary by replica ratio, with analysis at each step and a manual approval gate.
 ///
 /// `canary start --tag T` runs the new version beside stable in steps (default 10, 30, 50 % of
@@ -310,8 +339,14 @@ pub struct CanaryStart {
     #[command(flatten)]
     pub values: ValueOverrides,
     /// Image tag of the version under test.
-    #[arg(long)]
-    pub tag: String,
+    #[arg(long, required_unless_present = "from")]
+    pub tag: Option<String>,
+    /// Instead of --tag: what this earlier environment runs, by the digest verified there (read
+    /// from its own cluster, the context its values name in the same kubeconfig), never its tag
+    /// resolved again: `deploy --env prod --from staging`. Refused unless it is settled there
+    /// (its latest flow succeeded, no hand change); checked against this environment's policy.
+    #[arg(long, value_enum, conflicts_with = "tag", required_unless_present = "tag")]
+    pub from: Option<Env>,
     /// Canary shares of the pods, in percent, in order (promotion to 100 % follows the gate).
     #[arg(long, value_delimiter = ',', default_value = "10,30,50")]
     pub steps: Vec<u32>,
@@ -428,8 +463,14 @@ pub struct BlueGreenStart {
     #[command(flatten)]
     pub values: ValueOverrides,
     /// Image tag to deploy on the idle colour.
-    #[arg(long)]
-    pub tag: String,
+    #[arg(long, required_unless_present = "from")]
+    pub tag: Option<String>,
+    /// Instead of --tag: what this earlier environment runs, by the digest verified there (read
+    /// from its own cluster, the context its values name in the same kubeconfig), never its tag
+    /// resolved again: `deploy --env prod --from staging`. Refused unless it is settled there
+    /// (its latest flow succeeded, no hand change); checked against this environment's policy.
+    #[arg(long, value_enum, conflicts_with = "tag", required_unless_present = "tag")]
+    pub from: Option<Env>,
     /// Seconds the old colour keeps running after the switch has reached the Service's
     /// endpoints, for every node's kube-proxy to follow (Argo Rollouts' default is the same;
     /// on a busy node kube-proxy took up to 30 s to program an endpoint change).
@@ -743,6 +784,10 @@ pub struct ClusterTarget {
     /// Your default kubeconfig and its current context are never touched.
     #[arg(long)]
     pub kubeconfig: Option<std::path::PathBuf>,
+    /// Name the cluster's context in that kubeconfig (default: kind's `kind-<name>`), e.g. the
+    /// context an environment's values name: `cluster up --name prod --context prod-cluster`.
+    #[arg(long)]
+    pub context: Option<String>,
 }
 
 /// `cluster down` options.
@@ -768,6 +813,11 @@ pub struct ClusterUp {
     /// e.g. `--with external-secrets,prometheus`. Installing one already there updates it.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub with: Vec<AddOn>,
+    /// Worker nodes beside the control plane, for production's shape (pods spread across nodes,
+    /// a node drained under a canary). Used when the cluster is created; an existing cluster
+    /// keeps its nodes.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=5))]
+    pub workers: u32,
 }
 
 /// What `cluster up --with` installs beside the cluster.

@@ -7,7 +7,7 @@ use xshell::Shell;
 
 use crate::cli::{self, Command};
 use crate::cluster::lifecycle::{self, AddOn, ClusterTarget, ClusterUp};
-use crate::flows::{self, bluegreen, canary, deploy, doctor, preflight, reload, rollback, rotate, status, verify, Flow, Target};
+use crate::flows::{self, bluegreen, canary, deploy, doctor, images, preflight, reload, rollback, rotate, status, verify, Flow, Target};
 use crate::report::{self, Outcome};
 use crate::{chart, signing};
 
@@ -24,7 +24,7 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
             flow.signature = signature(cmd.signature);
             // --tag decides the image; everything else is the user's to set.
             flow.set_overrides(&overrides(cmd.values), flows::DEPLOY_MANAGED_VALUES)?;
-            deploy::deploy(&flow, &cmd.tag, cmd.dry_run).map(drop)
+            deploy::deploy_wanted(&flow, &wanted(cmd.tag, cmd.from), cmd.dry_run).map(drop)
         }
         Command::Verify(cmd) => {
             let flow = connect(sh, &cmd.target)?;
@@ -56,6 +56,7 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
             let flow = connect(sh, &cmd.target)?;
             report::repeat(cmd.watch.into(), || status::show(&flow, cmd.last, cmd.output.into()))
         }
+        Command::Environments(cmd) => report::exit_for(flows::environments::show(sh, cmd.kubeconfig.as_deref(), cmd.output.into())?),
         Command::Canary(cmd) => run_canary(cmd.action, sh),
         Command::Bluegreen(cmd) => run_bluegreen(cmd.action, sh),
         Command::Cluster(cmd) => match cmd.action {
@@ -124,7 +125,7 @@ fn run_canary(action: cli::CanaryAction, sh: &Shell) -> Result<()> {
             flow.signature = signature(start.signature);
             flow.set_overrides(&overrides(start.values), flows::FLOW_MANAGED_VALUES)?;
             let options = canary::StartOptions {
-                tag: start.tag,
+                image: wanted(start.tag, start.from),
                 steps: start.steps,
                 analysis_seconds: start.analysis_seconds,
                 min_requests: start.min_requests,
@@ -167,7 +168,11 @@ fn run_bluegreen(action: cli::BlueGreenAction, sh: &Shell) -> Result<()> {
             let mut flow = connect(sh, &start.target)?;
             flow.signature = signature(start.signature);
             flow.set_overrides(&overrides(start.values), flows::FLOW_MANAGED_VALUES)?;
-            let options = bluegreen::StartOptions { tag: start.tag, scale_down_delay: start.scale_down_delay, dry_run: start.dry_run };
+            let options = bluegreen::StartOptions {
+                image: wanted(start.tag, start.from),
+                scale_down_delay: start.scale_down_delay,
+                dry_run: start.dry_run,
+            };
             bluegreen::start_flow(&flow, &options).map(drop)
         }
         cli::BlueGreenAction::Rollback(t) => bluegreen::rollback(&connect(sh, &t.target)?, t.scale_down_delay, t.dry_run).map(drop),
@@ -181,7 +186,15 @@ fn run_bluegreen(action: cli::BlueGreenAction, sh: &Shell) -> Result<()> {
 
 /// The release a command works on, connected.
 fn connect<'a>(sh: &'a Shell, args: &cli::TargetArgs) -> Result<Flow<'a>> {
-    Flow::connect(sh, Target::new(args.env.into(), args.namespace.clone(), args.kubeconfig.as_deref())?)
+    Flow::connect(sh, Target::new(args.env.into(), args.namespace.clone(), args.kubeconfig.as_deref(), args.context.clone())?)
+}
+
+/// `--tag T` or `--from ENV` (clap requires exactly one).
+fn wanted(tag: Option<String>, from: Option<cli::Env>) -> images::Wanted {
+    match (tag, from) {
+        (_, Some(env)) => images::Wanted::From(env.into()),
+        (tag, None) => images::Wanted::Tag(tag.unwrap_or_default()),
+    }
 }
 
 fn overrides(values: cli::ValueOverrides) -> flows::Overrides {
@@ -198,11 +211,16 @@ fn signature(args: cli::SignatureArgs) -> signing::Request {
 }
 
 fn cluster_target(args: cli::ClusterTarget) -> ClusterTarget {
-    ClusterTarget { name: args.name, kubeconfig: args.kubeconfig }
+    ClusterTarget { name: args.name, kubeconfig: args.kubeconfig, context: args.context }
 }
 
 fn cluster_up(args: cli::ClusterUp) -> ClusterUp {
-    ClusterUp { target: cluster_target(args.target), keep: args.keep, with: args.with.into_iter().map(Into::into).collect() }
+    ClusterUp {
+        target: cluster_target(args.target),
+        keep: args.keep,
+        with: args.with.into_iter().map(Into::into).collect(),
+        workers: args.workers,
+    }
 }
 
 impl From<cli::Env> for chart::Env {

@@ -123,13 +123,13 @@ struct PreparedCluster {
 impl PreparedCluster {
     fn new() -> PreparedCluster {
         let name = format!("{}flows-{}", crate::cluster::lifecycle::TEST_CLUSTER_PREFIX, std::process::id());
-        PreparedCluster { target: ClusterTarget { name, kubeconfig: None }, created: false.into(), keep: false }
+        PreparedCluster { target: ClusterTarget { name, kubeconfig: None, context: None }, created: false.into(), keep: false }
     }
 
     fn create(&self) -> Result<()> {
         let sh = crate::repo_shell()?;
         let with = vec![AddOn::SealedSecrets, AddOn::ExternalSecrets, AddOn::Prometheus];
-        let up = ClusterUp { target: self.target.clone(), keep: false, with };
+        let up = ClusterUp { target: self.target.clone(), keep: false, with, ..Default::default() };
         // Marked first: a cluster that came up but whose add-ons failed is deleted too.
         self.created.store(true, std::sync::atomic::Ordering::SeqCst);
         crate::cluster::lifecycle::up(&sh, &up).context("creating the end-to-end tests' cluster")?;

@@ -81,11 +81,11 @@ pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster) -> Result<Verified> {
     println!("helm upgrade --install {} (namespace {namespace}, {})", release.name, pinned.reference());
     #[allow(clippy::disallowed_methods)] // `up` installs the dev release itself, no flow around it
     let writer = Writer::new(sh)?;
-    writer.upgrade_install(&chart::chart_dir(), &release, &cluster.kubeconfig)?;
+    writer.upgrade_install(&chart::chart_dir(), &release, &k8s::ClusterAccess::current(&cluster.kubeconfig))?;
     let helm = Helm::new(sh)?;
     let checks = k8s::block_on(wait_and_check(&cluster.kubeconfig, &namespace, &release.name))?;
     println!("helm test {}", release.name);
-    helm.test(&release, &cluster.kubeconfig).context("the chart's smoke test failed inside the cluster")?;
+    helm.test(&release, &k8s::ClusterAccess::current(&cluster.kubeconfig)).context("the chart's smoke test failed inside the cluster")?;
     Ok(Verified { image: pinned.reference(), checks })
 }
 

@@ -68,7 +68,7 @@ fn a_signed_release_is_verified_then_promoted_as_a_canary() {
     let mut flow = flow;
     flow.signature = requiring_our_signature();
     let args = StartOptions {
-        tag: tag.clone(),
+        image: xtask::flows::images::Wanted::Tag(tag.clone()),
         steps: vec![50],
         analysis_seconds: 8,
         min_requests: 20,

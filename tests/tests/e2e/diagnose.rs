@@ -99,7 +99,7 @@ fn doctor_diagnoses_a_crash_loop_and_a_missing_secret() {
     release.namespace = ns.name.clone();
     #[allow(clippy::disallowed_methods)] // a change behind shipshape's back is what this test makes
     let helm = xtask::helm::Writer::new(&ns.sh).unwrap();
-    helm.upgrade(&xtask::chart::chart_dir(), &release, &Change::new(&ns.kubeconfig, "manual")).or_panic();
+    helm.upgrade(&xtask::chart::chart_dir(), &release, &Change::new(&ns.target().access(), "manual")).or_panic();
     flow.block_on(Api::<Secret>::namespaced(flow.client.clone(), &ns.name).delete("model-server-database", &DeleteParams::default()))
         .unwrap();
     let pods: Api<Pod> = Api::namespaced(flow.client.clone(), &ns.name);

@@ -118,7 +118,7 @@ impl TestNamespace {
     }
 
     pub fn target(&self) -> Target {
-        Target::new(Env::Dev, Some(self.name.clone()), Some(&self.kubeconfig)).or_panic()
+        Target::new(Env::Dev, Some(self.name.clone()), Some(&self.kubeconfig), None).or_panic()
     }
 
     pub fn flow(&self) -> Flow<'_> {
@@ -197,7 +197,7 @@ pub fn helm_upgrade_by_hand(ns: &TestNamespace, values: &serde_json::Value, desc
     };
     #[allow(clippy::disallowed_methods)] // a change outside shipshape's flows is the point
     let helm = xtask::helm::Writer::new(&ns.sh).or_panic();
-    helm.upgrade(&xtask::chart::chart_dir(), &release, &xtask::helm::Change::new(&ns.kubeconfig, description)).or_panic();
+    helm.upgrade(&xtask::chart::chart_dir(), &release, &xtask::helm::Change::new(&ns.target().access(), description)).or_panic();
 }
 
 /// Tests that judge live traffic (zero failed requests) and tests that load both cores (image

@@ -45,7 +45,7 @@ fn a_hand_scaled_canary_is_seen_by_every_report_and_still_aborts_under_traffic()
     let flow = stable_at_v1(&ns);
     let load = LoadGenerator::start(&ns);
     let args = CanaryStart {
-        tag: shared.v2.clone(),
+        image: xtask::flows::images::Wanted::Tag(shared.v2.clone()),
         steps: vec![50],
         analysis_seconds: 8,
         min_requests: 20,

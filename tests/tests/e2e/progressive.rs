@@ -8,6 +8,7 @@ use kube::Api;
 use xtask::flows::analysis::{parse_buckets_by_le, parse_instant_value, Prometheus, TrackSample, Verdict, LATENCY_QUANTILE};
 use xtask::flows::bluegreen::StartOptions as BlueGreenStart;
 use xtask::flows::canary::{self, Approval, Phase, Request, StartOptions as CanaryStart};
+use xtask::flows::images::Wanted;
 use xtask::flows::{bluegreen, deploy, ownership, Flow};
 use xtask::journal::{RunResult, StepStatus};
 
@@ -29,7 +30,7 @@ fn stable_at_v1(ns: &TestNamespace) -> Flow<'_> {
 fn canary_args(ns: &TestNamespace, tag: &str, approval: Approval) -> CanaryStart {
     let _ = ns;
     CanaryStart {
-        tag: tag.to_owned(),
+        image: Wanted::Tag(tag.to_owned()),
         steps: vec![25, 50],
         analysis_seconds: 8,
         min_requests: 20,
@@ -88,7 +89,7 @@ fn a_canary_failing_half_its_requests_is_aborted_at_the_first_analysis() {
     assert!(error.contains("step 1"), "at the first analysis: {error}");
     assert_eq!(deployment_image(&flow, "model-server"), Some(image(&shared.v1)), "stable unchanged");
     assert_eq!(deployment_image(&flow, "model-server-canary"), None);
-    let values = flow.helm().unwrap().values("model-server", &ns.name, &ns.kubeconfig, None, true).or_panic();
+    let values = flow.helm().unwrap().values("model-server", &ns.name, &ns.target().access(), None, true).or_panic();
     assert_eq!(values["replicaCount"], PODS, "stable back to full size");
 
     let stats = load.stats();
@@ -243,7 +244,7 @@ fn blue_green_switch_and_rollback_drop_no_request() {
     let ns = TestNamespace::new("bluegreen");
     let flow = ns.flow();
     // The product's default hold (30 s): shorter ones dropped requests on a busy node.
-    let start = |tag: &str| BlueGreenStart { tag: tag.to_owned(), scale_down_delay: 30, dry_run: false };
+    let start = |tag: &str| BlueGreenStart { image: Wanted::Tag(tag.to_owned()), scale_down_delay: 30, dry_run: false };
     let installed = bluegreen::start_flow(&flow, &start(&shared.v1)).or_panic();
     assert_eq!(installed.to_slot, Slot::Blue);
     let refused = failure(deploy::deploy(&flow, &shared.v2, false));
@@ -270,7 +271,7 @@ fn a_blue_green_switch_killed_while_holding_the_old_colour_is_resumed_and_finish
     let shared = fixture::shared();
     let ns = TestNamespace::new("bluegreen-kill");
     let flow = ns.flow();
-    let install = BlueGreenStart { tag: shared.v1.clone(), scale_down_delay: 30, dry_run: false };
+    let install = BlueGreenStart { image: Wanted::Tag(shared.v1.clone()), scale_down_delay: 30, dry_run: false };
     bluegreen::start_flow(&flow, &install).or_panic();
     let load = LoadGenerator::start(&ns);
 

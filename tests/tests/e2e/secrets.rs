@@ -92,8 +92,8 @@ fn rotating_a_sealed_admin_token_goes_through_kubeseal_and_the_controller() {
     let secrets_api = Api::<Secret>::namespaced(flow.client.clone(), &ns.name);
     flow.block_on(secrets_api.delete(TOKEN_SECRET, &DeleteParams::default())).unwrap();
     let first = "e2e-first-sealed-token";
-    let sealed = xtask::kubeseal::Kubeseal::new(&ns.sh).or_panic().seal(&ns.kubeconfig, &ns.name, TOKEN_SECRET, first).or_panic();
-    let mut values = flow.helm().unwrap().values("model-server", &ns.name, &ns.kubeconfig, None, false).or_panic();
+    let sealed = xtask::kubeseal::Kubeseal::new(&ns.sh).or_panic().seal(&ns.target().access(), &ns.name, TOKEN_SECRET, first).or_panic();
+    let mut values = flow.helm().unwrap().values("model-server", &ns.name, &ns.target().access(), None, false).or_panic();
     values["sealedSecrets"] = serde_json::json!({"enabled": true, "adminToken": {"encryptedToken": sealed}});
     fixture::helm_upgrade_by_hand(&ns, &values, "e2e: sealed secrets");
     flow.block_on(secrets::until_key_is(&secrets_api, TOKEN_SECRET, "token", first, std::time::Duration::from_secs(60))).or_panic();
@@ -124,7 +124,7 @@ fn deliver_by_external_secrets(ns: &TestNamespace, store: (&str, &str), store_se
     // The operator owns the Secret it creates: the one the fixture made goes first.
     let secrets_api = Api::<Secret>::namespaced(flow.client.clone(), &ns.name);
     flow.block_on(secrets_api.delete(TOKEN_SECRET, &DeleteParams::default())).unwrap();
-    let mut values = flow.helm().unwrap().values("model-server", &ns.name, &ns.kubeconfig, None, false).or_panic();
+    let mut values = flow.helm().unwrap().values("model-server", &ns.name, &ns.target().access(), None, false).or_panic();
     values["externalSecrets"] = serde_json::json!({
         "enabled": true,
         "refreshInterval": "1h0m0s",
@@ -215,7 +215,7 @@ fn a_failed_external_sync_puts_the_old_value_back_restarts_nothing_and_doctor_sa
     assert!(check.detail.contains("forbidden"), "the reason, not only the condition: {check:?}");
 
     // A store reference that names no store.
-    let mut values = flow.helm().unwrap().values("model-server", &ns.name, &ns.kubeconfig, None, false).or_panic();
+    let mut values = flow.helm().unwrap().values("model-server", &ns.name, &ns.target().access(), None, false).or_panic();
     values["externalSecrets"]["secretStoreRef"]["name"] = serde_json::json!("no-such-store");
     fixture::helm_upgrade_by_hand(&ns, &values, "e2e: a wrong store");
     let detail = doctor_external_secrets_until(&flow, "no-such-store");

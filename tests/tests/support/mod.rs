@@ -27,10 +27,11 @@ impl TestCluster {
         let target = ClusterTarget {
             name: format!("{}{purpose}-{}", lifecycle::TEST_CLUSTER_PREFIX, std::process::id()),
             kubeconfig: Some(dir.path().join("kubeconfig")),
+            context: None,
         };
         // keep: false here: a cluster that never became ready is deleted by `up` itself.
-        let cluster =
-            lifecycle::up(&sh, &ClusterUp { target: target.clone(), keep: false, with: Vec::new() }).unwrap_or_else(|e| panic!("{e:#}"));
+        let cluster = lifecycle::up(&sh, &ClusterUp { target: target.clone(), keep: false, with: Vec::new(), ..Default::default() })
+            .unwrap_or_else(|e| panic!("{e:#}"));
         TestCluster { cluster, target, owned: true, add_ons_installed: false, _dir: dir }
     }
 
@@ -45,9 +46,9 @@ impl TestCluster {
             (None, None) => return TestCluster::create(purpose),
         };
         let sh = xtask::repo_shell().unwrap();
-        let target = ClusterTarget { name, kubeconfig: None };
-        let cluster =
-            lifecycle::up(&sh, &ClusterUp { target: target.clone(), keep: true, with: Vec::new() }).unwrap_or_else(|e| panic!("{e:#}"));
+        let target = ClusterTarget { name, kubeconfig: None, context: None };
+        let cluster = lifecycle::up(&sh, &ClusterUp { target: target.clone(), keep: true, with: Vec::new(), ..Default::default() })
+            .unwrap_or_else(|e| panic!("{e:#}"));
         TestCluster { cluster, target, owned: false, add_ons_installed, _dir: tempfile::tempdir().unwrap() }
     }
 

@@ -41,7 +41,13 @@ pub fn install(sh: &Shell, cluster: &RunningCluster, image: &str, chart: &AddOnC
     crate::k8s::block_on(async { crate::k8s::ensure_namespace(&crate::k8s::client(kubeconfig).await?, namespace).await })?;
     #[allow(clippy::disallowed_methods)] // an add-on's own release, no flow around it
     let writer = Writer::new(sh)?;
-    writer.upgrade_with(running.path(), release, namespace, &chart.values, &Change::new(kubeconfig, format!("shipshape: {what}")))?;
+    writer.upgrade_with(
+        running.path(),
+        release,
+        namespace,
+        &chart.values,
+        &Change::new(&crate::k8s::ClusterAccess::current(kubeconfig), format!("shipshape: {what}")),
+    )?;
     crate::k8s::block_on(async {
         let client = crate::k8s::client(kubeconfig).await?;
         crate::k8s::wait::deployment_rolled_out(&client, namespace, release, ROLLOUT_TIMEOUT).await

@@ -110,6 +110,16 @@ impl<'a> Docker<'a> {
         run_logged(cmd!(self.sh, "docker commit {change_args...} {container} {tag}"), log, &format!("docker commit {tag}"))
     }
 
+    /// The container's address on a Docker network (a kind node's on `kind`).
+    pub fn address_on(&self, container: &str, network: &str) -> Result<String> {
+        let format = format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}");
+        let address = read_or_explain(cmd!(self.sh, "docker container inspect --format {format} {container}"))?.trim().to_owned();
+        if address.is_empty() || address == "<no value>" {
+            bail!("container {container} has no address on Docker network {network}");
+        }
+        Ok(address)
+    }
+
     /// Whether container `name` exists and runs.
     pub fn is_running(&self, name: &str) -> bool {
         let format = "{{.State.Running}}";

@@ -116,7 +116,7 @@ pub fn install_store(sh: &Shell, kubeconfig: &Path, namespace: &str, kind: &str)
     crate::k8s::block_on(async { crate::k8s::ensure_namespace(&crate::k8s::client(kubeconfig).await?, namespace).await })?;
     let chart = crate::repo_root().join("deploy/kind/charts/secret-store");
     let values = serde_json::json!({"storeName": STORE_NAME, "kind": kind});
-    let change = Change::new(kubeconfig, "shipshape: an external secret store for tests");
+    let change = Change::new(&crate::k8s::ClusterAccess::current(kubeconfig), "shipshape: an external secret store for tests");
     #[allow(clippy::disallowed_methods)] // the tests' store: its own release, no flow around it
     let writer = Writer::new(sh)?;
     writer.upgrade_with(&chart, "secret-store", namespace, &values, &change)

@@ -45,6 +45,12 @@ impl<'a> Kind<'a> {
             .with_context(|| format!("kind could not delete cluster {name}"))
     }
 
+    /// The cluster's node containers.
+    pub fn nodes(&self, name: &str) -> Result<Vec<String>> {
+        let bin = &self.bin;
+        Ok(read_or_explain(cmd!(self.sh, "{bin} get nodes --name {name}"))?.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect())
+    }
+
     /// (Re)writes the cluster's credentials into `kubeconfig`.
     pub fn export_kubeconfig(&self, name: &str, kubeconfig: &Path) -> Result<()> {
         let bin = &self.bin;

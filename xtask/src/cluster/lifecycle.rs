@@ -18,26 +18,31 @@ use crate::k8s;
 
 /// A new node must be Ready, and kube-system running, within this.
 const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(300);
-/// kube-system's pods on one node: etcd, apiserver, controller-manager, scheduler, kube-proxy
-/// and CoreDNS (one replica, see `tune_coredns`).
+/// kube-system's pods on the control plane: etcd, apiserver, controller-manager, scheduler,
+/// kube-proxy and CoreDNS (one replica, see `tune_coredns`); each worker adds a kube-proxy.
 const KUBE_SYSTEM_PODS: usize = 6;
 
 /// Which kind cluster, and where its kubeconfig goes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ClusterTarget {
     pub name: String,
     /// Default: ~/.cache/shipshape/clusters/<name>/kubeconfig.
     pub kubeconfig: Option<PathBuf>,
+    /// The context's name in that kubeconfig (default: kind's `kind-<name>`), e.g. the one an
+    /// environment's values name (`staging-cluster`).
+    pub context: Option<String>,
 }
 
 /// What `cluster up` is asked for.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ClusterUp {
     pub target: ClusterTarget,
     /// Keep a cluster this command created even if it never became ready.
     pub keep: bool,
     /// Add-ons to install or update once it is ready.
     pub with: Vec<AddOn>,
+    /// Worker nodes beside the control plane (0: one node that runs everything).
+    pub workers: u32,
 }
 
 /// What `cluster up --with` installs beside the cluster.
@@ -106,7 +111,7 @@ pub fn remove_abandoned_test_clusters(sh: &Shell) -> Result<()> {
             continue;
         }
         println!("removing test cluster {name}: the run that made it (process {pid}) is gone, and nobody asked to keep it");
-        down(sh, &ClusterTarget { name, kubeconfig: None })?;
+        down(sh, &ClusterTarget { name, kubeconfig: None, context: None })?;
     }
     Ok(())
 }
@@ -195,9 +200,11 @@ fn ready_cluster(sh: &Shell, args: &ClusterUp) -> Result<RunningCluster> {
             }
             println!("cluster {} exists (node image {}): checking it", target.name, node.image);
             kind.export_kubeconfig(&target.name, &kubeconfig)?;
-            wait_ready(&kubeconfig)?;
+            name_context(target, &kubeconfig)?;
+            let nodes = kind.nodes(&target.name)?;
+            wait_ready(&kubeconfig, nodes.len())?;
             registry::ensure_running(sh, &docker)?;
-            registry::attach(&docker, &[target.node_container()], &kubeconfig)?;
+            registry::attach(&docker, &nodes, &kubeconfig)?;
             Ok(cluster)
         }
         Some(node) => bail!(
@@ -210,18 +217,27 @@ fn ready_cluster(sh: &Shell, args: &ClusterUp) -> Result<RunningCluster> {
         ),
         None => {
             let image = node_image::ensure(sh, &docker)?;
-            let config = effective_config(&target.name, &image)?;
+            let nodes = super::pod_network::node_containers(&target.name, args.workers);
+            let config = effective_config(&target.name, &image, &nodes)?;
             if let Some(parent) = kubeconfig.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            println!("creating kind cluster {} with {image}", target.name);
+            let shape = if args.workers == 0 { String::new() } else { format!(" (a control plane and {} workers)", args.workers) };
+            println!("creating kind cluster {}{shape} with {image}", target.name);
             // The registry starts before the cluster; the nodes are pointed at it once they exist.
             registry::ensure_running(sh, &docker)?;
             let created = kind
                 .create(&target.name, &image, &config, &kubeconfig)
-                .and_then(|()| registry::attach(&docker, &[target.node_container()], &kubeconfig))
+                .and_then(|()| name_context(target, &kubeconfig))
+                .and_then(|()| {
+                    if nodes.len() > 1 && image == LOCAL_NODE_IMAGE {
+                        super::pod_network::connect(&docker, &nodes)?;
+                    }
+                    Ok(())
+                })
+                .and_then(|()| registry::attach(&docker, &nodes, &kubeconfig))
                 .and_then(|()| k8s::block_on(tune_coredns(&kubeconfig)))
-                .and_then(|()| wait_ready(&kubeconfig));
+                .and_then(|()| wait_ready(&kubeconfig, nodes.len()));
             if let Err(err) = created {
                 if args.keep {
                     return Err(err.context(format!(
@@ -239,13 +255,59 @@ fn ready_cluster(sh: &Shell, args: &ClusterUp) -> Result<RunningCluster> {
     }
 }
 
-/// deploy/kind/cluster.yaml, plus what a locally built node image needs.
-fn effective_config(name: &str, image: &str) -> Result<PathBuf> {
+/// Renames kind's context (`kind-<name>`) in the cluster's kubeconfig to the one asked for, and
+/// makes it current. Written back as JSON, which every kubeconfig reader takes, owner-only.
+fn name_context(target: &ClusterTarget, kubeconfig: &Path) -> Result<()> {
+    let Some(wanted) = &target.context else { return Ok(()) };
+    let kind_name = format!("kind-{}", target.name);
+    let mut file = kube::config::Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
+    for context in &mut file.contexts {
+        if context.name == kind_name {
+            context.name = wanted.clone();
+        }
+    }
+    if !file.contexts.iter().any(|c| &c.name == wanted) {
+        bail!("kubeconfig {} has no context {kind_name} to name {wanted}", kubeconfig.display());
+    }
+    file.current_context = Some(wanted.clone());
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .create(true)
+        .mode(0o600)
+        .open(kubeconfig)
+        .with_context(|| format!("writing {}", kubeconfig.display()))?;
+    std::io::Write::write_all(&mut out, &serde_json::to_vec_pretty(&file)?)?;
+    Ok(())
+}
+
+/// deploy/kind/cluster.yaml, plus what a locally built node image needs, with `nodes` as the
+/// cluster's nodes (the file's one control plane, or that and workers).
+fn effective_config(name: &str, image: &str, nodes: &[String]) -> Result<PathBuf> {
     let base = std::fs::read_to_string(crate::repo_root().join("deploy/kind/cluster.yaml"))?;
     if base.lines().any(|l| l.starts_with("networking:")) {
         bail!("deploy/kind/cluster.yaml must not set `networking:`; `cluster up` decides disableDefaultCNI by node image");
     }
-    let config = if image == LOCAL_NODE_IMAGE { format!("{base}networking:\n  disableDefaultCNI: true\n") } else { base };
+    let single = "nodes:\n  - role: control-plane\n";
+    if !base.contains(single) {
+        bail!("deploy/kind/cluster.yaml must list its one control-plane node as `{single}`: `cluster up --workers` adds the workers");
+    }
+    let mut config = base;
+    if nodes.len() > 1 {
+        // Each node of the locally built image mounts its own pod range's CNI config; kindest/node's
+        // kindnetd hands out ranges itself.
+        let configs = super::pod_network::node_configs(&cluster_dir(name)?.join("cni"), nodes)?;
+        let mut listed = super::pod_network::kind_nodes_yaml(&configs);
+        if image != LOCAL_NODE_IMAGE {
+            listed = (0..nodes.len()).map(|i| if i == 0 { "  - role: control-plane\n" } else { "  - role: worker\n" }).collect();
+            listed.insert_str(0, "nodes:\n");
+        }
+        config = config.replace(single, &listed);
+    }
+    if image == LOCAL_NODE_IMAGE {
+        config.push_str("networking:\n  disableDefaultCNI: true\n");
+    }
     let path = cluster_dir(name)?.join("kind-config.yaml");
     std::fs::create_dir_all(path.parent().unwrap())?;
     std::fs::write(&path, config)?;
@@ -263,6 +325,9 @@ fn effective_config(name: &str, image: &str) -> Result<PathBuf> {
 /// - one replica, not two: a single node gains nothing from a second, and two DNS backends meet
 ///   the kernel's conntrack race on parallel A/AAAA queries (a lookup lost, 5 s to retry).
 ///
+/// It runs on the control-plane node (whose address is the API server's; kubeadm's CoreDNS
+/// tolerates that node's taint), so the same holds on a cluster with workers.
+///
 /// The change rolls CoreDNS's pods once, seconds after they were created.
 async fn tune_coredns(kubeconfig: &std::path::Path) -> Result<()> {
     use k8s_openapi::api::apps::v1::Deployment;
@@ -271,7 +336,9 @@ async fn tune_coredns(kubeconfig: &std::path::Path) -> Result<()> {
     let patch = serde_json::json!({
         "spec": {
             "replicas": 1,
-            "template": {"spec": {"containers": [{
+            "template": {"spec": {
+                "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
+                "containers": [{
                 "name": "coredns",
                 "env": [
                     {"name": "KUBERNETES_SERVICE_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
@@ -288,14 +355,15 @@ async fn tune_coredns(kubeconfig: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Ready: the node, kube-proxy and the control plane's pods running, CoreDNS rolled out (which
+/// Ready: every node, kube-proxy and the control plane's pods running, CoreDNS rolled out (which
 /// also proves the controller manager and the scheduler work).
-fn wait_ready(kubeconfig: &std::path::Path) -> Result<()> {
+fn wait_ready(kubeconfig: &std::path::Path, nodes: usize) -> Result<()> {
     k8s::block_on(async {
         let client = k8s::client(kubeconfig).await?;
         k8s::wait::nodes_ready(&client, CLUSTER_READY_TIMEOUT).await?;
         k8s::wait::deployment_rolled_out(&client, "kube-system", "coredns", CLUSTER_READY_TIMEOUT).await?;
-        k8s::wait::pods_running(&client, "kube-system", watcher::Config::default(), KUBE_SYSTEM_PODS, CLUSTER_READY_TIMEOUT).await?;
+        let pods = KUBE_SYSTEM_PODS + nodes.saturating_sub(1);
+        k8s::wait::pods_running(&client, "kube-system", watcher::Config::default(), pods, CLUSTER_READY_TIMEOUT).await?;
         anyhow::Ok(())
     })
     .context("the cluster did not become ready")

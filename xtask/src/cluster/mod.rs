@@ -9,6 +9,7 @@ pub mod kind;
 mod layout;
 pub mod lifecycle;
 pub mod node_image;
+mod pod_network;
 pub mod prometheus;
 pub mod registry;
 pub mod sealed_secrets;

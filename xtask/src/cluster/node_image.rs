@@ -70,9 +70,17 @@ const GO_MIN: (u32, u32) = (1, 24);
 /// Disk a cold build needs: rootfs, Go module and build caches, images, the node image.
 const DISK_NEEDED_GB: u64 = 15;
 
-/// The single node's pod network: a static CNI config (ptp + host-local + portmap, the shape
-/// kindnetd writes), so no kindnetd image is needed. The cluster config sets
-/// `disableDefaultCNI: true` to match.
+/// A node's pod network: a static CNI config (ptp + host-local + portmap, the shape kindnetd
+/// writes), so no kindnetd image is needed. The cluster config sets `disableDefaultCNI: true` to
+/// match. The image carries the first node's; each further node of a cluster gets its own range
+/// (cluster/pod_network.rs).
+pub fn cni_config(subnet: &str) -> String {
+    CNI_CONFIG.replace("10.244.0.0/24", subnet)
+}
+
+/// The CNI config file the node image carries (and a node of several overrides).
+pub const CNI_CONFIG_PATH: &str = "/etc/cni/net.d/10-shipshape.conflist";
+
 const CNI_CONFIG: &str = r#"{
   "cniVersion": "0.4.0",
   "name": "shipshape",
@@ -201,7 +209,7 @@ fn build_rootfs(sh: &Shell, kind_module: &Path, out: &Path, log: &Path) -> Resul
     )?;
     copy_kind_base_files(&kind_module.join("images/base/files"), &rootfs)?;
     std::fs::create_dir_all(rootfs.join("etc/cni/net.d"))?;
-    std::fs::write(rootfs.join("etc/cni/net.d/10-shipshape.conflist"), CNI_CONFIG)?;
+    std::fs::write(rootfs.join(CNI_CONFIG_PATH.trim_start_matches('/')), CNI_CONFIG)?;
     // What kind's Dockerfile does after installing packages, adapted to Debian's packaging:
     // containerd is /usr/bin/containerd (kind's unit runs /usr/local/bin/containerd) and the
     // CNI plugins live in /usr/lib/cni (kind looks in /opt/cni/bin).

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::deploy::{refuse_unsafe_start_for_restart, ROLLOUT_TIMEOUT};
-use super::{images, print_plan, step, verify, Changes, Flow, Run, Step};
+use super::images::{self, Wanted};
+use super::{print_plan, step, verify, Changes, Flow, Run, Step};
 use crate::chart::{self, Slot};
 use crate::helm::{Change, ReleaseSpec};
 use crate::journal::{Entry, RunResult};
@@ -25,7 +26,8 @@ const STATE_FACT: &str = "bluegreen_state";
 /// What `bluegreen start` is asked to do.
 #[derive(Clone, Debug)]
 pub struct StartOptions {
-    pub tag: String,
+    /// What goes on the idle colour: a tag, or what an earlier environment runs (by digest).
+    pub image: Wanted,
     /// Seconds the old colour keeps running after the switch reached the Service's endpoints.
     pub scale_down_delay: u64,
     pub dry_run: bool,
@@ -188,7 +190,8 @@ pub fn describe(entry: &Entry, state: &State, lease_holder: Option<&str>) -> Str
 /// `bluegreen start`.
 pub fn start_flow(flow: &Flow, args: &StartOptions) -> Result<State> {
     let t = &flow.target;
-    crate::image::check_tag(&args.tag)?;
+    let source = args.image.source(flow)?;
+    let tag = source.tag().to_owned();
     let current = flow.record()?;
     refuse_unsafe_start_for_restart(&current)?;
     if let Some((entry, state)) = flow.latest_state::<State>("bluegreen", STATE_FACT)? {
@@ -202,7 +205,7 @@ pub fn start_flow(flow: &Flow, args: &StartOptions) -> Result<State> {
             from_slot: Slot::Green,
             to_slot: Slot::Blue,
             from_tag: String::new(),
-            to_tag: args.tag.clone(),
+            to_tag: tag.clone(),
             to_digest: String::new(),
             replicas: u64::from(planned.replica_count),
             scale_down_delay: args.scale_down_delay,
@@ -217,22 +220,22 @@ pub fn start_flow(flow: &Flow, args: &StartOptions) -> Result<State> {
             );
         };
         let from_tag = current.stable_tag().unwrap_or_default().to_owned();
-        if from_tag == args.tag {
-            bail!("the live colour {live} already runs {}", args.tag);
+        if from_tag == tag {
+            bail!("the live colour {live} already runs {tag}");
         }
         State {
             kind: Kind::Switch,
             from_slot: live,
             to_slot: live.other(),
             from_tag,
-            to_tag: args.tag.clone(),
+            to_tag: tag.clone(),
             to_digest: String::new(),
             replicas: u64::from(current.values.replica_count),
             scale_down_delay: args.scale_down_delay,
             next: 0,
         }
     };
-    let mut plan = Vec::from(images::plan_steps(&format!("tag {}", state.to_tag)));
+    let mut plan = Vec::from(images::plan_steps(&source.in_words(&planned.image.repository)));
     plan.extend(state.steps());
     if args.dry_run {
         print_plan("bluegreen", t, &plan);
@@ -242,7 +245,7 @@ pub fn start_flow(flow: &Flow, args: &StartOptions) -> Result<State> {
     let values = if current.is_installed() { &current.values } else { &planned };
     let mut run = Run::begin(flow, "bluegreen", format!("start --tag {}", state.to_tag), plan)?;
     run.fact("from_image", current.stable_image().unwrap_or_default())?;
-    match images::resolve_and_check(&mut run, &values.image.repository, &state.to_tag, &values.pull_secrets()) {
+    match images::source_and_check(&mut run, &values.image.repository, &source, &values.pull_secrets()) {
         Ok(pinned) => state.to_digest = pinned.digest,
         Err(err) => {
             run.finish(RunResult::Failed, Some(&err))?;
@@ -405,7 +408,7 @@ fn do_step(changes: &Changes, state: &State, id: &str) -> Result<()> {
                 values_files: env_release.values_files.iter().cloned().chain([file.path().to_path_buf()]).collect(),
                 ..env_release
             };
-            changes.upgrade(&release, &Change::new(&t.kubeconfig, format!("shipshape bluegreen: install, {to} live at {}", state.to_tag)))
+            changes.upgrade(&release, &Change::new(&t.access(), format!("shipshape bluegreen: install, {to} live at {}", state.to_tag)))
         }
         "deploy-idle" => {
             let mut values = json!({"blueGreen": {to.name(): {"tag": state.to_tag, "replicaCount": state.replicas}}});

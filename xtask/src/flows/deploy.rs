@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use super::images::{self, Source, Wanted};
 use super::verify::{self, Verification};
-use super::{images, ownership, print_plan, step, Changes, Ending, Flow, Run, Undo};
+use super::{ownership, print_plan, step, Changes, Ending, Flow, Run, Undo};
 use crate::chart;
 use crate::helm::record::ReleaseRecord;
 use crate::helm::Change;
@@ -17,8 +18,14 @@ pub const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Deploys `tag`; returns the verification (None for a dry run).
 pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verification>> {
+    deploy_wanted(flow, &Wanted::Tag(tag.to_owned()), dry_run)
+}
+
+/// Deploys a tag, or what an earlier environment runs (`--from`, by its digest).
+pub fn deploy_wanted(flow: &Flow, wanted: &Wanted, dry_run: bool) -> Result<Option<Verification>> {
     let t = &flow.target;
-    crate::image::check_tag(tag).context("nothing was changed")?;
+    let source = wanted.source(flow)?;
+    let tag = source.tag();
     let state = flow.record()?;
     refuse_unsafe_start(&state)?;
     flow.policy()?;
@@ -27,7 +34,7 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
     // Repository and pull secrets are the environment's (the tag changes neither).
     let planned = flow.environment()?;
     let repository = planned.image.repository.clone();
-    let image = format!("{repository}:{tag}");
+    let image = source.in_words(&repository);
     let pull_secrets = planned.pull_secrets();
     let from = state.current().map(|r| (r.revision, state.stable_image().unwrap_or_default()));
     let stable = chart::stable_deployment(&t.release);
@@ -59,11 +66,15 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
         if let Some(drift) = &drift {
             println!("note: {drift}");
         }
-        print_diff(flow, &state, &chart_release, &repository, tag)?;
+        print_diff(flow, &state, &chart_release, &repository, &source)?;
         return Ok(None);
     }
 
-    let mut run = Run::begin(flow, "deploy", format!("--env {} --tag {tag}", t.env.name()), plan)?;
+    let args = match wanted {
+        Wanted::Tag(tag) => format!("--env {} --tag {tag}", t.env.name()),
+        Wanted::From(env) => format!("--env {} --from {}", t.env.name(), env.name()),
+    };
+    let mut run = Run::begin(flow, "deploy", args, plan)?;
     run.fact("to_image", &image)?;
     if let Some(drift) = &drift {
         println!("note: {drift}; this deployment takes those fields back");
@@ -80,10 +91,10 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
             run.fact("from_revision", revision.to_string())?;
             run.fact("from_image", image)?;
         }
-        let pinned = images::resolve_and_check(&mut run, &repository, tag, &pull_secrets)?;
+        let pinned = images::source_and_check(&mut run, &repository, &source, &pull_secrets)?;
         chart_release.set.push(chart::digest_set(&pinned));
         run.step("upgrade", |changes| {
-            let mut change = Change::new(&t.kubeconfig, format!("shipshape deploy {tag} by {}", crate::journal::actor()));
+            let mut change = Change::new(&t.access(), format!("shipshape deploy {tag} by {}", crate::journal::actor()));
             change.force_conflicts = drift.is_some();
             changes.upgrade(&chart_release, &change)
         })?;
@@ -112,9 +123,19 @@ pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verificati
 
 /// What the upgrade would change, object by object, against Helm's record of the live release
 /// (read-only: the tag is resolved to render its digest, nothing is checked or changed).
-fn print_diff(flow: &Flow, state: &ReleaseRecord, chart_release: &crate::helm::ReleaseSpec, repository: &str, tag: &str) -> Result<()> {
+fn print_diff(
+    flow: &Flow,
+    state: &ReleaseRecord,
+    chart_release: &crate::helm::ReleaseSpec,
+    repository: &str,
+    source: &Source,
+) -> Result<()> {
     let mut planned = flow.as_first_upgrade(chart_release);
-    match images::resolve(flow.sh, repository, tag) {
+    let pinned = match source {
+        Source::Tag(tag) => images::resolve(flow.sh, repository, tag),
+        Source::Promoted { pinned, .. } => Ok(pinned.clone()),
+    };
+    match pinned {
         Ok(pinned) => planned.set.push(chart::digest_set(&pinned)),
         Err(err) => println!("note: {err:#}; the diff shows the tag without a digest"),
     }
@@ -134,7 +155,7 @@ fn restore(changes: &Changes, tag: &str, from_revision: Option<u32>) -> Result<S
     let t = &changes.target;
     match from_revision {
         Some(revision) => {
-            let mut change = Change::new(&t.kubeconfig, format!("shipshape deploy of {tag} failed: back to revision {revision}"));
+            let mut change = Change::new(&t.access(), format!("shipshape deploy of {tag} failed: back to revision {revision}"));
             change.force_conflicts = true;
             changes.rollback(revision, &change)?;
             let stable = chart::stable_deployment(&t.release);

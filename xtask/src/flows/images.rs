@@ -12,7 +12,10 @@ use kube::runtime::watcher;
 use kube::Api;
 use serde_json::json;
 
+use crate::chart::Env;
+use crate::helm::record::ReleaseRecord;
 use crate::image::Pinned;
+use crate::journal::{Entry, RunResult};
 use crate::k8s::wait::{self, Progress};
 
 /// A pull that has not finished (or failed) within this is reported as unknown.
@@ -30,6 +33,61 @@ pub async fn ensure_exists(client: &kube::Client, namespace: &str, image: &str, 
     pull(client, namespace, image, pull_secrets).await
 }
 
+/// Where a flow's image comes from: a tag, resolved once to its digest; or what an earlier
+/// environment runs, by the digest that was verified there (never its tag resolved again).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    Tag(String),
+    /// The stable image `environment` runs, already pinned (see [`promoted_from`]), and how it
+    /// was found, for the journal.
+    Promoted {
+        pinned: Pinned,
+        environment: Env,
+        evidence: String,
+    },
+}
+
+/// What the person asked to deploy: a tag, or what an earlier environment runs (`--from`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Wanted {
+    Tag(String),
+    From(Env),
+}
+
+impl Wanted {
+    /// The source, read before anything changes: a tag checked against OCI's grammar, or the
+    /// digest the earlier environment runs and verified (from its own cluster).
+    pub fn source(&self, flow: &super::Flow) -> Result<Source> {
+        match self {
+            Wanted::Tag(tag) => {
+                crate::image::check_tag(tag).context("nothing was changed")?;
+                Ok(Source::Tag(tag.clone()))
+            }
+            Wanted::From(env) if *env == flow.target.env => {
+                bail!("--from {0}: this is {0} itself; promote from the environment before it", env.name())
+            }
+            Wanted::From(env) => promoted_from(flow.sh, *env, &flow.target.kubeconfig),
+        }
+    }
+}
+
+impl Source {
+    pub fn tag(&self) -> &str {
+        match self {
+            Source::Tag(tag) => tag,
+            Source::Promoted { pinned, .. } => &pinned.tag,
+        }
+    }
+
+    /// The source in words, for plans.
+    pub fn in_words(&self, repository: &str) -> String {
+        match self {
+            Source::Tag(tag) => format!("{repository}:{tag}"),
+            Source::Promoted { pinned, environment, .. } => format!("{} (what {} runs)", pinned.reference(), environment.name()),
+        }
+    }
+}
+
 /// The two steps that open every flow that changes what runs, in its plan.
 pub fn plan_steps(image: &str) -> [super::Step; 2] {
     [
@@ -41,11 +99,31 @@ pub fn plan_steps(image: &str) -> [super::Step; 2] {
     ]
 }
 
-/// Runs those two steps: the tag resolved once to the digest every later change deploys, its
-/// signature and provenance checked, and the cluster able to get it; journals image, digest and
-/// what was proven (facts `to_image`, `to_digest`, `signature`).
-pub fn resolve_and_check(run: &mut super::Run, repository: &str, tag: &str, pull_secrets: &[String]) -> Result<Pinned> {
-    let (pinned, proven) = run.step("resolve", |flow| resolve_verified(flow, repository, tag))?;
+/// Runs those two steps: the tag resolved once to the digest every later change deploys (or the
+/// digest an earlier environment verified, taken as it is), its signature and provenance checked
+/// against this environment's policy, and the cluster able to get it; journals image, digest,
+/// where it came from and what was proven (facts `to_image`, `to_digest`, `promoted_from`,
+/// `signature`).
+pub fn source_and_check(run: &mut super::Run, repository: &str, source: &Source, pull_secrets: &[String]) -> Result<Pinned> {
+    if let Source::Promoted { pinned, environment, evidence } = source {
+        if pinned.repository != repository {
+            anyhow::bail!(
+                "{} runs {} from {}, but this environment pulls from {repository}: copy the image there by digest first \
+                 (nothing was changed)",
+                environment.name(),
+                pinned.reference(),
+                pinned.repository
+            );
+        }
+        run.fact("promoted_from", format!("{}: {evidence}", environment.name()))?;
+    }
+    let (pinned, proven) = run.step("resolve", |flow| match source {
+        Source::Tag(tag) => resolve_verified(flow, repository, tag),
+        Source::Promoted { pinned, environment, evidence } => {
+            println!("  {} is what {} runs ({evidence}): deployed by that digest, not its tag", pinned.reference(), environment.name());
+            Ok((pinned.clone(), verify_pinned(flow, pinned)?))
+        }
+    })?;
     run.fact("signature", proven)?;
     run.fact("to_image", pinned.reference())?;
     run.fact("to_digest", &pinned.digest)?;
@@ -67,10 +145,58 @@ pub fn resolve_verified(flow: &super::Flow, repository: &str, tag: &str) -> Resu
     Ok((pinned, proven))
 }
 
-/// Checks a digest already resolved (a canary's, at promotion) against the environment's policy
-/// again: what the analysis judged is what is promoted, and it still proves what it must.
+/// Checks a digest already resolved (a canary's, at promotion; an earlier environment's) against
+/// this environment's policy: what was judged is what runs, and it still proves what it must.
 pub fn verify_pinned(flow: &super::Flow, pinned: &Pinned) -> Result<String> {
     crate::signing::check(flow.sh, &flow.policy()?, pinned)
+}
+
+/// What environment `from` runs and verified, read from its own cluster (the context its values
+/// name, in `kubeconfig`): its stable tag pinned to the digest its Helm record holds. Refused
+/// when that is not settled there: a flow still running, paused or failed; a revision not
+/// deployed; no digest recorded; the live Deployment running something else (a hand change).
+pub fn promoted_from(sh: &xshell::Shell, from: Env, kubeconfig: &std::path::Path) -> Result<Source> {
+    let source = super::Flow::connect(sh, super::Target::new(from, None, Some(kubeconfig), None)?)
+        .with_context(|| format!("reaching {}'s cluster to read what it runs", from.name()))?;
+    let record = source.record()?;
+    let entries = source.block_on(source.journal().entries())?;
+    let drift = source.block_on(super::ownership::drift(&source.client, &source.target.namespace, &source.target.release, &record))?;
+    let pinned = settled_image(from, &record, entries.last(), drift.is_some())?;
+    let revision = record.current().map(|r| r.revision).unwrap_or_default();
+    let evidence = match entries.last() {
+        Some(last) => format!("Helm revision {revision}, verified by {} {} ({}, {})", last.flow, last.id, last.result, last.actor),
+        None => format!("Helm revision {revision}"),
+    };
+    Ok(Source::Promoted { pinned, environment: from, evidence })
+}
+
+/// The stable image `from`'s record pins, when it is settled (see [`promoted_from`]).
+pub fn settled_image(from: Env, record: &ReleaseRecord, last_run: Option<&Entry>, drifted: bool) -> Result<Pinned> {
+    let name = from.name();
+    let Some(current) = record.current() else {
+        bail!("{name} has no release installed: nothing to promote from it");
+    };
+    if current.status != "deployed" {
+        bail!("{name}'s Helm revision {} is {}: what runs there is not settled", current.revision, current.status);
+    }
+    if let Some(run) = last_run.filter(|r| r.result != RunResult::Succeeded) {
+        bail!(
+            "{name}'s latest flow ({} {}, by {}) is {}: what runs there is not verified; finish it first \
+             (`cargo xtask status --env {name}`)",
+            run.flow,
+            run.id,
+            run.actor,
+            run.result
+        );
+    }
+    if drifted {
+        bail!("{name}'s Deployment runs something other than its Helm record (a hand change): `cargo xtask doctor --env {name}`");
+    }
+    let tag = record.stable_tag().unwrap_or_default().to_owned();
+    let Some(digest) = record.values.image_digests.get(&tag) else {
+        bail!("{name} runs {tag} without a recorded digest (deployed before digests were pinned): deploy it there again first");
+    };
+    Ok(Pinned { repository: record.values.image.repository.clone(), tag, digest: digest.clone() })
 }
 
 /// Resolves `repository:tag` to the digest its registry serves, once, before any change.
@@ -148,5 +274,58 @@ async fn pull(client: &kube::Client, namespace: &str, image: &str, pull_secrets:
     match outcome {
         Ok(found) => Ok(found),
         Err(err) => bail!("image {image} cannot be used: no node has it and pulling it failed: {err:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::helm::Revision;
+
+    fn record(status: &str, tag: &str, digest: Option<&str>) -> ReleaseRecord {
+        let mut values = serde_json::json!({"image": {"repository": "r/m", "tag": tag}});
+        if let Some(digest) = digest {
+            values["imageDigests"] = serde_json::json!({tag: digest});
+        }
+        let revision = Revision {
+            revision: 4,
+            updated: String::new(),
+            status: status.into(),
+            chart: String::new(),
+            app_version: "0.1.0".into(),
+            description: String::new(),
+        };
+        ReleaseRecord {
+            history: vec![revision],
+            values: crate::chart::Values::of(&values).unwrap(),
+            values_json: values,
+            manifest: String::new(),
+        }
+    }
+
+    fn run(result: RunResult) -> Entry {
+        Entry { id: "r1".into(), flow: "canary".into(), actor: "ci".into(), result, ..Default::default() }
+    }
+
+    /// Issue 19: prod gets what staging verified, by digest, and only what is settled there.
+    #[test]
+    fn only_a_settled_image_is_taken_from_an_earlier_environment() {
+        let digest = format!("sha256:{}", "b".repeat(64));
+        let good = record("deployed", "v2", Some(&digest));
+        let pinned = settled_image(Env::Staging, &good, Some(&run(RunResult::Succeeded)), false).unwrap();
+        assert_eq!(pinned, Pinned { repository: "r/m".into(), tag: "v2".into(), digest: digest.clone() });
+        assert!(settled_image(Env::Staging, &good, None, false).is_ok(), "a release no flow has run on yet");
+        let cases: [(ReleaseRecord, Option<Entry>, bool, &str); 6] = [
+            (good.clone(), Some(run(RunResult::Paused)), false, "is paused"),
+            (good.clone(), Some(run(RunResult::Running)), false, "is running"),
+            (good.clone(), Some(run(RunResult::FailedNeedsAttention)), false, "is failed-needs-attention"),
+            (good.clone(), Some(run(RunResult::Succeeded)), true, "a hand change"),
+            (record("pending-upgrade", "v2", Some(&digest)), None, false, "is pending-upgrade"),
+            (record("deployed", "v2", None), None, false, "without a recorded digest"),
+        ];
+        for (record, last, drifted, said) in cases {
+            let refused = settled_image(Env::Staging, &record, last.as_ref(), drifted).unwrap_err().to_string();
+            assert!(refused.contains(said) && refused.starts_with("staging"), "{said}: {refused}");
+        }
     }
 }

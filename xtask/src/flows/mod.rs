@@ -8,6 +8,7 @@ pub mod canary;
 pub mod deploy;
 pub mod diff;
 pub mod doctor;
+pub mod environments;
 pub mod findings;
 pub mod images;
 pub mod ownership;
@@ -36,18 +37,38 @@ pub struct Target {
     pub namespace: String,
     pub release: String,
     pub kubeconfig: PathBuf,
+    /// The kubeconfig context: `--context`, else the one the environment's values name, else
+    /// (None) the kubeconfig's current context.
+    pub context: Option<String>,
 }
 
 impl Target {
     /// The environment's release in its namespace (or `namespace`), on the cluster `kubeconfig`
-    /// (given, else $KUBECONFIG, else ~/.kube/config, else the local cluster's).
-    pub fn new(env: Env, namespace: Option<String>, kubeconfig: Option<&Path>) -> Result<Target> {
+    /// (given, else $KUBECONFIG, else ~/.kube/config, else the local cluster's) reaches through
+    /// `context` or the context the environment names. A `context` other than the one the
+    /// environment names is refused: an environment's values never reach another cluster.
+    pub fn new(env: Env, namespace: Option<String>, kubeconfig: Option<&Path>, context: Option<String>) -> Result<Target> {
+        let named = env.cluster_context()?;
+        let context = match (context, named) {
+            (Some(given), Some(named)) if given != named => anyhow::bail!(
+                "deploy/envs/{}.yaml names cluster context {named}; --context {given} is another cluster: refused (nothing was \
+                 changed). Leave --context out, or use the kubeconfig that has context {named}",
+                env.name()
+            ),
+            (given, named) => given.or(named),
+        };
         Ok(Target {
             env,
             namespace: namespace.unwrap_or_else(|| env.namespace()),
             release: chart::RELEASE_NAME.to_owned(),
             kubeconfig: resolve_kubeconfig(kubeconfig)?,
+            context,
         })
+    }
+
+    /// The kubeconfig and context every call of the flow uses.
+    pub fn access(&self) -> crate::k8s::ClusterAccess {
+        crate::k8s::ClusterAccess { kubeconfig: self.kubeconfig.clone(), context: self.context.clone() }
     }
 }
 

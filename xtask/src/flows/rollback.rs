@@ -163,7 +163,7 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
         blue_green: state.values.live_slot().is_some(),
     };
     let values_of = |revision: u32| -> Result<Values> {
-        Values::of(&flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, Some(revision), true)?)
+        Values::of(&flow.helm()?.values(&t.release, &t.namespace, &t.access(), Some(revision), true)?)
     };
     let decision = decide(&facts, &to, values_of).with_context(|| format!("release {} in {}", t.release, t.namespace))?;
     let mut signature = None;
@@ -172,14 +172,14 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
             if *why == Why::HelmsRecord {
                 println!("the Deployment was changed behind Helm's back: rolling back to Helm's record (revision {revision})");
             }
-            let values = Values::of(&flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, Some(*revision), true)?)?;
+            let values = Values::of(&flow.helm()?.values(&t.release, &t.namespace, &t.access(), Some(*revision), true)?)?;
             Plan::Revision { revision: *revision, values }
         }
         Decision::Tag(tag) => {
             // Resolved once, before anything changes: the rollback runs exactly this digest.
             let (pinned, proven) = images::resolve_verified(flow, &state.values.image.repository, tag)?;
             signature = Some(proven);
-            let mut supplied = flow.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)?;
+            let mut supplied = flow.helm()?.values(&t.release, &t.namespace, &t.access(), None, false)?;
             crate::helm::merge(&mut supplied, &serde_json::json!({"image": {"tag": tag}, "canary": {"enabled": false}}));
             crate::helm::merge(&mut supplied, &chart::digest_values(&pinned.tag, &pinned.digest));
             let mut all = state.values_json.clone();
@@ -300,7 +300,7 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
             })?;
         }
         run.step("rollback", |changes| {
-            let mut change = Change::new(&t.kubeconfig, format!("shipshape rollback to {to_words} by {}", crate::journal::actor()));
+            let mut change = Change::new(&t.access(), format!("shipshape rollback to {to_words} by {}", crate::journal::actor()));
             change.force_conflicts = drift.is_some();
             match &target {
                 Plan::Revision { revision, .. } => changes.rollback(*revision, &change),

@@ -161,7 +161,7 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
                 changes.block_on(secrets::write_key(&secrets_api, &secret, &key, &new_value))
             }
             SecretMethod::Sealed => {
-                let sealed = Kubeseal::new(changes.sh)?.seal(&t.kubeconfig, &t.namespace, &secret, &new_value)?;
+                let sealed = Kubeseal::new(changes.sh)?.seal(&t.access(), &t.namespace, &secret, &new_value)?;
                 changes.change_values(
                     serde_json::json!({"sealedSecrets": {sealed_value_path[0]: {sealed_value_path[1]: sealed}}}),
                     &format!("shipshape rotate-secret {secret}: new sealed value"),
@@ -211,7 +211,7 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
         }
         // A sealed value is restored by the revision holding the old ciphertext.
         if restarted.get() || method == SecretMethod::Sealed {
-            changes.rollback(current.revision, &Change::new(&t.kubeconfig, "shipshape rotate-secret failed: restore"))?;
+            changes.rollback(current.revision, &Change::new(&t.access(), "shipshape rotate-secret failed: restore"))?;
             if method == SecretMethod::Sealed {
                 changes.block_on(secrets::until_key_is(&secrets_api, &secret, &key, &old_value, ROLLOUT_TIMEOUT))?;
             }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use xshell::{cmd, Shell};
 
+use crate::k8s::ClusterAccess;
 use crate::process::read_or_explain;
 use crate::tools::HELM;
 
@@ -65,10 +66,10 @@ impl<'a> Helm<'a> {
     }
 
     /// `helm history`, oldest first; empty when the release does not exist.
-    pub fn history(&self, name: &str, namespace: &str, kubeconfig: &Path) -> Result<Vec<Revision>> {
-        let bin = &self.bin;
+    pub fn history(&self, name: &str, namespace: &str, cluster: &ClusterAccess) -> Result<Vec<Revision>> {
+        let (bin, cluster) = (&self.bin, cluster.helm_args());
         let max = HISTORY_MAX.to_string();
-        match read_or_explain(cmd!(self.sh, "{bin} history {name} --namespace {namespace} --kubeconfig {kubeconfig} --max {max} -o json")) {
+        match read_or_explain(cmd!(self.sh, "{bin} history {name} --namespace {namespace} {cluster...} --max {max} -o json")) {
             Ok(json) => serde_json::from_str(&json).context("reading helm history's JSON"),
             Err(err) if format!("{err:#}").contains("release: not found") => Ok(Vec::new()),
             Err(err) => Err(err.context(format!("helm history {name}"))),
@@ -77,8 +78,8 @@ impl<'a> Helm<'a> {
 
     /// The values of a deployed revision (the latest when `revision` is None): only what was
     /// supplied, or with `all` the chart's defaults merged in (what the templates saw).
-    pub fn values(&self, name: &str, namespace: &str, kubeconfig: &Path, revision: Option<u32>, all: bool) -> Result<Value> {
-        let bin = &self.bin;
+    pub fn values(&self, name: &str, namespace: &str, cluster: &ClusterAccess, revision: Option<u32>, all: bool) -> Result<Value> {
+        let (bin, cluster) = (&self.bin, cluster.helm_args());
         let mut options = Vec::new();
         if let Some(revision) = revision {
             options.extend(["--revision".to_owned(), revision.to_string()]);
@@ -86,11 +87,8 @@ impl<'a> Helm<'a> {
         if all {
             options.push("--all".to_owned());
         }
-        let json = read_or_explain(cmd!(
-            self.sh,
-            "{bin} get values {name} --namespace {namespace} --kubeconfig {kubeconfig} {options...} -o json"
-        ))
-        .with_context(|| format!("helm get values {name}"))?;
+        let json = read_or_explain(cmd!(self.sh, "{bin} get values {name} --namespace {namespace} {cluster...} {options...} -o json"))
+            .with_context(|| format!("helm get values {name}"))?;
         // A release installed with no values prints `null`.
         Ok(match serde_json::from_str(&json).context("reading helm get values' JSON")? {
             Value::Null => Value::Object(Default::default()),
@@ -113,9 +111,9 @@ impl<'a> Helm<'a> {
 
     /// `helm test`: runs the chart's test hook pods; `--logs` puts their output in the result
     /// (and so in the error when one fails).
-    pub fn test(&self, release: &ReleaseSpec, kubeconfig: &Path) -> Result<String> {
-        let (bin, name, namespace) = (&self.bin, &release.name, &release.namespace);
-        read_or_explain(cmd!(self.sh, "{bin} test {name} --namespace {namespace} --kubeconfig {kubeconfig} --timeout 2m --logs"))
+    pub fn test(&self, release: &ReleaseSpec, cluster: &ClusterAccess) -> Result<String> {
+        let (bin, name, namespace, cluster) = (&self.bin, &release.name, &release.namespace, cluster.helm_args());
+        read_or_explain(cmd!(self.sh, "{bin} test {name} --namespace {namespace} {cluster...} --timeout 2m --logs"))
             .with_context(|| format!("helm test {name}"))
     }
 
@@ -150,19 +148,19 @@ impl<'a> Writer<'a> {
 
     /// `helm upgrade --install`: applies the release and returns at once; callers wait with
     /// their own watches (which fail fast, unlike helm's timeout).
-    pub fn upgrade_install(&self, chart: &Path, release: &ReleaseSpec, kubeconfig: &Path) -> Result<()> {
-        self.upgrade(chart, release, &Change::new(kubeconfig, "shipshape up"))
+    pub fn upgrade_install(&self, chart: &Path, release: &ReleaseSpec, cluster: &ClusterAccess) -> Result<()> {
+        self.upgrade(chart, release, &Change::new(cluster, "shipshape up"))
     }
 
     /// `helm upgrade --install` with a description (shown by `helm history`) and, when a flow has
     /// found fields taken behind Helm's back, `--force-conflicts` to take them back.
     pub fn upgrade(&self, chart: &Path, release: &ReleaseSpec, change: &Change) -> Result<()> {
         let (bin, name, namespace, values) = (&self.helm.bin, &release.name, &release.namespace, release.value_args());
-        let (kubeconfig, description, force) = (&change.kubeconfig, &change.description, change.force_conflicts_flag());
+        let (cluster, description, force) = (change.cluster.helm_args(), &change.description, change.force_conflicts_flag());
         let history_max = HISTORY_MAX.to_string();
         read_or_explain(cmd!(
             self.helm.sh,
-            "{bin} upgrade --install {name} {chart} --namespace {namespace} --kubeconfig {kubeconfig} --history-max {history_max} --description {description} {force...} {values...}"
+            "{bin} upgrade --install {name} {chart} --namespace {namespace} {cluster...} --history-max {history_max} --description {description} {force...} {values...}"
         ))
         .with_context(|| format!("helm upgrade --install {name}"))?;
         Ok(())
@@ -185,21 +183,21 @@ impl<'a> Writer<'a> {
 
     /// `helm rollback NAME REVISION`: a new revision with revision N's manifest and values.
     pub fn rollback(&self, name: &str, namespace: &str, revision: u32, change: &Change) -> Result<()> {
-        let (bin, kubeconfig, description, force) =
-            (&self.helm.bin, &change.kubeconfig, &change.description, change.force_conflicts_flag());
+        let (bin, cluster, description, force) =
+            (&self.helm.bin, change.cluster.helm_args(), &change.description, change.force_conflicts_flag());
         let (revision, history_max) = (revision.to_string(), HISTORY_MAX.to_string());
         read_or_explain(cmd!(
             self.helm.sh,
-            "{bin} rollback {name} {revision} --namespace {namespace} --kubeconfig {kubeconfig} --history-max {history_max} --description {description} {force...}"
+            "{bin} rollback {name} {revision} --namespace {namespace} {cluster...} --history-max {history_max} --description {description} {force...}"
         ))
         .with_context(|| format!("helm rollback {name} {revision}"))?;
         Ok(())
     }
 
     /// `helm uninstall`: used only to undo a first install that never became healthy.
-    pub fn uninstall(&self, name: &str, namespace: &str, kubeconfig: &Path) -> Result<()> {
-        let bin = &self.helm.bin;
-        read_or_explain(cmd!(self.helm.sh, "{bin} uninstall {name} --namespace {namespace} --kubeconfig {kubeconfig} --wait"))
+    pub fn uninstall(&self, name: &str, namespace: &str, cluster: &ClusterAccess) -> Result<()> {
+        let (bin, cluster) = (&self.helm.bin, cluster.helm_args());
+        read_or_explain(cmd!(self.helm.sh, "{bin} uninstall {name} --namespace {namespace} {cluster...} --wait"))
             .with_context(|| format!("helm uninstall {name}"))?;
         Ok(())
     }
@@ -231,16 +229,16 @@ impl Revision {
 /// fields another manager took (e.g. `kubectl rollout undo`) are taken back.
 #[derive(Clone)]
 pub struct Change {
-    pub kubeconfig: PathBuf,
+    pub cluster: ClusterAccess,
     pub description: String,
     pub force_conflicts: bool,
 }
 
 impl Change {
-    pub fn new(kubeconfig: &Path, description: impl Into<String>) -> Change {
+    pub fn new(cluster: &ClusterAccess, description: impl Into<String>) -> Change {
         // helm rejects descriptions over 256 characters.
         let description: String = description.into().chars().take(250).collect();
-        Change { kubeconfig: kubeconfig.to_path_buf(), description, force_conflicts: false }
+        Change { cluster: cluster.clone(), description, force_conflicts: false }
     }
 
     fn force_conflicts_flag(&self) -> Option<&'static str> {

@@ -94,6 +94,7 @@ fn revision_in_name(name: &str) -> Option<u32> {
 }
 
 /// What Helm says about a release now.
+#[derive(Clone)]
 pub struct ReleaseRecord {
     /// Oldest first; empty when the release is not installed.
     pub history: Vec<Revision>,

@@ -7,15 +7,57 @@ pub mod proxy;
 pub mod secrets;
 pub mod wait;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+/// Which cluster: a kubeconfig file and a context in it (None: its current context). helm and
+/// every client take both, so the context a command prints is the one every call uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterAccess {
+    pub kubeconfig: PathBuf,
+    pub context: Option<String>,
+}
+
+impl ClusterAccess {
+    /// The kubeconfig's current context.
+    pub fn current(kubeconfig: &Path) -> ClusterAccess {
+        ClusterAccess { kubeconfig: kubeconfig.to_path_buf(), context: None }
+    }
+
+    /// `--kubeconfig FILE [--kube-context NAME]`, as helm takes them.
+    pub fn helm_args(&self) -> Vec<String> {
+        let mut args = vec!["--kubeconfig".to_owned(), self.kubeconfig.display().to_string()];
+        if let Some(context) = &self.context {
+            args.extend(["--kube-context".to_owned(), context.clone()]);
+        }
+        args
+    }
+
+    /// The context this names, in words: `context prod-cluster` or `current context`.
+    pub fn context_in_words(&self) -> String {
+        match &self.context {
+            Some(context) => format!("context {context}"),
+            None => "its current context".to_owned(),
+        }
+    }
+}
+
 /// A client for the cluster a kubeconfig file describes (its current context). It retries the
 /// API server's 429/503/504 answers with backoff, as kube-rs does by default.
 pub async fn client(kubeconfig: &Path) -> Result<kube::Client> {
-    kube::Client::try_from(config(kubeconfig).await?).context("creating the Kubernetes client")
+    client_for(&ClusterAccess::current(kubeconfig)).await
+}
+
+/// A client for one context of a kubeconfig (see [`client`]).
+pub async fn client_for(access: &ClusterAccess) -> Result<kube::Client> {
+    kube::Client::try_from(config(access).await?).context("creating the Kubernetes client")
+}
+
+/// The API server a context points at, for the line every command prints first.
+pub async fn server_of(access: &ClusterAccess) -> Result<String> {
+    Ok(config(access).await?.cluster_url.to_string())
 }
 
 /// Creates namespace `name` unless it exists (server-side apply: an existing one is left as it is).
@@ -75,9 +117,9 @@ pub async fn apply_crds(client: &kube::Client, bundle: &str) -> Result<()> {
 /// It never retries: a pod's 503 (e.g. /health/db with the database down) is the answer a
 /// check wants, and kube-rs's default retry would repeat it with backoff until the caller's
 /// timeout.
-pub async fn pod_client(kubeconfig: &Path) -> Result<kube::Client> {
+pub async fn pod_client(access: &ClusterAccess) -> Result<kube::Client> {
     use kube::client::ConfigExt;
-    let config = config(kubeconfig).await?;
+    let config = config(access).await?;
     let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config.rustls_client_config().context("the kubeconfig's TLS settings")?)
         .https_or_http();
@@ -105,11 +147,22 @@ pub async fn pod_client(kubeconfig: &Path) -> Result<kube::Client> {
     Ok(client)
 }
 
-async fn config(kubeconfig: &Path) -> Result<kube::Config> {
-    let file = Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
-    kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-        .await
-        .with_context(|| format!("using kubeconfig {}", kubeconfig.display()))
+async fn config(access: &ClusterAccess) -> Result<kube::Config> {
+    let path = &access.kubeconfig;
+    let file = Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
+    if let Some(context) = &access.context {
+        if !file.contexts.iter().any(|c| &c.name == context) {
+            let known: Vec<&str> = file.contexts.iter().map(|c| c.name.as_str()).collect();
+            anyhow::bail!(
+                "kubeconfig {} has no context {context} (it has: {}): point --kubeconfig or KUBECONFIG at the file that \
+                 reaches that cluster",
+                path.display(),
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            );
+        }
+    }
+    let options = KubeConfigOptions { context: access.context.clone(), ..Default::default() };
+    kube::Config::from_custom_kubeconfig(file, &options).await.with_context(|| format!("using kubeconfig {}", path.display()))
 }
 
 /// One multi-threaded runtime for the synchronous commands that need the API. xshell is

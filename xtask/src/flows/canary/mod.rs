@@ -17,7 +17,8 @@ use serde_json::json;
 use super::analysis::checks;
 use super::analysis::{self, Verdict};
 use super::deploy::{refuse_unsafe_start_for_restart, ROLLOUT_TIMEOUT};
-use super::{images, print_plan, step, verify, Changes, Ending, Flow, Run, Step, Undo};
+use super::images::{self, Wanted};
+use super::{print_plan, step, verify, Changes, Ending, Flow, Run, Step, Undo};
 use crate::chart;
 use crate::helm::record::ReleaseRecord;
 use crate::image::Pinned;
@@ -38,7 +39,8 @@ const DEFAULT_CHECKS: &str = "deploy/analysis";
 /// What `canary start` is asked to do.
 #[derive(Clone, Debug)]
 pub struct StartOptions {
-    pub tag: String,
+    /// The version under test: a tag, or what an earlier environment runs (by its digest).
+    pub image: Wanted,
     /// Canary shares of the pods, in percent, in order.
     pub steps: Vec<u32>,
     pub analysis_seconds: u64,
@@ -141,7 +143,7 @@ pub fn exit_code(state: &State) -> Result<()> {
 /// Starts a canary; returns the state it ended in (paused, promoted or aborted).
 pub fn start_canary(flow: &Flow, args: &StartOptions) -> Result<State> {
     let t = &flow.target;
-    crate::image::check_tag(&args.tag)?;
+    let source = args.image.source(flow)?;
     let record = flow.record()?;
     if !record.is_installed() {
         bail!("release {} is not installed in {}: deploy it first (cargo xtask deploy)", t.release, t.namespace);
@@ -159,7 +161,7 @@ pub fn start_canary(flow: &Flow, args: &StartOptions) -> Result<State> {
     let approval = args.approval.unwrap_or(if std::io::stdin().is_terminal() { Approval::Prompt } else { Approval::Pause });
     let mut state = State {
         stable_tag: record.stable_tag().unwrap_or_default().to_owned(),
-        canary_tag: args.tag.clone(),
+        canary_tag: source.tag().to_owned(),
         total_pods: total,
         steps: state::steps_from(&args.steps)?,
         analysis_seconds: args.analysis_seconds,
@@ -185,7 +187,7 @@ pub fn start_canary(flow: &Flow, args: &StartOptions) -> Result<State> {
     if state.canary_tag == state.stable_tag {
         bail!("stable already runs {}: a canary needs another version", state.canary_tag);
     }
-    let mut plan = Vec::from(images::plan_steps(&format!("the canary's tag {}", state.canary_tag)));
+    let mut plan = Vec::from(images::plan_steps(&format!("the canary {}", source.in_words(&record.values.image.repository))));
     plan.extend(plan_from(&state));
     if args.dry_run {
         println!("stable: {stable_image}, {total} pods");
@@ -194,7 +196,7 @@ pub fn start_canary(flow: &Flow, args: &StartOptions) -> Result<State> {
     }
     let mut run = Run::begin(flow, "canary", format!("--tag {} --steps {:?}", state.canary_tag, state.steps), plan)?;
     run.fact("from_image", &stable_image)?;
-    match images::resolve_and_check(&mut run, &record.values.image.repository, &state.canary_tag, &record.values.pull_secrets()) {
+    match images::source_and_check(&mut run, &record.values.image.repository, &source, &record.values.pull_secrets()) {
         Ok(pinned) => state.canary_digest = pinned.digest,
         Err(err) => {
             run.finish(RunResult::Failed, Some(&err))?;

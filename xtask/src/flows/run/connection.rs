@@ -42,13 +42,16 @@ impl<'a> Flow<'a> {
     /// Connects, and prints which cluster, namespace and release the command works on.
     pub fn connect(sh: &'a Shell, target: Target) -> Result<Flow<'a>> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        let client = runtime.block_on(crate::k8s::client(&target.kubeconfig))?;
-        let pod_client = runtime.block_on(crate::k8s::pod_client(&target.kubeconfig))?;
+        let access = target.access();
+        let client = runtime.block_on(crate::k8s::client_for(&access))?;
+        let pod_client = runtime.block_on(crate::k8s::pod_client(&access))?;
+        let server = runtime.block_on(crate::k8s::server_of(&access))?;
         eprintln!(
-            "target: release {} in namespace {} ({}), kubeconfig {}",
+            "target: release {} in namespace {} ({}), {} of kubeconfig {}, API server {server}",
             target.release,
             target.namespace,
             target.env.name(),
+            access.context_in_words(),
             target.kubeconfig.display()
         );
         Ok(Flow {
@@ -133,7 +136,7 @@ impl<'a> Flow<'a> {
     /// The release's supplied values now (what `helm get values` prints).
     pub fn supplied_values(&self) -> Result<serde_json::Value> {
         let t = &self.target;
-        self.helm()?.values(&t.release, &t.namespace, &t.kubeconfig, None, false)
+        self.helm()?.values(&t.release, &t.namespace, &t.access(), None, false)
     }
 
     /// Sets the user's values for this flow, after checking them: no key the flow manages

@@ -278,9 +278,10 @@ fn require_namespace(flow: &Flow) -> Result<()> {
     match flow.block_on(namespaces.get_opt(&t.namespace)) {
         Ok(Some(_)) => Ok(()),
         Ok(None) => anyhow::bail!(
-            "namespace {} does not exist on this cluster (kubeconfig {}): create it and the Secrets the release reads \
-             first; `cargo xtask preflight --env {}{}` lists what is missing (nothing was changed)",
+            "namespace {} does not exist on this cluster ({} of kubeconfig {}): create it and the Secrets the release \
+             reads first; `cargo xtask preflight --env {}{}` lists what is missing (nothing was changed)",
             t.namespace,
+            t.access().context_in_words(),
             t.kubeconfig.display(),
             t.env.name(),
             if t.namespace == t.env.namespace() { String::new() } else { format!(" --namespace {}", t.namespace) }
@@ -352,7 +353,7 @@ impl<'f, 'a> Changes<'f, 'a> {
     pub fn change_values(&self, changes: serde_json::Value, description: &str) -> Result<()> {
         let mut values = self.flow.supplied_values()?;
         crate::helm::merge(&mut values, &changes);
-        self.upgrade_with_values(&values, &Change::new(&self.flow.target.kubeconfig, description))
+        self.upgrade_with_values(&values, &Change::new(&self.flow.target.access(), description))
     }
 
     /// Every `helm rollback` a flow makes.
@@ -365,7 +366,7 @@ impl<'f, 'a> Changes<'f, 'a> {
     pub fn uninstall(&self) -> Result<()> {
         let t = &self.flow.target;
         self.changed.set(true);
-        self.writer()?.uninstall(&t.release, &t.namespace, &t.kubeconfig)
+        self.writer()?.uninstall(&t.release, &t.namespace, &t.access())
     }
 
     /// Reads who owns what on the release's Deployments, applies with `--force-conflicts` when

@@ -90,6 +90,7 @@ fn flow_with_fake_api(sh: &xshell::Shell, namespace: bool) -> (Flow<'_>, Store) 
         namespace: NAMESPACE.to_owned(),
         release: "model-server".to_owned(),
         kubeconfig: "/nonexistent/kubeconfig".into(),
+        context: None,
     };
     (Flow::with_client(sh, target, runtime, client), store)
 }
