@@ -214,7 +214,8 @@ fn a_compensation_the_flow_ran_itself_ends_the_run_by_how_it_went() {
 fn every_ending_is_journaled_as_itself() {
     let sh = xshell::Shell::new().unwrap();
     let (flow, _) = flow_with_fake_api(&sh, true);
-    let endings: [(fn(u8) -> Ending<u8>, RunResult); 5] = [
+    type MakeEnding = fn(u8) -> Ending<u8>;
+    let endings: [(MakeEnding, RunResult); 5] = [
         (Ending::Succeeded, RunResult::Succeeded),
         (Ending::Paused, RunResult::Paused),
         (Ending::Aborted, RunResult::Aborted),
