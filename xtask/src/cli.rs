@@ -113,6 +113,9 @@ pub struct Deploy {
     /// (its latest flow succeeded, no hand change); checked against this environment's policy.
     #[arg(long, value_enum, conflicts_with = "tag", required_unless_present = "tag")]
     pub from: Option<Env>,
+    /// With --from: the earlier environment's namespace, when not its own (model-server-<env>).
+    #[arg(long, requires = "from")]
+    pub from_namespace: Option<String>,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -275,8 +278,18 @@ pub struct Environments {
     /// ~/.kube/config, else the local cluster's).
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<std::path::PathBuf>,
+    /// An environment's namespace when not its own (model-server-<env>), as ENV=NAMESPACE;
+    /// repeatable.
+    #[arg(long, value_name = "ENV=NAMESPACE", value_parser = env_namespace)]
+    pub namespace: Vec<(Env, String)>,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
+}
+
+fn env_namespace(text: &str) -> Result<(Env, String), String> {
+    let (env, namespace) = text.split_once('=').ok_or_else(|| format!("{text:?} is not ENV=NAMESPACE"))?;
+    let env = Env::from_str(env, true).map_err(|_| format!("{env:?} is not an environment (dev, staging, prod)"))?;
+    Ok((env, namespace.to_owned()))
 }
 
 /// Canary by replica ratio, with analysis at each step and a manual approval gate.
@@ -347,6 +360,9 @@ pub struct CanaryStart {
     /// (its latest flow succeeded, no hand change); checked against this environment's policy.
     #[arg(long, value_enum, conflicts_with = "tag", required_unless_present = "tag")]
     pub from: Option<Env>,
+    /// With --from: the earlier environment's namespace, when not its own (model-server-<env>).
+    #[arg(long, requires = "from")]
+    pub from_namespace: Option<String>,
     /// Canary shares of the pods, in percent, in order (promotion to 100 % follows the gate).
     #[arg(long, value_delimiter = ',', default_value = "10,30,50")]
     pub steps: Vec<u32>,
@@ -471,6 +487,9 @@ pub struct BlueGreenStart {
     /// (its latest flow succeeded, no hand change); checked against this environment's policy.
     #[arg(long, value_enum, conflicts_with = "tag", required_unless_present = "tag")]
     pub from: Option<Env>,
+    /// With --from: the earlier environment's namespace, when not its own (model-server-<env>).
+    #[arg(long, requires = "from")]
+    pub from_namespace: Option<String>,
     /// Seconds the old colour keeps running after the switch has reached the Service's
     /// endpoints, for every node's kube-proxy to follow (Argo Rollouts' default is the same;
     /// on a busy node kube-proxy took up to 30 s to program an endpoint change).

@@ -24,7 +24,7 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
             flow.signature = signature(cmd.signature);
             // --tag decides the image; everything else is the user's to set.
             flow.set_overrides(&overrides(cmd.values), flows::DEPLOY_MANAGED_VALUES)?;
-            deploy::deploy_wanted(&flow, &wanted(cmd.tag, cmd.from), cmd.dry_run).map(drop)
+            deploy::deploy_wanted(&flow, &wanted(cmd.tag, cmd.from, cmd.from_namespace), cmd.dry_run).map(drop)
         }
         Command::Verify(cmd) => {
             let flow = connect(sh, &cmd.target)?;
@@ -56,7 +56,11 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
             let flow = connect(sh, &cmd.target)?;
             report::repeat(cmd.watch.into(), || status::show(&flow, cmd.last, cmd.output.into()))
         }
-        Command::Environments(cmd) => report::exit_for(flows::environments::show(sh, cmd.kubeconfig.as_deref(), cmd.output.into())?),
+        Command::Environments(cmd) => {
+            let namespaces: Vec<(crate::chart::Env, String)> =
+                cmd.namespace.into_iter().map(|(env, namespace)| (env.into(), namespace)).collect();
+            report::exit_for(flows::environments::show(sh, cmd.kubeconfig.as_deref(), &namespaces, cmd.output.into())?)
+        }
         Command::Canary(cmd) => run_canary(cmd.action, sh),
         Command::Bluegreen(cmd) => run_bluegreen(cmd.action, sh),
         Command::Cluster(cmd) => match cmd.action {
@@ -125,7 +129,7 @@ fn run_canary(action: cli::CanaryAction, sh: &Shell) -> Result<()> {
             flow.signature = signature(start.signature);
             flow.set_overrides(&overrides(start.values), flows::FLOW_MANAGED_VALUES)?;
             let options = canary::StartOptions {
-                image: wanted(start.tag, start.from),
+                image: wanted(start.tag, start.from, start.from_namespace),
                 steps: start.steps,
                 analysis_seconds: start.analysis_seconds,
                 min_requests: start.min_requests,
@@ -169,7 +173,7 @@ fn run_bluegreen(action: cli::BlueGreenAction, sh: &Shell) -> Result<()> {
             flow.signature = signature(start.signature);
             flow.set_overrides(&overrides(start.values), flows::FLOW_MANAGED_VALUES)?;
             let options = bluegreen::StartOptions {
-                image: wanted(start.tag, start.from),
+                image: wanted(start.tag, start.from, start.from_namespace),
                 scale_down_delay: start.scale_down_delay,
                 dry_run: start.dry_run,
             };
@@ -189,10 +193,10 @@ fn connect<'a>(sh: &'a Shell, args: &cli::TargetArgs) -> Result<Flow<'a>> {
     Flow::connect(sh, Target::new(args.env.into(), args.namespace.clone(), args.kubeconfig.as_deref(), args.context.clone())?)
 }
 
-/// `--tag T` or `--from ENV` (clap requires exactly one).
-fn wanted(tag: Option<String>, from: Option<cli::Env>) -> images::Wanted {
+/// `--tag T` or `--from ENV [--from-namespace NS]` (clap requires exactly one of them).
+fn wanted(tag: Option<String>, from: Option<cli::Env>, namespace: Option<String>) -> images::Wanted {
     match (tag, from) {
-        (_, Some(env)) => images::Wanted::From(env.into()),
+        (_, Some(env)) => images::Wanted::From { env: env.into(), namespace },
         (tag, None) => images::Wanted::Tag(tag.unwrap_or_default()),
     }
 }

@@ -16,6 +16,15 @@ pub const KEEP_CLUSTER_ENV: &str = "SHIPSHAPE_KEEP_CLUSTER";
 /// `--keep-cluster`, when a test failed).
 pub const PREPARED_CLUSTER_ENV: &str = "SHIPSHAPE_E2E_PREPARED_CLUSTER";
 
+/// Names the production-shaped cluster this run made (a control plane and
+/// [`PRODUCTION_WORKERS`] workers, its context named as prod's values name it), kept and
+/// deleted as the other.
+pub const PREPARED_PRODUCTION_ENV: &str = "SHIPSHAPE_E2E_PRODUCTION_CLUSTER";
+
+/// Workers of the production-shaped cluster: prod's 10 replicas spread over three nodes, one of
+/// which a test drains.
+pub const PRODUCTION_WORKERS: u32 = 3;
+
 /// What `cargo xtask test` is asked.
 pub struct TestOptions {
     pub keep_cluster: bool,
@@ -51,10 +60,13 @@ impl TestOptions {
         //   of building it again), the model-server image and the suite's compilation.
         // The cluster boots and its operators start while the other lane compiles: they cost
         // the tests nothing.
-        let mut prepared = PreparedCluster::new();
+        let mut prepared =
+            PreparedCluster::new("flows", Vec::from([AddOn::SealedSecrets, AddOn::ExternalSecrets, AddOn::Prometheus]), 0, None);
+        // Production's shape beside it: prod's values name its context (deploy/envs/prod.yaml).
+        let mut production = PreparedCluster::new("prod", Vec::new(), PRODUCTION_WORKERS, crate::chart::Env::Prod.cluster_context()?);
         let (tools_ready, tools_installed) = std::sync::mpsc::channel::<()>();
         let e2e_xtask = std::thread::scope(|scope| -> Result<std::path::PathBuf> {
-            let prepared = &prepared;
+            let (prepared, production) = (&prepared, &production);
             let cluster_lane = scope.spawn(move || -> Result<()> {
                 let sh = crate::repo_shell()?;
                 let docker = Docker::connect(&sh).context("the container and end-to-end tests need a Docker engine")?;
@@ -63,6 +75,7 @@ impl TestOptions {
                 println!("local registry: {}", crate::cluster::registry::HOST);
                 tools_installed.recv().context("the pinned tools were not installed (the other lane's error says why)")?;
                 prepared.create()?;
+                production.create()?;
                 println!("image: {}", app_images::build_postgres(&sh, &docker)?);
                 Ok(())
             });
@@ -94,7 +107,8 @@ impl TestOptions {
         crate::host::packages_unchanged_since(sh, &packages_before)?;
         let args = ["test", "--workspace", "--locked"].into_iter().chain(self.cargo_args.iter().map(String::as_str));
         let tested = crate::cargo::command(sh, args)
-            .env(PREPARED_CLUSTER_ENV, &prepared.target.name)
+            .env(PREPARED_CLUSTER_ENV, &prepared.up.target.name)
+            .env(PREPARED_PRODUCTION_ENV, &production.up.target.name)
             .env(E2E_XTASK_BINARY_ENV, &e2e_xtask)
             // Snapshots are checked here, never written: a mismatch fails the run.
             .env("INSTA_UPDATE", "no")
@@ -107,51 +121,54 @@ impl TestOptions {
             .run()
             .context("the test suite failed (failures are listed above)");
         prepared.keep = tested.is_err() && self.keep_cluster;
+        production.keep = prepared.keep;
         tested
     }
 }
 
-/// The end-to-end tests' cluster, deleted when this run ends however it ends (a failed build,
-/// a failed test, a panic), unless kept for inspection.
+/// A cluster the end-to-end tests use, made during the set-up and deleted when this run ends
+/// however it ends (a failed build, a failed test, a panic), unless kept for inspection.
 struct PreparedCluster {
-    target: ClusterTarget,
+    up: ClusterUp,
     /// Set by the lane that creates it.
     created: std::sync::atomic::AtomicBool,
     keep: bool,
 }
 
 impl PreparedCluster {
-    fn new() -> PreparedCluster {
-        let name = format!("{}flows-{}", crate::cluster::lifecycle::TEST_CLUSTER_PREFIX, std::process::id());
-        PreparedCluster { target: ClusterTarget { name, kubeconfig: None, context: None }, created: false.into(), keep: false }
+    /// `shipshape-e2e-<purpose>-<pid>`, with these add-ons, workers and context name.
+    fn new(purpose: &str, with: Vec<AddOn>, workers: u32, context: Option<String>) -> PreparedCluster {
+        let name = format!("{}{purpose}-{}", crate::cluster::lifecycle::TEST_CLUSTER_PREFIX, std::process::id());
+        let up = ClusterUp { target: ClusterTarget { name, kubeconfig: None, context }, keep: false, with, workers };
+        PreparedCluster { up, created: false.into(), keep: false }
     }
 
     fn create(&self) -> Result<()> {
         let sh = crate::repo_shell()?;
-        let with = vec![AddOn::SealedSecrets, AddOn::ExternalSecrets, AddOn::Prometheus];
-        let up = ClusterUp { target: self.target.clone(), keep: false, with, ..Default::default() };
         // Marked first: a cluster that came up but whose add-ons failed is deleted too.
         self.created.store(true, std::sync::atomic::Ordering::SeqCst);
-        crate::cluster::lifecycle::up(&sh, &up).context("creating the end-to-end tests' cluster")?;
+        crate::cluster::lifecycle::up(&sh, &self.up)
+            .with_context(|| format!("creating the end-to-end tests' cluster {}", self.up.target.name))?;
         Ok(())
     }
 }
 
 impl Drop for PreparedCluster {
     fn drop(&mut self) {
-        let name = &self.target.name;
+        let target = &self.up.target;
+        let name = &target.name;
         if !self.created.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
         if self.keep {
             let _ = crate::cluster::lifecycle::mark_kept(name);
-            let kubeconfig = self.target.kubeconfig_path().map(|p| p.display().to_string()).unwrap_or_default();
+            let kubeconfig = target.kubeconfig_path().map(|p| p.display().to_string()).unwrap_or_default();
             println!(
                 "keeping cluster {name} for inspection: export KUBECONFIG={kubeconfig} (delete it with `cargo xtask cluster down --name {name}`)"
             );
             return;
         }
-        let removed = crate::repo_shell().and_then(|sh| crate::cluster::lifecycle::down(&sh, &self.target));
+        let removed = crate::repo_shell().and_then(|sh| crate::cluster::lifecycle::down(&sh, target));
         if let Err(err) = removed {
             eprintln!("could not delete the end-to-end tests' cluster {name}: {err:#} (`cargo xtask cluster down --name {name}`)");
         }

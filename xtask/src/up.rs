@@ -92,7 +92,12 @@ pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster) -> Result<Verified> {
 /// The namespace, the Secrets the dev values reference, and PostgreSQL. Existing Secrets are
 /// kept: `up` never rotates credentials.
 pub async fn provision(kubeconfig: &Path, namespace: &str) -> Result<()> {
-    let client = k8s::client(kubeconfig).await?;
+    provision_in(&k8s::ClusterAccess::current(kubeconfig), namespace).await
+}
+
+/// [`provision`] on one context of a kubeconfig (an environment's cluster).
+pub async fn provision_in(access: &k8s::ClusterAccess, namespace: &str) -> Result<()> {
+    let client = k8s::client_for(access).await?;
     let apply = PatchParams::apply("shipshape").force();
     k8s::ensure_namespace(&client, namespace).await?;
 

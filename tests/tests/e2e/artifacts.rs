@@ -40,10 +40,9 @@ fn keys() -> &'static Keys {
 fn release(tag: &str, key: &std::path::Path) -> String {
     fixture::shared();
     let sh = xtask::repo_shell().unwrap();
-    static CLEAN: OnceLock<tempfile::TempDir> = OnceLock::new();
-    let database = CLEAN.get_or_init(|| vulnerability_database("0.1.0"));
+    let database = fixture::clean_vulnerability_database();
     let _heavy = fixture::cpu_heavy();
-    let pinned = xtask::flows::release::release(&sh, tag, registry::HOST, key, database.path()).or_panic();
+    let pinned = xtask::flows::release::release(&sh, tag, registry::HOST, key, database).or_panic();
     pinned.reference()
 }
 
@@ -138,35 +137,6 @@ fn unsigned_other_keys_and_moved_tags_are_refused_before_any_change() {
     assert!(last.facts["signature"].contains("NOT checked") && last.facts["signature"].contains(&last.actor), "{:#?}", last.facts);
 }
 
-/// An osv-scanner offline database holding one advisory, in OSV's real format, against the axum
-/// crate model-server links: `fixed` decides whether the linked version is affected.
-fn vulnerability_database(fixed: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let ecosystem = dir.path().join("osv-scalibr/crates.io");
-    std::fs::create_dir_all(&ecosystem).unwrap();
-    let advisory = serde_json::json!({
-        "schema_version": "1.6.0",
-        "id": "RUSTSEC-2099-0001",
-        "modified": "2026-11-30T00:00:00Z",
-        "published": "2026-11-30T00:00:00Z",
-        "summary": "Request smuggling in axum's HTTP/1 handling (a test advisory)",
-        "details": "Written by shipshape's tests to prove the release gate refuses an affected build.",
-        "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
-        "affected": [{
-            "package": {"ecosystem": "crates.io", "name": "axum", "purl": "pkg:cargo/axum"},
-            "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": fixed}]}]
-        }],
-        "references": [{"type": "ADVISORY", "url": "https://rustsec.org/advisories/RUSTSEC-2099-0001.html"}]
-    });
-    let file = std::fs::File::create(ecosystem.join("all.zip")).unwrap();
-    let mut zip = zip::ZipWriter::new(file);
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    zip.start_file("RUSTSEC-2099-0001.json", options).unwrap();
-    std::io::Write::write_all(&mut zip, serde_json::to_string(&advisory).unwrap().as_bytes()).unwrap();
-    zip.finish().unwrap();
-    dir
-}
-
 #[test]
 fn the_vulnerability_gate_refuses_an_affected_build_and_releases_a_clean_one() {
     let shared = fixture::shared();
@@ -174,7 +144,7 @@ fn the_vulnerability_gate_refuses_an_affected_build_and_releases_a_clean_one() {
     let key = &keys().ours.0;
 
     let _heavy = fixture::cpu_heavy();
-    let affected = vulnerability_database("99.0.0");
+    let affected = fixture::vulnerability_database("99.0.0");
     let tag = format!("{}-vulnerable", shared.v1);
     let error = failure(xtask::flows::release::release(&sh, &tag, registry::HOST, key, affected.path()));
     assert!(error.contains("vulnerability gate") && error.contains("RUSTSEC-2099-0001") && error.contains("CRITICAL"), "{error}");
@@ -183,7 +153,7 @@ fn the_vulnerability_gate_refuses_an_affected_build_and_releases_a_clean_one() {
     let reference = app_images::in_registry(&format!("{}:{tag}", app_images::MODEL_SERVER_REPOSITORY), registry::HOST);
     assert!(crane.digest(&reference).is_err(), "the refused build was not pushed");
 
-    let clean = vulnerability_database("0.1.0");
+    let clean = fixture::vulnerability_database("0.1.0");
     let tag = format!("{}-clean", shared.v1);
     let released = xtask::flows::release::release(&sh, &tag, registry::HOST, key, clean.path()).or_panic();
     // The SBOM travels with the image, signed: the crates the scanner read from the binary.

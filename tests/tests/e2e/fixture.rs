@@ -70,6 +70,10 @@ extern "C" fn remove_shared_cluster() {
             eprintln!("  asked {asked:>5.0}, held {got:>5.0}-{done:<5.0}");
         }
     }
+    remove_environment_key();
+    if let Some(production) = PRODUCTION.get() {
+        production.cluster.remove(A_TEST_FAILED.load(Ordering::SeqCst));
+    }
     if let Some(shared) = SHARED.get() {
         shared.cluster.remove(A_TEST_FAILED.load(Ordering::SeqCst));
     }
@@ -97,28 +101,59 @@ pub fn shared() -> &'static Shared {
     })
 }
 
-/// One test's namespace: the dev environment's Secrets and PostgreSQL, deleted when the test
+/// One test's namespace: an environment's Secrets (the admin token, the database URL, and
+/// MLflow's credentials where the environment names them) and PostgreSQL, deleted when the test
 /// ends (kept, with the cluster, when it fails and --keep-cluster asked).
 pub struct TestNamespace {
     pub name: String,
+    pub env: Env,
     pub kubeconfig: PathBuf,
     pub sh: xshell::Shell,
     created: std::time::Instant,
 }
 
 impl TestNamespace {
+    /// A dev namespace on the shared cluster.
     pub fn new(purpose: &str) -> TestNamespace {
-        let shared = shared();
+        TestNamespace::in_env(Env::Dev, &shared().cluster.cluster.kubeconfig, purpose)
+    }
+
+    /// A namespace of environment `env` on the cluster its values name (its context) in
+    /// `kubeconfig`, provisioned as an operator prepares one before a first deploy.
+    pub fn in_env(env: Env, kubeconfig: &std::path::Path, purpose: &str) -> TestNamespace {
+        shared();
         let name = format!("e2e-{purpose}");
-        let kubeconfig = shared.cluster.cluster.kubeconfig.clone();
+        let access = Target::new(env, Some(name.clone()), Some(kubeconfig), None).or_panic().access();
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(until_gone_if_terminating(&kubeconfig, &name)).unwrap_or_else(|e| panic!("{e:#}"));
-        runtime.block_on(xtask::up::provision(&kubeconfig, &name)).unwrap_or_else(|e| panic!("{e:#}"));
-        TestNamespace { name, kubeconfig, sh: xtask::repo_shell().unwrap(), created: std::time::Instant::now() }
+        runtime.block_on(until_gone_if_terminating(&access, &name)).unwrap_or_else(|e| panic!("{e:#}"));
+        runtime.block_on(xtask::up::provision_in(&access, &name)).unwrap_or_else(|e| panic!("{e:#}"));
+        let values = chart_values_of(env);
+        if !values.env.mlflow_credentials_secret_name.is_empty() {
+            runtime
+                .block_on(async {
+                    let client = xtask::k8s::client_for(&access).await?;
+                    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, &name);
+                    let data = || {
+                        Ok(std::collections::BTreeMap::from([
+                            (values.env.mlflow_username_key.clone(), "model-server".to_owned()),
+                            (values.env.mlflow_password_key.clone(), xtask::k8s::secrets::random_token()?),
+                        ]))
+                    };
+                    xtask::k8s::secrets::ensure(&secrets, &values.env.mlflow_credentials_secret_name, data).await
+                })
+                .or_panic();
+        }
+        TestNamespace {
+            name,
+            env,
+            kubeconfig: kubeconfig.to_path_buf(),
+            sh: xtask::repo_shell().unwrap(),
+            created: std::time::Instant::now(),
+        }
     }
 
     pub fn target(&self) -> Target {
-        Target::new(Env::Dev, Some(self.name.clone()), Some(&self.kubeconfig), None).or_panic()
+        Target::new(self.env, Some(self.name.clone()), Some(&self.kubeconfig), None).or_panic()
     }
 
     pub fn flow(&self) -> Flow<'_> {
@@ -126,9 +161,19 @@ impl TestNamespace {
     }
 }
 
+/// An environment's values as the chart gives them (defaults and deploy/envs/<env>.yaml).
+fn chart_values_of(env: Env) -> xtask::chart::Values {
+    let sh = xtask::repo_shell().unwrap();
+    let helm = xtask::helm::Helm::new(&sh).or_panic();
+    xtask::chart::Values::of(
+        &helm.planned_values(&xtask::chart::chart_dir(), &xtask::chart::release_spec(env, xtask::chart::Variant::Stable, None)).or_panic(),
+    )
+    .or_panic()
+}
+
 /// A namespace of the same name left terminating by an earlier run (on a reused cluster).
-async fn until_gone_if_terminating(kubeconfig: &std::path::Path, name: &str) -> anyhow::Result<()> {
-    let client = xtask::k8s::client(kubeconfig).await?;
+async fn until_gone_if_terminating(access: &xtask::k8s::ClusterAccess, name: &str) -> anyhow::Result<()> {
+    let client = xtask::k8s::client_for(access).await?;
     let namespaces = Api::<Namespace>::all(client);
     if namespaces.get_opt(name).await?.is_some_and(|ns| ns.metadata.deletion_timestamp.is_some()) {
         let config = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}"));
@@ -161,11 +206,189 @@ impl Drop for TestNamespace {
         }
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let _ = runtime.block_on(async {
-            let client = xtask::k8s::client(&self.kubeconfig).await?;
+            let access = Target::new(self.env, Some(self.name.clone()), Some(&self.kubeconfig), None)?.access();
+            let client = xtask::k8s::client_for(&access).await?;
             Api::<Namespace>::all(client).delete(&self.name, &DeleteParams::background()).await?;
             anyhow::Ok(())
         });
     }
+}
+
+/// The production-shaped cluster (a control plane and three workers, its context named as
+/// prod's values name it): the one `cargo xtask test` made, else one made here and deleted at
+/// exit. Tests that use it take [`production`]'s lock: one drains a worker, which would evict
+/// another's pods.
+pub struct Production {
+    pub cluster: TestCluster,
+    /// A kubeconfig holding `staging-cluster` (the shared cluster, current) and `prod-cluster`:
+    /// the environments' contexts, as a release manager's kubeconfig holds them.
+    pub kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+static PRODUCTION: OnceLock<Production> = OnceLock::new();
+static PRODUCTION_IN_USE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Prod's context name, from deploy/envs/prod.yaml as committed.
+pub fn prod_context() -> String {
+    Env::Prod.cluster_context().or_panic().expect("deploy/envs/prod.yaml names its cluster's context")
+}
+
+/// The production cluster, held for this test alone.
+pub fn production() -> (&'static Production, std::sync::MutexGuard<'static, ()>) {
+    let production = PRODUCTION.get_or_init(|| {
+        shared();
+        let cluster = TestCluster::production("prod", &prod_context());
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        let staging = Env::Staging.cluster_context().or_panic().expect("deploy/envs/staging.yaml names its cluster's context");
+        write_environments_kubeconfig(&shared().cluster.cluster.kubeconfig, &staging, &cluster.cluster.kubeconfig, &kubeconfig);
+        Production { cluster, kubeconfig, _dir: dir }
+    });
+    (production, PRODUCTION_IN_USE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+}
+
+/// One kubeconfig with the shared cluster as context `staging` (current) and the production
+/// cluster's own context: `KUBECONFIG=a:b` merged, as kubectl would, then the context renamed.
+fn write_environments_kubeconfig(shared: &std::path::Path, staging: &str, prod: &std::path::Path, out: &std::path::Path) {
+    use kube::config::Kubeconfig;
+    let mut first = Kubeconfig::read_from(shared).unwrap();
+    for context in &mut first.contexts {
+        context.name = staging.to_owned();
+    }
+    first.current_context = Some(staging.to_owned());
+    let merged = first.merge(Kubeconfig::read_from(prod).unwrap()).unwrap();
+    std::fs::write(out, serde_json::to_vec_pretty(&merged).unwrap()).unwrap();
+}
+
+/// The environment's signing key pair: the public half where the environments' values look for
+/// it (deploy/keys/cosign.pub, as `cargo xtask keys init` writes it), the private half and its
+/// password in this process's environment, as `release` reads them. Made here when the checkout
+/// has no key (and removed at exit); a checkout with its own key needs its private half in
+/// SHIPSHAPE_COSIGN_KEY.
+pub struct EnvironmentKey {
+    pub private: PathBuf,
+    pub public: PathBuf,
+    made_here: bool,
+    _dir: tempfile::TempDir,
+}
+
+static ENVIRONMENT_KEY: OnceLock<EnvironmentKey> = OnceLock::new();
+
+pub fn environment_key() -> &'static EnvironmentKey {
+    ENVIRONMENT_KEY.get_or_init(|| {
+        std::env::set_var("COSIGN_PASSWORD", "e2e-not-a-secret");
+        let public = xtask::repo_root().join(xtask::signing::PUBLIC_KEY);
+        let dir = tempfile::tempdir().unwrap();
+        if public.exists() {
+            let private = std::env::var_os("SHIPSHAPE_COSIGN_KEY").map(PathBuf::from).unwrap_or_else(|| {
+                panic!(
+                    "{} exists (this checkout's own key): the production tests sign releases with the environment's key, so \
+                     set SHIPSHAPE_COSIGN_KEY (and COSIGN_PASSWORD) to its private half",
+                    public.display()
+                )
+            });
+            return EnvironmentKey { private, public, made_here: false, _dir: dir };
+        }
+        let private = dir.path().join("environment.key");
+        xtask::signing::init_keys(&xtask::repo_shell().unwrap(), &private, &public).or_panic();
+        EnvironmentKey { private, public, made_here: true, _dir: dir }
+    })
+}
+
+/// Removes the key pair [`environment_key`] made (at exit: a static is never dropped).
+pub fn remove_environment_key() {
+    if let Some(key) = ENVIRONMENT_KEY.get().filter(|k| k.made_here) {
+        let _ = std::fs::remove_file(&key.public);
+        let _ = std::fs::remove_dir(key.public.parent().unwrap());
+    }
+}
+
+/// A release of this checkout under `tag`, built, scanned, pushed, signed and attested with the
+/// environment's key (once per tag in a run).
+pub fn signed_release(tag: &str) -> xtask::image::Pinned {
+    static RELEASED: std::sync::Mutex<Vec<xtask::image::Pinned>> = std::sync::Mutex::new(Vec::new());
+    let mut released = RELEASED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(found) = released.iter().find(|p| p.tag == tag) {
+        return found.clone();
+    }
+    let key = environment_key();
+    let database = clean_vulnerability_database();
+    let _heavy = cpu_heavy();
+    let pinned = xtask::flows::release::release(&xtask::repo_shell().unwrap(), tag, registry::HOST, &key.private, database).or_panic();
+    released.push(pinned.clone());
+    pinned
+}
+
+/// Another key pair than the environment's (someone else's), for the refusals.
+fn another_key() -> &'static (tempfile::TempDir, PathBuf, PathBuf) {
+    static ANOTHER: OnceLock<(tempfile::TempDir, PathBuf, PathBuf)> = OnceLock::new();
+    ANOTHER.get_or_init(|| {
+        environment_key();
+        let dir = tempfile::tempdir().unwrap();
+        let (private, public) = (dir.path().join("theirs.key"), dir.path().join("theirs.pub"));
+        xtask::signing::init_keys(&xtask::repo_shell().unwrap(), &private, &public).or_panic();
+        (dir, private, public)
+    })
+}
+
+/// The public half of [`another_key`].
+pub fn another_public_key() -> PathBuf {
+    another_key().2.clone()
+}
+
+/// A release signed with someone else's key: real signatures and provenance, the wrong signer.
+pub fn signed_release_with_another_key(tag: &str) -> xtask::image::Pinned {
+    let (_, private, _) = another_key();
+    let _heavy = cpu_heavy();
+    xtask::flows::release::release(&xtask::repo_shell().unwrap(), tag, registry::HOST, private, clean_vulnerability_database()).or_panic()
+}
+
+/// The pinned kubectl (built with the node image) on `context` of `kubeconfig`, as an operator
+/// runs it: the runbooks' own commands (`drain`, `uncordon`, `rollout undo`).
+pub fn kubectl(kubeconfig: &std::path::Path, context: &str, args: &[&str]) -> std::process::Output {
+    let kubectl = xtask::cluster::node_image::built_kubectl().or_panic().expect("the pinned kubectl is built with the node image");
+    std::process::Command::new(kubectl)
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap(), "--context", context])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// An osv-scanner offline database with one advisory the build is not affected by.
+pub fn clean_vulnerability_database() -> &'static std::path::Path {
+    static CLEAN: OnceLock<tempfile::TempDir> = OnceLock::new();
+    CLEAN.get_or_init(|| vulnerability_database("0.1.0")).path()
+}
+
+/// An osv-scanner offline database holding one advisory, in OSV's real format, against the axum
+/// crate model-server links: `fixed` decides whether the linked version is affected.
+pub fn vulnerability_database(fixed: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let ecosystem = dir.path().join("osv-scalibr/crates.io");
+    std::fs::create_dir_all(&ecosystem).unwrap();
+    let advisory = serde_json::json!({
+        "schema_version": "1.6.0",
+        "id": "RUSTSEC-2099-0001",
+        "modified": "2026-11-30T00:00:00Z",
+        "published": "2026-11-30T00:00:00Z",
+        "summary": "Request smuggling in axum's HTTP/1 handling (a test advisory)",
+        "details": "Written by shipshape's tests to prove the release gate refuses an affected build.",
+        "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+        "affected": [{
+            "package": {"ecosystem": "crates.io", "name": "axum", "purl": "pkg:cargo/axum"},
+            "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": fixed}]}]
+        }],
+        "references": [{"type": "ADVISORY", "url": "https://rustsec.org/advisories/RUSTSEC-2099-0001.html"}]
+    });
+    let file = std::fs::File::create(ecosystem.join("all.zip")).unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("RUSTSEC-2099-0001.json", options).unwrap();
+    std::io::Write::write_all(&mut zip, serde_json::to_string(&advisory).unwrap().as_bytes()).unwrap();
+    zip.finish().unwrap();
+    dir
 }
 
 /// Stable pods in the progressive tests: 25 % and 50 % steps are real percentages, and a
@@ -443,6 +666,10 @@ impl<'n> LoadGenerator<'n> {
             "metadata": {"name": LOAD_POD, "labels": {"app.kubernetes.io/name": "load-generator"}},
             "spec": {
                 "automountServiceAccountToken": false,
+                // On the control plane, where no test drains a node (a production-shaped
+                // cluster's workers may be drained mid-flow; the traffic must go on).
+                "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
+                "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}],
                 "containers": [{
                     "name": "load", "image": image(&shared.v1), "imagePullPolicy": "IfNotPresent",
                     "args": ["load", url, "--rate", LOAD_RATE, "--timeout", LOAD_TIMEOUT_SECONDS, "--listen", "0.0.0.0:8080"],

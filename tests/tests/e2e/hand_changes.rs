@@ -210,3 +210,61 @@ fn a_stuck_hand_set_image_fails_doctor_and_plain_rollback_returns_to_helms_recor
     assert_eq!(fixture::unpinned(&live), fixture::image(&shared.v1));
     assert_eq!(verify::verify(&flow).or_panic().outcome, Outcome::Pass);
 }
+
+/// An operator rolls the release back by hand (`helm rollback` to the revision before the
+/// canary) while the canary waits at its gate: what the analysis judged no longer runs. Every
+/// report says the journal and the cluster disagree, promote refuses and says what changed,
+/// and abort still ends the canary (issue 19: promote used to deploy the canary's tag anyway).
+#[test]
+fn a_helm_rollback_by_hand_at_the_gate_invalidates_the_promotion() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("hand-rollback");
+    let flow = stable_at_v1(&ns);
+    let load = LoadGenerator::start(&ns);
+    let before_canary = flow.record().or_panic().current().unwrap().revision;
+    let args = CanaryStart {
+        image: xtask::flows::images::Wanted::Tag(shared.v2.clone()),
+        steps: vec![50],
+        analysis_seconds: 8,
+        min_requests: 20,
+        max_error_rate: 0.01,
+        max_latency_ratio: 3.0,
+        approval: Some(Approval::Pause),
+        prometheus: None,
+        checks: None,
+        dry_run: false,
+    };
+    assert_eq!(canary::start_canary(&flow, &args).or_panic().phase, Phase::Gate);
+
+    // The runbook's "Rollback Using Helm", by hand, with the pinned helm.
+    let helm = xtask::tools::HELM.find(&ns.sh).or_panic();
+    let rollback = std::process::Command::new(helm)
+        .args(["rollback", "model-server", &before_canary.to_string(), "--namespace", &ns.name, "--kubeconfig"])
+        .arg(&ns.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(rollback.status.success(), "{}", text(&rollback));
+    flow.block_on(xtask::k8s::wait::deployment_gone(&flow.client, &ns.name, "model-server-canary", deploy::ROLLOUT_TIMEOUT)).or_panic();
+
+    let status = text(&xtask(&ns, &["canary", "status"]));
+    assert!(status.contains("the journal and the cluster disagree") && status.contains("Rollback to"), "{status}");
+    let findings = doctor::doctor(&flow).or_panic();
+    let disagree = findings.iter().find(|c| c.name == "journal and cluster agree").unwrap();
+    assert_eq!(disagree.outcome, Outcome::Warn, "{findings:#?}");
+
+    let revisions = flow.record().or_panic().history.len();
+    let promote = xtask(&ns, &["canary", "promote"]);
+    let refused = text(&promote);
+    assert!(!promote.status.success(), "promote after a hand rollback: {refused}");
+    assert!(refused.contains("was made after this canary's last step") && refused.contains("Promotion refused"), "{refused}");
+    assert_eq!(flow.record().or_panic().history.len(), revisions, "nothing changed");
+    let running = flow.record().or_panic().stable_image().unwrap();
+    assert_eq!(fixture::unpinned(&running), fixture::image(&shared.v1), "the operator's rollback stands");
+
+    let abort = xtask(&ns, &["canary", "abort"]);
+    assert!(abort.status.success(), "{}", text(&abort));
+    assert_eq!(fixture::unpinned(&flow.record().or_panic().stable_image().unwrap()), fixture::image(&shared.v1));
+    let again = xtask(&ns, &["canary", "abort"]);
+    assert!(again.status.success() && text(&again).contains("already aborted"), "idempotent: {}", text(&again));
+    load.stats().assert_none_failed();
+}

@@ -15,6 +15,7 @@ mod artifacts;
 mod ci_workflows;
 mod diagnose;
 mod hand_changes;
+mod production;
 mod progressive;
 mod secrets;
 mod standard;

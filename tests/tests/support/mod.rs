@@ -52,6 +52,24 @@ impl TestCluster {
         TestCluster { cluster, target, owned: false, add_ons_installed, _dir: tempfile::tempdir().unwrap() }
     }
 
+    /// Production's shape: a control plane and three workers, its context named `context`. The
+    /// one `cargo xtask test` made (its add-ons are not needed), else a new one, deleted at exit.
+    pub fn production(purpose: &str, context: &str) -> TestCluster {
+        let sh = xtask::repo_shell().unwrap();
+        let prepared = std::env::var(xtask::test::PREPARED_PRODUCTION_ENV).ok().filter(|n| !n.is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let (name, kubeconfig, owned) = match prepared {
+            Some(name) => (name, None, false),
+            None => {
+                (format!("{}{purpose}-{}", lifecycle::TEST_CLUSTER_PREFIX, std::process::id()), Some(dir.path().join("kubeconfig")), true)
+            }
+        };
+        let target = ClusterTarget { name, kubeconfig, context: Some(context.to_owned()) };
+        let up = ClusterUp { target: target.clone(), keep: !owned, workers: xtask::test::PRODUCTION_WORKERS, ..Default::default() };
+        let cluster = lifecycle::up(&sh, &up).unwrap_or_else(|e| panic!("{e:#}"));
+        TestCluster { cluster, target, owned, add_ons_installed: false, _dir: dir }
+    }
+
     /// Deletes the cluster, unless a test failed and `--keep-cluster` asked to keep it.
     pub fn remove(&self, a_test_failed: bool) {
         if !self.owned {

@@ -72,7 +72,7 @@ pub fn deploy_wanted(flow: &Flow, wanted: &Wanted, dry_run: bool) -> Result<Opti
 
     let args = match wanted {
         Wanted::Tag(tag) => format!("--env {} --tag {tag}", t.env.name()),
-        Wanted::From(env) => format!("--env {} --from {}", t.env.name(), env.name()),
+        Wanted::From { env, .. } => format!("--env {} --from {}", t.env.name(), env.name()),
     };
     let mut run = Run::begin(flow, "deploy", args, plan)?;
     run.fact("to_image", &image)?;

@@ -59,9 +59,65 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
                 )
         });
         checks.push(findings::no_flow_running(&flow.client, t).await);
+        checks.push(nodes(&flow.client, t).await);
         anyhow::Ok(())
     })?;
+    checks.push(match super::canary::disagreement(flow, &state)? {
+        None => Check::new("journal and cluster agree", Outcome::Pass, "no canary under way that someone changed behind it"),
+        Some(said) => Check::new("journal and cluster agree", Outcome::Warn, said)
+            .with_fix("`cargo xtask canary abort` ends the canary (promote and resume refuse); then start a new one"),
+    });
     Ok(checks)
+}
+
+/// The nodes the release's pods run on, as the troubleshooting sections read them (`kubectl get
+/// nodes`, `describe nodes`): cordoned ones (a drain, an upgrade), not Ready ones, and pressure.
+async fn nodes(client: &kube::Client, t: &Target) -> Check {
+    use k8s_openapi::api::core::v1::Node;
+    let nodes = match Api::<Node>::all(client.clone()).list(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(err) => {
+            return Check::new("nodes", Outcome::Pass, format!("not read ({}): nodes are cluster-wide", crate::k8s::in_words(&err)))
+        }
+    };
+    let pods = Api::<Pod>::namespaced(client.clone(), &t.namespace)
+        .list(&ListParams::default().labels(&chart::pod_selector(&t.release)))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let on = |node: &str| pods.iter().filter(|p| crate::k8s::pods::node_of(p) == Some(node)).count();
+    node_findings(&nodes, on)
+}
+
+/// The nodes' state in words (`pods_on`: how many of the release's pods a node runs).
+pub fn node_findings(nodes: &[k8s_openapi::api::core::v1::Node], pods_on: impl Fn(&str) -> usize) -> Check {
+    let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+    for node in nodes {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let conditions = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        let condition = |kind: &str| conditions.iter().find(|c| c.type_ == kind).map(|c| c.status == "True");
+        if condition("Ready") != Some(true) {
+            problems.push(format!("node {name} is not Ready ({} of the release's pods on it)", pods_on(&name)));
+        }
+        for pressure in ["MemoryPressure", "DiskPressure", "PIDPressure"] {
+            if condition(pressure) == Some(true) {
+                warnings.push(format!("node {name} reports {pressure}"));
+            }
+        }
+        if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+            warnings.push(format!(
+                "node {name} is cordoned (SchedulingDisabled: drained, or being upgraded): no new pod starts there, {} of the \
+                 release's pods run on it; `kubectl uncordon {name}` once its maintenance is done",
+                pods_on(&name)
+            ));
+        }
+    }
+    match (problems.is_empty(), warnings.is_empty()) {
+        (true, true) => Check::new("nodes", Outcome::Pass, format!("{} node(s) Ready and schedulable, no pressure", nodes.len())),
+        (true, false) => Check::new("nodes", Outcome::Warn, warnings.join("; ")),
+        (false, _) => Check::new("nodes", Outcome::Fail, problems.into_iter().chain(warnings).collect::<Vec<_>>().join("; "))
+            .with_fix("`kubectl describe node <name>` says why; the pods on it are rescheduled once it is gone"),
+    }
 }
 
 /// ExternalSecret objects Ready (the runbook's `SecretSyncedError` diagnosis).
@@ -183,4 +239,41 @@ async fn rollouts(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
         checks.push(check);
     }
     Ok(checks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, ready: bool, cordoned: bool, pressure: Option<&str>) -> k8s_openapi::api::core::v1::Node {
+        let mut conditions = vec![serde_json::json!({"type": "Ready", "status": if ready { "True" } else { "False" }})];
+        if let Some(kind) = pressure {
+            conditions.push(serde_json::json!({"type": kind, "status": "True"}));
+        }
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"unschedulable": cordoned},
+            "status": {"conditions": conditions}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn nodes_drained_lost_or_under_pressure_are_named_with_what_runs_there() {
+        let healthy = [node("w1", true, false, None), node("w2", true, false, None)];
+        assert_eq!(node_findings(&healthy, |_| 3).outcome, Outcome::Pass);
+        let drained = [node("w1", true, false, None), node("w2", true, true, None)];
+        let said = node_findings(&drained, |n| if n == "w2" { 0 } else { 5 });
+        assert_eq!(said.outcome, Outcome::Warn);
+        assert!(
+            said.detail.contains("node w2 is cordoned")
+                && said.detail.contains("0 of the release's pods")
+                && said.detail.contains("kubectl uncordon w2"),
+            "{said:?}"
+        );
+        let lost = [node("w1", false, false, Some("DiskPressure"))];
+        let said = node_findings(&lost, |_| 4);
+        assert_eq!(said.outcome, Outcome::Fail);
+        assert!(said.detail.contains("w1 is not Ready (4 of") && said.detail.contains("DiskPressure") && said.fix.is_some(), "{said:?}");
+    }
 }

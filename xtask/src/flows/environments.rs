@@ -30,8 +30,10 @@ pub struct Row {
 }
 
 /// Reads every environment; Warn when one could not be read.
-pub fn show(sh: &xshell::Shell, kubeconfig: Option<&std::path::Path>, output: Output) -> Result<Outcome> {
-    let rows: Vec<Row> = Env::ALL.iter().map(|env| read(sh, *env, kubeconfig)).collect();
+/// `namespaces`: environments whose release is not in their own namespace.
+pub fn show(sh: &xshell::Shell, kubeconfig: Option<&std::path::Path>, namespaces: &[(Env, String)], output: Output) -> Result<Outcome> {
+    let namespace_of = |env: Env| namespaces.iter().find(|(e, _)| *e == env).map(|(_, n)| n.clone());
+    let rows: Vec<Row> = Env::ALL.iter().map(|env| read(sh, *env, namespace_of(*env), kubeconfig)).collect();
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         Output::Human => print!("{}", table(&rows)),
@@ -39,10 +41,10 @@ pub fn show(sh: &xshell::Shell, kubeconfig: Option<&std::path::Path>, output: Ou
     Ok(if rows.iter().any(|r| r.unreadable.is_some()) { Outcome::Warn } else { Outcome::Pass })
 }
 
-fn read(sh: &xshell::Shell, env: Env, kubeconfig: Option<&std::path::Path>) -> Row {
-    let mut row = Row { env: env.name().to_owned(), namespace: env.namespace(), ..Default::default() };
+fn read(sh: &xshell::Shell, env: Env, namespace: Option<String>, kubeconfig: Option<&std::path::Path>) -> Row {
+    let mut row = Row { env: env.name().to_owned(), namespace: namespace.clone().unwrap_or_else(|| env.namespace()), ..Default::default() };
     let result = (|| -> Result<()> {
-        let target = Target::new(env, None, kubeconfig, None)?;
+        let target = Target::new(env, namespace, kubeconfig, None)?;
         row.context = target.context.clone().unwrap_or_else(|| "(current)".to_owned());
         let flow = Flow::connect(sh, target)?;
         let (record, entries) = flow.block_on(async {

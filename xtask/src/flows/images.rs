@@ -47,11 +47,12 @@ pub enum Source {
     },
 }
 
-/// What the person asked to deploy: a tag, or what an earlier environment runs (`--from`).
+/// What the person asked to deploy: a tag, or what an earlier environment runs (`--from`, in
+/// its own namespace unless `--from-namespace` names another).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Wanted {
     Tag(String),
-    From(Env),
+    From { env: Env, namespace: Option<String> },
 }
 
 impl Wanted {
@@ -63,10 +64,10 @@ impl Wanted {
                 crate::image::check_tag(tag).context("nothing was changed")?;
                 Ok(Source::Tag(tag.clone()))
             }
-            Wanted::From(env) if *env == flow.target.env => {
+            Wanted::From { env, .. } if *env == flow.target.env => {
                 bail!("--from {0}: this is {0} itself; promote from the environment before it", env.name())
             }
-            Wanted::From(env) => promoted_from(flow.sh, *env, &flow.target.kubeconfig),
+            Wanted::From { env, namespace } => promoted_from(flow.sh, *env, namespace.clone(), &flow.target.kubeconfig),
         }
     }
 }
@@ -155,8 +156,8 @@ pub fn verify_pinned(flow: &super::Flow, pinned: &Pinned) -> Result<String> {
 /// name, in `kubeconfig`): its stable tag pinned to the digest its Helm record holds. Refused
 /// when that is not settled there: a flow still running, paused or failed; a revision not
 /// deployed; no digest recorded; the live Deployment running something else (a hand change).
-pub fn promoted_from(sh: &xshell::Shell, from: Env, kubeconfig: &std::path::Path) -> Result<Source> {
-    let source = super::Flow::connect(sh, super::Target::new(from, None, Some(kubeconfig), None)?)
+pub fn promoted_from(sh: &xshell::Shell, from: Env, namespace: Option<String>, kubeconfig: &std::path::Path) -> Result<Source> {
+    let source = super::Flow::connect(sh, super::Target::new(from, namespace, Some(kubeconfig), None)?)
         .with_context(|| format!("reaching {}'s cluster to read what it runs", from.name()))?;
     let record = source.record()?;
     let entries = source.block_on(source.journal().entries())?;

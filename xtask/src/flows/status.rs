@@ -47,8 +47,10 @@ fn print(s: &Standing) {
         println!("  none recorded");
     }
     for run in &s.runs {
-        let facts: Vec<String> =
-            ["from_image", "to_image", "drift"].iter().filter_map(|k| run.facts.get(*k).map(|v| format!("{}={v}", k))).collect();
+        let facts: Vec<String> = ["from_image", "to_image", "promoted_from", "drift"]
+            .iter()
+            .filter_map(|k| run.facts.get(*k).map(|v| format!("{}={v}", k)))
+            .collect();
         println!(
             "  {}  {:<13} {:<24} by {}  {} {}",
             run.started,
@@ -60,6 +62,11 @@ fn print(s: &Standing) {
         );
         if let Some(error) = &run.error {
             println!("      error: {error}");
+        }
+        if run.result == crate::journal::RunResult::Paused {
+            if let Some(why) = run.facts.get("paused").filter(|w| !w.is_empty()) {
+                println!("      paused: {why}");
+            }
         }
         if run.result == crate::journal::RunResult::Running {
             if let Some(step) = run.steps.last() {

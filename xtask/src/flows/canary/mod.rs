@@ -55,6 +55,32 @@ pub struct StartOptions {
     pub dry_run: bool,
 }
 
+/// The latest canary run on the release and its state, if any ran.
+pub fn latest(flow: &Flow) -> Result<Option<(Entry, State)>> {
+    flow.latest_state::<State>("canary", STATE_FACT)
+}
+
+/// A finding when the latest unfinished canary's journal and the cluster disagree: someone made
+/// a Helm revision since its last step (None: they agree, or no canary is under way).
+pub fn disagreement(flow: &Flow, record: &ReleaseRecord) -> Result<Option<String>> {
+    let Some((entry, state)) = latest(flow)? else { return Ok(None) };
+    if matches!(state.phase, Phase::Promoted | Phase::Aborted) {
+        return Ok(None);
+    }
+    Ok(made_since(&state, &record.history).map(|revision| {
+        format!(
+            "canary {} ({} -> {}) is {} in the journal, but Helm revision {} ({}, {}) was made after its last step, not by it",
+            entry.id,
+            state.stable_tag,
+            state.canary_tag,
+            entry.result,
+            revision.revision,
+            revision.description.lines().next().unwrap_or_default(),
+            revision.updated
+        )
+    }))
+}
+
 /// `cargo xtask canary status`: where the latest canary stands, and the traffic split live.
 pub fn status(flow: &Flow, output: Output) -> Result<Outcome> {
     let Some((entry, state)) = flow.latest_state::<State>("canary", STATE_FACT)? else {
@@ -295,6 +321,8 @@ fn drive(mut run: Run, mut state: State) -> Result<State> {
                 state.reason = transition.reason;
                 if transition.pause {
                     save(&mut run, &state)?;
+                    // What `status` shows beside the run: why it waits for a person.
+                    run.fact("paused", state.reason.clone().unwrap_or_default())?;
                     println!("canary paused: {}", state.reason.clone().unwrap_or_default());
                     println!("  carry on with `cargo xtask canary resume` (analyses this step again), or `canary abort`");
                     return run.end(Ok(Ending::Paused(state)), Undo::NeedsAttention);
