@@ -13,6 +13,11 @@ fn render_with(env: Env, variant: Variant, extra: &str) -> Result<String, String
     file.write_all(extra.as_bytes()).unwrap();
     let mut release = chart::release_spec(env, variant, None);
     release.values_files.push(file.path().to_path_buf());
+    // Environments that require signatures render only pinned tags: pin the appVersion.
+    if env != Env::Dev {
+        let tag = chart::app_version().unwrap().replace('.', "\\.");
+        release.set.push((format!("imageDigests.{tag}"), format!("sha256:{}", "a".repeat(64))));
+    }
     helm.template(&chart::chart_dir(), &release).map_err(|e| format!("{e:#}"))
 }
 
@@ -177,4 +182,39 @@ fn an_external_secrets_refresh_interval_must_be_written_as_go_prints_it() {
     let external = "externalSecrets:\n  enabled: true\n  secretStoreRef:\n    name: vault\n  adminToken:\n    remoteKey: ml/token\n";
     let message = rejected(&format!("{external}  refreshInterval: 1h\n"));
     assert!(message.contains("1h0m0s") && message.contains("conflict"), "{message}");
+}
+
+/// Where signatures are required, the chart renders no tag without its digest: what runs there
+/// is what was verified (issue 19). dev, which allows unsigned images, renders a bare tag.
+#[test]
+fn environments_that_require_signatures_refuse_a_tag_without_its_digest() {
+    let sh = xtask::repo_shell().unwrap();
+    let helm = Helm::new(&sh).unwrap_or_else(|e| panic!("{e:#}"));
+    for env in [Env::Staging, Env::Prod] {
+        let error = match helm.template(&chart::chart_dir(), &chart::release_spec(env, Variant::Stable, Some("v9"))) {
+            Ok(_) => panic!("{env:?} rendered tag v9 without a digest"),
+            Err(err) => format!("{err:#}"),
+        };
+        assert!(error.contains("image tag v9 has no digest") && error.contains("requires signed images"), "{error}");
+    }
+    let dev = helm.template(&chart::chart_dir(), &chart::release_spec(Env::Dev, Variant::Stable, Some("v9"))).unwrap();
+    assert!(dev.contains("model-server:v9\n"), "dev renders the tag as given");
+}
+
+/// prod spreads each Deployment's pods over the nodes, never counting a cordoned one.
+#[test]
+fn prod_spreads_its_pods_over_the_nodes() {
+    let rendered = render_with(Env::Prod, Variant::Canary, "{}\n").unwrap();
+    let deployments = rendered.split("\n---").filter(|d| d.contains("\nkind: Deployment")).collect::<Vec<_>>();
+    assert_eq!(deployments.len(), 2, "stable and canary");
+    for deployment in deployments {
+        assert!(deployment.contains("topologyKey: kubernetes.io/hostname") && deployment.contains("whenUnsatisfiable: DoNotSchedule"));
+        assert!(deployment.contains("nodeTaintsPolicy: Honor"), "a drained node does not count");
+        let track = if deployment.contains("name: model-server-canary\n") { "canary" } else { "stable" };
+        assert!(
+            deployment.contains(&format!("              shipshape.dev/track: {track}")),
+            "each track spreads on its own:\n{deployment}"
+        );
+    }
+    assert!(!render_with(Env::Dev, Variant::Stable, "{}\n").unwrap().contains("topologySpreadConstraints"), "not on dev's one node");
 }

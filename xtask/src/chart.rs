@@ -93,6 +93,16 @@ impl Variant {
     }
 }
 
+/// The chart's appVersion (Chart.yaml): the tag a release runs when its values name none.
+pub fn app_version() -> anyhow::Result<String> {
+    let path = chart_dir().join("Chart.yaml");
+    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("appVersion:"))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .ok_or_else(|| anyhow::anyhow!("{} has no appVersion", path.display()))
+}
+
 /// The release for an environment and variant: the environment's values, then the variant's.
 pub fn release_spec(env: Env, variant: Variant, tag: Option<&str>) -> ReleaseSpec {
     ReleaseSpec {

@@ -561,6 +561,10 @@ pub struct Render {
     /// Image tag to render (default: the chart's appVersion).
     #[arg(long)]
     pub tag: Option<String>,
+    /// The tag's digest (sha256:...): environments that require signatures (staging, prod)
+    /// render only tags pinned by digest, as the flows deploy them.
+    #[arg(long)]
+    pub digest: Option<String>,
 }
 
 /// Run the whole test suite: prepares what it needs, then `cargo test --workspace`.

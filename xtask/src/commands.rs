@@ -80,7 +80,7 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
             cli::ToolsAction::Install => crate::tools::install_all(sh),
             cli::ToolsAction::Check => crate::tools::check_all(sh),
         },
-        Command::Render(cmd) => crate::render::render(sh, cmd.env.into(), cmd.variant.into(), cmd.tag.as_deref()),
+        Command::Render(cmd) => crate::render::render(sh, cmd.env.into(), cmd.variant.into(), cmd.tag.as_deref(), cmd.digest.as_deref()),
         Command::Test(cmd) => {
             crate::test::TestOptions { keep_cluster: cmd.keep_cluster, backtrace: cmd.backtrace, cargo_args: cmd.cargo_args }.run(sh)
         }

@@ -79,9 +79,15 @@ only), tag, replicas and faults. Every template that needs "which Deployments ex
 {{- toJson $list }}
 {{- end }}
 
-{{/* The image reference for a tag. */}}
+{{/*
+The image reference for a tag: pinned to its recorded digest. Where the environment requires
+signatures, a tag without one is refused: what runs there is what was verified, by digest.
+*/}}
 {{- define "model-server.image" -}}
 {{- $digest := index (.Values.imageDigests | default dict) .tag }}
+{{- if and .Values.supplyChain.requireSignature (not $digest) }}
+{{- fail (printf "image tag %s has no digest in imageDigests, and this environment requires signed images: it runs only by the digest that was verified (shipshape's flows record it; `cargo xtask render --digest` for a review)" .tag) }}
+{{- end }}
 {{- if $digest }}
 {{- printf "%s:%s@%s" .Values.image.repository .tag $digest }}
 {{- else }}

@@ -98,14 +98,25 @@ impl<'a> Helm<'a> {
 
     /// The values a release would get if it were installed now, chart defaults included, with
     /// no cluster involved (an install dry run renders them as JSON).
+    ///
+    /// The chart refuses to render a tag without its digest where signatures are required; only
+    /// the values are wanted here, so the dry run pins every tag it might render to a placeholder
+    /// digest (`imageDigests.*`, typed as strings, after the release's own values), and the
+    /// placeholder is taken out of the answer. Nothing is installed; no placeholder leaves here.
     pub fn planned_values(&self, chart: &Path, release: &ReleaseSpec) -> Result<Value> {
         let (bin, name, namespace, values) = (&self.bin, &release.name, &release.namespace, release.value_args());
-        let json =
-            read_or_explain(cmd!(self.sh, "{bin} install {name} {chart} --namespace {namespace} --dry-run=client -o json {values...}"))
-                .with_context(|| format!("computing the values of release {name}"))?;
+        let placeholders = placeholder_digests(chart, release)?;
+        let json = read_or_explain(cmd!(
+            self.sh,
+            "{bin} install {name} {chart} --namespace {namespace} --dry-run=client -o json {values...} {placeholders...}"
+        ))
+        .with_context(|| format!("computing the values of release {name}"))?;
         let planned: Value = serde_json::from_str(&json).context("reading helm install --dry-run's JSON")?;
         let mut merged = planned["chart"]["values"].clone();
         merge(&mut merged, &planned["config"]);
+        if let Some(digests) = merged.get_mut("imageDigests").and_then(Value::as_object_mut) {
+            digests.retain(|_, digest| digest.as_str() != Some(PLACEHOLDER_DIGEST));
+        }
         Ok(merged)
     }
 
@@ -201,6 +212,34 @@ impl<'a> Writer<'a> {
             .with_context(|| format!("helm uninstall {name}"))?;
         Ok(())
     }
+}
+
+/// The digest [`Helm::planned_values`] pins unpinned tags to while it only computes values.
+const PLACEHOLDER_DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+/// `--set-string imageDigests.<tag>=<placeholder>` for the tags a dry run may render that the
+/// release does not pin: the chart's appVersion and the release's `image.tag`.
+fn placeholder_digests(chart: &Path, release: &ReleaseSpec) -> Result<Vec<String>> {
+    let chart_yaml =
+        std::fs::read_to_string(chart.join("Chart.yaml")).with_context(|| format!("reading {}/Chart.yaml", chart.display()))?;
+    let app_version = chart_yaml.lines().find_map(|l| l.strip_prefix("appVersion:")).map(|v| v.trim().trim_matches('"').to_owned());
+    let tag = release.set.iter().chain(&release.set_typed).rev().find(|(k, _)| k == "image.tag").map(|(_, v)| v.clone());
+    // Pinned already by a value given (`--set-string imageDigests.<tag>=`, or a values file).
+    let files: Vec<Value> = release
+        .values_files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .filter_map(|text| serde_saphyr::from_str::<Value>(&text).ok())
+        .collect();
+    let pinned = |tag: &str| {
+        release.set.iter().any(|(k, _)| *k == format!("imageDigests.{}", tag.replace('.', "\\.")))
+            || files.iter().any(|values| values["imageDigests"][tag].is_string())
+    };
+    let mut args = Vec::new();
+    for tag in app_version.into_iter().chain(tag).filter(|t| !t.is_empty() && !pinned(t)) {
+        args.extend(["--set-string".to_owned(), format!("imageDigests.{}={PLACEHOLDER_DIGEST}", tag.replace('.', "\\."))]);
+    }
+    Ok(args)
 }
 
 /// Revisions kept per release (`--history-max`): enough to roll back across a canary's steps.
