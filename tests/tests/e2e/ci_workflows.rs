@@ -165,7 +165,12 @@ fn the_deploy_workflow_crosses_its_gate_job_by_job_and_its_abort_job_stops_a_fai
     let state = flow.record().or_panic();
     assert!(!state.values.canary.enabled);
     assert_eq!(unpinned(&state.stable_image().unwrap()), image(&shared.v2), "stable unchanged by the abort");
-    load.stats().assert_none_failed();
+    // The failing canary answered some requests with its own 500s before its analysis stopped
+    // it; those are the only failures the users saw.
+    let stats = load.stats();
+    let bad_canary = stats.by_version.get(&shared.failing_half).map_or(0, |v| v.failed);
+    assert!(stats.ok > 100, "{stats:?}");
+    assert_eq!(stats.failed, bad_canary, "the failing canary's own answers are the only failures: {}", stats.failures_in_words());
 }
 
 /// Too little traffic for the analysis: the canary pauses without evidence (exit 3). The job

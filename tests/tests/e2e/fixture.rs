@@ -159,6 +159,29 @@ impl TestNamespace {
     pub fn flow(&self) -> Flow<'_> {
         Flow::connect(&self.sh, self.target()).unwrap_or_else(|e| panic!("{e:#}"))
     }
+
+    /// A flow for a standard deploy here. Staging's and prod's values name no registry of
+    /// ours; their local clusters pull from the local one, as an operator's `deploy --set
+    /// image.repository=...` ([`local_registry_args`]) makes them.
+    pub fn deploy_flow(&self) -> Flow<'_> {
+        let flow = self.flow();
+        if self.env != Env::Dev {
+            let overrides =
+                xtask::flows::Overrides { set_string: vec![("image.repository".to_owned(), local_repository())], ..Default::default() };
+            flow.set_overrides(&overrides, xtask::flows::DEPLOY_MANAGED_VALUES).or_panic();
+        }
+        flow
+    }
+}
+
+/// The local registry's model-server repository, as the local clusters' nodes pull it.
+pub fn local_repository() -> String {
+    app_images::in_registry(app_images::MODEL_SERVER_REPOSITORY, registry::HOST)
+}
+
+/// `deploy`'s arguments that point staging's or prod's release at the local registry.
+pub fn local_registry_args() -> [String; 2] {
+    ["--set-string".to_owned(), format!("image.repository={}", local_repository())]
 }
 
 /// An environment's values as the chart gives them (defaults and deploy/envs/<env>.yaml).

@@ -65,11 +65,26 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
     // staging, from what dev runs: its own cluster context, its values (3 replicas, signatures).
     let staging = TestNamespace::in_env(Env::Staging, kubeconfig, "promote-staging");
     let from_dev = Wanted::From { env: Env::Dev, namespace: Some(dev.name.clone()) };
-    deploy::deploy_wanted(&staging.flow(), &from_dev, false).or_panic();
+    deploy::deploy_wanted(&staging.deploy_flow(), &from_dev, false).or_panic();
     // prod, from what staging runs, on its own cluster: as an operator runs it.
     let prod = TestNamespace::in_env(Env::Prod, kubeconfig, "promote-prod");
-    let out =
-        xtask(kubeconfig, &["deploy", "--env", "prod", "--namespace", &prod.name, "--from", "staging", "--from-namespace", &staging.name]);
+    let registry = fixture::local_registry_args();
+    let out = xtask(
+        kubeconfig,
+        &[
+            "deploy",
+            "--env",
+            "prod",
+            "--namespace",
+            &prod.name,
+            "--from",
+            "staging",
+            "--from-namespace",
+            &staging.name,
+            &registry[0],
+            &registry[1],
+        ],
+    );
     let text = said(&out);
     assert!(out.status.success(), "deploy --env prod --from staging: {text}");
     assert!(text.contains(&format!("context {}", fixture::prod_context())) && text.contains("API server"), "the target line: {text}");
@@ -105,7 +120,7 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
     // prod's policy, from its values file, against every way around it; nothing changes.
     let before = revisions(&prod_flow);
     let deploy_prod = |extra: &[&str]| -> String {
-        let mut args = vec!["deploy", "--env", "prod", "--namespace", prod.name.as_str()];
+        let mut args = vec!["deploy", "--env", "prod", "--namespace", prod.name.as_str(), &registry[0], &registry[1]];
         args.extend(extra);
         let out = xtask(kubeconfig, &args);
         assert!(!out.status.success(), "prod accepted `{}`", args.join(" "));
@@ -147,7 +162,7 @@ fn a_prod_canary_on_ten_replicas_rides_out_a_drained_worker_then_is_promoted_and
     let v2 = fixture::signed_release(&format!("{}-signed", shared.v2));
     let ns = TestNamespace::in_env(Env::Prod, kubeconfig, "prod-canary");
     let flow = ns.flow();
-    deploy::deploy(&flow, &v1.tag, false).or_panic();
+    deploy::deploy(&ns.deploy_flow(), &v1.tag, false).or_panic();
     let spread = pods_by_node(&flow);
     assert_eq!(spread.values().map(Vec::len).sum::<usize>(), PROD_PODS, "{spread:?}");
     assert!(spread.len() >= 3, "prod's pods spread over the workers: {spread:?}");

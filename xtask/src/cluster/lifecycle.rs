@@ -261,15 +261,7 @@ fn name_context(target: &ClusterTarget, kubeconfig: &Path) -> Result<()> {
     let Some(wanted) = &target.context else { return Ok(()) };
     let kind_name = format!("kind-{}", target.name);
     let mut file = kube::config::Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
-    for context in &mut file.contexts {
-        if context.name == kind_name {
-            context.name = wanted.clone();
-        }
-    }
-    if !file.contexts.iter().any(|c| &c.name == wanted) {
-        bail!("kubeconfig {} has no context {kind_name} to name {wanted}", kubeconfig.display());
-    }
-    file.current_context = Some(wanted.clone());
+    rename_context(&mut file, &kind_name, wanted).with_context(|| format!("kubeconfig {}", kubeconfig.display()))?;
     use std::os::unix::fs::OpenOptionsExt;
     let mut out = std::fs::OpenOptions::new()
         .write(true)
@@ -279,6 +271,25 @@ fn name_context(target: &ClusterTarget, kubeconfig: &Path) -> Result<()> {
         .open(kubeconfig)
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
     std::io::Write::write_all(&mut out, &serde_json::to_vec_pretty(&file)?)?;
+    Ok(())
+}
+
+/// Renames kind's context to the environment's. On a reused cluster, `kind export kubeconfig`
+/// writes `kind-<name>` again next to the context named before: the old one goes, so the file
+/// never holds two contexts of one name (kubectl and helm would pick either).
+fn rename_context(file: &mut kube::config::Kubeconfig, kind_name: &str, wanted: &str) -> Result<()> {
+    if file.contexts.iter().any(|c| c.name == kind_name) {
+        file.contexts.retain(|c| c.name != wanted);
+        for context in &mut file.contexts {
+            if context.name == kind_name {
+                context.name = wanted.to_owned();
+            }
+        }
+    }
+    if !file.contexts.iter().any(|c| c.name == wanted) {
+        bail!("no context {kind_name} to name {wanted}");
+    }
+    file.current_context = Some(wanted.to_owned());
     Ok(())
 }
 
@@ -429,5 +440,36 @@ mod tests {
         assert_eq!(super::test_cluster_owner("shipshape-e2e-flows"), None);
         assert_eq!(super::test_cluster_owner("shipshape"), None);
         assert_eq!(super::test_cluster_owner("my-e2e-flows-12"), None);
+    }
+
+    fn contexts(names: &[&str]) -> kube::config::Kubeconfig {
+        let contexts =
+            names.iter().map(|n| kube::config::NamedContext { name: (*n).to_owned(), context: None, other: Default::default() }).collect();
+        kube::config::Kubeconfig { contexts, ..Default::default() }
+    }
+
+    fn names(file: &kube::config::Kubeconfig) -> Vec<&str> {
+        file.contexts.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_reused_cluster_keeps_one_context_of_its_environments_name() {
+        let mut first = contexts(&["kind-p", "other"]);
+        super::rename_context(&mut first, "kind-p", "prod-cluster").unwrap();
+        assert_eq!(names(&first), ["prod-cluster", "other"]);
+        assert_eq!(first.current_context.as_deref(), Some("prod-cluster"));
+
+        // kind exported its name again next to the renamed one.
+        let mut again = contexts(&["prod-cluster", "other", "kind-p"]);
+        super::rename_context(&mut again, "kind-p", "prod-cluster").unwrap();
+        assert_eq!(names(&again), ["other", "prod-cluster"]);
+
+        // Already named, nothing from kind: left as it is.
+        let mut named = contexts(&["prod-cluster"]);
+        super::rename_context(&mut named, "kind-p", "prod-cluster").unwrap();
+        assert_eq!(names(&named), ["prod-cluster"]);
+
+        let error = super::rename_context(&mut contexts(&["other"]), "kind-p", "prod-cluster").unwrap_err();
+        assert!(error.to_string().contains("no context kind-p"), "{error}");
     }
 }

@@ -198,7 +198,7 @@ pub fn start_flow(flow: &Flow, args: &StartOptions) -> Result<State> {
         refuse_unfinished(&entry, &state)?;
     }
     flow.policy()?;
-    let planned = flow.environment()?;
+    let planned = flow.planned()?;
     let mut state = if !current.is_installed() {
         State {
             kind: Kind::Install,

@@ -31,8 +31,9 @@ pub fn deploy_wanted(flow: &Flow, wanted: &Wanted, dry_run: bool) -> Result<Opti
     flow.policy()?;
     let drift = flow.block_on(ownership::drift(&flow.client, &t.namespace, &t.release, &state))?;
     let mut chart_release = t.chart_release(Some(tag));
-    // Repository and pull secrets are the environment's (the tag changes neither).
-    let planned = flow.environment()?;
+    // Repository and pull secrets are the environment's with the user's values (the tag changes
+    // neither).
+    let planned = flow.planned()?;
     let repository = planned.image.repository.clone();
     let image = source.in_words(&repository);
     let pull_secrets = planned.pull_secrets();

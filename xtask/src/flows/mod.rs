@@ -98,9 +98,10 @@ impl Overrides {
     }
 }
 
-/// The values a standard deploy sets itself (the image it resolved and verified), and the
-/// environment's signature policy; `--set` may not touch them.
-pub const DEPLOY_MANAGED_VALUES: &[&str] = &["image", "imageDigests", "supplyChain"];
+/// The values a standard deploy sets itself (the tag it resolved and verified, its digest), and
+/// the environment's signature policy; `--set` may not touch them. `image.repository` is the
+/// user's: the registry the tag is resolved and checked in.
+pub const DEPLOY_MANAGED_VALUES: &[&str] = &["image.tag", "imageDigests", "supplyChain"];
 
 /// The values progressive flows set at every step, and the signature policy; `--set` may not
 /// touch them.

@@ -237,11 +237,14 @@ pub fn continue_request(
     }
 }
 
-/// The newest Helm revision made after `state.last_revision` (by `helm rollback`, `helm
-/// upgrade` or another tool), if any.
+/// The newest Helm revision made after `state.last_revision` by someone else (`helm rollback`,
+/// `helm upgrade`, another tool), if any. A revision that describes itself as this canary's is
+/// the flow's own: a run killed between its upgrade and its journal write leaves one behind,
+/// and resuming must not call it foreign.
 pub fn made_since<'h>(state: &State, history: &'h [Revision]) -> Option<&'h Revision> {
     let last = state.last_revision?;
-    history.iter().filter(|r| r.revision > last).max_by_key(|r| r.revision)
+    let own = format!("shipshape canary {}:", state.canary_tag);
+    history.iter().filter(|r| r.revision > last && !r.description.starts_with(&own)).max_by_key(|r| r.revision)
 }
 
 fn phase_in_words(phase: &Phase) -> String {
@@ -481,6 +484,12 @@ mod tests {
             "abort stays possible"
         );
         assert!(made_since(&s, &history[..2]).is_none(), "only the flow's own revisions");
+        let killed_before_its_journal = [revision(5, "shipshape canary v2: step 3"), revision(6, "shipshape canary v2: step 3")];
+        assert!(made_since(&s, &killed_before_its_journal).is_none(), "the flow's own upgrade, not yet journaled");
+        let another_canary = [revision(6, "shipshape canary v3: step 1 at 10 %")];
+        assert_eq!(made_since(&s, &another_canary).map(|r| r.revision), Some(6), "another canary's revision is foreign");
+        let own_then_hand = [revision(6, "shipshape canary v2: step 3"), revision(7, "Rollback to 2")];
+        assert_eq!(made_since(&s, &own_then_hand).map(|r| r.revision), Some(7));
         let mut older = state(&[50], Phase::Gate);
         older.last_revision = None;
         assert!(made_since(&older, &history).is_none(), "a state from before this field");

@@ -28,6 +28,8 @@ pub struct Flow<'a> {
     helm: OnceCell<Helm<'a>>,
     /// See [`Flow::environment_values`].
     environment_values: OnceCell<serde_json::Value>,
+    /// See [`Flow::planned`]: set with the user's values.
+    planned_values: OnceCell<serde_json::Value>,
     /// The helm that changes the release: only a run reaches it (see [`super::Changes`]).
     pub(super) writer: OnceCell<Writer<'a>>,
     /// Fields taken back from other field managers by this process's Helm changes, not yet
@@ -63,6 +65,7 @@ impl<'a> Flow<'a> {
             runtime,
             helm: OnceCell::new(),
             environment_values: OnceCell::new(),
+            planned_values: OnceCell::new(),
             writer: OnceCell::new(),
             taken_back: Default::default(),
             overrides: Default::default(),
@@ -81,6 +84,7 @@ impl<'a> Flow<'a> {
             runtime,
             helm: OnceCell::new(),
             environment_values: OnceCell::new(),
+            planned_values: OnceCell::new(),
             writer: OnceCell::new(),
             taken_back: Default::default(),
             overrides: Default::default(),
@@ -116,6 +120,17 @@ impl<'a> Flow<'a> {
     /// The environment's values, typed.
     pub fn environment(&self) -> Result<chart::Values> {
         chart::Values::of(self.environment_values()?)
+    }
+
+    /// The values a fresh deploy applies: the environment's with the user's (`-f`, `--set`), as
+    /// [`Flow::set_overrides`] checked them. The registry an image is resolved in and the pull
+    /// secrets come from here: a local prod cluster pulls from the local registry with `--set
+    /// image.repository=localhost:5001/shipshape/model-server`.
+    pub fn planned(&self) -> Result<chart::Values> {
+        match self.planned_values.get() {
+            Some(values) => chart::Values::of(values),
+            None => self.environment(),
+        }
     }
 
     /// What an image must prove before this flow deploys it: the environment's policy with the
@@ -161,14 +176,24 @@ impl<'a> Flow<'a> {
             self.helm()?.planned_values(&chart::chart_dir(), &release).context("the chart refuses these values (nothing was changed)")?;
         // The environment's signature policy is its values file: a values file given here may
         // not change it (`--set supplyChain.*` is refused above, as a managed key).
-        if planned["supplyChain"] != self.environment_values()?["supplyChain"] {
+        let environment = self.environment_values()?;
+        if planned["supplyChain"] != environment["supplyChain"] {
             anyhow::bail!(
                 "a values file given here changes supplyChain, the environment's signature policy: it is set only in \
                  deploy/envs/{}.yaml (nothing was changed)",
                 self.target.env.name()
             );
         }
+        // A canary or a new colour runs from the registry the release runs from, where its
+        // image was checked; moving registries is a standard deploy's change.
+        if managed.contains(&"image") && planned["image"]["repository"] != environment["image"]["repository"] {
+            anyhow::bail!(
+                "a values file given here changes image.repository: a progressive flow runs its image from the release's \
+                 registry; move registries with `cargo xtask deploy --set image.repository=...` (nothing was changed)"
+            );
+        }
         *self.overrides.borrow_mut() = Some(overrides.clone());
+        let _ = self.planned_values.set(planned);
         Ok(())
     }
 
