@@ -218,3 +218,31 @@ fn prod_spreads_its_pods_over_the_nodes() {
     }
     assert!(!render_with(Env::Dev, Variant::Stable, "{}\n").unwrap().contains("topologySpreadConstraints"), "not on dev's one node");
 }
+
+/// staging and prod isolate their pods: the API port from the release's namespace (and the
+/// clients the environment names), metrics from Prometheus, the API server's proxy (its
+/// addresses read at install; offline, those the values list); egress to DNS and the
+/// namespace, plus what the environment adds.
+#[test]
+fn staging_and_prod_isolate_their_pods_with_a_network_policy() {
+    for env in [Env::Staging, Env::Prod] {
+        let rendered = render_with(env, Variant::Stable, "{}\n").unwrap();
+        let policy =
+            rendered.split("\n---").find(|d| d.contains("\nkind: NetworkPolicy")).unwrap_or_else(|| panic!("{env:?}: no NetworkPolicy"));
+        assert!(policy.contains("policyTypes: [Ingress, Egress]"), "{policy}");
+        assert!(policy.contains("app.kubernetes.io/instance: model-server"), "every pod of the release: {policy}");
+        assert!(policy.contains("kubernetes.io/metadata.name: monitoring"), "Prometheus scrapes: {policy}");
+        assert!(policy.contains("k8s-app: kube-dns") && policy.contains("port: 53"), "DNS: {policy}");
+        assert!(!policy.contains("ipBlock"), "offline, no API server address is known: {policy}");
+    }
+    assert!(!render_with(Env::Dev, Variant::Stable, "{}\n").unwrap().contains("kind: NetworkPolicy"), "off in dev");
+
+    let extra = "networkPolicy:\n  apiServerAddresses: [172.18.0.3, \"fd00::3\"]\n  clients:\n    - namespaceSelector:\n        matchLabels:\n          \
+                 kubernetes.io/metadata.name: ingress\n  egress:\n    - to:\n        - ipBlock:\n            cidr: 10.9.0.0/16\n      ports:\n        - port: 5000\n";
+    let rendered = render_with(Env::Prod, Variant::Stable, extra).unwrap();
+    assert!(rendered.contains("cidr: 172.18.0.3/32") && rendered.contains("cidr: fd00::3/128"), "{rendered}");
+    assert!(rendered.contains("kubernetes.io/metadata.name: ingress"), "the environment's clients: {rendered}");
+    assert!(rendered.contains("cidr: 10.9.0.0/16") && rendered.contains("port: 5000"), "the model registry: {rendered}");
+    let message = render_with(Env::Prod, Variant::Stable, "networkPolicy:\n  apiServerAddresses: [\"https://api\"]\n").unwrap_err();
+    assert!(message.contains("apiServerAddresses"), "{message}");
+}

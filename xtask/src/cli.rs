@@ -855,6 +855,10 @@ pub enum AddOn {
     /// A Prometheus server in namespace monitoring that scrapes every annotated pod (for
     /// `canary start --prometheus http://prometheus.monitoring.svc:9090`).
     Prometheus,
+    /// kube-network-policies on every node, so the cluster enforces NetworkPolicies (staging's
+    /// and prod's values turn the chart's on; without an enforcer they are accepted and
+    /// ignored).
+    NetworkPolicies,
 }
 
 /// Build the application images and push them to a registry the cluster pulls from.

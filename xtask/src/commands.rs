@@ -300,6 +300,7 @@ impl From<cli::AddOn> for AddOn {
             cli::AddOn::SealedSecrets => AddOn::SealedSecrets,
             cli::AddOn::ExternalSecrets => AddOn::ExternalSecrets,
             cli::AddOn::Prometheus => AddOn::Prometheus,
+            cli::AddOn::NetworkPolicies => AddOn::NetworkPolicies,
         }
     }
 }

@@ -56,14 +56,20 @@ impl TestOptions {
         //   cluster (it needs kind and helm, from the other lane), whose operators' images are
         //   built as it installs them, then the PostgreSQL image (debootstrap: mostly waiting);
         // - the tools lane: the pinned tools, then Prometheus's image (the cluster lane's last
-        //   operator: built here meanwhile; the stage lock makes that lane wait for it instead
-        //   of building it again), the model-server image and the suite's compilation.
+        //   operator, and the production cluster's NetworkPolicy enforcer: built here meanwhile;
+        //   the stage lock makes that lane wait for them instead of building them again), the
+        //   model-server image and the suite's compilation.
         // The cluster boots and its operators start while the other lane compiles: they cost
         // the tests nothing.
         let mut prepared =
             PreparedCluster::new("flows", Vec::from([AddOn::SealedSecrets, AddOn::ExternalSecrets, AddOn::Prometheus]), 0, None);
         // Production's shape beside it: prod's values name its context (deploy/envs/prod.yaml).
-        let mut production = PreparedCluster::new("prod", Vec::new(), PRODUCTION_WORKERS, crate::chart::Env::Prod.cluster_context()?);
+        let mut production = PreparedCluster::new(
+            "prod",
+            Vec::from([AddOn::NetworkPolicies]),
+            PRODUCTION_WORKERS,
+            crate::chart::Env::Prod.cluster_context()?,
+        );
         let (tools_ready, tools_installed) = std::sync::mpsc::channel::<()>();
         let e2e_xtask = std::thread::scope(|scope| -> Result<std::path::PathBuf> {
             let (prepared, production) = (&prepared, &production);
@@ -83,6 +89,7 @@ impl TestOptions {
                 crate::tools::install_all(sh).context("installing the pinned tools the tests use")?;
                 let _ = tools_ready.send(());
                 println!("image: {}", crate::cluster::prometheus::image(sh, &docker)?);
+                println!("image: {}", crate::cluster::network_policies::image(sh, &docker)?);
                 println!("image: {}", app_images::build_model_server(sh, &docker)?);
                 // Named here, not built by the first test that needs it: a cold build running
                 // beside the end-to-end tests starves the node, and kube-proxy then lags endpoint

@@ -176,6 +176,76 @@ impl CargoTool {
     }
 }
 
+/// A tool from the Python package index at a pinned version: judges no one here wrote, run
+/// over what the project makes (checkov over the rendered manifests, zizmor over the workflows).
+/// Each lives in a virtual environment of its own, made with the host's python3: nothing is
+/// installed into the host's Python.
+pub struct PythonTool {
+    pub name: &'static str,
+    pub version: &'static str,
+    /// How the environment runs it.
+    entry: PythonEntry,
+}
+
+enum PythonEntry {
+    /// `python -m <module>`: works from wherever the environment was moved (its scripts'
+    /// `#!` lines name the `.partial` directory it was built in).
+    Module(&'static str),
+    /// A compiled program the package installs in `bin/` (a Rust tool's wheel).
+    Binary,
+}
+
+/// checkov (Prisma Cloud's Kubernetes and Helm policy scanner) over each environment's rendered
+/// manifests, in the suite.
+pub const CHECKOV: PythonTool = PythonTool { name: "checkov", version: "3.3.30", entry: PythonEntry::Module("checkov.main") };
+
+/// zizmor (a GitHub Actions security linter) over .github/workflows, in the suite; offline.
+pub const ZIZMOR: PythonTool = PythonTool { name: "zizmor", version: "1.33.1", entry: PythonEntry::Binary };
+
+pub const PYTHON_TOOLS: [&PythonTool; 2] = [&CHECKOV, &ZIZMOR];
+
+impl PythonTool {
+    /// The command that runs the pinned tool (after checking it is installed).
+    pub fn command<'s>(&self, sh: &'s Shell) -> Result<xshell::Cmd<'s>> {
+        let dir = tool_dir(self.name, self.version)?;
+        let python = dir.join("bin/python");
+        if !python.exists() {
+            bail!("{} {} is not installed (looked for {}): run `cargo xtask tools install`", self.name, self.version, dir.display());
+        }
+        Ok(match self.entry {
+            PythonEntry::Module(module) => cmd!(sh, "{python} -m {module}"),
+            PythonEntry::Binary => {
+                let binary = dir.join("bin").join(self.name);
+                cmd!(sh, "{binary}")
+            }
+        })
+    }
+
+    /// `python3 -m venv` and `pip install <name>==<version>` into a `.partial` directory, checked
+    /// (it reports the pinned version), then moved into place.
+    pub fn install(&self, sh: &Shell) -> Result<()> {
+        let (name, version) = (self.name, self.version);
+        let how = "installing from the Python package index into a virtual environment of its own";
+        build_into_place(sh, name, version, "bin/python", how, |partial| {
+            let python3 = "python3";
+            read_or_explain(cmd!(sh, "{python3} -m venv {partial}"))
+                .context("python3 could not make a virtual environment (Debian: the python3-venv package)")?;
+            let python = partial.join("bin/python");
+            let wanted = format!("{name}=={version}");
+            read_or_explain(cmd!(sh, "{python} -m pip install --quiet --no-input --disable-pip-version-check {wanted}"))
+                .with_context(|| format!("pip install {wanted}"))?;
+            let reported = match self.entry {
+                PythonEntry::Module(module) => read_or_explain(cmd!(sh, "{python} -m {module} --version"))?,
+                PythonEntry::Binary => read_or_explain(cmd!(sh, "{partial}/bin/{name} --version"))?,
+            };
+            if !reported.split_whitespace().any(|word| word == version) {
+                bail!("{name} installed, but reports {reported:?}, not {version}");
+            }
+            Ok(())
+        })
+    }
+}
+
 /// `<cache>/tools/<name>-<version>/`: keyed by version, so pins never collide.
 fn tool_dir(name: &str, version: &str) -> Result<PathBuf> {
     Ok(crate::cache::root()?.join("tools").join(format!("{name}-{version}")))
@@ -290,6 +360,9 @@ impl Tool {
 
 pub fn install_all(sh: &Shell) -> Result<()> {
     install(sh, &ALL)?;
+    for tool in PYTHON_TOOLS {
+        tool.install(sh)?;
+    }
     CARGO_AUDITABLE.install(sh)
 }
 
@@ -318,6 +391,15 @@ pub fn check_all(sh: &Shell) -> Result<()> {
         Err(err) => {
             println!("MISSING {:<8} {:<8} {err:#}", CARGO_AUDITABLE.name, CARGO_AUDITABLE.version);
             missing.push(CARGO_AUDITABLE.name);
+        }
+    }
+    for tool in PYTHON_TOOLS {
+        match tool.command(sh) {
+            Ok(_) => println!("ok      {:<8} {:<8} {}", tool.name, tool.version, tool_dir(tool.name, tool.version)?.display()),
+            Err(err) => {
+                println!("MISSING {:<8} {:<8} {err:#}", tool.name, tool.version);
+                missing.push(tool.name);
+            }
         }
     }
     // kubectl is a tool for people (the project never runs it): the pinned one is built with the

@@ -1,12 +1,14 @@
 //! Production as it is: prod's and staging's values files as committed, each environment its
 //! own cluster (the shared cluster plays dev and staging under context `staging-cluster`, the
 //! production-shaped one prod under `prod-cluster`), a release moved dev -> staging -> prod by
-//! one digest, prod's signature policy holding against every flag, and prod's canary on 10
-//! replicas, with a worker drained in the middle of a step, promoted, then another aborted.
+//! one digest, prod's signature policy holding against every flag, prod's NetworkPolicy enforced
+//! by its cluster, and prod's canary on 10 replicas, with a worker drained in the middle of a
+//! step, promoted, then another aborted.
 //!
 //! What differs from a user's is what a user also changes per cluster, the way they change it:
-//! the kubeconfig holding both contexts, the namespaces (`--namespace`, `--from-namespace`), and
-//! the environment's signing key (`keys init`, when the checkout has none).
+//! the kubeconfig holding both contexts, the namespaces (`--namespace`, `--from-namespace`), the
+//! registry the cluster pulls from (`--set-string image.repository=...` on a standard deploy),
+//! and the environment's signing key (`keys init`, when the checkout has none).
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -46,6 +48,22 @@ fn pods_by_node(flow: &Flow) -> std::collections::BTreeMap<String, Vec<String>> 
         by_node.entry(node).or_default().push(pod.metadata.name.clone().unwrap_or_default());
     }
     by_node
+}
+
+/// `model-server probe URL` (one GET, 3 s) from a new pod in `namespace` of prod's cluster, as
+/// a neighbour of the release would call it: whether it was answered, and what it printed.
+fn probe_from(kubeconfig: &std::path::Path, namespace: &str, image: &str, url: &str) -> (bool, String) {
+    static PROBES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!("e2e-neighbour-{}-{}", std::process::id(), PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let out = fixture::kubectl(
+        kubeconfig,
+        &fixture::prod_context(),
+        &["run", &name, "--namespace", namespace, "--image", image, "--restart=Never", "--attach", "--rm", "--quiet"]
+            .into_iter()
+            .chain(["--pod-running-timeout=120s", "--", "probe", "--timeout=3", url])
+            .collect::<Vec<_>>(),
+    );
+    (out.status.success(), said(&out))
 }
 
 fn revisions(flow: &Flow) -> usize {
@@ -102,6 +120,18 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
         runs.last().unwrap().facts
     );
 
+    // prod's NetworkPolicy, enforced by the cluster (kube-network-policies): the deploy above
+    // verified through the API server's proxy and ran `helm test` against PostgreSQL under it;
+    // a neighbour in the release's namespace reaches the API port, not the metrics port; a pod
+    // of another namespace reaches neither.
+    let service = format!("http://model-server.{}.svc", prod.name);
+    let (ok, out) = probe_from(kubeconfig, &prod.name, &v1.reference(), &format!("{service}/health"));
+    assert!(ok, "a neighbour in the namespace calls the API: {out}");
+    let (ok, out) = probe_from(kubeconfig, &prod.name, &v1.reference(), &format!("{service}:9090/metrics"));
+    assert!(!ok && out.contains("connection not accepted"), "metrics are Prometheus's alone: {out}");
+    let (ok, out) = probe_from(kubeconfig, "default", &v1.reference(), &format!("{service}/health"));
+    assert!(!ok && out.contains("connection not accepted"), "another namespace is not a client: {out}");
+
     // Every environment side by side, each from its own cluster.
     let ns_args = [format!("dev={}", dev.name), format!("staging={}", staging.name), format!("prod={}", prod.name)];
     let mut args = vec!["environments"];
@@ -144,7 +174,9 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
     assert_eq!(prod_flow.record().or_panic().stable_image().unwrap(), v1.reference(), "prod runs what it ran");
 
     // prod before its namespace exists: words, not the API's Status.
-    let missing = deploy_prod(&["--tag", &v1.tag, "--namespace", "e2e-no-such-namespace"]);
+    let out = xtask(kubeconfig, &["deploy", "--env", "prod", "--namespace", "e2e-no-such-namespace", "--tag", &v1.tag]);
+    let missing = said(&out);
+    assert!(!out.status.success(), "{missing}");
     assert!(missing.contains("namespace e2e-no-such-namespace does not exist") && missing.contains("preflight"), "{missing}");
 }
 

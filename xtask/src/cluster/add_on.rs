@@ -1,7 +1,7 @@
-//! Installing an add-on (the Sealed Secrets controller, External Secrets Operator, Prometheus):
-//! its image, built here from its Go module, reaches the cluster through the local registry as
-//! every image does; its chart is installed in its namespace; the install ends when its
-//! Deployment has rolled out.
+//! Installing an add-on (the Sealed Secrets controller, External Secrets Operator, Prometheus,
+//! the NetworkPolicy enforcer): its image, built here from its Go module, reaches the cluster
+//! through the local registry as every image does; its chart is installed in its namespace; the
+//! install ends when its Deployment has rolled out or its DaemonSet runs on every node.
 use std::path::Path;
 use std::time::Duration;
 
@@ -28,6 +28,17 @@ pub struct AddOnChart<'a> {
     /// where this machine cannot fetch it (Helm refuses a chart whose listed dependencies are
     /// absent, enabled or not).
     pub drop_dependencies: bool,
+    /// What runs it, named as the release.
+    pub workload: Workload,
+}
+
+/// An add-on's workload, which its install waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// A controller: installed when its Deployment has rolled out.
+    Deployment,
+    /// A per-node agent (the NetworkPolicy enforcer): installed when every node runs it ready.
+    DaemonSet,
 }
 
 /// Pushes `image` to the local registry, installs or upgrades the chart, and waits for the rollout.
@@ -48,11 +59,18 @@ pub fn install(sh: &Shell, cluster: &RunningCluster, image: &str, chart: &AddOnC
         &chart.values,
         &Change::new(&crate::k8s::ClusterAccess::current(kubeconfig), format!("shipshape: {what}")),
     )?;
+    let kind = match chart.workload {
+        Workload::Deployment => "deploy",
+        Workload::DaemonSet => "daemonset",
+    };
     crate::k8s::block_on(async {
         let client = crate::k8s::client(kubeconfig).await?;
-        crate::k8s::wait::deployment_rolled_out(&client, namespace, release, ROLLOUT_TIMEOUT).await
+        match chart.workload {
+            Workload::Deployment => crate::k8s::wait::deployment_rolled_out(&client, namespace, release, ROLLOUT_TIMEOUT).await,
+            Workload::DaemonSet => crate::k8s::wait::daemon_set_ready(&client, namespace, release, ROLLOUT_TIMEOUT).await,
+        }
     })
-    .with_context(|| format!("{what} did not start: `kubectl logs -n {namespace} deploy/{release}` says why"))?;
+    .with_context(|| format!("{what} did not start: `kubectl logs -n {namespace} {kind}/{release}` says why"))?;
     Ok(())
 }
 

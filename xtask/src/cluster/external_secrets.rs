@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use xshell::Shell;
 
-use super::add_on::AddOnChart;
+use super::add_on::{AddOnChart, Workload};
 use super::docker::Docker;
 use super::go_image::{patched_copy, GoImage};
 use super::kind::RunningCluster;
@@ -48,6 +48,7 @@ pub fn controller_image(sh: &Shell, docker: &Docker) -> Result<String> {
             ("pkg/provider/register/register.go", registrations("provider", PROVIDERS)),
             ("pkg/generator/register/register.go", registrations("generator", GENERATORS)),
         ],
+        &[],
     )?;
     GoImage {
         name: "external-secrets",
@@ -57,6 +58,7 @@ pub fn controller_image(sh: &Shell, docker: &Docker) -> Result<String> {
         // The distroless image's nobody, as upstream's Dockerfile.
         user: 65534,
         flavour: Some(FLAVOUR),
+        args_name_the_binary: false,
         build: WrapperBuild {
             go_mod_extra: format!("{SPRIG_REPLACE}\nreplace {MODULE} => {}", trimmed.display()),
             sums_from: Some(source.dir.join("go.sum")),
@@ -105,6 +107,7 @@ pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
         // Its optional bitwarden-sdk-server chart, disabled, is in an OCI registry this machine
         // cannot reach.
         drop_dependencies: true,
+        workload: Workload::Deployment,
     };
     super::add_on::install(sh, cluster, &image, &chart)
 }

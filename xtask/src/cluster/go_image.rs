@@ -27,6 +27,9 @@ pub struct GoImage<'a> {
     /// Said in the tag after the version when the build differs from upstream's
     /// (`v0.20.4-kubernetes-only`).
     pub flavour: Option<&'a str>,
+    /// The image runs its binary as CMD, not ENTRYPOINT: for a chart whose container `args`
+    /// start with the binary's path, as upstream's image expects.
+    pub args_name_the_binary: bool,
     /// How to build it. Its single package becomes the binary.
     pub build: WrapperBuild,
 }
@@ -60,8 +63,8 @@ impl GoImage<'_> {
         })?;
         let log = stages.log_path(&format!("{}-image", self.name))?;
         let directory = Path::new(self.binary_in_image).parent().map_or("/".into(), |p| p.display().to_string());
-        let changes =
-            [format!("USER {}", self.user), format!("ENV PATH={directory}"), format!(r#"ENTRYPOINT ["{}"]"#, self.binary_in_image)];
+        let run = if self.args_name_the_binary { "CMD" } else { "ENTRYPOINT" };
+        let changes = [format!("USER {}", self.user), format!("ENV PATH={directory}"), format!(r#"{run} ["{}"]"#, self.binary_in_image)];
         docker.import(&built.join("rootfs.tar"), &image, &changes, &log)?;
         Ok(image)
     }
@@ -74,11 +77,11 @@ pub fn tag_of(image: &str) -> &str {
     image.rsplit_once(':').map_or("latest", |(_, tag)| tag)
 }
 
-/// A copy of a downloaded module with some files replaced (paths relative to the module),
-/// kept in the cache under `sources/<name>` and made once: for a build that leaves out parts
-/// of a module by rewriting its registration list, as upstream's own generators would. The
-/// docs are not copied.
-pub fn patched_copy(module: &Path, name: &str, replaced: &[(&str, String)]) -> Result<PathBuf> {
+/// A copy of a downloaded module with some files replaced and some added (paths relative to
+/// the module), kept in the cache under `sources/<name>` and made once: for a build that leaves
+/// out parts of a module by rewriting its registration list, as upstream's own generators
+/// would, or adds one file of shipshape's. The docs are not copied.
+pub fn patched_copy(module: &Path, name: &str, replaced: &[(&str, String)], added: &[(&str, String)]) -> Result<PathBuf> {
     let sources = crate::cache::root()?.join("sources");
     let dir = sources.join(name);
     if dir.join("go.mod").is_file() {
@@ -93,6 +96,11 @@ pub fn patched_copy(module: &Path, name: &str, replaced: &[(&str, String)]) -> R
     for (file, content) in replaced {
         let target = partial.join(file);
         anyhow::ensure!(target.is_file(), "{} has no {file} to replace: the recipe needs updating", module.display());
+        std::fs::write(&target, content)?;
+    }
+    for (file, content) in added {
+        let target = partial.join(file);
+        anyhow::ensure!(!target.exists(), "{} already has {file}: the recipe needs updating", module.display());
         std::fs::write(&target, content)?;
     }
     std::fs::rename(&partial, &dir)?;

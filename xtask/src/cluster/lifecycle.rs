@@ -54,6 +54,8 @@ pub enum AddOn {
     ExternalSecrets,
     /// A Prometheus server in namespace monitoring.
     Prometheus,
+    /// kube-network-policies in kube-system: the cluster enforces NetworkPolicies.
+    NetworkPolicies,
 }
 
 impl ClusterTarget {
@@ -137,6 +139,10 @@ fn install_add_on(sh: &Shell, cluster: &RunningCluster, add_on: AddOn) -> Result
         AddOn::Prometheus => {
             super::prometheus::install(sh, cluster)?;
             println!("Prometheus runs: canary start --prometheus {}", super::prometheus::url());
+        }
+        AddOn::NetworkPolicies => {
+            super::network_policies::install(sh, cluster)?;
+            println!("NetworkPolicies are enforced on every node (kube-network-policies {})", super::network_policies::VERSION);
         }
     }
     Ok(())

@@ -319,8 +319,12 @@ fn build_coredns(go: &Go, version: &str, out: &Path, log: &Path) -> Result<()> {
         list.lines().count() - kept.lines().count() == COREDNS_LEFT_OUT.len(),
         "CoreDNS {version}'s plugin list does not name every plugin shipshape leaves out: the recipe needs updating"
     );
-    let copy =
-        super::go_image::patched_copy(&source.dir, &format!("coredns-{version}-{COREDNS_FLAVOUR}"), &[("core/plugin/zplugin.go", kept)])?;
+    let copy = super::go_image::patched_copy(
+        &source.dir,
+        &format!("coredns-{version}-{COREDNS_FLAVOUR}"),
+        &[("core/plugin/zplugin.go", kept)],
+        &[],
+    )?;
     let build = WrapperBuild {
         go_mod_extra: format!("replace {module} => {}", copy.display()),
         sums_from: Some(source.dir.join("go.sum")),

@@ -6,7 +6,7 @@
 use anyhow::Result;
 use xshell::Shell;
 
-use super::add_on::AddOnChart;
+use super::add_on::{AddOnChart, Workload};
 use super::docker::Docker;
 use super::go_image::GoImage;
 use super::kind::RunningCluster;
@@ -33,6 +33,7 @@ pub fn image(sh: &Shell, docker: &Docker) -> Result<String> {
         binary_in_image: "/bin/prometheus",
         user: 65534,
         flavour: None,
+        args_name_the_binary: false,
         build: WrapperBuild {
             // Upstream's plugin tags: every service discovery left out but Kubernetes's (the
             // cloud providers' SDKs are most of a full build).
@@ -58,6 +59,7 @@ pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
             "image": {"repository": format!("{}/{IMAGE_REPOSITORY}", super::registry::HOST), "tag": super::go_image::tag_of(&image)},
         }),
         drop_dependencies: false,
+        workload: Workload::Deployment,
     };
     super::add_on::install(sh, cluster, &image, &chart)
 }

@@ -85,6 +85,7 @@ fn registry_image(sh: &Shell, docker: &Docker) -> Result<String> {
             &source.dir,
             &format!("distribution-{flavoured}"),
             &[("cmd/registry/main.go", without_cloud_drivers(&main_go)?)],
+            &[],
         )?;
         let build = WrapperBuild {
             go_mod_extra: format!("replace {MODULE} => {}", trimmed.display()),

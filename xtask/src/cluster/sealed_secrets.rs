@@ -5,7 +5,7 @@
 use anyhow::Result;
 use xshell::Shell;
 
-use super::add_on::AddOnChart;
+use super::add_on::{AddOnChart, Workload};
 use super::docker::Docker;
 use super::go_image::GoImage;
 use super::kind::RunningCluster;
@@ -27,6 +27,7 @@ pub fn controller_image(sh: &Shell, docker: &Docker) -> Result<String> {
         binary_in_image: "/usr/local/bin/controller",
         user: 1001,
         flavour: None,
+        args_name_the_binary: false,
         build: WrapperBuild {
             go_mod_extra: format!("replace {module} => {}", source.dir.display()),
             ..WrapperBuild::new(module, KUBESEAL.version, &[format!("{module}/cmd/controller")])
@@ -53,6 +54,7 @@ pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
             "image": {"registry": super::registry::HOST, "repository": CONTROLLER_IMAGE_REPOSITORY, "tag": super::go_image::tag_of(&image), "pullPolicy": "IfNotPresent"},
         }),
         drop_dependencies: false,
+        workload: Workload::Deployment,
     };
     super::add_on::install(sh, cluster, &image, &chart)
 }

@@ -262,6 +262,33 @@ pub fn stuck_reason(pod: &Pod) -> Option<String> {
     None
 }
 
+/// DaemonSet `name` runs its current spec, ready, on every node it is scheduled to.
+pub async fn daemon_set_ready(client: &Client, namespace: &str, name: &str, timeout: Duration) -> Result<String> {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    let daemon_sets: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    until(daemon_sets, config, &format!("DaemonSet {namespace}/{name} ready on every node"), timeout, |found| {
+        let Some(daemon_set) = found.first() else { return Progress::Waiting("not created yet".to_owned()) };
+        daemon_set_progress(daemon_set)
+    })
+    .await
+}
+
+fn daemon_set_progress(daemon_set: &k8s_openapi::api::apps::v1::DaemonSet) -> Progress {
+    let Some(status) = &daemon_set.status else { return Progress::Waiting("no status yet".to_owned()) };
+    let generation = daemon_set.metadata.generation.unwrap_or(0);
+    let wanted = status.desired_number_scheduled;
+    let (updated, ready) = (status.updated_number_scheduled.unwrap_or(0), status.number_ready);
+    if status.observed_generation.unwrap_or(0) < generation {
+        return Progress::Waiting("its controller has not seen the current spec".to_owned());
+    }
+    if wanted > 0 && updated == wanted && ready == wanted {
+        Progress::Done(format!("{ready} of {wanted} nodes"))
+    } else {
+        Progress::Waiting(format!("{ready} of {wanted} nodes ready, {updated} updated"))
+    }
+}
+
 /// Deployment `name` fully rolled out: the controller has seen the current spec
 /// (observedGeneration), every replica is updated, ready and available, and no old replica is
 /// left. Watches the Deployment and its pods together, so a pod that is stuck
@@ -402,4 +429,33 @@ pub async fn service_ready_endpoints(
     })
     .await
     .map(drop)
+}
+
+#[cfg(test)]
+mod daemon_set_tests {
+    use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
+
+    fn daemon_set(generation: i64, observed: i64, wanted: i32, updated: i32, ready: i32) -> DaemonSet {
+        let mut d = DaemonSet::default();
+        d.metadata.generation = Some(generation);
+        d.status = Some(DaemonSetStatus {
+            observed_generation: Some(observed),
+            desired_number_scheduled: wanted,
+            updated_number_scheduled: Some(updated),
+            number_ready: ready,
+            ..Default::default()
+        });
+        d
+    }
+
+    #[test]
+    fn a_daemon_set_is_ready_when_every_node_runs_its_current_spec() {
+        use super::Progress::*;
+        assert!(matches!(super::daemon_set_progress(&daemon_set(2, 2, 4, 4, 4)), Done(s) if s == "4 of 4 nodes"));
+        assert!(matches!(super::daemon_set_progress(&daemon_set(2, 2, 4, 4, 3)), Waiting(s) if s.contains("3 of 4 nodes ready")));
+        assert!(matches!(super::daemon_set_progress(&daemon_set(2, 2, 4, 3, 4)), Waiting(_)), "one node still runs the old spec");
+        assert!(matches!(super::daemon_set_progress(&daemon_set(3, 2, 4, 4, 4)), Waiting(s) if s.contains("not seen")));
+        assert!(matches!(super::daemon_set_progress(&daemon_set(1, 1, 0, 0, 0)), Waiting(_)), "scheduled nowhere yet");
+        assert!(matches!(super::daemon_set_progress(&DaemonSet::default()), Waiting(_)));
+    }
 }
