@@ -239,8 +239,8 @@ impl Drop for TestNamespace {
 
 /// The production-shaped cluster (a control plane and three workers, its context named as
 /// prod's values name it): the one `cargo xtask test` made, else one made here and deleted at
-/// exit. Tests that use it take [`production`]'s lock: one drains a worker, which would evict
-/// another's pods.
+/// exit. Tests share it side by side; one drains a worker, which would evict another's pods in
+/// the middle of its checks: [`Production::every_node`] keeps the two apart.
 pub struct Production {
     pub cluster: TestCluster,
     /// A kubeconfig holding `staging-cluster` (the shared cluster, current) and `prod-cluster`:
@@ -257,8 +257,8 @@ pub fn prod_context() -> String {
     Env::Prod.cluster_context().or_panic().expect("deploy/envs/prod.yaml names its cluster's context")
 }
 
-/// The production cluster, held for this test alone.
-pub fn production() -> (&'static Production, std::sync::MutexGuard<'static, ()>) {
+/// The production cluster.
+pub fn production() -> &'static Production {
     let production = PRODUCTION.get_or_init(|| {
         shared();
         let cluster = TestCluster::production("prod", &prod_context());
@@ -268,7 +268,17 @@ pub fn production() -> (&'static Production, std::sync::MutexGuard<'static, ()>)
         write_environments_kubeconfig(&shared().cluster.cluster.kubeconfig, &staging, &cluster.cluster.kubeconfig, &kubeconfig);
         Production { cluster, kubeconfig, _dir: dir }
     });
-    (production, PRODUCTION_IN_USE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    production
+}
+
+impl Production {
+    /// Every node schedulable and none drained while the guard lives: held by the test that
+    /// drains a worker from before its canary starts until the worker is back, and by a test's
+    /// checks that a drain would disturb. Only as long as needed: a test waiting here holds one
+    /// of the binary's four test threads idle.
+    pub fn every_node(&self) -> std::sync::MutexGuard<'static, ()> {
+        PRODUCTION_IN_USE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// One kubeconfig with the shared cluster as context `staging` (current) and the production

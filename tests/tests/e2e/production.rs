@@ -73,7 +73,7 @@ fn revisions(flow: &Flow) -> usize {
 #[test]
 fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_its_policy_refuses() {
     let shared = fixture::shared();
-    let (production, _held) = fixture::production();
+    let production = fixture::production();
     let kubeconfig = &production.kubeconfig;
     let v1 = fixture::signed_release(&format!("{}-signed", shared.v1));
 
@@ -84,7 +84,9 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
     let staging = TestNamespace::in_env(Env::Staging, kubeconfig, "promote-staging");
     let from_dev = Wanted::From { env: Env::Dev, namespace: Some(dev.name.clone()) };
     deploy::deploy_wanted(&staging.deploy_flow(), &from_dev, false).or_panic();
-    // prod, from what staging runs, on its own cluster: as an operator runs it.
+    // prod, from what staging runs, on its own cluster: as an operator runs it. No worker is
+    // drained under the checks from here on.
+    let _every_node = production.every_node();
     let prod = TestNamespace::in_env(Env::Prod, kubeconfig, "promote-prod");
     let registry = fixture::local_registry_args();
     let out = xtask(
@@ -128,9 +130,9 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
     let (ok, out) = probe_from(kubeconfig, &prod.name, &v1.reference(), &format!("{service}/health"));
     assert!(ok, "a neighbour in the namespace calls the API: {out}");
     let (ok, out) = probe_from(kubeconfig, &prod.name, &v1.reference(), &format!("{service}:9090/metrics"));
-    assert!(!ok && out.contains("connection not accepted"), "metrics are Prometheus's alone: {out}");
+    assert!(!ok && out.contains(" within 3s"), "metrics are Prometheus's alone (no answer, not an HTTP error): {out}");
     let (ok, out) = probe_from(kubeconfig, "default", &v1.reference(), &format!("{service}/health"));
-    assert!(!ok && out.contains("connection not accepted"), "another namespace is not a client: {out}");
+    assert!(!ok && out.contains(" within 3s"), "another namespace is not a client (no answer, not an HTTP error): {out}");
 
     // Every environment side by side, each from its own cluster.
     let ns_args = [format!("dev={}", dev.name), format!("staging={}", staging.name), format!("prod={}", prod.name)];
@@ -188,7 +190,7 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
 #[test]
 fn a_prod_canary_on_ten_replicas_rides_out_a_drained_worker_then_is_promoted_and_the_next_aborted() {
     let shared = fixture::shared();
-    let (production, _held) = fixture::production();
+    let production = fixture::production();
     let kubeconfig = &production.kubeconfig;
     let v1 = fixture::signed_release(&format!("{}-signed", shared.v1));
     let v2 = fixture::signed_release(&format!("{}-signed", shared.v2));
@@ -200,7 +202,9 @@ fn a_prod_canary_on_ten_replicas_rides_out_a_drained_worker_then_is_promoted_and
     assert!(spread.len() >= 3, "prod's pods spread over the workers: {spread:?}");
     let load = LoadGenerator::start(&ns);
 
-    // The canary runs as an operator's process; this test drains a worker beside it.
+    // The canary runs as an operator's process; this test drains a worker beside it, and no
+    // other test checks anything on this cluster until the worker is back.
+    let every_node = production.every_node();
     let canary = std::process::Command::new(fixture::xtask_binary())
         .args(["canary", "start", "--env", "prod", "--namespace", &ns.name, "--tag", &v2.tag, "--steps", "10,30,50"])
         .args(["--analysis-seconds", "25", "--min-requests", "20", "--max-latency-ratio", "3", "--approval", "pause"])
@@ -270,6 +274,7 @@ fn a_prod_canary_on_ten_replicas_rides_out_a_drained_worker_then_is_promoted_and
     // The maintenance is over: uncordoned, and the step measured again.
     let uncordon = fixture::kubectl(kubeconfig, &prod_context, &["uncordon", &drained]);
     assert!(uncordon.status.success(), "{}", said(&uncordon));
+    drop(every_node);
     let state = canary::continue_canary(&ns.flow(), Request::Resume, None).or_panic();
     assert_eq!(state.phase, Phase::Gate, "{state:#?}");
     let split: Vec<(u32, u32, f64)> = state.measured.iter().map(|m| (m.canary_pods, m.stable_pods, m.real_percent)).collect();
