@@ -275,7 +275,10 @@ impl Production {
     /// Every node schedulable and none drained while the guard lives: held by the test that
     /// drains a worker from before its canary starts until the worker is back, and by a test's
     /// checks that a drain would disturb. Only as long as needed: a test waiting here holds one
-    /// of the binary's four test threads idle.
+    /// of the binary's four test threads idle. Two rules keep it from deadlocking with the
+    /// node's quiet lock ([`under_traffic`], [`cpu_heavy`]): take it before starting traffic,
+    /// and build or sign nothing while holding it (seen: a test holding it waited to sign while
+    /// the other, under traffic, waited for it).
     pub fn every_node(&self) -> std::sync::MutexGuard<'static, ()> {
         PRODUCTION_IN_USE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -76,6 +76,9 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
     let production = fixture::production();
     let kubeconfig = &production.kubeconfig;
     let v1 = fixture::signed_release(&format!("{}-signed", shared.v1));
+    // Built and signed before any lock on the cluster is taken (see Production::every_node).
+    let theirs = fixture::signed_release_with_another_key(&format!("{}-theirs", shared.v1));
+    let another_key = fixture::another_public_key();
 
     // dev, from a tag.
     let dev = TestNamespace::in_env(Env::Dev, kubeconfig, "promote-dev");
@@ -160,12 +163,10 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
     };
     let unsigned = deploy_prod(&["--tag", &shared.v2]);
     assert!(unsigned.contains("cannot be deployed here") && unsigned.contains("nothing was changed"), "{unsigned}");
-    let theirs = fixture::signed_release_with_another_key(&format!("{}-theirs", shared.v1));
     let other_key = deploy_prod(&["--tag", &theirs.tag]);
     assert!(other_key.contains("cannot be deployed here"), "signed, but not with prod's key: {other_key}");
     let skip = deploy_prod(&["--tag", &shared.v2, "--insecure-skip-signature", "--reason", "e2e"]);
     assert!(skip.contains("do not allow break-glass") && skip.contains("nothing was changed"), "{skip}");
-    let another_key = fixture::another_public_key();
     let key = deploy_prod(&["--tag", &theirs.tag, "--public-key", another_key.to_str().unwrap()]);
     assert!(key.contains("cannot replace it here") && key.contains("nothing was changed"), "{key}");
     let set = deploy_prod(&["--tag", &v1.tag, "--set", "supplyChain.requireSignature=false"]);
@@ -200,11 +201,12 @@ fn a_prod_canary_on_ten_replicas_rides_out_a_drained_worker_then_is_promoted_and
     let spread = pods_by_node(&flow);
     assert_eq!(spread.values().map(Vec::len).sum::<usize>(), PROD_PODS, "{spread:?}");
     assert!(spread.len() >= 3, "prod's pods spread over the workers: {spread:?}");
+    // This test drains a worker beside the canary, and no other test checks anything on this
+    // cluster until the worker is back. Taken before the traffic starts (see every_node).
+    let every_node = production.every_node();
     let load = LoadGenerator::start(&ns);
 
-    // The canary runs as an operator's process; this test drains a worker beside it, and no
-    // other test checks anything on this cluster until the worker is back.
-    let every_node = production.every_node();
+    // The canary runs as an operator's process.
     let canary = std::process::Command::new(fixture::xtask_binary())
         .args(["canary", "start", "--env", "prod", "--namespace", &ns.name, "--tag", &v2.tag, "--steps", "10,30,50"])
         .args(["--analysis-seconds", "25", "--min-requests", "20", "--max-latency-ratio", "3", "--approval", "pause"])

@@ -16,6 +16,7 @@ use super::deploy::{refuse_unsafe_start_for_restart, ROLLOUT_TIMEOUT};
 use super::images::{self, Wanted};
 use super::{print_plan, step, verify, Changes, Flow, Run, Step};
 use crate::chart::{self, Slot};
+use crate::helm::record::ReleaseRecord;
 use crate::helm::{Change, ReleaseSpec};
 use crate::journal::{Entry, RunResult};
 use crate::k8s::{pods, proxy, wait};
@@ -187,6 +188,46 @@ pub fn describe(entry: &Entry, state: &State, lease_holder: Option<&str>) -> Str
     }
 }
 
+/// What `bluegreen start` of `tag` does from Helm's record: a first install in blue/green shape
+/// (blue live, at the environment's `planned` replicas), or the new version on the idle colour
+/// and the switch; refused on a release of the standard shape and when live runs `tag` already.
+pub fn start_state(release: &str, current: &ReleaseRecord, planned: &chart::Values, tag: &str, scale_down_delay: u64) -> Result<State> {
+    if !current.is_installed() {
+        return Ok(State {
+            kind: Kind::Install,
+            from_slot: Slot::Green,
+            to_slot: Slot::Blue,
+            from_tag: String::new(),
+            to_tag: tag.to_owned(),
+            to_digest: String::new(),
+            replicas: u64::from(planned.replica_count),
+            scale_down_delay,
+            next: 0,
+        });
+    }
+    let Some(live) = current.values.live_slot() else {
+        bail!(
+            "release {release} runs the standard shape (one stable Deployment); blue/green needs a release installed by \
+             `cargo xtask bluegreen start` (converting in place would briefly leave the Service without ready pods)"
+        );
+    };
+    let from_tag = current.stable_tag().unwrap_or_default().to_owned();
+    if from_tag == tag {
+        bail!("the live colour {live} already runs {tag}");
+    }
+    Ok(State {
+        kind: Kind::Switch,
+        from_slot: live,
+        to_slot: live.other(),
+        from_tag,
+        to_tag: tag.to_owned(),
+        to_digest: String::new(),
+        replicas: u64::from(current.values.replica_count),
+        scale_down_delay,
+        next: 0,
+    })
+}
+
 /// `bluegreen start`.
 pub fn start_flow(flow: &Flow, args: &StartOptions) -> Result<State> {
     let t = &flow.target;
@@ -199,42 +240,7 @@ pub fn start_flow(flow: &Flow, args: &StartOptions) -> Result<State> {
     }
     flow.policy()?;
     let planned = flow.planned()?;
-    let mut state = if !current.is_installed() {
-        State {
-            kind: Kind::Install,
-            from_slot: Slot::Green,
-            to_slot: Slot::Blue,
-            from_tag: String::new(),
-            to_tag: tag.clone(),
-            to_digest: String::new(),
-            replicas: u64::from(planned.replica_count),
-            scale_down_delay: args.scale_down_delay,
-            next: 0,
-        }
-    } else {
-        let Some(live) = current.values.live_slot() else {
-            bail!(
-                "release {} runs the standard shape (one stable Deployment); blue/green needs a release installed by \
-                 `cargo xtask bluegreen start` (converting in place would briefly leave the Service without ready pods)",
-                t.release
-            );
-        };
-        let from_tag = current.stable_tag().unwrap_or_default().to_owned();
-        if from_tag == tag {
-            bail!("the live colour {live} already runs {tag}");
-        }
-        State {
-            kind: Kind::Switch,
-            from_slot: live,
-            to_slot: live.other(),
-            from_tag,
-            to_tag: tag.clone(),
-            to_digest: String::new(),
-            replicas: u64::from(current.values.replica_count),
-            scale_down_delay: args.scale_down_delay,
-            next: 0,
-        }
-    };
+    let mut state = start_state(&t.release, &current, &planned, &tag, args.scale_down_delay)?;
     let mut plan = Vec::from(images::plan_steps(&source.in_words(&planned.image.repository)));
     plan.extend(state.steps());
     if args.dry_run {
@@ -538,6 +544,35 @@ mod tests {
 
     fn index_of(kind: Kind, id: &str) -> usize {
         state(kind, 0).steps().iter().position(|s| s.id == id).unwrap()
+    }
+
+    #[test]
+    fn a_first_start_installs_blue_at_the_environment_s_size_and_a_later_one_switches_to_the_idle_colour() {
+        let planned = crate::chart::Values::of(&serde_json::json!({"replicaCount": 10})).unwrap();
+        let none = ReleaseRecord::with_history(&[], serde_json::Value::Null);
+        let install = start_state("model-server", &none, &planned, "v1", 30).unwrap();
+        assert_eq!((install.kind, install.to_slot, install.replicas, install.to_tag.as_str()), (Kind::Install, Slot::Blue, 10, "v1"));
+        assert_eq!(install.steps().len(), 3);
+
+        let green_live = serde_json::json!({
+            "replicaCount": 4,
+            "blueGreen": {"enabled": true, "activeSlot": "green", "blue": {"tag": "v1"}, "green": {"tag": "v2"}},
+        });
+        let installed = ReleaseRecord::with_history(&["superseded", "deployed"], green_live);
+        let switch = start_state("model-server", &installed, &planned, "v3", 30).unwrap();
+        assert_eq!((switch.kind, switch.from_slot, switch.to_slot), (Kind::Switch, Slot::Green, Slot::Blue));
+        assert_eq!(
+            (switch.from_tag.as_str(), switch.to_tag.as_str(), switch.replicas),
+            ("v2", "v3", 4),
+            "the release's size, not the file's"
+        );
+        assert_eq!(switch.steps().len(), 7);
+
+        let again = start_state("model-server", &installed, &planned, "v2", 30).unwrap_err().to_string();
+        assert!(again.contains("green already runs v2"), "{again}");
+        let standard = ReleaseRecord::with_history(&["deployed"], serde_json::json!({"image": {"tag": "v1"}}));
+        let refused = start_state("model-server", &standard, &planned, "v2", 30).unwrap_err().to_string();
+        assert!(refused.contains("runs the standard shape") && refused.contains("without ready pods"), "{refused}");
     }
 
     /// A kill or failure at each step: before the switch only the idle colour is undone; from the

@@ -198,3 +198,45 @@ pub fn refuse_unsafe_start_for_restart(state: &ReleaseRecord) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(statuses: &[&str], values: serde_json::Value) -> ReleaseRecord {
+        ReleaseRecord::with_history(statuses, values)
+    }
+
+    #[test]
+    fn an_interrupted_helm_operation_refuses_every_change_and_names_the_way_out() {
+        for pending in ["pending-install", "pending-upgrade", "pending-rollback"] {
+            let state = record(&["superseded", pending], json!({}));
+            for refused in [refuse_unsafe_start(&state), refuse_unsafe_start_for_restart(&state)] {
+                let said = refused.unwrap_err().to_string();
+                assert!(
+                    said.contains(&format!("revision 2 of this release is {pending}")) && said.contains("cargo xtask rollback"),
+                    "{said}"
+                );
+            }
+        }
+        // An older pending revision that a later one replaced does not block.
+        assert!(refuse_unsafe_start(&record(&["pending-upgrade", "deployed"], json!({}))).is_ok());
+        // A failed upgrade is history, not a lock: the next deploy may fix it.
+        assert!(refuse_unsafe_start(&record(&["deployed", "failed"], json!({}))).is_ok());
+        assert!(refuse_unsafe_start(&record(&[], serde_json::Value::Null)).is_ok(), "nothing installed yet");
+    }
+
+    #[test]
+    fn a_deploy_waits_for_a_running_canary_and_leaves_blue_green_to_its_flow_but_a_restart_does_not() {
+        let canary = record(&["deployed"], json!({"canary": {"enabled": true, "replicaCount": 1, "tag": "v2"}}));
+        let said = refuse_unsafe_start(&canary).unwrap_err().to_string();
+        assert!(said.contains("a canary is running") && said.contains("promote or abort"), "{said}");
+        assert!(refuse_unsafe_start_for_restart(&canary).is_ok(), "a restart (rotation) keeps the canary as it is");
+
+        let blue_green = record(&["deployed"], json!({"blueGreen": {"enabled": true, "activeSlot": "green"}}));
+        let said = refuse_unsafe_start(&blue_green).unwrap_err().to_string();
+        assert!(said.contains("blue/green (green is live)") && said.contains("bluegreen start"), "{said}");
+        assert!(refuse_unsafe_start_for_restart(&blue_green).is_ok());
+    }
+}

@@ -210,3 +210,43 @@ pub async fn no_flow_running(client: &kube::Client, target: &Target) -> Check {
         Err(err) => Check::new("no flow running", Outcome::Fail, format!("cannot read the Lease: {err:#}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_secrets_a_release_reads_come_from_its_values_each_with_its_keys() {
+        let dev = Values::of(&json!({"env": {"adminTokenSecretName": "admin", "adminTokenSecretKey": "token"}})).unwrap();
+        let names: Vec<(&str, String, Vec<String>)> = secret_refs(&dev).into_iter().map(|r| (r.purpose, r.name, r.keys)).collect();
+        assert_eq!(names, [("admin token", "admin".to_owned(), vec!["token".to_owned()])], "dev reads the admin token alone");
+
+        let prod = Values::of(&json!({"env": {
+            "adminTokenSecretName": "admin", "adminTokenSecretKey": "token",
+            "mlflowCredentialsSecretName": "mlflow", "mlflowUsernameKey": "user", "mlflowPasswordKey": "pass",
+            "databaseUrlSecretName": "db", "databaseUrlSecretKey": "url",
+        }}))
+        .unwrap();
+        let refs = secret_refs(&prod);
+        assert_eq!(refs.iter().map(|r| r.purpose).collect::<Vec<_>>(), ["admin token", "MLflow credentials", "database URL"]);
+        assert_eq!(refs[1].keys, ["user", "pass"]);
+        assert_eq!((refs[2].name.as_str(), refs[2].keys.as_slice()), ("db", ["url".to_owned()].as_slice()));
+    }
+
+    #[test]
+    fn helm_s_state_is_a_finding_with_the_way_out() {
+        let check = |statuses: &[&str]| helm_not_pending(&ReleaseRecord::with_history(statuses, json!({})));
+        assert_eq!(check(&[]).outcome, Outcome::Pass, "not installed yet");
+        assert_eq!(check(&["superseded", "deployed"]).outcome, Outcome::Pass);
+
+        let stuck = check(&["deployed", "pending-upgrade"]);
+        assert_eq!(stuck.outcome, Outcome::Fail);
+        assert!(stuck.detail.contains("revision 2 is pending-upgrade") && stuck.fix.as_deref().unwrap_or_default().contains("rollback"));
+
+        let failed = check(&["deployed", "failed"]);
+        assert_eq!(failed.outcome, Outcome::Warn, "a failed upgrade leaves the last deployed revision serving");
+        assert!(failed.detail.contains("revision 1 is what serves"), "{}", failed.detail);
+        assert!(check(&["failed"]).detail.contains("no revision is deployed"));
+    }
+}

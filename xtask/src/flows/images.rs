@@ -308,6 +308,28 @@ mod tests {
         Entry { id: "r1".into(), flow: "canary".into(), actor: "ci".into(), result, ..Default::default() }
     }
 
+    /// A plan names the image as it will be checked: a tag in the target's registry, or the
+    /// digest an earlier environment runs, said as coming from there.
+    #[test]
+    fn a_source_is_said_in_the_plan_as_where_it_comes_from() {
+        let tag = Source::Tag("v3".into());
+        assert_eq!(
+            (tag.tag(), tag.in_words("localhost:5001/shipshape/model-server")),
+            ("v3", "localhost:5001/shipshape/model-server:v3".into())
+        );
+        let digest = format!("sha256:{}", "c".repeat(64));
+        let promoted = Source::Promoted {
+            pinned: Pinned { repository: "r/m".into(), tag: "v2".into(), digest: digest.clone() },
+            environment: Env::Staging,
+            evidence: String::new(),
+        };
+        assert_eq!(promoted.tag(), "v2");
+        assert_eq!(promoted.in_words("ignored/when/promoted"), format!("r/m:v2@{digest} (what staging runs)"));
+        let [resolve, check] = plan_steps(&promoted.in_words(""));
+        assert!(resolve.description.contains("verify its signature and provenance"), "{}", resolve.description);
+        assert!(check.description.contains("@<digest>") && check.id == "check-image", "{}", check.description);
+    }
+
     /// Issue 19: prod gets what staging verified, by digest, and only what is settled there.
     #[test]
     fn only_a_settled_image_is_taken_from_an_earlier_environment() {

@@ -143,3 +143,54 @@ impl Target {
         format!("shipshape-lock-{}", self.release)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kubeconfig() -> PathBuf {
+        PathBuf::from("/tmp/shipshape-test-kubeconfig")
+    }
+
+    /// deploy/envs/prod.yaml names prod-cluster; dev names none.
+    #[test]
+    fn an_environment_s_cluster_is_the_context_its_values_name_and_no_other() {
+        let prod = Target::new(Env::Prod, None, Some(&kubeconfig()), None).unwrap();
+        assert_eq!((prod.context.as_deref(), prod.namespace.as_str()), (Some("prod-cluster"), Env::Prod.namespace().as_str()));
+        assert!(Target::new(Env::Prod, None, Some(&kubeconfig()), Some("prod-cluster".into())).is_ok(), "the same one, given");
+        let refused = Target::new(Env::Prod, None, Some(&kubeconfig()), Some("staging-cluster".into())).unwrap_err().to_string();
+        assert!(refused.contains("names cluster context prod-cluster") && refused.contains("nothing was changed"), "{refused}");
+
+        let dev = Target::new(Env::Dev, Some("mine".into()), Some(&kubeconfig()), None).unwrap();
+        assert_eq!((dev.context, dev.namespace.as_str()), (None, "mine"), "dev: the kubeconfig's current context");
+        let chosen = Target::new(Env::Dev, None, Some(&kubeconfig()), Some("kind-x".into())).unwrap();
+        assert_eq!(chosen.context.as_deref(), Some("kind-x"));
+    }
+
+    #[test]
+    fn a_kubeconfig_list_is_refused_with_what_to_pass() {
+        let said = resolve_kubeconfig(Some(Path::new("/a/config:/b/config"))).unwrap_err().to_string();
+        assert!(said.contains("lists several files") && said.contains("--kubeconfig"), "{said}");
+        assert_eq!(resolve_kubeconfig(Some(Path::new("/a/config"))).unwrap(), PathBuf::from("/a/config"));
+    }
+
+    /// The user's values come after the environment's, as helm applies files and flags in order.
+    #[test]
+    fn the_user_s_values_apply_after_the_environment_s() {
+        let prod = Target::new(Env::Prod, Some("p".into()), Some(&kubeconfig()), None).unwrap();
+        let release = prod.chart_release(Some("v2"));
+        assert_eq!((release.namespace.as_str(), release.name.as_str()), ("p", chart::RELEASE_NAME));
+        let overrides = Overrides {
+            set: vec![("replicaCount".into(), "12".into())],
+            set_string: vec![("image.repository".into(), "localhost:5001/shipshape/model-server".into())],
+            files: vec![PathBuf::from("/tmp/cluster.yaml")],
+        };
+        let applied = overrides.applied_to(&release);
+        assert_eq!(applied.values_files.last(), Some(&PathBuf::from("/tmp/cluster.yaml")), "after deploy/envs/prod.yaml");
+        assert_eq!(applied.values_files[..release.values_files.len()], release.values_files[..]);
+        assert_eq!(applied.set.last().map(|(k, _)| k.as_str()), Some("image.repository"));
+        assert_eq!(applied.set_typed.last().map(|(k, v)| (k.as_str(), v.as_str())), Some(("replicaCount", "12")));
+        assert!(!overrides.is_empty() && Overrides::default().is_empty());
+        assert_eq!(prod.lease_name(), "shipshape-lock-model-server");
+    }
+}

@@ -105,3 +105,15 @@ pub fn preflight(flow: &Flow) -> Result<Vec<Check>> {
 fn minor(version: &str) -> u32 {
     version.trim_start_matches('v').split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The server's minor version against the pinned kubectl's: kubectl supports one minor either way.
+    #[test]
+    fn a_minor_version_is_read_from_either_spelling() {
+        assert_eq!(super::minor("v1.34.0"), 34);
+        assert_eq!(super::minor("1.33.2+k3s1"), 33);
+        assert_eq!(super::minor("v1.35.0-rc.1"), 35);
+        assert_eq!(super::minor("garbage"), 0, "unknown: never within one minor of the pin");
+    }
+}

@@ -198,19 +198,7 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
         Plan::Revision { revision, .. } => format!("Helm revision {revision}"),
         Plan::Tag { tag, .. } => format!("tag {tag}"),
     };
-    let pending = current.is_pending();
-    if pending {
-        let age = age_of(&current.updated);
-        if age.is_some_and(|a| a < PENDING_PRESUMED_DEAD) {
-            bail!(
-                "Helm revision {} is {} and was updated {}s ago: that operation may still be running. Try again in {}s.",
-                current.revision,
-                current.status,
-                age.unwrap_or_default().as_secs(),
-                PENDING_PRESUMED_DEAD.as_secs()
-            );
-        }
-    }
+    let pending = pending_to_clear(&current, age_of(&current.updated))?;
     // The Deployment that will serve once rolled back (the live colour, for a blue/green release).
     let stable = match &target {
         Plan::Revision { values, .. } | Plan::Tag { values, .. } => values.live_deployment(&t.release),
@@ -347,6 +335,26 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
         drift: drift.map(|d| d.to_string()),
         verification,
     }))
+}
+
+/// Whether the current revision is a dead pending operation to clear first (helm refuses every
+/// change while one is pending). One younger than [`PENDING_PRESUMED_DEAD`] may still be running
+/// somewhere: refused, saying when to try again. An age that cannot be read counts as old: the
+/// lease already keeps shipshape's own flows apart.
+fn pending_to_clear(current: &Revision, age: Option<Duration>) -> Result<bool> {
+    if !current.is_pending() {
+        return Ok(false);
+    }
+    if let Some(age) = age.filter(|a| *a < PENDING_PRESUMED_DEAD) {
+        bail!(
+            "Helm revision {} is {} and was updated {}s ago: that operation may still be running. Try again in {}s.",
+            current.revision,
+            current.status,
+            age.as_secs(),
+            (PENDING_PRESUMED_DEAD - age).as_secs()
+        );
+    }
+    Ok(true)
 }
 
 /// How long ago an RFC 3339 time was.
@@ -495,6 +503,44 @@ mod tests {
         assert!(canary.contains("ran a canary"), "{canary}");
         let missing = decide_over(&history, false, false, To::Revision(9)).unwrap_err().to_string();
         assert!(missing.contains("no revision 9") && missing.contains("3 deployed"), "{missing}");
+    }
+
+    #[test]
+    fn a_pending_operation_is_cleared_only_once_it_is_presumed_dead() {
+        let pending = revision(3, "pending-upgrade");
+        let said = pending_to_clear(&pending, Some(Duration::from_secs(30))).unwrap_err().to_string();
+        assert!(said.contains("revision 3 is pending-upgrade and was updated 30s ago") && said.contains("Try again in 90s"), "{said}");
+        assert!(pending_to_clear(&pending, Some(Duration::from_secs(121))).unwrap(), "older than two minutes: cleared");
+        assert!(pending_to_clear(&pending, None).unwrap(), "an unreadable time counts as old");
+        for settled in ["deployed", "failed", "superseded"] {
+            assert!(!pending_to_clear(&revision(3, settled), Some(Duration::ZERO)).unwrap(), "{settled}");
+        }
+        assert!(age_of("2026-12-05T00:00:00Z").is_some() && age_of("yesterday").is_none());
+    }
+
+    #[test]
+    fn the_step_summary_says_from_where_to_where_and_what_was_found() {
+        let summary = Summary {
+            release: "model-server".into(),
+            namespace: "prod".into(),
+            result: "succeeded".into(),
+            from_revision: 7,
+            from_image: "r/m:v3@sha256:cc".into(),
+            to_image: "r/m:v2@sha256:bb".into(),
+            to: "Helm revision 5".into(),
+            new_revision: Some(8),
+            canary_removed: true,
+            drift: Some("Deployment model-server runs r/m:v9 (kubectl set image)".into()),
+            verification: None,
+        };
+        let md = markdown(&summary);
+        assert!(md.starts_with("## Rollback of model-server in prod: succeeded"), "{md}");
+        assert!(
+            md.contains("| from | revision 7, `r/m:v3@sha256:cc` |") && md.contains("| to | Helm revision 5, `r/m:v2@sha256:bb` |"),
+            "{md}"
+        );
+        assert!(md.contains("| new revision | 8 |") && md.contains("| canary removed | true |"), "{md}");
+        assert!(md.contains("| changed behind Helm's back | Deployment model-server runs r/m:v9"), "{md}");
     }
 
     #[test]

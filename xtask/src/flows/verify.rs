@@ -361,9 +361,103 @@ fn versions_by_track<'p>(pods: impl IntoIterator<Item = &'p Pod>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use serde_json::json;
+
     #[test]
     fn error_lines_are_counted_like_the_runbooks_grep() {
         let log = "level=info msg=ok\nlevel=error msg=boom\nERROR: x\nan Exception here\nFATAL\nfine\n";
         assert_eq!(super::count_error_lines(log), 4);
+    }
+
+    fn deployment(name: &str, wanted: i32, ready: i32) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"replicas": wanted, "selector": {}, "template": {}},
+            "status": {"readyReplicas": ready},
+        }))
+        .unwrap()
+    }
+
+    /// A pod of `track` running `image`, in `phase`, its container waiting for `waiting` if given.
+    fn pod(name: &str, track: &str, image: &str, phase: &str, waiting: Option<&str>) -> Pod {
+        let state = match waiting {
+            Some(reason) => json!({"waiting": {"reason": reason, "message": "m"}}),
+            None => json!({"running": {}}),
+        };
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"shipshape.dev/track": track}},
+            "spec": {"containers": [{"name": "api", "image": image}]},
+            "status": {"phase": phase, "containerStatuses": [{
+                "name": "api", "image": image, "imageID": "", "ready": waiting.is_none(), "restartCount": 3, "state": state,
+            }]},
+        }))
+        .unwrap()
+    }
+
+    fn values(replicas: u32, canary: Option<u32>) -> crate::chart::Values {
+        let canary = match canary {
+            Some(n) => json!({"enabled": true, "replicaCount": n, "tag": "v2"}),
+            None => json!({"enabled": false}),
+        };
+        crate::chart::Values::of(&json!({"replicaCount": replicas, "canary": canary})).unwrap()
+    }
+
+    #[test]
+    fn replicas_pass_when_every_track_is_ready_at_helm_s_count() {
+        let o = Observed { deployments: vec![deployment("model-server", 3, 3), deployment("model-server-canary", 1, 1)], pods: vec![] };
+        let check = replicas_ready(&o, "model-server", &values(3, Some(1)));
+        assert_eq!(check.outcome, Outcome::Pass, "{check:?}");
+        assert!(check.detail.contains("model-server 3/3, model-server-canary 1/1"), "{check:?}");
+    }
+
+    #[test]
+    fn replicas_fail_when_short_or_absent_and_warn_when_scaled_behind_helm() {
+        let short = Observed { deployments: vec![deployment("model-server", 3, 2)], pods: vec![] };
+        let check = replicas_ready(&short, "model-server", &values(3, None));
+        assert_eq!(check.outcome, Outcome::Fail);
+        assert!(check.fix.as_deref().is_some_and(|f| f.contains("doctor")), "{check:?}");
+
+        let none = Observed { deployments: vec![], pods: vec![] };
+        let check = replicas_ready(&none, "model-server", &values(3, None));
+        assert_eq!(check.outcome, Outcome::Fail);
+        assert!(check.fix.as_deref().is_some_and(|f| f.contains("cargo xtask deploy")), "{check:?}");
+
+        // `kubectl scale` to 5: every pod ready, but not what Helm recorded.
+        let scaled = Observed { deployments: vec![deployment("model-server", 5, 5)], pods: vec![] };
+        let check = replicas_ready(&scaled, "model-server", &values(3, None));
+        assert_eq!(check.outcome, Outcome::Warn, "{check:?}");
+        assert!(check.detail.contains('3') && check.detail.contains('5'), "recorded and live: {check:?}");
+    }
+
+    #[test]
+    fn pods_not_running_are_named_with_the_kubelet_s_reason() {
+        let image = "r/m:v1@sha256:aa";
+        let healthy = Observed { deployments: vec![], pods: vec![pod("a", "stable", image, "Running", None)] };
+        assert_eq!(pods_running(&healthy).outcome, Outcome::Pass);
+
+        let crashing = pod("b", "stable", image, "Running", Some("CrashLoopBackOff"));
+        let pulling = pod("c", "canary", image, "Pending", Some("ContainerCreating"));
+        let o = Observed { deployments: vec![], pods: vec![pod("a", "stable", image, "Running", None), crashing, pulling] };
+        let check = pods_running(&o);
+        assert_eq!(check.outcome, Outcome::Fail);
+        assert!(check.detail.starts_with("2 of 3 pods not Running"), "{check:?}");
+        assert!(check.detail.contains("b is crash-looping") && check.detail.contains("c is Pending (ContainerCreating)"), "{check:?}");
+        assert_eq!(o.running().len(), 1, "later checks ask only the running pod");
+        assert!(o.skipped().contains("b, c"), "{}", o.skipped());
+
+        let empty = Observed { deployments: vec![], pods: vec![] };
+        assert_eq!(pods_running(&empty).outcome, Outcome::Fail);
+    }
+
+    #[test]
+    fn versions_are_reported_per_track_stable_first() {
+        let (v2, v3) = (format!("r/m:v2@sha256:{}", "a".repeat(64)), format!("r/m:v3@sha256:{}", "b".repeat(64)));
+        let pods = [
+            pod("c1", "canary", &v3, "Running", None),
+            pod("s1", "stable", &v2, "Running", None),
+            pod("c2", "canary", &v3, "Running", None),
+        ];
+        assert_eq!(versions_by_track(pods.iter()), "stable: 1 pod reports v2; canary: 2 pods report v3");
     }
 }

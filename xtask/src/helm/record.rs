@@ -164,6 +164,27 @@ impl ReleaseRecord {
     }
 }
 
+#[cfg(test)]
+impl ReleaseRecord {
+    /// A record for the decisions' tests: revisions 1.. with these statuses (the newest last,
+    /// chart appVersion 0.1.0), the newest with `values`.
+    pub fn with_history(statuses: &[&str], values: Value) -> ReleaseRecord {
+        let history = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, status)| Revision {
+                revision: i as u32 + 1,
+                updated: "2026-12-05T00:00:00Z".into(),
+                status: (*status).into(),
+                chart: "model-server-0.1.0".into(),
+                app_version: "0.1.0".into(),
+                description: String::new(),
+            })
+            .collect();
+        ReleaseRecord { history, values: Values::of(&values).unwrap(), values_json: values, manifest: String::new() }
+    }
+}
+
 /// The stable image a revision's values (with defaults) give: see [`Values::stable_tag`].
 pub fn stable_image_of(values: &Values, revision: &Revision) -> String {
     values.image_reference(values.stable_tag(&revision.app_version))

@@ -488,4 +488,51 @@ http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/v1/predict"
         let none = BTreeMap::from([("stable".to_owned(), good.clone())]);
         assert_eq!(judge(&none, &thresholds(), window).verdict, Verdict::Inconclusive, "no canary traffic never passes");
     }
+
+    fn sample(requests: f64, errors: f64, mean_seconds: f64) -> TrackSample {
+        TrackSample { requests, errors, latency_sum: mean_seconds * requests, latency_count: requests, latency_buckets: Vec::new() }
+    }
+
+    fn judged(stable: TrackSample, canary: TrackSample) -> Analysis {
+        let tracks = BTreeMap::from([("stable".to_owned(), stable), ("canary".to_owned(), canary)]);
+        judge(&tracks, &thresholds(), Duration::from_secs(30))
+    }
+
+    /// A canary failing its few requests is a failure, not a lack of evidence: an analysis never
+    /// waits for more traffic from a version already seen failing.
+    #[test]
+    fn errors_in_few_requests_fail_rather_than_wait() {
+        let analysis = judged(sample(100.0, 0.0, 0.002), sample(5.0, 5.0, 0.002));
+        assert_eq!(analysis.verdict, Verdict::Fail, "{analysis:?}");
+        assert_eq!(analysis.reasons.len(), 2, "both said: {:?}", analysis.reasons);
+        assert!(analysis.reasons[1].starts_with("canary error rate 100.0% (5 of 5)"), "{:?}", analysis.reasons);
+    }
+
+    /// The limits are inclusive: at the threshold passes, above it fails.
+    #[test]
+    fn a_canary_at_its_limits_passes_and_just_above_fails() {
+        let stable = sample(1000.0, 0.0, 0.010);
+        // 1 % errors, at max_error_rate; mean latency 10 ms x 2 + 50 ms = 70 ms, at the limit.
+        assert_eq!(judged(stable.clone(), sample(1000.0, 10.0, 0.070)).verdict, Verdict::Pass);
+        assert_eq!(judged(stable.clone(), sample(1000.0, 11.0, 0.010)).verdict, Verdict::Fail);
+        assert_eq!(judged(stable, sample(1000.0, 0.0, 0.0701)).verdict, Verdict::Fail);
+    }
+
+    /// Stable with no latency to compare with (no requests in the window): the canary is judged
+    /// on errors and evidence alone, never failed on a comparison with nothing.
+    #[test]
+    fn without_stable_latency_the_canary_is_not_judged_on_latency() {
+        let idle_stable = TrackSample::default();
+        let analysis = judged(idle_stable, sample(100.0, 0.0, 5.0));
+        assert_eq!(analysis.verdict, Verdict::Pass, "{analysis:?}");
+        assert!(analysis.reasons[0].contains("stable 0 requests") && analysis.reasons[0].contains("no latency"), "{:?}", analysis.reasons);
+    }
+
+    #[test]
+    fn a_pass_says_both_tracks_numbers() {
+        let analysis = judged(sample(300.0, 3.0, 0.004), sample(100.0, 0.0, 0.002));
+        assert_eq!(analysis.verdict, Verdict::Pass);
+        assert_eq!(analysis.reasons, ["canary 100 requests, 0.0% errors, mean 2.0 ms; stable 300 requests, 1.0% errors, mean 4.0 ms"]);
+        assert_eq!(analysis.window_seconds, 30.0);
+    }
 }

@@ -720,14 +720,13 @@ mod tests {
         assert!(replaced_pods(&before, &evicted).unwrap().contains("1 left, 0 joined"), "a pod gone and not replaced yet");
     }
 
-    #[test]
-    fn a_workflow_reads_one_word_for_where_the_canary_is() {
-        let entry = |result| Entry { result, ..Default::default() };
-        let state = |phase| State {
+    /// prod's canary: v1 -> v2 on 10 pods over `steps`, at `phase`.
+    fn canary(steps: &[u32], phase: Phase) -> State {
+        State {
             stable_tag: "v1".into(),
             canary_tag: "v2".into(),
             total_pods: 10,
-            steps: vec![50],
+            steps: steps.to_vec(),
             analysis_seconds: 8,
             thresholds: analysis::Thresholds { min_requests: 1, max_error_rate: 0.01, max_latency_ratio: 2.0, latency_slack_seconds: 0.05 },
             approval: Approval::Pause,
@@ -735,10 +734,86 @@ mod tests {
             measured: Vec::new(),
             reason: None,
             prometheus: None,
-            canary_digest: String::new(),
+            canary_digest: format!("sha256:{}", "b".repeat(64)),
             checks: Vec::new(),
             last_revision: None,
+        }
+    }
+
+    fn ids(plan: &[Step]) -> Vec<&str> {
+        plan.iter().map(|s| s.id.as_str()).collect()
+    }
+
+    /// What a start, a resume after a kill at each step, the gate and an abort have left to do.
+    #[test]
+    fn the_plan_is_what_is_left_from_the_phase() {
+        let steps = [10, 30, 50];
+        let start = plan_from(&canary(&steps, Phase::Step(0)));
+        assert_eq!(ids(&start), ["step-1", "step-2", "step-3", "gate", "promote"]);
+        assert!(start[0].description.contains("1 canary + 9 stable pods (10 % real)"), "{}", start[0].description);
+        assert!(start[2].description.contains("5 canary + 5 stable pods (50 % real)"), "{}", start[2].description);
+        assert!(start[3].description.contains("pause until `cargo xtask canary promote`"), "{}", start[3].description);
+        assert!(start[4].description.contains("v2@sha256:bbbbbbbbbbbb against the environment's policy"), "{}", start[4].description);
+        for killed_at in 0..steps.len() {
+            let left = plan_from(&canary(&steps, Phase::Step(killed_at)));
+            assert_eq!(left.len(), steps.len() - killed_at + 2, "killed at step {}: {:?}", killed_at + 1, ids(&left));
+            assert_eq!(left[0].id, format!("step-{}", killed_at + 1));
+        }
+        assert_eq!(ids(&plan_from(&canary(&steps, Phase::Gate))), ["gate", "promote"]);
+        assert_eq!(ids(&plan_from(&canary(&steps, Phase::Promote))), ["promote"]);
+        let abort = plan_from(&canary(&steps, Phase::Abort));
+        assert_eq!(ids(&abort), ["abort"]);
+        assert!(abort[0].description.contains("stable v1 back to 10 pods"), "{}", abort[0].description);
+        assert!(plan_from(&canary(&steps, Phase::Promoted)).is_empty() && plan_from(&canary(&steps, Phase::Aborted)).is_empty());
+    }
+
+    #[test]
+    fn the_gate_is_said_as_the_approval_asked() {
+        let gate = |approval| {
+            let mut state = canary(&[50], Phase::Gate);
+            state.approval = approval;
+            plan_from(&state)[0].description.clone()
         };
+        assert!(gate(Approval::Prompt).contains("ask on this terminal"));
+        assert!(gate(Approval::Approved).contains("approved in advance"));
+    }
+
+    /// A CI job branches on the exit code: 3 only for a step paused without evidence.
+    #[test]
+    fn only_a_step_without_evidence_exits_three() {
+        let code = |phase| match exit_code(&canary(&[10, 50], phase)) {
+            Ok(()) => 0,
+            Err(err) => err.downcast_ref::<report::Exit>().map(|e| i32::from(e.0)).unwrap_or(1),
+        };
+        assert_eq!(code(Phase::Step(1)), i32::from(EXIT_PAUSED_WITHOUT_EVIDENCE));
+        for done in [Phase::Gate, Phase::Promoted, Phase::Aborted] {
+            assert_eq!(code(done.clone()), 0, "{done:?}");
+        }
+    }
+
+    #[test]
+    fn the_step_summary_has_a_row_per_measured_step() {
+        let mut state = canary(&[10, 30], Phase::Gate);
+        state.measured.push(state::Measured {
+            requested_percent: 10,
+            canary_pods: 1,
+            stable_pods: 9,
+            real_percent: 10.0,
+            analysis: None,
+            ready_seconds: 4.0,
+            detection_lag_seconds: 0.0,
+        });
+        let entry = Entry { id: "run-7".into(), actor: "ci via https://x/runs/1".into(), result: RunResult::Paused, ..Default::default() };
+        let md = summary_markdown(&entry, &state, "waiting at the approval gate");
+        assert!(md.starts_with("### canary v1 -> v2 in run-7: paused"), "{md}");
+        assert!(md.contains("| 10 % | 1 + 9 | 10 % |"), "{md}");
+        assert!(md.contains("run by ci via https://x/runs/1 (journal entry `run-7`)"), "{md}");
+    }
+
+    #[test]
+    fn a_workflow_reads_one_word_for_where_the_canary_is() {
+        let entry = |result| Entry { result, ..Default::default() };
+        let state = |phase| canary(&[50], phase);
         assert_eq!(outcome_word(&entry(RunResult::Paused), &state(Phase::Gate)), "gate");
         assert_eq!(outcome_word(&entry(RunResult::Paused), &state(Phase::Step(0))), "paused");
         assert_eq!(outcome_word(&entry(RunResult::Succeeded), &state(Phase::Promoted)), "promoted");
