@@ -73,7 +73,8 @@ fn bench_verify(sh: &Shell, kubeconfig: &Path, runs: usize, rows: &mut Vec<Row>)
     let docker = Docker::connect(sh)?;
     let pushed = app_images::push(&docker, &app_images::build_model_server(sh, &docker)?, registry::HOST)?;
     app_images::push(&docker, &app_images::build_postgres(sh, &docker)?, registry::HOST)?;
-    crate::k8s::block_on(crate::up::provision(kubeconfig, BENCH_NAMESPACE))?;
+    let api = crate::k8s::Connection::open(crate::k8s::ClusterAccess::current(kubeconfig))?;
+    api.run(crate::up::provision(api.client(), BENCH_NAMESPACE))?;
     let pinned_kubectl =
         node_image::built_kubectl()?.context("the pinned kubectl is built with the node image: run `cargo xtask cluster image`")?;
     println!("building the release binary of xtask (what CI can build once and call): cargo build --release -p xtask");
@@ -116,11 +117,8 @@ fn bench_verify(sh: &Shell, kubeconfig: &Path, runs: usize, rows: &mut Vec<Row>)
             rows.push(Row { what, times, baseline: (i > 0).then_some(baseline) });
         }
     }
-    let _ = crate::k8s::block_on(async {
-        let client = crate::k8s::client(kubeconfig).await?;
-        kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client).delete(BENCH_NAMESPACE, &Default::default()).await?;
-        anyhow::Ok(())
-    });
+    let namespaces = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(api.client().clone());
+    let _ = api.run(namespaces.delete(BENCH_NAMESPACE, &Default::default()));
     Ok(())
 }
 

@@ -1,7 +1,6 @@
 //! `cargo xtask up`, the main job: a kind cluster with model-server deployed and verified, as
 //! the dev environment describes it (deploy/envs/dev.yaml), including a real PostgreSQL.
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -73,7 +72,8 @@ pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster) -> Result<Verified> {
     println!("pushed {}", pushed.by_digest());
     println!("pushed {}", app_images::push(&docker, &postgres, registry::HOST)?.by_digest());
     let namespace = Env::Dev.namespace();
-    k8s::block_on(provision(&cluster.kubeconfig, &namespace))?;
+    let api = cluster.api()?;
+    api.run(provision(api.client(), &namespace))?;
 
     let pinned = pushed.pinned();
     let mut release = chart::release_spec(Env::Dev, Variant::Stable, Some(&pinned.tag));
@@ -81,25 +81,19 @@ pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster) -> Result<Verified> {
     println!("helm upgrade --install {} (namespace {namespace}, {})", release.name, pinned.reference());
     #[allow(clippy::disallowed_methods)] // `up` installs the dev release itself, no flow around it
     let writer = Writer::new(sh)?;
-    writer.upgrade_install(&chart::chart_dir(), &release, &k8s::ClusterAccess::current(&cluster.kubeconfig))?;
+    writer.upgrade_install(&chart::chart_dir(), &release, api.access())?;
     let helm = Helm::new(sh)?;
-    let checks = k8s::block_on(wait_and_check(&cluster.kubeconfig, &namespace, &release.name))?;
+    let checks = api.run(wait_and_check(api.client(), &namespace, &release.name))?;
     println!("helm test {}", release.name);
-    helm.test(&release, &k8s::ClusterAccess::current(&cluster.kubeconfig)).context("the chart's smoke test failed inside the cluster")?;
+    helm.test(&release, api.access()).context("the chart's smoke test failed inside the cluster")?;
     Ok(Verified { image: pinned.reference(), checks })
 }
 
 /// The namespace, the Secrets the dev values reference, and PostgreSQL. Existing Secrets are
 /// kept: `up` never rotates credentials.
-pub async fn provision(kubeconfig: &Path, namespace: &str) -> Result<()> {
-    provision_in(&k8s::ClusterAccess::current(kubeconfig), namespace).await
-}
-
-/// [`provision`] on one context of a kubeconfig (an environment's cluster).
-pub async fn provision_in(access: &k8s::ClusterAccess, namespace: &str) -> Result<()> {
-    let client = k8s::client_for(access).await?;
+pub async fn provision(client: &kube::Client, namespace: &str) -> Result<()> {
     let apply = PatchParams::apply("shipshape").force();
-    k8s::ensure_namespace(&client, namespace).await?;
+    k8s::ensure_namespace(client, namespace).await?;
 
     let secret_api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     if secrets::ensure(&secret_api, "model-server-admin-token", || Ok(BTreeMap::from([("token".to_owned(), secrets::random_token()?)])))
@@ -153,23 +147,22 @@ pub async fn provision_in(access: &k8s::ClusterAccess, namespace: &str) -> Resul
     }))?;
     Api::<Service>::namespaced(client.clone(), namespace).patch(POSTGRES_NAME, &apply, &Patch::Apply(&service)).await?;
     let selector = watcher::Config::default().labels(&format!("app.kubernetes.io/name={POSTGRES_NAME}"));
-    k8s::wait::pods_running(&client, namespace, selector, 1, ROLLOUT_TIMEOUT).await.context("PostgreSQL did not start")?;
+    k8s::wait::pods_running(client, namespace, selector, 1, ROLLOUT_TIMEOUT).await.context("PostgreSQL did not start")?;
     // Seen: model-server's first /health/db refused ("Connection refused") 3 s after the
     // PostgreSQL pod turned ready, its new Service not yet routed.
-    k8s::wait::service_has_ready_endpoint(&client, namespace, POSTGRES_NAME, ROLLOUT_TIMEOUT)
+    k8s::wait::service_has_ready_endpoint(client, namespace, POSTGRES_NAME, ROLLOUT_TIMEOUT)
         .await
         .context("PostgreSQL's Service has no ready endpoint")?;
     Ok(())
 }
 
 /// Waits for the release's pods, then asks the runbooks' health endpoints through the API server.
-async fn wait_and_check(kubeconfig: &Path, namespace: &str, release: &str) -> Result<Vec<(String, u16, String)>> {
-    let client = k8s::client(kubeconfig).await?;
+async fn wait_and_check(client: &kube::Client, namespace: &str, release: &str) -> Result<Vec<(String, u16, String)>> {
     // The stable Deployment is named after the release (helm/model-server/templates/_helpers.tpl).
-    k8s::wait::deployment_rolled_out(&client, namespace, release, ROLLOUT_TIMEOUT).await.context("model-server did not roll out")?;
+    k8s::wait::deployment_rolled_out(client, namespace, release, ROLLOUT_TIMEOUT).await.context("model-server did not roll out")?;
     let mut checks = Vec::new();
     for path in ["/health", "/ready", "/health/db", "/version"] {
-        let answer = proxy::get(&client, namespace, release, "http", path).await?;
+        let answer = proxy::get(client, namespace, release, "http", path).await?;
         checks.push((path.to_owned(), answer.status, answer.body.trim().to_owned()));
     }
     let failed: Vec<String> =

@@ -27,7 +27,7 @@ fn preflight_passes_on_a_prepared_namespace_and_names_the_fix_for_a_missing_secr
         assert_eq!(find(&checks, name).outcome, Outcome::Pass, "{:?}", find(&checks, name));
     }
 
-    flow.block_on(Api::<Secret>::namespaced(flow.client.clone(), &ns.name).delete("model-server-admin-token", &DeleteParams::default()))
+    flow.block_on(Api::<Secret>::namespaced(flow.client().clone(), &ns.name).delete("model-server-admin-token", &DeleteParams::default()))
         .unwrap();
     let checks = preflight::preflight(&flow).or_panic();
     let secret = find(&checks, "secret admin token");
@@ -45,7 +45,7 @@ fn preflight_checks_rbac_with_the_api_server_once_installed() {
     let checks = preflight::preflight(&flow).or_panic();
     assert_eq!(find(&checks, "rbac allows").outcome, Outcome::Pass, "{checks:#?}");
     // Take the Role's rules away: the SubjectAccessReview must now say no.
-    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(flow.client.clone(), &ns.name);
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(flow.client().clone(), &ns.name);
     let params = PatchParams { field_manager: Some("e2e".to_owned()), ..Default::default() };
     flow.block_on(roles.patch("model-server", &params, &Patch::Merge(serde_json::json!({"rules": []})))).unwrap();
     let checks = preflight::preflight(&flow).or_panic();
@@ -60,11 +60,11 @@ fn verify_with_the_database_down_fails_check_5_with_the_reason() {
     let ns = TestNamespace::new("db-down");
     let flow = ns.flow();
     deploy::deploy(&flow, &shared.v1, false).or_panic();
-    let deployments: Api<Deployment> = Api::namespaced(flow.client.clone(), &ns.name);
+    let deployments: Api<Deployment> = Api::namespaced(flow.client().clone(), &ns.name);
     let params = PatchParams::default();
     flow.block_on(deployments.patch("model-server-postgres", &params, &Patch::Merge(serde_json::json!({"spec": {"replicas": 0}}))))
         .unwrap();
-    let pods: Api<Pod> = Api::namespaced(flow.client.clone(), &ns.name);
+    let pods: Api<Pod> = Api::namespaced(flow.client().clone(), &ns.name);
     let config = watcher::Config::default().labels("app.kubernetes.io/name=model-server-postgres");
     flow.block_on(wait::until(pods, config, "PostgreSQL gone", Duration::from_secs(120), |found| {
         if found.is_empty() {
@@ -100,9 +100,9 @@ fn doctor_diagnoses_a_crash_loop_and_a_missing_secret() {
     #[allow(clippy::disallowed_methods)] // a change behind shipshape's back is what this test makes
     let helm = xtask::helm::Writer::new(&ns.sh).unwrap();
     helm.upgrade(&xtask::chart::chart_dir(), &release, &Change::new(&ns.target().access(), "manual")).or_panic();
-    flow.block_on(Api::<Secret>::namespaced(flow.client.clone(), &ns.name).delete("model-server-database", &DeleteParams::default()))
+    flow.block_on(Api::<Secret>::namespaced(flow.client().clone(), &ns.name).delete("model-server-database", &DeleteParams::default()))
         .unwrap();
-    let pods: Api<Pod> = Api::namespaced(flow.client.clone(), &ns.name);
+    let pods: Api<Pod> = Api::namespaced(flow.client().clone(), &ns.name);
     let selector = watcher::Config::default().labels("app.kubernetes.io/instance=model-server,shipshape.dev/track=stable");
     flow.block_on(wait::until(pods, selector, "a stuck pod", Duration::from_secs(120), |found| {
         match found.iter().find_map(|p| wait::stuck_reason(p)) {

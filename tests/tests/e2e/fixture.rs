@@ -124,24 +124,22 @@ impl TestNamespace {
         shared();
         let name = format!("e2e-{purpose}");
         let access = Target::new(env, Some(name.clone()), Some(kubeconfig), None).or_panic().access();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(until_gone_if_terminating(&access, &name)).unwrap_or_else(|e| panic!("{e:#}"));
-        runtime.block_on(xtask::up::provision_in(&access, &name)).unwrap_or_else(|e| panic!("{e:#}"));
+        let api = xtask::k8s::Connection::open(access).or_panic();
+        api.run(until_gone_if_terminating(api.client(), &name)).unwrap_or_else(|e| panic!("{e:#}"));
+        api.run(xtask::up::provision(api.client(), &name)).unwrap_or_else(|e| panic!("{e:#}"));
         let values = chart_values_of(env);
         if !values.env.mlflow_credentials_secret_name.is_empty() {
-            runtime
-                .block_on(async {
-                    let client = xtask::k8s::client_for(&access).await?;
-                    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, &name);
-                    let data = || {
-                        Ok(std::collections::BTreeMap::from([
-                            (values.env.mlflow_username_key.clone(), "model-server".to_owned()),
-                            (values.env.mlflow_password_key.clone(), xtask::k8s::secrets::random_token()?),
-                        ]))
-                    };
-                    xtask::k8s::secrets::ensure(&secrets, &values.env.mlflow_credentials_secret_name, data).await
-                })
-                .or_panic();
+            api.run(async {
+                let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(api.client().clone(), &name);
+                let data = || {
+                    Ok(std::collections::BTreeMap::from([
+                        (values.env.mlflow_username_key.clone(), "model-server".to_owned()),
+                        (values.env.mlflow_password_key.clone(), xtask::k8s::secrets::random_token()?),
+                    ]))
+                };
+                xtask::k8s::secrets::ensure(&secrets, &values.env.mlflow_credentials_secret_name, data).await
+            })
+            .or_panic();
         }
         TestNamespace {
             name,
@@ -195,9 +193,8 @@ fn chart_values_of(env: Env) -> xtask::chart::Values {
 }
 
 /// A namespace of the same name left terminating by an earlier run (on a reused cluster).
-async fn until_gone_if_terminating(access: &xtask::k8s::ClusterAccess, name: &str) -> anyhow::Result<()> {
-    let client = xtask::k8s::client_for(access).await?;
-    let namespaces = Api::<Namespace>::all(client);
+async fn until_gone_if_terminating(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+    let namespaces = Api::<Namespace>::all(client.clone());
     if namespaces.get_opt(name).await?.is_some_and(|ns| ns.metadata.deletion_timestamp.is_some()) {
         let config = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}"));
         xtask::k8s::wait::until(namespaces, config, &format!("namespace {name} deleted"), std::time::Duration::from_secs(120), |found| {
@@ -227,13 +224,13 @@ impl Drop for TestNamespace {
                 return;
             }
         }
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let _ = runtime.block_on(async {
+        let delete = || {
             let access = Target::new(self.env, Some(self.name.clone()), Some(&self.kubeconfig), None)?.access();
-            let client = xtask::k8s::client_for(&access).await?;
-            Api::<Namespace>::all(client).delete(&self.name, &DeleteParams::background()).await?;
+            let api = xtask::k8s::Connection::open(access)?;
+            api.run(Api::<Namespace>::all(api.client().clone()).delete(&self.name, &DeleteParams::background()))?;
             anyhow::Ok(())
-        });
+        };
+        let _ = delete();
     }
 }
 
@@ -315,7 +312,18 @@ pub fn environment_key() -> &'static EnvironmentKey {
     ENVIRONMENT_KEY.get_or_init(|| {
         std::env::set_var("COSIGN_PASSWORD", "e2e-not-a-secret");
         let public = xtask::repo_root().join(xtask::signing::PUBLIC_KEY);
+        let owner = owner_marker(&public);
         let dir = tempfile::tempdir().unwrap();
+        // A key this suite made in a run that was killed before its exit handler (a machine shut
+        // down, a SIGKILL): its owner is gone, so it is ours to replace, not the checkout's key.
+        if let Some(pid) = std::fs::read_to_string(&owner).ok().and_then(|text| text.trim().parse::<u32>().ok()) {
+            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                panic!("{} is the key of another end-to-end run still going (process {pid}): wait for it to end", public.display());
+            }
+            eprintln!("removing {}: an end-to-end run (process {pid}) made it and was killed before it could", public.display());
+            let _ = std::fs::remove_file(&public);
+            let _ = std::fs::remove_file(&owner);
+        }
         if public.exists() {
             let private = std::env::var_os("SHIPSHAPE_COSIGN_KEY").map(PathBuf::from).unwrap_or_else(|| {
                 panic!(
@@ -328,6 +336,7 @@ pub fn environment_key() -> &'static EnvironmentKey {
         }
         let private = dir.path().join("environment.key");
         xtask::signing::init_keys(&xtask::repo_shell().unwrap(), &private, &public).or_panic();
+        std::fs::write(&owner, std::process::id().to_string()).unwrap();
         EnvironmentKey { private, public, made_here: true, _dir: dir }
     })
 }
@@ -336,8 +345,14 @@ pub fn environment_key() -> &'static EnvironmentKey {
 pub fn remove_environment_key() {
     if let Some(key) = ENVIRONMENT_KEY.get().filter(|k| k.made_here) {
         let _ = std::fs::remove_file(&key.public);
+        let _ = std::fs::remove_file(owner_marker(&key.public));
         let _ = std::fs::remove_dir(key.public.parent().unwrap());
     }
+}
+
+/// Beside a key the suite made: the process that made it, so a later run knows a leftover.
+fn owner_marker(public: &std::path::Path) -> PathBuf {
+    public.with_extension("pub.made-by-e2e")
 }
 
 /// A release of this checkout under `tag`, built, scanned, pushed, signed and attested with the
@@ -695,7 +710,7 @@ impl<'n> LoadGenerator<'n> {
     pub fn start(namespace: &'n TestNamespace) -> LoadGenerator<'n> {
         let shared = shared();
         let flow = namespace.flow();
-        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(flow.client.clone(), &namespace.name);
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(flow.client().clone(), &namespace.name);
         let url = live_service_url(&flow, &namespace.name);
         let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Pod",
@@ -717,7 +732,7 @@ impl<'n> LoadGenerator<'n> {
         .unwrap();
         flow.block_on(pods.create(&Default::default(), &pod)).unwrap();
         let config = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={LOAD_POD}"));
-        flow.block_on(xtask::k8s::wait::pods_running(&flow.client, &namespace.name, config, 1, std::time::Duration::from_secs(60)))
+        flow.block_on(xtask::k8s::wait::pods_running(flow.client(), &namespace.name, config, 1, std::time::Duration::from_secs(60)))
             .or_panic();
         let mut load = LoadGenerator { namespace, _quiet: under_traffic(), baseline: LoadStats::default() };
         // Count from the first second of successful traffic on.
@@ -779,7 +794,7 @@ impl<'n> LoadGenerator<'n> {
 /// (two CoreDNS pods then, and the kernel's conntrack race on parallel A/AAAA queries) to what a
 /// failure could mean.
 fn live_service_url(flow: &Flow, namespace: &str) -> String {
-    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(flow.client.clone(), namespace);
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(flow.client().clone(), namespace);
     let service = flow.block_on(services.get(&xtask::chart::live_service(&flow.target.release))).unwrap();
     let spec = service.spec.unwrap_or_default();
     let ip = spec.cluster_ip.expect("the live Service has a cluster IP");
@@ -790,7 +805,7 @@ fn live_service_url(flow: &Flow, namespace: &str) -> String {
 impl Drop for LoadGenerator<'_> {
     fn drop(&mut self) {
         let flow = self.namespace.flow();
-        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(flow.client.clone(), &self.namespace.name);
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(flow.client().clone(), &self.namespace.name);
         let _ = flow.block_on(pods.delete(LOAD_POD, &DeleteParams::default()));
     }
 }
@@ -812,7 +827,7 @@ pub fn external_secrets_operator() {
     add_on_once(&INSTALLED, |sh, cluster| {
         xtask::cluster::external_secrets::install(sh, cluster).or_panic();
         let namespace = xtask::cluster::external_secrets::STORE_NAMESPACE;
-        xtask::cluster::external_secrets::install_store(sh, &cluster.kubeconfig, namespace, "ClusterSecretStore").or_panic();
+        xtask::cluster::external_secrets::install_store(sh, cluster.api().or_panic(), namespace, "ClusterSecretStore").or_panic();
     });
 }
 

@@ -20,14 +20,14 @@ fn stable_at_v1(ns: &TestNamespace) -> Flow<'_> {
 
 /// `kubectl scale deployment NAME --replicas=N`: the scale subresource, field manager "kubectl".
 fn kubectl_scale(flow: &Flow, name: &str, replicas: i32) {
-    let api: Api<Deployment> = Api::namespaced(flow.client.clone(), &flow.target.namespace);
+    let api: Api<Deployment> = Api::namespaced(flow.client().clone(), &flow.target.namespace);
     let params = PatchParams { field_manager: Some("kubectl".to_owned()), ..Default::default() };
     flow.block_on(api.patch_scale(name, &params, &Patch::Merge(json!({"spec": {"replicas": replicas}})))).unwrap();
-    flow.block_on(xtask::k8s::wait::deployment_rolled_out(&flow.client, &flow.target.namespace, name, deploy::ROLLOUT_TIMEOUT)).or_panic();
+    flow.block_on(xtask::k8s::wait::deployment_rolled_out(flow.client(), &flow.target.namespace, name, deploy::ROLLOUT_TIMEOUT)).or_panic();
 }
 
 fn replicas(flow: &Flow, name: &str) -> Option<i32> {
-    let api: Api<Deployment> = Api::namespaced(flow.client.clone(), &flow.target.namespace);
+    let api: Api<Deployment> = Api::namespaced(flow.client().clone(), &flow.target.namespace);
     flow.block_on(api.get_opt(name)).unwrap().map(|d| d.spec.unwrap().replicas.unwrap_or(1))
 }
 
@@ -161,7 +161,7 @@ fn a_canary_paused_without_evidence_exits_apart_from_one_at_the_gate() {
 
 /// `kubectl set image deployment/model-server api=<repository>:v9.9.9`: a tag that exists nowhere.
 fn kubectl_set_image(flow: &Flow, image: &str) {
-    let api: Api<Deployment> = Api::namespaced(flow.client.clone(), &flow.target.namespace);
+    let api: Api<Deployment> = Api::namespaced(flow.client().clone(), &flow.target.namespace);
     let params = PatchParams { field_manager: Some("kubectl-set".to_owned()), ..Default::default() };
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "image": image}]}}}});
     flow.block_on(api.patch("model-server", &params, &Patch::Strategic(&patch))).unwrap();
@@ -205,7 +205,7 @@ fn a_stuck_hand_set_image_fails_doctor_and_plain_rollback_returns_to_helms_recor
     assert!(rolled.status.success(), "{out}");
     assert!(out.contains(&format!("from: Helm revision 1, {broken}")), "the summary starts from what ran: {out}");
     assert!(out.contains("rolling back to Helm's record"), "{out}");
-    let api: Api<Deployment> = Api::namespaced(flow.client.clone(), &ns.name);
+    let api: Api<Deployment> = Api::namespaced(flow.client().clone(), &ns.name);
     let live = xtask::flows::ownership::deployment_image(&flow.block_on(api.get("model-server")).unwrap()).unwrap();
     assert_eq!(fixture::unpinned(&live), fixture::image(&shared.v1));
     assert_eq!(verify::verify(&flow).or_panic().outcome, Outcome::Pass);
@@ -244,7 +244,7 @@ fn a_helm_rollback_by_hand_at_the_gate_invalidates_the_promotion() {
         .output()
         .unwrap();
     assert!(rollback.status.success(), "{}", text(&rollback));
-    flow.block_on(xtask::k8s::wait::deployment_gone(&flow.client, &ns.name, "model-server-canary", deploy::ROLLOUT_TIMEOUT)).or_panic();
+    flow.block_on(xtask::k8s::wait::deployment_gone(flow.client(), &ns.name, "model-server-canary", deploy::ROLLOUT_TIMEOUT)).or_panic();
 
     let status = text(&xtask(&ns, &["canary", "status"]));
     assert!(status.contains("the journal and the cluster disagree") && status.contains("Rollback to"), "{status}");

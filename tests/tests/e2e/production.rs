@@ -40,7 +40,7 @@ fn xtask(kubeconfig: &std::path::Path, args: &[&str]) -> Output {
 
 /// The release's serving pods by node.
 fn pods_by_node(flow: &Flow) -> std::collections::BTreeMap<String, Vec<String>> {
-    let pods: Api<Pod> = Api::namespaced(flow.client.clone(), &flow.target.namespace);
+    let pods: Api<Pod> = Api::namespaced(flow.client().clone(), &flow.target.namespace);
     let listed = flow.block_on(pods.list(&ListParams::default().labels(&xtask::chart::pod_selector(&flow.target.release)))).unwrap();
     let mut by_node: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for pod in listed.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
@@ -232,7 +232,7 @@ fn a_prod_canary_on_ten_replicas_rides_out_a_drained_worker_then_is_promoted_and
     // The worker with the most of the release's pods, but not PostgreSQL's (the database is
     // the environment's, not the release's).
     let postgres_node = {
-        let pods: Api<Pod> = Api::namespaced(flow.client.clone(), &ns.name);
+        let pods: Api<Pod> = Api::namespaced(flow.client().clone(), &ns.name);
         let listed = flow.block_on(pods.list(&ListParams::default().labels("app.kubernetes.io/name=model-server-postgres"))).unwrap();
         listed.items.first().and_then(|p| xtask::k8s::pods::node_of(p).map(str::to_owned)).unwrap_or_default()
     };

@@ -19,7 +19,7 @@ use crate::fixture::{self, failure, LoadGenerator, LoadStats, OrPanic, TestNames
 use fixture::PODS;
 
 fn deployment_image(flow: &Flow, name: &str) -> Option<String> {
-    let deployments: Api<Deployment> = Api::namespaced(flow.client.clone(), &flow.target.namespace);
+    let deployments: Api<Deployment> = Api::namespaced(flow.client().clone(), &flow.target.namespace);
     flow.block_on(deployments.get_opt(name)).unwrap().map(|d| fixture::unpinned(&ownership::deployment_image(&d).unwrap()))
 }
 
@@ -301,7 +301,7 @@ fn a_blue_green_switch_killed_while_holding_the_old_colour_is_resumed_and_finish
     let state = bluegreen::resume(&ns.flow()).or_panic();
     assert_eq!(state.to_slot, Slot::Green);
     let pods = |slot: &str| {
-        let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(flow.client.clone(), &ns.name);
+        let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(flow.client().clone(), &ns.name);
         let selector = format!("app.kubernetes.io/instance=model-server,shipshape.dev/slot={slot}");
         flow.block_on(api.list(&kube::api::ListParams::default().labels(&selector))).unwrap().items.len()
     };

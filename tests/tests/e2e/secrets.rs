@@ -15,7 +15,7 @@ const TOKEN_SECRET: &str = "model-server-admin-token";
 
 fn token(ns: &TestNamespace) -> String {
     let flow = ns.flow();
-    flow.block_on(secrets::read_key(&Api::<Secret>::namespaced(flow.client.clone(), &ns.name), TOKEN_SECRET, "token")).or_panic()
+    flow.block_on(secrets::read_key(&Api::<Secret>::namespaced(flow.client().clone(), &ns.name), TOKEN_SECRET, "token")).or_panic()
 }
 
 /// Every pod accepts `new` on POST /admin/reload and refuses `old`.
@@ -60,7 +60,8 @@ fn rotating_the_admin_token_makes_the_new_one_work_and_the_old_one_fail() {
 
     let state = flow.record().or_panic();
     assert!(state.current().unwrap().description.contains("rotate-secret"), "the restart is a Helm revision: {:?}", state.history);
-    let journal = flow.block_on(Api::<ConfigMap>::namespaced(flow.client.clone(), &ns.name).get("shipshape-journal-model-server")).unwrap();
+    let journal =
+        flow.block_on(Api::<ConfigMap>::namespaced(flow.client().clone(), &ns.name).get("shipshape-journal-model-server")).unwrap();
     let text = serde_json::to_string(&journal.data).unwrap();
     assert!(!text.contains(&old) && !text.contains(&new), "no token value is ever journaled");
 }
@@ -71,7 +72,7 @@ fn rotation_with_the_secret_missing_changes_nothing() {
     let ns = TestNamespace::new("rotate-missing");
     let flow = ns.flow();
     deploy::deploy(&flow, &shared.v1, false).or_panic();
-    flow.block_on(Api::<Secret>::namespaced(flow.client.clone(), &ns.name).delete(TOKEN_SECRET, &DeleteParams::default())).unwrap();
+    flow.block_on(Api::<Secret>::namespaced(flow.client().clone(), &ns.name).delete(TOKEN_SECRET, &DeleteParams::default())).unwrap();
 
     let error = failure(rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::Manual, false));
     assert!(error.contains(&format!("Secret {TOKEN_SECRET} does not exist")), "{error}");
@@ -89,7 +90,7 @@ fn rotating_a_sealed_admin_token_goes_through_kubeseal_and_the_controller() {
     let flow = ns.flow();
     deploy::deploy(&flow, &shared.v1, false).or_panic();
     // Hand the admin token to Sealed Secrets: the controller manages only a Secret it created.
-    let secrets_api = Api::<Secret>::namespaced(flow.client.clone(), &ns.name);
+    let secrets_api = Api::<Secret>::namespaced(flow.client().clone(), &ns.name);
     flow.block_on(secrets_api.delete(TOKEN_SECRET, &DeleteParams::default())).unwrap();
     let first = "e2e-first-sealed-token";
     let sealed = xtask::kubeseal::Kubeseal::new(&ns.sh).or_panic().seal(&ns.target().access(), &ns.name, TOKEN_SECRET, first).or_panic();
@@ -122,7 +123,7 @@ fn deliver_by_external_secrets(ns: &TestNamespace, store: (&str, &str), store_se
         flow.block_on(secrets::write_key(store_secrets, remote_key, "token", first)).or_panic();
     }
     // The operator owns the Secret it creates: the one the fixture made goes first.
-    let secrets_api = Api::<Secret>::namespaced(flow.client.clone(), &ns.name);
+    let secrets_api = Api::<Secret>::namespaced(flow.client().clone(), &ns.name);
     flow.block_on(secrets_api.delete(TOKEN_SECRET, &DeleteParams::default())).unwrap();
     let mut values = flow.helm().unwrap().values("model-server", &ns.name, &ns.target().access(), None, false).or_panic();
     values["externalSecrets"] = serde_json::json!({
@@ -135,7 +136,7 @@ fn deliver_by_external_secrets(ns: &TestNamespace, store: (&str, &str), store_se
     flow.block_on(secrets::until_key_is(&secrets_api, TOKEN_SECRET, "token", first, std::time::Duration::from_secs(90))).or_panic();
     // The operator writes the Secret first and its own status after: until every ExternalSecret
     // says Ready, `doctor` (a snapshot) rightly reports "not synced yet" (seen in a rehearsal).
-    let external = xtask::k8s::external_secrets::external_secrets(&flow.client, &ns.name);
+    let external = xtask::k8s::external_secrets::external_secrets(flow.client(), &ns.name);
     let all_ready = || async {
         let listed = external.list(&Default::default()).await?;
         let waiting: Vec<String> = listed
@@ -161,7 +162,7 @@ fn rotating_an_external_admin_token_writes_the_store_and_the_operator_delivers_i
     let ns = TestNamespace::new("rotate-external");
     let flow = ns.flow();
     deploy::deploy(&flow, &shared.v1, false).or_panic();
-    let store_secrets = Api::<Secret>::namespaced(flow.client.clone(), external_secrets::STORE_NAMESPACE);
+    let store_secrets = Api::<Secret>::namespaced(flow.client().clone(), external_secrets::STORE_NAMESPACE);
     let remote_key = format!("{}-admin-token", ns.name);
     let first = "e2e-first-external-token";
     deliver_by_external_secrets(&ns, ("ClusterSecretStore", external_secrets::STORE_NAME), &store_secrets, &remote_key, first);
@@ -191,14 +192,14 @@ fn a_failed_external_sync_puts_the_old_value_back_restarts_nothing_and_doctor_sa
     deploy::deploy(&flow, &shared.v1, false).or_panic();
     // A store of this namespace alone, so breaking it touches no other test.
     let sh = xtask::repo_shell().unwrap();
-    xtask::cluster::external_secrets::install_store(&sh, &ns.kubeconfig, &ns.name, "SecretStore").or_panic();
-    let store_secrets = Api::<Secret>::namespaced(flow.client.clone(), &ns.name);
+    xtask::cluster::external_secrets::install_store(&sh, flow.connection(), &ns.name, "SecretStore").or_panic();
+    let store_secrets = Api::<Secret>::namespaced(flow.client().clone(), &ns.name);
     let first = "e2e-first-external-token";
     deliver_by_external_secrets(&ns, ("SecretStore", external_secrets::STORE_NAME), &store_secrets, "store-admin-token", first);
     let revisions = flow.record().or_panic().history.len();
 
     // The store's reader loses its access, as when a Vault policy or IAM role is changed.
-    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(flow.client.clone(), &ns.name);
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(flow.client().clone(), &ns.name);
     flow.block_on(bindings.delete(&format!("{}-reader", external_secrets::STORE_NAME), &DeleteParams::default())).unwrap();
     let error = failure(rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::External, false));
     assert!(error.contains("could not sync"), "the operator's verdict: {error}");

@@ -14,7 +14,7 @@ use fixture::{image, unpinned};
 /// The stable Deployment's image as it runs: `repository:tag@digest`.
 fn pinned_stable_image(ns: &TestNamespace) -> String {
     let flow = ns.flow();
-    let deployment = flow.block_on(Api::<Deployment>::namespaced(flow.client.clone(), &ns.name).get("model-server")).unwrap();
+    let deployment = flow.block_on(Api::<Deployment>::namespaced(flow.client().clone(), &ns.name).get("model-server")).unwrap();
     xtask::flows::ownership::deployment_image(&deployment).unwrap()
 }
 
@@ -140,8 +140,8 @@ fn rollback_reports_and_repairs_a_kubectl_rollout_undo_behind_helms_back() {
 
     // What `kubectl rollout undo` does: the previous ReplicaSet's pod template, patched onto the
     // Deployment by its own field manager.
-    let deployments: Api<Deployment> = Api::namespaced(flow.client.clone(), &ns.name);
-    let replica_sets: Api<ReplicaSet> = Api::namespaced(flow.client.clone(), &ns.name);
+    let deployments: Api<Deployment> = Api::namespaced(flow.client().clone(), &ns.name);
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(flow.client().clone(), &ns.name);
     let listed = flow
         .block_on(replica_sets.list(&ListParams::default().labels("app.kubernetes.io/instance=model-server,shipshape.dev/track=stable")))
         .unwrap();
@@ -157,7 +157,7 @@ fn rollback_reports_and_repairs_a_kubectl_rollout_undo_behind_helms_back() {
     let undo = serde_json::json!({"spec": {"template": template}});
     let params = PatchParams { field_manager: Some("kubectl-rollout".to_owned()), ..Default::default() };
     flow.block_on(deployments.patch("model-server", &params, &Patch::Strategic(&undo))).unwrap();
-    flow.block_on(xtask::k8s::wait::deployment_rolled_out(&flow.client, &ns.name, "model-server", deploy::ROLLOUT_TIMEOUT)).or_panic();
+    flow.block_on(xtask::k8s::wait::deployment_rolled_out(flow.client(), &ns.name, "model-server", deploy::ROLLOUT_TIMEOUT)).or_panic();
 
     let version = verify::verify(&flow).or_panic().checks.into_iter().find(|c| c.name == "version").unwrap();
     assert_eq!(version.outcome, Outcome::Warn, "verify reports the drift: {version:?}");
@@ -236,7 +236,7 @@ fn deploy_takes_values_as_helm_does_and_refuses_bad_ones_before_any_change() {
     let (ok, out) = deploy(&["--tag", &shared.v1, "--set", "replicaCount=2", "-f", &file_arg]);
     assert!(ok, "{out}");
     let flow = ns.flow();
-    let api: Api<Deployment> = Api::namespaced(flow.client.clone(), &ns.name);
+    let api: Api<Deployment> = Api::namespaced(flow.client().clone(), &ns.name);
     assert_eq!(flow.block_on(api.get("model-server")).unwrap().spec.unwrap().replicas, Some(2));
     let runs = flow.block_on(flow.journal().entries()).or_panic();
     assert_eq!(runs.last().unwrap().facts["values"], format!("-f {file_arg} --set replicaCount=2"));

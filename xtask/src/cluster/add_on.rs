@@ -47,27 +47,21 @@ pub fn install(sh: &Shell, cluster: &RunningCluster, image: &str, chart: &AddOnC
     super::registry::ensure_running(sh, &docker)?;
     super::app_images::push(&docker, image, super::registry::HOST)?;
     let AddOnChart { what, release, namespace, .. } = *chart;
-    let kubeconfig = &cluster.kubeconfig;
     let running = chart_copy(chart.chart, super::go_image::tag_of(image), chart.drop_dependencies)?;
-    crate::k8s::block_on(async { crate::k8s::ensure_namespace(&crate::k8s::client(kubeconfig).await?, namespace).await })?;
+    let api = cluster.api()?;
+    api.run(crate::k8s::ensure_namespace(api.client(), namespace))?;
     #[allow(clippy::disallowed_methods)] // an add-on's own release, no flow around it
     let writer = Writer::new(sh)?;
-    writer.upgrade_with(
-        running.path(),
-        release,
-        namespace,
-        &chart.values,
-        &Change::new(&crate::k8s::ClusterAccess::current(kubeconfig), format!("shipshape: {what}")),
-    )?;
+    writer.upgrade_with(running.path(), release, namespace, &chart.values, &Change::new(api.access(), format!("shipshape: {what}")))?;
     let kind = match chart.workload {
         Workload::Deployment => "deploy",
         Workload::DaemonSet => "daemonset",
     };
-    crate::k8s::block_on(async {
-        let client = crate::k8s::client(kubeconfig).await?;
+    api.run(async {
+        let client = api.client();
         match chart.workload {
-            Workload::Deployment => crate::k8s::wait::deployment_rolled_out(&client, namespace, release, ROLLOUT_TIMEOUT).await,
-            Workload::DaemonSet => crate::k8s::wait::daemon_set_ready(&client, namespace, release, ROLLOUT_TIMEOUT).await,
+            Workload::Deployment => crate::k8s::wait::deployment_rolled_out(client, namespace, release, ROLLOUT_TIMEOUT).await,
+            Workload::DaemonSet => crate::k8s::wait::daemon_set_ready(client, namespace, release, ROLLOUT_TIMEOUT).await,
         }
     })
     .with_context(|| format!("{what} did not start: `kubectl logs -n {namespace} {kind}/{release}` says why"))?;

@@ -3,7 +3,6 @@
 //! (`external-secrets-system`); and, for the end-to-end suite, a store for it to read: the
 //! kubernetes provider over Secrets in namespace `shipshape-store` (chart
 //! `deploy/kind/charts/secret-store`), standing for Vault or a cloud secret manager.
-use std::path::Path;
 
 use anyhow::{Context, Result};
 use xshell::Shell;
@@ -83,12 +82,12 @@ fn registrations(kind: &str, names: &[&str]) -> String {
 pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
     let source = Go::detect(sh).download(&format!("{MODULE}@{VERSION}"))?;
     let image = controller_image(sh, &Docker::connect(sh)?)?;
-    let kubeconfig = &cluster.kubeconfig;
     // The chart's CRD templates are generated when upstream packages it; the module has them as
     // one bundle. Applied through the API on every install, so a new version updates them
     // (Helm's crds/ directory would create them once and never update them).
     let bundle = std::fs::read_to_string(source.dir.join("deploy/crds/bundle.yaml")).context("reading the CRD bundle")?;
-    crate::k8s::block_on(async { crate::k8s::apply_crds(&crate::k8s::client(kubeconfig).await?, &bundle).await })?;
+    let api = cluster.api()?;
+    api.run(crate::k8s::apply_crds(api.client(), &bundle))?;
     let chart = AddOnChart {
         what: "External Secrets Operator",
         chart: &source.dir.join("deploy/charts/external-secrets"),
@@ -115,11 +114,11 @@ pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
 /// An external store for tests: the kubernetes provider over the Secrets of `namespace`, as a
 /// ClusterSecretStore ([`STORE_NAMESPACE`] in the suite) or a SecretStore of that namespace only,
 /// named [`STORE_NAME`] either way. Needs the operator's CRDs ([`install`]).
-pub fn install_store(sh: &Shell, kubeconfig: &Path, namespace: &str, kind: &str) -> Result<()> {
-    crate::k8s::block_on(async { crate::k8s::ensure_namespace(&crate::k8s::client(kubeconfig).await?, namespace).await })?;
+pub fn install_store(sh: &Shell, api: &crate::k8s::Connection, namespace: &str, kind: &str) -> Result<()> {
+    api.run(crate::k8s::ensure_namespace(api.client(), namespace))?;
     let chart = crate::repo_root().join("deploy/kind/charts/secret-store");
     let values = serde_json::json!({"storeName": STORE_NAME, "kind": kind});
-    let change = Change::new(&crate::k8s::ClusterAccess::current(kubeconfig), "shipshape: an external secret store for tests");
+    let change = Change::new(api.access(), "shipshape: an external secret store for tests");
     #[allow(clippy::disallowed_methods)] // the tests' store: its own release, no flow around it
     let writer = Writer::new(sh)?;
     writer.upgrade_with(&chart, "secret-store", namespace, &values, &change)

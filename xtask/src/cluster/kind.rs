@@ -7,10 +7,28 @@ use xshell::{cmd, Shell};
 use crate::process::read_or_explain;
 use crate::tools::KIND;
 
-/// A cluster that is up, and the kubeconfig that reaches it.
+/// A cluster that is up, the kubeconfig that reaches it, and the one API connection every
+/// step of a command shares (opened on first use: the kubeconfig exists only once kind wrote it).
 pub struct RunningCluster {
     pub name: String,
     pub kubeconfig: PathBuf,
+    connection: std::sync::OnceLock<crate::k8s::Connection>,
+}
+
+impl RunningCluster {
+    pub fn new(name: String, kubeconfig: PathBuf) -> RunningCluster {
+        RunningCluster { name, kubeconfig, connection: std::sync::OnceLock::new() }
+    }
+
+    /// The cluster's API (its kubeconfig's current context: kind names it after the cluster).
+    pub fn api(&self) -> Result<&crate::k8s::Connection> {
+        if let Some(connection) = self.connection.get() {
+            return Ok(connection);
+        }
+        let opened = crate::k8s::Connection::open(crate::k8s::ClusterAccess::current(&self.kubeconfig))?;
+        // Two threads may open at once (the suite shares a cluster): the first stored wins.
+        Ok(self.connection.get_or_init(|| opened))
+    }
 }
 
 pub struct Kind<'a> {

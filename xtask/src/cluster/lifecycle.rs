@@ -129,7 +129,7 @@ fn install_add_on(sh: &Shell, cluster: &RunningCluster, add_on: AddOn) -> Result
         AddOn::ExternalSecrets => {
             super::external_secrets::install(sh, cluster)?;
             let namespace = super::external_secrets::STORE_NAMESPACE;
-            super::external_secrets::install_store(sh, &cluster.kubeconfig, namespace, "ClusterSecretStore")?;
+            super::external_secrets::install_store(sh, cluster.api()?, namespace, "ClusterSecretStore")?;
             println!(
                 "External Secrets Operator runs in {}; ClusterSecretStore {} reads the Secrets of namespace {namespace}",
                 super::external_secrets::NAMESPACE,
@@ -190,7 +190,7 @@ fn ready_cluster(sh: &Shell, args: &ClusterUp) -> Result<RunningCluster> {
     let docker = Docker::connect(sh)?;
     let kind = Kind::new(sh)?;
     let kubeconfig = target.kubeconfig_path()?;
-    let cluster = RunningCluster { name: target.name.clone(), kubeconfig: kubeconfig.clone() };
+    let cluster = RunningCluster::new(target.name.clone(), kubeconfig.clone());
     match docker.container(&target.node_container())? {
         Some(node) if node.kind_cluster.as_deref() == Some(target.name.as_str()) => {
             if node.image != KINDEST_NODE && node.image != LOCAL_NODE_IMAGE {
@@ -208,9 +208,9 @@ fn ready_cluster(sh: &Shell, args: &ClusterUp) -> Result<RunningCluster> {
             kind.export_kubeconfig(&target.name, &kubeconfig)?;
             name_context(target, &kubeconfig)?;
             let nodes = kind.nodes(&target.name)?;
-            wait_ready(&kubeconfig, nodes.len())?;
+            wait_ready(cluster.api()?, nodes.len())?;
             registry::ensure_running(sh, &docker)?;
-            registry::attach(&docker, &nodes, &kubeconfig)?;
+            registry::attach(&docker, &nodes, cluster.api()?)?;
             Ok(cluster)
         }
         Some(node) => bail!(
@@ -241,9 +241,9 @@ fn ready_cluster(sh: &Shell, args: &ClusterUp) -> Result<RunningCluster> {
                     }
                     Ok(())
                 })
-                .and_then(|()| registry::attach(&docker, &nodes, &kubeconfig))
-                .and_then(|()| k8s::block_on(tune_coredns(&kubeconfig)))
-                .and_then(|()| wait_ready(&kubeconfig, nodes.len()));
+                .and_then(|()| registry::attach(&docker, &nodes, cluster.api()?))
+                .and_then(|()| cluster.api()?.run(tune_coredns(cluster.api()?.client())))
+                .and_then(|()| wait_ready(cluster.api()?, nodes.len()));
             if let Err(err) = created {
                 if args.keep {
                     return Err(err.context(format!(
@@ -346,10 +346,9 @@ fn effective_config(name: &str, image: &str, nodes: &[String]) -> Result<PathBuf
 /// tolerates that node's taint), so the same holds on a cluster with workers.
 ///
 /// The change rolls CoreDNS's pods once, seconds after they were created.
-async fn tune_coredns(kubeconfig: &std::path::Path) -> Result<()> {
+async fn tune_coredns(client: &kube::Client) -> Result<()> {
     use k8s_openapi::api::apps::v1::Deployment;
     use kube::api::{Patch, PatchParams};
-    let client = k8s::client(kubeconfig).await?;
     let patch = serde_json::json!({
         "spec": {
             "replicas": 1,
@@ -365,7 +364,7 @@ async fn tune_coredns(kubeconfig: &std::path::Path) -> Result<()> {
             }]}}
         }
     });
-    Api::<Deployment>::namespaced(client, "kube-system")
+    Api::<Deployment>::namespaced(client.clone(), "kube-system")
         .patch("coredns", &PatchParams::default(), &Patch::Strategic(&patch))
         .await
         .context("tuning CoreDNS for a single-node cluster (kube-system/coredns)")?;
@@ -374,13 +373,13 @@ async fn tune_coredns(kubeconfig: &std::path::Path) -> Result<()> {
 
 /// Ready: every node, kube-proxy and the control plane's pods running, CoreDNS rolled out (which
 /// also proves the controller manager and the scheduler work).
-fn wait_ready(kubeconfig: &std::path::Path, nodes: usize) -> Result<()> {
-    k8s::block_on(async {
-        let client = k8s::client(kubeconfig).await?;
-        k8s::wait::nodes_ready(&client, CLUSTER_READY_TIMEOUT).await?;
-        k8s::wait::deployment_rolled_out(&client, "kube-system", "coredns", CLUSTER_READY_TIMEOUT).await?;
+fn wait_ready(api: &k8s::Connection, nodes: usize) -> Result<()> {
+    api.run(async {
+        let client = api.client();
+        k8s::wait::nodes_ready(client, CLUSTER_READY_TIMEOUT).await?;
+        k8s::wait::deployment_rolled_out(client, "kube-system", "coredns", CLUSTER_READY_TIMEOUT).await?;
         let pods = KUBE_SYSTEM_PODS + nodes.saturating_sub(1);
-        k8s::wait::pods_running(&client, "kube-system", watcher::Config::default(), pods, CLUSTER_READY_TIMEOUT).await?;
+        k8s::wait::pods_running(client, "kube-system", watcher::Config::default(), pods, CLUSTER_READY_TIMEOUT).await?;
         anyhow::Ok(())
     })
     .context("the cluster did not become ready")
@@ -416,8 +415,9 @@ pub fn status(sh: &Shell, target: &ClusterTarget) -> Result<()> {
     let kubeconfig = target.kubeconfig_path()?;
     Kind::new(sh)?.export_kubeconfig(&target.name, &kubeconfig)?;
     println!("kubeconfig: {}", kubeconfig.display());
-    k8s::block_on(async {
-        let client = k8s::client(&kubeconfig).await?;
+    let api = k8s::Connection::open(k8s::ClusterAccess::current(&kubeconfig))?;
+    api.run(async {
+        let client = api.client().clone();
         for node in Api::<Node>::all(client.clone()).list(&ListParams::default()).await? {
             let ready = node
                 .status

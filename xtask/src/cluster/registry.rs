@@ -164,7 +164,7 @@ fn answers() -> Result<()> {
 
 /// Lets cluster `name` pull from the registry: the registry joins kind's network, each node's
 /// containerd maps localhost:5001 to it, and the ConfigMap advertises it. Idempotent.
-pub fn attach(docker: &Docker, nodes: &[String], kubeconfig: &std::path::Path) -> Result<()> {
+pub fn attach(docker: &Docker, nodes: &[String], api: &crate::k8s::Connection) -> Result<()> {
     docker.network_connect(KIND_NETWORK, CONTAINER)?;
     let log = Stages::new()?.log_path("registry-attach")?;
     let hosts = format!("[host.\"http://{CONTAINER}:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n");
@@ -179,8 +179,8 @@ pub fn attach(docker: &Docker, nodes: &[String], kubeconfig: &std::path::Path) -
         }
         docker.exec(node, &script, &log).with_context(|| format!("pointing node {node}'s containerd at the local registry"))?;
     }
-    crate::k8s::block_on(async {
-        let client = crate::k8s::client(kubeconfig).await?;
+    api.run(async {
+        let client = api.client().clone();
         let config_map: ConfigMap = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "local-registry-hosting", "namespace": "kube-public"},

@@ -423,7 +423,7 @@ fn do_step(changes: &Changes, state: &State, id: &str) -> Result<()> {
         }
         "wait-idle" => {
             let name = chart::slot_deployment(&t.release, to);
-            changes.block_on(wait::deployment_rolled_out(&changes.client, &t.namespace, &name, ROLLOUT_TIMEOUT)).map(drop)
+            changes.block_on(wait::deployment_rolled_out(changes.client(), &t.namespace, &name, ROLLOUT_TIMEOUT)).map(drop)
         }
         "smoke" => {
             let preview = chart::preview_service(&t.release);
@@ -461,7 +461,7 @@ fn scale_down(changes: &Changes, slot: Slot) -> Result<()> {
     let t = &changes.target;
     changes
         .block_on(wait::until(
-            Api::<Pod>::namespaced(changes.client.clone(), &t.namespace),
+            Api::<Pod>::namespaced(changes.client().clone(), &t.namespace),
             watcher::Config::default().labels(&chart::slot_selector(&t.release, slot)),
             &format!("{slot} pods gone"),
             ROLLOUT_TIMEOUT,
@@ -478,7 +478,7 @@ fn scale_down(changes: &Changes, slot: Slot) -> Result<()> {
 
 async fn slot_pods(flow: &Flow<'_>, slot: Slot) -> Result<Vec<Pod>> {
     let t = &flow.target;
-    pods::ready_matching(&flow.client, &t.namespace, &chart::slot_selector(&t.release, slot)).await
+    pods::ready_matching(flow.client(), &t.namespace, &chart::slot_selector(&t.release, slot)).await
 }
 
 /// Until Service `service`'s ready endpoints are exactly the ready pods of `slot`.
@@ -488,7 +488,7 @@ async fn wait_endpoints(flow: &Flow<'_>, service: &str, slot: Slot) -> Result<()
     if wanted.is_empty() {
         bail!("no ready {slot} pods for Service {service}");
     }
-    wait::service_ready_endpoints(&flow.client, &t.namespace, service, ROLLOUT_TIMEOUT, |ready| {
+    wait::service_ready_endpoints(flow.client(), &t.namespace, service, ROLLOUT_TIMEOUT, |ready| {
         if *ready == wanted {
             wait::Progress::Done(format!("{} ready endpoints, all {slot}", ready.len()))
         } else {

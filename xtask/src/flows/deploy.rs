@@ -29,7 +29,7 @@ pub fn deploy_wanted(flow: &Flow, wanted: &Wanted, dry_run: bool) -> Result<Opti
     let state = flow.record()?;
     refuse_unsafe_start(&state)?;
     flow.policy()?;
-    let drift = flow.block_on(ownership::drift(&flow.client, &t.namespace, &t.release, &state))?;
+    let drift = flow.block_on(ownership::drift(flow.client(), &t.namespace, &t.release, &state))?;
     let mut chart_release = t.chart_release(Some(tag));
     // Repository and pull secrets are the environment's with the user's values (the tag changes
     // neither).
@@ -99,7 +99,7 @@ pub fn deploy_wanted(flow: &Flow, wanted: &Wanted, dry_run: bool) -> Result<Opti
             change.force_conflicts = drift.is_some();
             changes.upgrade(&chart_release, &change)
         })?;
-        run.step("rollout", |flow| flow.block_on(wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT)))?;
+        run.step("rollout", |flow| flow.block_on(wait::deployment_rolled_out(flow.client(), &t.namespace, &stable, ROLLOUT_TIMEOUT)))?;
         run.step("verify", |flow| {
             let verification = verify::verify(flow)?;
             report::print_checks(&verification.checks);
@@ -161,7 +161,7 @@ fn restore(changes: &Changes, tag: &str, from_revision: Option<u32>) -> Result<S
             changes.rollback(revision, &change)?;
             let stable = chart::stable_deployment(&t.release);
             changes
-                .block_on(wait::deployment_rolled_out(&changes.client, &t.namespace, &stable, ROLLOUT_TIMEOUT))
+                .block_on(wait::deployment_rolled_out(changes.client(), &t.namespace, &stable, ROLLOUT_TIMEOUT))
                 .context("the restored revision did not roll out")?;
             Ok(format!("rolled back to Helm revision {revision}, which serves again"))
         }

@@ -35,19 +35,19 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
         return Ok(checks);
     }
     flow.block_on(async {
-        checks.extend(findings::secrets_present(&flow.client, t, &state.values).await);
-        checks.extend(findings::rbac(&flow.client, t, &state.values, true).await);
+        checks.extend(findings::secrets_present(flow.client(), t, &state.values).await);
+        checks.extend(findings::rbac(flow.client(), t, &state.values, true).await);
         if state.values.external_secrets.enabled {
-            checks.push(external_secrets(&flow.client, t).await);
+            checks.push(external_secrets(flow.client(), t).await);
         }
-        checks.extend(pods(&flow.client, t).await?);
-        checks.extend(rollouts(&flow.client, t).await?);
-        checks.push(match ownership::drift(&flow.client, &t.namespace, &t.release, &state).await? {
+        checks.extend(pods(flow.client(), t).await?);
+        checks.extend(rollouts(flow.client(), t).await?);
+        checks.push(match ownership::drift(flow.client(), &t.namespace, &t.release, &state).await? {
             None => Check::new("helm owns the release", Outcome::Pass, "the Deployment runs what Helm applied"),
             Some(drift) => Check::new("helm owns the release", Outcome::Warn, drift.to_string())
                 .with_fix("cargo xtask rollback (or deploy) returns the Deployment to a Helm revision"),
         });
-        let deployments = ownership::deployments(&flow.client, &t.namespace, &t.release).await?;
+        let deployments = ownership::deployments(flow.client(), &t.namespace, &t.release).await?;
         let drift = ownership::replica_drift(&deployments, &t.release, &state.values);
         checks.push(if drift.is_empty() {
             Check::new("replicas as recorded", Outcome::Pass, "every Deployment runs the replica count Helm's record gives it")
@@ -58,8 +58,8 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
                     "a running canary: `cargo xtask canary abort` or `canary resume` takes the record back; otherwise `cargo xtask deploy`",
                 )
         });
-        checks.push(findings::no_flow_running(&flow.client, t).await);
-        checks.push(nodes(&flow.client, t).await);
+        checks.push(findings::no_flow_running(flow.client(), t).await);
+        checks.push(nodes(flow.client(), t).await);
         anyhow::Ok(())
     })?;
     checks.push(match super::canary::disagreement(flow, &state)? {

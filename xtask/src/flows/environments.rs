@@ -49,7 +49,7 @@ fn read(sh: &xshell::Shell, env: Env, namespace: Option<String>, kubeconfig: Opt
         let flow = Flow::connect(sh, target)?;
         let (record, entries) = flow.block_on(async {
             tokio::time::timeout(ENVIRONMENT_TIMEOUT, async {
-                let record = crate::helm::record::ReleaseRecord::fetch(&flow.client, &flow.target.namespace, &flow.target.release).await?;
+                let record = crate::helm::record::ReleaseRecord::fetch(flow.client(), &flow.target.namespace, &flow.target.release).await?;
                 let entries = flow.journal().entries().await?;
                 anyhow::Ok((record, entries))
             })

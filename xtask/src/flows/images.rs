@@ -129,7 +129,7 @@ pub fn source_and_check(run: &mut super::Run, repository: &str, source: &Source,
     run.fact("to_image", pinned.reference())?;
     run.fact("to_digest", &pinned.digest)?;
     run.step("check-image", |flow| {
-        let found = flow.block_on(ensure_exists(&flow.client, &flow.target.namespace, &pinned.reference(), pull_secrets))?;
+        let found = flow.block_on(ensure_exists(flow.client(), &flow.target.namespace, &pinned.reference(), pull_secrets))?;
         println!("  {found}");
         Ok(())
     })?;
@@ -161,7 +161,7 @@ pub fn promoted_from(sh: &xshell::Shell, from: Env, namespace: Option<String>, k
         .with_context(|| format!("reaching {}'s cluster to read what it runs", from.name()))?;
     let record = source.record()?;
     let entries = source.block_on(source.journal().entries())?;
-    let drift = source.block_on(super::ownership::drift(&source.client, &source.target.namespace, &source.target.release, &record))?;
+    let drift = source.block_on(super::ownership::drift(source.client(), &source.target.namespace, &source.target.release, &record))?;
     let pinned = settled_image(from, &record, entries.last(), drift.is_some())?;
     let revision = record.current().map(|r| r.revision).unwrap_or_default();
     let evidence = match entries.last() {

@@ -27,7 +27,7 @@ pub fn preflight(flow: &Flow) -> Result<Vec<Check>> {
     };
 
     let started = Instant::now();
-    let server = flow.block_on(flow.client.apiserver_version());
+    let server = flow.block_on(flow.client().apiserver_version());
     let reachable = server.is_ok();
     checks.push(timed(
         started,
@@ -42,7 +42,7 @@ pub fn preflight(flow: &Flow) -> Result<Vec<Check>> {
     }
 
     let started = Instant::now();
-    let namespace = flow.block_on(Api::<Namespace>::all(flow.client.clone()).get_opt(&t.namespace));
+    let namespace = flow.block_on(Api::<Namespace>::all(flow.client().clone()).get_opt(&t.namespace));
     checks.push(timed(
         started,
         match namespace {
@@ -91,13 +91,13 @@ pub fn preflight(flow: &Flow) -> Result<Vec<Check>> {
     // Before the first install, check what the environment's values will reference.
     let values = if state.is_installed() { state.values.clone() } else { flow.environment()? };
     let started = Instant::now();
-    let secret_checks = flow.block_on(findings::secrets_present(&flow.client, t, &values));
+    let secret_checks = flow.block_on(findings::secrets_present(flow.client(), t, &values));
     checks.extend(secret_checks.into_iter().map(|c| timed(started, c)));
     let started = Instant::now();
-    let rbac_checks = flow.block_on(findings::rbac(&flow.client, t, &values, state.is_installed()));
+    let rbac_checks = flow.block_on(findings::rbac(flow.client(), t, &values, state.is_installed()));
     checks.extend(rbac_checks.into_iter().map(|c| timed(started, c)));
     checks.push(findings::helm_not_pending(&state));
-    checks.push(flow.block_on(findings::no_flow_running(&flow.client, t)));
+    checks.push(flow.block_on(findings::no_flow_running(flow.client(), t)));
     Ok(checks)
 }
 

@@ -39,7 +39,7 @@ pub fn reload(flow: &Flow, dry_run: bool) -> Result<Vec<PodAnswer>> {
     let mut run = Run::begin(flow, "reload", String::new(), plan)?;
     let body = (|| -> Result<Ending<Vec<PodAnswer>>> {
         let token = run.step("read-token", |flow| {
-            let token = flow.block_on(secrets::read_key(&Api::<Secret>::namespaced(flow.client.clone(), &t.namespace), &secret, &key))?;
+            let token = flow.block_on(secrets::read_key(&Api::<Secret>::namespaced(flow.client().clone(), &t.namespace), &secret, &key))?;
             println!("  admin token retrieved (length: {})", token.len());
             Ok(token)
         })?;

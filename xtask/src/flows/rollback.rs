@@ -146,13 +146,13 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
     let Some(current) = state.current().cloned() else {
         bail!("release {} is not installed in namespace {}: there is nothing to roll back", t.release, t.namespace);
     };
-    let drift = flow.block_on(ownership::drift(&flow.client, &t.namespace, &t.release, &state))?;
+    let drift = flow.block_on(ownership::drift(flow.client(), &t.namespace, &t.release, &state))?;
     // Where the rollback starts is what runs, which a hand change may have made other than
     // Helm's record.
     let recorded_image = state.stable_image().unwrap_or_default();
     let from_image = drift.as_ref().map(|d| d.live_image.clone()).unwrap_or_else(|| recorded_image.clone());
     let canary_name = chart::canary_deployment(&t.release);
-    let live_canary = flow.block_on(Api::<Deployment>::namespaced(flow.client.clone(), &t.namespace).get_opt(&canary_name))?.is_some();
+    let live_canary = flow.block_on(Api::<Deployment>::namespaced(flow.client().clone(), &t.namespace).get_opt(&canary_name))?.is_some();
     let orphan_canary = live_canary && !state.values.canary.enabled;
 
     let facts = Facts {
@@ -265,7 +265,7 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
                 changes.mark_changed();
                 let storage = format!("sh.helm.release.v1.{}.v{}", t.release, current.revision);
                 match changes
-                    .block_on(Api::<Secret>::namespaced(changes.client.clone(), &t.namespace).delete(&storage, &DeleteParams::default()))
+                    .block_on(Api::<Secret>::namespaced(changes.client().clone(), &t.namespace).delete(&storage, &DeleteParams::default()))
                 {
                     Ok(_) => Ok(()),
                     Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
@@ -274,7 +274,7 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
             })?;
         }
         run.step("check-image", |flow| {
-            let found = flow.block_on(images::ensure_exists(&flow.client, &t.namespace, &to_image, &state.values.pull_secrets()))?;
+            let found = flow.block_on(images::ensure_exists(flow.client(), &t.namespace, &to_image, &state.values.pull_secrets()))?;
             println!("  {found}");
             Ok(())
         })?;
@@ -282,7 +282,7 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
             run.step("remove-orphan-canary", |changes| {
                 changes.mark_changed();
                 changes.block_on(
-                    Api::<Deployment>::namespaced(changes.client.clone(), &t.namespace).delete(&canary_name, &DeleteParams::foreground()),
+                    Api::<Deployment>::namespaced(changes.client().clone(), &t.namespace).delete(&canary_name, &DeleteParams::foreground()),
                 )?;
                 Ok(())
             })?;
@@ -297,9 +297,9 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
         })?;
         run.step("rollout", |flow| {
             flow.block_on(async {
-                let rolled_out = wait::deployment_rolled_out(&flow.client, &t.namespace, &stable, ROLLOUT_TIMEOUT).await?;
+                let rolled_out = wait::deployment_rolled_out(flow.client(), &t.namespace, &stable, ROLLOUT_TIMEOUT).await?;
                 if live_canary {
-                    wait::deployment_gone(&flow.client, &t.namespace, &canary_name, ROLLOUT_TIMEOUT).await?;
+                    wait::deployment_gone(flow.client(), &t.namespace, &canary_name, ROLLOUT_TIMEOUT).await?;
                 }
                 anyhow::Ok(rolled_out)
             })

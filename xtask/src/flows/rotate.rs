@@ -70,7 +70,7 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
             (name, state.values.env.mlflow_password_key.clone())
         }
     };
-    let secrets_api: Api<Secret> = Api::namespaced(flow.client.clone(), &t.namespace);
+    let secrets_api: Api<Secret> = Api::namespaced(flow.client().clone(), &t.namespace);
     // Read before anything changes: a missing Secret or key stops the rotation here.
     let old_value = flow.block_on(secrets::read_key(&secrets_api, &secret, &key)).with_context(|| {
         format!("cannot rotate: create the Secret first (`cargo xtask preflight --env {}` lists what is missing)", t.env.name())
@@ -87,7 +87,7 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
                 t.release
             );
         }
-        let controllers: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(flow.client.clone(), kubeseal::CONTROLLER_NAMESPACE);
+        let controllers: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(flow.client().clone(), kubeseal::CONTROLLER_NAMESPACE);
         if flow.block_on(controllers.get_opt(kubeseal::CONTROLLER_NAME))?.is_none() {
             bail!(
                 "no Sealed Secrets controller (Service {}/{}) in this cluster: it unseals the new value, so install it first",
@@ -188,7 +188,7 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
         run.step("rollout", |flow| {
             flow.block_on(async {
                 for deployment in &deployments {
-                    wait::deployment_rolled_out(&flow.client, &t.namespace, deployment, ROLLOUT_TIMEOUT).await?;
+                    wait::deployment_rolled_out(flow.client(), &t.namespace, deployment, ROLLOUT_TIMEOUT).await?;
                 }
                 anyhow::Ok(())
             })
@@ -196,7 +196,7 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
         run.step("prove", |flow| match kind {
             SecretKind::AdminToken => flow.block_on(prove_token(&flow.pod_client, &t.namespace, &t.release, &new_value, &old_value)),
             SecretKind::Mlflow => {
-                let pods = flow.block_on(pods::ready(&flow.client, &t.namespace, &t.release))?;
+                let pods = flow.block_on(pods::ready(flow.client(), &t.namespace, &t.release))?;
                 println!("  {} pods restarted and ready", pods.len());
                 Ok(())
             }
@@ -215,7 +215,7 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
             if method == SecretMethod::Sealed {
                 changes.block_on(secrets::until_key_is(&secrets_api, &secret, &key, &old_value, ROLLOUT_TIMEOUT))?;
             }
-            changes.block_on(wait::deployment_rolled_out(&changes.client, &t.namespace, &stable, ROLLOUT_TIMEOUT))?;
+            changes.block_on(wait::deployment_rolled_out(changes.client(), &t.namespace, &stable, ROLLOUT_TIMEOUT))?;
         }
         Ok("rotation failed; the old value is back and the pods run with it".to_owned())
     });
@@ -240,7 +240,7 @@ impl ExternalRotation {
                 flow.target.release
             );
         }
-        let api = external_secrets::external_secrets(&flow.client, &flow.target.namespace);
+        let api = external_secrets::external_secrets(flow.client(), &flow.target.namespace);
         let object = match flow.block_on(api.get_opt(secret)) {
             Ok(Some(object)) => object,
             Ok(None) => {
@@ -258,7 +258,7 @@ impl ExternalRotation {
         }
         let remote = external_secrets::remote_ref(&object, key)?;
         let (kind, name) = external_secrets::store_ref(&object);
-        let store = flow.block_on(ExternalStore::connect(&flow.client, &kind, &name, &flow.target.namespace))?;
+        let store = flow.block_on(ExternalStore::connect(flow.client(), &kind, &name, &flow.target.namespace))?;
         let store_old =
             flow.block_on(store.read(&remote)).with_context(|| format!("reading the current value from {}", store.describe()))?;
         Ok(ExternalRotation { store, remote, store_old })
@@ -266,7 +266,7 @@ impl ExternalRotation {
 
     /// Forces the sync, then checks that the Secret holds `value`.
     fn sync_until(&self, flow: &Flow, secrets_api: &Api<Secret>, secret: &str, key: &str, value: &str) -> Result<()> {
-        flow.block_on(external_secrets::sync_now(&flow.client, &flow.target.namespace, secret, SYNC_TIMEOUT))?;
+        flow.block_on(external_secrets::sync_now(flow.client(), &flow.target.namespace, secret, SYNC_TIMEOUT))?;
         flow.block_on(secrets::until_key_is(secrets_api, secret, key, value, SECRET_AFTER_SYNC))
     }
 

@@ -49,7 +49,7 @@ pub fn show(flow: &Flow, output: Output) -> Result<Outcome> {
 
 /// Runs the seven checks on the flow's target.
 pub fn verify(flow: &Flow) -> Result<Verification> {
-    flow.block_on(checks(&flow.client, &flow.pod_client, &flow.target))
+    flow.block_on(checks(flow.client(), &flow.pod_client, &flow.target))
 }
 
 /// Names and times one check.

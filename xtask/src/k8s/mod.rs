@@ -1,5 +1,6 @@
 //! Kubernetes API work, through kube-rs (never kubectl subprocesses): clients, waits with
 //! timeouts and progress, HTTP to Services through the API server.
+mod connection;
 pub mod external_secrets;
 pub mod lease;
 pub mod pods;
@@ -11,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+
+pub use connection::Connection;
 
 /// Which cluster: a kubeconfig file and a context in it (None: its current context). helm and
 /// every client take both, so the context a command prints is the one every call uses.
@@ -44,13 +47,8 @@ impl ClusterAccess {
     }
 }
 
-/// A client for the cluster a kubeconfig file describes (its current context). It retries the
-/// API server's 429/503/504 answers with backoff, as kube-rs does by default.
-pub async fn client(kubeconfig: &Path) -> Result<kube::Client> {
-    client_for(&ClusterAccess::current(kubeconfig)).await
-}
-
-/// A client for one context of a kubeconfig (see [`client`]).
+/// A client for one context of a kubeconfig. It retries the API server's 429/503/504 answers
+/// with backoff, as kube-rs does by default. Commands reach it through [`Connection`].
 pub async fn client_for(access: &ClusterAccess) -> Result<kube::Client> {
     kube::Client::try_from(config(access).await?).context("creating the Kubernetes client")
 }
@@ -163,12 +161,6 @@ async fn config(access: &ClusterAccess) -> Result<kube::Config> {
     }
     let options = KubeConfigOptions { context: access.context.clone(), ..Default::default() };
     kube::Config::from_custom_kubeconfig(file, &options).await.with_context(|| format!("using kubeconfig {}", path.display()))
-}
-
-/// One multi-threaded runtime for the synchronous commands that need the API. xshell is
-/// synchronous, so commands stay plain functions and enter async only here.
-pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("starting the tokio runtime").block_on(future)
 }
 
 /// A kube error in words for people: the API server's code, reason and message, not a Debug

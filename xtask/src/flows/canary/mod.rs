@@ -490,9 +490,9 @@ fn analyse(flow: &Flow, state: &State) -> Result<analysis::Analysis> {
         }
         None => {
             println!("  analysing {} s of traffic (from the pods' /metrics)", window.as_secs());
-            let start = flow.block_on(analysis::snapshot(&flow.client, &flow.pod_client, &t.namespace, &t.release))?;
+            let start = flow.block_on(analysis::snapshot(flow.client(), &flow.pod_client, &t.namespace, &t.release))?;
             std::thread::sleep(window);
-            let end = flow.block_on(analysis::snapshot(&flow.client, &flow.pod_client, &t.namespace, &t.release))?;
+            let end = flow.block_on(analysis::snapshot(flow.client(), &flow.pod_client, &t.namespace, &t.release))?;
             analysis::window(&start, &end)
         }
     };
@@ -502,7 +502,7 @@ fn analyse(flow: &Flow, state: &State) -> Result<analysis::Analysis> {
 /// The release's serving pods by name, with their track, and whether each is ready.
 async fn serving_pods(flow: &Flow<'_>) -> Result<BTreeSet<(String, String)>> {
     let t = &flow.target;
-    let ready = pods::ready(&flow.client, &t.namespace, &t.release).await?;
+    let ready = pods::ready(flow.client(), &t.namespace, &t.release).await?;
     Ok(ready.iter().map(|p| (pods::track_of(p), p.metadata.name.clone().unwrap_or_default())).collect())
 }
 
@@ -581,19 +581,19 @@ fn remove_canary(changes: &Changes, description: &str) -> Result<()> {
     let t = &changes.target;
     changes.change_values(json!({"canary": {"enabled": false, "replicaCount": 1, "image": {"tag": ""}}}), description)?;
     let name = chart::canary_deployment(&t.release);
-    changes.block_on(wait::deployment_gone(&changes.client, &t.namespace, &name, ROLLOUT_TIMEOUT))
+    changes.block_on(wait::deployment_gone(changes.client(), &t.namespace, &name, ROLLOUT_TIMEOUT))
 }
 
 /// Waits until every named Deployment has rolled out (failing fast on stuck pods); returns how
 /// long after the last pod turned Ready this was noticed.
 async fn wait_tracks_ready(flow: &Flow<'_>, deployments: &[String]) -> Result<f64> {
     let t = &flow.target;
-    let waits = deployments.iter().map(|d| wait::deployment_rolled_out(&flow.client, &t.namespace, d, ROLLOUT_TIMEOUT));
+    let waits = deployments.iter().map(|d| wait::deployment_rolled_out(flow.client(), &t.namespace, d, ROLLOUT_TIMEOUT));
     for result in join_all(waits).await {
         result?;
     }
     let noticed = k8s_openapi::jiff::Timestamp::now();
-    let pods = pods::ready(&flow.client, &t.namespace, &t.release).await?;
+    let pods = pods::ready(flow.client(), &t.namespace, &t.release).await?;
     let last_ready = pods
         .iter()
         .filter_map(|p| {
@@ -607,7 +607,7 @@ async fn wait_tracks_ready(flow: &Flow<'_>, deployments: &[String]) -> Result<f6
 async fn smoke_test(flow: &Flow<'_>, canary_tag: &str) -> Result<()> {
     let t = &flow.target;
     let pods: Vec<_> =
-        pods::ready(&flow.client, &t.namespace, &t.release).await?.into_iter().filter(|p| pods::track_of(p) == "canary").collect();
+        pods::ready(flow.client(), &t.namespace, &t.release).await?.into_iter().filter(|p| pods::track_of(p) == "canary").collect();
     if pods.is_empty() {
         bail!("smoke test: no ready canary pod");
     }
@@ -639,8 +639,8 @@ struct LiveTracks {
 async fn live_tracks(flow: &Flow<'_>, record: &ReleaseRecord) -> Result<LiveTracks> {
     let t = &flow.target;
     let (pods, deployments) = futures::join!(
-        pods::ready(&flow.client, &t.namespace, &t.release),
-        super::ownership::deployments(&flow.client, &t.namespace, &t.release)
+        pods::ready(flow.client(), &t.namespace, &t.release),
+        super::ownership::deployments(flow.client(), &t.namespace, &t.release)
     );
     let pods = pods?;
     let mut per_track: Vec<(String, u32)> = Vec::new();

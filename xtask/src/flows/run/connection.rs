@@ -1,5 +1,5 @@
-//! A flow's connection to its target: the shell for helm, one tokio runtime, the kube clients,
-//! and what the environment asks. Everything here reads; changes to the release are made only
+//! A flow's connection to its target: the shell for helm, the cluster connection (one tokio
+//! runtime and its clients, [`crate::k8s::Connection`]), and what the environment asks. Everything here reads; changes to the release are made only
 //! through a [`super::Run`]'s [`super::Changes`], which is why the write state below is visible
 //! to `run` alone.
 use std::cell::{OnceCell, RefCell};
@@ -17,13 +17,13 @@ use crate::k8s::lease;
 pub struct Flow<'a> {
     pub sh: &'a Shell,
     pub target: Target,
-    pub client: kube::Client,
+    /// The runtime and client every API call of the flow shares.
+    connection: crate::k8s::Connection,
     /// For HTTP to pods through the API server (see [`crate::k8s::pod_client`]).
     pub pod_client: kube::Client,
     /// What the person asks of the signature check (commands that change what runs set it
     /// from their flags); the environment's values decide with it ([`Flow::policy`]).
     pub signature: crate::signing::Request,
-    runtime: tokio::runtime::Runtime,
     /// Found on first use: commands that never run helm (verify, status) do not pay for it.
     helm: OnceCell<Helm<'a>>,
     /// See [`Flow::environment_values`].
@@ -43,11 +43,10 @@ pub struct Flow<'a> {
 impl<'a> Flow<'a> {
     /// Connects, and prints which cluster, namespace and release the command works on.
     pub fn connect(sh: &'a Shell, target: Target) -> Result<Flow<'a>> {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let access = target.access();
-        let client = runtime.block_on(crate::k8s::client_for(&access))?;
-        let pod_client = runtime.block_on(crate::k8s::pod_client(&access))?;
-        let server = runtime.block_on(crate::k8s::server_of(&access))?;
+        let connection = crate::k8s::Connection::open(access.clone())?;
+        let pod_client = connection.pod_client()?;
+        let server = connection.server()?;
         eprintln!(
             "target: release {} in namespace {} ({}), {} of kubeconfig {}, API server {server}",
             target.release,
@@ -59,10 +58,9 @@ impl<'a> Flow<'a> {
         Ok(Flow {
             sh,
             target,
-            client,
+            connection,
             pod_client,
             signature: Default::default(),
-            runtime,
             helm: OnceCell::new(),
             environment_values: OnceCell::new(),
             planned_values: OnceCell::new(),
@@ -75,13 +73,13 @@ impl<'a> Flow<'a> {
     /// A connection over clients made elsewhere (the skeleton's tests: a mock API server).
     #[cfg(test)]
     pub(crate) fn with_client(sh: &'a Shell, target: Target, runtime: tokio::runtime::Runtime, client: kube::Client) -> Flow<'a> {
+        let access = target.access();
         Flow {
             sh,
             target,
             pod_client: client.clone(),
-            client,
+            connection: crate::k8s::Connection::over(runtime, client, access),
             signature: Default::default(),
-            runtime,
             helm: OnceCell::new(),
             environment_values: OnceCell::new(),
             planned_values: OnceCell::new(),
@@ -93,18 +91,28 @@ impl<'a> Flow<'a> {
 
     /// Runs async API work from the synchronous flow (helm calls stay off the runtime).
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
-        self.runtime.block_on(future)
+        self.connection.run(future)
+    }
+
+    /// The client the flow's API calls share.
+    pub fn client(&self) -> &kube::Client {
+        self.connection.client()
+    }
+
+    /// The flow's cluster connection, for cluster-layer calls made on its target.
+    pub fn connection(&self) -> &crate::k8s::Connection {
+        &self.connection
     }
 
     /// Helm's record of the release now (see [`ReleaseRecord::fetch`]).
     pub fn record(&self) -> Result<ReleaseRecord> {
-        self.block_on(ReleaseRecord::fetch(&self.client, &self.target.namespace, &self.target.release))
+        self.block_on(ReleaseRecord::fetch(self.client(), &self.target.namespace, &self.target.release))
     }
 
     /// Who holds the release's Lease now, if a live process does.
     pub fn lease_holder(&self) -> Result<Option<String>> {
         let t = &self.target;
-        self.block_on(lease::current_holder(&self.client, &t.namespace, &t.lease_name()))
+        self.block_on(lease::current_holder(self.client(), &t.namespace, &t.lease_name()))
     }
 
     /// The environment's values for the release (chart defaults and deploy/envs/<env>.yaml, no
@@ -227,6 +235,6 @@ impl<'a> Flow<'a> {
     }
 
     pub fn journal(&self) -> Journal {
-        Journal::new(&self.client, &self.target.namespace, &self.target.release)
+        Journal::new(self.client(), &self.target.namespace, &self.target.release)
     }
 }

@@ -99,7 +99,7 @@ impl<'f, 'a> Run<'f, 'a> {
         let started_at = journal::now();
         let id = format!("{}-{name}-{:04x}", started_at.replace([':', '-'], ""), std::process::id() & 0xffff);
         let holder = format!("{actor} ({name} {id}, pid {})", std::process::id());
-        let lease = flow.block_on(lease::acquire(&flow.client, &flow.target.namespace, &flow.target.lease_name(), &holder))?;
+        let lease = flow.block_on(lease::acquire(flow.client(), &flow.target.namespace, &flow.target.lease_name(), &holder))?;
         let mut entry = Entry { id, flow: name.to_owned(), args, actor, started: started_at, ..Default::default() };
         if let Some(overrides) = flow.overrides_in_words() {
             entry.facts.insert("values".to_owned(), overrides);
@@ -114,7 +114,7 @@ impl<'f, 'a> Run<'f, 'a> {
     /// flow continued from this machine), with the plan of what is left.
     pub fn resume(flow: &'f Flow<'a>, mut entry: Entry, plan: Vec<Step>) -> Result<Run<'f, 'a>> {
         let holder = format!("{} ({} {}, pid {})", journal::actor(), entry.flow, entry.id, std::process::id());
-        let lease = flow.block_on(lease::acquire(&flow.client, &flow.target.namespace, &flow.target.lease_name(), &holder))?;
+        let lease = flow.block_on(lease::acquire(flow.client(), &flow.target.namespace, &flow.target.lease_name(), &holder))?;
         entry.result = RunResult::Running;
         entry.finished = None;
         entry.error = None;
@@ -274,7 +274,7 @@ impl Drop for Run<'_, '_> {
 /// from creating the Lease).
 fn require_namespace(flow: &Flow) -> Result<()> {
     let t = &flow.target;
-    let namespaces = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(flow.client.clone());
+    let namespaces = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(flow.client().clone());
     match flow.block_on(namespaces.get_opt(&t.namespace)) {
         Ok(Some(_)) => Ok(()),
         Ok(None) => anyhow::bail!(
@@ -375,7 +375,7 @@ impl<'f, 'a> Changes<'f, 'a> {
     fn taking_back(&self, change: &Change, apply: impl FnOnce(&Change) -> Result<()>) -> Result<()> {
         let t = &self.flow.target;
         let read = || -> Result<Vec<ownership::ForeignFields>> {
-            Ok(ownership::foreign_fields(&self.flow.block_on(ownership::deployments(&self.flow.client, &t.namespace, &t.release))?))
+            Ok(ownership::foreign_fields(&self.flow.block_on(ownership::deployments(self.flow.client(), &t.namespace, &t.release))?))
         };
         let before = read()?;
         let mut change = change.clone();

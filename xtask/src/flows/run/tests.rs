@@ -73,6 +73,7 @@ fn flow_with_fake_api(sh: &xshell::Shell, namespace: bool) -> (Flow<'_>, Store) 
             serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
         );
     }
+    #[allow(clippy::disallowed_methods)] // the mock API server's runtime, handed to the connection
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let served = store.clone();
