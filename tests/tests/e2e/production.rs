@@ -76,7 +76,7 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
     let production = fixture::production();
     let kubeconfig = &production.kubeconfig;
     let v1 = fixture::signed_release(&format!("{}-signed", shared.v1));
-    // Built and signed before any lock on the cluster is taken (see Production::every_node).
+    // Built and signed before any lock on the cluster is taken (see Production::whole_cluster).
     let theirs = fixture::signed_release_with_another_key(&format!("{}-theirs", shared.v1));
     let another_key = fixture::another_public_key();
 
@@ -87,9 +87,9 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
     let staging = TestNamespace::in_env(Env::Staging, kubeconfig, "promote-staging");
     let from_dev = Wanted::From { env: Env::Dev, namespace: Some(dev.name.clone()) };
     deploy::deploy_wanted(&staging.deploy_flow(), &from_dev, false).or_panic();
-    // prod, from what staging runs, on its own cluster: as an operator runs it. No worker is
-    // drained under the checks from here on.
-    let _every_node = production.every_node();
+    // prod, from what staging runs, on its own cluster: as an operator runs it; the cluster to
+    // this test alone from here on (see whole_cluster).
+    let _whole_cluster = production.whole_cluster();
     let prod = TestNamespace::in_env(Env::Prod, kubeconfig, "promote-prod");
     let registry = fixture::local_registry_args();
     let out = xtask(
@@ -195,15 +195,15 @@ fn a_prod_canary_on_ten_replicas_rides_out_a_drained_worker_then_is_promoted_and
     let kubeconfig = &production.kubeconfig;
     let v1 = fixture::signed_release(&format!("{}-signed", shared.v1));
     let v2 = fixture::signed_release(&format!("{}-signed", shared.v2));
+    // The cluster to this test alone from its first pod on (see whole_cluster): signed above,
+    // traffic after.
+    let _whole_cluster = production.whole_cluster();
     let ns = TestNamespace::in_env(Env::Prod, kubeconfig, "prod-canary");
     let flow = ns.flow();
     deploy::deploy(&ns.deploy_flow(), &v1.tag, false).or_panic();
     let spread = pods_by_node(&flow);
     assert_eq!(spread.values().map(Vec::len).sum::<usize>(), PROD_PODS, "{spread:?}");
     assert!(spread.len() >= 3, "prod's pods spread over the workers: {spread:?}");
-    // This test drains a worker beside the canary, and no other test checks anything on this
-    // cluster until the worker is back. Taken before the traffic starts (see every_node).
-    let every_node = production.every_node();
     let load = LoadGenerator::start(&ns);
 
     // The canary runs as an operator's process.
@@ -276,7 +276,6 @@ fn a_prod_canary_on_ten_replicas_rides_out_a_drained_worker_then_is_promoted_and
     // The maintenance is over: uncordoned, and the step measured again.
     let uncordon = fixture::kubectl(kubeconfig, &prod_context, &["uncordon", &drained]);
     assert!(uncordon.status.success(), "{}", said(&uncordon));
-    drop(every_node);
     let state = canary::continue_canary(&ns.flow(), Request::Resume, None).or_panic();
     assert_eq!(state.phase, Phase::Gate, "{state:#?}");
     let split: Vec<(u32, u32, f64)> = state.measured.iter().map(|m| (m.canary_pods, m.stable_pods, m.real_percent)).collect();

@@ -262,6 +262,31 @@ pub fn stuck_reason(pod: &Pod) -> Option<String> {
     None
 }
 
+/// Why the scheduler has not placed a pod, in its own words (`0/4 nodes are available: 3
+/// Insufficient cpu, ...`): not a failure by itself (a node may be added or freed), but what a
+/// rollout that waits on it is waiting for.
+pub fn unschedulable(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Pending") {
+        return None;
+    }
+    let scheduled = status.conditions.as_ref()?.iter().find(|c| c.type_ == "PodScheduled")?;
+    (scheduled.status == "False").then(|| scheduled.message.clone().unwrap_or_else(|| "no node fits it".to_owned()))
+}
+
+/// `; 2 pods unschedulable (0/4 nodes are available: ...)`, the scheduler's messages once each,
+/// or nothing.
+fn unscheduled_in_words(messages: &[String]) -> String {
+    if messages.is_empty() {
+        return String::new();
+    }
+    let mut distinct: Vec<&str> = messages.iter().map(String::as_str).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let pods = if messages.len() == 1 { "1 pod" } else { &format!("{} pods", messages.len()) };
+    format!("; {pods} not scheduled ({})", distinct.join("; "))
+}
+
 /// DaemonSet `name` runs its current spec, ready, on every node it is scheduled to.
 pub async fn daemon_set_ready(client: &Client, namespace: &str, name: &str, timeout: Duration) -> Result<String> {
     use k8s_openapi::api::apps::v1::DaemonSet;
@@ -332,6 +357,7 @@ pub async fn deployment_rolled_out(client: &Client, namespace: &str, name: &str,
         // Only the current template's pods decide: after a rollback, the pods of the version
         // rolled back from are still crash-looping on their way out.
         let current_hash = current_template_hash(&deployment, &replica_set_store.state());
+        let mut unscheduled = Vec::new();
         for pod in pod_store.state() {
             let hash = pod.metadata.labels.as_ref().and_then(|l| l.get("pod-template-hash"));
             if current_hash.is_none() || hash != current_hash.as_ref() || pod.metadata.deletion_timestamp.is_some() {
@@ -340,10 +366,11 @@ pub async fn deployment_rolled_out(client: &Client, namespace: &str, name: &str,
             if let Some(reason) = stuck_reason(&pod).or_else(|| readiness_failing(&pod, READINESS_GRACE)) {
                 return Some(Progress::Failed(format!("pod {} {reason}", pod.metadata.name.clone().unwrap_or_default())));
             }
+            unscheduled.extend(unschedulable(&pod));
         }
         Some(match rollout_state(&deployment) {
             Ok(done) => Progress::Done(done),
-            Err(waiting) => Progress::Waiting(waiting),
+            Err(waiting) => Progress::Waiting(waiting + &unscheduled_in_words(&unscheduled)),
         })
     })
     .await
@@ -457,5 +484,47 @@ mod daemon_set_tests {
         assert!(matches!(super::daemon_set_progress(&daemon_set(3, 2, 4, 4, 4)), Waiting(s) if s.contains("not seen")));
         assert!(matches!(super::daemon_set_progress(&daemon_set(1, 1, 0, 0, 0)), Waiting(_)), "scheduled nowhere yet");
         assert!(matches!(super::daemon_set_progress(&DaemonSet::default()), Waiting(_)));
+    }
+}
+
+#[cfg(test)]
+mod scheduling_tests {
+    use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
+
+    fn pod(phase: &str, scheduled: Option<(&str, &str)>) -> Pod {
+        Pod {
+            status: Some(PodStatus {
+                phase: Some(phase.to_owned()),
+                conditions: scheduled.map(|(status, message)| {
+                    vec![PodCondition {
+                        type_: "PodScheduled".to_owned(),
+                        status: status.to_owned(),
+                        reason: Some("Unschedulable".to_owned()),
+                        message: Some(message.to_owned()),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    const FULL: &str = "0/4 nodes are available: 1 node(s) had untolerated taint(s), 3 Insufficient cpu.";
+
+    #[test]
+    fn a_pending_pod_the_scheduler_cannot_place_is_named_with_its_reason() {
+        assert_eq!(super::unschedulable(&pod("Pending", Some(("False", FULL)))).as_deref(), Some(FULL));
+        assert_eq!(super::unschedulable(&pod("Pending", Some(("True", "")))), None, "scheduled, pulling its image");
+        assert_eq!(super::unschedulable(&pod("Pending", None)), None, "not seen by the scheduler yet");
+        assert_eq!(super::unschedulable(&pod("Running", Some(("False", FULL)))), None);
+    }
+
+    #[test]
+    fn a_rollout_waiting_on_the_scheduler_says_so_once_per_reason() {
+        assert_eq!(super::unscheduled_in_words(&[]), "");
+        let two = [FULL.to_owned(), FULL.to_owned()];
+        assert_eq!(super::unscheduled_in_words(&two), format!("; 2 pods not scheduled ({FULL})"));
+        assert_eq!(super::unscheduled_in_words(&two[..1]), format!("; 1 pod not scheduled ({FULL})"));
     }
 }
