@@ -142,3 +142,60 @@ fn status_shows_helm_revisions_and_who_ran_what() {
     assert!(runs[1].steps.iter().all(|s| s.status == xtask::journal::StepStatus::Done));
     xtask::flows::status::show(&flow, 10, xtask::report::Output::Json).or_panic();
 }
+
+/// The troubleshooting case "pods still use the old value after a Secret update": the admin
+/// token's Secret changed by hand (as `kubectl create secret ... --dry-run=client -o yaml |
+/// kubectl apply -f -` does) with no restart. doctor names every pod that holds the old value and
+/// gives the fix; the fix, run as printed, restarts them as a Helm revision and doctor is quiet.
+#[test]
+fn doctor_names_pods_that_hold_a_secrets_old_value_and_its_fix_restarts_them() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("stale-secret");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    let stale = || find(&doctor::doctor(&flow).or_panic(), "pods hold current Secrets").clone();
+    assert_eq!(stale().outcome, Outcome::Pass, "{:?}", stale());
+
+    // Managed-fields times have whole seconds: the change lands in a later second than the pods'
+    // start, as a person's would.
+    std::thread::sleep(Duration::from_millis(1100));
+    let secrets: Api<Secret> = Api::namespaced(flow.client().clone(), &ns.name);
+    let changed: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "model-server-admin-token"},
+        "stringData": {"token": "e2e-changed-by-hand-not-a-secret"}
+    }))
+    .unwrap();
+    flow.block_on(secrets.patch(
+        "model-server-admin-token",
+        &PatchParams::apply("kubectl-client-side-apply").force(),
+        &Patch::Apply(&changed),
+    ))
+    .unwrap();
+
+    let found = stale();
+    assert_eq!(found.outcome, Outcome::Warn, "{found:?}");
+    let pods = flow.block_on(xtask::k8s::pods::ready(flow.client(), &ns.name, &flow.target.release)).or_panic();
+    for pod in &pods {
+        let name = pod.metadata.name.as_deref().unwrap();
+        assert!(found.detail.contains(&format!("pod {name} started")), "{name} holds the old token: {found:?}");
+    }
+    assert!(found.detail.contains("model-server-admin-token"), "{found:?}");
+    assert!(!found.detail.contains("e2e-changed-by-hand"), "the value is never shown: {found:?}");
+
+    // The fix as doctor prints it, run by a shell as a person pastes it.
+    let fix = found.fix.clone().unwrap();
+    let command = fix.split_once("cargo xtask ").map(|(_, rest)| rest).unwrap();
+    let command = command.split(" (`").next().unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("{} {command}", fixture::xtask_binary().display()))
+        .env("KUBECONFIG", &ns.kubeconfig)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{command}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let after = stale();
+    assert_eq!(after.outcome, Outcome::Pass, "restarted: {after:?}");
+    assert!(flow.record().or_panic().history.len() >= 2, "the restart is a Helm revision");
+}

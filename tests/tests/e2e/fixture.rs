@@ -44,6 +44,10 @@ fn since_suite_start(at: std::time::Instant) -> f64 {
 /// CPU-heavy step's wait for the quiet node and its hold (all seconds since the first test).
 static NAMESPACE_TIMES: std::sync::Mutex<Vec<(String, f64, f64)>> = std::sync::Mutex::new(Vec::new());
 static HEAVY_TIMES: std::sync::Mutex<Vec<(f64, f64, f64)>> = std::sync::Mutex::new(Vec::new());
+/// Each traffic test's last count read ([`LoadGenerator::stats`]), by namespace: requests sent,
+/// failed, retried. The figures a closing note quotes, printed whether the tests pass or not.
+static TRAFFIC: std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64, u64)>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// Runs when the test binary exits, after every test: a static is never dropped.
 extern "C" fn remove_shared_cluster() {
@@ -68,6 +72,13 @@ extern "C" fn remove_shared_cluster() {
         );
         for (asked, got, done) in &heavy {
             eprintln!("  asked {asked:>5.0}, held {got:>5.0}-{done:<5.0}");
+        }
+    }
+    let traffic = TRAFFIC.lock().map(|t| t.clone()).unwrap_or_default();
+    if !traffic.is_empty() {
+        eprintln!("e2e traffic (each test's last count since its baseline: sent, failed, sent again after no answer):");
+        for (name, (sent, failed, retried)) in &traffic {
+            eprintln!("  {sent:>6} sent {failed:>4} failed {retried:>4} retried  {name}");
         }
     }
     remove_environment_key();
@@ -776,6 +787,9 @@ impl<'n> LoadGenerator<'n> {
             now.iter().filter(|f| !base.iter().any(|b| b.sent_at_ms == f.sent_at_ms)).cloned().collect()
         };
         let recent_failures = since_base(&now.recent_failures, &base.recent_failures);
+        if let Ok(mut traffic) = TRAFFIC.lock() {
+            traffic.insert(self.namespace.name.clone(), (now.sent - base.sent, now.failed - base.failed, now.retried - base.retried));
+        }
         LoadStats {
             sent: now.sent - base.sent,
             ok: now.ok - base.ok,

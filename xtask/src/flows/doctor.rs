@@ -41,6 +41,7 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
             checks.push(external_secrets(flow.client(), t).await);
         }
         checks.extend(pods(flow.client(), t).await?);
+        checks.push(stale_secrets(flow.client(), t, &state.values.image.tag).await?);
         checks.extend(rollouts(flow.client(), t).await?);
         checks.push(match ownership::drift(flow.client(), &t.namespace, &t.release, &state).await? {
             None => Check::new("helm owns the release", Outcome::Pass, "the Deployment runs what Helm applied"),
@@ -195,8 +196,7 @@ async fn pods(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
             continue;
         }
         if status.phase.as_deref() == Some("Pending") {
-            let unscheduled = status.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False");
-            let why = unscheduled.and_then(|c| c.message.clone()).unwrap_or_else(|| "waiting to start".to_owned());
+            let why = wait::unschedulable(pod).unwrap_or_else(|| "waiting to start".to_owned());
             checks.push(Check::new(format!("pod {name}"), Outcome::Fail, format!("Pending: {why}")).with_fix(
                 "insufficient resources (quotas, node capacity), node selectors or affinity: compare the pod's requests with the nodes",
             ));
@@ -213,6 +213,30 @@ async fn pods(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
         checks.push(Check::new("pods", Outcome::Pass, format!("{} pods, none stuck", pods.len())));
     }
     Ok(checks)
+}
+
+/// Pods holding a Secret's old value ([`findings::stale_pods`]), with this release's restart
+/// as the fix: a Helm revision (restartedAt), not `kubectl rollout restart` behind Helm's back.
+async fn stale_secrets(client: &kube::Client, t: &Target, running_tag: &str) -> Result<Check> {
+    let pods = Api::<Pod>::namespaced(client.clone(), &t.namespace)
+        .list(&ListParams::default().labels(&chart::pod_selector(&t.release)))
+        .await?
+        .items;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &t.namespace);
+    let mut changed = std::collections::BTreeMap::new();
+    for name in pods.iter().flat_map(findings::secrets_read_by).collect::<std::collections::BTreeSet<_>>() {
+        // A missing Secret is the secret checks' finding, not this one's.
+        if let Some(when) = secrets.get_opt(&name).await?.as_ref().and_then(findings::last_changed) {
+            changed.insert(name, when);
+        }
+    }
+    let fix = format!(
+        "restart them as a Helm revision: cargo xtask deploy --env {} --namespace {} --tag {running_tag} --set-string \
+         restartedAt=\"$(date -u +%FT%TZ)\" (`cargo xtask rotate-secret` restarts them itself after a rotation)",
+        t.env.name(),
+        t.namespace
+    );
+    Ok(findings::stale_pods(&pods, &changed, &fix))
 }
 
 /// The runbook's "slow rollout": a Deployment not progressing, or past its deadline.

@@ -250,3 +250,136 @@ mod tests {
         assert!(check(&["failed"]).detail.contains("no revision is deployed"));
     }
 }
+
+/// When a Secret last changed: its newest managed-fields entry (every write records its time),
+/// else its creation. Data or metadata alike: the API does not tell them apart.
+pub fn last_changed(secret: &Secret) -> Option<k8s_openapi::jiff::Timestamp> {
+    let writes = secret.metadata.managed_fields.iter().flatten().filter_map(|m| m.time.as_ref().map(|t| t.0));
+    writes.max().or_else(|| secret.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// The Secrets a pod reads: env `secretKeyRef`, `envFrom` and secret volumes, by name.
+pub fn secrets_read_by(pod: &k8s_openapi::api::core::v1::Pod) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let Some(spec) = pod.spec.as_ref() else { return names };
+    for container in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+        for env in container.env.iter().flatten() {
+            names.extend(env.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).map(|r| r.name.clone()));
+        }
+        for from in container.env_from.iter().flatten() {
+            names.extend(from.secret_ref.as_ref().map(|r| r.name.clone()));
+        }
+    }
+    for volume in spec.volumes.iter().flatten() {
+        names.extend(volume.secret.as_ref().and_then(|s| s.secret_name.clone()));
+    }
+    names
+}
+
+/// The troubleshooting case "pods still use the old value after a Secret update": a pod whose
+/// containers started before a Secret it reads last changed holds the old value (env is read
+/// once, at start; the server reads its token and database URL at start too). `changed` maps
+/// each Secret's name to [`last_changed`]; `fix` is how this release restarts its pods.
+pub fn stale_pods(
+    pods: &[k8s_openapi::api::core::v1::Pod],
+    changed: &std::collections::BTreeMap<String, k8s_openapi::jiff::Timestamp>,
+    fix: &str,
+) -> Check {
+    let mut stale = Vec::new();
+    for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+        let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+        let started = statuses.into_iter().flatten().filter_map(|c| Some(c.state.as_ref()?.running.as_ref()?.started_at.as_ref()?.0)).min();
+        let Some(started) = started else { continue };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        for secret in secrets_read_by(pod) {
+            if let Some(when) = changed.get(&secret).filter(|when| **when > started) {
+                stale.push(format!("pod {name} started {started} and reads Secret {secret}, changed since ({when})"));
+            }
+        }
+    }
+    if stale.is_empty() {
+        return Check::new("pods hold current Secrets", Outcome::Pass, "every pod started after the Secrets it reads last changed");
+    }
+    Check::new("pods hold current Secrets", Outcome::Warn, format!("{}: they hold the old values until restarted", stale.join("; ")))
+        .with_fix(fix.to_owned())
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::{
+        Container, ContainerState, ContainerStateRunning, ContainerStatus, EnvVar, EnvVarSource, Pod, PodSpec, PodStatus, Secret,
+        SecretKeySelector,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+    use k8s_openapi::jiff::Timestamp;
+
+    use crate::report::Outcome;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn pod(name: &str, reads: &str, started: &str) -> Pod {
+        let env = EnvVar {
+            name: "ADMIN_TOKEN".to_owned(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector { name: reads.to_owned(), key: "token".to_owned(), ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut pod = Pod {
+            spec: Some(PodSpec {
+                containers: vec![Container { name: "api".to_owned(), env: Some(vec![env]), ..Default::default() }],
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                container_statuses: Some(vec![ContainerStatus {
+                    name: "api".to_owned(),
+                    state: Some(ContainerState {
+                        running: Some(ContainerStateRunning { started_at: Some(Time(at(started))) }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        pod.metadata.name = Some(name.to_owned());
+        pod
+    }
+
+    #[test]
+    fn a_secret_changes_time_is_its_newest_write() {
+        let mut secret = Secret::default();
+        secret.metadata.creation_timestamp = Some(Time(at("2026-12-01T10:00:00Z")));
+        assert_eq!(super::last_changed(&secret), Some(at("2026-12-01T10:00:00Z")), "never written since its creation");
+        secret.metadata.managed_fields = Some(vec![
+            ManagedFieldsEntry { time: Some(Time(at("2026-12-02T10:00:00Z"))), ..Default::default() },
+            ManagedFieldsEntry { time: Some(Time(at("2026-12-03T10:00:00Z"))), ..Default::default() },
+        ]);
+        assert_eq!(super::last_changed(&secret), Some(at("2026-12-03T10:00:00Z")));
+    }
+
+    #[test]
+    fn pods_started_before_a_secret_they_read_changed_are_named_with_the_fix() {
+        let pods = [
+            pod("old", "model-server-admin-token", "2026-12-05T09:00:00Z"),
+            pod("new", "model-server-admin-token", "2026-12-05T11:00:00Z"),
+        ];
+        let changed = BTreeMap::from([("model-server-admin-token".to_owned(), at("2026-12-05T10:00:00Z"))]);
+        let check = super::stale_pods(&pods, &changed, "restart them");
+        assert_eq!(check.outcome, Outcome::Warn);
+        assert!(check.detail.contains("pod old started") && !check.detail.contains("pod new"), "{}", check.detail);
+        assert_eq!(check.fix.as_deref(), Some("restart them"));
+
+        let unrelated = BTreeMap::from([("another-secret".to_owned(), at("2026-12-05T10:00:00Z"))]);
+        assert_eq!(super::stale_pods(&pods, &unrelated, "").outcome, Outcome::Pass, "a Secret no pod reads");
+        let earlier = BTreeMap::from([("model-server-admin-token".to_owned(), at("2026-12-05T08:00:00Z"))]);
+        assert_eq!(super::stale_pods(&pods, &earlier, "").outcome, Outcome::Pass, "changed before every pod started");
+        assert!(super::secrets_read_by(&pods[0]).contains("model-server-admin-token"));
+    }
+}
