@@ -28,6 +28,39 @@ async fn db_check_follows_a_real_postgres_server() {
     server.shutdown();
 }
 
+/// A kept connection whose far end stops answering without closing (PostgreSQL's pod moved to
+/// another node: its old address is gone, nothing resets the socket). Simulated for real: the
+/// backend process serving the server's connection is stopped (SIGSTOP), while PostgreSQL still
+/// accepts new connections. The check must answer about the database, not about the old socket.
+#[tokio::test]
+async fn db_check_is_not_fooled_by_a_kept_connection_that_stopped_answering() {
+    let pg = Postgres::start();
+    let server = start(&[("DATABASE_URL", &pg.url())]).await;
+    let up = get(&server, "/health/db").await;
+    assert_eq!(up.status, 200, "{}", up.body);
+
+    // The server's connection is the one client backend besides ours.
+    let (ours, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let rows = ours
+        .query("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()", &[])
+        .await
+        .unwrap();
+    let pids: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
+    assert_eq!(pids.len(), 1, "the server keeps one connection: {pids:?}");
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill").arg(format!("-{name}")).arg(pids[0].to_string()).status().unwrap();
+        assert!(status.success(), "kill -{name} {}", pids[0]);
+    };
+    signal("STOP");
+    let started = std::time::Instant::now();
+    let answer = get(&server, "/health/db").await;
+    let took = started.elapsed();
+    signal("CONT");
+    assert_eq!((answer.status, answer.body.as_str()), (200, r#"{"status":"connected"}"#), "after {took:?}");
+    server.shutdown();
+}
+
 #[tokio::test]
 async fn db_check_without_a_database_url_says_why() {
     let server = start(&[]).await;
