@@ -181,16 +181,17 @@ pub struct Reload {
     pub dry_run: bool,
 }
 
-/// Rotate a secret: new 32-byte hex value, Secret updated, pods restarted, proven.
+/// Rotate a secret: a new value, the Secret updated, pods restarted, proven.
 ///
-/// Steps: generate the value (never printed: only its length); update the Secret the release
+/// Steps: the new value (the admin token's generated, 32 bytes hex; MLflow's password given
+/// with --value-from after it was changed in MLflow; never printed, only its length); update the Secret the release
 /// names; restart stable and canary as a Helm revision (value restartedAt); wait for the
 /// rollouts; prove it: for the admin token, every pod accepts the new token on POST
 /// /admin/reload and refuses the old one. If the restart fails, the old value is put back.
 ///
 ///     cargo xtask rotate-secret admin-token --env dev
 ///     cargo xtask rotate-secret admin-token --env prod --method external
-///     cargo xtask rotate-secret mlflow --env staging --method sealed --dry-run
+///     cargo xtask rotate-secret mlflow --env staging --method sealed --value-from stdin < new-password
 #[derive(Args, Debug)]
 pub struct RotateSecret {
     #[command(flatten)]
@@ -205,6 +206,11 @@ pub struct RotateSecret {
     /// store's old value back).
     #[arg(long, value_enum, default_value_t = SecretMethod::Manual)]
     pub method: SecretMethod,
+    /// Where the new value comes from: `stdin` (one line), `file:PATH` or `env:NAME`, never the
+    /// command line. Required for mlflow (set the password in MLflow first, then give it here);
+    /// without it the admin token is generated.
+    #[arg(long, value_name = "SOURCE", value_parser = clap::value_parser!(crate::flows::rotate::ValueSource))]
+    pub value_from: Option<crate::flows::rotate::ValueSource>,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -45,8 +45,11 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
         }
         Command::Reload(cmd) => reload::reload(&connect(sh, &cmd.target)?, cmd.dry_run).map(drop),
         Command::RotateSecret(cmd) => {
+            let kind = cmd.secret.into();
+            // Refused before connecting: MLflow's password is never invented.
+            let source = rotate::ValueSource::for_kind(kind, cmd.value_from)?;
             let flow = connect(sh, &cmd.target)?;
-            rotate::rotate(&flow, cmd.secret.into(), cmd.method.into(), cmd.dry_run)
+            rotate::rotate(&flow, kind, cmd.method.into(), &source, cmd.dry_run)
         }
         Command::Doctor(cmd) => {
             let flow = connect(sh, &cmd.target)?;

@@ -3,7 +3,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::DeleteParams;
 use kube::Api;
 use xtask::cluster::external_secrets;
-use xtask::flows::rotate::{SecretKind, SecretMethod};
+use xtask::flows::rotate::{SecretKind, SecretMethod, ValueSource};
 
 use xtask::flows::{deploy, doctor, reload, rotate};
 use xtask::k8s::secrets;
@@ -52,7 +52,7 @@ fn rotating_the_admin_token_makes_the_new_one_work_and_the_old_one_fail() {
     deploy::deploy(&flow, &shared.v1, false).or_panic();
     let old = token(&ns);
 
-    rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::Manual, false).or_panic();
+    rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::Manual, &ValueSource::Generate, false).or_panic();
     let new = token(&ns);
     assert_ne!(old, new);
     assert_eq!(new.len(), 64, "32 random bytes, hex");
@@ -74,11 +74,11 @@ fn rotation_with_the_secret_missing_changes_nothing() {
     deploy::deploy(&flow, &shared.v1, false).or_panic();
     flow.block_on(Api::<Secret>::namespaced(flow.client().clone(), &ns.name).delete(TOKEN_SECRET, &DeleteParams::default())).unwrap();
 
-    let error = failure(rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::Manual, false));
+    let error = failure(rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::Manual, &ValueSource::Generate, false));
     assert!(error.contains(&format!("Secret {TOKEN_SECRET} does not exist")), "{error}");
     assert!(error.contains("preflight"), "the error says what to do next: {error}");
     assert_eq!(flow.record().or_panic().history.len(), 1, "no restart happened");
-    let error = failure(rotate::rotate(&flow, SecretKind::Mlflow, SecretMethod::Manual, false));
+    let error = failure(rotate::rotate(&flow, SecretKind::Mlflow, SecretMethod::Manual, &ValueSource::Env("E2E_UNUSED".to_owned()), false));
     assert!(error.contains("uses no MLflow credentials"), "{error}");
 }
 
@@ -99,7 +99,7 @@ fn rotating_a_sealed_admin_token_goes_through_kubeseal_and_the_controller() {
     fixture::helm_upgrade_by_hand(&ns, &values, "e2e: sealed secrets");
     flow.block_on(secrets::until_key_is(&secrets_api, TOKEN_SECRET, "token", first, std::time::Duration::from_secs(60))).or_panic();
 
-    rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::Sealed, false).or_panic();
+    rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::Sealed, &ValueSource::Generate, false).or_panic();
     let new = token(&ns);
     assert_ne!(new, first);
     assert_eq!(new.len(), 64);
@@ -171,7 +171,7 @@ fn rotating_an_external_admin_token_writes_the_store_and_the_operator_delivers_i
     assert_eq!(synced.outcome, Outcome::Pass, "{synced:?}");
 
     let started = std::time::Instant::now();
-    rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::External, false).or_panic();
+    rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::External, &ValueSource::Generate, false).or_panic();
     eprintln!("external rotation, from the store's write to the new token proven: {:.1} s", started.elapsed().as_secs_f64());
     let new = token(&ns);
     assert_ne!(new, first);
@@ -201,7 +201,7 @@ fn a_failed_external_sync_puts_the_old_value_back_restarts_nothing_and_doctor_sa
     // The store's reader loses its access, as when a Vault policy or IAM role is changed.
     let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(flow.client().clone(), &ns.name);
     flow.block_on(bindings.delete(&format!("{}-reader", external_secrets::STORE_NAME), &DeleteParams::default())).unwrap();
-    let error = failure(rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::External, false));
+    let error = failure(rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::External, &ValueSource::Generate, false));
     assert!(error.contains("could not sync"), "the operator's verdict: {error}");
     assert!(error.contains("forbidden"), "and its reason, from its event: {error}");
     assert!(error.contains("old value is back"), "{error}");
@@ -221,7 +221,7 @@ fn a_failed_external_sync_puts_the_old_value_back_restarts_nothing_and_doctor_sa
     fixture::helm_upgrade_by_hand(&ns, &values, "e2e: a wrong store");
     let detail = doctor_external_secrets_until(&flow, "no-such-store");
     assert!(detail.contains(TOKEN_SECRET), "{detail}");
-    let error = failure(rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::External, false));
+    let error = failure(rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::External, &ValueSource::Generate, false));
     assert!(error.contains("does not sync now") && error.contains("doctor"), "refused before any change: {error}");
 
     // A working store without the key the release names.

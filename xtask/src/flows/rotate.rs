@@ -1,4 +1,5 @@
-//! `cargo xtask rotate-secret`: the canary runbook's secret rotation. A new value (never shown),
+//! `cargo xtask rotate-secret`: the canary runbook's secret rotation. A new value (never shown;
+//! generated for the admin token, given by the operator for MLflow's password, which MLflow holds),
 //! the Secret updated, every pod restarted as a Helm revision, and proof that the new value
 //! works and the old one no longer does. A failed restart puts the old value back; so does a
 //! failed sync of an external store's new value, before anything restarts.
@@ -34,6 +35,87 @@ pub enum SecretMethod {
     External,
 }
 
+/// Where the new value comes from. Never the command line: a flag names the source, not the
+/// value, so it is in no shell history, process list or CI log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ValueSource {
+    /// shipshape makes a 32-byte hex value (the admin token's default: the token is ours).
+    Generate,
+    /// One line on standard input (a pipe from a password manager, or typed).
+    Stdin,
+    /// A file's contents (a mounted secret, a file only the operator can read).
+    File(std::path::PathBuf),
+    /// An environment variable (a CI secret).
+    Env(String),
+}
+
+impl std::str::FromStr for ValueSource {
+    type Err = String;
+
+    /// `stdin`, `file:PATH` or `env:NAME`.
+    fn from_str(text: &str) -> Result<ValueSource, String> {
+        match text.split_once(':') {
+            None if text == "stdin" => Ok(ValueSource::Stdin),
+            Some(("file", path)) if !path.is_empty() => Ok(ValueSource::File(path.into())),
+            Some(("env", name)) if !name.is_empty() => Ok(ValueSource::Env(name.to_owned())),
+            _ => Err(format!(
+                "{text:?} is not a value source: stdin, file:PATH or env:NAME (the value itself never goes on the command line)"
+            )),
+        }
+    }
+}
+
+impl ValueSource {
+    /// The value for `kind`: where none was named, the admin token is generated and MLflow's
+    /// password is refused, since MLflow holds it (the runbook's first step changes it there; a
+    /// value made up here would be one MLflow never had).
+    pub fn for_kind(kind: SecretKind, named: Option<ValueSource>) -> Result<ValueSource> {
+        match (kind, named) {
+            (_, Some(source)) => Ok(source),
+            (SecretKind::AdminToken, None) => Ok(ValueSource::Generate),
+            (SecretKind::Mlflow, None) => bail!(
+                "MLflow's password is set in MLflow first (the runbook's first step), then given here: \
+                 --value-from stdin, file:PATH or env:NAME (never on the command line)"
+            ),
+        }
+    }
+
+    /// The plan's words for it.
+    fn in_words(&self) -> String {
+        match self {
+            ValueSource::Generate => "generate a new 32-byte hex value (only its length is printed)".to_owned(),
+            ValueSource::Stdin => "read the new value from standard input (only its length is printed)".to_owned(),
+            ValueSource::File(path) => format!("read the new value from {} (only its length is printed)", path.display()),
+            ValueSource::Env(name) => format!("read the new value from ${name} (only its length is printed)"),
+        }
+    }
+
+    /// The value, with one trailing line end removed (what `echo` and editors add). Refused when
+    /// empty or equal to the value in force.
+    pub fn take(&self, old_value: &str) -> Result<String> {
+        let raw = match self {
+            ValueSource::Generate => return secrets::random_token(),
+            ValueSource::Stdin => {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).context("reading the new value from standard input")?;
+                line
+            }
+            ValueSource::File(path) => {
+                std::fs::read_to_string(path).with_context(|| format!("reading the new value from {}", path.display()))?
+            }
+            ValueSource::Env(name) => std::env::var(name).with_context(|| format!("reading the new value from ${name}: it is not set"))?,
+        };
+        let value = raw.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&raw).to_owned();
+        if value.is_empty() {
+            bail!("the new value is empty: nothing was changed");
+        }
+        if value == old_value {
+            bail!("the new value is the one the Secret holds now: nothing was changed (set the new one in MLflow first)");
+        }
+        Ok(value)
+    }
+}
+
 impl SecretKind {
     pub fn name(self) -> &'static str {
         match self {
@@ -53,7 +135,7 @@ impl SecretMethod {
     }
 }
 
-pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool) -> Result<()> {
+pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, source: &ValueSource, dry_run: bool) -> Result<()> {
     let t = &flow.target;
     let state = flow.record()?;
     let Some(current) = state.current().cloned() else {
@@ -105,7 +187,7 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
     let deployments: Vec<String> = std::iter::once(stable.clone()).chain(canary.clone()).collect();
 
     let plan = vec![
-        step("generate", "generate a new 32-byte hex value (only its length is printed)"),
+        step("value", source.in_words()),
         step(
             "update",
             match method {
@@ -150,9 +232,9 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, dry_run: bool
     // Whether the pods were restarted (so a failure returns to the revision before the restart).
     let restarted = std::cell::Cell::new(false);
     let body = (|| -> Result<Ending<()>> {
-        let new_value = run.step("generate", |_| {
-            let value = secrets::random_token()?;
-            println!("  new value generated (length: {})", value.len());
+        let new_value = run.step("value", |_| {
+            let value = source.take(&old_value)?;
+            println!("  new value {} (length: {})", if *source == ValueSource::Generate { "generated" } else { "read" }, value.len());
             Ok(value)
         })?;
         run.step("update", |changes| match method {
@@ -311,4 +393,44 @@ async fn prove_token(client: &kube::Client, namespace: &str, release_name: &str,
         bail!("the rotation is not effective: {}", wrong.join("; "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod value_tests {
+    use super::{SecretKind, ValueSource};
+
+    #[test]
+    fn a_value_source_is_named_never_given() {
+        assert_eq!("stdin".parse(), Ok(ValueSource::Stdin));
+        assert_eq!("file:/run/secrets/mlflow".parse(), Ok(ValueSource::File("/run/secrets/mlflow".into())));
+        assert_eq!("env:MLFLOW_NEW_PASSWORD".parse(), Ok(ValueSource::Env("MLFLOW_NEW_PASSWORD".to_owned())));
+        for bad in ["hunter2", "file:", "env:", "vault:x"] {
+            let error = bad.parse::<ValueSource>().unwrap_err();
+            assert!(error.contains("stdin, file:PATH or env:NAME"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn mlflows_password_is_never_invented() {
+        assert_eq!(ValueSource::for_kind(SecretKind::AdminToken, None).unwrap(), ValueSource::Generate);
+        let error = ValueSource::for_kind(SecretKind::Mlflow, None).unwrap_err().to_string();
+        assert!(error.contains("set in MLflow first") && error.contains("--value-from"), "{error}");
+        assert_eq!(ValueSource::for_kind(SecretKind::Mlflow, Some(ValueSource::Stdin)).unwrap(), ValueSource::Stdin);
+    }
+
+    #[test]
+    fn a_given_value_loses_its_line_end_and_must_be_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "s3cret-from-mlflow\r\n").unwrap();
+        let source = ValueSource::File(file.clone());
+        assert_eq!(source.take("old").unwrap(), "s3cret-from-mlflow");
+        let error = source.take("s3cret-from-mlflow").unwrap_err().to_string();
+        assert!(error.contains("the one the Secret holds now"), "{error}");
+        assert!(!error.contains("s3cret"), "the value is never in an error: {error}");
+        std::fs::write(&file, "\n").unwrap();
+        assert!(source.take("old").unwrap_err().to_string().contains("empty"));
+        assert!(ValueSource::Env("SHIPSHAPE_TEST_UNSET_VARIABLE".to_owned()).take("old").unwrap_err().to_string().contains("not set"));
+        assert_eq!(ValueSource::Generate.take("old").unwrap().len(), 64);
+    }
 }
