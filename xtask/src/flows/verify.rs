@@ -231,9 +231,10 @@ async fn get(client: &kube::Client, namespace: &str, pod: &Pod, path: &str) -> R
 }
 
 /// How many times a pod is asked before its answer counts, and the pause between: a pod that
-/// just became ready may not have reached its database yet (seen on the production cluster right
-/// after a promotion: 2 of 10 new pods' first /health/db took over 3 s, their next answered at
-/// once). A pod that answers only on a later attempt passes, and the check says which and how.
+/// just became ready may not have reached its database yet (seen three runs in a row on the
+/// production cluster, which enforces NetworkPolicies, right after a promotion: 2 of 10 new pods'
+/// first /health/db took over 3 s; the cause is not found). A pod that answers only on a later
+/// attempt passes, and the check says which pods and what they answered first.
 const ATTEMPTS: usize = 3;
 const BETWEEN_ATTEMPTS: Duration = Duration::from_secs(2);
 
