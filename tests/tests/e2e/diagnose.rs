@@ -122,6 +122,20 @@ fn doctor_diagnoses_a_crash_loop_and_a_missing_secret() {
         "the pod finding says why: {stuck:#?}"
     );
     assert!(stuck.iter().all(|c| c.fix.is_some()), "every finding has a fix");
+
+    // The kubelet's Warning events for the stuck pod, as `kubectl get events` lists them, shown
+    // beside the findings (an event may reach the API a moment after the pod's status).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = find(&doctor::doctor(&flow).or_panic(), "recent Warning events").clone();
+        if !events.detail.starts_with("none") {
+            assert!(events.detail.contains("(pod/model-server-"), "the stuck pod's events: {events:?}");
+            assert!(!events.detail.contains("postgres"), "only the release's own objects: {events:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no Warning event for a stuck pod: {events:?}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }
 
 #[test]

@@ -61,6 +61,7 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
         });
         checks.push(findings::no_flow_running(flow.client(), t).await);
         checks.push(nodes(flow.client(), t).await);
+        checks.push(recent_warnings(flow.client(), t).await?);
         anyhow::Ok(())
     })?;
     checks.push(match super::canary::disagreement(flow, &state)? {
@@ -69,6 +70,28 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
             .with_fix("`cargo xtask canary abort` ends the canary (promote and resume refuse); then start a new one"),
     });
     Ok(checks)
+}
+
+/// How far back the Warning events doctor shows go.
+const WARNING_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// The TenSafe runbook's first diagnosis step (`kubectl get events --sort-by=.lastTimestamp`),
+/// for the release's own objects only: its Deployments, ReplicaSets and pods as they are now.
+/// Evidence beside the findings, not a verdict (a rollout leaves a readiness warning or two).
+async fn recent_warnings(client: &kube::Client, t: &Target) -> Result<Check> {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::Event;
+    let selector = ListParams::default().labels(&chart::pod_selector(&t.release));
+    let mut uids = std::collections::BTreeSet::new();
+    let pods = Api::<Pod>::namespaced(client.clone(), &t.namespace).list(&selector).await?.items;
+    uids.extend(pods.into_iter().filter_map(|p| p.metadata.uid));
+    let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), &t.namespace).list(&selector).await?.items;
+    uids.extend(replica_sets.into_iter().filter_map(|r| r.metadata.uid));
+    let deployments = ownership::deployments(client, &t.namespace, &t.release).await?;
+    uids.extend(deployments.iter().filter_map(|d| d.metadata.uid.clone()));
+    let events = Api::<Event>::namespaced(client.clone(), &t.namespace).list(&ListParams::default().fields("type=Warning")).await?.items;
+    let ours: Vec<Event> = events.into_iter().filter(|e| e.involved_object.uid.as_ref().is_some_and(|uid| uids.contains(uid))).collect();
+    Ok(findings::warning_events(&ours, k8s_openapi::jiff::Timestamp::now(), WARNING_WINDOW))
 }
 
 /// The nodes the release's pods run on, as the troubleshooting sections read them (`kubectl get

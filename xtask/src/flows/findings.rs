@@ -304,6 +304,107 @@ pub fn stale_pods(
         .with_fix(fix.to_owned())
 }
 
+/// Warning events newer than `window`, the same reason and message told once (with how many
+/// times), newest first, at most five: evidence, so the check passes whatever they say.
+pub fn warning_events(
+    events: &[k8s_openapi::api::core::v1::Event],
+    now: k8s_openapi::jiff::Timestamp,
+    window: std::time::Duration,
+) -> Check {
+    const SHOWN: usize = 5;
+    let since = now - k8s_openapi::jiff::SignedDuration::try_from(window).unwrap_or_default();
+    // (last seen, reason, message, object, count) per reason and message.
+    let mut seen: Vec<(k8s_openapi::jiff::Timestamp, String, String, String, i32)> = Vec::new();
+    for event in events.iter().filter(|e| e.type_.as_deref() == Some("Warning")) {
+        let when = event
+            .last_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .or_else(|| event.event_time.as_ref().map(|t| t.0))
+            .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0));
+        let Some(when) = when.filter(|when| *when >= since) else { continue };
+        let reason = event.reason.clone().unwrap_or_default();
+        let message = event.message.clone().unwrap_or_default().trim().to_owned();
+        let object = format!(
+            "{}/{}",
+            event.involved_object.kind.as_deref().unwrap_or("object").to_lowercase(),
+            event.involved_object.name.as_deref().unwrap_or_default()
+        );
+        let count = event.count.unwrap_or(1).max(1);
+        match seen.iter_mut().find(|s| s.1 == reason && s.2 == message) {
+            Some(entry) => {
+                entry.4 += count;
+                if when > entry.0 {
+                    (entry.0, entry.3) = (when, object);
+                }
+            }
+            None => seen.push((when, reason, message, object, count)),
+        }
+    }
+    let name = "recent Warning events";
+    let minutes = window.as_secs() / 60;
+    if seen.is_empty() {
+        return Check::new(name, Outcome::Pass, format!("none for the release's objects in the last {minutes} minutes"));
+    }
+    seen.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+    let told: Vec<String> = seen
+        .iter()
+        .take(SHOWN)
+        .map(|(_, reason, message, object, count)| {
+            let times = if *count > 1 { format!(", {count} times") } else { String::new() };
+            format!("{reason} ({object}{times}): {message}")
+        })
+        .collect();
+    let more = if seen.len() > SHOWN { format!("; {} more", seen.len() - SHOWN) } else { String::new() };
+    Check::new(
+        name,
+        Outcome::Pass,
+        format!("{} in the last {minutes} minutes, newest first (evidence for the findings above): {}{more}", seen.len(), told.join("; ")),
+    )
+}
+
+#[cfg(test)]
+mod events_tests {
+    use k8s_openapi::api::core::v1::{Event, ObjectReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+
+    use crate::report::Outcome;
+
+    fn event(kind: &str, reason: &str, message: &str, object: &str, at: &str, count: i32) -> Event {
+        Event {
+            type_: Some(kind.to_owned()),
+            reason: Some(reason.to_owned()),
+            message: Some(message.to_owned()),
+            involved_object: ObjectReference { kind: Some("Pod".to_owned()), name: Some(object.to_owned()), ..Default::default() },
+            last_timestamp: Some(Time(at.parse().unwrap())),
+            count: Some(count),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn warnings_are_told_once_each_newest_first_within_the_window() {
+        let now: Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
+        let window = std::time::Duration::from_secs(15 * 60);
+        let events = [
+            event("Warning", "BackOff", "Back-off restarting failed container api", "model-server-a", "2026-12-05T11:58:00Z", 4),
+            event("Warning", "BackOff", "Back-off restarting failed container api", "model-server-b", "2026-12-05T11:59:00Z", 2),
+            event("Warning", "Unhealthy", "Readiness probe failed: 503", "model-server-a", "2026-12-05T11:50:00Z", 1),
+            event("Warning", "FailedScheduling", "0/4 nodes are available", "model-server-c", "2026-12-05T11:30:00Z", 1),
+            event("Normal", "Pulled", "Container image pulled", "model-server-a", "2026-12-05T11:59:30Z", 1),
+        ];
+        let check = super::warning_events(&events, now, window);
+        assert_eq!(check.outcome, Outcome::Pass, "evidence, not a verdict");
+        assert!(check.detail.starts_with("2 in the last 15 minutes"), "{}", check.detail);
+        let backoff = check.detail.find("BackOff (pod/model-server-b, 6 times)").expect(&check.detail);
+        let unhealthy = check.detail.find("Unhealthy (pod/model-server-a)").expect(&check.detail);
+        assert!(backoff < unhealthy, "newest first: {}", check.detail);
+        assert!(!check.detail.contains("FailedScheduling") && !check.detail.contains("Pulled"), "{}", check.detail);
+        assert!(super::warning_events(&events[4..], now, window).detail.starts_with("none"));
+    }
+}
+
 #[cfg(test)]
 mod stale_tests {
     use std::collections::BTreeMap;
