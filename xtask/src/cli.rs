@@ -705,7 +705,7 @@ pub enum KeysAction {
     /// Create the signing key pair: the private key, encrypted with $COSIGN_PASSWORD, outside the
     /// repository ($SHIPSHAPE_COSIGN_KEY, default ~/.config/shipshape/cosign.key, mode 600); the
     /// public key into deploy/keys/cosign.pub, to commit (environments verify against it).
-    /// Refuses to replace an existing private key.
+    /// Refuses to replace either half of an existing pair, and an empty $COSIGN_PASSWORD.
     Init,
 }
 

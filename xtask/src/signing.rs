@@ -49,10 +49,8 @@ pub fn password() -> Result<Password> {
 
 /// Creates the key pair: the private key at `private` (mode 600), the public key at `public`.
 pub fn init_keys(sh: &Shell, private: &Path, public: &Path) -> Result<()> {
-    if private.exists() {
-        bail!("{} exists: shipshape never replaces a signing key. Delete it yourself to make a new one", private.display());
-    }
     let password = password()?;
+    may_make_key_pair(private, public, &password)?;
     let scratch = tempfile::tempdir()?;
     Cosign::new(sh)?.generate_key_pair(scratch.path(), &password)?;
     for path in [private, public] {
@@ -64,6 +62,28 @@ pub fn init_keys(sh: &Shell, private: &Path, public: &Path) -> Result<()> {
     std::fs::copy(scratch.path().join("cosign.pub"), public)?;
     println!("private key: {} (encrypted with $COSIGN_PASSWORD; keep it out of the repository)", private.display());
     println!("public key:  {} (commit it: environments verify releases against it)", public.display());
+    Ok(())
+}
+
+/// What `keys init` refuses before making anything: replacing either half of a key pair (the
+/// public key is what environments verify against: a new one makes every release signed with
+/// the old key undeployable, rollbacks included), and a private key without a password (anyone
+/// who can read the file could sign).
+fn may_make_key_pair(private: &Path, public: &Path, password: &Password) -> Result<()> {
+    if private.exists() {
+        bail!("{} exists: shipshape never replaces a signing key. Delete it yourself to make a new one", private.display());
+    }
+    if public.exists() {
+        bail!(
+            "{} exists: environments verify releases against it, and a new key would make every release signed with the \
+             old one undeployable (rollbacks included). Delete it yourself if that is what you want, after re-signing what \
+             must stay deployable",
+            public.display()
+        );
+    }
+    if password.0.is_empty() {
+        bail!("COSIGN_PASSWORD is empty: a private key without a password signs for anyone who can read the file");
+    }
     Ok(())
 }
 
@@ -229,6 +249,21 @@ pub fn check(sh: &Shell, policy: &Policy, pinned: &Pinned) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_init_never_replaces_a_key_nor_makes_one_without_a_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let (private, public) = (dir.path().join("cosign.key"), dir.path().join("cosign.pub"));
+        let password = Password("long enough".to_owned());
+        may_make_key_pair(&private, &public, &password).unwrap();
+        let empty = may_make_key_pair(&private, &public, &Password(String::new())).unwrap_err().to_string();
+        assert!(empty.contains("COSIGN_PASSWORD is empty"), "{empty}");
+        std::fs::write(&public, "a committed public key").unwrap();
+        let replacing = may_make_key_pair(&private, &public, &password).unwrap_err().to_string();
+        assert!(replacing.contains("cosign.pub exists") && replacing.contains("undeployable"), "{replacing}");
+        std::fs::write(&private, "a private key").unwrap();
+        assert!(may_make_key_pair(&private, &public, &password).unwrap_err().to_string().contains("cosign.key exists"));
+    }
 
     #[test]
     fn provenance_names_the_commit_and_the_lock_file() {
