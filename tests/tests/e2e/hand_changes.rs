@@ -18,6 +18,22 @@ fn stable_at_v1(ns: &TestNamespace) -> Flow<'_> {
     fixture::stable_at(ns, &fixture::shared().v1)
 }
 
+/// A canary of v2 at 50 %, judged on 8 s of traffic, left paused at the approval gate.
+fn v2_to_the_gate() -> CanaryStart {
+    CanaryStart {
+        image: xtask::flows::images::Wanted::Tag(fixture::shared().v2.clone()),
+        steps: vec![50],
+        analysis_seconds: 8,
+        min_requests: 20,
+        max_error_rate: 0.01,
+        max_latency_ratio: 3.0,
+        approval: Some(Approval::Pause),
+        prometheus: None,
+        checks: None,
+        dry_run: false,
+    }
+}
+
 /// `kubectl scale deployment NAME --replicas=N`: the scale subresource, field manager "kubectl".
 fn kubectl_scale(flow: &Flow, name: &str, replicas: i32) {
     let api: Api<Deployment> = Api::namespaced(flow.client().clone(), &flow.target.namespace);
@@ -44,18 +60,7 @@ fn a_hand_scaled_canary_is_seen_by_every_report_and_still_aborts_under_traffic()
     let ns = TestNamespace::new("hand-scaled");
     let flow = stable_at_v1(&ns);
     let load = LoadGenerator::start(&ns);
-    let args = CanaryStart {
-        image: xtask::flows::images::Wanted::Tag(shared.v2.clone()),
-        steps: vec![50],
-        analysis_seconds: 8,
-        min_requests: 20,
-        max_error_rate: 0.01,
-        max_latency_ratio: 3.0,
-        approval: Some(Approval::Pause),
-        prometheus: None,
-        checks: None,
-        dry_run: false,
-    };
+    let args = v2_to_the_gate();
     let state = canary::start_canary(&flow, &args).or_panic();
     assert_eq!(state.phase, Phase::Gate);
     assert_eq!(replicas(&flow, "model-server-canary"), Some(2));
@@ -222,18 +227,7 @@ fn a_helm_rollback_by_hand_at_the_gate_invalidates_the_promotion() {
     let flow = stable_at_v1(&ns);
     let load = LoadGenerator::start(&ns);
     let before_canary = flow.record().or_panic().current().unwrap().revision;
-    let args = CanaryStart {
-        image: xtask::flows::images::Wanted::Tag(shared.v2.clone()),
-        steps: vec![50],
-        analysis_seconds: 8,
-        min_requests: 20,
-        max_error_rate: 0.01,
-        max_latency_ratio: 3.0,
-        approval: Some(Approval::Pause),
-        prometheus: None,
-        checks: None,
-        dry_run: false,
-    };
+    let args = v2_to_the_gate();
     assert_eq!(canary::start_canary(&flow, &args).or_panic().phase, Phase::Gate);
 
     // The runbook's "Rollback Using Helm", by hand, with the pinned helm.

@@ -40,15 +40,20 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
         if state.values.external_secrets.enabled {
             checks.push(external_secrets(flow.client(), t).await);
         }
-        checks.extend(pods(flow.client(), t).await?);
-        checks.push(stale_secrets(flow.client(), t, &state.values.image.tag).await?);
+        // The release's pods and Deployments, read once for every check that looks at them.
+        let release_pods = Api::<Pod>::namespaced(flow.client().clone(), &t.namespace)
+            .list(&ListParams::default().labels(&chart::pod_selector(&t.release)))
+            .await?
+            .items;
+        let deployments = ownership::deployments(flow.client(), &t.namespace, &t.release).await?;
+        checks.extend(pods(flow.client(), t, &release_pods).await);
+        checks.push(stale_secrets(flow.client(), t, &release_pods, &state.values.image.tag).await?);
         checks.extend(rollouts(flow.client(), t).await?);
         checks.push(match ownership::drift(flow.client(), &t.namespace, &t.release, &state).await? {
             None => Check::new("helm owns the release", Outcome::Pass, "the Deployment runs what Helm applied"),
             Some(drift) => Check::new("helm owns the release", Outcome::Warn, drift.to_string())
                 .with_fix("cargo xtask rollback (or deploy) returns the Deployment to a Helm revision"),
         });
-        let deployments = ownership::deployments(flow.client(), &t.namespace, &t.release).await?;
         let drift = ownership::replica_drift(&deployments, &t.release, &state.values);
         checks.push(if drift.is_empty() {
             Check::new("replicas as recorded", Outcome::Pass, "every Deployment runs the replica count Helm's record gives it")
@@ -60,8 +65,8 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
                 )
         });
         checks.push(findings::no_flow_running(flow.client(), t).await);
-        checks.push(nodes(flow.client(), t).await);
-        checks.push(recent_warnings(flow.client(), t).await?);
+        checks.push(nodes(flow.client(), &release_pods).await);
+        checks.push(recent_warnings(flow.client(), t, &release_pods, &deployments).await?);
         anyhow::Ok(())
     })?;
     checks.push(match super::canary::disagreement(flow, &state)? {
@@ -78,16 +83,14 @@ const WARNING_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 
 /// The TenSafe runbook's first diagnosis step (`kubectl get events --sort-by=.lastTimestamp`),
 /// for the release's own objects only: its Deployments, ReplicaSets and pods as they are now.
 /// Evidence beside the findings, not a verdict (a rollout leaves a readiness warning or two).
-async fn recent_warnings(client: &kube::Client, t: &Target) -> Result<Check> {
+async fn recent_warnings(client: &kube::Client, t: &Target, pods: &[Pod], deployments: &[Deployment]) -> Result<Check> {
     use k8s_openapi::api::apps::v1::ReplicaSet;
     use k8s_openapi::api::core::v1::Event;
     let selector = ListParams::default().labels(&chart::pod_selector(&t.release));
     let mut uids = std::collections::BTreeSet::new();
-    let pods = Api::<Pod>::namespaced(client.clone(), &t.namespace).list(&selector).await?.items;
-    uids.extend(pods.into_iter().filter_map(|p| p.metadata.uid));
+    uids.extend(pods.iter().filter_map(|p| p.metadata.uid.clone()));
     let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), &t.namespace).list(&selector).await?.items;
     uids.extend(replica_sets.into_iter().filter_map(|r| r.metadata.uid));
-    let deployments = ownership::deployments(client, &t.namespace, &t.release).await?;
     uids.extend(deployments.iter().filter_map(|d| d.metadata.uid.clone()));
     let events = Api::<Event>::namespaced(client.clone(), &t.namespace).list(&ListParams::default().fields("type=Warning")).await?.items;
     let ours: Vec<Event> = events.into_iter().filter(|e| e.involved_object.uid.as_ref().is_some_and(|uid| uids.contains(uid))).collect();
@@ -96,7 +99,7 @@ async fn recent_warnings(client: &kube::Client, t: &Target) -> Result<Check> {
 
 /// The nodes the release's pods run on, as the troubleshooting sections read them (`kubectl get
 /// nodes`, `describe nodes`): cordoned ones (a drain, an upgrade), not Ready ones, and pressure.
-async fn nodes(client: &kube::Client, t: &Target) -> Check {
+async fn nodes(client: &kube::Client, pods: &[Pod]) -> Check {
     use k8s_openapi::api::core::v1::Node;
     let nodes = match Api::<Node>::all(client.clone()).list(&ListParams::default()).await {
         Ok(list) => list.items,
@@ -104,11 +107,6 @@ async fn nodes(client: &kube::Client, t: &Target) -> Check {
             return Check::new("nodes", Outcome::Pass, format!("not read ({}): nodes are cluster-wide", crate::k8s::in_words(&err)))
         }
     };
-    let pods = Api::<Pod>::namespaced(client.clone(), &t.namespace)
-        .list(&ListParams::default().labels(&chart::pod_selector(&t.release)))
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default();
     let on = |node: &str| pods.iter().filter(|p| crate::k8s::pods::node_of(p) == Some(node)).count();
     node_findings(&nodes, on)
 }
@@ -180,9 +178,8 @@ async fn external_secrets(client: &kube::Client, t: &Target) -> Check {
 
 /// The pods' troubles: cannot read their Secret, Pending, crash-looping, image pull errors,
 /// running but never ready.
-async fn pods(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
+async fn pods(client: &kube::Client, t: &Target, pods: &[Pod]) -> Vec<Check> {
     let api: Api<Pod> = Api::namespaced(client.clone(), &t.namespace);
-    let pods = api.list(&ListParams::default().labels(&chart::pod_selector(&t.release))).await?.items;
     let mut checks = Vec::new();
     for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -235,16 +232,12 @@ async fn pods(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
     if checks.is_empty() {
         checks.push(Check::new("pods", Outcome::Pass, format!("{} pods, none stuck", pods.len())));
     }
-    Ok(checks)
+    checks
 }
 
 /// Pods holding a Secret's old value ([`findings::stale_pods`]), with this release's restart
 /// as the fix: a Helm revision (restartedAt), not `kubectl rollout restart` behind Helm's back.
-async fn stale_secrets(client: &kube::Client, t: &Target, running_tag: &str) -> Result<Check> {
-    let pods = Api::<Pod>::namespaced(client.clone(), &t.namespace)
-        .list(&ListParams::default().labels(&chart::pod_selector(&t.release)))
-        .await?
-        .items;
+async fn stale_secrets(client: &kube::Client, t: &Target, pods: &[Pod], running_tag: &str) -> Result<Check> {
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &t.namespace);
     let mut changed = std::collections::BTreeMap::new();
     for name in pods.iter().flat_map(findings::secrets_read_by).collect::<std::collections::BTreeSet<_>>() {
@@ -259,7 +252,7 @@ async fn stale_secrets(client: &kube::Client, t: &Target, running_tag: &str) -> 
         t.env.name(),
         t.namespace
     );
-    Ok(findings::stale_pods(&pods, &changed, &fix))
+    Ok(findings::stale_pods(pods, &changed, &fix))
 }
 
 /// The runbook's "slow rollout": a Deployment not progressing, or past its deadline.

@@ -55,30 +55,24 @@ impl<'a> Flow<'a> {
             access.context_in_words(),
             target.kubeconfig.display()
         );
-        Ok(Flow {
-            sh,
-            target,
-            connection,
-            pod_client,
-            signature: Default::default(),
-            helm: OnceCell::new(),
-            environment_values: OnceCell::new(),
-            planned_values: OnceCell::new(),
-            writer: OnceCell::new(),
-            taken_back: Default::default(),
-            overrides: Default::default(),
-        })
+        Ok(Flow::over(sh, target, connection, pod_client))
     }
 
     /// A connection over clients made elsewhere (the skeleton's tests: a mock API server).
     #[cfg(test)]
     pub(crate) fn with_client(sh: &'a Shell, target: Target, runtime: tokio::runtime::Runtime, client: kube::Client) -> Flow<'a> {
         let access = target.access();
+        let pod_client = client.clone();
+        Flow::over(sh, target, crate::k8s::Connection::over(runtime, client, access), pod_client)
+    }
+
+    /// A flow over an open connection, nothing read yet.
+    fn over(sh: &'a Shell, target: Target, connection: crate::k8s::Connection, pod_client: kube::Client) -> Flow<'a> {
         Flow {
             sh,
             target,
-            pod_client: client.clone(),
-            connection: crate::k8s::Connection::over(runtime, client, access),
+            connection,
+            pod_client,
             signature: Default::default(),
             helm: OnceCell::new(),
             environment_values: OnceCell::new(),
