@@ -247,8 +247,8 @@ impl Drop for TestNamespace {
 
 /// The production-shaped cluster (a control plane and three workers, its context named as
 /// prod's values name it): the one `cargo xtask test` made, else one made here and deleted at
-/// exit. Tests share it side by side; one drains a worker, which would evict another's pods in
-/// the middle of its checks: [`Production::whole_cluster`] keeps the two apart.
+/// exit. One test uses it, running production's scenarios one after the other
+/// (across_clusters.rs says why).
 pub struct Production {
     pub cluster: TestCluster,
     /// A kubeconfig holding `staging-cluster` (the shared cluster, current) and `prod-cluster`:
@@ -258,7 +258,6 @@ pub struct Production {
 }
 
 static PRODUCTION: OnceLock<Production> = OnceLock::new();
-static PRODUCTION_IN_USE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Prod's context name, from deploy/envs/prod.yaml as committed.
 pub fn prod_context() -> String {
@@ -277,21 +276,6 @@ pub fn production() -> &'static Production {
         Production { cluster, kubeconfig, _dir: dir }
     });
     production
-}
-
-impl Production {
-    /// The production cluster to one test at a time while the guard lives: its nodes (one test
-    /// drains a worker) and its capacity (three workers of a 2-core host hold about 21 of prod's
-    /// pods at their 250m CPU request; a prod canary needs up to 20 at once, another test's prod
-    /// deploy 10 more: seen, two pods left Pending and a rollout timed out). Held by the canary
-    /// test from its first deploy to its end, and by the promotion test's prod part. A test
-    /// waiting here holds one of the binary's four test threads idle. Two rules keep it from
-    /// deadlocking with the node's quiet lock ([`under_traffic`], [`cpu_heavy`]): take it before
-    /// starting traffic, and build or sign nothing while holding it (seen: a test holding it
-    /// waited to sign while the other, under traffic, waited for it).
-    pub fn whole_cluster(&self) -> std::sync::MutexGuard<'static, ()> {
-        PRODUCTION_IN_USE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 /// One kubeconfig with the shared cluster as context `staging` (current) and the production

@@ -70,14 +70,39 @@ fn revisions(flow: &Flow) -> usize {
     flow.record().or_panic().history.len()
 }
 
+/// Production's scenarios, one after the other in one test: the production cluster holds one
+/// at a time (its capacity: three workers of a 2-core host hold about 21 of prod's pods at their
+/// 250m CPU request, a prod canary needs up to 20 at once; and a drained worker would evict
+/// another scenario's pods in the middle of its checks). One test rather than two waiting on a
+/// lock: the waiting one held one of the binary's four threads idle (measured: 150 s). Both run
+/// even when the first fails; the test then fails with the first failure.
+///
+/// Every release is signed first, before any traffic (fixture::cpu_heavy waits for traffic
+/// tests to end); this module's name starts it with the binary (main.rs).
 #[test]
-fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_its_policy_refuses() {
+fn production_promotion_then_prod_canary_one_after_the_other_on_prod_s_cluster() {
+    let shared = fixture::shared();
+    let v1 = fixture::signed_release(&format!("{}-signed", shared.v1));
+    let theirs = fixture::signed_release_with_another_key(&format!("{}-theirs", shared.v1));
+    let v2 = fixture::signed_release(&format!("{}-signed", shared.v2));
+    let promotion = std::panic::catch_unwind(|| {
+        a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_its_policy_refuses(&v1, &theirs)
+    });
+    let canary = std::panic::catch_unwind(|| {
+        a_prod_canary_on_ten_replicas_rides_out_a_drained_worker_then_is_promoted_and_the_next_aborted(&v1, &v2)
+    });
+    if let Err(failure) = promotion.and(canary) {
+        std::panic::resume_unwind(failure);
+    }
+}
+
+fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_its_policy_refuses(
+    v1: &xtask::image::Pinned,
+    theirs: &xtask::image::Pinned,
+) {
     let shared = fixture::shared();
     let production = fixture::production();
     let kubeconfig = &production.kubeconfig;
-    let v1 = fixture::signed_release(&format!("{}-signed", shared.v1));
-    // Built and signed before any lock on the cluster is taken (see Production::whole_cluster).
-    let theirs = fixture::signed_release_with_another_key(&format!("{}-theirs", shared.v1));
     let another_key = fixture::another_public_key();
 
     // dev, from a tag.
@@ -87,9 +112,7 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
     let staging = TestNamespace::in_env(Env::Staging, kubeconfig, "promote-staging");
     let from_dev = Wanted::From { env: Env::Dev, namespace: Some(dev.name.clone()) };
     deploy::deploy_wanted(&staging.deploy_flow(), &from_dev, false).or_panic();
-    // prod, from what staging runs, on its own cluster: as an operator runs it; the cluster to
-    // this test alone from here on (see whole_cluster).
-    let _whole_cluster = production.whole_cluster();
+    // prod, from what staging runs, on its own cluster: as an operator runs it.
     let prod = TestNamespace::in_env(Env::Prod, kubeconfig, "promote-prod");
     let registry = fixture::local_registry_args();
     let out = xtask(
@@ -188,16 +211,12 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
 /// analysis: the PDB holds, stable serves every request, the window whose pods were replaced
 /// pauses the canary instead of judging it, every report says so; resumed, promoted by the
 /// judged digest; then a second canary aborted.
-#[test]
-fn a_prod_canary_on_ten_replicas_rides_out_a_drained_worker_then_is_promoted_and_the_next_aborted() {
-    let shared = fixture::shared();
+fn a_prod_canary_on_ten_replicas_rides_out_a_drained_worker_then_is_promoted_and_the_next_aborted(
+    v1: &xtask::image::Pinned,
+    v2: &xtask::image::Pinned,
+) {
     let production = fixture::production();
     let kubeconfig = &production.kubeconfig;
-    let v1 = fixture::signed_release(&format!("{}-signed", shared.v1));
-    let v2 = fixture::signed_release(&format!("{}-signed", shared.v2));
-    // The cluster to this test alone from its first pod on (see whole_cluster): signed above,
-    // traffic after.
-    let _whole_cluster = production.whole_cluster();
     let ns = TestNamespace::in_env(Env::Prod, kubeconfig, "prod-canary");
     let flow = ns.flow();
     deploy::deploy(&ns.deploy_flow(), &v1.tag, false).or_panic();
