@@ -82,9 +82,9 @@ fn revisions(flow: &Flow) -> usize {
 #[test]
 fn production_promotion_then_prod_canary_one_after_the_other_on_prod_s_cluster() {
     let shared = fixture::shared();
-    let v1 = fixture::signed_release(&format!("{}-signed", shared.v1));
-    let theirs = fixture::signed_release_with_another_key(&format!("{}-theirs", shared.v1));
-    let v2 = fixture::signed_release(&format!("{}-signed", shared.v2));
+    let v1 = fixture::signed_release(&shared.v1);
+    let theirs = fixture::signed_release_with_another_key(&shared.v1);
+    let v2 = fixture::signed_release(&shared.v2);
     let promotion = std::panic::catch_unwind(|| {
         a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_its_policy_refuses(&v1, &theirs)
     });

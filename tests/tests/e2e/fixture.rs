@@ -352,9 +352,13 @@ fn owner_marker(public: &std::path::Path) -> PathBuf {
     public.with_extension("pub.made-by-e2e")
 }
 
-/// A release of this checkout under `tag`, built, scanned, pushed, signed and attested with the
-/// environment's key (once per tag in a run).
-pub fn signed_release(tag: &str) -> xtask::image::Pinned {
+/// A release of this checkout as `<version>-environment-signed`, built, scanned, pushed, signed
+/// and attested with the environment's key (once per version in a run). The suffix is this
+/// function's own: the registry's tags are shared by every test, and a test releasing the same
+/// tag with its own key moves it under another (seen: `-signed`, pushed by `artifacts` between
+/// this release and its deploy, failed the signature check).
+pub fn signed_release(version: &str) -> xtask::image::Pinned {
+    let tag = format!("{version}-environment-signed");
     static RELEASED: std::sync::Mutex<Vec<xtask::image::Pinned>> = std::sync::Mutex::new(Vec::new());
     let mut released = RELEASED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(found) = released.iter().find(|p| p.tag == tag) {
@@ -363,7 +367,7 @@ pub fn signed_release(tag: &str) -> xtask::image::Pinned {
     let key = environment_key();
     let database = clean_vulnerability_database();
     let _heavy = cpu_heavy();
-    let pinned = xtask::flows::release::release(&xtask::repo_shell().unwrap(), tag, registry::HOST, &key.private, database).or_panic();
+    let pinned = xtask::flows::release::release(&xtask::repo_shell().unwrap(), &tag, registry::HOST, &key.private, database).or_panic();
     released.push(pinned.clone());
     pinned
 }
@@ -385,11 +389,13 @@ pub fn another_public_key() -> PathBuf {
     another_key().2.clone()
 }
 
-/// A release signed with someone else's key: real signatures and provenance, the wrong signer.
-pub fn signed_release_with_another_key(tag: &str) -> xtask::image::Pinned {
+/// A release signed with someone else's key, as `<version>-another-key` (the suffix is its own,
+/// as [`signed_release`]'s): real signatures and provenance, the wrong signer.
+pub fn signed_release_with_another_key(version: &str) -> xtask::image::Pinned {
     let (_, private, _) = another_key();
     let _heavy = cpu_heavy();
-    xtask::flows::release::release(&xtask::repo_shell().unwrap(), tag, registry::HOST, private, clean_vulnerability_database()).or_panic()
+    let tag = format!("{version}-another-key");
+    xtask::flows::release::release(&xtask::repo_shell().unwrap(), &tag, registry::HOST, private, clean_vulnerability_database()).or_panic()
 }
 
 /// The pinned kubectl (built with the node image) on `context` of `kubeconfig`, as an operator
