@@ -214,7 +214,7 @@ pub struct Values {
     pub blue_green: BlueGreenValues,
     pub env: EnvValues,
     pub external_secrets: Enabled,
-    pub sealed_secrets: Enabled,
+    pub sealed_secrets: SealedSecretsValues,
     pub service_account: ServiceAccountValues,
     pub pod_disruption_budget: Enabled,
     pub cluster: ClusterValues,
@@ -291,6 +291,43 @@ pub struct EnvValues {
     pub database_url_secret_name: String,
     pub database_url_secret_key: String,
     pub model_auto_refresh_seconds: u64,
+}
+
+/// The release's Secrets as SealedSecrets: ciphertexts only the cluster's controller unseals
+/// (safe to keep in Git, which is where the runbook keeps them).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SealedSecretsValues {
+    pub enabled: bool,
+    pub admin_token: SealedAdminToken,
+    pub mlflow_credentials: SealedMlflowCredentials,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SealedAdminToken {
+    pub encrypted_token: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SealedMlflowCredentials {
+    pub encrypted_username: String,
+    pub encrypted_password: String,
+}
+
+impl SealedSecretsValues {
+    /// Each sealed value the values hold, by its path (`sealedSecrets.adminToken.encryptedToken`).
+    pub fn by_path(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("sealedSecrets.adminToken.encryptedToken", self.admin_token.encrypted_token.as_str()),
+            ("sealedSecrets.mlflowCredentials.encryptedUsername", self.mlflow_credentials.encrypted_username.as_str()),
+            ("sealedSecrets.mlflowCredentials.encryptedPassword", self.mlflow_credentials.encrypted_password.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, sealed)| !sealed.is_empty())
+        .collect()
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]

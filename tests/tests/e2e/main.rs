@@ -11,7 +11,9 @@ mod fixture;
 // 5 minutes in one test) start with the binary, their releases signed before any traffic;
 // signed and scanned releases (`artifacts`) build, scan and sign with the node to themselves
 // (fixture::cpu_heavy), best before the traffic tests are under way; the deploy workflow (`ci_workflows`) is long and would otherwise start last
-// and run alone. Measured: the e2e timeline the binary prints at exit.
+// and run alone. Within a module the longest tests' names sort first (the blue/green switch and
+// rollback, about 2 minutes, started last and ended the binary alone: 388 s against 294 for the
+// rest). Measured: the e2e timeline the binary prints at exit.
 mod across_clusters;
 mod artifacts;
 mod ci_workflows;

@@ -104,7 +104,7 @@ fn a_canary_failing_half_its_requests_is_aborted_at_the_first_analysis() {
 /// annotations), with the shipped custom checks (deploy/analysis): a failing canary aborted, a
 /// good one promoted, every check's value shown by `canary status`.
 #[test]
-fn canaries_judged_on_prometheus_data_a_bad_one_is_aborted_and_a_good_one_promoted() {
+fn a_bad_canary_judged_on_prometheus_data_is_aborted_and_a_good_one_promoted() {
     let shared = fixture::shared();
     let prometheus: Prometheus = fixture::prometheus().parse().unwrap();
     let ns = TestNamespace::new("canary-prometheus");
@@ -239,7 +239,7 @@ fn a_canary_killed_mid_step_is_resumed_from_another_process_and_finishes() {
 }
 
 #[test]
-fn blue_green_switch_and_rollback_drop_no_request() {
+fn a_blue_green_switch_and_its_rollback_drop_no_request() {
     let shared = fixture::shared();
     let ns = TestNamespace::new("bluegreen");
     let flow = ns.flow();

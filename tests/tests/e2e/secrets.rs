@@ -110,6 +110,31 @@ fn rotating_a_sealed_admin_token_goes_through_kubeseal_and_the_controller() {
         "the sealed value is a Helm revision: {:?}",
         state.history
     );
+
+    // The next deploy, from values that still hold the sealed value the rotation replaced (the
+    // environment's file before anyone committed the new one): refused, nothing changed; the
+    // controller would have unsealed the old token into the Secret.
+    let deploy_with_sealed = |encrypted: &str| {
+        let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+        let values = serde_json::json!({"sealedSecrets": {"enabled": true, "adminToken": {"encryptedToken": encrypted}}});
+        std::fs::write(file.path(), serde_json::to_vec(&values).unwrap()).unwrap();
+        let flow = ns.flow();
+        let overrides = xtask::flows::Overrides { files: vec![file.path().to_path_buf()], ..Default::default() };
+        flow.set_overrides(&overrides, xtask::flows::DEPLOY_MANAGED_VALUES).or_panic();
+        deploy::deploy(&flow, &shared.v1, false)
+    };
+    let revisions = state.history.len();
+    let refused = failure(deploy_with_sealed(&sealed));
+    assert!(refused.contains("put back a sealed value a rotation replaced") && refused.contains("Nothing was changed"), "{refused}");
+    assert!(!refused.contains(&sealed) && !refused.contains(first), "{refused}");
+    assert_eq!(flow.record().or_panic().history.len(), revisions, "no Helm revision");
+    assert_eq!(token(&ns), new, "the Secret holds the new token");
+    // With the new sealed value in the values, as rotate-secret said: deployed, the new token kept.
+    let rotated = state.values.sealed_secrets.admin_token.encrypted_token.clone();
+    assert_ne!(rotated, sealed);
+    deploy_with_sealed(&rotated).or_panic();
+    assert_eq!(token(&ns), new, "the Secret still holds the new token");
+    assert_new_token_accepted_old_refused(&ns, &new, first);
 }
 
 /// Hands the release's admin token to External Secrets Operator: the store (`store_secrets`,

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 
 use super::images::{self, Source, Wanted};
 use super::verify::{self, Verification};
-use super::{ownership, print_plan, step, Changes, Ending, Flow, Run, Undo};
+use super::{ownership, print_plan, sealed, step, Changes, Ending, Flow, Run, Undo};
 use crate::chart;
 use crate::helm::record::ReleaseRecord;
 use crate::helm::Change;
@@ -34,6 +34,7 @@ pub fn deploy_wanted(flow: &Flow, wanted: &Wanted, dry_run: bool) -> Result<Opti
     // Repository and pull secrets are the environment's with the user's values (the tag changes
     // neither).
     let planned = flow.planned()?;
+    refuse_putting_back_a_replaced_sealed_value(flow, &state, &planned)?;
     let repository = planned.image.repository.clone();
     let image = source.in_words(&repository);
     let pull_secrets = planned.pull_secrets();
@@ -173,6 +174,20 @@ fn restore(changes: &Changes, tag: &str, from_revision: Option<u32>) -> Result<S
 }
 
 /// States in which starting a deployment would make things worse.
+/// A sealed value `rotate-secret` replaced, still in the values this deploy renders (the
+/// environment's file not yet updated): refused before anything changes (flows/sealed.rs).
+fn refuse_putting_back_a_replaced_sealed_value(flow: &Flow, state: &ReleaseRecord, planned: &chart::Values) -> Result<()> {
+    if !planned.sealed_secrets.enabled || state.current().is_none() {
+        return Ok(());
+    }
+    let runs = flow.block_on(flow.journal().entries())?;
+    let found = sealed::put_back(&state.values.sealed_secrets, &planned.sealed_secrets, &runs);
+    if !found.is_empty() {
+        bail!(sealed::refusal(&found, &flow.target.release, &flow.target.namespace));
+    }
+    Ok(())
+}
+
 pub fn refuse_unsafe_start(state: &ReleaseRecord) -> Result<()> {
     refuse_unsafe_start_for_restart(state)?;
     if state.values.canary.enabled {

@@ -18,6 +18,7 @@ pub mod reload;
 pub mod rollback;
 pub mod rotate;
 mod run;
+pub mod sealed;
 pub mod status;
 pub mod verify;
 

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
 use super::deploy::{refuse_unsafe_start_for_restart, ROLLOUT_TIMEOUT};
-use super::{print_plan, reload, step, Ending, Flow, Run, Undo};
+use super::{print_plan, reload, sealed, step, Ending, Flow, Run, Undo};
 use crate::chart;
 use crate::helm::Change;
 use crate::k8s::external_secrets::{self, ExternalStore, RemoteRef};
@@ -157,11 +157,9 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, source: &Valu
     let old_value = flow.block_on(secrets::read_key(&secrets_api, &secret, &key)).with_context(|| {
         format!("cannot rotate: create the Secret first (`cargo xtask preflight --env {}` lists what is missing)", t.env.name())
     })?;
-    // Where the sealed value lives in the release's values (Sealed Secrets only).
-    let sealed_value_path = match kind {
-        SecretKind::AdminToken => ["adminToken", "encryptedToken"],
-        SecretKind::Mlflow => ["mlflowCredentials", "encryptedPassword"],
-    };
+    // Where the sealed value lives in the release's values, and what it holds now (Sealed
+    // Secrets only).
+    let (sealed_path, sealed_before) = sealed::path_of(&state.values, kind == SecretKind::AdminToken);
     if method == SecretMethod::Sealed {
         if !state.values.sealed_secrets.enabled {
             bail!(
@@ -204,9 +202,8 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, source: &Valu
                     )
                 }
                 SecretMethod::Sealed => format!(
-                    "seal the value with kubeseal (the controller's certificate, strict scope), set it as sealedSecrets.{}.{} \
-                     (a Helm revision), and wait until the controller has unsealed it into Secret {secret}",
-                    sealed_value_path[0], sealed_value_path[1]
+                    "seal the value with kubeseal (the controller's certificate, strict scope), set it as {sealed_path} \
+                     (a Helm revision), and wait until the controller has unsealed it into Secret {secret}"
                 ),
             },
         ),
@@ -231,6 +228,12 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, source: &Valu
     run.fact("from_revision", current.revision.to_string())?;
     // Whether the pods were restarted (so a failure returns to the revision before the restart).
     let restarted = std::cell::Cell::new(false);
+    // The new ciphertext (--method sealed): where the next deploy must find it.
+    let new_sealed_value = std::cell::RefCell::new(None::<String>);
+    if method == SecretMethod::Sealed && !sealed_before.is_empty() {
+        // Journaled as replaced only if the run succeeds (deploy reads succeeded runs alone).
+        run.fact(sealed::REPLACED_FACT, sealed::replaced_fact(sealed_path, &sealed_before))?;
+    }
     let body = (|| -> Result<Ending<()>> {
         let new_value = run.step("value", |_| {
             let value = source.take(&old_value)?;
@@ -243,12 +246,14 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, source: &Valu
                 changes.block_on(secrets::write_key(&secrets_api, &secret, &key, &new_value))
             }
             SecretMethod::Sealed => {
-                let sealed = Kubeseal::new(changes.sh)?.seal(&t.access(), &t.namespace, &secret, &new_value)?;
+                let new_sealed = Kubeseal::new(changes.sh)?.seal(&t.access(), &t.namespace, &secret, &new_value)?;
                 changes.change_values(
-                    serde_json::json!({"sealedSecrets": {sealed_value_path[0]: {sealed_value_path[1]: sealed}}}),
+                    sealed::values_change(sealed_path, &new_sealed),
                     &format!("shipshape rotate-secret {secret}: new sealed value"),
                 )?;
-                changes.block_on(secrets::until_key_is(&secrets_api, &secret, &key, &new_value, ROLLOUT_TIMEOUT))
+                changes.block_on(secrets::until_key_is(&secrets_api, &secret, &key, &new_value, ROLLOUT_TIMEOUT))?;
+                new_sealed_value.replace(Some(new_sealed));
+                Ok(())
             }
             SecretMethod::External => {
                 let e = external.as_ref().expect("prepared for --method external");
@@ -301,7 +306,17 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, source: &Valu
         }
         Ok("rotation failed; the old value is back and the pods run with it".to_owned())
     });
-    run.end(body, undo)
+    run.end(body, undo)?;
+    if let Some(new_sealed) = new_sealed_value.into_inner() {
+        // A ciphertext only this cluster's controller unseals: safe to print and to commit.
+        println!(
+            "the new sealed value is in the release's Helm values only: put it in deploy/envs/{}.yaml (or the values \
+             file you deploy with) and commit it; until then `deploy` refuses to put the old one back:\n{}",
+            t.env.name(),
+            sealed::values_block(sealed_path, &new_sealed)
+        );
+    }
+    Ok(())
 }
 
 /// `--method external`: where the value lives and what it was, read before anything changes.
