@@ -84,7 +84,7 @@ pub struct TargetArgs {
 pub struct Preflight {
     #[command(flatten)]
     pub target: TargetArgs,
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
 }
 
@@ -116,6 +116,11 @@ pub struct Deploy {
     /// With --from: the earlier environment's namespace, when not its own (model-server-<env>).
     #[arg(long, requires = "from")]
     pub from_namespace: Option<String>,
+    /// `json`: what the command did as one JSON document on stdout (its journal entries: steps,
+    /// facts such as the digest deployed and the Helm revision left, the result), progress on
+    /// stderr; written whatever the outcome.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Output,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -134,7 +139,7 @@ pub struct Verify {
     pub target: TargetArgs,
     #[command(flatten)]
     pub watch: WatchArgs,
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
 }
 
@@ -160,7 +165,7 @@ pub struct Rollback {
     /// Do not run the post-deployment checks after the rollback.
     #[arg(long, env = "SHIPSHAPE_SKIP_VERIFICATION", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
     pub skip_verification: bool,
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
     /// Print the plan and change nothing.
     #[arg(long)]
@@ -176,6 +181,11 @@ pub struct Rollback {
 pub struct Reload {
     #[command(flatten)]
     pub target: TargetArgs,
+    /// `json`: what the command did as one JSON document on stdout (its journal entries: steps,
+    /// facts such as the digest deployed and the Helm revision left, the result), progress on
+    /// stderr; written whatever the outcome.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Output,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -211,6 +221,11 @@ pub struct RotateSecret {
     /// without it the admin token is generated.
     #[arg(long, value_name = "SOURCE", value_parser = clap::value_parser!(crate::flows::rotate::ValueSource))]
     pub value_from: Option<crate::flows::rotate::ValueSource>,
+    /// `json`: what the command did as one JSON document on stdout (its journal entries: steps,
+    /// facts such as the digest deployed and the Helm revision left, the result), progress on
+    /// stderr; written whatever the outcome.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Output,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -251,7 +266,7 @@ pub struct Doctor {
     pub target: TargetArgs,
     #[command(flatten)]
     pub watch: WatchArgs,
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
 }
 
@@ -268,7 +283,7 @@ pub struct Status {
     /// How many journal entries to show (newest last).
     #[arg(long, default_value_t = 10)]
     pub last: usize,
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
 }
 
@@ -288,7 +303,7 @@ pub struct Environments {
     /// repeatable.
     #[arg(long, value_name = "ENV=NAMESPACE", value_parser = env_namespace)]
     pub namespace: Vec<(Env, String)>,
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
 }
 
@@ -399,6 +414,11 @@ pub struct CanaryStart {
     /// inconclusive. Default: this checkout's deploy/analysis (see its files for the format).
     #[arg(long, requires = "prometheus")]
     pub checks: Option<std::path::PathBuf>,
+    /// `json`: what the command did as one JSON document on stdout (its journal entries: steps,
+    /// facts such as the digest deployed and the Helm revision left, the result), progress on
+    /// stderr; written whatever the outcome.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Output,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -420,6 +440,11 @@ pub struct CanaryTarget {
     /// another run started.
     #[arg(long, value_name = "JOURNAL_ENTRY")]
     pub run: Option<String>,
+    /// `json`: what the command did as one JSON document on stdout (its journal entries: steps,
+    /// facts such as the digest deployed and the Helm revision left, the result), progress on
+    /// stderr; written whatever the outcome.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 /// `canary promote` and `canary resume`: the target, the run, and what the image must prove
@@ -433,6 +458,11 @@ pub struct CanaryContinue {
     pub run: Option<String>,
     #[command(flatten)]
     pub signature: SignatureArgs,
+    /// `json`: what the command did as one JSON document on stdout (its journal entries: steps,
+    /// facts such as the digest deployed and the Helm revision left, the result), progress on
+    /// stderr; written whatever the outcome.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 #[derive(Args, Debug)]
@@ -441,7 +471,7 @@ pub struct CanaryStatus {
     pub target: TargetArgs,
     #[command(flatten)]
     pub watch: WatchArgs,
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
 }
 
@@ -501,6 +531,11 @@ pub struct BlueGreenStart {
     /// on a busy node kube-proxy took up to 30 s to program an endpoint change).
     #[arg(long, default_value_t = 30)]
     pub scale_down_delay: u64,
+    /// `json`: what the command did as one JSON document on stdout (its journal entries: steps,
+    /// facts such as the digest deployed and the Helm revision left, the result), progress on
+    /// stderr; written whatever the outcome.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Output,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -512,7 +547,7 @@ pub struct BlueGreenStatus {
     pub target: TargetArgs,
     #[command(flatten)]
     pub watch: WatchArgs,
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
 }
 
@@ -523,6 +558,11 @@ pub struct BlueGreenTarget {
     /// Seconds the old colour keeps running after the switch (rollback only).
     #[arg(long, default_value_t = 30)]
     pub scale_down_delay: u64,
+    /// `json`: what the command did as one JSON document on stdout (its journal entries: steps,
+    /// facts such as the digest deployed and the Helm revision left, the result), progress on
+    /// stderr; written whatever the outcome.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Output,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -732,6 +772,10 @@ pub struct ReleaseImage {
     /// all.zip). Required: no feed is reachable from here, and no database is never a pass.
     #[arg(long, env = "SHIPSHAPE_VULN_DB")]
     pub vuln_db: Option<std::path::PathBuf>,
+    /// `json`: the release (tag, digest, reference) as one JSON document on stdout, progress on
+    /// stderr.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 /// Values for this release on top of the environment's (deploy/envs/<env>.yaml), as helm takes

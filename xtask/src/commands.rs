@@ -13,24 +13,30 @@ use crate::{chart, signing};
 
 /// Runs one parsed command from the repository's shell.
 pub fn run(command: Command, sh: &Shell) -> Result<()> {
+    if output_of(&command) == cli::Output::Json {
+        report::json_only_on_stdout()?;
+    }
     match command {
         Command::Up(cmd) => crate::up::up(sh, &cluster_up(cmd.cluster)),
         Command::Preflight(cmd) => {
             let flow = connect(sh, &cmd.target)?;
             report::exit_for(preflight::show(&flow, cmd.output.into())?)
         }
-        Command::Deploy(cmd) => {
+        Command::Deploy(cmd) => changing("deploy", cmd.output, |ended| {
             let mut flow = connect(sh, &cmd.target)?;
             flow.signature = signature(cmd.signature);
             // --tag decides the image; everything else is the user's to set.
             flow.set_overrides(&overrides(cmd.values), flows::DEPLOY_MANAGED_VALUES)?;
-            deploy::deploy_wanted(&flow, &wanted(cmd.tag, cmd.from, cmd.from_namespace), cmd.dry_run).map(drop)
-        }
+            let deployed = deploy::deploy_wanted(&flow, &wanted(cmd.tag, cmd.from, cmd.from_namespace), cmd.dry_run).map(drop);
+            ended.extend(flow.ended_runs());
+            deployed
+        }),
         Command::Verify(cmd) => {
             let flow = connect(sh, &cmd.target)?;
             report::repeat(cmd.watch.into(), || verify::show(&flow, cmd.output.into()))
         }
-        Command::Rollback(cmd) => {
+        // Its JSON document is its summary (rollback::Summary), printed by rollback::show.
+        Command::Rollback(cmd) => changing("rollback", cli::Output::Human, |ended| {
             let mut flow = connect(sh, &cmd.target)?;
             flow.signature = signature(cmd.signature);
             let to = match (cmd.to_revision, cmd.to_tag) {
@@ -38,19 +44,28 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
                 (None, Some(tag)) => rollback::To::Tag(tag),
                 (None, None) => rollback::To::Previous,
             };
-            match rollback::rollback(&flow, to, cmd.skip_verification, cmd.dry_run)? {
+            let rolled_back = rollback::rollback(&flow, to, cmd.skip_verification, cmd.dry_run);
+            ended.extend(flow.ended_runs());
+            match rolled_back? {
                 Some(summary) => rollback::show(&summary, cmd.output.into()),
                 None => Ok(()),
             }
-        }
-        Command::Reload(cmd) => reload::reload(&connect(sh, &cmd.target)?, cmd.dry_run).map(drop),
-        Command::RotateSecret(cmd) => {
+        }),
+        Command::Reload(cmd) => changing("reload", cmd.output, |ended| {
+            let flow = connect(sh, &cmd.target)?;
+            let reloaded = reload::reload(&flow, cmd.dry_run).map(drop);
+            ended.extend(flow.ended_runs());
+            reloaded
+        }),
+        Command::RotateSecret(cmd) => changing("rotate-secret", cmd.output, |ended| {
             let kind = cmd.secret.into();
             // Refused before connecting: MLflow's password is never invented.
             let source = rotate::ValueSource::for_kind(kind, cmd.value_from)?;
             let flow = connect(sh, &cmd.target)?;
-            rotate::rotate(&flow, kind, cmd.method.into(), &source, cmd.dry_run)
-        }
+            let rotated = rotate::rotate(&flow, kind, cmd.method.into(), &source, cmd.dry_run);
+            ended.extend(flow.ended_runs());
+            rotated
+        }),
         Command::Doctor(cmd) => {
             let flow = connect(sh, &cmd.target)?;
             report::repeat(cmd.watch.into(), || doctor::show(&flow, cmd.output.into()))
@@ -110,6 +125,11 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
             let released = flows::release::release(sh, &cmd.tag, &cmd.registry, &signing::private_key_path()?, &database)?;
             println!("released {}", released.reference());
             println!("  deploy it: cargo xtask deploy --tag {} (or canary start / bluegreen start)", cmd.tag);
+            let reference = released.reference();
+            report::github_output(&[("digest", released.digest.as_str()), ("reference", reference.as_str())]);
+            if cmd.output == cli::Output::Json {
+                report::print_json(&serde_json::json!({"tag": cmd.tag, "digest": released.digest, "reference": reference}))?;
+            }
             Ok(())
         }
         Command::Completions(cmd) => {
@@ -126,7 +146,7 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
 fn run_canary(action: cli::CanaryAction, sh: &Shell) -> Result<()> {
     use canary::Request;
     match action {
-        cli::CanaryAction::Start(start) => {
+        cli::CanaryAction::Start(start) => changing("canary start", start.output, |ended| {
             let start = *start;
             let mut flow = connect(sh, &start.target)?;
             flow.signature = signature(start.signature);
@@ -146,22 +166,30 @@ fn run_canary(action: cli::CanaryAction, sh: &Shell) -> Result<()> {
             if options.dry_run {
                 return canary::start_canary(&flow, &options).map(drop);
             }
-            canary::exit_code(&canary::with_step_summary(&flow, canary::start_canary(&flow, &options))?)
-        }
-        cli::CanaryAction::Promote(t) => {
+            let started = canary::with_step_summary(&flow, canary::start_canary(&flow, &options));
+            ended.extend(flow.ended_runs());
+            canary::exit_code(&started?)
+        }),
+        cli::CanaryAction::Promote(t) => changing("canary promote", t.output, |ended| {
             let mut flow = connect(sh, &t.target)?;
             flow.signature = signature(t.signature);
-            canary::with_step_summary(&flow, canary::continue_canary(&flow, Request::Promote, t.run.as_deref())).map(drop)
-        }
-        cli::CanaryAction::Abort(t) => {
+            let promoted = canary::with_step_summary(&flow, canary::continue_canary(&flow, Request::Promote, t.run.as_deref()));
+            ended.extend(flow.ended_runs());
+            promoted.map(drop)
+        }),
+        cli::CanaryAction::Abort(t) => changing("canary abort", t.output, |ended| {
             let flow = connect(sh, &t.target)?;
-            canary::with_step_summary(&flow, canary::continue_canary(&flow, Request::Abort, t.run.as_deref())).map(drop)
-        }
-        cli::CanaryAction::Resume(t) => {
+            let aborted = canary::with_step_summary(&flow, canary::continue_canary(&flow, Request::Abort, t.run.as_deref()));
+            ended.extend(flow.ended_runs());
+            aborted.map(drop)
+        }),
+        cli::CanaryAction::Resume(t) => changing("canary resume", t.output, |ended| {
             let mut flow = connect(sh, &t.target)?;
             flow.signature = signature(t.signature);
-            canary::exit_code(&canary::with_step_summary(&flow, canary::continue_canary(&flow, Request::Resume, t.run.as_deref()))?)
-        }
+            let resumed = canary::with_step_summary(&flow, canary::continue_canary(&flow, Request::Resume, t.run.as_deref()));
+            ended.extend(flow.ended_runs());
+            canary::exit_code(&resumed?)
+        }),
         cli::CanaryAction::Status(s) => {
             let flow = connect(sh, &s.target)?;
             report::repeat(s.watch.into(), || canary::status(&flow, s.output.into()))
@@ -171,7 +199,7 @@ fn run_canary(action: cli::CanaryAction, sh: &Shell) -> Result<()> {
 
 fn run_bluegreen(action: cli::BlueGreenAction, sh: &Shell) -> Result<()> {
     match action {
-        cli::BlueGreenAction::Start(start) => {
+        cli::BlueGreenAction::Start(start) => changing("bluegreen start", start.output, |ended| {
             let mut flow = connect(sh, &start.target)?;
             flow.signature = signature(start.signature);
             flow.set_overrides(&overrides(start.values), flows::FLOW_MANAGED_VALUES)?;
@@ -180,15 +208,77 @@ fn run_bluegreen(action: cli::BlueGreenAction, sh: &Shell) -> Result<()> {
                 scale_down_delay: start.scale_down_delay,
                 dry_run: start.dry_run,
             };
-            bluegreen::start_flow(&flow, &options).map(drop)
-        }
-        cli::BlueGreenAction::Rollback(t) => bluegreen::rollback(&connect(sh, &t.target)?, t.scale_down_delay, t.dry_run).map(drop),
-        cli::BlueGreenAction::Resume(t) => bluegreen::resume(&connect(sh, &t.target)?).map(drop),
+            let switched = bluegreen::start_flow(&flow, &options).map(drop);
+            ended.extend(flow.ended_runs());
+            switched
+        }),
+        cli::BlueGreenAction::Rollback(t) => changing("bluegreen rollback", t.output, |ended| {
+            let flow = connect(sh, &t.target)?;
+            let rolled_back = bluegreen::rollback(&flow, t.scale_down_delay, t.dry_run).map(drop);
+            ended.extend(flow.ended_runs());
+            rolled_back
+        }),
+        cli::BlueGreenAction::Resume(t) => changing("bluegreen resume", t.output, |ended| {
+            let flow = connect(sh, &t.target)?;
+            let resumed = bluegreen::resume(&flow).map(drop);
+            ended.extend(flow.ended_runs());
+            resumed
+        }),
         cli::BlueGreenAction::Status(t) => {
             let flow = connect(sh, &t.target)?;
             report::repeat(t.watch.into(), || bluegreen::status(&flow, t.output.into()).map(|()| Outcome::Pass))
         }
     }
+}
+
+/// The `--output` a command asks for (Human for commands without one).
+fn output_of(command: &Command) -> cli::Output {
+    use cli::{BlueGreenAction as B, CanaryAction as C};
+    match command {
+        Command::Preflight(c) => c.output,
+        Command::Deploy(c) => c.output,
+        Command::Verify(c) => c.output,
+        Command::Rollback(c) => c.output,
+        Command::Reload(c) => c.output,
+        Command::RotateSecret(c) => c.output,
+        Command::Doctor(c) => c.output,
+        Command::Status(c) => c.output,
+        Command::Environments(c) => c.output,
+        Command::Release(c) => c.output,
+        Command::Canary(c) => match &c.action {
+            C::Start(s) => s.output,
+            C::Promote(t) | C::Resume(t) => t.output,
+            C::Abort(t) => t.output,
+            C::Status(s) => s.output,
+        },
+        Command::Bluegreen(c) => match &c.action {
+            B::Start(s) => s.output,
+            B::Rollback(t) | B::Resume(t) => t.output,
+            B::Status(s) => s.output,
+        },
+        _ => cli::Output::Human,
+    }
+}
+
+/// A command that changes the release, reported whatever its outcome: the journal entries of
+/// the runs it ended (filled in by `work`) as one JSON document with `--output json`, and in
+/// GitHub Actions the last run's entry, result, Helm revision and digest in `$GITHUB_OUTPUT`
+/// (for the workflow's next job: `needs.<job>.outputs.digest`).
+fn changing(command: &str, output: cli::Output, work: impl FnOnce(&mut Vec<crate::journal::Entry>) -> Result<()>) -> Result<()> {
+    let mut ended = Vec::new();
+    let result = work(&mut ended);
+    if let Some(last) = ended.last() {
+        let fact = |name: &str| last.facts.get(name).map(String::as_str).unwrap_or_default();
+        let mut outputs = vec![("journal-entry", last.id.as_str()), ("result", last.result.word())];
+        outputs.extend(
+            [("helm-revision", fact(flows::HELM_REVISION_FACT)), ("digest", fact("to_digest"))].into_iter().filter(|(_, v)| !v.is_empty()),
+        );
+        report::github_output(&outputs);
+    }
+    if output == cli::Output::Json {
+        report::print_json(&report::command_document(command, &result, &ended))?;
+    }
+    result
 }
 
 /// The release a command works on, connected.

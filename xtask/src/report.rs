@@ -103,6 +103,34 @@ pub fn repeat(watch: Watch, mut report: impl FnMut() -> anyhow::Result<Outcome>)
     }
 }
 
+/// The process's own stdout while `--output json` has pointed stdout at stderr.
+static JSON_STDOUT: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
+
+/// `--output json`: stdout carries the JSON document alone, as with kubectl and helm, so
+/// `cargo xtask deploy -o json | jq` works. Everything else written to stdout from here on (the
+/// target line, progress, the external tools' own output, which they inherit) goes to stderr;
+/// [`print_json`] writes to the stdout kept aside.
+pub fn json_only_on_stdout() -> anyhow::Result<()> {
+    std::io::stdout().flush()?;
+    let original = rustix::io::dup(std::io::stdout())?;
+    rustix::stdio::dup2_stdout(std::io::stderr())?;
+    *JSON_STDOUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(std::fs::File::from(original));
+    Ok(())
+}
+
+/// Writes one JSON document, pretty, to stdout (the one kept aside by [`json_only_on_stdout`]).
+pub fn print_json(document: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(document)?;
+    match JSON_STDOUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_mut() {
+        Some(stdout) => {
+            writeln!(stdout, "{text}")?;
+            stdout.flush()?;
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
 /// Appends markdown to `$GITHUB_STEP_SUMMARY` when running in GitHub Actions.
 pub fn github_step_summary(markdown: &str) {
     let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else { return };
@@ -144,6 +172,24 @@ impl std::fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
+/// The exit code the process ends with for `result` (main.rs gives it).
+pub fn exit_code_of<T>(result: &anyhow::Result<T>) -> u8 {
+    match result {
+        Ok(_) => 0,
+        Err(err) => err.downcast_ref::<Exit>().map(|e| e.0).unwrap_or(1),
+    }
+}
+
+/// What a command that changes the release did, for `--output json`: the command, its exit
+/// code, its error (none when it only carries an exit code, like a canary paused without
+/// evidence: the runs say why), and the journal entries of the runs it ended, as the journal
+/// holds them (`id`, `flow`, `args`, `actor`, `started`, `finished`, `result`, `steps`, `facts`,
+/// `error`). Its fields only ever grow.
+pub fn command_document(command: &str, result: &anyhow::Result<()>, runs: &[crate::journal::Entry]) -> serde_json::Value {
+    let error = result.as_ref().err().filter(|err| err.downcast_ref::<Exit>().is_none()).map(|err| format!("{err:#}"));
+    serde_json::json!({"command": command, "exit_code": exit_code_of(result), "error": error, "runs": runs})
+}
+
 /// Ok for a pass, else the [`Exit`] code for the outcome.
 pub fn exit_for(outcome: Outcome) -> anyhow::Result<()> {
     match outcome {
@@ -162,7 +208,7 @@ pub fn emit(
     output: Output,
     list: &str,
     verdict: impl Fn(Outcome) -> String,
-) -> Result<Outcome, serde_json::Error> {
+) -> anyhow::Result<Outcome> {
     let outcome = overall(checks);
     match output {
         Output::Human => {
@@ -171,9 +217,40 @@ pub fn emit(
         }
         Output::Json => {
             let doc = serde_json::json!({"namespace": namespace, "outcome": outcome, list: checks});
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+            print_json(&doc)?;
         }
     }
     github_step_summary(&markdown_checks(&format!("{title} {namespace}"), checks));
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Entry, RunResult};
+
+    #[test]
+    fn a_changing_command_s_document_holds_its_exit_code_error_and_runs() {
+        let run = Entry {
+            id: "20261205T120000Z-deploy-0001".to_owned(),
+            flow: "deploy".to_owned(),
+            result: RunResult::Failed,
+            facts: [("to_digest".to_owned(), "sha256:ab".to_owned())].into(),
+            ..Default::default()
+        };
+        let failed: anyhow::Result<()> = Err(anyhow::anyhow!("rollout timed out").context("deploy of v2 failed"));
+        let document = command_document("deploy", &failed, std::slice::from_ref(&run));
+        assert_eq!(document["command"], "deploy");
+        assert_eq!(document["exit_code"], 1);
+        assert_eq!(document["error"], "deploy of v2 failed: rollout timed out");
+        assert_eq!(document["runs"][0]["id"], "20261205T120000Z-deploy-0001");
+        assert_eq!(document["runs"][0]["result"], "failed");
+        assert_eq!(document["runs"][0]["facts"]["to_digest"], "sha256:ab");
+
+        // An exit code alone (a canary paused without evidence) is no error: the runs say why.
+        let paused: anyhow::Result<()> = Err(Exit(3).into());
+        let document = command_document("canary start", &paused, &[]);
+        assert_eq!((document["exit_code"].as_u64(), document["error"].is_null()), (Some(3), true));
+        assert_eq!(command_document("reload", &Ok(()), &[])["exit_code"], 0);
+    }
 }

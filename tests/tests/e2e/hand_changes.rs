@@ -128,27 +128,41 @@ fn a_canary_paused_without_evidence_exits_apart_from_one_at_the_gate() {
     let shared = fixture::shared();
     let ns = TestNamespace::new("exit-codes");
     let _flow = stable_at_v1(&ns);
-    // No traffic at all: the analysis cannot reach its minimum of requests.
-    let inconclusive = xtask(
-        &ns,
-        &[
-            "canary",
-            "start",
-            "--tag",
-            &shared.v2,
-            "--steps",
-            "50",
-            "--analysis-seconds",
-            "5",
-            "--min-requests",
-            "20",
-            "--approval",
-            "pause",
-        ],
-    );
+    // No traffic at all: the analysis cannot reach its minimum of requests. Run as a workflow's
+    // step runs it: `-o json` for the step's own use, $GITHUB_OUTPUT for the next job's.
+    let github_output = tempfile::NamedTempFile::new().unwrap();
+    let inconclusive = fixture::xtask_command(&ns)
+        .args(["canary", "start", "--namespace", &ns.name, "--tag", &shared.v2, "--steps", "50", "--analysis-seconds", "5"])
+        .args(["--min-requests", "20", "--approval", "pause", "-o", "json"])
+        .env("GITHUB_OUTPUT", github_output.path())
+        .output()
+        .unwrap();
     let out = text(&inconclusive);
     assert_eq!(inconclusive.status.code(), Some(i32::from(EXIT_PAUSED_WITHOUT_EVIDENCE)), "{out}");
-    assert!(out.contains("canary paused"), "{out}");
+    assert!(String::from_utf8_lossy(&inconclusive.stderr).contains("canary paused"), "progress on stderr: {out}");
+    // stdout holds the JSON document alone: the target line, progress and helm's output went to
+    // stderr.
+    let document: serde_json::Value = serde_json::from_slice(&inconclusive.stdout)
+        .unwrap_or_else(|err| panic!("stdout is one JSON document ({err}): {}", String::from_utf8_lossy(&inconclusive.stdout)));
+    assert_eq!(document["command"], "canary start");
+    assert_eq!(document["exit_code"], i64::from(EXIT_PAUSED_WITHOUT_EVIDENCE));
+    assert!(document["error"].is_null(), "a pause is no error: {document:#}");
+    let run = &document["runs"][0];
+    assert_eq!((run["flow"].as_str(), run["result"].as_str()), (Some("canary"), Some("paused")), "{document:#}");
+    let digest = run["facts"]["to_digest"].as_str().expect("the digest under test is a fact");
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    let revision = run["facts"]["helm_revision"].as_str().expect("the Helm revision the run left");
+    let outputs = std::fs::read_to_string(github_output.path()).unwrap();
+    for line in [format!("journal-entry={}", run["id"].as_str().unwrap()), "result=paused".to_owned(), format!("helm-revision={revision}")]
+    {
+        assert!(outputs.lines().any(|l| l == line), "{line} in $GITHUB_OUTPUT: {outputs}");
+    }
+    assert!(outputs.lines().any(|l| l == format!("digest={digest}")), "{outputs}");
+    // A report's JSON is alone on stdout too.
+    let verified = xtask(&ns, &["verify", "-o", "json"]);
+    let verification: serde_json::Value = serde_json::from_slice(&verified.stdout)
+        .unwrap_or_else(|err| panic!("verify -o json: one JSON document ({err}): {}", text(&verified)));
+    assert!(verification["checks"].as_array().is_some_and(|c| !c.is_empty()), "{verification:#}");
     let status = text(&xtask(&ns, &["canary", "status"]));
     assert!(status.contains("paused without evidence before step 1 of 1"), "{status}");
     assert!(!status.contains("Step(") && !status.contains("Some("), "no Debug formatting: {status}");

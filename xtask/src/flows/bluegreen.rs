@@ -334,7 +334,7 @@ pub fn status(flow: &Flow, output: Output) -> Result<()> {
     if output == Output::Json {
         let latest_json =
             latest.as_ref().map(|(entry, state)| json!({"run": entry.id, "actor": entry.actor, "result": entry.result, "state": state}));
-        println!("{}", serde_json::to_string_pretty(&json!({"colours": colours, "latest": latest_json, "where": where_it_is}))?);
+        report::print_json(&json!({"colours": colours, "latest": latest_json, "where": where_it_is}))?;
         return Ok(());
     }
     if colours.is_empty() {

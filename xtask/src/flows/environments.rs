@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{Flow, Target};
 use crate::chart::Env;
 use crate::journal::RunResult;
-use crate::report::{Outcome, Output};
+use crate::report::{self, Outcome, Output};
 
 /// One environment is given this long to answer (an unreachable cluster is a row, not a hang).
 const ENVIRONMENT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -35,7 +35,7 @@ pub fn show(sh: &xshell::Shell, kubeconfig: Option<&std::path::Path>, namespaces
     let namespace_of = |env: Env| namespaces.iter().find(|(e, _)| *e == env).map(|(_, n)| n.clone());
     let rows: Vec<Row> = Env::ALL.iter().map(|env| read(sh, *env, namespace_of(*env), kubeconfig)).collect();
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Output::Json => report::print_json(&rows)?,
         Output::Human => print!("{}", table(&rows)),
     }
     Ok(if rows.iter().any(|r| r.unreadable.is_some()) { Outcome::Warn } else { Outcome::Pass })

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-pub use run::{print_plan, step, Changes, Ending, Flow, Run, Step, Undo};
+pub use run::{print_plan, step, Changes, Ending, Flow, Run, Step, Undo, HELM_REVISION_FACT};
 
 use crate::chart::{self, Env, Variant};
 use crate::helm::ReleaseSpec;

@@ -368,7 +368,7 @@ fn age_of(time: &str) -> Option<Duration> {
 pub fn show(summary: &Summary, output: Output) -> Result<()> {
     match output {
         Output::Human => print_summary(summary),
-        Output::Json => println!("{}", serde_json::to_string_pretty(summary)?),
+        Output::Json => report::print_json(summary)?,
     }
     report::github_step_summary(&markdown(summary));
     match &summary.verification {

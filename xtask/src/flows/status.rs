@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::Flow;
 use crate::helm::Revision;
 use crate::journal::Entry;
-use crate::report::{Outcome, Output};
+use crate::report::{self, Outcome, Output};
 
 #[derive(Serialize)]
 struct Standing {
@@ -25,7 +25,7 @@ pub fn show(flow: &Flow, last: usize, output: Output) -> Result<Outcome> {
     let running_now = flow.lease_holder()?;
     let standing = Standing { release: t.release.clone(), namespace: t.namespace.clone(), running_now, revisions: state.history, runs };
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&standing)?),
+        Output::Json => report::print_json(&standing)?,
         Output::Human => print(&standing),
     }
     Ok(Outcome::Pass)

@@ -41,7 +41,7 @@ pub fn show(flow: &Flow, output: Output) -> Result<Outcome> {
             report::print_checks(&verification.checks);
             println!("verification: {} ({:.2}s)", verification.outcome.label(), verification.seconds);
         }
-        Output::Json => println!("{}", serde_json::to_string_pretty(&verification)?),
+        Output::Json => report::print_json(&verification)?,
     }
     report::github_step_summary(&report::markdown_checks(&format!("verify {}", verification.namespace), &verification.checks));
     Ok(verification.outcome)

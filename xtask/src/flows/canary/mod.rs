@@ -92,13 +92,10 @@ pub fn status(flow: &Flow, output: Output) -> Result<Outcome> {
     let where_it_is = state::describe(&entry, &state, holder.as_deref(), made_since(&state, &record.history));
     let live = flow.block_on(live_tracks(flow, &record))?;
     match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "run": entry.id, "result": entry.result, "where": where_it_is, "lease_holder": holder,
-                "live": live, "state": state
-            }))?
-        ),
+        Output::Json => report::print_json(&json!({
+            "run": entry.id, "result": entry.result, "where": where_it_is, "lease_holder": holder,
+            "live": live, "state": state
+        }))?,
         Output::Human => print_status(&entry, &state, &where_it_is, &live),
     }
     Ok(Outcome::Pass)

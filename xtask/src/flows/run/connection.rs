@@ -38,6 +38,9 @@ pub struct Flow<'a> {
     /// The user's values for this release (`--set`, `--set-string`, `-f`): applied by the
     /// flow's first Helm upgrade, which takes them; later revisions keep them as Helm does.
     pub(super) overrides: RefCell<Option<Overrides>>,
+    /// The journal entries of the runs this process ended, as they ended: what `--output json`
+    /// and `$GITHUB_OUTPUT` report.
+    pub(super) ended_runs: RefCell<Vec<Entry>>,
 }
 
 impl<'a> Flow<'a> {
@@ -80,7 +83,14 @@ impl<'a> Flow<'a> {
             writer: OnceCell::new(),
             taken_back: Default::default(),
             overrides: Default::default(),
+            ended_runs: Default::default(),
         }
+    }
+
+    /// The journal entries of the runs this process ended (a canary resumed and promoted in one
+    /// command ends one run; a command refused before its run began, none).
+    pub fn ended_runs(&self) -> Vec<Entry> {
+        self.ended_runs.borrow().clone()
     }
 
     /// Runs async API work from the synchronous flow (helm calls stay off the runtime).

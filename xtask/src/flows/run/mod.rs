@@ -83,6 +83,9 @@ impl<'u> Undo<'u> {
 }
 
 /// A flow in progress: holds the release's Lease and keeps its journal entry current.
+/// The journal fact holding the Helm revision a run left the release at (runs that changed it).
+pub const HELM_REVISION_FACT: &str = "helm_revision";
+
 pub struct Run<'f, 'a> {
     changes: Changes<'f, 'a>,
     plan: Vec<Step>,
@@ -227,6 +230,14 @@ impl<'f, 'a> Run<'f, 'a> {
         self.entry.result = result;
         self.entry.finished = Some(journal::now());
         self.entry.error = error.map(|e| format!("{e:#}"));
+        // Where the release stands after the run, for a workflow's next job and the journal's
+        // reader: read, not assumed (a compensation makes a revision of its own).
+        if self.changed_anything() {
+            if let Some(current) = self.changes.flow.record().ok().and_then(|record| record.current().cloned()) {
+                self.entry.facts.insert(HELM_REVISION_FACT.to_owned(), current.revision.to_string());
+            }
+        }
+        self.changes.flow.ended_runs.borrow_mut().push(self.entry.clone());
         let saved = self.save();
         let lease = self.lease.take().expect("a run holds its lease until it finishes");
         let released = self.changes.flow.block_on(lease.release());
