@@ -161,6 +161,9 @@ async fn version(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
         "version": state.config.app_version,
         "model_name": model.as_ref().map(|m| m.name.clone()),
         "model_version": model.as_ref().map(|m| m.version.clone()),
+        // How many numbers one instance of POST /v1/predict takes: what a client (verify's
+        // prediction check) needs to ask the model anything.
+        "model_input_width": model.as_ref().map(|m| m.input_width()),
     }))
 }
 

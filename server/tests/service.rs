@@ -78,7 +78,7 @@ async fn health_ready_and_version_follow_the_contract() {
     let ready = wait_for(&server, "/ready", r#""status":"ready""#, TIMEOUT).await;
     assert_eq!(ready.status, 200, "{}", ready.body);
     let version = get(&server, "/version").await;
-    assert_eq!(version.body, r#"{"model_name":"iris-centroid","model_version":"1","version":"1.2.3"}"#);
+    assert_eq!(version.body, r#"{"model_input_width":4,"model_name":"iris-centroid","model_version":"1","version":"1.2.3"}"#);
     server.shutdown();
 }
 

@@ -34,6 +34,14 @@ fn deploy_installs_then_upgrades_verifying_each_and_a_dry_run_changes_nothing() 
     assert_eq!(second.outcome, Outcome::Pass, "{:#?}", second.checks);
     let version = second.checks.iter().find(|c| c.name == "version").unwrap();
     assert!(version.detail.contains(&shared.v2), "{version:?}");
+    // The runbook's seven in their order, then the two additions: a real prediction with a
+    // label from the model, and the series the canary analysis reads.
+    let names: Vec<&str> = second.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["replicas-ready", "pods-running", "health", "ready", "database", "error-logs", "version", "prediction", "metrics"]);
+    let prediction = &second.checks[7];
+    assert!(prediction.outcome == Outcome::Pass && prediction.detail.contains("answered a label"), "{prediction:?}");
+    let metrics = &second.checks[8];
+    assert!(metrics.outcome == Outcome::Pass && metrics.detail.contains("/v1/predict"), "{metrics:?}");
     assert_eq!(stable_image(&ns), image(&shared.v2));
 
     assert!(deploy::deploy(&flow, &shared.v1, true).or_panic().is_none());

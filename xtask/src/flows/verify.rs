@@ -1,5 +1,6 @@
 //! `cargo xtask verify`: the runbook's post-deployment verification script, its seven checks run
-//! concurrently against every serving pod through the API server (no exec, no curl).
+//! concurrently against every serving pod through the API server (no exec, no curl), and two
+//! additions after them: one real prediction per pod, and the metrics a canary is judged on.
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -10,6 +11,7 @@ use kube::api::{ListParams, LogParams};
 use kube::Api;
 use serde::Serialize;
 
+use super::analysis::ROUTE;
 use super::{ownership, Flow, Target};
 use crate::chart;
 use crate::helm::record::ReleaseRecord;
@@ -139,7 +141,14 @@ pub async fn checks(client: &kube::Client, pod_client: &kube::Client, target: &T
         });
     }
     let o = &observed;
-    let checks = join_all([
+    // The additions ask in order: a new pod has no series for the predict route until it has
+    // answered one.
+    let additions = async {
+        let prediction = timed("prediction", Box::pin(prediction(pod_client, target, o))).await;
+        let metrics = timed("metrics", Box::pin(metrics_series(pod_client, target, o))).await;
+        [prediction, metrics]
+    };
+    let runbook_checks = join_all([
         timed("replicas-ready", Box::pin(async { replicas_ready(o, &target.release, &state.values) })),
         timed("pods-running", Box::pin(async { pods_running(o) })),
         timed("health", Box::pin(endpoint(pod_client, target, o, "/health", "healthy"))),
@@ -148,8 +157,9 @@ pub async fn checks(client: &kube::Client, pod_client: &kube::Client, target: &T
         // Over the pod client too: one HTTP/2 connection carries every pod's requests at once.
         timed("error-logs", Box::pin(error_logs(pod_client, target, o))),
         timed("version", Box::pin(version(pod_client, target, o, state))),
-    ])
-    .await;
+    ]);
+    let (mut checks, additions) = futures::join!(runbook_checks, additions);
+    checks.extend(additions);
     Ok(Verification {
         release: target.release.clone(),
         namespace: target.namespace.clone(),
@@ -300,6 +310,125 @@ async fn endpoint(client: &kube::Client, target: &Target, o: &Observed, path: &s
         };
         fail(format!("GET {path}: {}{}", bad.join("; "), o.skipped())).with_fix(fix)
     }
+}
+
+/// The instance verify's prediction sends: zeros, as many as the model takes.
+fn prediction_request(width: u64) -> serde_json::Value {
+    serde_json::json!({"instances": [vec![0.0; width as usize]]})
+}
+
+/// The label a prediction answered, if it answered one.
+fn label_of(answer: &proxy::Answer) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_str(&answer.body).ok()?;
+    let label = body["predictions"][0]["label"].as_str()?;
+    (answer.status == 200 && !label.is_empty()).then(|| label.to_owned())
+}
+
+/// [8, an addition to the runbook's seven] one real prediction on every pod: POST /v1/predict
+/// with an instance as wide as the model says it takes (GET /version: model_input_width); the
+/// model must answer with a label (each pod asked up to [`ATTEMPTS`] times).
+async fn prediction(client: &kube::Client, target: &Target, o: &Observed) -> Check {
+    let running = o.running();
+    if running.is_empty() {
+        return fail(format!("no running pod to ask{}", o.skipped()));
+    }
+    let asked = join_all(running.iter().map(|pod| async move {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let port = pods::http_port(pod);
+        let version = get(client, &target.namespace, pod, "/version").await.map_err(|err| format!("{name}: GET /version: {err:#}"))?;
+        let width = serde_json::from_str::<serde_json::Value>(&version.body).ok().and_then(|v| v["model_input_width"].as_u64());
+        let Some(width) = width else { return Ok(None) };
+        let mut answers = Vec::new();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(BETWEEN_ATTEMPTS).await;
+            }
+            let posted = tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                proxy::post_pod_json(client, &target.namespace, &name, port, ROUTE, &prediction_request(width)),
+            )
+            .await;
+            match posted {
+                Ok(Ok(answer)) => match label_of(&answer) {
+                    Some(label) => return Ok(Some(label)),
+                    None => answers.push(format!("answered {}: {}", answer.status, answer.body.trim())),
+                },
+                Ok(Err(err)) => answers.push(format!("{err:#}")),
+                Err(_) => answers.push(format!("no answer within {REQUEST_TIMEOUT:?}")),
+            }
+        }
+        Err(answers_in_words(&name, &answers))
+    }))
+    .await;
+    let (mut labels, mut bad, mut unknown_width) = (Vec::new(), Vec::new(), 0);
+    for result in asked {
+        match result {
+            Ok(Some(label)) => labels.push(label),
+            Ok(None) => unknown_width += 1,
+            Err(said) => bad.push(said),
+        }
+    }
+    if !bad.is_empty() {
+        return fail(format!("POST {ROUTE}: {}{}", bad.join("; "), o.skipped()))
+            .with_fix("the model does not answer: the pod's logs say why (cargo xtask doctor)");
+    }
+    if unknown_width > 0 {
+        return Check::new(
+            "",
+            Outcome::Warn,
+            format!("{unknown_width} pod(s) do not say their model's input width (GET /version: model_input_width): no prediction asked"),
+        )
+        .with_fix("an image older than this check: the next release's image says it");
+    }
+    labels.sort();
+    labels.dedup();
+    Check::new("", Outcome::Pass, format!("POST {ROUTE} answered a label on {} pods ({}){}", running.len(), labels.join(", "), o.skipped()))
+}
+
+/// [9, an addition] every pod's /metrics holds the series the canary analysis reads for the
+/// predict route: requests by status and the latency histogram.
+async fn metrics_series(client: &kube::Client, target: &Target, o: &Observed) -> Check {
+    let running = o.running();
+    if running.is_empty() {
+        return fail(format!("no running pod to ask{}", o.skipped()));
+    }
+    let scraped = join_all(running.iter().map(|pod| async move {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let port = super::analysis::metrics_port(pod);
+        match tokio::time::timeout(REQUEST_TIMEOUT, proxy::get_pod(client, &target.namespace, &name, port, "/metrics")).await {
+            Ok(Ok(answer)) if answer.status == 200 => missing_series(&answer.body).map(|missing| format!("{name} lacks {missing}")),
+            Ok(Ok(answer)) => Some(format!("{name}: GET /metrics on port {port} answered {}", answer.status)),
+            Ok(Err(err)) => Some(format!("{name}: {err:#}")),
+            Err(_) => Some(format!("{name}: no answer from /metrics within {REQUEST_TIMEOUT:?}")),
+        }
+    }))
+    .await;
+    let bad: Vec<String> = scraped.into_iter().flatten().collect();
+    if bad.is_empty() {
+        Check::new(
+            "",
+            Outcome::Pass,
+            format!("/metrics on {} pods has the canary analysis' series for {ROUTE}{}", running.len(), o.skipped()),
+        )
+    } else {
+        fail(bad.join("; ")).with_fix(
+            "a canary of this release could not be judged: the image must export http_requests_total and \
+             http_request_duration_seconds with a route label on its metrics port",
+        )
+    }
+}
+
+/// What of the analysis' series for the predict route a /metrics text lacks, in words.
+fn missing_series(text: &str) -> Option<String> {
+    let sample = super::analysis::parse(text);
+    let mut missing = Vec::new();
+    if sample.requests == 0.0 {
+        missing.push("http_requests_total");
+    }
+    if sample.latency_count == 0.0 || sample.latency_buckets.is_empty() {
+        missing.push("the http_request_duration_seconds histogram");
+    }
+    (!missing.is_empty()).then(|| format!("{} for route {ROUTE}", missing.join(" and ")))
 }
 
 /// [6/7] lines saying error/exception/fatal in each pod's last 5 minutes of logs.
@@ -510,5 +639,42 @@ mod tests {
             pod("c2", "canary", &v3, "Running", None),
         ];
         assert_eq!(versions_by_track(pods.iter()), "stable: 1 pod reports v2; canary: 2 pods report v3");
+    }
+}
+
+#[cfg(test)]
+mod addition_tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> proxy::Answer {
+        proxy::Answer { status, body: body.to_owned() }
+    }
+
+    #[test]
+    fn a_prediction_passes_only_with_a_label() {
+        assert_eq!(prediction_request(4), serde_json::json!({"instances": [[0.0, 0.0, 0.0, 0.0]]}));
+        let labelled = r#"{"predictions":[{"label":"setosa","scores":[1.0,0.2,0.1]}],"model_version":"1"}"#;
+        assert_eq!(label_of(&answer(200, labelled)).as_deref(), Some("setosa"));
+        assert_eq!(label_of(&answer(500, r#"{"error":"injected fault (FAULT_ERROR_RATE)"}"#)), None);
+        assert_eq!(label_of(&answer(400, r#"{"error":"each instance needs 4 numbers, got 3"}"#)), None);
+        assert_eq!(label_of(&answer(200, r#"{"predictions":[{"label":""}]}"#)), None, "an empty label is none");
+        assert_eq!(label_of(&answer(200, "not json")), None);
+    }
+
+    #[test]
+    fn metrics_without_the_predict_route_s_series_are_named() {
+        let served = "# TYPE http_requests_total counter\n\
+            http_requests_total{route=\"/v1/predict\",status=\"200\"} 3\n\
+            # TYPE http_request_duration_seconds histogram\n\
+            http_request_duration_seconds_bucket{route=\"/v1/predict\",le=\"0.005\"} 3\n\
+            http_request_duration_seconds_bucket{route=\"/v1/predict\",le=\"+Inf\"} 3\n\
+            http_request_duration_seconds_sum{route=\"/v1/predict\"} 0.004\n\
+            http_request_duration_seconds_count{route=\"/v1/predict\"} 3\n";
+        assert_eq!(missing_series(served), None);
+        let health_only = "# TYPE http_requests_total counter\nhttp_requests_total{route=\"/health\",status=\"200\"} 9\n";
+        let missing = missing_series(health_only).unwrap();
+        assert!(missing.contains("http_requests_total") && missing.contains("histogram") && missing.contains("/v1/predict"), "{missing}");
+        let no_histogram = "# TYPE http_requests_total counter\nhttp_requests_total{route=\"/v1/predict\",status=\"200\"} 3\n";
+        assert_eq!(missing_series(no_histogram).as_deref(), Some("the http_request_duration_seconds histogram for route /v1/predict"));
     }
 }

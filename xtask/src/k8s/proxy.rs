@@ -24,7 +24,29 @@ pub async fn post_pod(client: &kube::Client, namespace: &str, pod: &str, port: u
     send(client, request, Some(header)).await
 }
 
-async fn send(client: &kube::Client, mut request: http::request::Builder, header: Option<(&str, &str)>) -> Result<Answer> {
+/// `POST http://<pod>:<port><path>` with a JSON body (a prediction request).
+pub async fn post_pod_json(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    port: u16,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<Answer> {
+    let request = http::Request::post(format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}"));
+    send_body(client, request, Some(("content-type", "application/json")), serde_json::to_vec(body)?).await
+}
+
+async fn send(client: &kube::Client, request: http::request::Builder, header: Option<(&str, &str)>) -> Result<Answer> {
+    send_body(client, request, header, Vec::new()).await
+}
+
+async fn send_body(
+    client: &kube::Client,
+    mut request: http::request::Builder,
+    header: Option<(&str, &str)>,
+    body: Vec<u8>,
+) -> Result<Answer> {
     let shown = format!(
         "{} {}",
         request.method_ref().map(|m| m.as_str()).unwrap_or("?"),
@@ -33,7 +55,7 @@ async fn send(client: &kube::Client, mut request: http::request::Builder, header
     if let Some((name, value)) = header {
         request = request.header(name, value);
     }
-    let request = request.body(Vec::new()).context("building the proxy request")?;
+    let request = request.body(body).context("building the proxy request")?;
     let response = client.send(request.map(kube::client::Body::from)).await.with_context(|| shown.clone())?;
     let status = response.status().as_u16();
     let bytes = response.into_body().collect_bytes().await.with_context(|| format!("reading the answer to {shown}"))?;

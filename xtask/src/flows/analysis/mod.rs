@@ -150,7 +150,7 @@ pub async fn snapshot(client: &kube::Client, pod_client: &kube::Client, namespac
     Ok(snapshot)
 }
 
-fn metrics_port(pod: &k8s_openapi::api::core::v1::Pod) -> u16 {
+pub(crate) fn metrics_port(pod: &k8s_openapi::api::core::v1::Pod) -> u16 {
     crate::k8s::pods::named_port(pod, METRICS_PORT_NAME, 9090)
 }
 
