@@ -105,7 +105,7 @@ pub struct Deploy {
     #[command(flatten)]
     pub values: ValueOverrides,
     /// Image tag of shipshape/model-server to deploy.
-    #[arg(long, required_unless_present = "from")]
+    #[arg(long, required_unless_present = "from", value_parser = image_tag)]
     pub tag: Option<String>,
     /// Instead of --tag: what this earlier environment runs, by the digest verified there (read
     /// from its own cluster, the context its values name in the same kubeconfig), never its tag
@@ -161,7 +161,7 @@ pub struct Rollback {
     #[arg(long, conflicts_with = "to_tag")]
     pub to_revision: Option<u32>,
     /// Roll back to this image tag (the current values with image.tag set to it).
-    #[arg(long)]
+    #[arg(long, value_parser = image_tag)]
     pub to_tag: Option<String>,
     /// Do not run the post-deployment checks after the rollback.
     #[arg(long, env = "SHIPSHAPE_SKIP_VERIFICATION", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
@@ -374,7 +374,7 @@ pub struct CanaryStart {
     #[command(flatten)]
     pub values: ValueOverrides,
     /// Image tag of the version under test.
-    #[arg(long, required_unless_present = "from")]
+    #[arg(long, required_unless_present = "from", value_parser = image_tag)]
     pub tag: Option<String>,
     /// Instead of --tag: what this earlier environment runs, by the digest verified there (read
     /// from its own cluster, the context its values name in the same kubeconfig), never its tag
@@ -516,7 +516,7 @@ pub struct BlueGreenStart {
     #[command(flatten)]
     pub values: ValueOverrides,
     /// Image tag to deploy on the idle colour.
-    #[arg(long, required_unless_present = "from")]
+    #[arg(long, required_unless_present = "from", value_parser = image_tag)]
     pub tag: Option<String>,
     /// Instead of --tag: what this earlier environment runs, by the digest verified there (read
     /// from its own cluster, the context its values name in the same kubeconfig), never its tag
@@ -606,7 +606,7 @@ pub struct Render {
     #[arg(long, value_enum, default_value_t = Variant::Stable)]
     pub variant: Variant,
     /// Image tag to render (default: the chart's appVersion).
-    #[arg(long)]
+    #[arg(long, value_parser = image_tag)]
     pub tag: Option<String>,
     /// The tag's digest (sha256:...): environments that require signatures (staging, prod)
     /// render only tags pinned by digest, as the flows deploy them.
@@ -764,7 +764,7 @@ pub enum KeysAction {
 #[derive(Args, Debug)]
 pub struct ReleaseImage {
     /// Tag to release.
-    #[arg(long)]
+    #[arg(long, value_parser = image_tag)]
     pub tag: String,
     /// Registry (and optional path prefix) to push to.
     #[arg(long, default_value = crate::cluster::registry::HOST)]
@@ -816,6 +816,12 @@ pub struct WatchArgs {
     /// Seconds between reports with --watch.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..), requires = "watch")]
     pub interval: u64,
+}
+
+/// An image tag, checked where it enters (OCI's grammar): a tag like `v1;rm -rf /` is a usage
+/// error before anything runs, so no journal entry and no advice ever carries it.
+fn image_tag(text: &str) -> Result<String, String> {
+    crate::image::check_tag(text).map(|()| text.to_owned()).map_err(|err| err.to_string())
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -930,7 +936,7 @@ pub enum ImageAction {
     /// (log in with `docker login HOST` first), for environments whose image.repository is there.
     Build {
         /// Tag for the model-server image.
-        #[arg(long, default_value = crate::cluster::app_images::DEFAULT_TAG)]
+        #[arg(long, default_value = crate::cluster::app_images::DEFAULT_TAG, value_parser = image_tag)]
         tag: String,
         /// Registry (and optional path prefix) to push to, e.g. registry.example.com/ml.
         #[arg(long, default_value = crate::cluster::registry::HOST)]
@@ -961,4 +967,29 @@ pub enum Variant {
     ExternalSecrets,
     /// Secrets delivered as Bitnami SealedSecret objects.
     SealedSecrets,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn a_tag_outside_oci_s_grammar_is_a_usage_error_before_anything_runs() {
+        let refused: [&[&str]; 5] = [
+            &["xtask", "deploy", "--tag", "v1;rm -rf /"],
+            &["xtask", "canary", "start", "--tag", "v1:latest"],
+            &["xtask", "bluegreen", "start", "--tag", "v1 v2"],
+            &["xtask", "rollback", "--to-tag", "$(id)"],
+            &["xtask", "release", "--tag", ".hidden"],
+        ];
+        for args in refused {
+            let err = Cli::try_parse_from(args).expect_err(args[args.len() - 1]);
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{err}");
+            let tag = args[args.len() - 1];
+            assert!(err.to_string().contains(&format!("{tag:?} is not an image tag")), "quoted: {err}");
+        }
+        Cli::try_parse_from(["xtask", "deploy", "--tag", "v1.2.3-rc_1"]).expect("a tag in the grammar");
+    }
 }
