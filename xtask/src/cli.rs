@@ -121,6 +121,10 @@ pub struct Deploy {
     /// stderr; written whatever the outcome.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
+    /// How long each wait may take (a rollout, a Secret's sync, a Deployment to go) before the
+    /// flow fails and undoes what it changed; as helm takes it: 90s, 5m, 1h.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5m")]
+    pub timeout: std::time::Duration,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -168,6 +172,10 @@ pub struct Rollback {
     pub skip_verification: bool,
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
+    /// How long each wait may take (a rollout, a Secret's sync, a Deployment to go) before the
+    /// flow fails and undoes what it changed; as helm takes it: 90s, 5m, 1h.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5m")]
+    pub timeout: std::time::Duration,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -227,6 +235,10 @@ pub struct RotateSecret {
     /// stderr; written whatever the outcome.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
+    /// How long each wait may take (a rollout, a Secret's sync, a Deployment to go) before the
+    /// flow fails and undoes what it changed; as helm takes it: 90s, 5m, 1h.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5m")]
+    pub timeout: std::time::Duration,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -420,6 +432,10 @@ pub struct CanaryStart {
     /// stderr; written whatever the outcome.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
+    /// How long each wait may take (a rollout, a Secret's sync, a Deployment to go) before the
+    /// flow fails and undoes what it changed; as helm takes it: 90s, 5m, 1h.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5m")]
+    pub timeout: std::time::Duration,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -446,6 +462,10 @@ pub struct CanaryTarget {
     /// stderr; written whatever the outcome.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
+    /// How long each wait may take (a rollout, a Secret's sync, a Deployment to go) before the
+    /// flow fails and undoes what it changed; as helm takes it: 90s, 5m, 1h.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5m")]
+    pub timeout: std::time::Duration,
 }
 
 /// `canary promote` and `canary resume`: the target, the run, and what the image must prove
@@ -464,6 +484,10 @@ pub struct CanaryContinue {
     /// stderr; written whatever the outcome.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
+    /// How long each wait may take (a rollout, a Secret's sync, a Deployment to go) before the
+    /// flow fails and undoes what it changed; as helm takes it: 90s, 5m, 1h.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5m")]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Args, Debug)]
@@ -537,6 +561,10 @@ pub struct BlueGreenStart {
     /// stderr; written whatever the outcome.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
+    /// How long each wait may take (a rollout, a Secret's sync, a Deployment to go) before the
+    /// flow fails and undoes what it changed; as helm takes it: 90s, 5m, 1h.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5m")]
+    pub timeout: std::time::Duration,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -564,6 +592,10 @@ pub struct BlueGreenTarget {
     /// stderr; written whatever the outcome.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
+    /// How long each wait may take (a rollout, a Secret's sync, a Deployment to go) before the
+    /// flow fails and undoes what it changed; as helm takes it: 90s, 5m, 1h.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5m")]
+    pub timeout: std::time::Duration,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -818,6 +850,33 @@ pub struct WatchArgs {
     pub interval: u64,
 }
 
+/// A duration as helm and kubectl take it: `90s`, `5m`, `1h`, `1m30s`.
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let wrong = || format!("{text:?} is not a duration: a number and a unit (s, m or h), e.g. 90s, 5m, 1m30s");
+    let (mut seconds, mut number, mut groups) = (0u64, String::new(), 0);
+    for c in text.chars() {
+        match c {
+            '0'..='9' => number.push(c),
+            's' | 'm' | 'h' if !number.is_empty() => {
+                let unit = match c {
+                    's' => 1,
+                    'm' => 60,
+                    _ => 3600,
+                };
+                seconds =
+                    number.parse::<u64>().ok().and_then(|n| n.checked_mul(unit)).and_then(|n| n.checked_add(seconds)).ok_or_else(wrong)?;
+                number.clear();
+                groups += 1;
+            }
+            _ => return Err(wrong()),
+        }
+    }
+    if !number.is_empty() || groups == 0 || seconds == 0 {
+        return Err(wrong());
+    }
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
 /// An image tag, checked where it enters (OCI's grammar): a tag like `v1;rm -rf /` is a usage
 /// error before anything runs, so no journal entry and no advice ever carries it.
 fn image_tag(text: &str) -> Result<String, String> {
@@ -991,5 +1050,18 @@ mod tests {
             assert!(err.to_string().contains(&format!("{tag:?} is not an image tag")), "quoted: {err}");
         }
         Cli::try_parse_from(["xtask", "deploy", "--tag", "v1.2.3-rc_1"]).expect("a tag in the grammar");
+    }
+
+    #[test]
+    fn durations_are_read_as_helm_writes_them() {
+        let secs = |text: &str| super::duration(text).map(|d| d.as_secs());
+        assert_eq!(secs("90s"), Ok(90));
+        assert_eq!(secs("5m"), Ok(300));
+        assert_eq!(secs("1h"), Ok(3600));
+        assert_eq!(secs("1m30s"), Ok(90));
+        for wrong in ["", "5", "m", "5x", "-5m", "0s", "1.5m", "99999999999999999999h"] {
+            let said = super::duration(wrong).expect_err(wrong);
+            assert!(said.contains("is not a duration"), "{said}");
+        }
     }
 }

@@ -25,6 +25,7 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
         Command::Deploy(cmd) => changing("deploy", cmd.output, |ended| {
             let mut flow = connect(sh, &cmd.target)?;
             flow.signature = signature(cmd.signature);
+            flow.rollout_timeout = cmd.timeout;
             // --tag decides the image; everything else is the user's to set.
             flow.set_overrides(&overrides(cmd.values), flows::DEPLOY_MANAGED_VALUES)?;
             let deployed = deploy::deploy_wanted(&flow, &wanted(cmd.tag, cmd.from, cmd.from_namespace), cmd.dry_run).map(drop);
@@ -39,6 +40,7 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
         Command::Rollback(cmd) => changing("rollback", cli::Output::Human, |ended| {
             let mut flow = connect(sh, &cmd.target)?;
             flow.signature = signature(cmd.signature);
+            flow.rollout_timeout = cmd.timeout;
             let to = match (cmd.to_revision, cmd.to_tag) {
                 (Some(revision), _) => rollback::To::Revision(revision),
                 (None, Some(tag)) => rollback::To::Tag(tag),
@@ -61,7 +63,8 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
             let kind = cmd.secret.into();
             // Refused before connecting: MLflow's password is never invented.
             let source = rotate::ValueSource::for_kind(kind, cmd.value_from)?;
-            let flow = connect(sh, &cmd.target)?;
+            let mut flow = connect(sh, &cmd.target)?;
+            flow.rollout_timeout = cmd.timeout;
             let rotated = rotate::rotate(&flow, kind, cmd.method.into(), &source, cmd.dry_run);
             ended.extend(flow.ended_runs());
             rotated
@@ -149,6 +152,7 @@ fn run_canary(action: cli::CanaryAction, sh: &Shell) -> Result<()> {
             let start = *start;
             let mut flow = connect(sh, &start.target)?;
             flow.signature = signature(start.signature);
+            flow.rollout_timeout = start.timeout;
             flow.set_overrides(&overrides(start.values), flows::FLOW_MANAGED_VALUES)?;
             let options = canary::StartOptions {
                 image: wanted(start.tag, start.from, start.from_namespace),
@@ -172,12 +176,14 @@ fn run_canary(action: cli::CanaryAction, sh: &Shell) -> Result<()> {
         cli::CanaryAction::Promote(t) => changing("canary promote", t.output, |ended| {
             let mut flow = connect(sh, &t.target)?;
             flow.signature = signature(t.signature);
+            flow.rollout_timeout = t.timeout;
             let promoted = canary::with_step_summary(&flow, canary::continue_canary(&flow, Request::Promote, t.run.as_deref()));
             ended.extend(flow.ended_runs());
             promoted.map(drop)
         }),
         cli::CanaryAction::Abort(t) => changing("canary abort", t.output, |ended| {
-            let flow = connect(sh, &t.target)?;
+            let mut flow = connect(sh, &t.target)?;
+            flow.rollout_timeout = t.timeout;
             let aborted = canary::with_step_summary(&flow, canary::continue_canary(&flow, Request::Abort, t.run.as_deref()));
             ended.extend(flow.ended_runs());
             aborted.map(drop)
@@ -185,6 +191,7 @@ fn run_canary(action: cli::CanaryAction, sh: &Shell) -> Result<()> {
         cli::CanaryAction::Resume(t) => changing("canary resume", t.output, |ended| {
             let mut flow = connect(sh, &t.target)?;
             flow.signature = signature(t.signature);
+            flow.rollout_timeout = t.timeout;
             let resumed = canary::with_step_summary(&flow, canary::continue_canary(&flow, Request::Resume, t.run.as_deref()));
             ended.extend(flow.ended_runs());
             canary::exit_code(&resumed?)
@@ -201,6 +208,7 @@ fn run_bluegreen(action: cli::BlueGreenAction, sh: &Shell) -> Result<()> {
         cli::BlueGreenAction::Start(start) => changing("bluegreen start", start.output, |ended| {
             let mut flow = connect(sh, &start.target)?;
             flow.signature = signature(start.signature);
+            flow.rollout_timeout = start.timeout;
             flow.set_overrides(&overrides(start.values), flows::FLOW_MANAGED_VALUES)?;
             let options = bluegreen::StartOptions {
                 image: wanted(start.tag, start.from, start.from_namespace),
@@ -212,13 +220,15 @@ fn run_bluegreen(action: cli::BlueGreenAction, sh: &Shell) -> Result<()> {
             switched
         }),
         cli::BlueGreenAction::Rollback(t) => changing("bluegreen rollback", t.output, |ended| {
-            let flow = connect(sh, &t.target)?;
+            let mut flow = connect(sh, &t.target)?;
+            flow.rollout_timeout = t.timeout;
             let rolled_back = bluegreen::rollback(&flow, t.scale_down_delay, t.dry_run).map(drop);
             ended.extend(flow.ended_runs());
             rolled_back
         }),
         cli::BlueGreenAction::Resume(t) => changing("bluegreen resume", t.output, |ended| {
-            let flow = connect(sh, &t.target)?;
+            let mut flow = connect(sh, &t.target)?;
+            flow.rollout_timeout = t.timeout;
             let resumed = bluegreen::resume(&flow).map(drop);
             ended.extend(flow.ended_runs());
             resumed

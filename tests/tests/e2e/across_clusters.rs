@@ -91,6 +91,8 @@ fn production_promotion_then_prod_canary_one_after_the_other_on_prod_s_cluster()
     let canary = std::panic::catch_unwind(|| {
         a_prod_canary_on_ten_replicas_rides_out_a_drained_worker_then_is_promoted_and_the_next_aborted(&v1, &v2)
     });
+    // Production's cluster has no other user.
+    fixture::production().cluster.remove_when_done();
     if let Err(failure) = promotion.and(canary) {
         std::panic::resume_unwind(failure);
     }

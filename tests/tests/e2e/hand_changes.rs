@@ -39,7 +39,8 @@ fn kubectl_scale(flow: &Flow, name: &str, replicas: i32) {
     let api: Api<Deployment> = Api::namespaced(flow.client().clone(), &flow.target.namespace);
     let params = PatchParams { field_manager: Some("kubectl".to_owned()), ..Default::default() };
     flow.block_on(api.patch_scale(name, &params, &Patch::Merge(json!({"spec": {"replicas": replicas}})))).unwrap();
-    flow.block_on(xtask::k8s::wait::deployment_rolled_out(flow.client(), &flow.target.namespace, name, deploy::ROLLOUT_TIMEOUT)).or_panic();
+    flow.block_on(xtask::k8s::wait::deployment_rolled_out(flow.client(), &flow.target.namespace, name, xtask::flows::ROLLOUT_TIMEOUT))
+        .or_panic();
 }
 
 fn replicas(flow: &Flow, name: &str) -> Option<i32> {
@@ -252,7 +253,8 @@ fn a_helm_rollback_by_hand_at_the_gate_invalidates_the_promotion() {
         .output()
         .unwrap();
     assert!(rollback.status.success(), "{}", text(&rollback));
-    flow.block_on(xtask::k8s::wait::deployment_gone(flow.client(), &ns.name, "model-server-canary", deploy::ROLLOUT_TIMEOUT)).or_panic();
+    flow.block_on(xtask::k8s::wait::deployment_gone(flow.client(), &ns.name, "model-server-canary", xtask::flows::ROLLOUT_TIMEOUT))
+        .or_panic();
 
     let status = text(&xtask(&ns, &["canary", "status"]));
     assert!(status.contains("the journal and the cluster disagree") && status.contains("Rollback to"), "{status}");

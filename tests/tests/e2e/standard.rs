@@ -165,7 +165,8 @@ fn rollback_reports_and_repairs_a_kubectl_rollout_undo_behind_helms_back() {
     let undo = serde_json::json!({"spec": {"template": template}});
     let params = PatchParams { field_manager: Some("kubectl-rollout".to_owned()), ..Default::default() };
     flow.block_on(deployments.patch("model-server", &params, &Patch::Strategic(&undo))).unwrap();
-    flow.block_on(xtask::k8s::wait::deployment_rolled_out(flow.client(), &ns.name, "model-server", deploy::ROLLOUT_TIMEOUT)).or_panic();
+    flow.block_on(xtask::k8s::wait::deployment_rolled_out(flow.client(), &ns.name, "model-server", xtask::flows::ROLLOUT_TIMEOUT))
+        .or_panic();
 
     let version = verify::verify(&flow).or_panic().checks.into_iter().find(|c| c.name == "version").unwrap();
     assert_eq!(version.outcome, Outcome::Warn, "verify reports the drift: {version:?}");

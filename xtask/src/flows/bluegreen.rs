@@ -12,7 +12,7 @@ use kube::Api;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::deploy::{refuse_unsafe_start_for_restart, ROLLOUT_TIMEOUT};
+use super::deploy::refuse_unsafe_start_for_restart;
 use super::images::{self, Wanted};
 use super::{print_plan, step, verify, Changes, Flow, Run, Step};
 use crate::chart::{self, Slot};
@@ -423,7 +423,7 @@ fn do_step(changes: &Changes, state: &State, id: &str) -> Result<()> {
         }
         "wait-idle" => {
             let name = chart::slot_deployment(&t.release, to);
-            changes.block_on(wait::deployment_rolled_out(changes.client(), &t.namespace, &name, ROLLOUT_TIMEOUT)).map(drop)
+            changes.block_on(wait::deployment_rolled_out(changes.client(), &t.namespace, &name, changes.rollout_timeout)).map(drop)
         }
         "smoke" => {
             let preview = chart::preview_service(&t.release);
@@ -464,7 +464,7 @@ fn scale_down(changes: &Changes, slot: Slot) -> Result<()> {
             Api::<Pod>::namespaced(changes.client().clone(), &t.namespace),
             watcher::Config::default().labels(&chart::slot_selector(&t.release, slot)),
             &format!("{slot} pods gone"),
-            ROLLOUT_TIMEOUT,
+            changes.rollout_timeout,
             |pods| {
                 if pods.is_empty() {
                     wait::Progress::Done("none left".to_owned())
@@ -488,7 +488,7 @@ async fn wait_endpoints(flow: &Flow<'_>, service: &str, slot: Slot) -> Result<()
     if wanted.is_empty() {
         bail!("no ready {slot} pods for Service {service}");
     }
-    wait::service_ready_endpoints(flow.client(), &t.namespace, service, ROLLOUT_TIMEOUT, |ready| {
+    wait::service_ready_endpoints(flow.client(), &t.namespace, service, flow.rollout_timeout, |ready| {
         if *ready == wanted {
             wait::Progress::Done(format!("{} ready endpoints, all {slot}", ready.len()))
         } else {

@@ -1,7 +1,5 @@
 //! `cargo xtask deploy`: the runbook's standard deployment. Record the current state, check the
 //! image, `helm upgrade --install`, watch the rollout, verify; on failure, back to where it was.
-use std::time::Duration;
-
 use anyhow::{bail, Context, Result};
 
 use super::images::{self, Source, Wanted};
@@ -12,9 +10,6 @@ use crate::helm::record::ReleaseRecord;
 use crate::helm::Change;
 use crate::k8s::wait;
 use crate::report::{self, Outcome};
-
-/// A rollout that has not finished in this long fails (stuck pods fail it much sooner).
-pub const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Deploys `tag`; returns the verification (None for a dry run).
 pub fn deploy(flow: &Flow, tag: &str, dry_run: bool) -> Result<Option<Verification>> {
@@ -100,7 +95,7 @@ pub fn deploy_wanted(flow: &Flow, wanted: &Wanted, dry_run: bool) -> Result<Opti
             change.force_conflicts = drift.is_some();
             changes.upgrade(&chart_release, &change)
         })?;
-        run.step("rollout", |flow| flow.block_on(wait::deployment_rolled_out(flow.client(), &t.namespace, &stable, ROLLOUT_TIMEOUT)))?;
+        run.step("rollout", |flow| flow.block_on(wait::deployment_rolled_out(flow.client(), &t.namespace, &stable, flow.rollout_timeout)))?;
         run.step("verify", |flow| {
             let verification = verify::verify(flow)?;
             report::print_checks(&verification.checks);
@@ -162,7 +157,7 @@ fn restore(changes: &Changes, tag: &str, from_revision: Option<u32>) -> Result<S
             changes.rollback(revision, &change)?;
             let stable = chart::stable_deployment(&t.release);
             changes
-                .block_on(wait::deployment_rolled_out(changes.client(), &t.namespace, &stable, ROLLOUT_TIMEOUT))
+                .block_on(wait::deployment_rolled_out(changes.client(), &t.namespace, &stable, changes.rollout_timeout))
                 .context("the restored revision did not roll out")?;
             Ok(format!("rolled back to Helm revision {revision}, which serves again"))
         }

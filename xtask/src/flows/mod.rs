@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-pub use run::{print_plan, step, Changes, Ending, Flow, Run, Step, Undo, HELM_REVISION_FACT};
+pub use run::{print_plan, step, Changes, Ending, Flow, Run, Step, Undo, HELM_REVISION_FACT, ROLLOUT_TIMEOUT};
 
 use crate::chart::{self, Env, Variant};
 use crate::helm::ReleaseSpec;

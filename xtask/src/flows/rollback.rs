@@ -11,7 +11,6 @@ use kube::Api;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::deploy::ROLLOUT_TIMEOUT;
 use super::verify::{self, Verification};
 use super::{images, ownership, print_plan, step, Ending, Flow, Run, Undo};
 use crate::chart::{self, Values};
@@ -297,9 +296,9 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
         })?;
         run.step("rollout", |flow| {
             flow.block_on(async {
-                let rolled_out = wait::deployment_rolled_out(flow.client(), &t.namespace, &stable, ROLLOUT_TIMEOUT).await?;
+                let rolled_out = wait::deployment_rolled_out(flow.client(), &t.namespace, &stable, flow.rollout_timeout).await?;
                 if live_canary {
-                    wait::deployment_gone(flow.client(), &t.namespace, &canary_name, ROLLOUT_TIMEOUT).await?;
+                    wait::deployment_gone(flow.client(), &t.namespace, &canary_name, flow.rollout_timeout).await?;
                 }
                 anyhow::Ok(rolled_out)
             })

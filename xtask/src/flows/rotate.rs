@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
-use super::deploy::{refuse_unsafe_start_for_restart, ROLLOUT_TIMEOUT};
+use super::deploy::refuse_unsafe_start_for_restart;
 use super::{print_plan, reload, sealed, step, Ending, Flow, Run, Undo};
 use crate::chart;
 use crate::helm::Change;
@@ -251,7 +251,7 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, source: &Valu
                     sealed::values_change(sealed_path, &new_sealed),
                     &format!("shipshape rotate-secret {secret}: new sealed value"),
                 )?;
-                changes.block_on(secrets::until_key_is(&secrets_api, &secret, &key, &new_value, ROLLOUT_TIMEOUT))?;
+                changes.block_on(secrets::until_key_is(&secrets_api, &secret, &key, &new_value, changes.rollout_timeout))?;
                 new_sealed_value.replace(Some(new_sealed));
                 Ok(())
             }
@@ -275,7 +275,7 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, source: &Valu
         run.step("rollout", |flow| {
             flow.block_on(async {
                 for deployment in &deployments {
-                    wait::deployment_rolled_out(flow.client(), &t.namespace, deployment, ROLLOUT_TIMEOUT).await?;
+                    wait::deployment_rolled_out(flow.client(), &t.namespace, deployment, flow.rollout_timeout).await?;
                 }
                 anyhow::Ok(())
             })
@@ -300,9 +300,9 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, source: &Valu
         if restarted.get() || method == SecretMethod::Sealed {
             changes.rollback(current.revision, &Change::new(&t.access(), "shipshape rotate-secret failed: restore"))?;
             if method == SecretMethod::Sealed {
-                changes.block_on(secrets::until_key_is(&secrets_api, &secret, &key, &old_value, ROLLOUT_TIMEOUT))?;
+                changes.block_on(secrets::until_key_is(&secrets_api, &secret, &key, &old_value, changes.rollout_timeout))?;
             }
-            changes.block_on(wait::deployment_rolled_out(changes.client(), &t.namespace, &stable, ROLLOUT_TIMEOUT))?;
+            changes.block_on(wait::deployment_rolled_out(changes.client(), &t.namespace, &stable, changes.rollout_timeout))?;
         }
         Ok("rotation failed; the old value is back and the pods run with it".to_owned())
     });

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::analysis::checks;
 use super::analysis::{self, Verdict};
-use super::deploy::{refuse_unsafe_start_for_restart, ROLLOUT_TIMEOUT};
+use super::deploy::refuse_unsafe_start_for_restart;
 use super::images::{self, Wanted};
 use super::{print_plan, step, verify, Changes, Ending, Flow, Run, Step, Undo};
 use crate::chart;
@@ -578,14 +578,14 @@ fn remove_canary(changes: &Changes, description: &str) -> Result<()> {
     let t = &changes.target;
     changes.change_values(json!({"canary": {"enabled": false, "replicaCount": 1, "image": {"tag": ""}}}), description)?;
     let name = chart::canary_deployment(&t.release);
-    changes.block_on(wait::deployment_gone(changes.client(), &t.namespace, &name, ROLLOUT_TIMEOUT))
+    changes.block_on(wait::deployment_gone(changes.client(), &t.namespace, &name, changes.rollout_timeout))
 }
 
 /// Waits until every named Deployment has rolled out (failing fast on stuck pods); returns how
 /// long after the last pod turned Ready this was noticed.
 async fn wait_tracks_ready(flow: &Flow<'_>, deployments: &[String]) -> Result<f64> {
     let t = &flow.target;
-    let waits = deployments.iter().map(|d| wait::deployment_rolled_out(flow.client(), &t.namespace, d, ROLLOUT_TIMEOUT));
+    let waits = deployments.iter().map(|d| wait::deployment_rolled_out(flow.client(), &t.namespace, d, flow.rollout_timeout));
     for result in join_all(waits).await {
         result?;
     }

@@ -41,7 +41,14 @@ pub struct Flow<'a> {
     /// The journal entries of the runs this process ended, as they ended: what `--output json`
     /// and `$GITHUB_OUTPUT` report.
     pub(super) ended_runs: RefCell<Vec<Entry>>,
+    /// How long each wait of a changing flow may take (a rollout, a Secret's sync, a Deployment
+    /// gone) before the flow fails and undoes what it changed: `--timeout`, as helm's.
+    pub rollout_timeout: std::time::Duration,
 }
+
+/// The default `--timeout`: a rollout that has not finished in this long fails (stuck pods fail
+/// it much sooner).
+pub const ROLLOUT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl<'a> Flow<'a> {
     /// Connects, and prints which cluster, namespace and release the command works on.
@@ -84,6 +91,7 @@ impl<'a> Flow<'a> {
             taken_back: Default::default(),
             overrides: Default::default(),
             ended_runs: Default::default(),
+            rollout_timeout: ROLLOUT_TIMEOUT,
         }
     }
 

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-pub use connection::Flow;
+pub use connection::{Flow, ROLLOUT_TIMEOUT};
 
 use super::{ownership, Target};
 use crate::chart;
