@@ -13,6 +13,9 @@ use crate::process::{read_or_explain, run_logged};
 /// Stack traces come from the symbol table Go keeps either way.
 const GCFLAGS: &str = "all=-dwarf=false";
 
+/// GOGC for every go call (see `Go::env`).
+const COMPILER_GOGC: &str = "400";
+
 /// The Go shipshape needs: the highest `go` line among the pinned tools' go.mod files (helm v4.3).
 pub const GO_MIN: (u32, u32) = (1, 26);
 
@@ -67,7 +70,16 @@ impl<'a> Go<'a> {
     }
 
     fn env<'c>(&self, command: xshell::Cmd<'c>) -> xshell::Cmd<'c> {
-        command.env("GOTOOLCHAIN", "local").env("CGO_ENABLED", "0")
+        let command = command.env("GOTOOLCHAIN", "local").env("CGO_ENABLED", "0");
+        // The compiler collects its garbage less often: measured from an empty build cache, kind
+        // took 25.0 user-s at GOGC=400 against 29.8 at the default 100 (wall 16.5 s against 19.2;
+        // twice each), k8s.io/api/core/v1 33.4 against 41.7, its compiler's peak memory 644 MB
+        // against 378. 800 bought nothing more; off doubled the memory. A GOGC you set wins.
+        if std::env::var_os("GOGC").is_some() {
+            command
+        } else {
+            command.env("GOGC", COMPILER_GOGC)
+        }
     }
 
     /// `go install target` into `gobin`, quietly when `log` is given.
