@@ -848,6 +848,13 @@ pub struct WatchArgs {
     /// Seconds between reports with --watch.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..), requires = "watch")]
     pub interval: u64,
+    /// With --watch, a CI gate (as `kubectl argo rollouts status --timeout`): stop as soon as the
+    /// release settles, or after this long (90s, 5m), and exit with where it stands. `status`
+    /// and `canary status`: 0 healthy (a canary at the approval gate too), 1 degraded (failed,
+    /// aborted, interrupted), 3 paused (without evidence), 4 still changing at the timeout.
+    /// `verify` and `doctor`: 0 once they pass, else their last exit code at the timeout.
+    #[arg(long, value_name = "DURATION", value_parser = duration, requires = "watch")]
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// A duration as helm and kubectl take it: `90s`, `5m`, `1h`, `1m30s`.

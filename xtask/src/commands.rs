@@ -363,7 +363,7 @@ impl From<cli::Output> for report::Output {
 
 impl From<cli::WatchArgs> for report::Watch {
     fn from(watch: cli::WatchArgs) -> report::Watch {
-        report::Watch { every_seconds: watch.watch.then_some(watch.interval) }
+        report::Watch { every_seconds: watch.watch.then_some(watch.interval), until: watch.timeout }
     }
 }
 

@@ -76,30 +76,155 @@ pub enum Output {
     Json,
 }
 
-/// How often a report repeats (`--watch --interval`): None reports once.
+/// How often a report repeats (`--watch --interval`): None reports once. With `until`, the
+/// watch ends when the release settles, or at the latest after that long (`--timeout`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Watch {
     pub every_seconds: Option<u64>,
+    pub until: Option<std::time::Duration>,
+}
+
+/// Where a release stands, for a watch that waits for it to settle (`status --watch --timeout`,
+/// as `kubectl argo rollouts status --timeout`): each has its exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Standing {
+    /// Its latest change went through (or a canary waits at the approval gate, every step
+    /// passed): exit 0.
+    Healthy,
+    /// Its latest change failed, was aborted or was interrupted: a person must look. Exit 1.
+    Degraded,
+    /// Stopped on purpose until a person decides (a canary paused without evidence): exit 3,
+    /// as `canary start`'s.
+    Paused,
+    /// A flow is under way: the watch goes on; at its timeout, exit 4.
+    Changing,
+}
+
+/// The exit code of a watch whose timeout passed while the release was still changing.
+pub const EXIT_STILL_CHANGING: u8 = 4;
+
+impl Standing {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Standing::Healthy => 0,
+            Standing::Degraded => 1,
+            Standing::Paused => 3,
+            Standing::Changing => EXIT_STILL_CHANGING,
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Standing::Healthy => "healthy",
+            Standing::Degraded => "degraded",
+            Standing::Paused => "paused",
+            Standing::Changing => "changing",
+        }
+    }
+
+    /// Where a release stands from its latest run (None: no run journaled) and whether a flow
+    /// holds it now.
+    pub fn of(latest: Option<crate::journal::RunResult>, held: bool) -> Standing {
+        use crate::journal::RunResult;
+        match (latest, held) {
+            (_, true) => Standing::Changing,
+            (None | Some(RunResult::Succeeded | RunResult::RolledBack), false) => Standing::Healthy,
+            (Some(RunResult::Paused), false) => Standing::Paused,
+            // Running with nobody holding the release: its process is gone (resume or undo it).
+            (Some(RunResult::Running | RunResult::Failed | RunResult::FailedNeedsAttention | RunResult::Aborted), false) => {
+                Standing::Degraded
+            }
+        }
+    }
+}
+
+/// One round of a watched report: its outcome (the exit code of a report run once, or at a
+/// timeout), and where the release stands, for reports that say (status, canary status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Round {
+    pub outcome: Outcome,
+    pub standing: Option<Standing>,
+}
+
+impl From<Outcome> for Round {
+    fn from(outcome: Outcome) -> Round {
+        Round { outcome, standing: None }
+    }
+}
+
+impl Round {
+    /// Whether a watch with a timeout ends on this round, and with which exit code: a report that
+    /// says where the release stands ends once it has settled; one of checks once they pass.
+    fn settles(self) -> Option<u8> {
+        match self.standing {
+            Some(Standing::Changing) => None,
+            Some(standing) => Some(standing.exit_code()),
+            None => (self.outcome == Outcome::Pass).then_some(0),
+        }
+    }
+
+    /// The exit code when the timeout passes on this round.
+    fn at_timeout(self) -> u8 {
+        match self.standing {
+            Some(standing) => standing.exit_code(),
+            None => self.outcome.exit_code(),
+        }
+    }
 }
 
 /// Runs `report` once and exits with its outcome's code; with a watch, runs it every interval
-/// until Ctrl-C (the process ends on the signal), each round under a time stamp.
-pub fn repeat(watch: Watch, mut report: impl FnMut() -> anyhow::Result<Outcome>) -> anyhow::Result<()> {
+/// until Ctrl-C (the process ends on the signal), each round under a time stamp; with a watch
+/// and a timeout, until the round settles ([`Round::settles`]) or the timeout passes.
+pub fn repeat<R: Into<Round>>(watch: Watch, mut report: impl FnMut() -> anyhow::Result<R>) -> anyhow::Result<()> {
     let Some(interval) = watch.every_seconds else {
-        return exit_for(report()?);
+        return exit_for(report()?.into().outcome);
     };
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let started = std::time::Instant::now();
+    let mut last: Option<Round> = None;
     loop {
         if terminal {
             // Clear the screen and home the cursor: the newest report in place of the last.
             print!("\x1b[2J\x1b[H");
         }
-        eprintln!("{}  every {interval} s (Ctrl-C stops)", crate::journal::now());
-        if let Err(err) = report() {
-            eprintln!("this round failed: {err:#}");
+        match watch.until {
+            Some(until) => eprintln!(
+                "{}  every {interval} s until it settles or {} s have passed ({:.0} s so far)",
+                crate::journal::now(),
+                until.as_secs(),
+                started.elapsed().as_secs_f64()
+            ),
+            None => eprintln!("{}  every {interval} s (Ctrl-C stops)", crate::journal::now()),
+        }
+        match report() {
+            Ok(round) => last = Some(round.into()),
+            Err(err) => eprintln!("this round failed: {err:#}"),
         }
         let _ = std::io::stdout().flush();
-        std::thread::sleep(std::time::Duration::from_secs(interval));
+        if let Some(until) = watch.until {
+            if let Some(code) = last.and_then(Round::settles) {
+                return exit_with(code);
+            }
+            if started.elapsed() >= until {
+                let code = last.map(Round::at_timeout).unwrap_or(1);
+                let standing = last.and_then(|r| r.standing).map(|s| s.word()).unwrap_or("not passing");
+                eprintln!("--timeout {} s passed, the release still {standing}: exit {code}", until.as_secs());
+                return exit_with(code);
+            }
+            let left = until.saturating_sub(started.elapsed());
+            std::thread::sleep(left.min(std::time::Duration::from_secs(interval)));
+        } else {
+            std::thread::sleep(std::time::Duration::from_secs(interval));
+        }
+    }
+}
+
+fn exit_with(code: u8) -> anyhow::Result<()> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(Exit(code).into())
     }
 }
 
@@ -252,5 +377,30 @@ mod tests {
         let document = command_document("canary start", &paused, &[]);
         assert_eq!((document["exit_code"].as_u64(), document["error"].is_null()), (Some(3), true));
         assert_eq!(command_document("reload", &Ok(()), &[])["exit_code"], 0);
+    }
+
+    #[test]
+    fn a_watch_with_a_timeout_settles_as_argo_rollouts_status_does() {
+        use RunResult::*;
+        assert_eq!(Standing::of(Some(Succeeded), true), Standing::Changing, "a flow holds it");
+        assert_eq!(Standing::of(Some(Succeeded), false), Standing::Healthy);
+        assert_eq!(Standing::of(Some(RolledBack), false), Standing::Healthy);
+        assert_eq!(Standing::of(None, false), Standing::Healthy, "installed by hand, nothing journaled");
+        assert_eq!(Standing::of(Some(Paused), false), Standing::Paused);
+        for degraded in [Failed, FailedNeedsAttention, Aborted, Running] {
+            assert_eq!(Standing::of(Some(degraded), false), Standing::Degraded, "{degraded:?}");
+        }
+        let codes: Vec<u8> = [Standing::Healthy, Standing::Degraded, Standing::Paused, Standing::Changing].map(Standing::exit_code).into();
+        assert_eq!(codes, [0, 1, 3, EXIT_STILL_CHANGING], "never 2: clap's usage error");
+
+        let status = |standing| Round { outcome: Outcome::Pass, standing: Some(standing) };
+        assert_eq!(status(Standing::Changing).settles(), None, "watched on");
+        assert_eq!(status(Standing::Changing).at_timeout(), 4);
+        assert_eq!(status(Standing::Paused).settles(), Some(3));
+        assert_eq!(status(Standing::Degraded).settles(), Some(1));
+        // Checks (verify, doctor) settle once they pass; at the timeout, their last code.
+        assert_eq!(Round::from(Outcome::Pass).settles(), Some(0));
+        assert_eq!(Round::from(Outcome::Fail).settles(), None);
+        assert_eq!(Round::from(Outcome::Warn).at_timeout(), 2);
     }
 }

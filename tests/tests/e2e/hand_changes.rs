@@ -168,14 +168,27 @@ fn a_canary_paused_without_evidence_exits_apart_from_one_at_the_gate() {
     assert!(status.contains("paused without evidence before step 1 of 1"), "{status}");
     assert!(!status.contains("Step(") && !status.contains("Some("), "no Debug formatting: {status}");
 
+    // A CI gate on where the release stands: settled, so the watch ends at once, with its code.
+    let gate = |args: &[&str]| {
+        let watched = xtask(&ns, &[args, &["--watch", "--interval", "1", "--timeout", "60s"]].concat());
+        (watched.status.code(), text(&watched))
+    };
+    let (code, out) = gate(&["status"]);
+    assert_eq!(code, Some(3), "paused: {out}");
+    assert!(out.contains(": paused"), "{out}");
+    assert_eq!(gate(&["canary", "status"]).0, Some(3));
+
     // With traffic, the same canary passes its step and waits at the gate: exit 0.
     let load = LoadGenerator::start(&ns);
     let resumed = xtask(&ns, &["canary", "resume"]);
     let out = text(&resumed);
     assert_eq!(resumed.status.code(), Some(0), "{out}");
     assert!(out.contains("paused at the approval gate"), "{out}");
+    assert_eq!(gate(&["canary", "status"]).0, Some(0), "at the gate, every step passed: healthy");
     let aborted = xtask(&ns, &["canary", "abort"]);
     assert!(aborted.status.success(), "{}", text(&aborted));
+    let (code, out) = gate(&["status"]);
+    assert_eq!(code, Some(1), "an aborted change is degraded, as Argo Rollouts says: {out}");
     load.stats().assert_none_failed();
 }
 

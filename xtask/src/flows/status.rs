@@ -12,27 +12,35 @@ struct Standing {
     release: String,
     namespace: String,
     running_now: Option<String>,
+    /// Healthy, degraded, paused or changing, from the latest run and the Lease.
+    standing: report::Standing,
     revisions: Vec<Revision>,
     runs: Vec<Entry>,
 }
 
-/// `cargo xtask status`: Helm's revisions and the last `last` journal entries.
-pub fn show(flow: &Flow, last: usize, output: Output) -> Result<Outcome> {
+/// `cargo xtask status`: Helm's revisions and the last `last` journal entries. Its outcome is
+/// always a pass (it could say); where the release stands ends a `--watch --timeout`.
+pub fn show(flow: &Flow, last: usize, output: Output) -> Result<report::Round> {
     let t = &flow.target;
     let state = flow.record()?;
     let mut runs = flow.block_on(flow.journal().entries())?;
-    runs.drain(..runs.len().saturating_sub(last));
     let running_now = flow.lease_holder()?;
-    let standing = Standing { release: t.release.clone(), namespace: t.namespace.clone(), running_now, revisions: state.history, runs };
+    let standing = match runs.last() {
+        None if !state.is_installed() => report::Standing::Degraded,
+        latest => report::Standing::of(latest.map(|r| r.result), running_now.is_some()),
+    };
+    runs.drain(..runs.len().saturating_sub(last));
+    let standing =
+        Standing { release: t.release.clone(), namespace: t.namespace.clone(), running_now, standing, revisions: state.history, runs };
     match output {
         Output::Json => report::print_json(&standing)?,
         Output::Human => print(&standing),
     }
-    Ok(Outcome::Pass)
+    Ok(report::Round { outcome: Outcome::Pass, standing: Some(standing.standing) })
 }
 
 fn print(s: &Standing) {
-    println!("release {} in {}", s.release, s.namespace);
+    println!("release {} in {}: {}", s.release, s.namespace, s.standing.word());
     if s.revisions.is_empty() {
         println!("  not installed");
     }

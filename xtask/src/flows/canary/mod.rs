@@ -82,23 +82,24 @@ pub fn disagreement(flow: &Flow, record: &ReleaseRecord) -> Result<Option<String
 }
 
 /// `cargo xtask canary status`: where the latest canary stands, and the traffic split live.
-pub fn status(flow: &Flow, output: Output) -> Result<Outcome> {
+pub fn status(flow: &Flow, output: Output) -> Result<report::Round> {
     let Some((entry, state)) = flow.latest_state::<State>("canary", STATE_FACT)? else {
         println!("no canary has run on this release");
-        return Ok(Outcome::Pass);
+        return Ok(Outcome::Pass.into());
     };
     let holder = flow.lease_holder()?;
     let record = flow.record()?;
     let where_it_is = state::describe(&entry, &state, holder.as_deref(), made_since(&state, &record.history));
     let live = flow.block_on(live_tracks(flow, &record))?;
+    let standing = standing(&entry, &state, holder.is_some());
     match output {
         Output::Json => report::print_json(&json!({
             "run": entry.id, "result": entry.result, "where": where_it_is, "lease_holder": holder,
-            "live": live, "state": state
+            "live": live, "state": state, "standing": standing
         }))?,
         Output::Human => print_status(&entry, &state, &where_it_is, &live),
     }
-    Ok(Outcome::Pass)
+    Ok(report::Round { outcome: Outcome::Pass, standing: Some(standing) })
 }
 
 /// Writes where the canary stands to `$GITHUB_STEP_SUMMARY`, and its run, digest and outcome to
@@ -120,6 +121,19 @@ pub fn with_step_summary(flow: &Flow, outcome: Result<State>) -> Result<State> {
         }
     }
     outcome
+}
+
+/// Where the release stands by its latest canary, for `canary status --watch --timeout`: as
+/// `canary start` exits, at the gate (every step passed) is healthy and paused without evidence
+/// is paused; aborted, failed or interrupted (no process holds it) is degraded.
+fn standing(entry: &Entry, state: &State, held: bool) -> report::Standing {
+    use report::Standing;
+    match (&state.phase, entry.result) {
+        _ if held => Standing::Changing,
+        (Phase::Gate | Phase::Promoted, _) => Standing::Healthy,
+        (Phase::Step(_), RunResult::Paused) => Standing::Paused,
+        _ => Standing::Degraded,
+    }
 }
 
 /// One word for a workflow to branch on: `gate` (every step passed, waiting for approval),
@@ -735,6 +749,18 @@ mod tests {
             checks: Vec::new(),
             last_revision: None,
         }
+    }
+
+    #[test]
+    fn a_canary_s_standing_is_what_canary_start_would_exit_with() {
+        use report::Standing;
+        let run = |result| Entry { result, ..Default::default() };
+        assert_eq!(standing(&run(RunResult::Paused), &canary(&[10], Phase::Gate), false), Standing::Healthy, "every step passed");
+        assert_eq!(standing(&run(RunResult::Succeeded), &canary(&[10], Phase::Promoted), false), Standing::Healthy);
+        assert_eq!(standing(&run(RunResult::Paused), &canary(&[10], Phase::Step(0)), false), Standing::Paused, "without evidence");
+        assert_eq!(standing(&run(RunResult::Aborted), &canary(&[10], Phase::Aborted), false), Standing::Degraded);
+        assert_eq!(standing(&run(RunResult::Running), &canary(&[10], Phase::Step(0)), false), Standing::Degraded, "interrupted");
+        assert_eq!(standing(&run(RunResult::Running), &canary(&[10], Phase::Step(0)), true), Standing::Changing, "its process runs");
     }
 
     fn ids(plan: &[Step]) -> Vec<&str> {
