@@ -134,9 +134,9 @@ pub struct Deploy {
 ///
 /// 1 replicas ready, 2 pods Running, 3 GET /health, 4 GET /ready, 5 GET /health/db (the
 /// database), 6 error lines in the last 5 minutes of logs (a warning above 10), 7 the deployed
-/// version (what Helm applied, what the Deployment runs, what each pod reports). Two additions
+/// version (what Helm applied, what the Deployment runs, what each pod reports). Three additions
 /// follow: 8 one real prediction (POST /v1/predict answers a label), 9 /metrics holds the series
-/// a canary is judged on. Pods are reached through the API server's proxy. Exit code: 0 passed, 2 passed with warnings, 1 failed
+/// a canary is judged on, 10 no pod started before a Secret it reads last changed (a warning). Pods are reached through the API server's proxy. Exit code: 0 passed, 2 passed with warnings, 1 failed
 /// (with --watch: ends only on Ctrl-C).
 #[derive(Args, Debug)]
 pub struct Verify {

@@ -196,6 +196,10 @@ fn doctor_names_pods_that_hold_a_secrets_old_value_and_its_fix_restarts_them() {
     }
     assert!(found.detail.contains("model-server-admin-token"), "{found:?}");
     assert!(!found.detail.contains("e2e-changed-by-hand"), "the value is never shown: {found:?}");
+    // verify warns too (its tenth check, an addition to the runbook's seven).
+    let verified = verify::verify(&flow).or_panic();
+    let secrets_current = find(&verified.checks, "secrets-current");
+    assert_eq!((verified.outcome, secrets_current.outcome), (Outcome::Warn, Outcome::Warn), "{:#?}", verified.checks);
 
     // The fix as doctor prints it, run by a shell as a person pastes it.
     let fix = found.fix.clone().unwrap();
@@ -211,5 +215,6 @@ fn doctor_names_pods_that_hold_a_secrets_old_value_and_its_fix_restarts_them() {
     assert!(out.status.success(), "{command}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let after = stale();
     assert_eq!(after.outcome, Outcome::Pass, "restarted: {after:?}");
+    assert_eq!(find(&verify::verify(&flow).or_panic().checks, "secrets-current").outcome, Outcome::Pass);
     assert!(flow.record().or_panic().history.len() >= 2, "the restart is a Helm revision");
 }

@@ -35,9 +35,24 @@ fn deploy_installs_then_upgrades_verifying_each_and_a_dry_run_changes_nothing() 
     let version = second.checks.iter().find(|c| c.name == "version").unwrap();
     assert!(version.detail.contains(&shared.v2), "{version:?}");
     // The runbook's seven in their order, then the two additions: a real prediction with a
-    // label from the model, and the series the canary analysis reads.
+    // label from the model, the series the canary analysis reads, and no pod holding a Secret's
+    // old value.
     let names: Vec<&str> = second.checks.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["replicas-ready", "pods-running", "health", "ready", "database", "error-logs", "version", "prediction", "metrics"]);
+    assert_eq!(
+        names,
+        [
+            "replicas-ready",
+            "pods-running",
+            "health",
+            "ready",
+            "database",
+            "error-logs",
+            "version",
+            "prediction",
+            "metrics",
+            "secrets-current"
+        ]
+    );
     let prediction = &second.checks[7];
     assert!(prediction.outcome == Outcome::Pass && prediction.detail.contains("answered a label"), "{prediction:?}");
     let metrics = &second.checks[8];

@@ -47,7 +47,7 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
             .items;
         let deployments = ownership::deployments(flow.client(), &t.namespace, &t.release).await?;
         checks.extend(pods(flow.client(), t, &release_pods).await);
-        checks.push(stale_secrets(flow.client(), t, &release_pods, &state.values.image.tag).await?);
+        checks.push(findings::stale_secrets(flow.client(), t, &release_pods, &state.values.image.tag).await?);
         checks.extend(rollouts(flow.client(), t).await?);
         checks.push(match ownership::drift(flow.client(), &t.namespace, &t.release, &state).await? {
             None => Check::new("helm owns the release", Outcome::Pass, "the Deployment runs what Helm applied"),
@@ -233,26 +233,6 @@ async fn pods(client: &kube::Client, t: &Target, pods: &[Pod]) -> Vec<Check> {
         checks.push(Check::new("pods", Outcome::Pass, format!("{} pods, none stuck", pods.len())));
     }
     checks
-}
-
-/// Pods holding a Secret's old value ([`findings::stale_pods`]), with this release's restart
-/// as the fix: a Helm revision (restartedAt), not `kubectl rollout restart` behind Helm's back.
-async fn stale_secrets(client: &kube::Client, t: &Target, pods: &[Pod], running_tag: &str) -> Result<Check> {
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &t.namespace);
-    let mut changed = std::collections::BTreeMap::new();
-    for name in pods.iter().flat_map(findings::secrets_read_by).collect::<std::collections::BTreeSet<_>>() {
-        // A missing Secret is the secret checks' finding, not this one's.
-        if let Some(when) = secrets.get_opt(&name).await?.as_ref().and_then(findings::last_changed) {
-            changed.insert(name, when);
-        }
-    }
-    let fix = format!(
-        "restart them as a Helm revision: cargo xtask deploy --env {} --namespace {} --tag {running_tag} --set-string \
-         restartedAt=\"$(date -u +%FT%TZ)\" (`cargo xtask rotate-secret` restarts them itself after a rotation)",
-        t.env.name(),
-        t.namespace
-    );
-    Ok(findings::stale_pods(pods, &changed, &fix))
 }
 
 /// The runbook's "slow rollout": a Deployment not progressing, or past its deadline.

@@ -276,6 +276,31 @@ pub fn secrets_read_by(pod: &k8s_openapi::api::core::v1::Pod) -> std::collection
     names
 }
 
+/// Pods holding a Secret's old value ([`stale_pods`]), with this release's restart
+/// as the fix: a Helm revision (restartedAt), not `kubectl rollout restart` behind Helm's back.
+pub async fn stale_secrets(
+    client: &kube::Client,
+    t: &Target,
+    pods: &[k8s_openapi::api::core::v1::Pod],
+    running_tag: &str,
+) -> anyhow::Result<Check> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &t.namespace);
+    let mut changed = std::collections::BTreeMap::new();
+    for name in pods.iter().flat_map(secrets_read_by).collect::<std::collections::BTreeSet<_>>() {
+        // A missing Secret is the secret checks' finding, not this one's.
+        if let Some(when) = secrets.get_opt(&name).await?.as_ref().and_then(last_changed) {
+            changed.insert(name, when);
+        }
+    }
+    let fix = format!(
+        "restart them as a Helm revision: cargo xtask deploy --env {} --namespace {} --tag {running_tag} --set-string \
+         restartedAt=\"$(date -u +%FT%TZ)\" (`cargo xtask rotate-secret` restarts them itself after a rotation)",
+        t.env.name(),
+        t.namespace
+    );
+    Ok(stale_pods(pods, &changed, &fix))
+}
+
 /// The troubleshooting case "pods still use the old value after a Secret update": a pod whose
 /// containers started before a Secret it reads last changed holds the old value (env is read
 /// once, at start; the server reads its token and database URL at start too). `changed` maps

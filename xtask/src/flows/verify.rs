@@ -1,6 +1,7 @@
 //! `cargo xtask verify`: the runbook's post-deployment verification script, its seven checks run
-//! concurrently against every serving pod through the API server (no exec, no curl), and two
-//! additions after them: one real prediction per pod, and the metrics a canary is judged on.
+//! concurrently against every serving pod through the API server (no exec, no curl), and three
+//! additions after them: one real prediction per pod, the metrics a canary is judged on, and
+//! no pod holding a Secret's old value (a warning).
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -148,6 +149,7 @@ pub async fn checks(client: &kube::Client, pod_client: &kube::Client, target: &T
         let metrics = timed("metrics", Box::pin(metrics_series(pod_client, target, o))).await;
         [prediction, metrics]
     };
+    let secrets_current = timed("secrets-current", Box::pin(secrets_current(client, target, o, &state.values.image.tag)));
     let runbook_checks = join_all([
         timed("replicas-ready", Box::pin(async { replicas_ready(o, &target.release, &state.values) })),
         timed("pods-running", Box::pin(async { pods_running(o) })),
@@ -158,8 +160,9 @@ pub async fn checks(client: &kube::Client, pod_client: &kube::Client, target: &T
         timed("error-logs", Box::pin(error_logs(pod_client, target, o))),
         timed("version", Box::pin(version(pod_client, target, o, state))),
     ]);
-    let (mut checks, additions) = futures::join!(runbook_checks, additions);
+    let (mut checks, additions, secrets_current) = futures::join!(runbook_checks, additions, secrets_current);
     checks.extend(additions);
+    checks.push(secrets_current);
     Ok(Verification {
         release: target.release.clone(),
         namespace: target.namespace.clone(),
@@ -415,6 +418,16 @@ async fn metrics_series(client: &kube::Client, target: &Target, o: &Observed) ->
             "a canary of this release could not be judged: the image must export http_requests_total and \
              http_request_duration_seconds with a route label on its metrics port",
         )
+    }
+}
+
+/// [10, an addition, a warning at most] no pod holds a Secret's old value: each started after
+/// the Secrets it reads last changed (the runbook's "pods still use the old value after a
+/// Secret update"; doctor says the same, with the fix).
+async fn secrets_current(client: &kube::Client, target: &Target, o: &Observed, running_tag: &str) -> Check {
+    match super::findings::stale_secrets(client, target, &o.pods, running_tag).await {
+        Ok(check) => check,
+        Err(err) => Check::new("", Outcome::Warn, format!("could not read the Secrets the pods read: {err:#}")),
     }
 }
 
