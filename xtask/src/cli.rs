@@ -58,8 +58,8 @@ pub struct TargetArgs {
     /// Environment: its values (deploy/envs/<env>.yaml) and its namespace (model-server-<env>).
     #[arg(long, value_enum, default_value_t = Env::Dev)]
     pub env: Env,
-    /// Namespace, when not model-server-<env>.
-    #[arg(long)]
+    /// Namespace, when not model-server-<env> (`-n`, as kubectl's and helm's).
+    #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     /// Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else the local cluster's from
     /// `cargo xtask up`).
@@ -1057,6 +1057,32 @@ mod tests {
             assert!(err.to_string().contains(&format!("{tag:?} is not an image tag")), "quoted: {err}");
         }
         Cli::try_parse_from(["xtask", "deploy", "--tag", "v1.2.3-rc_1"]).expect("a tag in the grammar");
+    }
+
+    #[test]
+    fn the_flags_people_bring_from_kubectl_and_helm_are_there() {
+        let parsed = Cli::try_parse_from([
+            "xtask",
+            "deploy",
+            "-n",
+            "ml",
+            "--context",
+            "prod-cluster",
+            "--tag",
+            "v1",
+            "--timeout",
+            "90s",
+            "-o",
+            "json",
+        ]);
+        let super::Command::Deploy(deploy) = parsed.expect("kubectl's and helm's flags").command else { panic!("not deploy") };
+        assert_eq!((deploy.target.namespace.as_deref(), deploy.target.context.as_deref()), (Some("ml"), Some("prod-cluster")));
+        assert_eq!((deploy.timeout.as_secs(), deploy.output), (90, super::Output::Json));
+        for args in
+            [&["xtask", "status", "-n", "ml", "-o", "json"][..], &["xtask", "canary", "abort", "-n", "ml", "-o", "json", "--timeout", "2m"]]
+        {
+            Cli::try_parse_from(args).unwrap_or_else(|err| panic!("{args:?}: {err}"));
+        }
     }
 
     #[test]
