@@ -218,3 +218,56 @@ fn doctor_names_pods_that_hold_a_secrets_old_value_and_its_fix_restarts_them() {
     assert_eq!(find(&verify::verify(&flow).or_panic().checks, "secrets-current").outcome, Outcome::Pass);
     assert!(flow.record().or_panic().history.len() >= 2, "the restart is a Helm revision");
 }
+
+/// The runbook's Pending-pods case when the namespace's ResourceQuota is full: the API server
+/// refuses the new pod, so no pod exists to be Pending. A deploy fails at once in the API
+/// server's words (not at its timeout) and rolls back; a hand scale-up past the quota is named
+/// by doctor with what to do.
+#[test]
+fn a_full_resource_quota_fails_a_deploy_at_once_and_doctor_names_it() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("quota");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    // Room for what runs (PostgreSQL and one model-server pod), none for a rollout's surge pod.
+    let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> = Api::namespaced(flow.client().clone(), &ns.name);
+    let quota = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "e2e-pods"},
+        "spec": {"hard": {"pods": "2"}}
+    }))
+    .unwrap();
+    flow.block_on(quotas.create(&Default::default(), &quota)).unwrap();
+    // The quota controller counts what runs before it admits anything against it.
+    flow.block_on(wait::until(quotas.clone(), watcher::Config::default(), "the quota counts the pods", Duration::from_secs(60), |found| {
+        match found.first().and_then(|q| q.status.as_ref()?.used.as_ref()?.get("pods").cloned()) {
+            Some(used) => Progress::Done(used.0),
+            None => Progress::Waiting("not counted yet".to_owned()),
+        }
+    }))
+    .or_panic();
+
+    let mut flow = ns.flow();
+    flow.rollout_timeout = Duration::from_secs(120);
+    let started = std::time::Instant::now();
+    let failed = fixture::failure(deploy::deploy(&flow, &shared.v2, false));
+    assert!(failed.contains("exceeded quota") && failed.contains("kubectl describe resourcequota"), "{failed}");
+    assert!(started.elapsed() < Duration::from_secs(100), "refused at once, not at the timeout: {:?}", started.elapsed());
+    assert!(failed.contains("roll") || failed.contains("back"), "rolled back: {failed}");
+    assert_eq!(fixture::unpinned(&flow.record().or_panic().stable_image().unwrap()), fixture::image(&shared.v1), "v1 serves");
+
+    // By hand, one replica more than the quota allows.
+    let deployments: Api<Deployment> = Api::namespaced(flow.client().clone(), &ns.name);
+    flow.block_on(deployments.patch("model-server", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"replicas": 2}}))))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let rollout = loop {
+        let checks = doctor::doctor(&flow).or_panic();
+        let rollout = find(&checks, "rollout model-server").clone();
+        if rollout.outcome == Outcome::Fail || std::time::Instant::now() > deadline {
+            break rollout;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert_eq!(rollout.outcome, Outcome::Fail, "{rollout:?}");
+    assert!(rollout.detail.contains("exceeded quota") && rollout.detail.contains("e2e-pods"), "{rollout:?}");
+}

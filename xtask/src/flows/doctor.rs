@@ -245,7 +245,10 @@ async fn rollouts(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
         let progressing = status.conditions.iter().flatten().find(|c| c.type_ == "Progressing");
         // Judged as the waits judge it: every replica of the current template updated, ready and
         // available, and no old pod left (a ready old pod beside a stuck new one is no rollout).
+        let refused = crate::k8s::wait::pods_refused(&deployment);
         let check = match crate::k8s::wait::rollout_state(&deployment) {
+            _ if refused.is_some() => Check::new(format!("rollout {name}"), Outcome::Fail, refused.unwrap_or_default())
+                .with_fix("once the cluster admits them (the detail says what refuses them), the controller creates the pods by itself; or `cargo xtask rollback`"),
             _ if progressing.is_some_and(|c| c.status == "False") => Check::new(
                 format!("rollout {name}"),
                 Outcome::Fail,

@@ -354,6 +354,9 @@ pub async fn deployment_rolled_out(client: &Client, namespace: &str, name: &str,
         let Some(deployment) = deployment_store.state().into_iter().next() else {
             return Some(Progress::Failed(format!("Deployment {name} was deleted")));
         };
+        if let Some(refused) = pods_refused(&deployment) {
+            return Some(Progress::Failed(refused));
+        }
         // Only the current template's pods decide: after a rollback, the pods of the version
         // rolled back from are still crash-looping on their way out.
         let current_hash = current_template_hash(&deployment, &replica_set_store.state());
@@ -398,6 +401,25 @@ fn current_template_hash(
 
 /// `Ok` when the rollout is complete (observed, every replica updated, ready and available, no
 /// old one left), else where it stands. The one judgement of "rolled out" (waits and doctor).
+/// The API server refuses the Deployment's new pods (its ReplicaFailure condition, which the
+/// controller copies from the ReplicaSet that failed to create them): a ResourceQuota exceeded,
+/// a LimitRange or an admission webhook said no. No wait makes that pass: the rollout fails at
+/// once, in the API server's words and with what to do.
+pub fn pods_refused(deployment: &k8s_openapi::api::apps::v1::Deployment) -> Option<String> {
+    let condition = deployment.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "ReplicaFailure" && c.status == "True")?;
+    let message = condition.message.clone().unwrap_or_default();
+    let what_to_do = if message.contains("exceeded quota") {
+        format!(
+            "a ResourceQuota of namespace {} allows no more: `kubectl describe resourcequota -n {0}` shows what is used; raise it, \
+             or lower the release's requests or replicas",
+            deployment.metadata.namespace.clone().unwrap_or_default()
+        )
+    } else {
+        "the API server refuses them: its words above say which policy".to_owned()
+    };
+    Some(format!("the cluster refuses to create its pods ({}): {message}; {what_to_do}", condition.reason.clone().unwrap_or_default()))
+}
+
 pub fn rollout_state(deployment: &k8s_openapi::api::apps::v1::Deployment) -> Result<String, String> {
     let wanted = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let generation = deployment.metadata.generation.unwrap_or(0);
@@ -526,5 +548,37 @@ mod scheduling_tests {
         let two = [FULL.to_owned(), FULL.to_owned()];
         assert_eq!(super::unscheduled_in_words(&two), format!("; 2 pods not scheduled ({FULL})"));
         assert_eq!(super::unscheduled_in_words(&two[..1]), format!("; 1 pod not scheduled ({FULL})"));
+    }
+}
+
+#[cfg(test)]
+mod refused_tests {
+    use k8s_openapi::api::apps::v1::Deployment;
+
+    fn deployment(conditions: serde_json::Value) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "model-server", "namespace": "ml"},
+            "status": {"conditions": conditions}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn pods_the_api_server_refuses_fail_a_rollout_in_its_words() {
+        let quota = deployment(serde_json::json!([
+            {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"},
+            {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+             "message": "pods \"model-server-6d4-x\" is forbidden: exceeded quota: e2e-pods, requested: pods=1, used: pods=2, limited: pods=2"}
+        ]));
+        let said = super::pods_refused(&quota).unwrap();
+        assert!(said.contains("FailedCreate") && said.contains("exceeded quota: e2e-pods"), "{said}");
+        assert!(said.contains("kubectl describe resourcequota -n ml"), "what to do: {said}");
+        let webhook = deployment(serde_json::json!([
+            {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "admission webhook \"policy\" denied the request"}
+        ]));
+        assert!(super::pods_refused(&webhook).unwrap().contains("which policy"));
+        let recovered = deployment(serde_json::json!([{"type": "ReplicaFailure", "status": "False", "reason": "FailedCreate"}]));
+        assert_eq!(super::pods_refused(&recovered), None);
+        assert_eq!(super::pods_refused(&Deployment::default()), None);
     }
 }
