@@ -136,8 +136,9 @@ pub struct Deploy {
 /// database), 6 error lines in the last 5 minutes of logs (a warning above 10), 7 the deployed
 /// version (what Helm applied, what the Deployment runs, what each pod reports). Three additions
 /// follow: 8 one real prediction (POST /v1/predict answers a label), 9 /metrics holds the series
-/// a canary is judged on, 10 no pod started before a Secret it reads last changed (a warning). Pods are reached through the API server's proxy. Exit code: 0 passed, 2 passed with warnings, 1 failed
-/// (with --watch: ends only on Ctrl-C).
+/// a canary is judged on, 10 no pod started before a Secret it reads last changed (a warning).
+/// Pods are reached through the API server's proxy. Exit code: 0 passed, 5 passed with
+/// warnings, 1 failed (with --watch: ends only on Ctrl-C, or see --timeout).
 #[derive(Args, Debug)]
 pub struct Verify {
     #[command(flatten)]
@@ -272,7 +273,8 @@ pub enum SecretMethod {
 /// (CreateContainerConfigError); pods Pending (and why the scheduler says so); crash loops (with
 /// the last lines of the previous container's log); image pull errors; slow or stalled
 /// rollouts; Helm operations stuck in pending-*; changes made behind Helm's back. Exit code: 0
-/// nothing wrong, 2 warnings only, 1 a problem found (with --watch: ends only on Ctrl-C).
+/// nothing wrong, 5 warnings only, 1 a problem found (with --watch: ends only on Ctrl-C, or see
+/// --timeout).
 #[derive(Args, Debug)]
 pub struct Doctor {
     #[command(flatten)]
@@ -305,7 +307,7 @@ pub struct Status {
 /// Helm revision and status, and the latest flow with its result.
 ///
 /// What to look at before `deploy --env prod --from staging`. Exit code: 0 every environment
-/// read, 2 one could not be (no such context, unreachable: its row says why).
+/// read, 5 one could not be (no such context, unreachable: its row says why).
 #[derive(Args, Debug)]
 pub struct Environments {
     /// Kubeconfig file holding the environments' contexts (default: $KUBECONFIG, else

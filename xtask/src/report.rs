@@ -4,7 +4,8 @@ use std::io::Write;
 
 use serde::Serialize;
 
-/// How a check came out. Exit codes: 0 all passed, 2 passed with warnings, 1 something failed.
+/// How a check came out. Exit codes: 0 all passed, 5 passed with warnings, 1 something failed;
+/// never 2, clap's usage error (a script must tell a warning from a mistyped flag).
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
@@ -25,7 +26,7 @@ impl Outcome {
     pub fn exit_code(self) -> u8 {
         match self {
             Outcome::Pass => 0,
-            Outcome::Warn => 2,
+            Outcome::Warn => 5,
             Outcome::Fail => 1,
         }
     }
@@ -392,6 +393,7 @@ mod tests {
         }
         let codes: Vec<u8> = [Standing::Healthy, Standing::Degraded, Standing::Paused, Standing::Changing].map(Standing::exit_code).into();
         assert_eq!(codes, [0, 1, 3, EXIT_STILL_CHANGING], "never 2: clap's usage error");
+        assert_eq!([Outcome::Pass, Outcome::Fail, Outcome::Warn].map(Outcome::exit_code), [0, 1, 5], "never 2 either");
 
         let status = |standing| Round { outcome: Outcome::Pass, standing: Some(standing) };
         assert_eq!(status(Standing::Changing).settles(), None, "watched on");
@@ -401,6 +403,6 @@ mod tests {
         // Checks (verify, doctor) settle once they pass; at the timeout, their last code.
         assert_eq!(Round::from(Outcome::Pass).settles(), Some(0));
         assert_eq!(Round::from(Outcome::Fail).settles(), None);
-        assert_eq!(Round::from(Outcome::Warn).at_timeout(), 2);
+        assert_eq!(Round::from(Outcome::Warn).at_timeout(), 5);
     }
 }
