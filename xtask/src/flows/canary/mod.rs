@@ -165,8 +165,37 @@ fn summary_markdown(entry: &Entry, state: &State, where_it_is: &str) -> String {
             analysis.replace('|', "\\|")
         ));
     }
+    md.push_str(&analysis_charts(state));
     md.push_str(&format!("\nrun by {} (journal entry `{}`)\n", entry.actor, entry.id));
     md
+}
+
+/// The analysed steps as two Mermaid charts (GitHub renders them in a job summary): error rate
+/// and mean latency per step, canary as bars, stable as a line. Mean latency, not p95: the
+/// journal keeps counts and sums, not the histograms (p95 is in each step's reasons above).
+/// Empty when no step was analysed.
+fn analysis_charts(state: &State) -> String {
+    let analysed: Vec<(u32, &analysis::Analysis)> =
+        state.measured.iter().filter_map(|m| m.analysis.as_ref().map(|a| (m.requested_percent, a))).collect();
+    if analysed.is_empty() {
+        return String::new();
+    }
+    let steps: Vec<String> = analysed.iter().map(|(percent, _)| format!("\"{percent} %\"")).collect();
+    let series = |value: &dyn Fn(&analysis::Analysis) -> f64| -> String {
+        analysed.iter().map(|(_, a)| format!("{:.2}", value(a))).collect::<Vec<_>>().join(", ")
+    };
+    let chart = |title: &str, axis: &str, canary: &dyn Fn(&analysis::Analysis) -> f64, stable: &dyn Fn(&analysis::Analysis) -> f64| {
+        format!(
+            "\n```mermaid\nxychart-beta\n    title \"{title}: canary (bars) against stable (line)\"\n    x-axis [{}]\n    \
+             y-axis \"{axis}\"\n    bar [{}]\n    line [{}]\n```\n",
+            steps.join(", "),
+            series(canary),
+            series(stable)
+        )
+    };
+    let milliseconds = |track: &analysis::TrackSample| track.mean_latency().unwrap_or(0.0) * 1000.0;
+    chart("error rate per step", "errors (%)", &|a| a.canary.error_rate() * 100.0, &|a| a.stable.error_rate() * 100.0)
+        + &chart("mean latency per step", "latency (ms)", &|a| milliseconds(&a.canary), &|a| milliseconds(&a.stable))
 }
 
 /// 0 at the gate or done; [`EXIT_PAUSED_WITHOUT_EVIDENCE`] when a step paused as inconclusive.
@@ -831,6 +860,42 @@ mod tests {
         assert!(md.starts_with("### canary v1 -> v2 in run-7: paused"), "{md}");
         assert!(md.contains("| 10 % | 1 + 9 | 10 % |"), "{md}");
         assert!(md.contains("run by ci via https://x/runs/1 (journal entry `run-7`)"), "{md}");
+        assert!(!md.contains("mermaid"), "no analysed step, no chart: {md}");
+    }
+
+    #[test]
+    fn analysed_steps_are_charted_canary_against_stable() {
+        let mut state = canary(&[10, 30], Phase::Gate);
+        let track = |requests: f64, errors: f64, seconds: f64| analysis::TrackSample {
+            requests,
+            errors,
+            latency_sum: seconds * requests,
+            latency_count: requests,
+            latency_buckets: Vec::new(),
+        };
+        for (percent, canary_errors) in [(10, 0.0), (30, 2.0)] {
+            state.measured.push(state::Measured {
+                requested_percent: percent,
+                canary_pods: 1,
+                stable_pods: 9,
+                real_percent: f64::from(percent),
+                analysis: Some(analysis::Analysis {
+                    verdict: analysis::Verdict::Pass,
+                    reasons: Vec::new(),
+                    canary: track(100.0, canary_errors, 0.012),
+                    stable: track(400.0, 0.0, 0.010),
+                    window_seconds: 25.0,
+                    checks: Vec::new(),
+                }),
+                ready_seconds: 4.0,
+                detection_lag_seconds: 0.0,
+            });
+        }
+        let md = analysis_charts(&state);
+        assert_eq!(md.matches("```mermaid\nxychart-beta").count(), 2, "{md}");
+        assert!(md.contains("x-axis [\"10 %\", \"30 %\"]"), "{md}");
+        assert!(md.contains("bar [0.00, 2.00]") && md.contains("line [0.00, 0.00]"), "error rate in %: {md}");
+        assert!(md.contains("bar [12.00, 12.00]") && md.contains("line [10.00, 10.00]"), "mean latency in ms: {md}");
     }
 
     #[test]
