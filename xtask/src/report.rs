@@ -221,6 +221,7 @@ pub fn repeat<R: Into<Round>>(watch: Watch, mut report: impl FnMut() -> anyhow::
     }
 }
 
+/// Ok for 0, else an [`Exit`] carrying `code`.
 fn exit_with(code: u8) -> anyhow::Result<()> {
     if code == 0 {
         Ok(())
@@ -318,10 +319,7 @@ pub fn command_document(command: &str, result: &anyhow::Result<()>, runs: &[crat
 
 /// Ok for a pass, else the [`Exit`] code for the outcome.
 pub fn exit_for(outcome: Outcome) -> anyhow::Result<()> {
-    match outcome {
-        Outcome::Pass => Ok(()),
-        other => Err(Exit(other.exit_code()).into()),
-    }
+    exit_with(outcome.exit_code())
 }
 
 /// How a command made of checks reports, in one place: on a terminal each check on its line and

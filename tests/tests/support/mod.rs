@@ -85,14 +85,9 @@ impl TestCluster {
             );
             return;
         }
-        let sh = xtask::repo_shell().unwrap();
-        if let Err(err) = lifecycle::down(&sh, &self.target) {
-            eprintln!("could not delete test cluster {}: {err:#}", self.target.name);
-        }
+        self.delete();
     }
-}
 
-impl TestCluster {
     /// Deletes the cluster now that its last user is done, whoever made it, rather than at the
     /// binary's exit: an idle cluster's API server, etcd and kubelets took about a fifth of a core
     /// beside the tests still running (production's four nodes, `top` during a run). Not with
@@ -101,6 +96,10 @@ impl TestCluster {
         if keep_requested() {
             return;
         }
+        self.delete();
+    }
+
+    fn delete(&self) {
         let sh = xtask::repo_shell().unwrap();
         if let Err(err) = lifecycle::down(&sh, &self.target) {
             eprintln!("could not delete test cluster {}: {err:#}", self.target.name);

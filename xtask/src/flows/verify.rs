@@ -237,7 +237,17 @@ fn pods_running(o: &Observed) -> Check {
 
 async fn get(client: &kube::Client, namespace: &str, pod: &Pod, path: &str) -> Result<proxy::Answer> {
     let name = pod.metadata.name.clone().unwrap_or_default();
-    match tokio::time::timeout(REQUEST_TIMEOUT, proxy::get_pod(client, namespace, &name, pods::http_port(pod), path)).await {
+    within(proxy::get_pod(client, namespace, &name, pods::http_port(pod), path)).await
+}
+
+async fn post_json(client: &kube::Client, namespace: &str, pod: &Pod, path: &str, body: &serde_json::Value) -> Result<proxy::Answer> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    within(proxy::post_pod_json(client, namespace, &name, pods::http_port(pod), path, body)).await
+}
+
+/// A pod's answer, or a failure after [`REQUEST_TIMEOUT`].
+async fn within(answer: impl std::future::Future<Output = Result<proxy::Answer>>) -> Result<proxy::Answer> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
         Ok(answer) => answer,
         Err(_) => anyhow::bail!("no answer within {REQUEST_TIMEOUT:?}"),
     }
@@ -251,20 +261,32 @@ async fn get(client: &kube::Client, namespace: &str, pod: &Pod, path: &str) -> R
 const ATTEMPTS: usize = 3;
 const BETWEEN_ATTEMPTS: Duration = Duration::from_secs(2);
 
-/// One pod's answers to `path`: `Ok` with the earlier bad answers if one was good, else every one.
-async fn ask_until_good(client: &kube::Client, namespace: &str, pod: &Pod, path: &str, wanted: &str) -> Result<Vec<String>, Vec<String>> {
+/// Asks one pod up to [`ATTEMPTS`] times until `good` takes an answer: `Ok` with what it took
+/// and the earlier bad answers, else every answer, in words.
+async fn ask_until<T, F: std::future::Future<Output = Result<proxy::Answer>>>(
+    ask: impl Fn() -> F,
+    good: impl Fn(&proxy::Answer) -> Option<T>,
+) -> Result<(T, Vec<String>), Vec<String>> {
     let mut bad = Vec::new();
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(BETWEEN_ATTEMPTS).await;
         }
-        match get(client, namespace, pod, path).await {
-            Ok(a) if a.status == 200 && a.body.contains(wanted) => return Ok(bad),
-            Ok(a) => bad.push(format!("answered {}: {}", a.status, a.body.trim())),
+        match ask().await {
+            Ok(answer) => match good(&answer) {
+                Some(taken) => return Ok((taken, bad)),
+                None => bad.push(format!("answered {}: {}", answer.status, answer.body.trim())),
+            },
             Err(err) => bad.push(format!("{err:#}")),
         }
     }
     Err(bad)
+}
+
+/// One pod's answers to `path`: `Ok` with the earlier bad answers if one was good, else every one.
+async fn ask_until_good(client: &kube::Client, namespace: &str, pod: &Pod, path: &str, wanted: &str) -> Result<Vec<String>, Vec<String>> {
+    let good = |a: &proxy::Answer| (a.status == 200 && a.body.contains(wanted)).then_some(());
+    ask_until(|| get(client, namespace, pod, path), good).await.map(|((), bad)| bad)
 }
 
 /// What a pod's answers say, for the check's detail.
@@ -337,30 +359,14 @@ async fn prediction(client: &kube::Client, target: &Target, o: &Observed) -> Che
     }
     let asked = join_all(running.iter().map(|pod| async move {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let port = pods::http_port(pod);
         let version = get(client, &target.namespace, pod, "/version").await.map_err(|err| format!("{name}: GET /version: {err:#}"))?;
         let width = serde_json::from_str::<serde_json::Value>(&version.body).ok().and_then(|v| v["model_input_width"].as_u64());
         let Some(width) = width else { return Ok(None) };
-        let mut answers = Vec::new();
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(BETWEEN_ATTEMPTS).await;
-            }
-            let posted = tokio::time::timeout(
-                REQUEST_TIMEOUT,
-                proxy::post_pod_json(client, &target.namespace, &name, port, ROUTE, &prediction_request(width)),
-            )
-            .await;
-            match posted {
-                Ok(Ok(answer)) => match label_of(&answer) {
-                    Some(label) => return Ok(Some(label)),
-                    None => answers.push(format!("answered {}: {}", answer.status, answer.body.trim())),
-                },
-                Ok(Err(err)) => answers.push(format!("{err:#}")),
-                Err(_) => answers.push(format!("no answer within {REQUEST_TIMEOUT:?}")),
-            }
+        let request = prediction_request(width);
+        match ask_until(|| post_json(client, &target.namespace, pod, ROUTE, &request), label_of).await {
+            Ok((label, _)) => Ok(Some(label)),
+            Err(answers) => Err(answers_in_words(&name, &answers)),
         }
-        Err(answers_in_words(&name, &answers))
     }))
     .await;
     let (mut labels, mut bad, mut unknown_width) = (Vec::new(), Vec::new(), 0);
