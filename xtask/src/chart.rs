@@ -243,10 +243,42 @@ pub struct NameRef {
 #[serde(rename_all = "camelCase", default)]
 pub struct SupplyChain {
     pub require_signature: bool,
-    pub public_key: String,
+    /// Every key a release may be signed with: a key rotation lists the old and the new until
+    /// nothing signed with the old one must deploy (rollbacks included).
+    pub public_keys: Vec<TrustedKey>,
+    /// What a release's SLSA provenance must say to run here.
+    pub provenance: ProvenancePolicy,
     /// Lets `--insecure-skip-signature --reason` deploy an unverified image where signatures are
     /// required: the environment's consent to break-glass, given in its values file.
     pub allow_break_glass: bool,
+}
+
+/// A public key an environment trusts, and when (RFC 3339 times; either end may be open).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TrustedKey {
+    /// Relative to the repository root.
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+}
+
+/// What an environment accepts of a release's SLSA provenance (SLSA's verification steps: the
+/// builder in a trusted set, the parameters as expected). An empty list accepts any value.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProvenancePolicy {
+    /// `runDetails.builder.id` values trusted to build what runs here.
+    pub trusted_builders: Vec<String>,
+    /// Repositories releases may be built from (`externalParameters.source.repository`).
+    pub source_repositories: Vec<String>,
+    /// Refuse a release built with uncommitted changes to the image's inputs.
+    pub require_clean_tree: bool,
+    /// Git refs releases may be built from (`externalParameters.source.ref`, e.g. a protected
+    /// `refs/heads/main`).
+    pub refs: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]

@@ -782,6 +782,17 @@ pub enum KeysAction {
     /// public key into deploy/keys/cosign.pub, to commit (environments verify against it).
     /// Refuses to replace either half of an existing pair, and an empty $COSIGN_PASSWORD.
     Init,
+    /// Make a new signing key pair beside the old (a rotation, planned or after a leak): the new
+    /// private key signs from now on, the old one is kept renamed (<key>.retired-<time>), the new
+    /// public key goes to deploy/keys/cosign-<date>.pub. Environments keep trusting exactly what
+    /// their values list: the command prints the supplyChain.publicKeys each needs (the new key
+    /// first, the old ones kept until nothing signed with them must deploy, rollbacks
+    /// included), a change to make through review.
+    Rotate {
+        /// Where to write the new public key (default deploy/keys/cosign-<today>.pub).
+        #[arg(long)]
+        public_key: Option<std::path::PathBuf>,
+    },
 }
 
 /// Release model-server: build, scan, push, sign, attest; print what to deploy.
@@ -807,6 +818,15 @@ pub struct ReleaseImage {
     /// all.zip). Required: no feed is reachable from here, and no database is never a pass.
     #[arg(long, env = "SHIPSHAPE_VULN_DB")]
     pub vuln_db: Option<std::path::PathBuf>,
+    /// Refuse a vulnerability database whose newest advisory is older than this many days (a
+    /// stale database passes what was published since).
+    #[arg(long, env = "SHIPSHAPE_MAX_VULN_DB_AGE", default_value_t = crate::scan::MAX_AGE_DAYS, value_name = "DAYS")]
+    pub max_vuln_db_age: u32,
+    /// Release with uncommitted changes to what the image is built from (server/, Cargo.toml,
+    /// Cargo.lock, .cargo/, deploy/image/): refused without it. The provenance then names
+    /// another builder (xtask-release-uncommitted), which staging and prod do not trust.
+    #[arg(long)]
+    pub allow_dirty: bool,
     /// `json`: the release (tag, digest, reference) as one JSON document on stdout, progress on
     /// stderr.
     #[arg(short = 'o', long, value_enum, default_value_t)]
@@ -902,11 +922,12 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 /// What an image must prove before a command changes what runs.
 #[derive(Args, Debug, Clone, Default)]
 pub struct SignatureArgs {
-    /// Public key to verify signatures and provenance with (default: the environment's
-    /// supplyChain.publicKey, deploy/keys/cosign.pub). Where the environment requires
-    /// signatures, only its own key is accepted.
+    /// Public key to verify signatures and provenance with; repeat it for several (a rotation:
+    /// the new key and the old). Default: the environment's supplyChain.publicKeys
+    /// (deploy/keys/cosign.pub unless the values file says otherwise). Where the environment
+    /// requires signatures, only its own keys are accepted.
     #[arg(long, env = "SHIPSHAPE_COSIGN_PUBLIC_KEY")]
-    pub public_key: Option<std::path::PathBuf>,
+    pub public_key: Vec<std::path::PathBuf>,
     /// Refuse an unsigned image even where the environment allows one (dev does; prod and
     /// staging require signatures: supplyChain.requireSignature in deploy/envs/).
     #[arg(long)]

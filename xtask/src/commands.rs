@@ -9,7 +9,7 @@ use crate::cli::{self, Command};
 use crate::cluster::lifecycle::{self, AddOn, ClusterTarget, ClusterUp};
 use crate::flows::{self, bluegreen, canary, deploy, doctor, images, preflight, reload, rollback, rotate, status, verify, Flow, Target};
 use crate::report::{self, Outcome};
-use crate::{chart, signing};
+use crate::{chart, keys, signing};
 
 /// Runs one parsed command from the repository's shell.
 pub fn run(command: Command, sh: &Shell) -> Result<()> {
@@ -118,13 +118,25 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
             crate::tools::print_shell_env(&target.name, &target.kubeconfig_path()?)
         }
         Command::Keys(cmd) => match cmd.action {
-            cli::KeysAction::Init => {
-                signing::init_keys(sh, &signing::private_key_path()?, &crate::repo_root().join(signing::PUBLIC_KEY)).map(drop)
+            cli::KeysAction::Init => keys::init_keys(sh, &keys::private_key_path()?, &crate::repo_root().join(keys::PUBLIC_KEY)),
+            cli::KeysAction::Rotate { public_key } => {
+                let now = k8s_openapi::jiff::Timestamp::now();
+                let public = public_key.unwrap_or_else(|| keys::next_public_key(now));
+                let private = keys::private_key_path()?;
+                let rotated = keys::rotate_keys(sh, &private, &public, now)?;
+                println!(
+                    "new private key: {} (encrypted with $COSIGN_PASSWORD): releases are signed with it from now on",
+                    private.display()
+                );
+                println!("old private key: {} (kept, never deleted: re-signing may need it)", rotated.retired_private.display());
+                println!("new public key:  {} (commit it)", rotated.public.display());
+                print!("{}", keys::rotation_next_steps(&rotated.public, &keys::listed_by_environments()?));
+                Ok(())
             }
         },
         Command::Release(cmd) => {
-            let database = crate::scan::database(cmd.vuln_db)?;
-            let released = flows::release::release(sh, &cmd.tag, &cmd.registry, &signing::private_key_path()?, &database)?;
+            let database = crate::scan::database(cmd.vuln_db, cmd.max_vuln_db_age)?;
+            let released = flows::release::release(sh, &cmd.tag, &cmd.registry, &keys::private_key_path()?, &database, cmd.allow_dirty)?;
             println!("released {}", released.reference());
             println!("  deploy it: cargo xtask deploy --tag {} (or canary start / bluegreen start)", cmd.tag);
             let reference = released.reference();
@@ -309,7 +321,7 @@ fn overrides(values: cli::ValueOverrides) -> flows::Overrides {
 
 fn signature(args: cli::SignatureArgs) -> signing::Request {
     signing::Request {
-        public_key: args.public_key,
+        public_keys: args.public_key,
         require: args.require_signature,
         skip: args.insecure_skip_signature,
         reason: args.reason,

@@ -81,15 +81,14 @@ impl<'a> Cosign<'a> {
         Ok(())
     }
 
-    /// The predicates of cosign type `kind` (`slsaprovenance1`, `cyclonedx`) attached to
-    /// `reference` and signed by `public_key` (cosign checks both, and that the attestation is
-    /// about this digest).
+    /// The in-toto statements (subject and predicate) of cosign type `kind` (`slsaprovenance1`,
+    /// `cyclonedx`) attached to `reference` and signed by `public_key`.
     pub fn verified_attestations(&self, public_key: &Path, reference: &str, kind: &str) -> Result<Vec<Value>> {
         let bin = &self.bin;
         let out =
             read_or_explain(cmd!(self.sh, "{bin} verify-attestation --key {public_key} --insecure-ignore-tlog --type {kind} {reference}"))
                 .map_err(|err| anyhow::anyhow!(last_line(&format!("{err:#}"))))?;
-        let mut predicates = Vec::new();
+        let mut statements = Vec::new();
         for line in out.lines().filter(|l| l.trim_start().starts_with('{')) {
             let envelope: Value = serde_json::from_str(line).context("reading cosign's attestation output")?;
             let payload = envelope["payload"].as_str().context("an attestation without a payload")?;
@@ -99,9 +98,9 @@ impl<'a> Cosign<'a> {
             if kind == PROVENANCE_TYPE && statement["predicateType"] != PROVENANCE_PREDICATE {
                 bail!("an attestation of type {} where SLSA provenance v1 was asked for", statement["predicateType"]);
             }
-            predicates.push(statement["predicate"].clone());
+            statements.push(statement);
         }
-        Ok(predicates)
+        Ok(statements)
     }
 }
 

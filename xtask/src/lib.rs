@@ -20,6 +20,7 @@ pub mod host;
 pub mod image;
 pub mod journal;
 pub mod k8s;
+pub mod keys;
 pub mod kubeseal;
 mod process;
 pub mod progress;

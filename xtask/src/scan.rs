@@ -1,14 +1,16 @@
 //! The vulnerability gate before a release is signed (the runbook's Trivy step): the pinned
 //! osv-scanner reads the image (model-server is built with `cargo auditable`, so its crates are
 //! embedded in the binary), matches it against a vulnerability database the user provides (no
-//! feed is reachable from these machines), and HIGH or CRITICAL findings (CVSS >= 7.0) refuse
-//! the release unless allow-listed, each entry with a reason and an expiry date. The same scan
+//! feed is reachable from these machines), and HIGH or CRITICAL findings (CVSS >= 7.0), and
+//! findings with no score at all, refuse the release unless allow-listed, each entry with a
+//! reason and an expiry date. The same scan
 //! gives the image's SBOM (CycloneDX), which `release` attaches as a signed attestation.
 //!
 //! Every osv-scanner call is here.
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 use xshell::{cmd, Shell};
 
@@ -33,8 +35,11 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// HIGH and CRITICAL block, and so does an advisory with no score: nobody has judged it
+    /// yet, and "unknown" is not "low" (it blocks until allow-listed with a reason and an
+    /// expiry, or scored).
     pub fn blocks(&self) -> bool {
-        self.score.is_some_and(|s| s >= HIGH)
+        self.score.is_none_or(|s| s >= HIGH)
     }
 }
 
@@ -45,23 +50,72 @@ impl std::fmt::Display for Finding {
             Some(s) if s >= HIGH => format!("HIGH {s}"),
             Some(s) if s >= 4.0 => format!("MEDIUM {s}"),
             Some(s) => format!("LOW {s}"),
-            None => "severity unknown".to_owned(),
+            None => "severity unknown (no CVSS score: blocks until judged)".to_owned(),
         };
         write!(f, "{} {} {}: {severity}", self.ids.join("/"), self.package, self.version)
     }
 }
 
-/// The database directory `--vuln-db` names: it must hold osv-scanner's Rust database.
-pub fn check_database(path: &Path) -> Result<()> {
+/// The vulnerability database a scan reads, and how old it may be.
+#[derive(Clone, Debug)]
+pub struct Database {
+    /// osv-scanner's `--local-db-path`: holds [`RUST_DB`].
+    pub dir: PathBuf,
+    /// Refused when its newest advisory is older than this many days.
+    pub max_age_days: u32,
+}
+
+/// How old a database may be unless told otherwise: one older misses what was published since
+/// (Grype refuses one older than 5 days by default; the RustSec feed moves daily).
+pub const MAX_AGE_DAYS: u32 = 7;
+
+const FETCH_HINT: &str = "e.g. one made on a connected machine with `osv-scanner scan source --offline-vulnerabilities \
+                          --download-offline-databases --local-db-path DIR .`";
+
+/// The database `--vuln-db` names holds osv-scanner's Rust database, and it is fresh enough:
+/// its newest advisory was modified within `max_age_days` of `now`. Returns that time.
+pub fn check_database(database: &Database, now: Timestamp) -> Result<Timestamp> {
+    let path = &database.dir;
     if !path.join(RUST_DB).is_file() {
         bail!(
             "{} holds no vulnerability database ({RUST_DB} is missing): give --vuln-db (or SHIPSHAPE_VULN_DB) a directory \
-             with osv-scanner's offline databases, e.g. one made on a connected machine with \
-             `osv-scanner scan source --offline-vulnerabilities --download-offline-databases --local-db-path DIR .`",
+             with osv-scanner's offline databases, {FETCH_HINT}",
             path.display()
         );
     }
-    Ok(())
+    let newest = newest_advisory(&path.join(RUST_DB))?;
+    let age_days = now.duration_since(newest).as_secs() / 86_400;
+    if age_days > i64::from(database.max_age_days) {
+        bail!(
+            "the vulnerability database in {} is {age_days} days old (its newest advisory was modified {newest}): a stale \
+             database passes what was published since. Fetch a fresh one, {FETCH_HINT}; or, knowingly, allow an older \
+             one with --max-vuln-db-age DAYS (now {})",
+            path.display(),
+            database.max_age_days
+        );
+    }
+    Ok(newest)
+}
+
+/// When the newest advisory in an OSV zip (one JSON record per entry) was modified: how
+/// current the database is, whatever the file's own time says.
+fn newest_advisory(zip_path: &Path) -> Result<Timestamp> {
+    let file = std::fs::File::open(zip_path).with_context(|| format!("reading {}", zip_path.display()))?;
+    let mut archive = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip of OSV records", zip_path.display()))?;
+    let mut newest: Option<Timestamp> = None;
+    for index in 0..archive.len() {
+        let entry = archive.by_index(index)?;
+        if !entry.name().ends_with(".json") {
+            continue;
+        }
+        #[derive(serde::Deserialize)]
+        struct Record {
+            modified: Timestamp,
+        }
+        let record: Record = serde_json::from_reader(entry).with_context(|| format!("an OSV record in {}", zip_path.display()))?;
+        newest = newest.max(Some(record.modified));
+    }
+    newest.with_context(|| format!("{} holds no OSV records", zip_path.display()))
 }
 
 /// Every entry of the allow-list has an id, a reason and an expiry date (`ignoreUntil`).
@@ -103,9 +157,10 @@ pub struct Scanned {
     pub sbom: Value,
 }
 
-/// Scans `archive` against the database in `database`, with the allow-list.
-pub fn scan(sh: &Shell, archive: &Path, database: &Path) -> Result<Scanned> {
-    check_database(database)?;
+/// Scans `archive` against `database`, with the allow-list.
+pub fn scan(sh: &Shell, archive: &Path, database: &Database) -> Result<Scanned> {
+    let as_of = check_database(database, Timestamp::now())?;
+    let database = &database.dir;
     let allow_list = crate::repo_root().join(ALLOW_LIST);
     let allowed = check_allow_list(&std::fs::read_to_string(&allow_list).with_context(|| format!("reading {ALLOW_LIST}"))?)?;
     let bin = OSV_SCANNER.find(sh)?;
@@ -132,7 +187,7 @@ pub fn scan(sh: &Shell, archive: &Path, database: &Path) -> Result<Scanned> {
     let sbom = run("cyclonedx-1-5")?;
     let findings = findings(&report);
     println!(
-        "  scanned with osv-scanner {} against {} ({allowed} allow-listed in {ALLOW_LIST}): {} finding(s)",
+        "  scanned with osv-scanner {} against {} (newest advisory {as_of}; {allowed} allow-listed in {ALLOW_LIST}): {} finding(s)",
         OSV_SCANNER.version,
         database.display(),
         findings.len()
@@ -140,7 +195,7 @@ pub fn scan(sh: &Shell, archive: &Path, database: &Path) -> Result<Scanned> {
     Ok(Scanned { findings, sbom })
 }
 
-/// The gate: passes unless a HIGH or CRITICAL finding is left; says every finding.
+/// The gate: passes unless a HIGH, CRITICAL or unscored finding is left; says every finding.
 pub fn gate(scanned: &Scanned) -> Result<()> {
     for finding in &scanned.findings {
         println!("    {} {finding}", if finding.blocks() { "BLOCKS" } else { "noted " });
@@ -148,8 +203,8 @@ pub fn gate(scanned: &Scanned) -> Result<()> {
     let blocking: Vec<String> = scanned.findings.iter().filter(|f| f.blocks()).map(|f| f.to_string()).collect();
     if !blocking.is_empty() {
         bail!(
-            "vulnerability gate: {} HIGH or CRITICAL finding(s): {}. Upgrade the crate (cargo update -p NAME), or allow-list \
-             it in {ALLOW_LIST} with a reason and an expiry date",
+            "vulnerability gate: {} HIGH, CRITICAL or unscored finding(s): {}. Upgrade the crate (cargo update -p NAME), or \
+             allow-list it in {ALLOW_LIST} with a reason and an expiry date",
             blocking.len(),
             blocking.join("; ")
         );
@@ -159,11 +214,12 @@ pub fn gate(scanned: &Scanned) -> Result<()> {
 
 /// `--vuln-db`, else $SHIPSHAPE_VULN_DB: there is no default, so a missing database is an
 /// error that names the flag, never a silent pass.
-pub fn database(given: Option<PathBuf>) -> Result<PathBuf> {
-    given.context(
+pub fn database(given: Option<PathBuf>, max_age_days: u32) -> Result<Database> {
+    let dir = given.context(
         "no vulnerability database: `release` scans every image before signing it. Give --vuln-db DIR (or set \
          SHIPSHAPE_VULN_DB) with osv-scanner's offline databases (no feed is reachable from here)",
-    )
+    )?;
+    Ok(Database { dir, max_age_days })
 }
 
 #[cfg(test)]
@@ -181,7 +237,10 @@ mod tests {
         assert_eq!(found.len(), 2);
         assert!(found[0].blocks());
         assert_eq!(found[0].to_string(), "RUSTSEC-2099-0001 axum 0.8.4: CRITICAL 9.8");
-        assert!(!found[1].blocks(), "no score: noted, not blocking (as Trivy's HIGH,CRITICAL gate)");
+        assert!(found[1].blocks(), "no score: unknown is not low, it blocks until judged");
+        assert_eq!(found[1].to_string(), "RUSTSEC-2099-0002 axum 0.8.4: severity unknown (no CVSS score: blocks until judged)");
+        let medium = Finding { score: Some(5.3), ..found[0].clone() };
+        assert!(!medium.blocks(), "MEDIUM is noted, not blocking");
         assert!(gate(&Scanned { findings: found, sbom: json!({}) }).unwrap_err().to_string().contains("RUSTSEC-2099-0001"));
     }
 
@@ -194,5 +253,39 @@ mod tests {
         assert_eq!(check_allow_list("# nothing allowed\n# [[IgnoredVulns]]\n# id = \"x\"\n").unwrap(), 0);
         let committed = std::fs::read_to_string(crate::repo_root().join(ALLOW_LIST)).unwrap();
         check_allow_list(&committed).unwrap();
+    }
+
+    /// An OSV zip as the feed serves it (deflated records), with advisories modified at `times`.
+    fn database_modified_at(times: &[&str]) -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let zip_path = dir.path().join(RUST_DB);
+        std::fs::create_dir_all(zip_path.parent().unwrap()).unwrap();
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        for (n, time) in times.iter().enumerate() {
+            zip.start_file(format!("RUSTSEC-2026-{n:04}.json"), options).unwrap();
+            std::io::Write::write_all(&mut zip, json!({"id": format!("RUSTSEC-2026-{n:04}"), "modified": time}).to_string().as_bytes())
+                .unwrap();
+        }
+        zip.finish().unwrap();
+        let database = Database { dir: dir.path().to_owned(), max_age_days: MAX_AGE_DAYS };
+        (dir, database)
+    }
+
+    #[test]
+    fn a_database_is_as_old_as_its_newest_advisory_and_a_stale_one_is_refused() {
+        let now: Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
+        let (_dir, fresh) = database_modified_at(&["2025-01-01T00:00:00Z", "2026-12-04T23:00:00Z"]);
+        assert_eq!(check_database(&fresh, now).unwrap().to_string(), "2026-12-04T23:00:00Z");
+        let (_dir, stale) = database_modified_at(&["2026-10-01T00:00:00Z"]);
+        let refused = check_database(&stale, now).unwrap_err().to_string();
+        assert!(
+            refused.contains("65 days old") && refused.contains("--max-vuln-db-age") && refused.contains("Fetch a fresh one"),
+            "{refused}"
+        );
+        let knowingly = Database { max_age_days: 90, ..stale };
+        assert!(check_database(&knowingly, now).is_ok());
+        let none = Database { dir: "/nonexistent".into(), max_age_days: 7 };
+        assert!(check_database(&none, now).unwrap_err().to_string().contains("--vuln-db"));
     }
 }

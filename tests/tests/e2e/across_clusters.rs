@@ -84,9 +84,10 @@ fn production_promotion_then_prod_canary_one_after_the_other_on_prod_s_cluster()
     let shared = fixture::shared();
     let v1 = fixture::signed_release(&shared.v1);
     let theirs = fixture::signed_release_with_another_key(&shared.v1);
+    let uncommitted = fixture::signed_uncommitted_release(&shared.v1);
     let v2 = fixture::signed_release(&shared.v2);
     let promotion = std::panic::catch_unwind(|| {
-        a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_its_policy_refuses(&v1, &theirs)
+        a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_its_policy_refuses(&v1, &theirs, &uncommitted)
     });
     let canary = std::panic::catch_unwind(|| {
         a_prod_canary_on_ten_replicas_rides_out_a_drained_worker_then_is_promoted_and_the_next_aborted(&v1, &v2)
@@ -101,6 +102,7 @@ fn production_promotion_then_prod_canary_one_after_the_other_on_prod_s_cluster()
 fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_its_policy_refuses(
     v1: &xtask::image::Pinned,
     theirs: &xtask::image::Pinned,
+    uncommitted: &xtask::image::Pinned,
 ) {
     let shared = fixture::shared();
     let production = fixture::production();
@@ -190,6 +192,11 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
     assert!(unsigned.contains("cannot be deployed here") && unsigned.contains("nothing was changed"), "{unsigned}");
     let other_key = deploy_prod(&["--tag", &theirs.tag]);
     assert!(other_key.contains("cannot be deployed here"), "signed, but not with prod's key: {other_key}");
+    let dirty = deploy_prod(&["--tag", &uncommitted.tag]);
+    assert!(
+        dirty.contains("cannot be deployed here") && dirty.contains("xtask-release-uncommitted") && dirty.contains("trustedBuilders"),
+        "signed with prod's key, but built from uncommitted changes: {dirty}"
+    );
     let skip = deploy_prod(&["--tag", &shared.v2, "--insecure-skip-signature", "--reason", "e2e"]);
     assert!(skip.contains("do not allow break-glass") && skip.contains("nothing was changed"), "{skip}");
     let key = deploy_prod(&["--tag", &theirs.tag, "--public-key", another_key.to_str().unwrap()]);

@@ -27,7 +27,7 @@ fn keys() -> &'static Keys {
         let dir = tempfile::tempdir().unwrap();
         let pair = |name: &str| {
             let (private, public) = (dir.path().join(format!("{name}.key")), dir.path().join(format!("{name}.pub")));
-            xtask::signing::init_keys(&sh, &private, &public).or_panic();
+            xtask::keys::init_keys(&sh, &private, &public).or_panic();
             (private, public)
         };
         let ours = pair("ours");
@@ -42,12 +42,12 @@ fn release(tag: &str, key: &std::path::Path) -> String {
     let sh = xtask::repo_shell().unwrap();
     let database = fixture::clean_vulnerability_database();
     let _heavy = fixture::cpu_heavy();
-    let pinned = xtask::flows::release::release(&sh, tag, registry::HOST, key, database).or_panic();
+    let pinned = xtask::flows::release::release(&sh, tag, registry::HOST, key, database, true).or_panic();
     pinned.reference()
 }
 
 fn requiring_our_signature() -> Request {
-    Request { public_key: Some(keys().ours.1.clone()), require: true, ..Default::default() }
+    Request { public_keys: vec![keys().ours.1.clone()], require: true, ..Default::default() }
 }
 
 fn stable_image(flow: &Flow) -> String {
@@ -128,6 +128,29 @@ fn unsigned_other_keys_and_moved_tags_are_refused_before_any_change() {
     let runs = flow.block_on(flow.journal().entries()).or_panic();
     assert!(runs.iter().filter(|r| r.flow == "deploy").skip(1).all(|r| r.result == RunResult::Failed), "{runs:#?}");
 
+    // A key rotation: ours is the old key, theirs the new. A release signed with the old key
+    // runs; with both keys trusted the new key's release deploys; once the old key is no longer
+    // trusted, a rollback to the old key's release is checked again and refused; trusted again,
+    // the rollback runs it.
+    let old_key_release = format!("{}-old-key", shared.v1);
+    release(&old_key_release, &keys().ours.0);
+    deploy::deploy(&flow, &old_key_release, false).or_panic();
+    let both = Request { public_keys: vec![keys().theirs.1.clone(), keys().ours.1.clone()], require: true, ..Default::default() };
+    flow.signature = both.clone();
+    deploy::deploy(&flow, &theirs, false).or_panic();
+    assert_eq!(stable_image(&flow), image(&theirs), "the new key's release runs beside the old key's trust");
+    flow.signature = Request { public_keys: vec![keys().theirs.1.clone()], ..both.clone() };
+    let at = flow.record().or_panic().history.len();
+    let error = failure(xtask::flows::rollback::rollback(&flow, xtask::flows::rollback::To::Previous, false, false));
+    assert!(error.contains("none made with a key this environment trusts") && error.contains("nothing was changed"), "{error}");
+    assert_eq!((flow.record().or_panic().history.len(), stable_image(&flow)), (at, image(&theirs)), "the refused rollback changed nothing");
+    flow.signature = both;
+    xtask::flows::rollback::rollback(&flow, xtask::flows::rollback::To::Previous, false, false).or_panic();
+    assert_eq!(stable_image(&flow), image(&old_key_release), "rolled back to the old key's release");
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    let rollback = runs.last().unwrap();
+    assert!(rollback.flow == "rollback" && rollback.facts["signature"].contains(&keys().ours.1.display().to_string()), "{rollback:#?}");
+
     // An explicit skip is allowed, loudly, and journaled with who asked.
     flow.signature = Request { skip: true, reason: Some("e2e: the check itself is under test".into()), ..requiring_our_signature() };
     flow.signature.require = false;
@@ -146,7 +169,7 @@ fn the_vulnerability_gate_refuses_an_affected_build_and_releases_a_clean_one() {
     let _heavy = fixture::cpu_heavy();
     let affected = fixture::vulnerability_database("99.0.0");
     let tag = format!("{}-vulnerable", shared.v1);
-    let error = failure(xtask::flows::release::release(&sh, &tag, registry::HOST, key, affected.path()));
+    let error = failure(xtask::flows::release::release(&sh, &tag, registry::HOST, key, &affected.database, true));
     assert!(error.contains("vulnerability gate") && error.contains("RUSTSEC-2099-0001") && error.contains("CRITICAL"), "{error}");
     assert!(error.contains("nothing was pushed or signed"), "{error}");
     let crane = xtask::crane::Crane::new(&sh).unwrap();
@@ -155,18 +178,30 @@ fn the_vulnerability_gate_refuses_an_affected_build_and_releases_a_clean_one() {
 
     let clean = fixture::vulnerability_database("0.1.0");
     let tag = format!("{}-clean", shared.v1);
-    let released = xtask::flows::release::release(&sh, &tag, registry::HOST, key, clean.path()).or_panic();
+    let released = xtask::flows::release::release(&sh, &tag, registry::HOST, key, &clean.database, true).or_panic();
     // The SBOM travels with the image, signed: the crates the scanner read from the binary.
     let cosign = xtask::cosign::Cosign::new(&sh).unwrap();
     let sboms = cosign
         .verified_attestations(&keys().ours.1, &format!("{}@{}", released.repository, released.digest), xtask::cosign::SBOM_TYPE)
         .or_panic();
-    let sbom = sboms.first().expect("an SBOM attestation");
+    let sbom = &sboms.first().expect("an SBOM attestation")["predicate"];
     let components = sbom["components"].as_array().expect("CycloneDX components");
     assert!(components.iter().any(|c| c["name"] == "axum"), "the SBOM lists the crates model-server links: {sbom}");
 
+    // An advisory nobody scored blocks until someone judges it.
+    let unscored = fixture::advisory_database("99.0.0", false, k8s_openapi::jiff::Timestamp::now());
+    let tag = format!("{}-unscored", shared.v1);
+    let error = failure(xtask::flows::release::release(&sh, &tag, registry::HOST, key, &unscored.database, true));
+    assert!(error.contains("RUSTSEC-2099-0001") && error.contains("severity unknown"), "{error}");
+
+    // A stale database is refused before any build, with the way to a fresh one.
+    let months_ago = k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(24 * 60);
+    let stale = fixture::advisory_database("0.1.0", true, months_ago);
+    let error = failure(xtask::flows::release::release(&sh, &tag, registry::HOST, key, &stale.database, true));
+    assert!(error.contains("60 days old") && error.contains("Fetch a fresh one"), "{error}");
+
     // No database at all is an error that names the flag, never a silent pass.
-    let error = failure(xtask::scan::database(None));
+    let error = failure(xtask::scan::database(None, xtask::scan::MAX_AGE_DAYS));
     assert!(error.contains("--vuln-db"), "{error}");
 }
 
@@ -178,8 +213,12 @@ fn provenance_that_names_another_commit_is_refused() {
     // A second provenance, signed with the right key, claiming another commit: what someone
     // attaching a build's provenance to a different image would produce.
     let sh = xtask::repo_shell().unwrap();
-    let source =
-        xtask::git::Source { commit: "0000000000000000000000000000000000000000".into(), dirty: false, repository: "elsewhere".into() };
+    let source = xtask::git::Source {
+        commit: "0000000000000000000000000000000000000000".into(),
+        dirty: false,
+        repository: "elsewhere".into(),
+        git_ref: String::new(),
+    };
     let forged = xtask::signing::provenance(&source, &tag, "00", "2026-12-01T00:00:00Z", "2026-12-01T00:00:01Z");
     let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
     std::fs::write(file.path(), serde_json::to_vec(&forged).unwrap()).unwrap();

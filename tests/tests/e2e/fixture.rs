@@ -308,7 +308,7 @@ static ENVIRONMENT_KEY: OnceLock<EnvironmentKey> = OnceLock::new();
 pub fn environment_key() -> &'static EnvironmentKey {
     ENVIRONMENT_KEY.get_or_init(|| {
         std::env::set_var("COSIGN_PASSWORD", "e2e-not-a-secret");
-        let public = xtask::repo_root().join(xtask::signing::PUBLIC_KEY);
+        let public = xtask::repo_root().join(xtask::keys::PUBLIC_KEY);
         let owner = owner_marker(&public);
         let dir = tempfile::tempdir().unwrap();
         // A key this suite made in a run that was killed before its exit handler (a machine shut
@@ -332,7 +332,7 @@ pub fn environment_key() -> &'static EnvironmentKey {
             return EnvironmentKey { private, public, made_here: false, _dir: dir };
         }
         let private = dir.path().join("environment.key");
-        xtask::signing::init_keys(&xtask::repo_shell().unwrap(), &private, &public).or_panic();
+        xtask::keys::init_keys(&xtask::repo_shell().unwrap(), &private, &public).or_panic();
         std::fs::write(&owner, std::process::id().to_string()).unwrap();
         EnvironmentKey { private, public, made_here: true, _dir: dir }
     })
@@ -367,7 +367,8 @@ pub fn signed_release(version: &str) -> xtask::image::Pinned {
     let key = environment_key();
     let database = clean_vulnerability_database();
     let _heavy = cpu_heavy();
-    let pinned = xtask::flows::release::release(&xtask::repo_shell().unwrap(), &tag, registry::HOST, &key.private, database).or_panic();
+    let pinned =
+        xtask::flows::release::release(&xtask::repo_shell().unwrap(), &tag, registry::HOST, &key.private, database, true).or_panic();
     released.push(pinned.clone());
     pinned
 }
@@ -379,7 +380,7 @@ fn another_key() -> &'static (tempfile::TempDir, PathBuf, PathBuf) {
         environment_key();
         let dir = tempfile::tempdir().unwrap();
         let (private, public) = (dir.path().join("theirs.key"), dir.path().join("theirs.pub"));
-        xtask::signing::init_keys(&xtask::repo_shell().unwrap(), &private, &public).or_panic();
+        xtask::keys::init_keys(&xtask::repo_shell().unwrap(), &private, &public).or_panic();
         (dir, private, public)
     })
 }
@@ -395,7 +396,22 @@ pub fn signed_release_with_another_key(version: &str) -> xtask::image::Pinned {
     let (_, private, _) = another_key();
     let _heavy = cpu_heavy();
     let tag = format!("{version}-another-key");
-    xtask::flows::release::release(&xtask::repo_shell().unwrap(), &tag, registry::HOST, private, clean_vulnerability_database()).or_panic()
+    xtask::flows::release::release(&xtask::repo_shell().unwrap(), &tag, registry::HOST, private, clean_vulnerability_database(), true)
+        .or_panic()
+}
+
+/// A release signed with the environment's key whose provenance says it was built with
+/// uncommitted changes, as `release --allow-dirty` from a dirty checkout makes it, as
+/// `<version>-uncommitted`. Made from this checkout with its source described as dirty: the
+/// tests running beside this one need the checkout as it is.
+pub fn signed_uncommitted_release(version: &str) -> xtask::image::Pinned {
+    let key = environment_key();
+    let sh = xtask::repo_shell().unwrap();
+    let mut source = xtask::git::source(&sh).or_panic();
+    source.dirty = true;
+    let _heavy = cpu_heavy();
+    let tag = format!("{version}-uncommitted");
+    xtask::flows::release::release_source(&sh, &source, &tag, registry::HOST, &key.private, clean_vulnerability_database()).or_panic()
 }
 
 /// The pinned kubectl (built with the node image) on `context` of `kubeconfig`, as an operator
@@ -411,25 +427,38 @@ pub fn kubectl(kubeconfig: &std::path::Path, context: &str, args: &[&str]) -> st
 }
 
 /// An osv-scanner offline database with one advisory the build is not affected by.
-pub fn clean_vulnerability_database() -> &'static std::path::Path {
-    static CLEAN: OnceLock<tempfile::TempDir> = OnceLock::new();
-    CLEAN.get_or_init(|| vulnerability_database("0.1.0")).path()
+pub fn clean_vulnerability_database() -> &'static xtask::scan::Database {
+    static CLEAN: OnceLock<TestDatabase> = OnceLock::new();
+    &CLEAN.get_or_init(|| vulnerability_database("0.1.0")).database
+}
+
+/// A vulnerability database in a directory of its own, removed when dropped.
+pub struct TestDatabase {
+    _dir: tempfile::TempDir,
+    pub database: xtask::scan::Database,
+}
+
+/// An osv-scanner offline database holding one scored advisory, modified now, against the axum
+/// crate model-server links: `fixed` decides whether the linked version is affected.
+pub fn vulnerability_database(fixed: &str) -> TestDatabase {
+    advisory_database(fixed, true, k8s_openapi::jiff::Timestamp::now())
 }
 
 /// An osv-scanner offline database holding one advisory, in OSV's real format, against the axum
-/// crate model-server links: `fixed` decides whether the linked version is affected.
-pub fn vulnerability_database(fixed: &str) -> tempfile::TempDir {
+/// crate model-server links: `fixed` decides whether the linked version is affected, `scored`
+/// whether the advisory has a CVSS score, `modified` how current the database is.
+pub fn advisory_database(fixed: &str, scored: bool, modified: k8s_openapi::jiff::Timestamp) -> TestDatabase {
     let dir = tempfile::tempdir().unwrap();
     let ecosystem = dir.path().join("osv-scalibr/crates.io");
     std::fs::create_dir_all(&ecosystem).unwrap();
     let advisory = serde_json::json!({
         "schema_version": "1.6.0",
         "id": "RUSTSEC-2099-0001",
-        "modified": "2026-11-30T00:00:00Z",
+        "modified": modified.to_string(),
         "published": "2026-11-30T00:00:00Z",
         "summary": "Request smuggling in axum's HTTP/1 handling (a test advisory)",
         "details": "Written by shipshape's tests to prove the release gate refuses an affected build.",
-        "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+        "severity": if scored { serde_json::json!([{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]) } else { serde_json::json!([]) },
         "affected": [{
             "package": {"ecosystem": "crates.io", "name": "axum", "purl": "pkg:cargo/axum"},
             "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": fixed}]}]
@@ -442,7 +471,8 @@ pub fn vulnerability_database(fixed: &str) -> tempfile::TempDir {
     zip.start_file("RUSTSEC-2099-0001.json", options).unwrap();
     std::io::Write::write_all(&mut zip, serde_json::to_string(&advisory).unwrap().as_bytes()).unwrap();
     zip.finish().unwrap();
-    dir
+    let database = xtask::scan::Database { dir: dir.path().to_owned(), max_age_days: xtask::scan::MAX_AGE_DAYS };
+    TestDatabase { _dir: dir, database }
 }
 
 /// Stable pods in the progressive tests: 25 % and 50 % steps are real percentages, and a

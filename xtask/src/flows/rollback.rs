@@ -193,6 +193,9 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
         }
         Plan::Tag { tag, values, .. } => values.image_reference(tag),
     };
+    if let Plan::Revision { revision, values } = &target {
+        signature = revision_signature(flow, *revision, values, &state.history)?;
+    }
     let to_words = match &target {
         Plan::Revision { revision, .. } => format!("Helm revision {revision}"),
         Plan::Tag { tag, .. } => format!("tag {tag}"),
@@ -412,6 +415,29 @@ fn markdown(s: &Summary) -> String {
         md.push_str(&report::markdown_checks("verification", &v.checks));
     }
     md
+}
+
+/// Where the environment requires signatures, the image a revision would bring back is checked
+/// against the policy in force now, as a deploy's is: a key retired or removed since that
+/// revision was deployed (a rotation after a leak) no longer vouches for it. Before any change.
+fn revision_signature(flow: &Flow, revision: u32, values: &Values, history: &[Revision]) -> Result<Option<String>> {
+    let policy = flow.policy()?;
+    if !policy.require {
+        return Ok(None);
+    }
+    let app_version = history.iter().find(|r| r.revision == revision).map(|r| r.app_version.as_str()).unwrap_or_default();
+    let tag = values.stable_tag(app_version);
+    let Some(digest) = values.image_digests.get(tag) else {
+        bail!(
+            "Helm revision {revision} runs {tag} without a recorded digest (deployed before digests were pinned), and this \
+             environment requires a verified signature: roll back by tag instead (`rollback --to-tag {tag}` resolves and \
+             checks it); nothing was changed"
+        );
+    };
+    let pinned = crate::image::Pinned { repository: values.image.repository.clone(), tag: tag.to_owned(), digest: digest.clone() };
+    let proven = crate::signing::check(flow.sh, &policy, &pinned)
+        .with_context(|| format!("rolling back to Helm revision {revision} (nothing was changed)"))?;
+    Ok(Some(proven))
 }
 
 #[cfg(test)]

@@ -156,7 +156,12 @@ impl<'a> Flow<'a> {
     /// What an image must prove before this flow deploys it: the environment's policy with the
     /// person's request, refused where the request would weaken it.
     pub fn policy(&self) -> Result<crate::signing::Policy> {
-        crate::signing::Policy::decide(self.target.env.name(), &self.environment()?.supply_chain, &self.signature)
+        crate::signing::Policy::decide(
+            self.target.env.name(),
+            &self.environment()?.supply_chain,
+            &self.signature,
+            k8s_openapi::jiff::Timestamp::now(),
+        )
     }
 
     /// The pinned helm, for reading (checked on first use).
