@@ -57,6 +57,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     if config.faults.any() {
         tracing::warn!(config = ?config.faults, "fault injection is on");
     }
+    // Held until the process ends; vec! of a non-zero byte writes every page, so the memory is
+    // resident, as a loaded model's is (black_box: the optimiser may not drop an allocation
+    // nothing reads).
+    let held: &'static [u8] = config.faults.hold_memory().leak();
+    std::hint::black_box(held);
     if config.admin_token.is_none() {
         tracing::warn!("ADMIN_API_TOKEN is not set: every POST /admin/reload will be refused");
     }
@@ -133,8 +138,11 @@ async fn count_requests(State(state): State<Arc<AppState>>, request: Request, ne
 /// The response header naming the version that answered.
 pub const SERVED_BY: &str = "x-served-by";
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({"status": "healthy"}))
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    if state.config.faults.unhealthy {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unhealthy", "reason": "FAULT_UNHEALTHY is set"}))).into_response();
+    }
+    Json(json!({"status": "healthy"})).into_response()
 }
 
 async fn ready(State(state): State<Arc<AppState>>) -> Response {

@@ -86,7 +86,10 @@ impl Config {
             admin_token: lookup("ADMIN_API_TOKEN"),
             database_url: lookup("DATABASE_URL"),
             registry_credentials,
-            faults: Faults::new(error_rate, flag("FAULT_NEVER_READY")?, flag("FAULT_CRASH_ON_START")?),
+            faults: Faults::new(error_rate, flag("FAULT_NEVER_READY")?, flag("FAULT_CRASH_ON_START")?).with_liveness_and_memory(
+                flag("FAULT_UNHEALTHY")?,
+                parse("FAULT_MEMORY_MIB", "0")?.parse().context("FAULT_MEMORY_MIB must be a whole number of MiB")?,
+            ),
         })
     }
 }

@@ -9,16 +9,39 @@ pub struct Faults {
     pub never_ready: bool,
     /// Exit at start: a crash-looping version.
     pub crash_on_start: bool,
+    /// `/health` always answers 503: a version its liveness probe restarts.
+    pub unhealthy: bool,
+    /// MiB allocated (and touched) at start and held: a version that needs more memory than
+    /// its limit, which the kernel kills (OOMKilled).
+    pub memory_mib: u64,
     served: AtomicU64,
 }
 
 impl Faults {
     pub fn new(error_rate: f64, never_ready: bool, crash_on_start: bool) -> Faults {
-        Faults { error_rate: error_rate.clamp(0.0, 1.0), never_ready, crash_on_start, served: AtomicU64::new(0) }
+        Faults {
+            error_rate: error_rate.clamp(0.0, 1.0),
+            never_ready,
+            crash_on_start,
+            unhealthy: false,
+            memory_mib: 0,
+            served: AtomicU64::new(0),
+        }
+    }
+
+    /// These faults with `/health` failing and `memory_mib` held.
+    pub fn with_liveness_and_memory(self, unhealthy: bool, memory_mib: u64) -> Faults {
+        Faults { unhealthy, memory_mib, ..self }
     }
 
     pub fn any(&self) -> bool {
-        self.error_rate > 0.0 || self.never_ready || self.crash_on_start
+        self.error_rate > 0.0 || self.never_ready || self.crash_on_start || self.unhealthy || self.memory_mib > 0
+    }
+
+    /// Allocates and touches `memory_mib` MiB, kept for the life of the process (a model too big
+    /// for the pod's memory limit: the kernel kills the container, OOMKilled).
+    pub fn hold_memory(&self) -> Vec<u8> {
+        vec![1u8; (self.memory_mib as usize) * 1024 * 1024]
     }
 
     /// Whether this request should fail. Deterministic, not random: exactly `error_rate` of

@@ -237,3 +237,12 @@ async fn injected_readiness_failure_keeps_the_pod_unready() {
     assert!(ready.body.contains("FAULT_NEVER_READY"), "{}", ready.body);
     server.shutdown();
 }
+
+#[tokio::test]
+async fn injected_liveness_failure_fails_health_and_held_memory_serves_on() {
+    let server = start(&[("FAULT_UNHEALTHY", "true"), ("FAULT_MEMORY_MIB", "8")]).await;
+    let health = get(&server, "/health").await;
+    assert_eq!(health.status, 503, "the liveness probe's route fails");
+    assert!(health.body.contains("FAULT_UNHEALTHY"), "{}", health.body);
+    server.shutdown();
+}

@@ -200,7 +200,7 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
     let skip = deploy_prod(&["--tag", &shared.v2, "--insecure-skip-signature", "--reason", "e2e"]);
     assert!(skip.contains("do not allow break-glass") && skip.contains("nothing was changed"), "{skip}");
     let key = deploy_prod(&["--tag", &theirs.tag, "--public-key", another_key.to_str().unwrap()]);
-    assert!(key.contains("cannot replace it here") && key.contains("nothing was changed"), "{key}");
+    assert!(key.contains("cannot replace them here") && key.contains("nothing was changed"), "{key}");
     let set = deploy_prod(&["--tag", &v1.tag, "--set", "supplyChain.requireSignature=false"]);
     assert!(set.contains("supplyChain is managed by this command itself"), "{set}");
     let wrong_cluster = deploy_prod(&["--tag", &v1.tag, "--context", "staging-cluster"]);

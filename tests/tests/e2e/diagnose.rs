@@ -271,3 +271,73 @@ fn a_full_resource_quota_fails_a_deploy_at_once_and_doctor_names_it() {
     assert_eq!(rollout.outcome, Outcome::Fail, "{rollout:?}");
     assert!(rollout.detail.contains("exceeded quota") && rollout.detail.contains("e2e-pods"), "{rollout:?}");
 }
+
+/// Issue 23: the restarts and permissions of the troubleshooting sections, induced for real
+/// with upgrades made straight with helm: a model bigger than the memory limit (the kernel
+/// kills it: OOMKilled), a liveness probe that fails (the kubelet restarts the container), and
+/// the pod template switched to another ServiceAccount by hand. Doctor names each with its fix,
+/// and its exit code and JSON carry them.
+#[test]
+fn doctor_names_oom_and_liveness_kills_an_unmatched_node_selector_and_a_foreign_service_account() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("doctor-restarts");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    #[allow(clippy::disallowed_methods)] // changes behind shipshape's back are what this test makes
+    let helm = xtask::helm::Writer::new(&ns.sh).unwrap();
+    let by_hand = |set: &[(&str, &str)]| {
+        let mut release = flow.target.chart_release(Some(&shared.v1));
+        release.set_typed = set.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        helm.upgrade(&xtask::chart::chart_dir(), &release, &Change::new(&ns.target().access(), "manual")).or_panic();
+    };
+    let until_a_pod_finding = |what: &str, found: &dyn Fn(&Check) -> bool| -> Check {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let checks = doctor::doctor(&flow).or_panic();
+            if let Some(check) = checks.iter().find(|c| c.name.starts_with("pod ") && found(c)) {
+                return check.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "doctor never named {what}: {checks:#?}");
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    };
+
+    // A model bigger than the memory limit.
+    by_hand(&[("faults.memoryMiB", "96"), ("resources.requests.memory", "16Mi"), ("resources.limits.memory", "48Mi")]);
+    let oom = until_a_pod_finding("an OOM kill", &|c| c.detail.contains("OOMKilled"));
+    assert_eq!(oom.outcome, Outcome::Fail, "{oom:?}");
+    assert!(oom.detail.contains("its limit (48Mi)"), "{oom:?}");
+    assert!(oom.fix.as_deref().is_some_and(|f| f.contains("resources.limits.memory")), "{oom:?}");
+
+    // A liveness probe that fails: /health answers 503, probed every second.
+    by_hand(&[("faults.unhealthy", "true"), ("probes.liveness.periodSeconds", "1"), ("probes.liveness.failureThreshold", "1")]);
+    let liveness = until_a_pod_finding("a liveness kill", &|c| c.detail.contains("liveness probe"));
+    assert!(liveness.detail.contains("statuscode: 503"), "the kubelet's own words: {liveness:?}");
+    assert!(liveness.fix.as_deref().is_some_and(|f| f.contains("probes.liveness")), "{liveness:?}");
+
+    // A node selector no node matches: the new pod waits on the scheduler.
+    by_hand(&[("nodeSelector.pool", "gpu")]);
+    let pending = until_a_pod_finding("a pod no node can take", &|c| c.detail.starts_with("Pending:"));
+    assert!(pending.detail.contains("didn't match Pod's node affinity/selector"), "the scheduler's words: {pending:?}");
+
+    // Healthy again, then the pod template's ServiceAccount changed by hand.
+    by_hand(&[]);
+    flow.block_on(wait::deployment_rolled_out(flow.client(), &ns.name, "model-server", xtask::flows::ROLLOUT_TIMEOUT)).or_panic();
+    let api: Api<Deployment> = Api::namespaced(flow.client().clone(), &ns.name);
+    let params = PatchParams { field_manager: Some("kubectl-patch".to_owned()), ..Default::default() };
+    let patch = serde_json::json!({"spec": {"template": {"spec": {"serviceAccountName": "default"}}}});
+    flow.block_on(api.patch("model-server", &params, &Patch::Strategic(&patch))).unwrap();
+    let foreign = until_a_pod_finding("a pod under another ServiceAccount", &|c| c.name.ends_with(" account"));
+    assert!(foreign.detail.contains("runs as ServiceAccount default, not the release's model-server"), "{foreign:?}");
+
+    let out = fixture::xtask_command(&ns).args(["doctor", "--namespace", &ns.name, "-o", "json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "a finding fails doctor: {}", fixture::said(&out));
+    let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(document.to_string().contains("runs as ServiceAccount default"), "{document}");
+
+    // The slow-rollout step `kubectl describe nodes | grep -A 5 "Allocated resources"`, read
+    // from the API: the one node's requests against what it can give.
+    let checks = doctor::doctor(&flow).or_panic();
+    let nodes = find(&checks, "nodes");
+    assert!(nodes.detail.contains("requested of allocatable: ") && nodes.detail.contains("-control-plane cpu "), "{nodes:?}");
+}

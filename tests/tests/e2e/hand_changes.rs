@@ -192,12 +192,38 @@ fn a_canary_paused_without_evidence_exits_apart_from_one_at_the_gate() {
     load.stats().assert_none_failed();
 }
 
-/// `kubectl set image deployment/model-server api=<repository>:v9.9.9`: a tag that exists nowhere.
-fn kubectl_set_image(flow: &Flow, image: &str) {
+/// `kubectl set image deployment/<deployment> api=<image>`, field manager "kubectl-set".
+fn kubectl_set_image(flow: &Flow, deployment: &str, image: &str) {
     let api: Api<Deployment> = Api::namespaced(flow.client().clone(), &flow.target.namespace);
     let params = PatchParams { field_manager: Some("kubectl-set".to_owned()), ..Default::default() };
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "image": image}]}}}});
-    flow.block_on(api.patch("model-server", &params, &Patch::Strategic(&patch))).unwrap();
+    flow.block_on(api.patch(deployment, &params, &Patch::Strategic(&patch))).unwrap();
+}
+
+/// Issue 23: `kubectl set image` on the canary Deployment at the gate (tried: doctor said
+/// "nothing wrong found" and `canary status` named the canary's version). Doctor names it with
+/// who set it, `canary status` shows the drift, and abort removes the canary.
+#[test]
+fn a_hand_set_image_on_the_canary_is_named_by_doctor_and_canary_status_and_abort_removes_it() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("canary-set-image");
+    let flow = stable_at_v1(&ns);
+    assert_eq!(canary::start_canary(&flow, &v2_to_the_gate()).or_panic().phase, Phase::Gate);
+    // The canary's pods now run stable's version: its share of traffic is no longer v2's.
+    let by_hand = fixture::image(&shared.v1);
+    kubectl_set_image(&flow, "model-server-canary", &by_hand);
+
+    let findings = doctor::doctor(&flow).or_panic();
+    let drift = findings.iter().find(|c| c.name == "canary image as recorded").unwrap_or_else(|| panic!("{findings:#?}"));
+    assert_eq!(drift.outcome, Outcome::Fail, "{drift:?}");
+    assert!(drift.detail.contains(&format!("runs {by_hand}")) && drift.detail.contains("kubectl-set"), "{drift:?}");
+    let status = text(&xtask(&ns, &["canary", "status"]));
+    assert!(status.contains(&format!("DRIFT: Deployment model-server-canary runs {by_hand}")), "{status}");
+
+    let aborted = xtask(&ns, &["canary", "abort"]);
+    assert!(aborted.status.success(), "{}", text(&aborted));
+    assert_eq!(replicas(&flow, "model-server-canary"), None, "the canary is removed");
+    assert!(doctor::doctor(&flow).or_panic().iter().all(|c| c.name != "canary image as recorded"));
 }
 
 #[test]
@@ -207,7 +233,7 @@ fn a_stuck_hand_set_image_fails_doctor_and_plain_rollback_returns_to_helms_recor
     let flow = ns.flow();
     deploy::deploy(&flow, &shared.v1, false).or_panic();
     let broken = fixture::image("v9.9.9");
-    kubectl_set_image(&flow, &broken);
+    kubectl_set_image(&flow, "model-server", &broken);
     // The new ReplicaSet's pod cannot pull; the old pod keeps serving.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     loop {

@@ -188,6 +188,29 @@ pub fn replica_drift(deployments: &[Deployment], release_name: &str, values: &Va
         .collect()
 }
 
+/// The canary Deployment running another image than Helm's record gives it (`kubectl set image`
+/// on the canary): what serves the canary's share is then not what the flow resolved, checked
+/// and judges. In words, with who changed it.
+pub fn canary_image_drift(deployments: &[Deployment], release_name: &str, values: &Values) -> Option<String> {
+    if !values.canary.enabled {
+        return None;
+    }
+    let name = crate::chart::canary_deployment(release_name);
+    let deployment = deployments.iter().find(|d| d.metadata.name.as_deref() == Some(name.as_str()))?;
+    let live = deployment_image(deployment)?;
+    let recorded = values.image_reference(&values.canary.image.tag);
+    if live == recorded {
+        return None;
+    }
+    let by: Vec<String> = foreign_fields(std::slice::from_ref(deployment))
+        .iter()
+        .filter(|f| f.fields.iter().any(|p| p.contains(".image")))
+        .map(ForeignFields::who)
+        .collect();
+    let by = if by.is_empty() { String::new() } else { format!(", set by {}", by.join(", ")) };
+    Some(format!("Deployment {name} runs {live}, but Helm's record gives the canary {recorded}{by}: the canary's share is served by an image the flow never checked"))
+}
+
 /// The share of serving pods each track has, as the cluster runs them: `stable 1 of 4 pods
 /// (25 %), canary 3 of 4 pods (75 %)`. Traffic follows pods (one Service over both tracks).
 pub fn traffic_share(tracks: &[(String, u32)]) -> String {
@@ -332,5 +355,32 @@ mod tests {
     #[test]
     fn traffic_share_is_per_track_with_counts() {
         assert_eq!(traffic_share(&[("stable".into(), 1), ("canary".into(), 3)]), "stable 1 of 4 pods (25 %), canary 3 of 4 pods (75 %)");
+    }
+
+    /// Issue 23: `kubectl set image` on the canary Deployment is seen, with who made it.
+    #[test]
+    fn a_canary_running_another_image_than_its_record_is_named_with_who_set_it() {
+        let values = values(json!({
+            "image": {"repository": "r/model-server", "tag": "v1"},
+            "imageDigests": {"v2": "sha256:2"},
+            "canary": {"enabled": true, "replicaCount": 1, "image": {"tag": "v2"}}
+        }));
+        let canary = |image: &str, managed: Value| -> Deployment {
+            let mut d = deployment("model-server-canary", 1, managed);
+            d.spec.as_mut().unwrap().template =
+                serde_json::from_value(json!({"spec": {"containers": [{"name": "api", "image": image}]}})).unwrap();
+            d
+        };
+        let helm = json!([{"manager": "helm", "operation": "Update", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]);
+        assert_eq!(canary_image_drift(&[canary("r/model-server:v2@sha256:2", helm.clone())], "model-server", &values), None);
+        let by_hand = json!([{"manager": "kubectl-set", "operation": "Update",
+            "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"api\"}": {"f:image": {}}}}}}}}]);
+        let said = canary_image_drift(&[canary("r/model-server:v9", by_hand)], "model-server", &values).unwrap();
+        assert!(
+            said.contains("runs r/model-server:v9") && said.contains("r/model-server:v2@sha256:2") && said.contains("kubectl-set"),
+            "{said}"
+        );
+        let no_canary = Values { canary: Default::default(), ..values };
+        assert_eq!(canary_image_drift(&[canary("r/model-server:v9", helm)], "model-server", &no_canary), None);
     }
 }

@@ -690,7 +690,10 @@ async fn live_tracks(flow: &Flow<'_>, record: &ReleaseRecord) -> Result<LiveTrac
             per_track.push((track.to_owned(), n));
         }
     }
-    let drift = super::ownership::replica_drift(&deployments?, &t.release, &record.values).iter().map(|d| d.to_string()).collect();
+    let deployments = deployments?;
+    let mut drift: Vec<String> =
+        super::ownership::replica_drift(&deployments, &t.release, &record.values).iter().map(|d| d.to_string()).collect();
+    drift.extend(super::ownership::canary_image_drift(&deployments, &t.release, &record.values));
     Ok(LiveTracks { share: super::ownership::traffic_share(&per_track), pods: per_track, drift })
 }
 

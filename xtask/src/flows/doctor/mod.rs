@@ -1,18 +1,17 @@
 //! `cargo xtask doctor`: the runbooks' troubleshooting sections as diagnoses. Each finding says
-//! what is wrong, the evidence, and the fix.
+//! what is wrong, the evidence, and the fix. The pods' findings: pods.rs; the nodes': nodes.rs.
 use anyhow::Result;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, LogParams};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::ListParams;
 use kube::Api;
 
 use super::{findings, ownership, Flow, Target};
 use crate::chart;
-use crate::k8s::wait;
 use crate::report::{self, Check, Outcome, Output};
 
-/// Lines of a crashed container's previous log shown as evidence.
-const CRASH_LOG_LINES: i64 = 10;
+pub mod nodes;
+pub mod pods;
 
 /// `cargo xtask doctor`: the findings, printed (or as JSON), in the step summary too.
 pub fn show(flow: &Flow, output: Output) -> Result<Outcome> {
@@ -46,7 +45,8 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
             .await?
             .items;
         let deployments = ownership::deployments(flow.client(), &t.namespace, &t.release).await?;
-        checks.extend(pods(flow.client(), t, &release_pods).await);
+        let events = release_warning_events(flow.client(), t, &release_pods, &deployments).await?;
+        checks.extend(pods::pods(flow.client(), t, &release_pods, &state.values, &events).await);
         checks.push(findings::stale_secrets(flow.client(), t, &release_pods, &state.values.image.tag).await?);
         checks.extend(rollouts(flow.client(), t).await?);
         checks.push(match ownership::drift(flow.client(), &t.namespace, &t.release, &state).await? {
@@ -64,9 +64,14 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
                     "a running canary: `cargo xtask canary abort` or `canary resume` takes the record back; otherwise `cargo xtask deploy`",
                 )
         });
+        if let Some(drift) = ownership::canary_image_drift(&deployments, &t.release, &state.values) {
+            checks.push(Check::new("canary image as recorded", Outcome::Fail, drift).with_fix(
+                "`cargo xtask canary abort` removes the canary (stable is untouched); start a new canary with the image you meant",
+            ));
+        }
         checks.push(findings::no_flow_running(flow.client(), t).await);
-        checks.push(nodes(flow.client(), &release_pods).await);
-        checks.push(recent_warnings(flow.client(), t, &release_pods, &deployments).await?);
+        checks.push(nodes::nodes(flow.client(), &release_pods).await);
+        checks.push(findings::warning_events(&events, k8s_openapi::jiff::Timestamp::now(), WARNING_WINDOW));
         anyhow::Ok(())
     })?;
     checks.push(match super::canary::disagreement(flow, &state)? {
@@ -82,10 +87,10 @@ const WARNING_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 
 
 /// The TenSafe runbook's first diagnosis step (`kubectl get events --sort-by=.lastTimestamp`),
 /// for the release's own objects only: its Deployments, ReplicaSets and pods as they are now.
-/// Evidence beside the findings, not a verdict (a rollout leaves a readiness warning or two).
-async fn recent_warnings(client: &kube::Client, t: &Target, pods: &[Pod], deployments: &[Deployment]) -> Result<Check> {
+/// Shown as evidence beside the findings, not a verdict (a rollout leaves a readiness warning or
+/// two); the pods' findings read the kubelet's probe failures from them.
+async fn release_warning_events(client: &kube::Client, t: &Target, pods: &[Pod], deployments: &[Deployment]) -> Result<Vec<Event>> {
     use k8s_openapi::api::apps::v1::ReplicaSet;
-    use k8s_openapi::api::core::v1::Event;
     let selector = ListParams::default().labels(&chart::pod_selector(&t.release));
     let mut uids = std::collections::BTreeSet::new();
     uids.extend(pods.iter().filter_map(|p| p.metadata.uid.clone()));
@@ -93,53 +98,7 @@ async fn recent_warnings(client: &kube::Client, t: &Target, pods: &[Pod], deploy
     uids.extend(replica_sets.into_iter().filter_map(|r| r.metadata.uid));
     uids.extend(deployments.iter().filter_map(|d| d.metadata.uid.clone()));
     let events = Api::<Event>::namespaced(client.clone(), &t.namespace).list(&ListParams::default().fields("type=Warning")).await?.items;
-    let ours: Vec<Event> = events.into_iter().filter(|e| e.involved_object.uid.as_ref().is_some_and(|uid| uids.contains(uid))).collect();
-    Ok(findings::warning_events(&ours, k8s_openapi::jiff::Timestamp::now(), WARNING_WINDOW))
-}
-
-/// The nodes the release's pods run on, as the troubleshooting sections read them (`kubectl get
-/// nodes`, `describe nodes`): cordoned ones (a drain, an upgrade), not Ready ones, and pressure.
-async fn nodes(client: &kube::Client, pods: &[Pod]) -> Check {
-    use k8s_openapi::api::core::v1::Node;
-    let nodes = match Api::<Node>::all(client.clone()).list(&ListParams::default()).await {
-        Ok(list) => list.items,
-        Err(err) => {
-            return Check::new("nodes", Outcome::Pass, format!("not read ({}): nodes are cluster-wide", crate::k8s::in_words(&err)))
-        }
-    };
-    let on = |node: &str| pods.iter().filter(|p| crate::k8s::pods::node_of(p) == Some(node)).count();
-    node_findings(&nodes, on)
-}
-
-/// The nodes' state in words (`pods_on`: how many of the release's pods a node runs).
-pub fn node_findings(nodes: &[k8s_openapi::api::core::v1::Node], pods_on: impl Fn(&str) -> usize) -> Check {
-    let (mut problems, mut warnings) = (Vec::new(), Vec::new());
-    for node in nodes {
-        let name = node.metadata.name.clone().unwrap_or_default();
-        let conditions = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-        let condition = |kind: &str| conditions.iter().find(|c| c.type_ == kind).map(|c| c.status == "True");
-        if condition("Ready") != Some(true) {
-            problems.push(format!("node {name} is not Ready ({} of the release's pods on it)", pods_on(&name)));
-        }
-        for pressure in ["MemoryPressure", "DiskPressure", "PIDPressure"] {
-            if condition(pressure) == Some(true) {
-                warnings.push(format!("node {name} reports {pressure}"));
-            }
-        }
-        if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
-            warnings.push(format!(
-                "node {name} is cordoned (SchedulingDisabled: drained, or being upgraded): no new pod starts there, {} of the \
-                 release's pods run on it; `kubectl uncordon {name}` once its maintenance is done",
-                pods_on(&name)
-            ));
-        }
-    }
-    match (problems.is_empty(), warnings.is_empty()) {
-        (true, true) => Check::new("nodes", Outcome::Pass, format!("{} node(s) Ready and schedulable, no pressure", nodes.len())),
-        (true, false) => Check::new("nodes", Outcome::Warn, warnings.join("; ")),
-        (false, _) => Check::new("nodes", Outcome::Fail, problems.into_iter().chain(warnings).collect::<Vec<_>>().join("; "))
-            .with_fix("`kubectl describe node <name>` says why; the pods on it are rescheduled once it is gone"),
-    }
+    Ok(events.into_iter().filter(|e| e.involved_object.uid.as_ref().is_some_and(|uid| uids.contains(uid))).collect())
 }
 
 /// ExternalSecret objects Ready (the runbook's `SecretSyncedError` diagnosis).
@@ -176,65 +135,6 @@ async fn external_secrets(client: &kube::Client, t: &Target) -> Check {
     }
 }
 
-/// The pods' troubles: cannot read their Secret, Pending, crash-looping, image pull errors,
-/// running but never ready.
-async fn pods(client: &kube::Client, t: &Target, pods: &[Pod]) -> Vec<Check> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), &t.namespace);
-    let mut checks = Vec::new();
-    for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let status = pod.status.clone().unwrap_or_default();
-        if let Some(reason) = wait::stuck_reason(pod) {
-            let waiting = status
-                .container_statuses
-                .iter()
-                .flatten()
-                .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
-                .unwrap_or_default();
-            let check = match waiting.as_str() {
-                "CreateContainerConfigError" => {
-                    Check::new(format!("pod {name}"), Outcome::Fail, format!("cannot read its secret: {reason}"))
-                        .with_fix("the Secret or key it names is missing: see the secret checks above; pods start once it exists")
-                }
-                "CrashLoopBackOff" => {
-                    let previous = LogParams {
-                        container: Some("api".to_owned()),
-                        previous: true,
-                        tail_lines: Some(CRASH_LOG_LINES),
-                        ..Default::default()
-                    };
-                    let log = api.logs(&name, &previous).await.unwrap_or_default();
-                    let tail = log.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ");
-                    Check::new(format!("pod {name}"), Outcome::Fail, format!("{reason}; previous log: {tail}"))
-                        .with_fix("configuration errors (ConfigMap/Secrets), the database, or memory limits: the log above says which; roll back with cargo xtask rollback")
-                }
-                _ => Check::new(format!("pod {name}"), Outcome::Fail, reason).with_fix(
-                    "check the image name and tag, and the registry credentials (imagePullSecrets); roll back with cargo xtask rollback",
-                ),
-            };
-            checks.push(check);
-            continue;
-        }
-        if status.phase.as_deref() == Some("Pending") {
-            let why = wait::unschedulable(pod).unwrap_or_else(|| "waiting to start".to_owned());
-            checks.push(Check::new(format!("pod {name}"), Outcome::Fail, format!("Pending: {why}")).with_fix(
-                "insufficient resources (quotas, node capacity), node selectors or affinity: compare the pod's requests with the nodes",
-            ));
-            continue;
-        }
-        if status.phase.as_deref() == Some("Running") && !wait::pod_is_ready(pod) {
-            checks.push(
-                Check::new(format!("pod {name}"), Outcome::Warn, "Running but not ready: its readiness probe (GET /ready) fails")
-                    .with_fix("the model may not load: check the pod's log and env.modelUri"),
-            );
-        }
-    }
-    if checks.is_empty() {
-        checks.push(Check::new("pods", Outcome::Pass, format!("{} pods, none stuck", pods.len())));
-    }
-    checks
-}
-
 /// The runbook's "slow rollout": a Deployment not progressing, or past its deadline.
 async fn rollouts(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), &t.namespace);
@@ -262,41 +162,4 @@ async fn rollouts(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
         checks.push(check);
     }
     Ok(checks)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(name: &str, ready: bool, cordoned: bool, pressure: Option<&str>) -> k8s_openapi::api::core::v1::Node {
-        let mut conditions = vec![serde_json::json!({"type": "Ready", "status": if ready { "True" } else { "False" }})];
-        if let Some(kind) = pressure {
-            conditions.push(serde_json::json!({"type": kind, "status": "True"}));
-        }
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name},
-            "spec": {"unschedulable": cordoned},
-            "status": {"conditions": conditions}
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn nodes_drained_lost_or_under_pressure_are_named_with_what_runs_there() {
-        let healthy = [node("w1", true, false, None), node("w2", true, false, None)];
-        assert_eq!(node_findings(&healthy, |_| 3).outcome, Outcome::Pass);
-        let drained = [node("w1", true, false, None), node("w2", true, true, None)];
-        let said = node_findings(&drained, |n| if n == "w2" { 0 } else { 5 });
-        assert_eq!(said.outcome, Outcome::Warn);
-        assert!(
-            said.detail.contains("node w2 is cordoned")
-                && said.detail.contains("0 of the release's pods")
-                && said.detail.contains("kubectl uncordon w2"),
-            "{said:?}"
-        );
-        let lost = [node("w1", false, false, Some("DiskPressure"))];
-        let said = node_findings(&lost, |_| 4);
-        assert_eq!(said.outcome, Outcome::Fail);
-        assert!(said.detail.contains("w1 is not Ready (4 of") && said.detail.contains("DiskPressure") && said.fix.is_some(), "{said:?}");
-    }
 }
