@@ -208,6 +208,9 @@ fn a_hand_set_image_on_the_canary_is_named_by_doctor_and_canary_status_and_abort
     let shared = fixture::shared();
     let ns = TestNamespace::new("canary-set-image");
     let flow = stable_at_v1(&ns);
+    // Traffic for the analysis to judge (none is no evidence: the canary would pause before the
+    // gate). Its counts are not this test's point: the hand change replaces the canary's pods.
+    let load = LoadGenerator::start(&ns);
     assert_eq!(canary::start_canary(&flow, &v2_to_the_gate()).or_panic().phase, Phase::Gate);
     // The canary's pods now run stable's version: its share of traffic is no longer v2's.
     let by_hand = fixture::image(&shared.v1);
@@ -224,6 +227,7 @@ fn a_hand_set_image_on_the_canary_is_named_by_doctor_and_canary_status_and_abort
     assert!(aborted.status.success(), "{}", text(&aborted));
     assert_eq!(replicas(&flow, "model-server-canary"), None, "the canary is removed");
     assert!(doctor::doctor(&flow).or_panic().iter().all(|c| c.name != "canary image as recorded"));
+    drop(load);
 }
 
 #[test]
