@@ -798,22 +798,39 @@ pub enum KeysAction {
 /// Release model-server: build, scan, push, sign, attest; print what to deploy.
 ///
 /// Steps: build the image from this checkout (labelled with its commit; the binary built with
-/// cargo auditable); scan it with the pinned osv-scanner against --vuln-db: a HIGH or CRITICAL
-/// finding refuses the release unless allow-listed in deploy/scan/allowlist.toml (each entry with
-/// a reason and an expiry date); push it (default: the local registry); sign its digest with the private key (`cargo xtask keys init`; password from
+/// cargo auditable); scan it with the pinned osv-scanner against --vuln-db (refused when older
+/// than --max-vuln-db-age): a HIGH, CRITICAL or unscored finding refuses the release unless
+/// allow-listed in deploy/scan/allowlist.toml (each entry with a reason and an expiry date); push it (default: the local registry); sign its digest with the private key (`cargo xtask keys init`; password from
 /// $COSIGN_PASSWORD, never on a command line); attach a signed SLSA v1 provenance attestation
 /// (builder, source repository, commit, dirty flag, Cargo.lock digest, build command, start and
 /// end times). Offline: no transparency log and no certificate authority are used (said in the
 /// output). Then `deploy`, `canary start` or `bluegreen start --tag <tag>` verify the signature and
 /// provenance against the environment's public key before changing anything.
+///
+/// In CI the build must not see the signing key: `release build` and `release publish` are the
+/// same release in two jobs (see their --help).
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ReleaseImage {
+    #[command(subcommand)]
+    pub half: Option<ReleaseHalf>,
     /// Tag to release.
-    #[arg(long, value_parser = image_tag)]
-    pub tag: String,
+    #[arg(long, value_parser = image_tag, required = true)]
+    pub tag: Option<String>,
     /// Registry (and optional path prefix) to push to.
     #[arg(long, default_value = crate::cluster::registry::HOST)]
     pub registry: String,
+    #[command(flatten)]
+    pub build: ReleaseBuildArgs,
+    /// `json`: the release (tag, digest, reference) as one JSON document on stdout, progress on
+    /// stderr.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// How a release is built and scanned.
+#[derive(Args, Debug)]
+pub struct ReleaseBuildArgs {
     /// Directory of osv-scanner's offline vulnerability databases (<dir>/osv-scalibr/crates.io/
     /// all.zip). Required: no feed is reachable from here, and no database is never a pass.
     #[arg(long, env = "SHIPSHAPE_VULN_DB")]
@@ -827,10 +844,44 @@ pub struct ReleaseImage {
     /// another builder (xtask-release-uncommitted), which staging and prod do not trust.
     #[arg(long)]
     pub allow_dirty: bool,
-    /// `json`: the release (tag, digest, reference) as one JSON document on stdout, progress on
-    /// stderr.
-    #[arg(short = 'o', long, value_enum, default_value_t)]
-    pub output: Output,
+}
+
+/// A release in two halves, for CI: the build never holds the signing key, the signing job
+/// builds nothing.
+#[derive(Subcommand, Debug)]
+pub enum ReleaseHalf {
+    /// The first half, with no secret: build the image from this checkout and scan it (the same
+    /// gate as `release`), then leave in --out the image archive (image.tar), its CycloneDX SBOM
+    /// and the build record (record.json: tag, image ID, source, Cargo.lock digest, times): the
+    /// workflow's artifact for the second half. Pushes and signs nothing.
+    Build {
+        /// Tag to release.
+        #[arg(long, value_parser = image_tag)]
+        tag: String,
+        #[command(flatten)]
+        build: ReleaseBuildArgs,
+        /// Directory to leave the archive, SBOM and record in.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// `json`: the build record as one JSON document on stdout.
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// The second half, building nothing: load the archive `release build` left in --from,
+    /// refuse it unless it is the image its record names and this checkout is the commit it was
+    /// built from, then push it, sign its digest and attest its SBOM and SLSA provenance (key
+    /// and $COSIGN_PASSWORD as for `release`).
+    Publish {
+        /// The directory `release build --out` wrote.
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// Registry (and optional path prefix) to push to.
+        #[arg(long, default_value = crate::cluster::registry::HOST)]
+        registry: String,
+        /// `json`: tag, digest and reference as one JSON document on stdout.
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: Output,
+    },
 }
 
 /// Values for this release on top of the environment's (deploy/envs/<env>.yaml), as helm takes

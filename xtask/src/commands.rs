@@ -134,18 +134,33 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
                 Ok(())
             }
         },
-        Command::Release(cmd) => {
-            let database = crate::scan::database(cmd.vuln_db, cmd.max_vuln_db_age)?;
-            let released = flows::release::release(sh, &cmd.tag, &cmd.registry, &keys::private_key_path()?, &database, cmd.allow_dirty)?;
-            println!("released {}", released.reference());
-            println!("  deploy it: cargo xtask deploy --tag {} (or canary start / bluegreen start)", cmd.tag);
-            let reference = released.reference();
-            report::github_output(&[("digest", released.digest.as_str()), ("reference", reference.as_str())]);
-            if cmd.output == cli::Output::Json {
-                report::print_json(&serde_json::json!({"tag": cmd.tag, "digest": released.digest, "reference": reference}))?;
+        Command::Release(cmd) => match cmd.half {
+            None => {
+                let tag = cmd.tag.unwrap_or_default();
+                let database = crate::scan::database(cmd.build.vuln_db, cmd.build.max_vuln_db_age)?;
+                let key = keys::private_key_path()?;
+                let released = flows::release::release(sh, &tag, &cmd.registry, &key, &database, cmd.build.allow_dirty)?;
+                say_released(&released, cmd.output)
             }
-            Ok(())
-        }
+            Some(cli::ReleaseHalf::Build { tag, build, out, output }) => {
+                let database = crate::scan::database(build.vuln_db, build.max_vuln_db_age)?;
+                let record = flows::release::build_to(sh, &tag, &database, build.allow_dirty, &out)?;
+                println!(
+                    "built and scanned {tag} ({}): publish it with `cargo xtask release publish --from {}`",
+                    record.image_id,
+                    out.display()
+                );
+                report::github_output(&[("image-id", record.image_id.as_str())]);
+                if output == cli::Output::Json {
+                    report::print_json(&serde_json::to_value(&record)?)?;
+                }
+                Ok(())
+            }
+            Some(cli::ReleaseHalf::Publish { from, registry, output }) => {
+                let released = flows::release::publish_from(sh, &from, &registry, &keys::private_key_path()?)?;
+                say_released(&released, output)
+            }
+        },
         Command::Completions(cmd) => {
             use clap::CommandFactory;
             let mut script = Vec::new();
@@ -265,7 +280,10 @@ fn output_of(command: &Command) -> cli::Output {
         Command::Doctor(c) => c.output,
         Command::Status(c) => c.output,
         Command::Environments(c) => c.output,
-        Command::Release(c) => c.output,
+        Command::Release(c) => match &c.half {
+            Some(cli::ReleaseHalf::Publish { output, .. } | cli::ReleaseHalf::Build { output, .. }) => *output,
+            _ => c.output,
+        },
         Command::Canary(c) => match &c.action {
             C::Start(s) => s.output,
             C::Promote(t) | C::Resume(t) => t.output,
@@ -317,6 +335,18 @@ fn wanted(tag: Option<String>, from: Option<cli::Env>, namespace: Option<String>
 
 fn overrides(values: cli::ValueOverrides) -> flows::Overrides {
     flows::Overrides { set: values.set, set_string: values.set_string, files: values.values }
+}
+
+/// What a release made, in words and, where asked, as JSON and `$GITHUB_OUTPUT`.
+fn say_released(released: &crate::image::Pinned, output: cli::Output) -> Result<()> {
+    let reference = released.reference();
+    println!("released {reference}");
+    println!("  deploy it: cargo xtask deploy --tag {} (or canary start / bluegreen start)", released.tag);
+    report::github_output(&[("digest", released.digest.as_str()), ("reference", reference.as_str())]);
+    if output == cli::Output::Json {
+        report::print_json(&serde_json::json!({"tag": released.tag, "digest": released.digest, "reference": reference}))?;
+    }
+    Ok(())
 }
 
 fn signature(args: cli::SignatureArgs) -> signing::Request {

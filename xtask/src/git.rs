@@ -5,6 +5,7 @@ use xshell::{cmd, Shell};
 use crate::process::read_or_explain;
 
 /// The checkout a release is built from.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Source {
     pub commit: String,
     /// Uncommitted changes to what the image is built from ([`IMAGE_INPUTS`]): the build is not

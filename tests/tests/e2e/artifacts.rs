@@ -239,3 +239,55 @@ fn provenance_that_names_another_commit_is_refused() {
     );
     assert!(error.contains("nothing was changed"), "{error}");
 }
+
+/// Issue 24: the release workflow's two jobs, played in order. The build half holds no key and
+/// pushes nothing; the publish half builds nothing, refuses an archive that is not the image its
+/// record names, then pushes, signs and attests; what it published deploys where our signature
+/// is required.
+#[test]
+fn a_release_built_without_the_key_then_published_deploys_verified() {
+    let shared = fixture::shared();
+    let sh = xtask::repo_shell().unwrap();
+    let tag = format!("{}-two-jobs", shared.v1);
+    let artifact = tempfile::tempdir().unwrap();
+    let heavy = fixture::cpu_heavy();
+    let record = xtask::flows::release::build_to(&sh, &tag, fixture::clean_vulnerability_database(), true, artifact.path()).or_panic();
+    let crane = xtask::crane::Crane::new(&sh).unwrap();
+    let reference = app_images::in_registry(&format!("{}:{tag}", app_images::MODEL_SERVER_REPOSITORY), registry::HOST);
+    assert!(crane.digest(&reference).is_err(), "the build half pushed nothing");
+
+    let ns = TestNamespace::new("signed-two-jobs");
+    let publish = |from: &std::path::Path| {
+        fixture::xtask_command(&ns)
+            .args(["release", "publish", "--from", from.to_str().unwrap(), "-o", "json"])
+            .env("SHIPSHAPE_COSIGN_KEY", &keys().ours.0)
+            .output()
+            .unwrap()
+    };
+    // An archive that is not the image its record names is refused before anything leaves.
+    let forged = tempfile::tempdir().unwrap();
+    for file in ["image.tar", "sbom.cdx.json"] {
+        std::fs::hard_link(artifact.path().join(file), forged.path().join(file)).unwrap();
+    }
+    let other = xtask::flows::release::BuildRecord { image_id: "sha256:0000".into(), ..record.clone() };
+    std::fs::write(forged.path().join("record.json"), serde_json::to_vec(&other).unwrap()).unwrap();
+    let refused = publish(forged.path());
+    let said = fixture::said(&refused);
+    assert!(!refused.status.success() && said.contains("nothing was pushed or signed"), "{said}");
+    assert!(crane.digest(&reference).is_err(), "the refused archive was not pushed");
+
+    let published = publish(artifact.path());
+    assert!(published.status.success(), "{}", fixture::said(&published));
+    let document: serde_json::Value = serde_json::from_slice(&published.stdout).unwrap();
+    let digest = document["digest"].as_str().unwrap().to_owned();
+    drop(heavy);
+
+    let mut flow = ns.flow();
+    flow.signature = requiring_our_signature();
+    deploy::deploy(&flow, &tag, false).or_panic();
+    let live = flow.record().or_panic().stable_image().unwrap();
+    assert!(live.ends_with(&digest), "what runs is the published digest: {live}");
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    let proven = &runs.last().unwrap().facts["signature"];
+    assert!(proven.contains("is signed with") && proven.contains(&format!("names commit {}", record.source.commit)), "{proven}");
+}

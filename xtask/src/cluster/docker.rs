@@ -67,6 +67,11 @@ impl<'a> Docker<'a> {
         run_logged(cmd!(self.sh, "docker save --output {out} {tags...}"), log, &format!("docker save {}", tags.join(" ")))
     }
 
+    /// `docker load`: the images of a `docker save` archive, under the tags it holds.
+    pub fn load(&self, archive: &Path, log: &Path) -> Result<()> {
+        run_logged(cmd!(self.sh, "docker load --input {archive}"), log, &format!("docker load {}", archive.display()))
+    }
+
     pub fn tag(&self, source: &str, target: &str, log: &Path) -> Result<()> {
         run_logged(cmd!(self.sh, "docker tag {source} {target}"), log, &format!("docker tag {target}"))
     }
