@@ -181,6 +181,9 @@ struct PredictRequest {
 }
 
 async fn predict(State(state): State<Arc<AppState>>, Json(request): Json<PredictRequest>) -> Response {
+    if let Some(delay) = state.config.faults.latency {
+        tokio::time::sleep(delay).await;
+    }
     if state.config.faults.fail_this_request() {
         return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "injected fault (FAULT_ERROR_RATE)"}))).into_response();
     }

@@ -12,8 +12,10 @@ pub struct Faults {
     /// `/health` always answers 503: a version its liveness probe restarts.
     pub unhealthy: bool,
     /// MiB allocated (and touched) at start and held: a version that needs more memory than
-    /// its limit, which the kernel kills (OOMKilled).
+    /// its limit, which the kernel kills (OOMKilled), or one that costs more than stable.
     pub memory_mib: u64,
+    /// Added to every prediction's time: a version that regresses latency.
+    pub latency: Option<std::time::Duration>,
     served: AtomicU64,
 }
 
@@ -25,17 +27,20 @@ impl Faults {
             crash_on_start,
             unhealthy: false,
             memory_mib: 0,
+            latency: None,
             served: AtomicU64::new(0),
         }
     }
 
-    /// These faults with `/health` failing and `memory_mib` held.
-    pub fn with_liveness_and_memory(self, unhealthy: bool, memory_mib: u64) -> Faults {
-        Faults { unhealthy, memory_mib, ..self }
+    /// These faults with `/health` failing, `memory_mib` held and `latency_ms` added to every
+    /// prediction.
+    pub fn with_liveness_memory_and_latency(self, unhealthy: bool, memory_mib: u64, latency_ms: u64) -> Faults {
+        let latency = (latency_ms > 0).then(|| std::time::Duration::from_millis(latency_ms));
+        Faults { unhealthy, memory_mib, latency, ..self }
     }
 
     pub fn any(&self) -> bool {
-        self.error_rate > 0.0 || self.never_ready || self.crash_on_start || self.unhealthy || self.memory_mib > 0
+        self.error_rate > 0.0 || self.never_ready || self.crash_on_start || self.unhealthy || self.memory_mib > 0 || self.latency.is_some()
     }
 
     /// Allocates and touches `memory_mib` MiB, kept for the life of the process (a model too big

@@ -239,6 +239,18 @@ async fn injected_readiness_failure_keeps_the_pod_unready() {
 }
 
 #[tokio::test]
+async fn injected_latency_delays_every_prediction_at_least_that_long() {
+    let server = start(&[("FAULT_LATENCY_MS", "300")]).await;
+    wait_for(&server, "/ready", r#""status":"ready""#, TIMEOUT).await;
+    let asked = std::time::Instant::now();
+    let answer = post(&server, "/v1/predict", &[], Some(r#"{"instances":[[5.1,3.5,1.4,0.2]]}"#)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // A lower bound the sleep guarantees, not a timing guess.
+    assert!(asked.elapsed() >= Duration::from_millis(300), "answered in {:?}", asked.elapsed());
+    server.shutdown();
+}
+
+#[tokio::test]
 async fn injected_liveness_failure_fails_health_and_held_memory_serves_on() {
     let server = start(&[("FAULT_UNHEALTHY", "true"), ("FAULT_MEMORY_MIB", "8")]).await;
     let health = get(&server, "/health").await;

@@ -414,6 +414,13 @@ pub struct CanaryStart {
     /// Canary p95 latency may be at most this times stable's (plus 50 ms of slack).
     #[arg(long, default_value_t = 2.0)]
     pub max_latency_ratio: f64,
+    /// Canary memory (working set) per pod may be at most this times stable's (plus 16 MiB),
+    /// from the kubelet's resource metrics (through the API server's node proxy).
+    #[arg(long, default_value_t = crate::flows::analysis::MAX_MEMORY_RATIO)]
+    pub max_memory_ratio: f64,
+    /// Canary CPU per pod over the window may be at most this times stable's (plus 50m).
+    #[arg(long, default_value_t = crate::flows::analysis::MAX_CPU_RATIO)]
+    pub max_cpu_ratio: f64,
     /// The approval gate: `prompt` asks on a terminal, `pause` stops and waits for
     /// `canary promote` / `canary abort`, `approved` promotes (approval given in advance).
     /// Default: prompt on a terminal, else pause.

@@ -188,6 +188,8 @@ fn run_canary(action: cli::CanaryAction, sh: &Shell) -> Result<()> {
                 min_requests: start.min_requests,
                 max_error_rate: start.max_error_rate,
                 max_latency_ratio: start.max_latency_ratio,
+                max_memory_ratio: start.max_memory_ratio,
+                max_cpu_ratio: start.max_cpu_ratio,
                 approval: start.approval.map(Into::into),
                 prometheus: start.prometheus,
                 checks: start.checks,

@@ -323,6 +323,8 @@ fn a_prod_canary_on_ten_replicas_rides_out_a_drained_worker_then_is_promoted_and
         min_requests: 20,
         max_error_rate: 0.01,
         max_latency_ratio: 3.0,
+        max_memory_ratio: xtask::flows::analysis::MAX_MEMORY_RATIO,
+        max_cpu_ratio: xtask::flows::analysis::MAX_CPU_RATIO,
         approval: Some(Approval::Pause),
         prometheus: None,
         checks: None,

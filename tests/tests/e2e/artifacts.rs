@@ -73,6 +73,8 @@ fn a_signed_release_is_verified_then_promoted_as_a_canary() {
         min_requests: 20,
         max_error_rate: 0.01,
         max_latency_ratio: 3.0,
+        max_memory_ratio: xtask::flows::analysis::MAX_MEMORY_RATIO,
+        max_cpu_ratio: xtask::flows::analysis::MAX_CPU_RATIO,
         approval: Some(Approval::Approved),
         prometheus: None,
         checks: None,

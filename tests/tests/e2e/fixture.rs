@@ -22,6 +22,10 @@ pub struct Shared {
     pub crashing: String,
     /// A version that answers half of its predictions with HTTP 500.
     pub failing_half: String,
+    /// A version that takes 200 ms longer over every prediction.
+    pub slow: String,
+    /// A version that holds 96 MiB more than stable (within its limit).
+    pub hungry: String,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
@@ -102,13 +106,23 @@ pub fn shared() -> &'static Shared {
         let v2 = app_images::variant(&docker, &v1, "v2", &[]).unwrap();
         let crashing = app_images::variant(&docker, &v1, "crash", &[("FAULT_CRASH_ON_START", "true")]).unwrap();
         let failing_half = app_images::variant(&docker, &v1, "errors", &[("FAULT_ERROR_RATE", "0.5")]).unwrap();
+        let slow = app_images::variant(&docker, &v1, "slow", &[("FAULT_LATENCY_MS", "200")]).unwrap();
+        let hungry = app_images::variant(&docker, &v1, "hungry", &[("FAULT_MEMORY_MIB", "96")]).unwrap();
         let postgres = app_images::build_postgres(&sh, &docker).unwrap();
         // Through the local registry, as every flow gets its images (cluster up started it).
-        for image in [&v1, &v2, &crashing, &failing_half, &postgres] {
+        for image in [&v1, &v2, &crashing, &failing_half, &slow, &hungry, &postgres] {
             app_images::push(&docker, image, registry::HOST).unwrap();
         }
         let tag = |image: &str| image.rsplit_once(':').unwrap().1.to_owned();
-        Shared { v1: tag(&v1), v2: tag(&v2), crashing: tag(&crashing), failing_half: tag(&failing_half), cluster }
+        Shared {
+            v1: tag(&v1),
+            v2: tag(&v2),
+            crashing: tag(&crashing),
+            failing_half: tag(&failing_half),
+            slow: tag(&slow),
+            hungry: tag(&hungry),
+            cluster,
+        }
     })
 }
 

@@ -27,6 +27,8 @@ fn v2_to_the_gate() -> CanaryStart {
         min_requests: 20,
         max_error_rate: 0.01,
         max_latency_ratio: 3.0,
+        max_memory_ratio: xtask::flows::analysis::MAX_MEMORY_RATIO,
+        max_cpu_ratio: xtask::flows::analysis::MAX_CPU_RATIO,
         approval: Some(Approval::Pause),
         prometheus: None,
         checks: None,

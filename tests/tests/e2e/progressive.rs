@@ -18,6 +18,34 @@ use crate::fixture::{self, failure, LoadGenerator, LoadStats, OrPanic, TestNames
 
 use fixture::PODS;
 
+/// Issue 23: the canary judges what users feel and what it costs. A canary 200 ms slower per
+/// prediction is aborted on p95 latency; one that holds 96 MiB more per pod than stable (its
+/// limit allows it) is aborted on memory, from the kubelet's resource metrics. Each abort says
+/// the numbers; stable serves throughout.
+#[test]
+fn canaries_slower_on_p95_or_hungrier_per_pod_than_stable_are_aborted_with_the_numbers() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("canary-costly");
+    let flow = stable_at_v1(&ns);
+    let load = LoadGenerator::start(&ns);
+
+    let slow = failure(canary::start_canary(&flow, &canary_args(&ns, &shared.slow, Approval::Approved)));
+    assert!(slow.contains("aborted") && slow.contains("canary p95 latency") && slow.contains(" is above "), "{slow}");
+    assert_eq!(deployment_image(&flow, "model-server-canary"), None);
+
+    let hungry = failure(canary::start_canary(&flow, &canary_args(&ns, &shared.hungry, Approval::Approved)));
+    assert!(hungry.contains("aborted") && hungry.contains("canary memory") && hungry.contains("MiB per pod is above"), "{hungry}");
+    assert_eq!(deployment_image(&flow, "model-server"), Some(image(&shared.v1)), "stable unchanged");
+    assert_eq!(deployment_image(&flow, "model-server-canary"), None);
+    let (_, state) = canary::latest(&flow).or_panic().expect("the canary's journaled state");
+    let judged = state.measured.last().and_then(|m| m.analysis.as_ref()).expect("the failed step's analysis, journaled");
+    assert!(judged.resources["canary"].memory_bytes > 96.0 * 1024.0 * 1024.0, "{:?}", judged.resources);
+
+    let stats = load.stats();
+    let stable = stats.by_version.get(&shared.v1).copied().unwrap_or_default();
+    assert!(stable.ok > 100 && stable.failed == 0, "stable served every request it got: {stats:?}");
+}
+
 fn deployment_image(flow: &Flow, name: &str) -> Option<String> {
     let deployments: Api<Deployment> = Api::namespaced(flow.client().clone(), &flow.target.namespace);
     flow.block_on(deployments.get_opt(name)).unwrap().map(|d| fixture::unpinned(&ownership::deployment_image(&d).unwrap()))
@@ -36,6 +64,8 @@ fn canary_args(ns: &TestNamespace, tag: &str, approval: Approval) -> CanaryStart
         min_requests: 20,
         max_error_rate: 0.01,
         max_latency_ratio: 3.0,
+        max_memory_ratio: xtask::flows::analysis::MAX_MEMORY_RATIO,
+        max_cpu_ratio: xtask::flows::analysis::MAX_CPU_RATIO,
         approval: Some(approval),
         prometheus: None,
         checks: None,

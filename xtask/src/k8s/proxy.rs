@@ -17,6 +17,11 @@ pub async fn get_pod(client: &kube::Client, namespace: &str, pod: &str, port: u1
     send(client, http::Request::get(format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}")), None).await
 }
 
+/// `GET <path>` of a node's kubelet (e.g. `/metrics/resource`) via the API server's node proxy.
+pub async fn get_node(client: &kube::Client, node: &str, path: &str) -> Result<Answer> {
+    send(client, http::Request::get(format!("/api/v1/nodes/{node}/proxy{path}")), None).await
+}
+
 /// `POST http://<pod>:<port><path>` with one header (e.g. a token: it travels in the request to
 /// the API server, never on a command line).
 pub async fn post_pod(client: &kube::Client, namespace: &str, pod: &str, port: u16, path: &str, header: (&str, &str)) -> Result<Answer> {

@@ -14,6 +14,7 @@ use crate::k8s::proxy;
 
 pub mod checks;
 mod prometheus;
+pub mod resources;
 pub use prometheus::{parse_buckets_by_le, parse_instant_value, Prometheus};
 
 /// The route whose requests are judged.
@@ -22,7 +23,7 @@ pub(crate) const ROUTE: &str = "/v1/predict";
 const METRICS_PORT_NAME: &str = "metrics";
 
 /// What a canary must show to pass a step.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
 pub struct Thresholds {
     /// Fewer canary requests than this in the window: inconclusive.
     pub min_requests: u64,
@@ -32,6 +33,25 @@ pub struct Thresholds {
     pub max_latency_ratio: f64,
     /// ...plus this (small latencies are noisy), in seconds.
     pub latency_slack_seconds: f64,
+    /// Canary memory per pod may be at most this many times stable's (resources.rs)...
+    #[serde(default = "max_memory_ratio")]
+    pub max_memory_ratio: f64,
+    /// ...and its CPU per pod this many times.
+    #[serde(default = "max_cpu_ratio")]
+    pub max_cpu_ratio: f64,
+}
+
+/// `--max-memory-ratio`'s default: twice stable's working set per pod (plus 16 MiB).
+pub const MAX_MEMORY_RATIO: f64 = 2.0;
+/// `--max-cpu-ratio`'s default: CPU is spikier than memory over a short window.
+pub const MAX_CPU_RATIO: f64 = 3.0;
+
+// Canaries journaled before resources were judged read back with the defaults.
+fn max_memory_ratio() -> f64 {
+    MAX_MEMORY_RATIO
+}
+fn max_cpu_ratio() -> f64 {
+    MAX_CPU_RATIO
 }
 
 /// The latency percentile a canary is judged by (Flagger's built-in check is p99 of request
@@ -233,6 +253,9 @@ pub struct Analysis {
     /// The custom checks' values (`deploy/analysis`, with Prometheus).
     #[serde(default)]
     pub checks: Vec<checks::CheckResult>,
+    /// Memory and CPU per pod, per track (empty where they could not be read).
+    #[serde(default)]
+    pub resources: BTreeMap<String, resources::TrackUsage>,
 }
 
 impl Analysis {
@@ -246,6 +269,27 @@ impl Analysis {
             }
         }
         self.checks = results;
+        self
+    }
+
+    /// Adds the resource judgement (canary against stable per pod): a canary that costs too
+    /// much fails the step; resources that could not be read are said, not judged (a cluster
+    /// that denies the node proxy should not stop every canary).
+    pub fn with_resources(mut self, measured: Result<BTreeMap<String, resources::TrackUsage>>, thresholds: &Thresholds) -> Analysis {
+        match measured {
+            Ok(usage) => {
+                let (verdict, reasons) = resources::judge(&usage, thresholds.max_memory_ratio, thresholds.max_cpu_ratio);
+                if verdict == Some(Verdict::Fail) {
+                    // A cost regression fails whatever the traffic showed, and leads the reasons.
+                    self.verdict = Verdict::Fail;
+                    self.reasons.splice(0..0, reasons);
+                } else {
+                    self.reasons.extend(reasons);
+                }
+                self.resources = usage;
+            }
+            Err(err) => self.reasons.push(format!("resources not read ({err:#}): not judged")),
+        }
         self
     }
 }
@@ -315,7 +359,7 @@ pub fn judge(tracks: &BTreeMap<String, TrackSample>, thresholds: &Thresholds, wi
             said(&stable)
         ));
     }
-    Analysis { verdict, reasons, canary, stable, window_seconds: window.as_secs_f64(), checks: Vec::new() }
+    Analysis { verdict, reasons, canary, stable, window_seconds: window.as_secs_f64(), checks: Vec::new(), resources: BTreeMap::new() }
 }
 
 #[cfg(test)]
@@ -332,7 +376,7 @@ http_request_duration_seconds_bucket{route="/v1/predict",le="0.005"} 100
 "#;
 
     fn thresholds() -> Thresholds {
-        Thresholds { min_requests: 20, max_error_rate: 0.01, max_latency_ratio: 2.0, latency_slack_seconds: 0.05 }
+        Thresholds { min_requests: 20, max_error_rate: 0.01, max_latency_ratio: 2.0, latency_slack_seconds: 0.05, ..Default::default() }
     }
 
     #[test]

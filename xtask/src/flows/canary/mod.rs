@@ -47,6 +47,9 @@ pub struct StartOptions {
     pub min_requests: u64,
     pub max_error_rate: f64,
     pub max_latency_ratio: f64,
+    /// Canary memory and CPU per pod against stable's (analysis::resources).
+    pub max_memory_ratio: f64,
+    pub max_cpu_ratio: f64,
     /// None: prompt on a terminal, else pause.
     pub approval: Option<Approval>,
     pub prometheus: Option<analysis::Prometheus>,
@@ -236,6 +239,8 @@ pub fn start_canary(flow: &Flow, args: &StartOptions) -> Result<State> {
             max_error_rate: args.max_error_rate,
             max_latency_ratio: args.max_latency_ratio,
             latency_slack_seconds: 0.05,
+            max_memory_ratio: args.max_memory_ratio,
+            max_cpu_ratio: args.max_cpu_ratio,
         },
         approval,
         phase: Phase::Step(0),
@@ -513,6 +518,8 @@ fn analyse(flow: &Flow, state: &State) -> Result<analysis::Analysis> {
     let t = &flow.target;
     let window = Duration::from_secs(state.analysis_seconds);
     let mut custom = Vec::new();
+    let resources_at = || flow.block_on(analysis::resources::snapshot(flow.client(), &t.namespace, &t.release));
+    let resources_before = resources_at();
     let tracks = match &state.prometheus {
         Some(url) => {
             let prometheus: analysis::Prometheus = url.parse()?;
@@ -536,7 +543,8 @@ fn analyse(flow: &Flow, state: &State) -> Result<analysis::Analysis> {
             analysis::window(&start, &end)
         }
     };
-    Ok(analysis::judge(&tracks, &state.thresholds, window).with_checks(custom))
+    let resources = resources_before.and_then(|before| Ok(analysis::resources::usage(&before, &resources_at()?, window)));
+    Ok(analysis::judge(&tracks, &state.thresholds, window).with_checks(custom).with_resources(resources, &state.thresholds))
 }
 
 /// The release's serving pods by name, with their track, and whether each is ready.
@@ -771,7 +779,13 @@ mod tests {
             total_pods: 10,
             steps: steps.to_vec(),
             analysis_seconds: 8,
-            thresholds: analysis::Thresholds { min_requests: 1, max_error_rate: 0.01, max_latency_ratio: 2.0, latency_slack_seconds: 0.05 },
+            thresholds: analysis::Thresholds {
+                min_requests: 1,
+                max_error_rate: 0.01,
+                max_latency_ratio: 2.0,
+                latency_slack_seconds: 0.05,
+                ..Default::default()
+            },
             approval: Approval::Pause,
             phase,
             measured: Vec::new(),
@@ -889,6 +903,7 @@ mod tests {
                     stable: track(400.0, 0.0, 0.010),
                     window_seconds: 25.0,
                     checks: Vec::new(),
+                    resources: Default::default(),
                 }),
                 ready_seconds: 4.0,
                 detection_lag_seconds: 0.0,

@@ -328,7 +328,13 @@ mod tests {
             total_pods: 10,
             steps: steps.to_vec(),
             analysis_seconds: 60,
-            thresholds: Thresholds { min_requests: 50, max_error_rate: 0.01, max_latency_ratio: 2.0, latency_slack_seconds: 0.05 },
+            thresholds: Thresholds {
+                min_requests: 50,
+                max_error_rate: 0.01,
+                max_latency_ratio: 2.0,
+                latency_slack_seconds: 0.05,
+                ..Default::default()
+            },
             approval: Approval::Pause,
             phase,
             measured: Vec::new(),
