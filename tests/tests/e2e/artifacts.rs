@@ -93,6 +93,14 @@ fn a_signed_release_is_verified_then_promoted_as_a_canary() {
 #[test]
 fn unsigned_other_keys_and_moved_tags_are_refused_before_any_change() {
     let shared = fixture::shared();
+    // Every release this test needs, first: a CPU-heavy step started mid-test waits for every
+    // traffic test under way to end (seen: 75 s for one).
+    let theirs = format!("{}-theirs", shared.v1);
+    release(&theirs, &keys().theirs.0);
+    let moved = format!("{}-moved", shared.v1);
+    release(&moved, &keys().ours.0);
+    let old_key_release = format!("{}-old-key", shared.v1);
+    release(&old_key_release, &keys().ours.0);
     let ns = TestNamespace::new("signed-refusals");
     let mut flow = ns.flow();
     deploy::deploy(&flow, &shared.v1, false).or_panic();
@@ -106,14 +114,10 @@ fn unsigned_other_keys_and_moved_tags_are_refused_before_any_change() {
     assert!(error.contains("nothing was changed"), "{error}");
 
     // Signed, but with another key.
-    let theirs = format!("{}-theirs", shared.v1);
-    release(&theirs, &keys().theirs.0);
     let error = failure(deploy::deploy(&flow, &theirs, false));
     assert!(error.contains("cannot be deployed here"), "{error}");
 
     // Signed with ours, then the tag moved to other content.
-    let moved = format!("{}-moved", shared.v1);
-    release(&moved, &keys().ours.0);
     let sh = xtask::repo_shell().unwrap();
     let docker = Docker::connect(&sh).unwrap();
     let other = app_images::in_registry(&format!("{}:{}", app_images::MODEL_SERVER_REPOSITORY, shared.v2), registry::HOST);
@@ -134,8 +138,6 @@ fn unsigned_other_keys_and_moved_tags_are_refused_before_any_change() {
     // runs; with both keys trusted the new key's release deploys; once the old key is no longer
     // trusted, a rollback to the old key's release is checked again and refused; trusted again,
     // the rollback runs it.
-    let old_key_release = format!("{}-old-key", shared.v1);
-    release(&old_key_release, &keys().ours.0);
     deploy::deploy(&flow, &old_key_release, false).or_panic();
     let both = Request { public_keys: vec![keys().theirs.1.clone(), keys().ours.1.clone()], require: true, ..Default::default() };
     flow.signature = both.clone();
