@@ -64,6 +64,37 @@ fn rotating_the_admin_token_makes_the_new_one_work_and_the_old_one_fail() {
         flow.block_on(Api::<ConfigMap>::namespaced(flow.client().clone(), &ns.name).get("shipshape-journal-model-server")).unwrap();
     let text = serde_json::to_string(&journal.data).unwrap();
     assert!(!text.contains(&old) && !text.contains(&new), "no token value is ever journaled");
+
+    // Issue 22: the rotation lasts through the flows that follow it. A deploy and a rollback
+    // render the release again; a canary starts pods of another version; every pod, canary
+    // included, takes the new token and refuses the old.
+    deploy::deploy(&flow, &shared.v2, false).or_panic();
+    assert_eq!(token(&ns), new, "a deploy leaves a manual Secret as it is");
+    assert_new_token_accepted_old_refused(&ns, &new, &old);
+    xtask::flows::rollback::rollback(&flow, xtask::flows::rollback::To::Previous, false, false).or_panic();
+    assert_new_token_accepted_old_refused(&ns, &new, &old);
+    let load = fixture::LoadGenerator::start(&ns);
+    let at_the_gate = xtask::flows::canary::StartOptions {
+        image: xtask::flows::images::Wanted::Tag(shared.v2.clone()),
+        steps: vec![50],
+        analysis_seconds: 8,
+        min_requests: 20,
+        max_error_rate: 0.01,
+        max_latency_ratio: 3.0,
+        max_memory_ratio: xtask::flows::analysis::MAX_MEMORY_RATIO,
+        max_cpu_ratio: xtask::flows::analysis::MAX_CPU_RATIO,
+        approval: Some(xtask::flows::canary::Approval::Pause),
+        prometheus: None,
+        checks: None,
+        dry_run: false,
+    };
+    let state = xtask::flows::canary::start_canary(&flow, &at_the_gate).or_panic();
+    assert_eq!(state.phase, xtask::flows::canary::Phase::Gate, "{state:#?}");
+    let answers = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", &new)).or_panic();
+    assert!(answers.iter().any(|a| a.track == "canary") && answers.iter().all(|a| a.status == 200), "{answers:?}");
+    assert_new_token_accepted_old_refused(&ns, &new, &old);
+    xtask::flows::canary::continue_canary(&flow, xtask::flows::canary::Request::Abort, None).or_panic();
+    drop(load);
 }
 
 #[test]
