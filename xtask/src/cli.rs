@@ -180,6 +180,11 @@ pub struct Rollback {
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// A Helm operation left pending (helm refuses every change until it is cleared) is cleared
+    /// once it is 2 minutes old, in case it still runs somewhere; with this, at once: you know
+    /// its process is gone (killed, its machine lost).
+    #[arg(long)]
+    pub clear_pending: bool,
 }
 
 /// Reload the model on every pod (stable and canary): `POST /admin/reload` with the admin token.

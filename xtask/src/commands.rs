@@ -46,7 +46,9 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
                 (None, Some(tag)) => rollback::To::Tag(tag),
                 (None, None) => rollback::To::Previous,
             };
-            let rolled_back = rollback::rollback(&flow, to, cmd.skip_verification, cmd.dry_run);
+            let options =
+                rollback::Options { skip_verification: cmd.skip_verification, dry_run: cmd.dry_run, clear_pending: cmd.clear_pending };
+            let rolled_back = rollback::rollback(&flow, to, &options);
             ended.extend(flow.ended_runs());
             match rolled_back? {
                 Some(summary) => rollback::show(&summary, cmd.output.into()),

@@ -145,11 +145,12 @@ fn unsigned_other_keys_and_moved_tags_are_refused_before_any_change() {
     assert_eq!(stable_image(&flow), image(&theirs), "the new key's release runs beside the old key's trust");
     flow.signature = Request { public_keys: vec![keys().theirs.1.clone()], ..both.clone() };
     let at = flow.record().or_panic().history.len();
-    let error = failure(xtask::flows::rollback::rollback(&flow, xtask::flows::rollback::To::Previous, false, false));
+    let error =
+        failure(xtask::flows::rollback::rollback(&flow, xtask::flows::rollback::To::Previous, &xtask::flows::rollback::Options::default()));
     assert!(error.contains("none made with a key this environment trusts") && error.contains("nothing was changed"), "{error}");
     assert_eq!((flow.record().or_panic().history.len(), stable_image(&flow)), (at, image(&theirs)), "the refused rollback changed nothing");
     flow.signature = both;
-    xtask::flows::rollback::rollback(&flow, xtask::flows::rollback::To::Previous, false, false).or_panic();
+    xtask::flows::rollback::rollback(&flow, xtask::flows::rollback::To::Previous, &xtask::flows::rollback::Options::default()).or_panic();
     assert_eq!(stable_image(&flow), image(&old_key_release), "rolled back to the old key's release");
     let runs = flow.block_on(flow.journal().entries()).or_panic();
     let rollback = runs.last().unwrap();

@@ -323,3 +323,72 @@ fn a_helm_rollback_by_hand_at_the_gate_invalidates_the_promotion() {
     assert!(again.status.success() && text(&again).contains("already aborted"), "idempotent: {}", text(&again));
     load.stats().assert_none_failed();
 }
+
+/// Issue 23, the rollback runbook's hard cases, induced for real: a `helm upgrade --wait` killed
+/// mid-way (the release stuck in pending-upgrade: helm refuses every change) and a canary
+/// Deployment Helm does not know about (applied by hand). doctor names the stuck operation;
+/// rollback refuses a pending operation young enough to still run, clears it at once with
+/// --clear-pending, removes the orphan canary and returns to what was deployed.
+#[test]
+fn a_killed_helm_upgrade_and_an_orphan_canary_are_cleared_by_rollback() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("pending-orphan");
+    let flow = ns.flow();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    let deployed = flow.record().or_panic().current().unwrap().revision;
+
+    // A canary Deployment applied by hand: Helm's record has no canary.
+    let orphan: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "model-server-canary", "labels": {"app.kubernetes.io/instance": "model-server", "shipshape.dev/track": "canary"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/instance": "model-server", "shipshape.dev/track": "canary"}},
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/instance": "model-server", "shipshape.dev/track": "canary"}},
+                "spec": {"containers": [{"name": "api", "image": fixture::image(&shared.v2)}]}
+            }
+        }
+    }))
+    .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(flow.client().clone(), &ns.name);
+    flow.block_on(deployments.create(&Default::default(), &orphan)).unwrap();
+
+    // `helm upgrade --wait` of a crashing version, killed while it waits.
+    let helm = xtask::tools::HELM.find(&ns.sh).or_panic();
+    let mut upgrade = std::process::Command::new(helm)
+        .args(["upgrade", "model-server", xtask::chart::chart_dir().to_str().unwrap(), "--namespace", &ns.name, "--reuse-values"])
+        .args(["--set-string", &format!("image.tag={}", shared.crashing), "--wait", "--timeout", "5m"])
+        .env("KUBECONFIG", &ns.kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while flow.record().or_panic().current().map(|c| c.status.clone()) != Some("pending-upgrade".to_owned()) {
+        assert!(std::time::Instant::now() < deadline, "helm never began its upgrade");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    upgrade.kill().unwrap();
+    upgrade.wait().unwrap();
+
+    let findings = doctor::doctor(&flow).or_panic();
+    let stuck = findings.iter().find(|c| c.name == "helm release").unwrap();
+    assert_eq!(stuck.outcome, Outcome::Fail, "{stuck:?}");
+    assert!(stuck.detail.contains("pending-upgrade") && stuck.fix.as_deref().is_some_and(|f| f.contains("rollback")), "{stuck:?}");
+
+    // Young: it may still run somewhere. Refused, and nothing changes.
+    let refused = xtask(&ns, &["rollback"]);
+    let said = text(&refused);
+    assert!(!refused.status.success() && said.contains("may still be running") && said.contains("--clear-pending"), "{said}");
+    assert_eq!(flow.record().or_panic().current().unwrap().status, "pending-upgrade");
+
+    let cleared = xtask(&ns, &["rollback", "--clear-pending"]);
+    let said = text(&cleared);
+    assert!(cleared.status.success(), "{said}");
+    assert!(said.contains("model-server-canary"), "the orphan canary's removal is said: {said}");
+    let record = flow.record().or_panic();
+    assert_eq!(record.current().unwrap().status, "deployed");
+    assert_eq!(fixture::unpinned(&record.stable_image().unwrap()), fixture::image(&shared.v1), "back to revision {deployed}'s version");
+    assert!(flow.block_on(deployments.get_opt("model-server-canary")).unwrap().is_none(), "the orphan canary is gone");
+    assert_eq!(verify::verify(&flow).or_panic().outcome, Outcome::Pass);
+}

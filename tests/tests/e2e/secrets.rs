@@ -71,7 +71,7 @@ fn rotating_the_admin_token_makes_the_new_one_work_and_the_old_one_fail() {
     deploy::deploy(&flow, &shared.v2, false).or_panic();
     assert_eq!(token(&ns), new, "a deploy leaves a manual Secret as it is");
     assert_new_token_accepted_old_refused(&ns, &new, &old);
-    xtask::flows::rollback::rollback(&flow, xtask::flows::rollback::To::Previous, false, false).or_panic();
+    xtask::flows::rollback::rollback(&flow, xtask::flows::rollback::To::Previous, &Default::default()).or_panic();
     assert_new_token_accepted_old_refused(&ns, &new, &old);
     let load = fixture::LoadGenerator::start(&ns);
     let at_the_gate = xtask::flows::canary::StartOptions {

@@ -122,20 +122,23 @@ fn rollback_to_the_previous_release_a_tag_and_a_revision() {
     deploy::deploy(&flow, &shared.v1, false).or_panic();
     deploy::deploy(&flow, &shared.v2, false).or_panic();
 
-    let summary = rollback::rollback(&flow, To::Previous, false, false).or_panic().expect("not a dry run");
+    let summary = rollback::rollback(&flow, To::Previous, &rollback::Options::default()).or_panic().expect("not a dry run");
     assert_eq!(unpinned(&summary.to_image), image(&shared.v1));
     assert_eq!(unpinned(&summary.from_image), image(&shared.v2));
     assert_eq!(summary.verification.as_ref().unwrap().outcome, Outcome::Pass);
     assert_eq!(stable_image(&ns), image(&shared.v1));
 
-    let summary = rollback::rollback(&flow, To::Tag(shared.v2.clone()), true, false).or_panic().unwrap();
+    let summary =
+        rollback::rollback(&flow, To::Tag(shared.v2.clone()), &rollback::Options { skip_verification: true, ..Default::default() })
+            .or_panic()
+            .unwrap();
     assert!(summary.verification.is_none(), "--skip-verification");
     assert_eq!(stable_image(&ns), image(&shared.v2));
 
-    let summary = rollback::rollback(&flow, To::Revision(1), false, false).or_panic().unwrap();
+    let summary = rollback::rollback(&flow, To::Revision(1), &rollback::Options::default()).or_panic().unwrap();
     assert_eq!(summary.to, "Helm revision 1");
     assert_eq!(stable_image(&ns), image(&shared.v1));
-    let error = failure(rollback::rollback(&flow, To::Tag("does-not-exist".to_owned()), false, false));
+    let error = failure(rollback::rollback(&flow, To::Tag("does-not-exist".to_owned()), &rollback::Options::default()));
     assert!(error.contains("cannot be used"), "the image is checked before anything changes: {error}");
     assert_eq!(stable_image(&ns), image(&shared.v1));
 }
@@ -146,10 +149,10 @@ fn rollback_with_no_previous_release_is_refused() {
     let ns = TestNamespace::new("no-previous");
     let flow = ns.flow();
     deploy::deploy(&flow, &shared.v1, false).or_panic();
-    let error = failure(rollback::rollback(&flow, To::Previous, false, false));
+    let error = failure(rollback::rollback(&flow, To::Previous, &rollback::Options::default()));
     assert!(error.contains("no previous release to roll back to"), "{error}");
     assert_eq!(flow.record().or_panic().history.len(), 1);
-    let error = failure(rollback::rollback(&flow, To::Revision(7), false, false));
+    let error = failure(rollback::rollback(&flow, To::Revision(7), &rollback::Options::default()));
     assert!(error.contains("has no revision 7"), "{error}");
 }
 
@@ -187,7 +190,7 @@ fn rollback_reports_and_repairs_a_kubectl_rollout_undo_behind_helms_back() {
     assert_eq!(version.outcome, Outcome::Warn, "verify reports the drift: {version:?}");
     assert!(version.detail.contains("behind Helm's back"), "{version:?}");
 
-    let summary = rollback::rollback(&flow, To::Previous, false, false).or_panic().unwrap();
+    let summary = rollback::rollback(&flow, To::Previous, &rollback::Options::default()).or_panic().unwrap();
     let drift = summary.drift.expect("the rollback reports the change made behind Helm's back");
     assert!(drift.contains("kubectl-rollout"), "it names who made it: {drift}");
     assert_eq!(summary.verification.unwrap().outcome, Outcome::Pass, "after the rollback Helm owns the Deployment again");

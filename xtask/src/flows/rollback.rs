@@ -139,7 +139,19 @@ enum Plan {
     },
 }
 
-pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> Result<Option<Summary>> {
+/// How a rollback runs (the command line's switches).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Do not run the post-deployment checks after it.
+    pub skip_verification: bool,
+    /// Print the plan, change nothing.
+    pub dry_run: bool,
+    /// Clear a pending Helm operation however young: the person knows its process is gone.
+    pub clear_pending: bool,
+}
+
+pub fn rollback(flow: &Flow, to: To, options: &Options) -> Result<Option<Summary>> {
+    let Options { skip_verification, dry_run, clear_pending } = *options;
     let t = &flow.target;
     let state = flow.record()?;
     let Some(current) = state.current().cloned() else {
@@ -200,7 +212,7 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
         Plan::Revision { revision, .. } => format!("Helm revision {revision}"),
         Plan::Tag { tag, .. } => format!("tag {tag}"),
     };
-    let pending = pending_to_clear(&current, age_of(&current.updated))?;
+    let pending = pending_to_clear(&current, age_of(&current.updated), clear_pending)?;
     // The Deployment that will serve once rolled back (the live colour, for a blue/green release).
     let stable = match &target {
         Plan::Revision { values, .. } | Plan::Tag { values, .. } => values.live_deployment(&t.release),
@@ -341,15 +353,17 @@ pub fn rollback(flow: &Flow, to: To, skip_verification: bool, dry_run: bool) -> 
 
 /// Whether the current revision is a dead pending operation to clear first (helm refuses every
 /// change while one is pending). One younger than [`PENDING_PRESUMED_DEAD`] may still be running
-/// somewhere: refused, saying when to try again. An age that cannot be read counts as old: the
-/// lease already keeps shipshape's own flows apart.
-fn pending_to_clear(current: &Revision, age: Option<Duration>) -> Result<bool> {
+/// somewhere: refused, saying when to try again, unless the person says its process is gone
+/// (`clear_pending`). An age that cannot be read counts as old: the lease already keeps
+/// shipshape's own flows apart.
+fn pending_to_clear(current: &Revision, age: Option<Duration>, clear_pending: bool) -> Result<bool> {
     if !current.is_pending() {
         return Ok(false);
     }
-    if let Some(age) = age.filter(|a| *a < PENDING_PRESUMED_DEAD) {
+    if let Some(age) = age.filter(|a| *a < PENDING_PRESUMED_DEAD && !clear_pending) {
         bail!(
-            "Helm revision {} is {} and was updated {}s ago: that operation may still be running. Try again in {}s.",
+            "Helm revision {} is {} and was updated {}s ago: that operation may still be running (nothing was changed). \
+             Try again in {}s, or, if you know its process is gone (killed, its machine lost), now with --clear-pending.",
             current.revision,
             current.status,
             age.as_secs(),
@@ -533,12 +547,14 @@ mod tests {
     #[test]
     fn a_pending_operation_is_cleared_only_once_it_is_presumed_dead() {
         let pending = revision(3, "pending-upgrade");
-        let said = pending_to_clear(&pending, Some(Duration::from_secs(30))).unwrap_err().to_string();
+        let said = pending_to_clear(&pending, Some(Duration::from_secs(30)), false).unwrap_err().to_string();
         assert!(said.contains("revision 3 is pending-upgrade and was updated 30s ago") && said.contains("Try again in 90s"), "{said}");
-        assert!(pending_to_clear(&pending, Some(Duration::from_secs(121))).unwrap(), "older than two minutes: cleared");
-        assert!(pending_to_clear(&pending, None).unwrap(), "an unreadable time counts as old");
+        assert!(said.contains("--clear-pending"), "{said}");
+        assert!(pending_to_clear(&pending, Some(Duration::from_secs(30)), true).unwrap(), "the person knows it is dead");
+        assert!(pending_to_clear(&pending, Some(Duration::from_secs(121)), false).unwrap(), "older than two minutes: cleared");
+        assert!(pending_to_clear(&pending, None, false).unwrap(), "an unreadable time counts as old");
         for settled in ["deployed", "failed", "superseded"] {
-            assert!(!pending_to_clear(&revision(3, settled), Some(Duration::ZERO)).unwrap(), "{settled}");
+            assert!(!pending_to_clear(&revision(3, settled), Some(Duration::ZERO), true).unwrap(), "{settled}");
         }
         assert!(age_of("2026-12-05T00:00:00Z").is_some() && age_of("yesterday").is_none());
     }
