@@ -248,9 +248,21 @@ pub struct SupplyChain {
     pub public_keys: Vec<TrustedKey>,
     /// What a release's SLSA provenance must say to run here.
     pub provenance: ProvenancePolicy,
+    /// How recent a release's signed vulnerability scan must be to run here.
+    pub scan: ScanPolicy,
     /// Lets `--insecure-skip-signature --reason` deploy an unverified image where signatures are
     /// required: the environment's consent to break-glass, given in its values file.
     pub allow_break_glass: bool,
+}
+
+/// The vulnerability scan a release must carry (`release` attests it, signed with the release's
+/// key).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ScanPolicy {
+    /// Refuse a release whose newest signed scan is older than this many days (0: no scan
+    /// asked for).
+    pub max_age_days: u32,
 }
 
 /// A public key an environment trusts, and when (RFC 3339 times; either end may be open).

@@ -16,6 +16,8 @@ pub const PROVENANCE_TYPE: &str = "slsaprovenance1";
 pub const PROVENANCE_PREDICATE: &str = "https://slsa.dev/provenance/v1";
 /// A CycloneDX SBOM, as cosign names it (`--type cyclonedx`).
 pub const SBOM_TYPE: &str = "cyclonedx";
+/// cosign's vulnerability scan attestation: the scanner, its database and the result.
+pub const VULN_TYPE: &str = "vuln";
 
 pub struct Cosign<'a> {
     sh: &'a Shell,

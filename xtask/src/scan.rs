@@ -151,15 +151,20 @@ pub fn findings(report: &Value) -> Vec<Finding> {
     found
 }
 
-/// The scan of one image archive (`docker save`): the findings and the CycloneDX SBOM.
+/// The scan of one image archive (`docker save`): the findings, the CycloneDX SBOM, and what
+/// `release` attests of the scan (cosign's vuln predicate: the scanner, the database's digest
+/// and date, the findings, when).
 pub struct Scanned {
     pub findings: Vec<Finding>,
     pub sbom: Value,
+    pub attestation: Value,
 }
 
 /// Scans `archive` against `database`, with the allow-list.
 pub fn scan(sh: &Shell, archive: &Path, database: &Database) -> Result<Scanned> {
-    let as_of = check_database(database, Timestamp::now())?;
+    let started = Timestamp::now();
+    let as_of = check_database(database, started)?;
+    let database_sha256 = crate::signing::hex_sha256(&std::fs::read(database.dir.join(RUST_DB))?);
     let database = &database.dir;
     let allow_list = crate::repo_root().join(ALLOW_LIST);
     let allowed = check_allow_list(&std::fs::read_to_string(&allow_list).with_context(|| format!("reading {ALLOW_LIST}"))?)?;
@@ -186,13 +191,39 @@ pub fn scan(sh: &Shell, archive: &Path, database: &Database) -> Result<Scanned> 
     let report = run("json")?;
     let sbom = run("cyclonedx-1-5")?;
     let findings = findings(&report);
+    let attestation = vuln_predicate(&findings, allowed, &database_sha256, as_of, started, Timestamp::now());
     println!(
         "  scanned with osv-scanner {} against {} (newest advisory {as_of}; {allowed} allow-listed in {ALLOW_LIST}): {} finding(s)",
         OSV_SCANNER.version,
         database.display(),
         findings.len()
     );
-    Ok(Scanned { findings, sbom })
+    Ok(Scanned { findings, sbom, attestation })
+}
+
+/// cosign's vulnerability attestation predicate (`cosign attest --type vuln`) for this scan.
+fn vuln_predicate(
+    findings: &[Finding],
+    allowed: usize,
+    database_sha256: &str,
+    as_of: Timestamp,
+    started: Timestamp,
+    finished: Timestamp,
+) -> Value {
+    serde_json::json!({
+        "invocation": {"uri": "cargo xtask release", "parameters": {"severities": "HIGH,CRITICAL,unscored"}},
+        "scanner": {
+            "uri": format!("pkg:golang/github.com/google/osv-scanner/v2@{}", OSV_SCANNER.version),
+            "version": OSV_SCANNER.version,
+            "db": {"uri": RUST_DB, "version": format!("sha256:{database_sha256}"), "newestAdvisory": as_of.to_string()},
+            "result": {
+                "findings": findings.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+                "blocking": findings.iter().filter(|f| f.blocks()).count(),
+                "allowListed": allowed
+            }
+        },
+        "metadata": {"scanStartedOn": started.to_string(), "scanFinishedOn": finished.to_string()}
+    })
 }
 
 /// The gate: passes unless a HIGH, CRITICAL or unscored finding is left; says every finding.
@@ -241,7 +272,10 @@ mod tests {
         assert_eq!(found[1].to_string(), "RUSTSEC-2099-0002 axum 0.8.4: severity unknown (no CVSS score: blocks until judged)");
         let medium = Finding { score: Some(5.3), ..found[0].clone() };
         assert!(!medium.blocks(), "MEDIUM is noted, not blocking");
-        assert!(gate(&Scanned { findings: found, sbom: json!({}) }).unwrap_err().to_string().contains("RUSTSEC-2099-0001"));
+        assert!(gate(&Scanned { findings: found, sbom: json!({}), attestation: json!({}) })
+            .unwrap_err()
+            .to_string()
+            .contains("RUSTSEC-2099-0001"));
     }
 
     #[test]
@@ -287,5 +321,18 @@ mod tests {
         assert!(check_database(&knowingly, now).is_ok());
         let none = Database { dir: "/nonexistent".into(), max_age_days: 7 };
         assert!(check_database(&none, now).unwrap_err().to_string().contains("--vuln-db"));
+    }
+
+    #[test]
+    fn the_scan_is_attested_with_its_database_and_time() {
+        let at = |t: &str| -> Timestamp { t.parse().unwrap() };
+        let finding = Finding { package: "axum".into(), version: "0.8.4".into(), ids: vec!["RUSTSEC-1".into()], score: Some(5.0) };
+        let predicate =
+            vuln_predicate(&[finding], 1, "ab12", at("2026-12-04T00:00:00Z"), at("2026-12-05T10:00:00Z"), at("2026-12-05T10:00:09Z"));
+        assert_eq!(predicate["scanner"]["db"]["version"], "sha256:ab12");
+        assert_eq!(predicate["scanner"]["db"]["newestAdvisory"], "2026-12-04T00:00:00Z");
+        assert_eq!(predicate["scanner"]["result"]["findings"][0], "RUSTSEC-1 axum 0.8.4: MEDIUM 5");
+        assert_eq!(predicate["scanner"]["result"]["blocking"], 0);
+        assert_eq!(predicate["metadata"]["scanFinishedOn"], "2026-12-05T10:00:09Z");
     }
 }

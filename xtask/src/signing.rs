@@ -91,6 +91,8 @@ pub struct Policy {
     /// when nothing verifies, so a refusal after a key's retirement explains itself.
     pub untrusted_now: Vec<String>,
     pub provenance: ProvenancePolicy,
+    /// A signed vulnerability scan at most this many days old (0: none asked).
+    pub scan_max_age_days: u32,
     /// Skip the check: break-glass (or a dev environment that allows unsigned images), with why.
     pub skip: Option<String>,
 }
@@ -146,7 +148,21 @@ impl Policy {
             },
             (true, false, _) => Some(request.reason.clone().unwrap_or_else(|| "--insecure-skip-signature".to_owned())),
         };
-        Ok(Policy { require, public_keys, untrusted_now, provenance: supply_chain.provenance.clone(), skip })
+        Ok(Policy {
+            require,
+            public_keys,
+            untrusted_now,
+            provenance: supply_chain.provenance.clone(),
+            scan_max_age_days: supply_chain.scan.max_age_days,
+            skip,
+        })
+    }
+
+    /// The policy a rollback is held to: all of it but the scan's age. A rollback returns to
+    /// what ran before; refusing it because that release's scan grew old would keep a broken
+    /// release serving (its keys, signature and provenance are checked as for any change).
+    pub fn for_rollback(self) -> Policy {
+        Policy { scan_max_age_days: 0, ..self }
     }
 }
 
@@ -194,9 +210,16 @@ pub fn check(sh: &Shell, policy: &Policy, pinned: &Pinned) -> Result<String> {
         let statements = cosign.verified_attestations(&key, &reference, crate::cosign::PROVENANCE_TYPE).context("provenance")?;
         let labelled = crate::crane::Crane::new(sh)?.label(&reference, REVISION_LABEL)?;
         let commit = hold_provenance(&statements, &pinned.digest, labelled.as_deref(), &policy.provenance)?;
+        let scan = if policy.scan_max_age_days > 0 {
+            let scans = cosign.verified_attestations(&key, &reference, crate::cosign::VULN_TYPE).context("scan")?;
+            let predicates: Vec<Value> = scans.iter().map(|s| s["predicate"].clone()).collect();
+            format!("; {}", hold_scan_age(&predicates, policy.scan_max_age_days, Timestamp::now())?)
+        } else {
+            String::new()
+        };
         Ok(format!(
             "{reference} is signed with {} and its SLSA provenance (signed too) names commit {commit}, built by a trusted \
-             builder as this environment asks (no transparency log: offline)",
+             builder as this environment asks{scan} (no transparency log: offline)",
             key.display()
         ))
     })();
@@ -320,6 +343,23 @@ pub fn hold_provenance(statements: &[Value], digest: &str, labelled: Option<&str
         }
     }
     Ok(label.to_owned())
+}
+
+/// The newest signed scan is at most `max_age_days` old at `now`; in words.
+pub fn hold_scan_age(predicates: &[Value], max_age_days: u32, now: Timestamp) -> Result<String> {
+    // When the newest of the scans finished: how recent the release's scan is.
+    let newest = predicates.iter().filter_map(|p| p["metadata"]["scanFinishedOn"].as_str()?.parse::<Timestamp>().ok()).max();
+    let Some(newest) = newest else {
+        bail!("scan: no vulnerability scan attestation signed with that key (this environment asks for one at most {max_age_days} days old: release the image again)");
+    };
+    let days = now.duration_since(newest).as_secs() / 86_400;
+    if days > i64::from(max_age_days) {
+        bail!(
+            "scan: its newest vulnerability scan finished {newest}, {days} days ago; this environment takes releases scanned \
+             within {max_age_days} days (supplyChain.scan.maxAgeDays): release it again, which scans it against today's database"
+        );
+    }
+    Ok(format!("scanned {days} day(s) ago ({newest})"))
 }
 
 fn unknown_keys(object: &Value, known: &[&str], at: &str) -> Result<()> {
@@ -513,5 +553,22 @@ mod tests {
         let mixed = hold_provenance(&[statement(false), statement(true)], DIGEST, Some("abc123"), &prod_provenance());
         assert!(mixed.is_err());
         assert!(hold_provenance(&[], DIGEST, Some("abc123"), &ProvenancePolicy::default()).is_err(), "no provenance is no pass");
+    }
+
+    /// Issue 21: an environment may ask for a recent signed scan; rollbacks are not held to it.
+    #[test]
+    fn a_scan_older_than_the_environment_takes_is_refused_and_rollbacks_are_not_held_to_it() {
+        let now = at("2026-12-05T00:00:00Z");
+        let scanned = |t: &str| json!({"metadata": {"scanFinishedOn": t}});
+        assert!(hold_scan_age(&[scanned("2026-11-20T00:00:00Z")], 30, now).unwrap().contains("15 day(s) ago"));
+        let stale = hold_scan_age(&[scanned("2026-10-01T00:00:00Z")], 30, now).unwrap_err().to_string();
+        assert!(stale.contains("65 days ago") && stale.contains("maxAgeDays") && stale.contains("release it again"), "{stale}");
+        assert!(hold_scan_age(&[scanned("2026-10-01T00:00:00Z"), scanned("2026-12-01T00:00:00Z")], 30, now).is_ok(), "the newest counts");
+        assert!(hold_scan_age(&[], 30, now).unwrap_err().to_string().contains("no vulnerability scan attestation"));
+
+        let prod = SupplyChain { require_signature: true, scan: crate::chart::ScanPolicy { max_age_days: 30 }, ..Default::default() };
+        let policy = decide("prod", &prod, &Request::default()).unwrap();
+        assert_eq!(policy.scan_max_age_days, 30);
+        assert_eq!(policy.for_rollback().scan_max_age_days, 0);
     }
 }

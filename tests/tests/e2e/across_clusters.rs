@@ -151,6 +151,9 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
         "{:#?}",
         runs.last().unwrap().facts
     );
+    // prod asks for a signed scan at most 30 days old (supplyChain.scan in its values file).
+    let proven = &runs.last().unwrap().facts["signature"];
+    assert!(proven.contains("scanned 0 day(s) ago"), "the release's signed scan, held against prod's age: {proven}");
 
     // prod's NetworkPolicy, enforced by the cluster (kube-network-policies): the deploy above
     // verified through the API server's proxy and ran `helm test` against PostgreSQL under it;

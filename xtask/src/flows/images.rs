@@ -140,9 +140,13 @@ pub fn source_and_check(run: &mut super::Run, repository: &str, source: &Source,
 /// asks of it (signature and provenance: [`crate::signing::check`], under [`super::Flow::policy`]).
 /// Returns the pinned image and what was proven, in words, for the journal.
 pub fn resolve_verified(flow: &super::Flow, repository: &str, tag: &str) -> Result<(Pinned, String)> {
-    let policy = flow.policy()?;
+    resolve_verified_by(flow, repository, tag, &flow.policy()?)
+}
+
+/// [`resolve_verified`] against `policy` (a rollback's: [`crate::signing::Policy::for_rollback`]).
+pub fn resolve_verified_by(flow: &super::Flow, repository: &str, tag: &str, policy: &crate::signing::Policy) -> Result<(Pinned, String)> {
     let pinned = resolve(flow.sh, repository, tag)?;
-    let proven = crate::signing::check(flow.sh, &policy, &pinned)?;
+    let proven = crate::signing::check(flow.sh, policy, &pinned)?;
     Ok((pinned, proven))
 }
 

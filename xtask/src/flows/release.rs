@@ -43,12 +43,12 @@ pub fn release_source(sh: &Shell, source: &Source, tag: &str, registry_host: &st
         bail!("no signing key at {}: create one with `cargo xtask keys init` (or set SHIPSHAPE_COSIGN_KEY)", key.display());
     }
     let password = password()?;
-    let built = build_and_scan(sh, source, tag, vuln_db, 6)?;
+    let built = build_and_scan(sh, source, tag, vuln_db, 7)?;
     let docker = Docker::connect(sh)?;
     if registry_host == registry::HOST {
         registry::ensure_running(sh, &docker)?;
     }
-    println!("[3/6] push");
+    println!("[3/7] push");
     let pinned = app_images::push(&docker, &built.local, registry_host)?.pinned();
     println!("  {}", pinned.by_digest());
     sign_and_attest(sh, key, &password, &pinned, &built.record, &built.sbom, 4)?;
@@ -68,6 +68,8 @@ pub struct BuildRecord {
     pub cargo_lock_sha256: String,
     pub started: String,
     pub finished: String,
+    /// The vulnerability scan, as attested (cosign's vuln predicate).
+    pub scan: Value,
 }
 
 const RECORD: &str = "record.json";
@@ -114,7 +116,7 @@ pub fn publish_from(sh: &Shell, from: &Path, registry_host: &str, key: &Path) ->
         );
     }
     let docker = Docker::connect(sh)?;
-    println!("[1/5] load {} and check it is the image built", from.join(ARCHIVE).display());
+    println!("[1/6] load {} and check it is the image built", from.join(ARCHIVE).display());
     docker.load(&from.join(ARCHIVE), &crate::cluster::stage::Stages::new()?.log_path("release-load")?)?;
     let local = format!("{}:{}", app_images::MODEL_SERVER_REPOSITORY, record.tag);
     let loaded = docker.image_id(&local)?;
@@ -124,7 +126,7 @@ pub fn publish_from(sh: &Shell, from: &Path, registry_host: &str, key: &Path) ->
     if registry_host == registry::HOST {
         registry::ensure_running(sh, &docker)?;
     }
-    println!("[2/5] push");
+    println!("[2/6] push");
     let pinned = app_images::push(&docker, &local, registry_host)?.pinned();
     println!("  {}", pinned.by_digest());
     sign_and_attest(sh, key, &password, &pinned, &record, &sbom, 3)?;
@@ -178,12 +180,13 @@ fn build_and_scan(sh: &Shell, source: &Source, tag: &str, vuln_db: &Database, st
         cargo_lock_sha256: hex_sha256(&lock),
         started,
         finished: now(),
+        scan: scanned.attestation,
     };
     Ok(Built { local, sbom: scanned.sbom, record })
 }
 
-/// The last three steps, numbered from `first`: sign the pushed digest, attest the SBOM, attest
-/// the SLSA provenance of `record`'s build.
+/// The last four steps, numbered from `first`: sign the pushed digest, attest the SBOM, the
+/// vulnerability scan and the SLSA provenance of `record`'s build.
 fn sign_and_attest(
     sh: &Shell,
     key: &Path,
@@ -194,7 +197,7 @@ fn sign_and_attest(
     first: u32,
 ) -> Result<()> {
     let cosign = Cosign::new(sh)?;
-    let total = first + 2;
+    let total = first + 3;
     let by_digest = pinned.by_digest();
     println!("[{first}/{total}] sign {} (key {}; offline: no transparency log, no certificate authority)", pinned.digest, key.display());
     cosign.sign(key, password, &by_digest)?;
@@ -207,6 +210,10 @@ fn sign_and_attest(
     let sbom_file = scratch.path().join(SBOM);
     std::fs::write(&sbom_file, serde_json::to_vec(sbom)?)?;
     cosign.attest(key, password, &by_digest, &sbom_file, crate::cosign::SBOM_TYPE)?;
+    println!("[{}/{total}] attest the vulnerability scan (osv-scanner, its database's digest and date)", first + 2);
+    let scan_file = scratch.path().join("scan.json");
+    std::fs::write(&scan_file, serde_json::to_vec(&record.scan)?)?;
+    cosign.attest(key, password, &by_digest, &scan_file, crate::cosign::VULN_TYPE)?;
     println!("[{total}/{total}] attest SLSA v1 provenance");
     let predicate = provenance(&record.source, &record.tag, &record.cargo_lock_sha256, &record.started, &record.finished);
     let file = scratch.path().join("provenance.json");
@@ -233,6 +240,7 @@ mod tests {
             cargo_lock_sha256: "ff".into(),
             started: "2026-12-05T00:00:00Z".into(),
             finished: "2026-12-05T00:02:00Z".into(),
+            scan: serde_json::json!({"metadata": {"scanFinishedOn": "2026-12-05T00:01:00Z"}}),
         };
         let written = serde_json::to_vec_pretty(&record).unwrap();
         assert_eq!(serde_json::from_slice::<BuildRecord>(&written).unwrap(), record);

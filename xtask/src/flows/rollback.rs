@@ -188,7 +188,8 @@ pub fn rollback(flow: &Flow, to: To, options: &Options) -> Result<Option<Summary
         }
         Decision::Tag(tag) => {
             // Resolved once, before anything changes: the rollback runs exactly this digest.
-            let (pinned, proven) = images::resolve_verified(flow, &state.values.image.repository, tag)?;
+            let policy = flow.policy()?.for_rollback();
+            let (pinned, proven) = images::resolve_verified_by(flow, &state.values.image.repository, tag, &policy)?;
             signature = Some(proven);
             let mut supplied = flow.helm()?.values(&t.release, &t.namespace, &t.access(), None, false)?;
             crate::helm::merge(&mut supplied, &serde_json::json!({"image": {"tag": tag}, "canary": {"enabled": false}}));
@@ -435,7 +436,7 @@ fn markdown(s: &Summary) -> String {
 /// against the policy in force now, as a deploy's is: a key retired or removed since that
 /// revision was deployed (a rotation after a leak) no longer vouches for it. Before any change.
 fn revision_signature(flow: &Flow, revision: u32, values: &Values, history: &[Revision]) -> Result<Option<String>> {
-    let policy = flow.policy()?;
+    let policy = flow.policy()?.for_rollback();
     if !policy.require {
         return Ok(None);
     }
