@@ -253,7 +253,8 @@ fn provenance_that_names_another_commit_is_refused() {
 fn a_release_built_without_the_key_then_published_deploys_verified() {
     let shared = fixture::shared();
     let sh = xtask::repo_shell().unwrap();
-    let tag = format!("{}-two-jobs", shared.v1);
+    // The run's own tag: the local registry keeps what earlier runs pushed.
+    let tag = format!("{}-two-jobs-{}", shared.v1, std::process::id());
     let artifact = tempfile::tempdir().unwrap();
     let heavy = fixture::cpu_heavy();
     let record = xtask::flows::release::build_to(&sh, &tag, fixture::clean_vulnerability_database(), true, artifact.path()).or_panic();
