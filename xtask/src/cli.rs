@@ -411,13 +411,13 @@ pub struct CanaryStart {
     #[arg(long, default_value_t = 60)]
     pub analysis_seconds: u64,
     /// Fewer canary requests than this in a window is inconclusive (the flow pauses).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = crate::flows::analysis::Thresholds::default().min_requests)]
     pub min_requests: u64,
     /// Highest acceptable canary error rate (HTTP 5xx share of /v1/predict), 0 to 1.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = crate::flows::analysis::Thresholds::default().max_error_rate)]
     pub max_error_rate: f64,
     /// Canary p95 latency may be at most this times stable's (plus 50 ms of slack).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = crate::flows::analysis::Thresholds::default().max_latency_ratio)]
     pub max_latency_ratio: f64,
     /// Canary memory (working set) per pod may be at most this times stable's (plus 16 MiB),
     /// from the kubelet's resource metrics (through the API server's node proxy).

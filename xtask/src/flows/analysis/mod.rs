@@ -23,7 +23,7 @@ pub(crate) const ROUTE: &str = "/v1/predict";
 const METRICS_PORT_NAME: &str = "metrics";
 
 /// What a canary must show to pass a step.
-#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Thresholds {
     /// Fewer canary requests than this in the window: inconclusive.
     pub min_requests: u64,
@@ -45,6 +45,20 @@ pub struct Thresholds {
 pub const MAX_MEMORY_RATIO: f64 = 2.0;
 /// `--max-cpu-ratio`'s default: CPU is spikier than memory over a short window.
 pub const MAX_CPU_RATIO: f64 = 3.0;
+
+/// The thresholds `canary start` judges by unless told otherwise (its flags' defaults).
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds {
+            min_requests: 50,
+            max_error_rate: 0.01,
+            max_latency_ratio: 2.0,
+            latency_slack_seconds: 0.05,
+            max_memory_ratio: MAX_MEMORY_RATIO,
+            max_cpu_ratio: MAX_CPU_RATIO,
+        }
+    }
+}
 
 // Canaries journaled before resources were judged read back with the defaults.
 fn max_memory_ratio() -> f64 {
