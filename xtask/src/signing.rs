@@ -242,6 +242,12 @@ pub fn check(sh: &Shell, policy: &Policy, pinned: &Pinned) -> Result<String> {
 /// The first of the policy's keys that made `reference`'s signature; the error says, for every
 /// key, why not (no signature, another key, no such file), and which keys are not trusted now.
 fn signing_key(cosign: &Cosign, policy: &Policy, reference: &str) -> Result<PathBuf> {
+    if policy.public_keys.is_empty() {
+        bail!(
+            "signature: this environment trusts no key now (supplyChain.publicKeys: {}): list a key whose window is open",
+            policy.untrusted_now.join(", ")
+        );
+    }
     let mut tried = Vec::new();
     for key in &policy.public_keys {
         if !key.is_file() {

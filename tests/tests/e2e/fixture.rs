@@ -532,6 +532,35 @@ pub fn under_traffic() -> std::sync::RwLockReadGuard<'static, ()> {
     QUIET_NODE.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// At most this many tests send traffic at once, across both clusters: with four traffic tests
+/// and their rollouts at once, a starved 2-core host delayed kube-proxy past the pods' 15 s drain
+/// (seen: 2 of 1,614 connections to the canary-gate test's Service never accepted, while the
+/// canary kill, good-canary and costly-canary tests ran beside it).
+const TRAFFIC_TESTS_AT_ONCE: usize = 3;
+
+static TRAFFIC_SLOTS: (std::sync::Mutex<usize>, std::sync::Condvar) = (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// One of the [`TRAFFIC_TESTS_AT_ONCE`] places for a test's traffic, given back when dropped.
+pub struct TrafficSlot(());
+
+fn traffic_slot() -> TrafficSlot {
+    let (taken, freed) = &TRAFFIC_SLOTS;
+    let mut taken = taken.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    while *taken >= TRAFFIC_TESTS_AT_ONCE {
+        taken = freed.wait(taken).unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+    *taken += 1;
+    TrafficSlot(())
+}
+
+impl Drop for TrafficSlot {
+    fn drop(&mut self) {
+        let (taken, freed) = &TRAFFIC_SLOTS;
+        *taken.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) -= 1;
+        freed.notify_one();
+    }
+}
+
 /// The node to itself, for a CPU-heavy step: traffic tests wait until it is dropped.
 pub struct CpuHeavy {
     _node: std::sync::RwLockWriteGuard<'static, ()>,
@@ -658,6 +687,8 @@ pub struct LoadGenerator<'n> {
     namespace: &'n TestNamespace,
     /// Held while traffic is judged: no CPU-heavy step of another test runs meanwhile.
     _quiet: std::sync::RwLockReadGuard<'static, ()>,
+    /// Taken before the load pod starts: at most [`TRAFFIC_TESTS_AT_ONCE`] tests send traffic.
+    _slot: TrafficSlot,
     /// The counts once traffic flows: a Service a few seconds old may still be refused by a node
     /// whose kube-proxy has not programmed its endpoints yet. Flows are judged from here on.
     baseline: LoadStats,
@@ -756,6 +787,7 @@ const LOAD_TIMEOUT_SECONDS: &str = "15";
 impl<'n> LoadGenerator<'n> {
     pub fn start(namespace: &'n TestNamespace) -> LoadGenerator<'n> {
         let shared = shared();
+        let slot = traffic_slot();
         let flow = namespace.flow();
         let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(flow.client().clone(), &namespace.name);
         let url = live_service_url(&flow, &namespace.name);
@@ -781,7 +813,7 @@ impl<'n> LoadGenerator<'n> {
         let config = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={LOAD_POD}"));
         flow.block_on(xtask::k8s::wait::pods_running(flow.client(), &namespace.name, config, 1, std::time::Duration::from_secs(60)))
             .or_panic();
-        let mut load = LoadGenerator { namespace, _quiet: under_traffic(), baseline: LoadStats::default() };
+        let mut load = LoadGenerator { namespace, _quiet: under_traffic(), _slot: slot, baseline: LoadStats::default() };
         // Count from the first second of successful traffic on.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let mut first_ok = None;
