@@ -274,8 +274,9 @@ fn a_full_resource_quota_fails_a_deploy_at_once_and_doctor_names_it() {
 
 /// Issue 23: the restarts and permissions of the troubleshooting sections, induced for real
 /// with upgrades made straight with helm: a model bigger than the memory limit (the kernel
-/// kills it: OOMKilled), a liveness probe that fails (the kubelet restarts the container), and
-/// the pod template switched to another ServiceAccount by hand. Doctor names each with its fix,
+/// kills it: OOMKilled), a liveness probe that fails (the kubelet restarts the container), a
+/// node selector no node matches, a version never ready, and the pod template switched to
+/// another ServiceAccount by hand. Doctor names each with its fix,
 /// and its exit code and JSON carry them.
 #[test]
 fn doctor_names_oom_and_liveness_kills_an_unmatched_node_selector_and_a_foreign_service_account() {
@@ -319,6 +320,12 @@ fn doctor_names_oom_and_liveness_kills_an_unmatched_node_selector_and_a_foreign_
     by_hand(&[("nodeSelector.pool", "gpu")]);
     let pending = until_a_pod_finding("a pod no node can take", &|c| c.detail.starts_with("Pending:"));
     assert!(pending.detail.contains("didn't match Pod's node affinity/selector"), "the scheduler's words: {pending:?}");
+
+    // A version whose readiness never succeeds: running, never serving.
+    by_hand(&[("faults.neverReady", "true")]);
+    let unready = until_a_pod_finding("a pod running but never ready", &|c| c.detail.starts_with("Running but not ready"));
+    assert_eq!(unready.outcome, Outcome::Warn, "{unready:?}");
+    assert!(unready.fix.as_deref().is_some_and(|f| f.contains("log")), "{unready:?}");
 
     // Healthy again, then the pod template's ServiceAccount changed by hand.
     by_hand(&[]);
