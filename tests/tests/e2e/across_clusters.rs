@@ -319,20 +319,7 @@ fn a_prod_canary_on_ten_replicas_rides_out_a_drained_worker_then_is_promoted_and
     assert_eq!(record.values.replica_count as usize, PROD_PODS);
 
     // The next canary, stopped at the gate.
-    let next = StartOptions {
-        image: Wanted::Tag(v1.tag.clone()),
-        steps: vec![10],
-        analysis_seconds: 15,
-        min_requests: 20,
-        max_error_rate: 0.01,
-        max_latency_ratio: 3.0,
-        max_memory_ratio: xtask::flows::analysis::MAX_MEMORY_RATIO,
-        max_cpu_ratio: xtask::flows::analysis::MAX_CPU_RATIO,
-        approval: Some(Approval::Pause),
-        prometheus: None,
-        checks: None,
-        dry_run: false,
-    };
+    let next = StartOptions { analysis_seconds: 15, ..fixture::canary_options(&v1.tag, vec![10], Approval::Pause) };
     assert_eq!(canary::start_canary(&ns.flow(), &next).or_panic().phase, Phase::Gate);
     let aborted = canary::continue_canary(&ns.flow(), Request::Abort, None).or_panic();
     assert_eq!(aborted.phase, Phase::Aborted);

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use xtask::cluster::{app_images, docker::Docker, registry};
-use xtask::flows::canary::{self, Approval, Phase, StartOptions};
+use xtask::flows::canary::{self, Approval, Phase};
 use xtask::flows::{deploy, Flow};
 use xtask::journal::RunResult;
 use xtask::signing::Request;
@@ -66,20 +66,7 @@ fn a_signed_release_is_verified_then_promoted_as_a_canary() {
 
     let mut flow = flow;
     flow.signature = requiring_our_signature();
-    let args = StartOptions {
-        image: xtask::flows::images::Wanted::Tag(tag.clone()),
-        steps: vec![50],
-        analysis_seconds: 8,
-        min_requests: 20,
-        max_error_rate: 0.01,
-        max_latency_ratio: 3.0,
-        max_memory_ratio: xtask::flows::analysis::MAX_MEMORY_RATIO,
-        max_cpu_ratio: xtask::flows::analysis::MAX_CPU_RATIO,
-        approval: Some(Approval::Approved),
-        prometheus: None,
-        checks: None,
-        dry_run: false,
-    };
+    let args = fixture::canary_options(&tag, vec![50], Approval::Approved);
     let state = canary::start_canary(&flow, &args).or_panic();
     assert_eq!(state.phase, Phase::Promoted, "{state:#?}");
     let live = flow.record().or_panic().stable_image().unwrap();

@@ -493,6 +493,26 @@ pub fn advisory_database(fixed: &str, scored: bool, modified: k8s_openapi::jiff:
 /// promotion never leaves the Service on a single pod that is being replaced.
 pub const PODS: u64 = 4;
 
+/// A canary of `tag` through `steps`, as the tests judge one: 8 s of traffic per step, at least
+/// 20 canary requests, 1 % errors, p95 at most 3 times stable's (a busy 2-core host), the default
+/// resource ratios; `approval` at the gate.
+pub fn canary_options(tag: &str, steps: Vec<u32>, approval: xtask::flows::canary::Approval) -> xtask::flows::canary::StartOptions {
+    xtask::flows::canary::StartOptions {
+        image: xtask::flows::images::Wanted::Tag(tag.to_owned()),
+        steps,
+        analysis_seconds: 8,
+        min_requests: 20,
+        max_error_rate: 0.01,
+        max_latency_ratio: 3.0,
+        max_memory_ratio: xtask::flows::analysis::MAX_MEMORY_RATIO,
+        max_cpu_ratio: xtask::flows::analysis::MAX_CPU_RATIO,
+        approval: Some(approval),
+        prometheus: None,
+        checks: None,
+        dry_run: false,
+    }
+}
+
 /// The release at `tag` with [`PODS`] stable pods, as an operator would have it before a canary:
 /// deployed with `--set replicaCount=4`.
 pub fn stable_at<'n>(ns: &'n TestNamespace, tag: &str) -> Flow<'n> {

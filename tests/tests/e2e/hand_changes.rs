@@ -20,20 +20,7 @@ fn stable_at_v1(ns: &TestNamespace) -> Flow<'_> {
 
 /// A canary of v2 at 50 %, judged on 8 s of traffic, left paused at the approval gate.
 fn v2_to_the_gate() -> CanaryStart {
-    CanaryStart {
-        image: xtask::flows::images::Wanted::Tag(fixture::shared().v2.clone()),
-        steps: vec![50],
-        analysis_seconds: 8,
-        min_requests: 20,
-        max_error_rate: 0.01,
-        max_latency_ratio: 3.0,
-        max_memory_ratio: xtask::flows::analysis::MAX_MEMORY_RATIO,
-        max_cpu_ratio: xtask::flows::analysis::MAX_CPU_RATIO,
-        approval: Some(Approval::Pause),
-        prometheus: None,
-        checks: None,
-        dry_run: false,
-    }
+    fixture::canary_options(&fixture::shared().v2, vec![50], Approval::Pause)
 }
 
 /// `kubectl scale deployment NAME --replicas=N`: the scale subresource, field manager "kubectl".

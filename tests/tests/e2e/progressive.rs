@@ -57,20 +57,7 @@ fn stable_at_v1(ns: &TestNamespace) -> Flow<'_> {
 
 fn canary_args(ns: &TestNamespace, tag: &str, approval: Approval) -> CanaryStart {
     let _ = ns;
-    CanaryStart {
-        image: Wanted::Tag(tag.to_owned()),
-        steps: vec![25, 50],
-        analysis_seconds: 8,
-        min_requests: 20,
-        max_error_rate: 0.01,
-        max_latency_ratio: 3.0,
-        max_memory_ratio: xtask::flows::analysis::MAX_MEMORY_RATIO,
-        max_cpu_ratio: xtask::flows::analysis::MAX_CPU_RATIO,
-        approval: Some(approval),
-        prometheus: None,
-        checks: None,
-        dry_run: false,
-    }
+    fixture::canary_options(tag, vec![25, 50], approval)
 }
 
 use fixture::image;

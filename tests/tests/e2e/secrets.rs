@@ -74,20 +74,7 @@ fn rotating_the_admin_token_makes_the_new_one_work_and_the_old_one_fail() {
     xtask::flows::rollback::rollback(&flow, xtask::flows::rollback::To::Previous, &Default::default()).or_panic();
     assert_new_token_accepted_old_refused(&ns, &new, &old);
     let load = fixture::LoadGenerator::start(&ns);
-    let at_the_gate = xtask::flows::canary::StartOptions {
-        image: xtask::flows::images::Wanted::Tag(shared.v2.clone()),
-        steps: vec![50],
-        analysis_seconds: 8,
-        min_requests: 20,
-        max_error_rate: 0.01,
-        max_latency_ratio: 3.0,
-        max_memory_ratio: xtask::flows::analysis::MAX_MEMORY_RATIO,
-        max_cpu_ratio: xtask::flows::analysis::MAX_CPU_RATIO,
-        approval: Some(xtask::flows::canary::Approval::Pause),
-        prometheus: None,
-        checks: None,
-        dry_run: false,
-    };
+    let at_the_gate = fixture::canary_options(&shared.v2, vec![50], xtask::flows::canary::Approval::Pause);
     let state = xtask::flows::canary::start_canary(&flow, &at_the_gate).or_panic();
     assert_eq!(state.phase, xtask::flows::canary::Phase::Gate, "{state:#?}");
     let answers = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", &new)).or_panic();
