@@ -58,11 +58,16 @@ impl Env {
     /// The kubeconfig context the environment's values file names for its cluster (`cluster.
     /// context`), if any: read from the file itself, before any cluster is reached.
     pub fn cluster_context(self) -> anyhow::Result<Option<String>> {
+        let values = self.file_values()?;
+        Ok(values["cluster"]["context"].as_str().filter(|c| !c.is_empty()).map(str::to_owned))
+    }
+
+    /// deploy/envs/<env>.yaml as written, without the chart's defaults: what a command reads
+    /// of an environment before any cluster or helm is reached.
+    pub fn file_values(self) -> anyhow::Result<serde_json::Value> {
         let path = self.values_file();
         let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        let values: serde_json::Value =
-            serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not valid YAML: {e}", path.display()))?;
-        Ok(values["cluster"]["context"].as_str().filter(|c| !c.is_empty()).map(str::to_owned))
+        serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not valid YAML: {e}", path.display()))
     }
 }
 
@@ -442,6 +447,24 @@ impl Values {
             Some(digest) => format!("{}:{tag}@{digest}", self.image.repository),
             None => format!("{}:{tag}", self.image.repository),
         }
+    }
+
+    /// The ServiceAccount the release's pods run as: `serviceAccount.name`, else the release's
+    /// full name (the chart's rule).
+    pub fn service_account_name(&self, release: &str) -> String {
+        let name = &self.service_account.name;
+        if name.is_empty() {
+            fullname(release)
+        } else {
+            name.clone()
+        }
+    }
+
+    /// The stable track's image pinned to the digest these values record for `tag`, if they
+    /// record one.
+    pub fn pinned(&self, tag: &str) -> Option<crate::image::Pinned> {
+        let digest = self.image_digests.get(tag)?;
+        Some(crate::image::Pinned { repository: self.image.repository.clone(), tag: tag.to_owned(), digest: digest.clone() })
     }
 
     /// `imagePullSecrets` names.

@@ -129,10 +129,7 @@ pub fn next_public_key(now: Timestamp) -> PathBuf {
 pub fn listed_by_environments() -> Result<Vec<(String, Vec<String>)>> {
     let mut listed = Vec::new();
     for env in crate::chart::Env::ALL {
-        let path = env.values_file();
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let values: serde_json::Value =
-            serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not valid YAML: {e}", path.display()))?;
+        let values = env.file_values()?;
         let keys: Vec<String> = match values["supplyChain"]["publicKeys"].as_array() {
             Some(keys) => keys.iter().filter_map(|k| k["path"].as_str().map(str::to_owned)).collect(),
             None => vec![PUBLIC_KEY.to_owned()],

@@ -116,21 +116,16 @@ impl Policy {
                 Some(why) => untrusted_now.push(format!("{} ({why})", key.path)),
             }
         }
-        let public_keys = if request.public_keys.is_empty() {
-            trusted
-        } else if supply_chain.require_signature {
-            if let Some(given) = request.public_keys.iter().find(|given| !trusted.iter().any(|key| same_file(given, key))) {
-                bail!(
-                    "{env} trusts only its own keys (supplyChain.publicKeys in {file}): --public-key {} cannot replace them \
-                     here (nothing was changed). Sign the release with one of the environment's keys, or add the key to \
-                     supplyChain.publicKeys in {file} through review",
-                    given.display()
-                );
-            }
-            request.public_keys.clone()
-        } else {
-            request.public_keys.clone()
-        };
+        let foreign = request.public_keys.iter().find(|given| !trusted.iter().any(|key| same_file(given, key)));
+        if let (true, Some(given)) = (supply_chain.require_signature, foreign) {
+            bail!(
+                "{env} trusts only its own keys (supplyChain.publicKeys in {file}): --public-key {} cannot replace them \
+                 here (nothing was changed). Sign the release with one of the environment's keys, or add the key to \
+                 supplyChain.publicKeys in {file} through review",
+                given.display()
+            );
+        }
+        let public_keys = if request.public_keys.is_empty() { trusted } else { request.public_keys.clone() };
         let require = request.require || supply_chain.require_signature;
         let skip = match (request.skip, supply_chain.require_signature, supply_chain.allow_break_glass) {
             (false, _, _) => None,

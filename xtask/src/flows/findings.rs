@@ -92,8 +92,7 @@ pub async fn secrets_present(client: &kube::Client, target: &Target, values: &Va
 /// referenced Secret (asked of the API server itself with a SubjectAccessReview).
 pub async fn rbac(client: &kube::Client, target: &Target, values: &Values, installed: bool) -> Vec<Check> {
     let full = chart::fullname(&target.release);
-    let name = &values.service_account.name;
-    let account = if name.is_empty() { full.clone() } else { name.clone() };
+    let account = values.service_account_name(&target.release);
     if !installed {
         return vec![Check::new(
             "rbac objects",

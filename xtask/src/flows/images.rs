@@ -197,11 +197,11 @@ pub fn settled_image(from: Env, record: &ReleaseRecord, last_run: Option<&Entry>
     if drifted {
         bail!("{name}'s Deployment runs something other than its Helm record (a hand change): `cargo xtask doctor --env {name}`");
     }
-    let tag = record.stable_tag().unwrap_or_default().to_owned();
-    let Some(digest) = record.values.image_digests.get(&tag) else {
+    let tag = record.stable_tag().unwrap_or_default();
+    let Some(pinned) = record.values.pinned(tag) else {
         bail!("{name} runs {tag} without a recorded digest (deployed before digests were pinned): deploy it there again first");
     };
-    Ok(Pinned { repository: record.values.image.repository.clone(), tag, digest: digest.clone() })
+    Ok(pinned)
 }
 
 /// Resolves `repository:tag` to the digest its registry serves, once, before any change.

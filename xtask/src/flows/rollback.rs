@@ -442,14 +442,13 @@ fn revision_signature(flow: &Flow, revision: u32, values: &Values, history: &[Re
     }
     let app_version = history.iter().find(|r| r.revision == revision).map(|r| r.app_version.as_str()).unwrap_or_default();
     let tag = values.stable_tag(app_version);
-    let Some(digest) = values.image_digests.get(tag) else {
+    let Some(pinned) = values.pinned(tag) else {
         bail!(
             "Helm revision {revision} runs {tag} without a recorded digest (deployed before digests were pinned), and this \
              environment requires a verified signature: roll back by tag instead (`rollback --to-tag {tag}` resolves and \
              checks it); nothing was changed"
         );
     };
-    let pinned = crate::image::Pinned { repository: values.image.repository.clone(), tag: tag.to_owned(), digest: digest.clone() };
     let proven = crate::signing::check(flow.sh, &policy, &pinned)
         .with_context(|| format!("rolling back to Helm revision {revision} (nothing was changed)"))?;
     Ok(Some(proven))

@@ -6,7 +6,7 @@ use kube::api::LogParams;
 use kube::Api;
 
 use super::super::Target;
-use crate::chart::{self, Values};
+use crate::chart::Values;
 use crate::k8s::wait;
 use crate::report::{Check, Outcome};
 
@@ -16,7 +16,7 @@ const CRASH_LOG_LINES: i64 = 10;
 /// The findings for each pod that has one; one passing check when none has.
 pub(super) async fn pods(client: &kube::Client, t: &Target, pods: &[Pod], values: &Values, events: &[Event]) -> Vec<Check> {
     let api: Api<Pod> = Api::namespaced(client.clone(), &t.namespace);
-    let account = release_service_account(&t.release, values);
+    let account = values.service_account_name(&t.release);
     let mut checks = Vec::new();
     for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -139,17 +139,6 @@ pub fn restart_cause(pod: &Pod, events: &[Event]) -> Option<RestartCause> {
         }
     }
     None
-}
-
-/// The ServiceAccount the release's pods run as (the chart's: `serviceAccount.name`, else the
-/// release's full name).
-fn release_service_account(release: &str, values: &Values) -> String {
-    let name = &values.service_account.name;
-    if name.is_empty() {
-        chart::fullname(release)
-    } else {
-        name.clone()
-    }
 }
 
 /// A pod running as another ServiceAccount than the release's: the RBAC the release grants
