@@ -258,6 +258,26 @@ pub struct SupplyChain {
     /// Lets `--insecure-skip-signature --reason` deploy an unverified image where signatures are
     /// required: the environment's consent to break-glass, given in its values file.
     pub allow_break_glass: bool,
+    /// What the environment's cluster enforces at admission (flows/admission.rs).
+    pub admission: AdmissionPolicy,
+}
+
+/// The environment's policy as its cluster's admission controller holds it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AdmissionPolicy {
+    /// `cargo xtask admission apply` writes the policy and opts the namespace in.
+    pub enforce: bool,
+    /// Repositories of the release's registry admitted without a signature, each with why.
+    pub admit_unsigned: Vec<UnsignedImage>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UnsignedImage {
+    /// Relative to the release's registry, e.g. `shipshape/postgres`.
+    pub repository: String,
+    pub reason: String,
 }
 
 /// The vulnerability scan a release must carry (`release` attests it, signed with the release's

@@ -48,6 +48,7 @@ pub enum Command {
     Bench(Bench),
     Env(ShellEnv),
     Keys(Keys),
+    Admission(Admission),
     Release(ReleaseImage),
     Completions(Completions),
 }
@@ -780,6 +781,37 @@ pub struct Completions {
     pub shell: clap_complete::Shell,
 }
 
+/// An environment's supply-chain policy enforced by its cluster: the API server refuses what
+/// the policy refuses, whoever asks (kubectl and helm by hand too), not only shipshape's check.
+///
+/// Needs sigstore policy-controller in the cluster (a local one: `cargo xtask cluster up --with
+/// policy-controller`). What the cluster holds and what only shipshape holds: see
+/// supplyChain.admission in helm/model-server/values.yaml.
+#[derive(Args, Debug)]
+pub struct Admission {
+    #[command(subcommand)]
+    pub action: AdmissionAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdmissionAction {
+    /// Write the environment's ClusterImagePolicies (the release's repository: a key trusted now
+    /// signed it and its SLSA provenance from a trusted builder; supplyChain.admission
+    /// .admitUnsigned's repositories: admitted unsigned) and label its namespace
+    /// policy.sigstore.dev/include=true. Apply again after a change to the environment's keys
+    /// (`keys rotate`, a key's window ending) or supplyChain values. Refuses an environment
+    /// whose values do not set supplyChain.admission.enforce, and a cluster without
+    /// policy-controller.
+    Apply {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The repository the release's images come from, when not the environment's
+        /// image.repository (a local cluster: localhost:5001/shipshape/model-server).
+        #[arg(long)]
+        image_repository: Option<String>,
+    },
+}
+
 /// The cosign key pair releases are signed with.
 #[derive(Args, Debug)]
 pub struct Keys {
@@ -1068,6 +1100,10 @@ pub enum AddOn {
     /// and prod's values turn the chart's on; without an enforcer they are accepted and
     /// ignored).
     NetworkPolicies,
+    /// sigstore policy-controller in cosign-system: the cluster's API server refuses, in the
+    /// namespaces `admission apply` opts in, any workload whose images the environment's
+    /// supply-chain policy does not admit, whoever asks (kubectl, helm or shipshape).
+    PolicyController,
 }
 
 /// Build the application images and push them to a registry the cluster pulls from.

@@ -119,6 +119,14 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
             let target = cluster_target(cmd.cluster);
             crate::tools::print_shell_env(&target.name, &target.kubeconfig_path()?)
         }
+        Command::Admission(cmd) => match cmd.action {
+            cli::AdmissionAction::Apply { target, image_repository } => {
+                let flow = connect(sh, &target)?;
+                let values = flow.environment()?;
+                let repository = image_repository.unwrap_or_else(|| values.image.repository.clone());
+                flows::admission::apply(&flow, &values, &repository)
+            }
+        },
         Command::Keys(cmd) => match cmd.action {
             cli::KeysAction::Init => keys::init_keys(sh, &keys::private_key_path()?, &crate::repo_root().join(keys::PUBLIC_KEY)),
             cli::KeysAction::Rotate { public_key } => {
@@ -449,6 +457,7 @@ impl From<cli::AddOn> for AddOn {
             cli::AddOn::ExternalSecrets => AddOn::ExternalSecrets,
             cli::AddOn::Prometheus => AddOn::Prometheus,
             cli::AddOn::NetworkPolicies => AddOn::NetworkPolicies,
+            cli::AddOn::PolicyController => AddOn::PolicyController,
         }
     }
 }

@@ -2,6 +2,11 @@
 //! (Rekor) and no certificate authority (Fulcio), so nothing leaves this machine but the
 //! registry pushes; verification says it skipped the log. The key's password reaches cosign in
 //! its environment (COSIGN_PASSWORD), never on a command line.
+//!
+//! Signatures and attestations are stored in cosign's tag-based format (`sha256-<digest>.sig`
+//! and `.att` beside the image; `--new-bundle-format=false`), not as Sigstore bundles behind
+//! OCI referrers (cosign 3's default): the admission controller (sigstore policy-controller
+//! v0.14.0) verifies key-signed images only in that format, and `cosign verify` reads both.
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -52,8 +57,11 @@ impl<'a> Cosign<'a> {
     pub fn sign(&self, key: &Path, password: &Password, reference: &str) -> Result<()> {
         let bin = &self.bin;
         read_or_explain(
-            cmd!(self.sh, "{bin} sign --key {key} --use-signing-config=false --tlog-upload=false --yes {reference}")
-                .env("COSIGN_PASSWORD", &password.0),
+            cmd!(
+                self.sh,
+                "{bin} sign --key {key} --use-signing-config=false --tlog-upload=false --new-bundle-format=false --yes {reference}"
+            )
+            .env("COSIGN_PASSWORD", &password.0),
         )
         .with_context(|| format!("cosign sign {reference}"))?;
         Ok(())
@@ -66,7 +74,7 @@ impl<'a> Cosign<'a> {
         read_or_explain(
             cmd!(
                 self.sh,
-                "{bin} attest --key {key} --type {kind} --predicate {predicate} --use-signing-config=false --tlog-upload=false --yes {reference}"
+                "{bin} attest --key {key} --type {kind} --predicate {predicate} --use-signing-config=false --tlog-upload=false --new-bundle-format=false --yes {reference}"
             )
             .env("COSIGN_PASSWORD", &password.0),
         )

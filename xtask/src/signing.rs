@@ -162,7 +162,7 @@ impl Policy {
 }
 
 /// Whether `key` is trusted at `now`: None when it is, else why not in words.
-fn trust_window(key: &TrustedKey, now: Timestamp) -> Result<Option<String>> {
+pub fn trust_window(key: &TrustedKey, now: Timestamp) -> Result<Option<String>> {
     let parse = |field: &str, text: &Option<String>| -> Result<Option<Timestamp>> {
         text.as_deref()
             .map(|t| {

@@ -58,14 +58,19 @@ impl TestOptions {
         // - the cluster lane: the node image and the registry, then the end-to-end tests'
         //   cluster (it needs kind and helm, from the other lane), whose operators' images are
         //   built as it installs them, then the PostgreSQL image (debootstrap: mostly waiting);
-        // - the tools lane: the pinned tools, then Prometheus's image (the cluster lane's last
-        //   operator, and the production cluster's NetworkPolicy enforcer: built here meanwhile;
-        //   the stage lock makes that lane wait for them instead of building them again), the
-        //   model-server image and the suite's compilation.
+        // - the tools lane: the pinned tools, then the images of the cluster lane's last
+        //   operators (Prometheus, the production cluster's NetworkPolicy enforcer, the
+        //   admission webhook and its registry forwarder: built here meanwhile; the stage lock
+        //   makes that lane wait for them instead of building them again), the model-server
+        //   image and the suite's compilation.
         // The cluster boots and its operators start while the other lane compiles: they cost
         // the tests nothing.
-        let mut prepared =
-            PreparedCluster::new("flows", Vec::from([AddOn::SealedSecrets, AddOn::ExternalSecrets, AddOn::Prometheus]), 0, None);
+        let mut prepared = PreparedCluster::new(
+            "flows",
+            Vec::from([AddOn::SealedSecrets, AddOn::ExternalSecrets, AddOn::Prometheus, AddOn::PolicyController]),
+            0,
+            None,
+        );
         // Production's shape beside it: prod's values name its context (deploy/envs/prod.yaml).
         let mut production = PreparedCluster::new(
             "prod",
@@ -93,6 +98,8 @@ impl TestOptions {
                 let _ = tools_ready.send(());
                 println!("image: {}", crate::cluster::prometheus::image(sh, &docker)?);
                 println!("image: {}", crate::cluster::network_policies::image(sh, &docker)?);
+                println!("image: {}", crate::cluster::policy_controller::image(sh, &docker)?);
+                println!("image: {}", crate::cluster::policy_controller::forwarder_image(sh, &docker)?);
                 println!("image: {}", app_images::build_model_server(sh, &docker)?);
                 // Named here, not built by the first test that needs it: a cold build running
                 // beside the end-to-end tests starves the node, and kube-proxy then lags endpoint

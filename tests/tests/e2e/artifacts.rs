@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use kube::Api;
 use xtask::cluster::{app_images, docker::Docker, registry};
 use xtask::flows::canary::{self, Approval, Phase};
 use xtask::flows::{deploy, Flow};
@@ -283,4 +284,119 @@ fn a_release_built_without_the_key_then_published_deploys_verified() {
     let runs = flow.block_on(flow.journal().entries()).or_panic();
     let proven = &runs.last().unwrap().facts["signature"];
     assert!(proven.contains("is signed with") && proven.contains(&format!("names commit {}", record.source.commit)), "{proven}");
+}
+
+/// The cluster holds staging's supply-chain policy for everyone, not only for shipshape's
+/// users: with sigstore policy-controller in the cluster and `admission apply` (as an operator
+/// runs it), shipshape's deploy of a signed release passes, and by hand `kubectl set image` to
+/// an unsigned image or to one signed by another key, and `helm upgrade` with the chart's own
+/// check turned off, are refused by the API server; nothing changes. Then the cluster's policy
+/// is changed by hand to trust another key: the pod that replaces a deleted one is refused at
+/// admission, and doctor names the image policy with its fix.
+#[test]
+fn the_cluster_itself_refuses_what_staging_s_policy_refuses_by_hand_too() {
+    let shared = fixture::shared();
+    let signed = fixture::signed_release(&shared.v1);
+    let theirs = fixture::signed_release_with_another_key(&shared.v1);
+    fixture::policy_controller();
+    let kubeconfig = fixture::staging_kubeconfig();
+    let context = xtask::chart::Env::Staging.cluster_context().or_panic().unwrap();
+    let ns = TestNamespace::in_env(xtask::chart::Env::Staging, kubeconfig, "admission");
+    let run = |program: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let repository = fixture::local_repository();
+    let (applied, said) =
+        run(&fixture::xtask_binary(), &["admission", "apply", "--env", "staging", "-n", &ns.name, "--image-repository", &repository]);
+    assert!(applied, "{said}");
+    assert!(
+        said.contains("ClusterImagePolicy shipshape-staging applied") && said.contains(&format!("namespace {} enforced", ns.name)),
+        "{said}"
+    );
+
+    // shipshape's own flow: the signed release, by digest.
+    deploy::deploy(&ns.deploy_flow(), &signed.tag, false).or_panic();
+    let flow = ns.flow();
+    let revisions = || flow.record().or_panic().history.len();
+    let before = (revisions(), stable_image(&flow));
+    assert_eq!(before.1, image(&signed.tag));
+
+    // By hand: kubectl set image, unsigned and signed by another key.
+    let kubectl = xtask::cluster::node_image::built_kubectl().or_panic().expect("the pinned kubectl");
+    for (what, reference) in [("unsigned", image(&shared.v2)), ("another key's", theirs.reference())] {
+        let (changed, said) = run(
+            &kubectl,
+            &["--context", &context, "-n", &ns.name, "set", "image", "deployment/model-server", &format!("model-server={reference}")],
+        );
+        assert!(!changed && said.contains("denied the request") && said.contains("shipshape-staging"), "{what} image admitted: {said}");
+    }
+    // By hand: helm upgrade with the chart's own signature check turned off.
+    let helm = xtask::tools::HELM.find(&ns.sh).or_panic();
+    let chart = xtask::chart::chart_dir();
+    let (upgraded, said) = run(
+        &helm,
+        &[
+            "upgrade",
+            "model-server",
+            chart.to_str().unwrap(),
+            "--kube-context",
+            &context,
+            "-n",
+            &ns.name,
+            "--reuse-values",
+            "--set",
+            "supplyChain.requireSignature=false",
+            "--set-string",
+            &format!("image.tag={}", shared.v2),
+            "--set",
+            "imageDigests=null",
+        ],
+    );
+    assert!(!upgraded && said.contains("denied the request"), "helm upgrade of an unsigned tag admitted: {said}");
+    assert_eq!(stable_image(&flow), before.1, "what runs is unchanged");
+    let deployment = flow
+        .block_on(Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(flow.client().clone(), &ns.name).get("model-server"))
+        .unwrap();
+    let running = deployment.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap();
+    assert!(running.ends_with(&signed.digest), "the Deployment still runs the signed digest: {running}");
+
+    // The cluster's policy changed by hand to trust only another key: a replacement pod is
+    // refused at admission, and doctor says so in the policy's words, with the fix.
+    let pem = std::fs::read_to_string(fixture::another_public_key()).unwrap();
+    let patch = serde_json::json!([{"op": "replace", "path": "/spec/authorities/0/key/data", "value": pem}]).to_string();
+    let (patched, said) =
+        run(&kubectl, &["--context", &context, "patch", "clusterimagepolicy", "shipshape-staging", "--type=json", "-p", &patch]);
+    assert!(patched, "{said}");
+    // The webhook reads policies from its informer: a moment after the patch.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (deleted, said) = run(
+        &kubectl,
+        &["--context", &context, "-n", &ns.name, "delete", "pods", "-l", &xtask::chart::pod_selector("model-server"), "--wait=false"],
+    );
+    assert!(deleted, "{said}");
+    let started = std::time::Instant::now();
+    let finding = loop {
+        let checks = xtask::flows::doctor::doctor(&flow).or_panic();
+        let refused = checks.iter().find(|c| c.name == "rollout model-server" && c.detail.contains("image policy"));
+        if let Some(check) = refused {
+            break check.clone();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "doctor never named the image policy: {checks:#?}");
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    };
+    assert_eq!(finding.outcome, xtask::report::Outcome::Fail, "{finding:#?}");
+    assert!(
+        finding.detail.contains("failed policy: shipshape-staging") && finding.detail.contains("admission apply --env"),
+        "{finding:#?}"
+    );
+    // Written again from the environment's values, the policy trusts the environment's key.
+    let (applied, said) =
+        run(&fixture::xtask_binary(), &["admission", "apply", "--env", "staging", "-n", &ns.name, "--image-repository", &repository]);
+    assert!(applied, "{said}");
 }

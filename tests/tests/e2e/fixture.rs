@@ -922,6 +922,34 @@ fn add_on_once(installed: &'static OnceLock<()>, install: impl FnOnce(&xshell::S
     });
 }
 
+/// sigstore policy-controller in the shared cluster: admission enforcement, for the namespaces
+/// `admission apply` opts in (none but the test's).
+pub fn policy_controller() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    add_on_once(&INSTALLED, |sh, cluster| xtask::cluster::policy_controller::install(sh, cluster).or_panic());
+}
+
+/// A kubeconfig whose one context is staging's (deploy/envs/staging.yaml's `staging-cluster`)
+/// on the shared cluster: staging's commands run there, as a release manager's kubeconfig
+/// names it.
+pub fn staging_kubeconfig() -> &'static std::path::Path {
+    static STAGING: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, path) = STAGING.get_or_init(|| {
+        use kube::config::Kubeconfig;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        let staging = Env::Staging.cluster_context().or_panic().expect("deploy/envs/staging.yaml names its cluster's context");
+        let mut config = Kubeconfig::read_from(&shared().cluster.cluster.kubeconfig).unwrap();
+        for context in &mut config.contexts {
+            context.name = staging.clone();
+        }
+        config.current_context = Some(staging);
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        (dir, path)
+    });
+    path
+}
+
 /// External Secrets Operator and the suite's external store (a ClusterSecretStore over
 /// namespace shipshape-store) in the shared cluster.
 pub fn external_secrets_operator() {

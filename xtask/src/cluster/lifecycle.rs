@@ -56,6 +56,8 @@ pub enum AddOn {
     Prometheus,
     /// kube-network-policies in kube-system: the cluster enforces NetworkPolicies.
     NetworkPolicies,
+    /// sigstore policy-controller in cosign-system: the cluster enforces image policies.
+    PolicyController,
 }
 
 impl ClusterTarget {
@@ -144,6 +146,14 @@ fn install_add_on(sh: &Shell, cluster: &RunningCluster, add_on: AddOn) -> Result
             super::network_policies::install(sh, cluster)?;
             println!("NetworkPolicies are enforced on every node (kube-network-policies {})", super::network_policies::VERSION);
         }
+        AddOn::PolicyController => {
+            super::policy_controller::install(sh, cluster)?;
+            println!(
+                "sigstore policy-controller {} runs in {}: enforce an environment's supply-chain policy with `cargo xtask admission apply --env <env>`",
+                super::policy_controller::VERSION,
+                super::policy_controller::NAMESPACE
+            );
+        }
     }
     Ok(())
 }
@@ -209,6 +219,12 @@ fn ready_cluster(sh: &Shell, args: &ClusterUp) -> Result<RunningCluster> {
             name_context(target, &kubeconfig)?;
             let nodes = kind.nodes(&target.name)?;
             wait_ready(cluster.api()?, nodes.len())?;
+            if node.image == LOCAL_NODE_IMAGE {
+                // Again (idempotent): a cluster made before pods could leave a lone node, or a
+                // node restarted (its iptables rules are not kept).
+                let workers = u32::try_from(nodes.len().saturating_sub(1))?;
+                super::pod_network::connect(&docker, &super::pod_network::node_containers(&target.name, workers))?;
+            }
             registry::ensure_running(sh, &docker)?;
             registry::attach(&docker, &nodes, cluster.api()?)?;
             Ok(cluster)
@@ -236,7 +252,9 @@ fn ready_cluster(sh: &Shell, args: &ClusterUp) -> Result<RunningCluster> {
                 .create(&target.name, &image, &config, &kubeconfig)
                 .and_then(|()| name_context(target, &kubeconfig))
                 .and_then(|()| {
-                    if nodes.len() > 1 && image == LOCAL_NODE_IMAGE {
+                    // One node too: its pods reach beyond it (the local registry, for the
+                    // admission webhook) only through the node's masquerade.
+                    if image == LOCAL_NODE_IMAGE {
                         super::pod_network::connect(&docker, &nodes)?;
                     }
                     Ok(())

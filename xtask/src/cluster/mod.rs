@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod network_policies;
 pub mod node_image;
 mod pod_network;
+pub mod policy_controller;
 pub mod prometheus;
 pub mod registry;
 pub mod sealed_secrets;

@@ -1,6 +1,6 @@
-//! Pods on several nodes of a cluster made with the locally built node image, which carries a
+//! Pods on the nodes of a cluster made with the locally built node image, which carries a
 //! static CNI config instead of kindnetd (node_image.rs): what kindnetd does for kind's own
-//! image, done once at creation. Each node gets its own pod range (node i: 10.244.i.0/24, its CNI
+//! image, done at creation and again by every `cluster up`. Each node gets its own pod range (node i: 10.244.i.0/24, its CNI
 //! config mounted over the image's before kubelet starts, see [`node_configs`]), and each node a
 //! route to every other node's range through that node's address on kind's network. Pods keep
 //! their own addresses across nodes (no masquerade between them, as with kindnetd); traffic

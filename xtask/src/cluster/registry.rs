@@ -24,6 +24,9 @@ use crate::go::{Go, WrapperBuild};
 pub const HOST: &str = "localhost:5001";
 const PUBLISH: &str = "127.0.0.1:5001:5000";
 pub const CONTAINER: &str = "shipshape-registry";
+/// The registry on kind's Docker network, where the nodes (and pods, through the nodes' DNS)
+/// reach it by container name.
+pub const IN_KIND_NETWORK: &str = "shipshape-registry:5000";
 const VOLUME: &str = "shipshape-registry-data";
 /// distribution v3.1.2: the module proxy serves it with no replace directives.
 const VERSION: &str = "v3.1.2";
@@ -167,7 +170,7 @@ fn answers() -> Result<()> {
 pub fn attach(docker: &Docker, nodes: &[String], api: &crate::k8s::Connection) -> Result<()> {
     docker.network_connect(KIND_NETWORK, CONTAINER)?;
     let log = Stages::new()?.log_path("registry-attach")?;
-    let hosts = format!("[host.\"http://{CONTAINER}:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n");
+    let hosts = format!("[host.\"http://{IN_KIND_NETWORK}\"]\n  capabilities = [\"pull\", \"resolve\"]\n");
     let script = format!("mkdir -p /etc/containerd/certs.d/{HOST} && printf '%s' '{hosts}' > /etc/containerd/certs.d/{HOST}/hosts.toml");
     for node in nodes {
         // containerd reads certs.d only when its config says so (deploy/kind/cluster.yaml).

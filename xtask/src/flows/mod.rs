@@ -2,6 +2,7 @@
 //! `--dry-run` the plan is printed and nothing changes; otherwise each step is announced, timed
 //! and written to the journal in the cluster as it runs, under a Lease that keeps a second flow
 //! off the same release. A failing flow runs its compensation so stable keeps serving.
+pub mod admission;
 pub mod analysis;
 pub mod bluegreen;
 pub mod canary;

@@ -414,6 +414,11 @@ pub fn pods_refused(deployment: &k8s_openapi::api::apps::v1::Deployment) -> Opti
              or lower the release's requests or replicas",
             deployment.metadata.namespace.clone().unwrap_or_default()
         )
+    } else if message.contains("admission webhook \"policy.sigstore.dev\"") {
+        // The environment's supply-chain policy, held by the cluster (flows/admission.rs): what
+        // the Deployment runs is not (or no longer) signed as the policy asks.
+        "the cluster's image policy (sigstore policy-controller) refuses the image: it is not signed, with its provenance, by          a key the namespace's ClusterImagePolicies trust (`kubectl get clusterimagepolicies` lists them). If the environment's          keys changed (`keys rotate`), `cargo xtask admission apply --env <env>` writes its policy again; else deploy or roll          back to a release signed by a trusted key"
+            .to_owned()
     } else {
         "the API server refuses them: its words above say which policy".to_owned()
     };
@@ -577,6 +582,13 @@ mod refused_tests {
             {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "admission webhook \"policy\" denied the request"}
         ]));
         assert!(super::pods_refused(&webhook).unwrap().contains("which policy"));
+        let image_policy = deployment(serde_json::json!([
+            {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+             "message": "admission webhook \"policy.sigstore.dev\" denied the request: validation failed: failed policy: shipshape-prod: \
+                         no matching attestations"}
+        ]));
+        let said = super::pods_refused(&image_policy).unwrap();
+        assert!(said.contains("failed policy: shipshape-prod") && said.contains("admission apply --env"), "{said}");
         let recovered = deployment(serde_json::json!([{"type": "ReplicaFailure", "status": "False", "reason": "FailedCreate"}]));
         assert_eq!(super::pods_refused(&recovered), None);
         assert_eq!(super::pods_refused(&Deployment::default()), None);

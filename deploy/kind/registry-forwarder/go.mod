@@ -1,0 +1,3 @@
+module shipshape.local/registry-forwarder
+
+go 1.22

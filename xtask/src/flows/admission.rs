@@ -1,0 +1,294 @@
+//! `cargo xtask admission apply`: an environment's supply-chain policy, enforced by its cluster.
+//! The client-side check (signing.rs) holds only for people who deploy through shipshape; the
+//! API server holds for everyone: with sigstore policy-controller installed (`cluster up --with
+//! policy-controller` on a local cluster), this writes the environment's ClusterImagePolicies
+//! and labels its namespace `policy.sigstore.dev/include=true`. From then on a workload there
+//! runs only images that
+//! - are the release's repository, signed by a key the environment trusts now, with a SLSA
+//!   provenance attestation signed by that same key naming a trusted builder; or
+//! - are a repository listed under `supplyChain.admission.admitUnsigned`, each with its reason.
+//!
+//! Anything else (another repository, an unsigned tag) is refused by the API server, whoever
+//! asks: `kubectl set image`, `helm upgrade`, or a ReplicaSet creating pods. What stays with
+//! the client: the keys' validity windows as time passes (the policy holds the keys trusted
+//! when it was applied: apply again after `keys rotate` or a window's end), the provenance's
+//! source repository, clean tree and refs, and the scan's age.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::Api;
+use serde_json::{json, Value};
+
+use super::Flow;
+use crate::chart::{SupplyChain, Values};
+
+/// The label policy-controller's webhooks select namespaces by.
+pub const NAMESPACE_LABEL: &str = "policy.sigstore.dev/include";
+/// The attestation the release carries (cosign.rs attests SLSA provenance v1).
+const PROVENANCE_PREDICATE: &str = crate::cosign::PROVENANCE_PREDICATE;
+const FIELD_MANAGER: &str = "shipshape-admission";
+
+/// The policies an environment's values ask the cluster to hold, by name.
+#[derive(Debug, PartialEq)]
+pub struct ClusterPolicies {
+    /// `shipshape-<env>` (the release's images) and, when images are admitted unsigned,
+    /// `shipshape-<env>-unsigned`: each a ClusterImagePolicy's `spec`.
+    pub specs: BTreeMap<String, Value>,
+    /// The trusted keys left out (outside their window now), in words.
+    pub keys_left_out: Vec<String>,
+}
+
+/// The ClusterImagePolicies for `env` guarding `repository`, from its supply-chain values, with
+/// the keys trusted at `now` (`read_key` gives a key file's PEM).
+pub fn cluster_policies(
+    env: &str,
+    supply_chain: &SupplyChain,
+    repository: &str,
+    now: Timestamp,
+    read_key: &dyn Fn(&str) -> Result<String>,
+) -> Result<ClusterPolicies> {
+    let mut authorities = Vec::new();
+    let mut keys_left_out = Vec::new();
+    for key in &supply_chain.public_keys {
+        if let Some(why) = crate::signing::trust_window(key, now)? {
+            keys_left_out.push(format!("{} ({why})", key.path));
+            continue;
+        }
+        let mut attestation = json!({"name": "provenance", "predicateType": PROVENANCE_PREDICATE});
+        let builders = &supply_chain.provenance.trusted_builders;
+        if !builders.is_empty() {
+            attestation["policy"] = json!({"type": "cue", "data": builder_policy(builders)});
+        }
+        authorities.push(json!({
+            "name": authority_name(&key.path),
+            "key": {"data": read_key(&key.path)?, "hashAlgorithm": "sha256"},
+            "attestations": [attestation],
+        }));
+    }
+    if authorities.is_empty() {
+        bail!(
+            "no key in {env}'s supplyChain.publicKeys is trusted now ({}): the policy would admit none of its releases. \
+             Fix the keys' windows (or `cargo xtask keys rotate`); nothing was changed",
+            keys_left_out.join(", ")
+        );
+    }
+    let repository = fully_qualified(repository);
+    let mut specs = BTreeMap::new();
+    specs.insert(format!("shipshape-{env}"), json!({"mode": "enforce", "images": globs(&repository), "authorities": authorities}));
+    let admitted = &supply_chain.admission.admit_unsigned;
+    if !admitted.is_empty() {
+        let registry = repository.split_once('/').map_or("", |(registry, _)| registry);
+        let mut images = Vec::new();
+        for image in admitted {
+            if image.reason.trim().is_empty() {
+                bail!(
+                    "{env}'s supplyChain.admission.admitUnsigned lists {} without a reason: say why it may run unsigned",
+                    image.repository
+                );
+            }
+            images.extend(globs(&format!("{registry}/{}", image.repository)));
+        }
+        specs.insert(
+            format!("shipshape-{env}-unsigned"),
+            json!({"mode": "enforce", "images": images, "authorities": [{"name": "admitted-unsigned", "static": {"action": "pass"}}]}),
+        );
+    }
+    Ok(ClusterPolicies { specs, keys_left_out })
+}
+
+/// A repository as policy-controller matches it: with its registry (Docker Hub's spelled out).
+fn fully_qualified(repository: &str) -> String {
+    let first = repository.split('/').next().unwrap_or_default();
+    let has_registry = repository.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    if has_registry {
+        repository.to_owned()
+    } else if repository.contains('/') {
+        format!("index.docker.io/{repository}")
+    } else {
+        format!("index.docker.io/library/{repository}")
+    }
+}
+
+/// The repository's images by any tag or digest, and nothing else (`**` alone would also match
+/// `model-server-other`).
+fn globs(repository: &str) -> Vec<Value> {
+    vec![json!({"glob": format!("{repository}:**")}), json!({"glob": format!("{repository}@**")})]
+}
+
+/// CUE the provenance statement must unify with: the builder is one of the trusted.
+fn builder_policy(builders: &[String]) -> String {
+    let choices: Vec<String> = builders.iter().map(|b| serde_json::to_string(b).unwrap_or_default()).collect();
+    format!("predicateType: {PROVENANCE_PREDICATE:?}\npredicate: runDetails: builder: id: {}\n", choices.join(" | "))
+}
+
+/// `deploy/keys/cosign-2026-12-05.pub` -> `key-cosign-2026-12-05` (an authority's name).
+fn authority_name(path: &str) -> String {
+    let stem = Path::new(path).file_stem().and_then(|s| s.to_str()).unwrap_or("key");
+    let cleaned: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    format!("key-{cleaned}")
+}
+
+fn cluster_image_policy() -> ApiResource {
+    ApiResource {
+        group: "policy.sigstore.dev".to_owned(),
+        version: "v1beta1".to_owned(),
+        api_version: "policy.sigstore.dev/v1beta1".to_owned(),
+        kind: "ClusterImagePolicy".to_owned(),
+        plural: "clusterimagepolicies".to_owned(),
+    }
+}
+
+/// Writes the environment's policies into the cluster and opts its namespace in; says what it
+/// wrote. Refuses an environment that does not ask for enforcement, and a cluster without
+/// policy-controller (nothing would hold the policy).
+pub fn apply(flow: &Flow, values: &Values, repository: &str) -> Result<()> {
+    let t = &flow.target;
+    let env = t.env.name();
+    let supply_chain = &values.supply_chain;
+    if !supply_chain.admission.enforce {
+        bail!(
+            "deploy/envs/{env}.yaml does not ask its cluster to enforce its supply-chain policy (supplyChain.admission.enforce): \
+             nothing was changed"
+        );
+    }
+    let policies = cluster_policies(env, supply_chain, repository, Timestamp::now(), &|path| {
+        std::fs::read_to_string(crate::repo_root().join(path)).with_context(|| format!("reading public key {path}"))
+    })?;
+    for left_out in &policies.keys_left_out {
+        println!("  key {left_out}: not trusted now, left out of the cluster's policy");
+    }
+    let client = flow.client().clone();
+    flow.block_on(async {
+        let crds = Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(client.clone());
+        if crds.get_opt("clusterimagepolicies.policy.sigstore.dev").await?.is_none() {
+            bail!(
+                "the cluster has no sigstore policy-controller (no ClusterImagePolicy resource): nothing would enforce the policy. \
+                 Install it (a local cluster: `cargo xtask cluster up --with policy-controller`); nothing was changed"
+            );
+        }
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &cluster_image_policy());
+        let apply = PatchParams::apply(FIELD_MANAGER).force();
+        for (name, spec) in &policies.specs {
+            let object = json!({
+                "apiVersion": "policy.sigstore.dev/v1beta1", "kind": "ClusterImagePolicy",
+                "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "shipshape", "shipshape.dev/env": env}},
+                "spec": spec,
+            });
+            api.patch(name, &apply, &Patch::Apply(&object)).await.with_context(|| format!("applying ClusterImagePolicy {name}"))?;
+            println!("  ClusterImagePolicy {name} applied");
+        }
+        // A policy this environment no longer asks for (its admitUnsigned list emptied) goes.
+        let unsigned = format!("shipshape-{env}-unsigned");
+        if !policies.specs.contains_key(&unsigned) && api.get_opt(&unsigned).await?.is_some() {
+            api.delete(&unsigned, &Default::default()).await?;
+            println!("  ClusterImagePolicy {unsigned} deleted (admitUnsigned is empty)");
+        }
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+        let label = json!({"metadata": {"labels": {NAMESPACE_LABEL: "true"}}});
+        namespaces
+            .patch(&t.namespace, &PatchParams::default(), &Patch::Merge(&label))
+            .await
+            .with_context(|| format!("labelling namespace {} {NAMESPACE_LABEL}=true", t.namespace))?;
+        println!("  namespace {} enforced ({NAMESPACE_LABEL}=true)", t.namespace);
+        anyhow::Ok(())
+    })?;
+    println!(
+        "{env}'s supply-chain policy is enforced by the cluster in namespace {}: workloads there run only {repository} signed \
+         by a trusted key with its provenance{}",
+        t.namespace,
+        if supply_chain.admission.admit_unsigned.is_empty() { String::new() } else { ", and the images admitUnsigned lists".to_owned() }
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chart::{AdmissionPolicy, ProvenancePolicy, TrustedKey, UnsignedImage};
+
+    fn prod_like() -> SupplyChain {
+        SupplyChain {
+            require_signature: true,
+            public_keys: vec![
+                TrustedKey { path: "deploy/keys/cosign-2026-12-05.pub".to_owned(), ..Default::default() },
+                TrustedKey {
+                    path: "deploy/keys/cosign.pub".to_owned(),
+                    not_after: Some("2026-01-01T00:00:00Z".to_owned()),
+                    ..Default::default()
+                },
+            ],
+            provenance: ProvenancePolicy { trusted_builders: vec!["https://example/builder@v1".to_owned()], ..Default::default() },
+            admission: AdmissionPolicy {
+                enforce: true,
+                admit_unsigned: vec![UnsignedImage { repository: "shipshape/postgres".to_owned(), reason: "the database".to_owned() }],
+            },
+            ..Default::default()
+        }
+    }
+
+    fn now() -> Timestamp {
+        "2026-12-05T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn only_keys_trusted_now_become_authorities_each_asking_for_its_own_provenance() {
+        let policies =
+            cluster_policies("prod", &prod_like(), "localhost:5001/shipshape/model-server", now(), &|p| Ok(format!("PEM of {p}"))).unwrap();
+        let release = &policies.specs["shipshape-prod"];
+        assert_eq!(release["mode"], "enforce");
+        assert_eq!(
+            release["images"],
+            json!([{"glob": "localhost:5001/shipshape/model-server:**"}, {"glob": "localhost:5001/shipshape/model-server@**"}])
+        );
+        let authorities = release["authorities"].as_array().unwrap();
+        assert_eq!(authorities.len(), 1, "the retired key is left out: {authorities:?}");
+        assert_eq!(authorities[0]["name"], "key-cosign-2026-12-05");
+        assert_eq!(authorities[0]["key"]["data"], "PEM of deploy/keys/cosign-2026-12-05.pub");
+        let attestation = &authorities[0]["attestations"][0];
+        assert_eq!(attestation["predicateType"], "https://slsa.dev/provenance/v1");
+        assert_eq!(attestation["policy"]["type"], "cue");
+        assert!(attestation["policy"]["data"].as_str().unwrap().contains(r#"builder: id: "https://example/builder@v1""#));
+        assert_eq!(policies.keys_left_out, vec!["deploy/keys/cosign.pub (trusted until 2026-01-01T00:00:00Z: retired)".to_owned()]);
+    }
+
+    #[test]
+    fn images_admitted_unsigned_live_in_the_release_s_registry_and_pass_by_a_policy_of_their_own() {
+        let policies =
+            cluster_policies("prod", &prod_like(), "localhost:5001/shipshape/model-server", now(), &|_| Ok(String::new())).unwrap();
+        let unsigned = &policies.specs["shipshape-prod-unsigned"];
+        assert_eq!(
+            unsigned["images"],
+            json!([{"glob": "localhost:5001/shipshape/postgres:**"}, {"glob": "localhost:5001/shipshape/postgres@**"}])
+        );
+        assert_eq!(unsigned["authorities"], json!([{"name": "admitted-unsigned", "static": {"action": "pass"}}]));
+        // Without a reason, refused.
+        let mut no_reason = prod_like();
+        no_reason.admission.admit_unsigned[0].reason = " ".to_owned();
+        let err = cluster_policies("prod", &no_reason, "r.example/a/b", now(), &|_| Ok(String::new())).unwrap_err();
+        assert!(err.to_string().contains("without a reason"), "{err}");
+    }
+
+    #[test]
+    fn no_key_trusted_now_is_refused_rather_than_a_policy_admitting_nothing() {
+        let mut retired = prod_like();
+        retired.public_keys.remove(0);
+        let err = cluster_policies("prod", &retired, "r.example/a/b", now(), &|_| Ok(String::new())).unwrap_err();
+        assert!(err.to_string().contains("no key in prod's supplyChain.publicKeys is trusted now"), "{err}");
+    }
+
+    #[test]
+    fn repositories_are_matched_with_their_registry_as_policy_controller_sees_them() {
+        assert_eq!(fully_qualified("localhost:5001/shipshape/model-server"), "localhost:5001/shipshape/model-server");
+        assert_eq!(fully_qualified("ghcr.io/acme/model-server"), "ghcr.io/acme/model-server");
+        assert_eq!(fully_qualified("shipshape/model-server"), "index.docker.io/shipshape/model-server");
+        assert_eq!(fully_qualified("busybox"), "index.docker.io/library/busybox");
+        // Without trusted builders, the provenance need only be there, signed.
+        let mut any_builder = prod_like();
+        any_builder.provenance.trusted_builders.clear();
+        let policies = cluster_policies("staging", &any_builder, "shipshape/model-server", now(), &|_| Ok(String::new())).unwrap();
+        assert!(policies.specs["shipshape-staging"]["authorities"][0]["attestations"][0].get("policy").is_none());
+    }
+}
