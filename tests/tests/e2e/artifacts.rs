@@ -313,7 +313,7 @@ fn the_cluster_itself_refuses_what_staging_s_policy_refuses_by_hand_too() {
     };
     let repository = fixture::local_repository();
     let (applied, said) =
-        run(&fixture::xtask_binary(), &["admission", "apply", "--env", "staging", "-n", &ns.name, "--image-repository", &repository]);
+        run(fixture::xtask_binary(), &["admission", "apply", "--env", "staging", "-n", &ns.name, "--image-repository", &repository]);
     assert!(applied, "{said}");
     assert!(
         said.contains("ClusterImagePolicy shipshape-staging applied") && said.contains(&format!("namespace {} enforced", ns.name)),
@@ -397,6 +397,6 @@ fn the_cluster_itself_refuses_what_staging_s_policy_refuses_by_hand_too() {
     );
     // Written again from the environment's values, the policy trusts the environment's key.
     let (applied, said) =
-        run(&fixture::xtask_binary(), &["admission", "apply", "--env", "staging", "-n", &ns.name, "--image-repository", &repository]);
+        run(fixture::xtask_binary(), &["admission", "apply", "--env", "staging", "-n", &ns.name, "--image-repository", &repository]);
     assert!(applied, "{said}");
 }
