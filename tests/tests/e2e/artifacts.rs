@@ -330,10 +330,8 @@ fn the_cluster_itself_refuses_what_staging_s_policy_refuses_by_hand_too() {
     // By hand: kubectl set image, unsigned and signed by another key.
     let kubectl = xtask::cluster::node_image::built_kubectl().or_panic().expect("the pinned kubectl");
     for (what, reference) in [("unsigned", image(&shared.v2)), ("another key's", theirs.reference())] {
-        let (changed, said) = run(
-            &kubectl,
-            &["--context", &context, "-n", &ns.name, "set", "image", "deployment/model-server", &format!("model-server={reference}")],
-        );
+        let (changed, said) =
+            run(&kubectl, &["--context", &context, "-n", &ns.name, "set", "image", "deployment/model-server", &format!("api={reference}")]);
         assert!(!changed && said.contains("denied the request") && said.contains("shipshape-staging"), "{what} image admitted: {said}");
     }
     // By hand: helm upgrade with the chart's own signature check turned off.
@@ -395,8 +393,24 @@ fn the_cluster_itself_refuses_what_staging_s_policy_refuses_by_hand_too() {
         finding.detail.contains("failed policy: shipshape-staging") && finding.detail.contains("admission apply --env"),
         "{finding:#?}"
     );
+    // preflight sees the cluster's policy is not the environment's, and says how to fix it.
+    let admission_check = || {
+        let checks = xtask::flows::preflight::preflight(&flow).or_panic();
+        checks
+            .into_iter()
+            .find(|c| c.name == "admission policy")
+            .expect("preflight checks the admission policy of an enforcing environment")
+    };
+    let stale = admission_check();
+    assert_eq!(stale.outcome, xtask::report::Outcome::Warn, "{stale:#?}");
+    assert!(
+        stale.detail.contains("trusts other keys or builders") && stale.fix.as_deref().unwrap_or_default().contains("admission apply"),
+        "{stale:#?}"
+    );
     // Written again from the environment's values, the policy trusts the environment's key.
     let (applied, said) =
         run(fixture::xtask_binary(), &["admission", "apply", "--env", "staging", "-n", &ns.name, "--image-repository", &repository]);
     assert!(applied, "{said}");
+    let held = admission_check();
+    assert_eq!(held.outcome, xtask::report::Outcome::Pass, "{held:#?}");
 }

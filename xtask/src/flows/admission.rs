@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 
 use super::Flow;
 use crate::chart::{SupplyChain, Values};
+use crate::report::{Check, Outcome};
 
 /// The label policy-controller's webhooks select namespaces by.
 pub const NAMESPACE_LABEL: &str = "policy.sigstore.dev/include";
@@ -50,6 +51,39 @@ pub fn cluster_policies(
     now: Timestamp,
     read_key: &dyn Fn(&str) -> Result<String>,
 ) -> Result<ClusterPolicies> {
+    let (authorities, keys_left_out) = authorities(env, supply_chain, now, read_key)?;
+    let repository = fully_qualified(repository);
+    let mut specs = BTreeMap::new();
+    specs.insert(format!("shipshape-{env}"), json!({"mode": "enforce", "images": globs(&repository), "authorities": authorities}));
+    let admitted = &supply_chain.admission.admit_unsigned;
+    if !admitted.is_empty() {
+        let registry = repository.split_once('/').map_or("", |(registry, _)| registry);
+        let mut images = Vec::new();
+        for image in admitted {
+            if image.reason.trim().is_empty() {
+                bail!(
+                    "{env}'s supplyChain.admission.admitUnsigned lists {} without a reason: say why it may run unsigned",
+                    image.repository
+                );
+            }
+            images.extend(globs(&format!("{registry}/{}", image.repository)));
+        }
+        specs.insert(
+            format!("shipshape-{env}-unsigned"),
+            json!({"mode": "enforce", "images": images, "authorities": [{"name": "admitted-unsigned", "static": {"action": "pass"}}]}),
+        );
+    }
+    Ok(ClusterPolicies { specs, keys_left_out })
+}
+
+/// One authority per key trusted at `now`, each asking for the release's provenance signed by
+/// that key (from a trusted builder, where the values name any); and the keys left out, in words.
+fn authorities(
+    env: &str,
+    supply_chain: &SupplyChain,
+    now: Timestamp,
+    read_key: &dyn Fn(&str) -> Result<String>,
+) -> Result<(Vec<Value>, Vec<String>)> {
     let mut authorities = Vec::new();
     let mut keys_left_out = Vec::new();
     for key in &supply_chain.public_keys {
@@ -75,28 +109,7 @@ pub fn cluster_policies(
             keys_left_out.join(", ")
         );
     }
-    let repository = fully_qualified(repository);
-    let mut specs = BTreeMap::new();
-    specs.insert(format!("shipshape-{env}"), json!({"mode": "enforce", "images": globs(&repository), "authorities": authorities}));
-    let admitted = &supply_chain.admission.admit_unsigned;
-    if !admitted.is_empty() {
-        let registry = repository.split_once('/').map_or("", |(registry, _)| registry);
-        let mut images = Vec::new();
-        for image in admitted {
-            if image.reason.trim().is_empty() {
-                bail!(
-                    "{env}'s supplyChain.admission.admitUnsigned lists {} without a reason: say why it may run unsigned",
-                    image.repository
-                );
-            }
-            images.extend(globs(&format!("{registry}/{}", image.repository)));
-        }
-        specs.insert(
-            format!("shipshape-{env}-unsigned"),
-            json!({"mode": "enforce", "images": images, "authorities": [{"name": "admitted-unsigned", "static": {"action": "pass"}}]}),
-        );
-    }
-    Ok(ClusterPolicies { specs, keys_left_out })
+    Ok((authorities, keys_left_out))
 }
 
 /// A repository as policy-controller matches it: with its registry (Docker Hub's spelled out).
@@ -131,6 +144,19 @@ fn authority_name(path: &str) -> String {
     format!("key-{cleaned}")
 }
 
+/// A public key's PEM, its path relative to the repository root (as the values give it).
+fn read_key_file(path: &str) -> Result<String> {
+    std::fs::read_to_string(crate::repo_root().join(path)).with_context(|| format!("reading public key {path}"))
+}
+
+/// The cluster knows ClusterImagePolicies: policy-controller's CRD is installed.
+async fn has_policy_controller(client: &kube::Client) -> Result<bool> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    let found = crds.get_opt("clusterimagepolicies.policy.sigstore.dev").await.context("reading the cluster's CRDs")?;
+    Ok(found.is_some())
+}
+
 fn cluster_image_policy() -> ApiResource {
     ApiResource {
         group: "policy.sigstore.dev".to_owned(),
@@ -154,16 +180,13 @@ pub fn apply(flow: &Flow, values: &Values, repository: &str) -> Result<()> {
              nothing was changed"
         );
     }
-    let policies = cluster_policies(env, supply_chain, repository, Timestamp::now(), &|path| {
-        std::fs::read_to_string(crate::repo_root().join(path)).with_context(|| format!("reading public key {path}"))
-    })?;
+    let policies = cluster_policies(env, supply_chain, repository, Timestamp::now(), &read_key_file)?;
     for left_out in &policies.keys_left_out {
         println!("  key {left_out}: not trusted now, left out of the cluster's policy");
     }
     let client = flow.client().clone();
     flow.block_on(async {
-        let crds = Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(client.clone());
-        if crds.get_opt("clusterimagepolicies.policy.sigstore.dev").await?.is_none() {
+        if !has_policy_controller(&client).await? {
             bail!(
                 "the cluster has no sigstore policy-controller (no ClusterImagePolicy resource): nothing would enforce the policy. \
                  Install it (a local cluster: `cargo xtask cluster up --with policy-controller`); nothing was changed"
@@ -202,6 +225,58 @@ pub fn apply(flow: &Flow, values: &Values, repository: &str) -> Result<()> {
         if supply_chain.admission.admit_unsigned.is_empty() { String::new() } else { ", and the images admitUnsigned lists".to_owned() }
     );
     Ok(())
+}
+
+/// Preflight's check, for an environment whose values ask its cluster to enforce: the cluster
+/// has policy-controller, the namespace is opted in, and the cluster's policy trusts the keys and
+/// builders the values give now (a rotation or a window's end changes them). None for an
+/// environment that does not ask.
+pub async fn held(client: &kube::Client, env: &str, namespace: &str, supply_chain: &SupplyChain) -> Option<Check> {
+    if !supply_chain.admission.enforce {
+        return None;
+    }
+    let name = "admission policy";
+    let fix = format!("cargo xtask admission apply --env {env}");
+    let wanted = match authorities(env, supply_chain, Timestamp::now(), &read_key_file) {
+        Ok((authorities, _)) => Value::Array(authorities),
+        Err(err) => return Some(Check::new(name, Outcome::Fail, format!("{err:#}"))),
+    };
+    match has_policy_controller(client).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Some(
+                Check::new(name, Outcome::Warn, "the cluster has no sigstore policy-controller: only shipshape's commands hold the policy")
+                    .with_fix("install it (a local cluster: `cargo xtask cluster up --with policy-controller`), then ".to_owned() + &fix),
+            )
+        }
+        Err(err) => return Some(Check::new(name, Outcome::Fail, format!("{err:#}"))),
+    }
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &cluster_image_policy());
+    let live = match api.get_opt(&format!("shipshape-{env}")).await {
+        Err(err) => return Some(Check::new(name, Outcome::Fail, format!("cannot read ClusterImagePolicies: {err}"))),
+        Ok(live) => live,
+    };
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let enforced = match namespaces.get_opt(namespace).await {
+        Ok(found) => found.and_then(|n| n.metadata.labels).is_some_and(|labels| labels.get(NAMESPACE_LABEL).is_some_and(|v| v == "true")),
+        Err(err) => return Some(Check::new(name, Outcome::Fail, format!("cannot read namespace {namespace}: {err}"))),
+    };
+    let check = match live {
+        None => Check::new(name, Outcome::Warn, format!("the cluster holds no policy for {env} (ClusterImagePolicy shipshape-{env})"))
+            .with_fix(fix),
+        Some(_) if !enforced => {
+            Check::new(name, Outcome::Warn, format!("namespace {namespace} is not enforced ({NAMESPACE_LABEL}=true is not set)"))
+                .with_fix(fix)
+        }
+        Some(live) if live.data["spec"]["authorities"] != wanted => Check::new(
+            name,
+            Outcome::Warn,
+            format!("the cluster's policy shipshape-{env} trusts other keys or builders than deploy/envs/{env}.yaml gives now"),
+        )
+        .with_fix(fix),
+        Some(_) => Check::new(name, Outcome::Pass, format!("the cluster holds {env}'s policy in namespace {namespace}")),
+    };
+    Some(check)
 }
 
 #[cfg(test)]

@@ -98,6 +98,10 @@ pub fn preflight(flow: &Flow) -> Result<Vec<Check>> {
     checks.extend(rbac_checks.into_iter().map(|c| timed(started, c)));
     checks.push(findings::helm_not_pending(&state));
     checks.push(flow.block_on(findings::no_flow_running(flow.client(), t)));
+    let started = Instant::now();
+    if let Some(check) = flow.block_on(super::admission::held(flow.client(), t.env.name(), &t.namespace, &values.supply_chain)) {
+        checks.push(timed(started, check));
+    }
     Ok(checks)
 }
 
