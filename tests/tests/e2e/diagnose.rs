@@ -275,7 +275,8 @@ fn a_full_resource_quota_fails_a_deploy_at_once_and_doctor_names_it() {
 /// Issue 23: the restarts and permissions of the troubleshooting sections, induced for real
 /// with upgrades made straight with helm: a model bigger than the memory limit (the kernel
 /// kills it: OOMKilled), a liveness probe that fails (the kubelet restarts the container), a
-/// node selector no node matches, a version never ready, and the pod template switched to
+/// node selector no node matches, a version never ready (past its progress deadline: a stalled
+/// rollout), and the pod template switched to
 /// another ServiceAccount by hand. Doctor names each with its fix,
 /// and its exit code and JSON carry them.
 #[test]
@@ -321,11 +322,24 @@ fn doctor_names_oom_and_liveness_kills_an_unmatched_node_selector_and_a_foreign_
     let pending = until_a_pod_finding("a pod no node can take", &|c| c.detail.starts_with("Pending:"));
     assert!(pending.detail.contains("didn't match Pod's node affinity/selector"), "the scheduler's words: {pending:?}");
 
-    // A version whose readiness never succeeds: running, never serving.
-    by_hand(&[("faults.neverReady", "true")]);
+    // A version whose readiness never succeeds: running, never serving; and past the
+    // Deployment's progress deadline (10 s here), the runbook's slow rollout: stalled.
+    by_hand(&[("faults.neverReady", "true"), ("progressDeadlineSeconds", "10")]);
     let unready = until_a_pod_finding("a pod running but never ready", &|c| c.detail.starts_with("Running but not ready"));
     assert_eq!(unready.outcome, Outcome::Warn, "{unready:?}");
     assert!(unready.fix.as_deref().is_some_and(|f| f.contains("log")), "{unready:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let stalled = loop {
+        let checks = doctor::doctor(&flow).or_panic();
+        if let Some(check) = checks.iter().find(|c| c.name == "rollout model-server" && c.detail.starts_with("stalled")) {
+            break check.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "doctor never called the rollout stalled: {checks:#?}");
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert_eq!(stalled.outcome, Outcome::Fail, "{stalled:?}");
+    assert!(stalled.detail.contains("timed out progressing"), "the controller's own words: {stalled:?}");
+    assert!(stalled.fix.as_deref().is_some_and(|f| f.contains("rollback")), "{stalled:?}");
 
     // Healthy again, then the pod template's ServiceAccount changed by hand.
     by_hand(&[]);
