@@ -59,8 +59,9 @@ pub struct TargetArgs {
     /// Environment: its values (deploy/envs/<env>.yaml) and its namespace (model-server-<env>).
     #[arg(long, value_enum, default_value_t = Env::Dev)]
     pub env: Env,
-    /// Namespace, when not model-server-<env> (`-n`, as kubectl's and helm's).
-    #[arg(short = 'n', long)]
+    /// Namespace, when not model-server-<env> (`-n`, as kubectl's and helm's; $SHIPSHAPE_NAMESPACE
+    /// as helm's $HELM_NAMESPACE, e.g. set per GitHub environment in a workflow).
+    #[arg(short = 'n', long, env = "SHIPSHAPE_NAMESPACE")]
     pub namespace: Option<String>,
     /// Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else the local cluster's from
     /// `cargo xtask up`).
@@ -406,13 +407,15 @@ pub struct CanaryStart {
     #[arg(long, requires = "from")]
     pub from_namespace: Option<String>,
     /// Canary shares of the pods, in percent, in order (promotion to 100 % follows the gate).
-    #[arg(long, value_delimiter = ',', default_value = "10,30,50")]
+    /// These three may come from the environment ($SHIPSHAPE_CANARY_*), so a workflow tunes them
+    /// per GitHub environment without a change to its command.
+    #[arg(long, value_delimiter = ',', default_value = "10,30,50", env = "SHIPSHAPE_CANARY_STEPS")]
     pub steps: Vec<u32>,
     /// Seconds of traffic to observe at each step before judging it.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, env = "SHIPSHAPE_CANARY_ANALYSIS_SECONDS")]
     pub analysis_seconds: u64,
     /// Fewer canary requests than this in a window is inconclusive (the flow pauses).
-    #[arg(long, default_value_t = crate::flows::analysis::Thresholds::default().min_requests)]
+    #[arg(long, default_value_t = crate::flows::analysis::Thresholds::default().min_requests, env = "SHIPSHAPE_CANARY_MIN_REQUESTS")]
     pub min_requests: u64,
     /// Highest acceptable canary error rate (HTTP 5xx share of /v1/predict), 0 to 1.
     #[arg(long, default_value_t = crate::flows::analysis::Thresholds::default().max_error_rate)]

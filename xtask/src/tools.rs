@@ -97,6 +97,20 @@ pub const ACTIONLINT: Tool = Tool {
     renamed: None,
 };
 
+/// act (nektos/act): the test suite runs the GitHub workflows with it, as a runner would (jobs,
+/// `needs:`, `if:`, outputs, secrets), its jobs on this machine (`-P <label>=-self-hosted`).
+pub const ACT: Tool = Tool {
+    name: "act",
+    version: "v0.2.89",
+    package: "github.com/nektos/act",
+    go_min: (1, 25),
+    ldflags: "-s -w -X main.version=v0.2.89",
+    version_args: &["--version"],
+    // "act version v0.2.89"
+    parse_version: |out| out.lines().find_map(|l| l.trim().strip_prefix("act version")).map(str::trim),
+    renamed: None,
+};
+
 /// crane (go-containerregistry): resolves an image tag to the digest every release change
 /// deploys, against the image's own registry (the local one, or a user's, with Docker's login).
 pub const CRANE: Tool = Tool {
@@ -138,7 +152,7 @@ pub const OSV_SCANNER: Tool = Tool {
     renamed: None,
 };
 
-pub const ALL: [&Tool; 7] = [&HELM, &KIND, &CRANE, &COSIGN, &OSV_SCANNER, &KUBESEAL, &ACTIONLINT];
+pub const ALL: [&Tool; 8] = [&HELM, &KIND, &CRANE, &COSIGN, &OSV_SCANNER, &KUBESEAL, &ACTIONLINT, &ACT];
 
 /// A tool installed with `cargo install` from crates.io at a pinned version.
 pub struct CargoTool {

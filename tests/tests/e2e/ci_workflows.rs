@@ -1,8 +1,8 @@
-//! The GitHub workflows, played as GitHub would run them: each job a separate process on a
-//! fresh runner (no stdin, GitHub's environment variables, a step summary and an outputs file),
-//! in the order the workflow sets, with each job's `if:` and each step's shell tail (`|| test
-//! "$?" -eq 3`) evaluated here the way the runner would (these expressions are simple; a real
-//! runner is issue 24's).
+//! The GitHub workflows as a runner runs them. Under act (nektos/act), a real runner: the job
+//! graph, `needs:`, `if:`, outputs and secrets as GitHub's syntax says ([`ActRun`]). Played job
+//! by job too, where a test needs to step between jobs (another run's abort): each job a
+//! separate process on a fresh runner (no stdin, GitHub's environment variables, a step summary
+//! and an outputs file), with each step's shell tail (`|| test "$?" -eq 3`) evaluated here.
 use std::process::Output;
 
 use xtask::flows::canary::EXIT_PAUSED_WITHOUT_EVIDENCE;
@@ -106,54 +106,25 @@ use fixture::said as text;
 /// The canary's analysis in these tests needs less traffic than production's default minimum.
 const SHORT_ANALYSIS: &str = "--steps 50 --analysis-seconds 8 --min-requests 20";
 
+/// A cancelled promotion, job by job: the abort job stops this run's canary, and only this
+/// run's (another run's `RUN` is refused). The whole workflow under a runner, the happy path and
+/// a failing canary's abort job: [`act_runs_the_deploy_workflow_through_its_gate_and_its_abort_job_after_a_failing_canary`].
 #[test]
-fn the_deploy_workflow_crosses_its_gate_job_by_job_and_its_abort_job_stops_a_failing_canary() {
+fn the_deploy_workflow_s_abort_job_stops_only_its_own_run_s_canary() {
     let shared = fixture::shared();
     let ns = TestNamespace::new("workflow-deploy");
-    let flow = fixture::stable_at(&ns, &shared.v1);
+    let flow = fixture::stable_at(&ns, &shared.v2);
     let load = LoadGenerator::start(&ns);
     let jobs = job_commands("deploy.yml");
     let names: Vec<&str> = jobs.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["preflight", "canary", "promote", "abort"], "{jobs:?}");
     let command = |job: usize| jobs[job].1[0].clone();
 
-    // The happy path: preflight, canary to the gate, then (after the reviewers approve) promote.
-    let mut run = WorkflowRun::new(&ns, "dev", &shared.v2);
-    let out = run.job("preflight", &command(0).0, "");
-    assert!(step_succeeded(&out, &command(0).1), "preflight: {}", text(&out));
-    let out = run.job("canary", &command(1).0, SHORT_ANALYSIS);
-    assert!(step_succeeded(&out, &command(1).1), "canary: {}", text(&out));
-    assert_eq!(run.output("canary", "outcome"), "gate", "the promote job's `if:` reads this");
-    assert!(run.summary("canary").contains("waiting at the approval gate"), "{}", run.summary("canary"));
-    run.take_canary_outputs();
-    let out = run.job("promote", &command(2).0, "");
-    assert!(step_succeeded(&out, &command(2).1), "promote: {}", text(&out));
-    assert!(run.summary("promote").contains("promoted"), "{}", run.summary("promote"));
-    let state = flow.record().or_panic();
-    assert_eq!(unpinned(&state.stable_image().unwrap()), image(&shared.v2), "the gate was crossed");
-    let runs = flow.block_on(flow.journal().entries()).or_panic();
-    let canary = runs.iter().rev().find(|r| r.flow == "canary").unwrap();
-    assert!(canary.actor.starts_with("e2e-approver via https://github.example/shipshape/shipshape/actions/runs/4242"), "{canary:#?}");
-    assert_eq!(canary.result, xtask::journal::RunResult::Succeeded);
-
-    // A canary that fails its analysis aborts itself and fails its job; the abort job (failure
-    // in `needs`) then runs and says it is already aborted: exit 0, not a second red.
-    let mut run = WorkflowRun::new(&ns, "dev", &shared.failing_half);
-    let out = run.job("canary", &command(1).0, SHORT_ANALYSIS);
-    assert!(!step_succeeded(&out, &command(1).1), "a failing canary fails its job: {}", text(&out));
-    assert_eq!(run.output("canary", "outcome"), "aborted");
-    run.take_canary_outputs();
-    let out = run.job("abort", &command(3).0, "");
-    let said = text(&out);
-    assert!(out.status.success() && said.contains("already aborted"), "the abort job after a self-abort: {said}");
-    let state = flow.record().or_panic();
-    assert!(!state.values.canary.enabled);
-    assert_eq!(unpinned(&state.stable_image().unwrap()), image(&shared.v2), "stable unchanged");
-
-    // A cancelled promotion: the abort job stops this run's canary, and only this run's.
     let mut run = WorkflowRun::new(&ns, "dev", &shared.v1);
     let out = run.job("canary", &command(1).0, SHORT_ANALYSIS);
     assert!(step_succeeded(&out, &command(1).1), "{}", text(&out));
+    assert_eq!(run.output("canary", "outcome"), "gate", "the promote job's `if:` reads this");
+    assert!(run.summary("canary").contains("waiting at the approval gate"), "{}", run.summary("canary"));
     run.take_canary_outputs();
     let mut other = WorkflowRun::new(&ns, "dev", &shared.v1);
     other.vars.push(("RUN".to_owned(), "20261205T000000Z-canary-0000".to_owned()));
@@ -165,12 +136,10 @@ fn the_deploy_workflow_crosses_its_gate_job_by_job_and_its_abort_job_stops_a_fai
     let state = flow.record().or_panic();
     assert!(!state.values.canary.enabled);
     assert_eq!(unpinned(&state.stable_image().unwrap()), image(&shared.v2), "stable unchanged by the abort");
-    // The failing canary answered some requests with its own 500s before its analysis stopped
-    // it; those are the only failures the users saw.
-    let stats = load.stats();
-    let bad_canary = stats.by_version.get(&shared.failing_half).map_or(0, |v| v.failed);
-    assert!(stats.ok > 100, "{stats:?}");
-    assert_eq!(stats.failed, bad_canary, "the failing canary's own answers are the only failures: {}", stats.failures_in_words());
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    let canary = runs.iter().rev().find(|r| r.flow == "canary").unwrap();
+    assert!(canary.actor.starts_with("e2e-approver via https://github.example/shipshape/shipshape/actions/runs/4242"), "{canary:#?}");
+    load.stats().assert_none_failed();
 }
 
 /// Too little traffic for the analysis: the canary pauses without evidence (exit 3). The job
@@ -197,4 +166,159 @@ fn an_inconclusive_canary_in_the_deploy_workflow_stays_paused_for_a_person() {
     // The person decides: abort.
     let aborted = xtask::flows::canary::continue_canary(&ns.flow(), xtask::flows::canary::Request::Abort, None).or_panic();
     assert_eq!(aborted.phase, xtask::flows::canary::Phase::Aborted);
+}
+
+/// One workflow run by act (nektos/act), a GitHub Actions runner, its jobs on this machine
+/// (`-P ubuntu-24.04=-self-hosted`): the job graph, `needs:`, `if:`, outputs, `env:`, secrets
+/// and the composite action are evaluated by act, not by this file. Stand-ins, each said in
+/// tests/act/README.md: the third-party actions (no machine here can clone them), and `cargo
+/// xtask`, which runs the suite's xtask binary (built from this tree) instead of compiling it
+/// again in each job's copy of the tree (80 s a job).
+struct ActRun {
+    out: Output,
+    /// act's log, stdout and stderr.
+    log: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ActRun {
+    /// `workflow_dispatch` of `.github/workflows/<file>` with `inputs`, the job environment
+    /// `env` (act's `--env`), and the namespace's cluster as the KUBECONFIG secret.
+    fn dispatch(ns: &TestNamespace, file: &str, inputs: &[(&str, &str)], env: &[(&str, &str)]) -> ActRun {
+        let sh = xtask::repo_shell().unwrap();
+        let act = xtask::tools::ACT.find(&sh).or_panic();
+        let dir = tempfile::tempdir().unwrap();
+        // The KUBECONFIG secret: the kubeconfig as one line of JSON, single-quoted (dotenv).
+        let kubeconfig = kube::config::Kubeconfig::read_from(&ns.kubeconfig).unwrap();
+        let secrets = dir.path().join("secrets");
+        std::fs::write(&secrets, format!("KUBECONFIG='{}'\n", serde_json::to_string(&kubeconfig).unwrap())).unwrap();
+        // `cargo xtask` in a job: the suite's binary; any other cargo command: cargo itself.
+        let shims = dir.path().join("bin");
+        std::fs::create_dir(&shims).unwrap();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let shim = shims.join("cargo");
+        std::fs::write(
+            &shim,
+            format!(
+                "#!/bin/sh\n# The suite's xtask binary for `cargo xtask` (tests/act/README.md).\nif [ \"$1\" = xtask ]; then shift; exec '{}' \"$@\"; fi\nexec '{cargo}' \"$@\"\n",
+                fixture::xtask_binary().display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let artifacts = dir.path().join("artifacts");
+        std::fs::create_dir(&artifacts).unwrap();
+
+        let mut command = std::process::Command::new(act);
+        command
+            .current_dir(xtask::repo_root())
+            .args(["workflow_dispatch", "-W", &format!(".github/workflows/{file}"), "-P", "ubuntu-24.04=-self-hosted"])
+            .args(["--secret-file", secrets.to_str().unwrap(), "--actor", "e2e-approver", "--action-offline-mode"])
+            .env("PATH", format!("{}:{}", shims.display(), std::env::var("PATH").unwrap_or_default()))
+            .env("SHIPSHAPE_ACT_ARTIFACTS", &artifacts)
+            .stdin(std::process::Stdio::null());
+        for (action, stand_in) in stand_ins() {
+            command.args(["--local-repository", &format!("{action}={}", stand_in.display())]);
+        }
+        for (name, value) in inputs {
+            command.args(["--input", &format!("{name}={value}")]);
+        }
+        for (name, value) in env {
+            command.args(["--env", &format!("{name}={value}")]);
+        }
+        let out = command.output().unwrap();
+        let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        ActRun { out, log, _dir: dir }
+    }
+
+    /// How act ended the job named `name` (its `name:`): Some("succeeded"), Some("failed"), or
+    /// None when it never ran (its `if:` was false).
+    fn job(&self, name: &str) -> Option<&'static str> {
+        let lines = self.log.lines().filter(|l| l.contains(&format!("/{name}] ")));
+        let mut ended = None;
+        for line in lines {
+            if line.contains("Job succeeded") {
+                ended = Some("succeeded");
+            } else if line.contains("Job failed") {
+                ended = Some("failed");
+            }
+        }
+        ended
+    }
+}
+
+/// Every third-party action the workflows use, pinned as they pin it (`owner/repo@sha`), and its
+/// stand-in in tests/act; `actions/checkout` needs none (act copies the local tree).
+fn stand_ins() -> Vec<(String, std::path::PathBuf)> {
+    let known = [
+        ("actions/setup-go", "setup-go"),
+        ("actions/cache", "cache"),
+        ("actions/upload-artifact", "upload-artifact"),
+        ("actions/download-artifact", "download-artifact"),
+        ("docker/login-action", "login"),
+    ];
+    let mut found = std::collections::BTreeMap::new();
+    let github = xtask::repo_root().join(".github");
+    let files =
+        ["workflows/ci.yml", "workflows/deploy.yml", "workflows/release.yml", "workflows/rollback.yml", "actions/shipshape/action.yml"];
+    for file in files {
+        let text = std::fs::read_to_string(github.join(file)).unwrap();
+        for line in text.lines() {
+            let Some(uses) = line.split("uses:").nth(1).map(|u| u.split('#').next().unwrap_or_default().trim()) else { continue };
+            let Some((action, _)) = uses.split_once('@') else { continue };
+            if action == "actions/checkout" {
+                continue;
+            }
+            let stand_in = known.iter().find(|(name, _)| *name == action).map(|(_, dir)| xtask::repo_root().join("tests/act").join(dir));
+            let stand_in = stand_in.unwrap_or_else(|| panic!("{file} uses {action}, which has no stand-in in tests/act (see its README)"));
+            found.insert(uses.to_owned(), stand_in);
+        }
+    }
+    found.into_iter().collect()
+}
+
+/// The deploy workflow as a runner runs it: preflight, the canary to the gate, promotion (act
+/// does not hold a job for an environment's reviewers: the approval is taken as given), the
+/// abort job skipped; then a canary that fails its analysis fails its job, promotion is
+/// skipped, and the abort job runs and says the canary aborted itself (exit 0).
+#[test]
+fn act_runs_the_deploy_workflow_through_its_gate_and_its_abort_job_after_a_failing_canary() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("act-deploy");
+    let flow = fixture::stable_at(&ns, &shared.v1);
+    let load = LoadGenerator::start(&ns);
+    // The workflow's commands are as committed; the namespace and a short analysis come from
+    // the job's environment, as a team sets them per GitHub environment.
+    let env = [
+        ("SHIPSHAPE_NAMESPACE", ns.name.as_str()),
+        ("SHIPSHAPE_CANARY_STEPS", "50"),
+        ("SHIPSHAPE_CANARY_ANALYSIS_SECONDS", "8"),
+        ("SHIPSHAPE_CANARY_MIN_REQUESTS", "20"),
+    ];
+    let (preflight, canary, promote, abort) =
+        ("Preflight (cluster, namespace, Secrets, RBAC)", "Canary to the approval gate", "Promote (approved)", "Abort this run's canary");
+
+    let run = ActRun::dispatch(&ns, "deploy.yml", &[("environment", "dev"), ("tag", &shared.v2)], &env);
+    assert!(run.out.status.success(), "act: {}", run.log);
+    let ended = [preflight, canary, promote, abort].map(|job| run.job(job));
+    assert_eq!(ended, [Some("succeeded"), Some("succeeded"), Some("succeeded"), None], "{}", run.log);
+    let state = flow.record().or_panic();
+    assert_eq!(unpinned(&state.stable_image().unwrap()), image(&shared.v2), "the gate was crossed");
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    let last = runs.iter().rev().find(|r| r.flow == "canary").unwrap();
+    assert!(last.actor.starts_with("e2e-approver via "), "{last:#?}");
+    assert_eq!(last.result, xtask::journal::RunResult::Succeeded);
+
+    let run = ActRun::dispatch(&ns, "deploy.yml", &[("environment", "dev"), ("tag", &shared.failing_half)], &env);
+    assert!(!run.out.status.success(), "a failed job fails the run: {}", run.log);
+    let ended = [canary, promote, abort].map(|job| run.job(job));
+    assert_eq!(ended, [Some("failed"), None, Some("succeeded")], "{}", run.log);
+    assert!(run.log.contains("already aborted"), "the abort job after a self-abort: {}", run.log);
+    let state = flow.record().or_panic();
+    assert!(!state.values.canary.enabled);
+    assert_eq!(unpinned(&state.stable_image().unwrap()), image(&shared.v2), "stable unchanged");
+    let stats = load.stats();
+    let bad_canary = stats.by_version.get(&shared.failing_half).map_or(0, |v| v.failed);
+    assert_eq!(stats.failed, bad_canary, "the failing canary's own answers are the only failures: {}", stats.failures_in_words());
 }
