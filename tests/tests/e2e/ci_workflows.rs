@@ -108,7 +108,7 @@ const SHORT_ANALYSIS: &str = "--steps 50 --analysis-seconds 8 --min-requests 20"
 
 /// A cancelled promotion, job by job: the abort job stops this run's canary, and only this
 /// run's (another run's `RUN` is refused). The whole workflow under a runner, the happy path and
-/// a failing canary's abort job: [`act_runs_the_deploy_workflow_through_its_gate_and_its_abort_job_after_a_failing_canary`].
+/// a failing canary's abort job: [`act_runs_the_deploy_workflow_through_its_gate_and_its_abort_job_after_a_failing_canary_then_the_rollback_workflow`].
 #[test]
 fn the_deploy_workflow_s_abort_job_stops_only_its_own_run_s_canary() {
     let shared = fixture::shared();
@@ -182,16 +182,21 @@ struct ActRun {
 }
 
 impl ActRun {
-    /// `workflow_dispatch` of `.github/workflows/<file>` with `inputs`, the job environment
-    /// `env` (act's `--env`), and the namespace's cluster as the KUBECONFIG secret.
-    fn dispatch(ns: &TestNamespace, file: &str, inputs: &[(&str, &str)], env: &[(&str, &str)]) -> ActRun {
+    /// `workflow_dispatch` of `.github/workflows/<file>` as `request` says, with the
+    /// namespace's cluster as the KUBECONFIG secret.
+    fn dispatch(ns: &TestNamespace, file: &str, request: &ActRequest) -> ActRun {
         let sh = xtask::repo_shell().unwrap();
         let act = xtask::tools::ACT.find(&sh).or_panic();
         let dir = tempfile::tempdir().unwrap();
         // The KUBECONFIG secret: the kubeconfig as one line of JSON, single-quoted (dotenv).
         let kubeconfig = kube::config::Kubeconfig::read_from(&ns.kubeconfig).unwrap();
         let secrets = dir.path().join("secrets");
-        std::fs::write(&secrets, format!("KUBECONFIG='{}'\n", serde_json::to_string(&kubeconfig).unwrap())).unwrap();
+        let mut dotenv = format!("KUBECONFIG='{}'\n", serde_json::to_string(&kubeconfig).unwrap());
+        for (name, value) in &request.secrets {
+            // Double-quoted, newlines escaped: a PEM key is several lines.
+            dotenv.push_str(&format!("{name}=\"{}\"\n", value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")));
+        }
+        std::fs::write(&secrets, dotenv).unwrap();
         // `cargo xtask` in a job: the suite's binary; any other cargo command: cargo itself.
         let shims = dir.path().join("bin");
         std::fs::create_dir(&shims).unwrap();
@@ -209,6 +214,10 @@ impl ActRun {
         std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
         let artifacts = dir.path().join("artifacts");
         std::fs::create_dir(&artifacts).unwrap();
+        for (name, from) in &request.artifacts {
+            let copied = std::process::Command::new("cp").arg("-R").arg(from).arg(artifacts.join(name)).status().unwrap();
+            assert!(copied.success(), "copying artifact {name} from {}", from.display());
+        }
 
         let mut command = std::process::Command::new(act);
         command
@@ -221,11 +230,14 @@ impl ActRun {
         for (action, stand_in) in stand_ins() {
             command.args(["--local-repository", &format!("{action}={}", stand_in.display())]);
         }
-        for (name, value) in inputs {
+        for (name, value) in &request.inputs {
             command.args(["--input", &format!("{name}={value}")]);
         }
-        for (name, value) in env {
+        for (name, value) in &request.env {
             command.args(["--env", &format!("{name}={value}")]);
+        }
+        for (name, value) in &request.vars {
+            command.args(["--var", &format!("{name}={value}")]);
         }
         let out = command.output().unwrap();
         let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -235,7 +247,12 @@ impl ActRun {
     /// How act ended the job named `name` (its `name:`): Some("succeeded"), Some("failed"), or
     /// None when it never ran (its `if:` was false).
     fn job(&self, name: &str) -> Option<&'static str> {
-        let lines = self.log.lines().filter(|l| l.contains(&format!("/{name}] ")));
+        // act prefixes each line with `[<workflow>/<job name, padded to the longest>]`.
+        let of_job = |line: &&str| {
+            let prefix = line.strip_prefix('[').and_then(|l| l.split_once(']')).map(|(inside, _)| inside);
+            prefix.and_then(|p| p.split_once('/')).is_some_and(|(_, job)| job.trim_end() == name)
+        };
+        let lines = self.log.lines().filter(of_job);
         let mut ended = None;
         for line in lines {
             if line.contains("Job succeeded") {
@@ -246,6 +263,25 @@ impl ActRun {
         }
         ended
     }
+}
+
+/// What a dispatch gives act besides the KUBECONFIG secret.
+#[derive(Default)]
+struct ActRequest {
+    /// The workflow's `inputs`.
+    inputs: Vec<(String, String)>,
+    /// The jobs' environment (act's `--env`).
+    env: Vec<(String, String)>,
+    /// Secrets besides KUBECONFIG.
+    secrets: Vec<(String, String)>,
+    /// Repository variables (`vars.*`).
+    vars: Vec<(String, String)>,
+    /// Artifacts of an earlier run, by name: directories the download stand-in finds.
+    artifacts: Vec<(String, std::path::PathBuf)>,
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// Every third-party action the workflows use, pinned as they pin it (`owner/repo@sha`), and its
@@ -281,9 +317,10 @@ fn stand_ins() -> Vec<(String, std::path::PathBuf)> {
 /// The deploy workflow as a runner runs it: preflight, the canary to the gate, promotion (act
 /// does not hold a job for an environment's reviewers: the approval is taken as given), the
 /// abort job skipped; then a canary that fails its analysis fails its job, promotion is
-/// skipped, and the abort job runs and says the canary aborted itself (exit 0).
+/// skipped, and the abort job runs and says the canary aborted itself (exit 0); then the
+/// rollback workflow returns to the release before, verified.
 #[test]
-fn act_runs_the_deploy_workflow_through_its_gate_and_its_abort_job_after_a_failing_canary() {
+fn act_runs_the_deploy_workflow_through_its_gate_and_its_abort_job_after_a_failing_canary_then_the_rollback_workflow() {
     let shared = fixture::shared();
     let ns = TestNamespace::new("act-deploy");
     let flow = fixture::stable_at(&ns, &shared.v1);
@@ -299,7 +336,10 @@ fn act_runs_the_deploy_workflow_through_its_gate_and_its_abort_job_after_a_faili
     let (preflight, canary, promote, abort) =
         ("Preflight (cluster, namespace, Secrets, RBAC)", "Canary to the approval gate", "Promote (approved)", "Abort this run's canary");
 
-    let run = ActRun::dispatch(&ns, "deploy.yml", &[("environment", "dev"), ("tag", &shared.v2)], &env);
+    let dispatch = |file: &str, inputs: &[(&str, &str)], env: &[(&str, &str)]| {
+        ActRun::dispatch(&ns, file, &ActRequest { inputs: pairs(inputs), env: pairs(env), ..Default::default() })
+    };
+    let run = dispatch("deploy.yml", &[("environment", "dev"), ("tag", &shared.v2)], &env);
     assert!(run.out.status.success(), "act: {}", run.log);
     let ended = [preflight, canary, promote, abort].map(|job| run.job(job));
     assert_eq!(ended, [Some("succeeded"), Some("succeeded"), Some("succeeded"), None], "{}", run.log);
@@ -310,7 +350,7 @@ fn act_runs_the_deploy_workflow_through_its_gate_and_its_abort_job_after_a_faili
     assert!(last.actor.starts_with("e2e-approver via "), "{last:#?}");
     assert_eq!(last.result, xtask::journal::RunResult::Succeeded);
 
-    let run = ActRun::dispatch(&ns, "deploy.yml", &[("environment", "dev"), ("tag", &shared.failing_half)], &env);
+    let run = dispatch("deploy.yml", &[("environment", "dev"), ("tag", &shared.failing_half)], &env);
     assert!(!run.out.status.success(), "a failed job fails the run: {}", run.log);
     let ended = [canary, promote, abort].map(|job| run.job(job));
     assert_eq!(ended, [Some("failed"), None, Some("succeeded")], "{}", run.log);
@@ -318,7 +358,58 @@ fn act_runs_the_deploy_workflow_through_its_gate_and_its_abort_job_after_a_faili
     let state = flow.record().or_panic();
     assert!(!state.values.canary.enabled);
     assert_eq!(unpinned(&state.stable_image().unwrap()), image(&shared.v2), "stable unchanged");
+
+    // The rollback workflow: back to the release before (v1), verified.
+    let run = dispatch("rollback.yml", &[("environment", "dev"), ("target", "previous")], &env[..1]);
+    assert!(run.out.status.success(), "act: {}", run.log);
+    assert_eq!(run.job("Roll back and verify"), Some("succeeded"), "{}", run.log);
+    let state = flow.record().or_panic();
+    assert_eq!(unpinned(&state.stable_image().unwrap()), image(&shared.v1), "rolled back to the release before");
     let stats = load.stats();
     let bad_canary = stats.by_version.get(&shared.failing_half).map_or(0, |v| v.failed);
     assert_eq!(stats.failed, bad_canary, "the failing canary's own answers are the only failures: {}", stats.failures_in_words());
+}
+
+/// The release workflow as a runner runs it: `build` (no secret) builds and scans the image
+/// with the database an earlier run uploaded and leaves it as an artifact; `publish` (the key
+/// and its password from secrets, the registry from a repository variable) pushes, signs and
+/// attests it, building nothing. A deploy that requires the environment's signature then runs
+/// what was published, by digest.
+#[test]
+fn act_runs_the_release_workflow_s_two_jobs_and_a_deploy_verifies_what_they_published() {
+    let shared = fixture::shared();
+    let key = fixture::environment_key();
+    let database = fixture::clean_vulnerability_database();
+    let tag = format!("{}-act-release", shared.v1);
+    let ns = TestNamespace::new("act-release");
+    let request = ActRequest {
+        inputs: pairs(&[("tag", &tag), ("vuln_db_artifact", "vuln-db"), ("vuln_db_run_id", "4242")]),
+        secrets: vec![
+            ("COSIGN_KEY".to_owned(), std::fs::read_to_string(&key.private).unwrap()),
+            ("COSIGN_PASSWORD".to_owned(), std::env::var("COSIGN_PASSWORD").unwrap()),
+        ],
+        vars: pairs(&[("REGISTRY", xtask::cluster::registry::HOST)]),
+        artifacts: vec![("vuln-db".to_owned(), database.dir.clone())],
+        ..Default::default()
+    };
+    let run = {
+        let _heavy = fixture::cpu_heavy();
+        ActRun::dispatch(&ns, "release.yml", &request)
+    };
+    assert!(run.out.status.success(), "act: {}", run.log);
+    let ended = ["Build and scan (no secrets)", "Push, sign, attest (builds nothing)"].map(|job| run.job(job));
+    assert_eq!(ended, [Some("succeeded"), Some("succeeded")], "{}", run.log);
+    assert!(!run.log.contains(&std::env::var("COSIGN_PASSWORD").unwrap()), "the password never reaches the log");
+
+    let mut flow = ns.flow();
+    flow.signature = xtask::signing::Request { public_keys: vec![key.public.clone()], require: true, ..Default::default() };
+    xtask::flows::deploy::deploy(&flow, &tag, false).or_panic();
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    let deployed = runs.last().unwrap();
+    assert!(
+        deployed.facts["signature"].contains("is signed with") && deployed.facts["signature"].contains("provenance"),
+        "{:#?}",
+        deployed.facts
+    );
+    assert_eq!(unpinned(&flow.record().or_panic().stable_image().unwrap()), image(&tag));
 }
