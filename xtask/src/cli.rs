@@ -812,6 +812,10 @@ pub enum AdmissionAction {
         /// image.repository (a local cluster: localhost:5001/shipshape/model-server).
         #[arg(long)]
         image_repository: Option<String>,
+        /// `json`: what was written (policies, the namespace, keys left out) as one JSON
+        /// document on stdout, with the exit code and any error.
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: Output,
     },
 }
 
@@ -1203,9 +1207,11 @@ mod tests {
         let super::Command::Deploy(deploy) = parsed.expect("kubectl's and helm's flags").command else { panic!("not deploy") };
         assert_eq!((deploy.target.namespace.as_deref(), deploy.target.context.as_deref()), (Some("ml"), Some("prod-cluster")));
         assert_eq!((deploy.timeout.as_secs(), deploy.output), (90, super::Output::Json));
-        for args in
-            [&["xtask", "status", "-n", "ml", "-o", "json"][..], &["xtask", "canary", "abort", "-n", "ml", "-o", "json", "--timeout", "2m"]]
-        {
+        for args in [
+            &["xtask", "status", "-n", "ml", "-o", "json"][..],
+            &["xtask", "canary", "abort", "-n", "ml", "-o", "json", "--timeout", "2m"],
+            &["xtask", "admission", "apply", "--env", "prod", "-n", "ml", "--context", "prod-cluster", "-o", "json"],
+        ] {
             Cli::try_parse_from(args).unwrap_or_else(|err| panic!("{args:?}: {err}"));
         }
     }

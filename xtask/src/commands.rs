@@ -120,11 +120,22 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
             crate::tools::print_shell_env(&target.name, &target.kubeconfig_path()?)
         }
         Command::Admission(cmd) => match cmd.action {
-            cli::AdmissionAction::Apply { target, image_repository } => {
-                let flow = connect(sh, &target)?;
-                let values = flow.environment()?;
-                let repository = image_repository.unwrap_or_else(|| values.image.repository.clone());
-                flows::admission::apply(&flow, &values, &repository)
+            cli::AdmissionAction::Apply { target, image_repository, output } => {
+                let applied = (|| {
+                    let flow = connect(sh, &target)?;
+                    let values = flow.environment()?;
+                    let repository = image_repository.unwrap_or_else(|| values.image.repository.clone());
+                    flows::admission::apply(&flow, &values, &repository)
+                })();
+                if output == cli::Output::Json {
+                    let result = applied.as_ref().map(drop).map_err(|err| anyhow::anyhow!("{err:#}"));
+                    let mut document = report::command_document("admission apply", &result, &[]);
+                    if let (Ok(applied), Some(fields)) = (&applied, document.as_object_mut()) {
+                        fields.insert("applied".to_owned(), serde_json::to_value(applied)?);
+                    }
+                    report::print_json(&document)?;
+                }
+                applied.map(drop)
             }
         },
         Command::Keys(cmd) => match cmd.action {
@@ -292,6 +303,9 @@ fn output_of(command: &Command) -> cli::Output {
         Command::Doctor(c) => c.output,
         Command::Status(c) => c.output,
         Command::Environments(c) => c.output,
+        Command::Admission(c) => match &c.action {
+            cli::AdmissionAction::Apply { output, .. } => *output,
+        },
         Command::Release(c) => match &c.half {
             Some(cli::ReleaseHalf::Publish { output, .. } | cli::ReleaseHalf::Build { output, .. }) => *output,
             _ => c.output,

@@ -405,10 +405,23 @@ fn the_cluster_itself_refuses_what_staging_s_policy_refuses_by_hand_too() {
         stale.detail.contains("trusts other keys or builders") && stale.fix.as_deref().unwrap_or_default().contains("admission apply"),
         "{stale:#?}"
     );
-    // Written again from the environment's values, the policy trusts the environment's key.
-    let (applied, said) =
-        run(fixture::xtask_binary(), &["admission", "apply", "--env", "staging", "-n", &ns.name, "--image-repository", &repository]);
-    assert!(applied, "{said}");
+    // Written again from the environment's values, the policy trusts the environment's key; as
+    // JSON, what was written.
+    let out = std::process::Command::new(fixture::xtask_binary())
+        .args(["admission", "apply", "--env", "staging", "-n", &ns.name, "--image-repository", &repository, "-o", "json"])
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&document["command"], &document["exit_code"]),
+        (&serde_json::json!("admission apply"), &serde_json::json!(0)),
+        "{document}"
+    );
+    assert_eq!(document["applied"]["policies"], serde_json::json!(["shipshape-staging", "shipshape-staging-unsigned"]), "{document}");
+    assert_eq!(document["applied"]["namespace"], serde_json::json!(ns.name), "{document}");
     let held = admission_check();
     assert_eq!(held.outcome, xtask::report::Outcome::Pass, "{held:#?}");
 }

@@ -167,10 +167,25 @@ fn cluster_image_policy() -> ApiResource {
     }
 }
 
+/// What `admission apply` changed (its `-o json` document, beside the command and exit code).
+#[derive(serde::Serialize, Debug, Default)]
+pub struct Applied {
+    pub env: String,
+    pub namespace: String,
+    /// The repository whose images the policy holds.
+    pub repository: String,
+    /// ClusterImagePolicies written.
+    pub policies: Vec<String>,
+    /// ClusterImagePolicies removed (one the values no longer ask for).
+    pub deleted: Vec<String>,
+    /// Trusted keys outside their window now, left out, in words.
+    pub keys_left_out: Vec<String>,
+}
+
 /// Writes the environment's policies into the cluster and opts its namespace in; says what it
 /// wrote. Refuses an environment that does not ask for enforcement, and a cluster without
 /// policy-controller (nothing would hold the policy).
-pub fn apply(flow: &Flow, values: &Values, repository: &str) -> Result<()> {
+pub fn apply(flow: &Flow, values: &Values, repository: &str) -> Result<Applied> {
     let t = &flow.target;
     let env = t.env.name();
     let supply_chain = &values.supply_chain;
@@ -184,6 +199,13 @@ pub fn apply(flow: &Flow, values: &Values, repository: &str) -> Result<()> {
     for left_out in &policies.keys_left_out {
         println!("  key {left_out}: not trusted now, left out of the cluster's policy");
     }
+    let mut applied = Applied {
+        env: env.to_owned(),
+        namespace: t.namespace.clone(),
+        repository: repository.to_owned(),
+        keys_left_out: policies.keys_left_out.clone(),
+        ..Default::default()
+    };
     let client = flow.client().clone();
     flow.block_on(async {
         if !has_policy_controller(&client).await? {
@@ -202,12 +224,14 @@ pub fn apply(flow: &Flow, values: &Values, repository: &str) -> Result<()> {
             });
             api.patch(name, &apply, &Patch::Apply(&object)).await.with_context(|| format!("applying ClusterImagePolicy {name}"))?;
             println!("  ClusterImagePolicy {name} applied");
+            applied.policies.push(name.clone());
         }
         // A policy this environment no longer asks for (its admitUnsigned list emptied) goes.
         let unsigned = format!("shipshape-{env}-unsigned");
         if !policies.specs.contains_key(&unsigned) && api.get_opt(&unsigned).await?.is_some() {
             api.delete(&unsigned, &Default::default()).await?;
             println!("  ClusterImagePolicy {unsigned} deleted (admitUnsigned is empty)");
+            applied.deleted.push(unsigned);
         }
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
         let label = json!({"metadata": {"labels": {NAMESPACE_LABEL: "true"}}});
@@ -224,7 +248,7 @@ pub fn apply(flow: &Flow, values: &Values, repository: &str) -> Result<()> {
         t.namespace,
         if supply_chain.admission.admit_unsigned.is_empty() { String::new() } else { ", and the images admitUnsigned lists".to_owned() }
     );
-    Ok(())
+    Ok(applied)
 }
 
 /// Preflight's check, for an environment whose values ask its cluster to enforce: the cluster
