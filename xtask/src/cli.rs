@@ -883,7 +883,9 @@ pub struct ReleaseImage {
 #[derive(Args, Debug)]
 pub struct ReleaseBuildArgs {
     /// Directory of osv-scanner's offline vulnerability databases (<dir>/osv-scalibr/crates.io/
-    /// all.zip). Required: no feed is reachable from here, and no database is never a pass.
+    /// all.zip). Without it, osv-scanner fetches OSV's crates.io database into the cache
+    /// (~/.cache/shipshape/osv-db, again once older than --max-vuln-db-age) where the feed is
+    /// reachable; an offline machine must give one. No database is never a pass.
     #[arg(long, env = "SHIPSHAPE_VULN_DB")]
     pub vuln_db: Option<std::path::PathBuf>,
     /// Refuse a vulnerability database whose newest advisory is older than this many days (a

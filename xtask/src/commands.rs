@@ -158,13 +158,13 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
         Command::Release(cmd) => match cmd.half {
             None => {
                 let tag = cmd.tag.unwrap_or_default();
-                let database = crate::scan::database(cmd.build.vuln_db, cmd.build.max_vuln_db_age)?;
+                let database = crate::scan::database(sh, cmd.build.vuln_db, cmd.build.max_vuln_db_age)?;
                 let key = keys::private_key_path()?;
                 let released = flows::release::release(sh, &tag, &cmd.registry, &key, &database, cmd.build.allow_dirty)?;
                 say_released(&released, cmd.output)
             }
             Some(cli::ReleaseHalf::Build { tag, build, out, output }) => {
-                let database = crate::scan::database(build.vuln_db, build.max_vuln_db_age)?;
+                let database = crate::scan::database(sh, build.vuln_db, build.max_vuln_db_age)?;
                 let record = flows::release::build_to(sh, &tag, &database, build.allow_dirty, &out)?;
                 println!(
                     "built and scanned {tag} ({}): publish it with `cargo xtask release publish --from {}`",

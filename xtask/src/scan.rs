@@ -243,14 +243,52 @@ pub fn gate(scanned: &Scanned) -> Result<()> {
     Ok(())
 }
 
-/// `--vuln-db`, else $SHIPSHAPE_VULN_DB: there is no default, so a missing database is an
-/// error that names the flag, never a silent pass.
-pub fn database(given: Option<PathBuf>, max_age_days: u32) -> Result<Database> {
-    let dir = given.context(
-        "no vulnerability database: `release` scans every image before signing it. Give --vuln-db DIR (or set \
-         SHIPSHAPE_VULN_DB) with osv-scanner's offline databases (no feed is reachable from here)",
-    )?;
-    Ok(Database { dir, max_age_days })
+/// The database a release is scanned against: the one given (`--vuln-db`), else the one
+/// osv-scanner fetches itself into the cache where OSV's feed is reachable (its own download
+/// option), fetched again once older than `max_age_days`; says which it is. Where the feed is not
+/// reachable (an offline machine), the error says what was tried and how to give one.
+pub fn database(sh: &Shell, given: Option<PathBuf>, max_age_days: u32) -> Result<Database> {
+    if let Some(dir) = given {
+        println!("vulnerability database: {} (given)", dir.display());
+        return Ok(Database { dir, max_age_days });
+    }
+    let database = Database { dir: crate::cache::root()?.join("osv-db"), max_age_days };
+    let dir = database.dir.display().to_string();
+    if let Ok(newest) = check_database(&database, Timestamp::now()) {
+        println!("vulnerability database: {dir} (fetched from OSV earlier; newest advisory {newest})");
+        return Ok(database);
+    }
+    println!("vulnerability database: none given; fetching OSV's crates.io database into {dir} (osv-scanner --download-offline-databases)");
+    match fetch(sh, &database.dir).and_then(|()| check_database(&database, Timestamp::now())) {
+        Ok(newest) => {
+            println!("  fetched: newest advisory {newest}");
+            Ok(database)
+        }
+        Err(err) => bail!(
+            "no vulnerability database: none was given (--vuln-db DIR or SHIPSHAPE_VULN_DB), and fetching OSV's into {dir} failed \
+             ({err:#}). `release` scans every image before signing it: on a machine that cannot reach OSV, give a database, \
+             {FETCH_HINT}"
+        ),
+    }
+}
+
+/// osv-scanner's own download of the databases of the ecosystems it finds: the workspace's
+/// Cargo.lock alone, so crates.io's. It exits 0 when the download failed (having scanned
+/// nothing), so the database's presence is what says it worked.
+fn fetch(sh: &Shell, dir: &Path) -> Result<()> {
+    let bin = OSV_SCANNER.find(sh)?;
+    let source = tempfile::tempdir()?;
+    std::fs::copy(crate::repo_root().join("Cargo.lock"), source.path().join("Cargo.lock")).context("copying Cargo.lock")?;
+    let source = source.path();
+    let out = cmd!(sh, "{bin} scan source --offline-vulnerabilities --download-offline-databases --local-db-path {dir} {source}")
+        .ignore_status()
+        .output()?;
+    if !dir.join(RUST_DB).is_file() {
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let why = said.lines().find(|l| l.contains("unable to fetch")).unwrap_or_else(|| said.lines().last().unwrap_or("no output"));
+        bail!("osv-scanner did not fetch it: {}", why.trim());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

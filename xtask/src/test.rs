@@ -74,7 +74,7 @@ impl TestOptions {
         // Production's shape beside it: prod's values name its context (deploy/envs/prod.yaml).
         let mut production = PreparedCluster::new(
             "prod",
-            Vec::from([AddOn::NetworkPolicies]),
+            Vec::from([AddOn::NetworkPolicies, AddOn::PolicyController]),
             PRODUCTION_WORKERS,
             crate::chart::Env::Prod.cluster_context()?,
         );

@@ -1,13 +1,15 @@
 //! Production as it is: prod's and staging's values files as committed, each environment its
 //! own cluster (the shared cluster plays dev and staging under context `staging-cluster`, the
 //! production-shaped one prod under `prod-cluster`), a release moved dev -> staging -> prod by
-//! one digest, prod's signature policy holding against every flag, prod's NetworkPolicy enforced
-//! by its cluster, and prod's canary on 10 replicas, with a worker drained in the middle of a
+//! one digest, prod's signature policy holding against every flag and, held by its cluster's
+//! admission controller, against `kubectl set image` by hand, prod's NetworkPolicy enforced by
+//! its cluster, and prod's canary on 10 replicas, with a worker drained in the middle of a
 //! step, promoted, then another aborted.
 //!
 //! What differs from a user's is what a user also changes per cluster, the way they change it:
 //! the kubeconfig holding both contexts, the namespaces (`--namespace`, `--from-namespace`), the
-//! registry the cluster pulls from (`--set-string image.repository=...` on a standard deploy),
+//! registry the cluster pulls from (`--set-string image.repository=...` on a standard deploy,
+//! `--image-repository` for `admission apply`),
 //! and the environment's signing key (`keys init`, when the checkout has none).
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -116,8 +118,13 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
     let staging = TestNamespace::in_env(Env::Staging, kubeconfig, "promote-staging");
     let from_dev = Wanted::From { env: Env::Dev, namespace: Some(dev.name.clone()) };
     deploy::deploy_wanted(&staging.deploy_flow(), &from_dev, false).or_panic();
-    // prod, from what staging runs, on its own cluster: as an operator runs it.
+    // prod, from what staging runs, on its own cluster: as an operator runs it. prod's cluster
+    // holds its supply-chain policy too (supplyChain.admission in its values file).
     let prod = TestNamespace::in_env(Env::Prod, kubeconfig, "promote-prod");
+    fixture::production_policy_controller();
+    let repository = fixture::local_repository();
+    let out = xtask(kubeconfig, &["admission", "apply", "--env", "prod", "--namespace", &prod.name, "--image-repository", &repository]);
+    assert!(out.status.success(), "admission apply --env prod: {}", said(&out));
     let registry = fixture::local_registry_args();
     let out = xtask(
         kubeconfig,
@@ -208,6 +215,14 @@ fn a_release_moves_dev_to_staging_to_prod_by_one_digest_and_prod_refuses_what_it
     assert!(set.contains("supplyChain is managed by this command itself"), "{set}");
     let wrong_cluster = deploy_prod(&["--tag", &v1.tag, "--context", "staging-cluster"]);
     assert!(wrong_cluster.contains("names cluster context prod-cluster") && wrong_cluster.contains("refused"), "{wrong_cluster}");
+    // Past shipshape, by hand: prod's cluster refuses it.
+    let by_hand = fixture::kubectl(
+        kubeconfig,
+        &fixture::prod_context(),
+        &["-n", &prod.name, "set", "image", "deployment/model-server", &format!("api={}", fixture::image(&shared.v2))],
+    );
+    let refused = String::from_utf8_lossy(&by_hand.stderr);
+    assert!(!by_hand.status.success() && refused.contains("denied the request") && refused.contains("shipshape-prod"), "{refused}");
     assert_eq!(revisions(&prod_flow), before, "no Helm revision came of any of them");
     assert_eq!(prod_flow.record().or_panic().stable_image().unwrap(), v1.reference(), "prod runs what it ran");
 

@@ -929,6 +929,17 @@ pub fn policy_controller() {
     add_on_once(&INSTALLED, |sh, cluster| xtask::cluster::policy_controller::install(sh, cluster).or_panic());
 }
 
+/// sigstore policy-controller in the production cluster (`cargo xtask test` installs it there).
+pub fn production_policy_controller() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let production = production();
+        if !production.cluster.add_ons_installed {
+            xtask::cluster::policy_controller::install(&xtask::repo_shell().unwrap(), &production.cluster.cluster).or_panic();
+        }
+    });
+}
+
 /// A kubeconfig whose one context is staging's (deploy/envs/staging.yaml's `staging-cluster`)
 /// on the shared cluster: staging's commands run there, as a release manager's kubeconfig
 /// names it.

@@ -53,7 +53,7 @@ impl TestCluster {
     }
 
     /// Production's shape: a control plane and three workers, its context named `context`. The
-    /// one `cargo xtask test` made (its add-ons are not needed), else a new one, deleted at exit.
+    /// one `cargo xtask test` made with its add-ons, else a new one (none), deleted at exit.
     pub fn production(purpose: &str, context: &str) -> TestCluster {
         let sh = xtask::repo_shell().unwrap();
         let prepared = std::env::var(xtask::test::PREPARED_PRODUCTION_ENV).ok().filter(|n| !n.is_empty());
@@ -67,7 +67,8 @@ impl TestCluster {
         let target = ClusterTarget { name, kubeconfig, context: Some(context.to_owned()) };
         let up = ClusterUp { target: target.clone(), keep: !owned, workers: xtask::test::PRODUCTION_WORKERS, ..Default::default() };
         let cluster = lifecycle::up(&sh, &up).unwrap_or_else(|e| panic!("{e:#}"));
-        TestCluster { cluster, target, owned, add_ons_installed: false, _dir: dir }
+        // `cargo xtask test` made it with its add-ons (NetworkPolicies, admission).
+        TestCluster { cluster, target, owned, add_ons_installed: !owned, _dir: dir }
     }
 
     /// Deletes the cluster, unless a test failed and `--keep-cluster` asked to keep it.
