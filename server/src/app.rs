@@ -184,6 +184,7 @@ async fn predict(State(state): State<Arc<AppState>>, Json(request): Json<Predict
     if let Some(delay) = state.config.faults.latency {
         tokio::time::sleep(delay).await;
     }
+    state.config.faults.burn_cpu();
     if state.config.faults.fail_this_request() {
         return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "injected fault (FAULT_ERROR_RATE)"}))).into_response();
     }

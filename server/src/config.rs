@@ -86,11 +86,13 @@ impl Config {
             admin_token: lookup("ADMIN_API_TOKEN"),
             database_url: lookup("DATABASE_URL"),
             registry_credentials,
-            faults: Faults::new(error_rate, flag("FAULT_NEVER_READY")?, flag("FAULT_CRASH_ON_START")?).with_liveness_memory_and_latency(
-                flag("FAULT_UNHEALTHY")?,
-                parse("FAULT_MEMORY_MIB", "0")?.parse().context("FAULT_MEMORY_MIB must be a whole number of MiB")?,
-                parse("FAULT_LATENCY_MS", "0")?.parse().context("FAULT_LATENCY_MS must be a whole number of milliseconds")?,
-            ),
+            faults: Faults::new(error_rate, flag("FAULT_NEVER_READY")?, flag("FAULT_CRASH_ON_START")?)
+                .with_liveness_memory_and_latency(
+                    flag("FAULT_UNHEALTHY")?,
+                    parse("FAULT_MEMORY_MIB", "0")?.parse().context("FAULT_MEMORY_MIB must be a whole number of MiB")?,
+                    parse("FAULT_LATENCY_MS", "0")?.parse().context("FAULT_LATENCY_MS must be a whole number of milliseconds")?,
+                )
+                .with_cpu(parse("FAULT_CPU_MS", "0")?.parse().context("FAULT_CPU_MS must be a whole number of milliseconds")?),
         })
     }
 }

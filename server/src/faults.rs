@@ -16,6 +16,9 @@ pub struct Faults {
     pub memory_mib: u64,
     /// Added to every prediction's time: a version that regresses latency.
     pub latency: Option<std::time::Duration>,
+    /// CPU kept busy per prediction (a spin, not a sleep): a version that costs more CPU than
+    /// stable for the same traffic.
+    pub cpu_per_request: Option<std::time::Duration>,
     served: AtomicU64,
 }
 
@@ -28,6 +31,7 @@ impl Faults {
             unhealthy: false,
             memory_mib: 0,
             latency: None,
+            cpu_per_request: None,
             served: AtomicU64::new(0),
         }
     }
@@ -39,8 +43,30 @@ impl Faults {
         Faults { unhealthy, memory_mib, latency, ..self }
     }
 
+    /// These faults with `cpu_ms` of CPU spent on every prediction.
+    pub fn with_cpu(self, cpu_ms: u64) -> Faults {
+        Faults { cpu_per_request: (cpu_ms > 0).then(|| std::time::Duration::from_millis(cpu_ms)), ..self }
+    }
+
     pub fn any(&self) -> bool {
-        self.error_rate > 0.0 || self.never_ready || self.crash_on_start || self.unhealthy || self.memory_mib > 0 || self.latency.is_some()
+        self.error_rate > 0.0
+            || self.never_ready
+            || self.crash_on_start
+            || self.unhealthy
+            || self.memory_mib > 0
+            || self.latency.is_some()
+            || self.cpu_per_request.is_some()
+    }
+
+    /// Keeps this thread busy for `cpu_per_request` (nothing when unset).
+    pub fn burn_cpu(&self) {
+        if let Some(busy) = self.cpu_per_request {
+            let started = std::time::Instant::now();
+            let mut x = 0u64;
+            while started.elapsed() < busy {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        }
     }
 
     /// Allocates and touches `memory_mib` MiB, kept for the life of the process (a model too big
@@ -71,6 +97,19 @@ mod tests {
         assert_eq!(failed, 50);
         let faults = Faults::new(0.1, false, false);
         assert_eq!((0..100).filter(|_| faults.fail_this_request()).count(), 10);
+    }
+
+    #[test]
+    fn a_cpu_fault_keeps_the_thread_busy_for_its_time() {
+        let faults = Faults::default().with_cpu(20);
+        assert!(faults.any());
+        let started = std::time::Instant::now();
+        faults.burn_cpu();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(20));
+        let none = Faults::default();
+        let started = std::time::Instant::now();
+        none.burn_cpu();
+        assert!(started.elapsed() < std::time::Duration::from_millis(20), "no fault, no spin");
     }
 
     #[test]

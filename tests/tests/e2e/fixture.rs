@@ -26,6 +26,9 @@ pub struct Shared {
     pub slow: String,
     /// A version that holds 96 MiB more than stable (within its limit).
     pub hungry: String,
+    /// A version that spends 30 ms of CPU on every prediction (p95 still within stable's x3 +
+    /// 50 ms; at 25 % of 25 requests a second, about 190m of CPU per pod against stable's few).
+    pub burning: String,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
@@ -108,9 +111,10 @@ pub fn shared() -> &'static Shared {
         let failing_half = app_images::variant(&docker, &v1, "errors", &[("FAULT_ERROR_RATE", "0.5")]).unwrap();
         let slow = app_images::variant(&docker, &v1, "slow", &[("FAULT_LATENCY_MS", "200")]).unwrap();
         let hungry = app_images::variant(&docker, &v1, "hungry", &[("FAULT_MEMORY_MIB", "96")]).unwrap();
+        let burning = app_images::variant(&docker, &v1, "burning", &[("FAULT_CPU_MS", "30")]).unwrap();
         let postgres = app_images::build_postgres(&sh, &docker).unwrap();
         // Through the local registry, as every flow gets its images (cluster up started it).
-        for image in [&v1, &v2, &crashing, &failing_half, &slow, &hungry, &postgres] {
+        for image in [&v1, &v2, &crashing, &failing_half, &slow, &hungry, &burning, &postgres] {
             app_images::push(&docker, image, registry::HOST).unwrap();
         }
         let tag = |image: &str| image.rsplit_once(':').unwrap().1.to_owned();
@@ -121,6 +125,7 @@ pub fn shared() -> &'static Shared {
             failing_half: tag(&failing_half),
             slow: tag(&slow),
             hungry: tag(&hungry),
+            burning: tag(&burning),
             cluster,
         }
     })

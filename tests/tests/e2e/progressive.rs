@@ -20,10 +20,11 @@ use fixture::PODS;
 
 /// Issue 23: the canary judges what users feel and what it costs. A canary 200 ms slower per
 /// prediction is aborted on p95 latency; one that holds 96 MiB more per pod than stable (its
-/// limit allows it) is aborted on memory, from the kubelet's resource metrics. Each abort says
-/// the numbers; stable serves throughout.
+/// limit allows it) is aborted on memory, and one that spends 30 ms of CPU per prediction on
+/// CPU, from the kubelet's resource metrics. Each abort says the numbers; stable serves
+/// throughout.
 #[test]
-fn canaries_slower_on_p95_or_hungrier_per_pod_than_stable_are_aborted_with_the_numbers() {
+fn canaries_slower_on_p95_or_hungrier_or_busier_per_pod_than_stable_are_aborted_with_the_numbers() {
     let shared = fixture::shared();
     let ns = TestNamespace::new("canary-costly");
     let flow = stable_at_v1(&ns);
@@ -40,6 +41,10 @@ fn canaries_slower_on_p95_or_hungrier_per_pod_than_stable_are_aborted_with_the_n
     let (_, state) = canary::latest(&flow).or_panic().expect("the canary's journaled state");
     let judged = state.measured.last().and_then(|m| m.analysis.as_ref()).expect("the failed step's analysis, journaled");
     assert!(judged.resources["canary"].memory_bytes > 96.0 * 1024.0 * 1024.0, "{:?}", judged.resources);
+
+    let burning = failure(canary::start_canary(&flow, &canary_args(&ns, &shared.burning, Approval::Approved)));
+    assert!(burning.contains("aborted") && burning.contains("canary CPU") && burning.contains("m per pod is above"), "{burning}");
+    assert_eq!(deployment_image(&flow, "model-server-canary"), None);
 
     let stats = load.stats();
     let stable = stats.by_version.get(&shared.v1).copied().unwrap_or_default();
