@@ -301,7 +301,8 @@ fn a_release_built_without_the_key_then_published_deploys_verified() {
 /// runs it), shipshape's deploy of a signed release passes, and by hand `kubectl set image` to
 /// an unsigned image or to one signed by another key, and `helm upgrade` with the chart's own
 /// check turned off, are refused by the API server; nothing changes. Then the cluster's policy
-/// is changed by hand to trust another key: the pod that replaces a deleted one is refused at
+/// is changed by hand to trust another key: doctor's dry-run of the template's pod names the
+/// refusal before any pod is replaced, the pod that replaces a deleted one is refused at
 /// admission, and doctor names the image policy with its fix.
 #[test]
 fn the_cluster_itself_refuses_what_staging_s_policy_refuses_by_hand_too() {
@@ -379,8 +380,20 @@ fn the_cluster_itself_refuses_what_staging_s_policy_refuses_by_hand_too() {
     let (patched, said) =
         run(&kubectl, &["--context", &context, "patch", "clusterimagepolicy", "shipshape-staging", "--type=json", "-p", &patch]);
     assert!(patched, "{said}");
-    // The webhook reads policies from its informer: a moment after the patch.
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    // The webhook reads policies from its informer: a moment after the patch. Before any pod
+    // is replaced, doctor asks the cluster (a dry-run create of the template's pod) and names
+    // the refusal: what a scale-up would meet, whose refused ReplicaSet update leaves no event.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let would_refuse = loop {
+        let checks = xtask::flows::doctor::doctor(&flow).or_panic();
+        if let Some(check) = checks.iter().find(|c| c.name == "admission model-server" && c.outcome == xtask::report::Outcome::Fail) {
+            break check.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "doctor never saw the policy refuse the template: {checks:#?}");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    };
+    assert!(would_refuse.detail.contains("failed policy: shipshape-staging"), "{would_refuse:#?}");
+    assert!(would_refuse.fix.as_deref().unwrap_or_default().contains("admission apply"), "{would_refuse:#?}");
     let (deleted, said) = run(
         &kubectl,
         &["--context", &context, "-n", &ns.name, "delete", "pods", "-l", &xtask::chart::pod_selector("model-server"), "--wait=false"],

@@ -49,6 +49,7 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
         checks.extend(pods::pods(flow.client(), t, &release_pods, &state.values, &events).await);
         checks.push(findings::stale_secrets(flow.client(), t, &release_pods, &state.values.image.tag).await?);
         checks.extend(rollouts(flow.client(), t).await?);
+        checks.extend(admitted_now(flow.client(), t, &deployments).await);
         checks.push(match ownership::drift(flow.client(), &t.namespace, &t.release, &state).await? {
             None => Check::new("helm owns the release", Outcome::Pass, "the Deployment runs what Helm applied"),
             Some(drift) => Check::new("helm owns the release", Outcome::Warn, drift.to_string())
@@ -133,6 +134,42 @@ async fn external_secrets(client: &kube::Client, t: &Target) -> Check {
             }
         }
     }
+}
+
+/// Would the cluster admit each Deployment's pods now? A pod made from its template, created
+/// with `dryRun=All`: the API server runs every admission check (quotas, LimitRanges, webhooks
+/// such as the image policy) and stores nothing. What a rollout's own status may never say: a
+/// webhook that refuses the controller's ReplicaSet update (a scale-up after the image policy
+/// changed) leaves no event and no condition, only a Deployment whose new spec is never seen.
+async fn admitted_now(client: &kube::Client, t: &Target, deployments: &[Deployment]) -> Vec<Check> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &t.namespace);
+    let mut checks = Vec::new();
+    for deployment in deployments {
+        let name = deployment.metadata.name.clone().unwrap_or_default();
+        let Some(template) = deployment.spec.as_ref().map(|s| s.template.clone()) else { continue };
+        let mut pod = Pod { metadata: template.metadata.unwrap_or_default(), spec: template.spec, ..Default::default() };
+        pod.metadata.generate_name = Some(format!("{name}-admission-check-"));
+        pod.metadata.namespace = Some(t.namespace.clone());
+        let params = kube::api::PostParams { dry_run: true, field_manager: Some("shipshape-doctor".to_owned()) };
+        let check = match pods.create(&params, &pod).await {
+            Ok(_) => Check::new(format!("admission {name}"), Outcome::Pass, "the cluster would admit its pods now (a dry-run create)"),
+            Err(kube::Error::Api(status)) if status.code == 403 || status.code == 400 || status.code == 422 => {
+                let message = status.message.clone();
+                let what_to_do = if message.contains("policy.sigstore.dev") {
+                    "the image policy refuses what the Deployment runs: `cargo xtask admission apply --env <env>` after a key change, else deploy or roll back to a release signed by a trusted key"
+                } else if message.contains("exceeded quota") {
+                    "a ResourceQuota allows no more: `kubectl describe resourcequota` shows what is used"
+                } else {
+                    "the API server's words say which check refuses it"
+                };
+                Check::new(format!("admission {name}"), Outcome::Fail, format!("the cluster would refuse its pods now: {message}"))
+                    .with_fix(what_to_do)
+            }
+            Err(err) => Check::new(format!("admission {name}"), Outcome::Warn, format!("cannot ask the cluster (a dry-run create): {err}")),
+        };
+        checks.push(check);
+    }
+    checks
 }
 
 /// The runbook's "slow rollout": a Deployment not progressing, or past its deadline.
