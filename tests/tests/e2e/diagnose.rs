@@ -228,6 +228,9 @@ fn a_full_resource_quota_fails_a_deploy_at_once_and_doctor_names_it() {
     let shared = fixture::shared();
     let ns = TestNamespace::new("quota");
     let flow = ns.flow();
+    // v2 first, so a node has it: the deploy under the quota then fails at its rollout, not at
+    // the image check's pod (which a full quota refuses too, in its own words).
+    deploy::deploy(&flow, &shared.v2, false).or_panic();
     deploy::deploy(&flow, &shared.v1, false).or_panic();
     // Room for what runs (PostgreSQL and one model-server pod), none for a rollout's surge pod.
     let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> = Api::namespaced(flow.client().clone(), &ns.name);
