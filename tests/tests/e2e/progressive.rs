@@ -24,7 +24,7 @@ use fixture::PODS;
 /// CPU, from the kubelet's resource metrics. Each abort says the numbers; stable serves
 /// throughout.
 #[test]
-fn canaries_slower_on_p95_or_hungrier_or_busier_per_pod_than_stable_are_aborted_with_the_numbers() {
+fn a_canary_costlier_than_stable_in_p95_memory_or_cpu_is_aborted_with_the_numbers() {
     let shared = fixture::shared();
     let ns = TestNamespace::new("canary-costly");
     let flow = stable_at_v1(&ns);
