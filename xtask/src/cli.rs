@@ -799,8 +799,8 @@ pub struct Admission {
 #[derive(Subcommand, Debug)]
 pub enum AdmissionAction {
     /// Write the environment's ClusterImagePolicies (the release's repository: a key trusted now
-    /// signed it and its SLSA provenance from a trusted builder; supplyChain.admission
-    /// .admitUnsigned's repositories: admitted unsigned) and label its namespace
+    /// signed it and its SLSA provenance from a trusted builder; the repositories listed in
+    /// supplyChain.admission.admitUnsigned: admitted unsigned) and label its namespace
     /// policy.sigstore.dev/include=true. Apply again after a change to the environment's keys
     /// (`keys rotate`, a key's window ending) or supplyChain values. Refuses an environment
     /// whose values do not set supplyChain.admission.enforce, and a cluster without
