@@ -313,18 +313,14 @@ fn the_cluster_itself_refuses_what_staging_s_policy_refuses_by_hand_too() {
     let kubeconfig = fixture::staging_kubeconfig();
     let context = xtask::chart::Env::Staging.cluster_context().or_panic().unwrap();
     let ns = TestNamespace::in_env(xtask::chart::Env::Staging, kubeconfig, "admission");
-    let run = |program: &std::path::Path, args: &[&str]| {
-        let out = std::process::Command::new(program)
-            .args(args)
-            .env("KUBECONFIG", kubeconfig)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
+    // Whether a command succeeded, and all it printed (kubectl's and helm's words, unchecked).
+    let ended = |out: std::process::Output| {
         (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     };
+    let kubectl = |args: &[&str]| ended(fixture::kubectl(kubeconfig, &context, args));
     let repository = fixture::local_repository();
-    let (applied, said) =
-        run(fixture::xtask_binary(), &["admission", "apply", "--env", "staging", "-n", &ns.name, "--image-repository", &repository]);
+    let apply = ["admission", "apply", "--env", "staging", "-n", &ns.name, "--image-repository", &repository];
+    let (applied, said) = ended(fixture::xtask_command(&ns).args(apply).output().unwrap());
     assert!(applied, "{said}");
     assert!(
         said.contains("ClusterImagePolicy shipshape-staging applied") && said.contains(&format!("namespace {} enforced", ns.name)),
@@ -337,33 +333,35 @@ fn the_cluster_itself_refuses_what_staging_s_policy_refuses_by_hand_too() {
     assert_eq!(stable_image(&flow), image(&signed.tag));
 
     // By hand: kubectl set image, unsigned and signed by another key.
-    let kubectl = xtask::cluster::node_image::built_kubectl().or_panic().expect("the pinned kubectl");
     for (what, reference) in [("unsigned", image(&shared.v2)), ("another key's", theirs.reference())] {
-        let (changed, said) =
-            run(&kubectl, &["--context", &context, "-n", &ns.name, "set", "image", "deployment/model-server", &format!("api={reference}")]);
+        let (changed, said) = kubectl(&["-n", &ns.name, "set", "image", "deployment/model-server", &format!("api={reference}")]);
         assert!(!changed && said.contains("denied the request") && said.contains("shipshape-staging"), "{what} image admitted: {said}");
     }
     // By hand: helm upgrade with the chart's own signature check turned off.
     let helm = xtask::tools::HELM.find(&ns.sh).or_panic();
     let chart = xtask::chart::chart_dir();
-    let (upgraded, said) = run(
-        &helm,
-        &[
-            "upgrade",
-            "model-server",
-            chart.to_str().unwrap(),
-            "--kube-context",
-            &context,
-            "-n",
-            &ns.name,
-            "--reuse-values",
-            "--set",
-            "supplyChain.requireSignature=false",
-            "--set-string",
-            &format!("image.tag={}", shared.v2),
-            "--set",
-            "imageDigests=null",
-        ],
+    let (upgraded, said) = ended(
+        std::process::Command::new(helm)
+            .env("KUBECONFIG", kubeconfig)
+            .stdin(std::process::Stdio::null())
+            .args([
+                "upgrade",
+                "model-server",
+                chart.to_str().unwrap(),
+                "--kube-context",
+                &context,
+                "-n",
+                &ns.name,
+                "--reuse-values",
+                "--set",
+                "supplyChain.requireSignature=false",
+                "--set-string",
+                &format!("image.tag={}", shared.v2),
+                "--set",
+                "imageDigests=null",
+            ])
+            .output()
+            .unwrap(),
     );
     assert!(!upgraded && said.contains("denied the request"), "helm upgrade of an unsigned tag admitted: {said}");
     // Helm records the refused upgrade as a failed revision; what runs is unchanged.
@@ -377,8 +375,7 @@ fn the_cluster_itself_refuses_what_staging_s_policy_refuses_by_hand_too() {
     // refused at admission, and doctor says so in the policy's words, with the fix.
     let pem = std::fs::read_to_string(fixture::another_public_key()).unwrap();
     let patch = serde_json::json!([{"op": "replace", "path": "/spec/authorities/0/key/data", "value": pem}]).to_string();
-    let (patched, said) =
-        run(&kubectl, &["--context", &context, "patch", "clusterimagepolicy", "shipshape-staging", "--type=json", "-p", &patch]);
+    let (patched, said) = kubectl(&["patch", "clusterimagepolicy", "shipshape-staging", "--type=json", "-p", &patch]);
     assert!(patched, "{said}");
     // The webhook reads policies from its informer: a moment after the patch. Before any pod
     // is replaced, doctor asks the cluster (a dry-run create of the template's pod) and names
@@ -394,10 +391,7 @@ fn the_cluster_itself_refuses_what_staging_s_policy_refuses_by_hand_too() {
     };
     assert!(would_refuse.detail.contains("failed policy: shipshape-staging"), "{would_refuse:#?}");
     assert!(would_refuse.fix.as_deref().unwrap_or_default().contains("admission apply"), "{would_refuse:#?}");
-    let (deleted, said) = run(
-        &kubectl,
-        &["--context", &context, "-n", &ns.name, "delete", "pods", "-l", &xtask::chart::pod_selector("model-server"), "--wait=false"],
-    );
+    let (deleted, said) = kubectl(&["-n", &ns.name, "delete", "pods", "-l", &xtask::chart::pod_selector("model-server"), "--wait=false"]);
     assert!(deleted, "{said}");
     let started = std::time::Instant::now();
     let finding = loop {
@@ -430,12 +424,7 @@ fn the_cluster_itself_refuses_what_staging_s_policy_refuses_by_hand_too() {
     );
     // Written again from the environment's values, the policy trusts the environment's key; as
     // JSON, what was written.
-    let out = std::process::Command::new(fixture::xtask_binary())
-        .args(["admission", "apply", "--env", "staging", "-n", &ns.name, "--image-repository", &repository, "-o", "json"])
-        .env("KUBECONFIG", kubeconfig)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = fixture::xtask_command(&ns).args(apply).args(["-o", "json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(

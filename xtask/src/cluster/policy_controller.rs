@@ -59,8 +59,7 @@ pub fn image(sh: &Shell, docker: &Docker) -> Result<String> {
 pub fn forwarder_image(sh: &Shell, docker: &Docker) -> Result<String> {
     let dir = crate::repo_root().join("deploy/kind/registry-forwarder");
     let source = std::fs::read(dir.join("main.go")).context("reading deploy/kind/registry-forwarder/main.go")?;
-    use sha2::Digest;
-    let content: String = sha2::Sha256::digest(&source).iter().map(|b| format!("{b:02x}")).collect();
+    let content = crate::signing::hex_sha256(&source);
     GoImage {
         name: "registry-forwarder",
         about: "registry-forwarder (deploy/kind/registry-forwarder)",

@@ -247,15 +247,12 @@ async fn pull(client: &kube::Client, namespace: &str, image: &str, pull_secrets:
         Ok(_) => {}
         // Refused at admission (a full ResourceQuota, a LimitRange, a webhook): in its words.
         Err(kube::Error::Api(status)) if status.code == 403 => {
-            let advice = if status.message.contains("exceeded quota") {
-                format!(
-                    "a ResourceQuota of namespace {namespace} allows no more pods: `kubectl describe resourcequota -n {namespace}` \
-                     shows what is used; the check needs one short-lived pod unless a node has the image"
-                )
-            } else {
-                "the API server's words say which check refuses it".to_owned()
-            };
-            bail!("the cluster refused the pod that checks it can pull {image} ({}): {advice}", status.message);
+            let advice = wait::refused_pods_advice(&status.message, namespace);
+            bail!(
+                "the cluster refused the pod that checks it can pull {image} ({}): {advice} (the check needs one short-lived pod \
+                 unless a node has the image)",
+                status.message
+            );
         }
         Err(err) => return Err(err).with_context(|| format!("creating pod {name} to pull {image}")),
     }

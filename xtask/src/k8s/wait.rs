@@ -399,8 +399,6 @@ fn current_template_hash(
         .and_then(|rs| rs.metadata.labels.as_ref()?.get("pod-template-hash").cloned())
 }
 
-/// `Ok` when the rollout is complete (observed, every replica updated, ready and available, no
-/// old one left), else where it stands. The one judgement of "rolled out" (waits and doctor).
 /// The API server refuses the Deployment's new pods (its ReplicaFailure condition, which the
 /// controller copies from the ReplicaSet that failed to create them): a ResourceQuota exceeded,
 /// a LimitRange or an admission webhook said no. No wait makes that pass: the rollout fails at
@@ -408,23 +406,33 @@ fn current_template_hash(
 pub fn pods_refused(deployment: &k8s_openapi::api::apps::v1::Deployment) -> Option<String> {
     let condition = deployment.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "ReplicaFailure" && c.status == "True")?;
     let message = condition.message.clone().unwrap_or_default();
-    let what_to_do = if message.contains("exceeded quota") {
-        format!(
-            "a ResourceQuota of namespace {} allows no more: `kubectl describe resourcequota -n {0}` shows what is used; raise it, \
-             or lower the release's requests or replicas",
-            deployment.metadata.namespace.clone().unwrap_or_default()
-        )
-    } else if message.contains("admission webhook \"policy.sigstore.dev\"") {
-        // The environment's supply-chain policy, held by the cluster (flows/admission.rs): what
-        // the Deployment runs is not (or no longer) signed as the policy asks.
-        "the cluster's image policy (sigstore policy-controller) refuses the image: it is not signed, with its provenance, by          a key the namespace's ClusterImagePolicies trust (`kubectl get clusterimagepolicies` lists them). If the environment's          keys changed (`keys rotate`), `cargo xtask admission apply --env <env>` writes its policy again; else deploy or roll          back to a release signed by a trusted key"
-            .to_owned()
-    } else {
-        "the API server refuses them: its words above say which policy".to_owned()
-    };
+    let what_to_do = refused_pods_advice(&message, &deployment.metadata.namespace.clone().unwrap_or_default());
     Some(format!("the cluster refuses to create its pods ({}): {message}; {what_to_do}", condition.reason.clone().unwrap_or_default()))
 }
 
+/// What to do about pods of `namespace` the API server refuses to create, read from its words
+/// (`message`): a full ResourceQuota, the environment's image policy held by the cluster
+/// (sigstore policy-controller, flows/admission.rs), or another admission check, which its
+/// words name. One judgement for a rollout's refused pods, doctor's dry-run and the image check.
+pub fn refused_pods_advice(message: &str, namespace: &str) -> String {
+    if message.contains("exceeded quota") {
+        format!(
+            "a ResourceQuota of namespace {namespace} allows no more: `kubectl describe resourcequota -n {namespace}` shows what \
+             is used; raise it, or lower the release's requests or replicas"
+        )
+    } else if message.contains("admission webhook \"policy.sigstore.dev\"") {
+        "the cluster's image policy (sigstore policy-controller) refuses the image: it is not signed, with its provenance, by \
+         a key the namespace's ClusterImagePolicies trust (`kubectl get clusterimagepolicies` lists them). If the environment's \
+         keys changed (`keys rotate`), `cargo xtask admission apply --env <env>` writes its policy again; else deploy or roll \
+         back to a release signed by a trusted key"
+            .to_owned()
+    } else {
+        "the API server refuses them: its words above say which policy".to_owned()
+    }
+}
+
+/// `Ok` when the rollout is complete (observed, every replica updated, ready and available, no
+/// old one left), else where it stands. The one judgement of "rolled out" (waits and doctor).
 pub fn rollout_state(deployment: &k8s_openapi::api::apps::v1::Deployment) -> Result<String, String> {
     let wanted = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let generation = deployment.metadata.generation.unwrap_or(0);

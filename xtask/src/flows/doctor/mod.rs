@@ -154,16 +154,8 @@ async fn admitted_now(client: &kube::Client, t: &Target, deployments: &[Deployme
         let check = match pods.create(&params, &pod).await {
             Ok(_) => Check::new(format!("admission {name}"), Outcome::Pass, "the cluster would admit its pods now (a dry-run create)"),
             Err(kube::Error::Api(status)) if status.code == 403 || status.code == 400 || status.code == 422 => {
-                let message = status.message.clone();
-                let what_to_do = if message.contains("policy.sigstore.dev") {
-                    "the image policy refuses what the Deployment runs: `cargo xtask admission apply --env <env>` after a key change, else deploy or roll back to a release signed by a trusted key"
-                } else if message.contains("exceeded quota") {
-                    "a ResourceQuota allows no more: `kubectl describe resourcequota` shows what is used"
-                } else {
-                    "the API server's words say which check refuses it"
-                };
-                Check::new(format!("admission {name}"), Outcome::Fail, format!("the cluster would refuse its pods now: {message}"))
-                    .with_fix(what_to_do)
+                Check::new(format!("admission {name}"), Outcome::Fail, format!("the cluster would refuse its pods now: {}", status.message))
+                    .with_fix(crate::k8s::wait::refused_pods_advice(&status.message, &t.namespace))
             }
             Err(err) => Check::new(format!("admission {name}"), Outcome::Warn, format!("cannot ask the cluster (a dry-run create): {err}")),
         };
