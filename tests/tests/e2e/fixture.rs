@@ -300,14 +300,18 @@ pub fn production() -> &'static Production {
 /// One kubeconfig with the shared cluster as context `staging` (current) and the production
 /// cluster's own context: `KUBECONFIG=a:b` merged, as kubectl would, then the context renamed.
 fn write_environments_kubeconfig(shared: &std::path::Path, staging: &str, prod: &std::path::Path, out: &std::path::Path) {
-    use kube::config::Kubeconfig;
-    let mut first = Kubeconfig::read_from(shared).unwrap();
-    for context in &mut first.contexts {
+    let merged = as_staging(shared, staging).merge(kube::config::Kubeconfig::read_from(prod).unwrap()).unwrap();
+    std::fs::write(out, serde_json::to_vec_pretty(&merged).unwrap()).unwrap();
+}
+
+/// The shared cluster's kubeconfig with its context named `staging` (and current).
+fn as_staging(shared: &std::path::Path, staging: &str) -> kube::config::Kubeconfig {
+    let mut config = kube::config::Kubeconfig::read_from(shared).unwrap();
+    for context in &mut config.contexts {
         context.name = staging.to_owned();
     }
-    first.current_context = Some(staging.to_owned());
-    let merged = first.merge(Kubeconfig::read_from(prod).unwrap()).unwrap();
-    std::fs::write(out, serde_json::to_vec_pretty(&merged).unwrap()).unwrap();
+    config.current_context = Some(staging.to_owned());
+    config
 }
 
 /// The environment's signing key pair: the public half where the environments' values look for
@@ -951,15 +955,10 @@ pub fn production_policy_controller() {
 pub fn staging_kubeconfig() -> &'static std::path::Path {
     static STAGING: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     let (_, path) = STAGING.get_or_init(|| {
-        use kube::config::Kubeconfig;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kubeconfig");
         let staging = Env::Staging.cluster_context().or_panic().expect("deploy/envs/staging.yaml names its cluster's context");
-        let mut config = Kubeconfig::read_from(&shared().cluster.cluster.kubeconfig).unwrap();
-        for context in &mut config.contexts {
-            context.name = staging.clone();
-        }
-        config.current_context = Some(staging);
+        let config = as_staging(&shared().cluster.cluster.kubeconfig, &staging);
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         (dir, path)
     });
