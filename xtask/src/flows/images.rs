@@ -228,7 +228,11 @@ pub fn resolve(sh: &xshell::Shell, repository: &str, tag: &str) -> Result<Pinned
 
 async fn pull(client: &kube::Client, namespace: &str, image: &str, pull_secrets: &[String]) -> Result<String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let name = format!("shipshape-image-check-{:x}", std::process::id());
+    // One name per check, not per process: a second check from the same process (two deploys
+    // in a row) met the first one's pod still terminating ("object is being deleted").
+    static CHECKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let check = CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("shipshape-image-check-{:x}-{check}", std::process::id());
     let secrets: Vec<_> = pull_secrets.iter().map(|s| json!({"name": s})).collect();
     // The container only has to exist: once the image is pulled its start may fail, which is fine.
     let pod: Pod = serde_json::from_value(json!({
