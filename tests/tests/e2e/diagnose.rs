@@ -229,9 +229,20 @@ fn a_full_resource_quota_fails_a_deploy_at_once_and_doctor_names_it() {
     let ns = TestNamespace::new("quota");
     let flow = ns.flow();
     // v2 first, so a node has it: the deploy under the quota then fails at its rollout, not at
-    // the image check's pod (which a full quota refuses too, in its own words).
+    // the image check's pod (which a full quota refuses too, in its own words). The check looks
+    // at the images the nodes report, which the kubelet updates a few seconds after a pull.
     deploy::deploy(&flow, &shared.v2, false).or_panic();
+    let v2 = flow.record().or_panic().stable_image().unwrap();
     deploy::deploy(&flow, &shared.v1, false).or_panic();
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(flow.client().clone());
+    flow.block_on(wait::until(nodes, watcher::Config::default(), "a node reports v2", Duration::from_secs(60), |found| {
+        let names = found.iter().filter_map(|n| n.status.as_ref()?.images.as_ref()).flatten().flat_map(|i| i.names.iter().flatten());
+        match names.into_iter().any(|name| xtask::image::same_content(name, &v2)) {
+            true => Progress::Done("reported".to_owned()),
+            false => Progress::Waiting("not reported yet".to_owned()),
+        }
+    }))
+    .or_panic();
     // Room for what runs (PostgreSQL and one model-server pod), none for a rollout's surge pod.
     let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> = Api::namespaced(flow.client().clone(), &ns.name);
     let quota = serde_json::from_value(serde_json::json!({
