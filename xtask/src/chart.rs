@@ -357,6 +357,8 @@ pub struct EnvValues {
     pub mlflow_credentials_secret_name: String,
     pub mlflow_username_key: String,
     pub mlflow_password_key: String,
+    /// Where the model comes from (a path in the image, or an http:// registry URL).
+    pub model_uri: String,
     pub database_url_secret_name: String,
     pub database_url_secret_key: String,
     pub model_auto_refresh_seconds: u64,

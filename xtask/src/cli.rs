@@ -234,10 +234,17 @@ pub struct RotateSecret {
     #[arg(long, value_enum, default_value_t = SecretMethod::Manual)]
     pub method: SecretMethod,
     /// Where the new value comes from: `stdin` (one line), `file:PATH` or `env:NAME`, never the
-    /// command line. Required for mlflow (set the password in MLflow first, then give it here);
-    /// without it the admin token is generated.
+    /// command line. Required for mlflow unless --set-in-mlflow (set the password in MLflow first,
+    /// then give it here); without it the admin token is generated.
     #[arg(long, value_name = "SOURCE", value_parser = clap::value_parser!(crate::flows::rotate::ValueSource))]
     pub value_from: Option<crate::flows::rotate::ValueSource>,
+    /// mlflow: shipshape changes the password in MLflow itself, as the account that owns it
+    /// (MLflow's auth API, with the current password from the Secret), then the Secret; the new
+    /// one is generated unless --value-from names it. Needs the release's modelUri to be a model
+    /// version on an MLflow in the cluster. A failure after the change sets the old password in
+    /// MLflow again.
+    #[arg(long)]
+    pub set_in_mlflow: bool,
     /// `json`: what the command did as one JSON document on stdout (its journal entries: steps,
     /// facts such as the digest deployed and the Helm revision left, the result), progress on
     /// stderr; written whatever the outcome.
@@ -1113,6 +1120,10 @@ pub enum AddOn {
     /// namespaces `admission apply` opts in, any workload whose images the environment's
     /// supply-chain policy does not admit, whoever asks (kubectl, helm or shipshape).
     PolicyController,
+    /// An MLflow tracking server in namespace mlflow, with MLflow's basic-auth app (its admin's
+    /// password in Secret mlflow/mlflow-admin) and the shipped model registered as `iris`: the
+    /// model registry staging's and prod's `modelUri` names (for `rotate-secret mlflow`).
+    Mlflow,
 }
 
 /// Build the application images and push them to a registry the cluster pulls from.

@@ -64,10 +64,11 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
         Command::RotateSecret(cmd) => changing("rotate-secret", cmd.output, |ended| {
             let kind = cmd.secret.into();
             // Refused before connecting: MLflow's password is never invented.
-            let source = rotate::ValueSource::for_kind(kind, cmd.value_from)?;
+            let source = rotate::ValueSource::for_kind(kind, cmd.value_from, cmd.set_in_mlflow)?;
+            let rotation = rotate::Rotation { kind, method: cmd.method.into(), source, set_in_mlflow: cmd.set_in_mlflow };
             let mut flow = connect(sh, &cmd.target)?;
             flow.rollout_timeout = cmd.timeout;
-            let rotated = rotate::rotate(&flow, kind, cmd.method.into(), &source, cmd.dry_run);
+            let rotated = rotate::rotate(&flow, &rotation, cmd.dry_run);
             ended.extend(flow.ended_runs());
             rotated
         }),
@@ -472,6 +473,7 @@ impl From<cli::AddOn> for AddOn {
             cli::AddOn::Prometheus => AddOn::Prometheus,
             cli::AddOn::NetworkPolicies => AddOn::NetworkPolicies,
             cli::AddOn::PolicyController => AddOn::PolicyController,
+            cli::AddOn::Mlflow => AddOn::Mlflow,
         }
     }
 }

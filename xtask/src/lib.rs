@@ -22,6 +22,7 @@ pub mod journal;
 pub mod k8s;
 pub mod keys;
 pub mod kubeseal;
+pub mod mlflow;
 mod process;
 pub mod progress;
 pub mod render;

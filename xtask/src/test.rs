@@ -67,14 +67,14 @@ impl TestOptions {
         // the tests nothing.
         let mut prepared = PreparedCluster::new(
             "flows",
-            Vec::from([AddOn::SealedSecrets, AddOn::ExternalSecrets, AddOn::Prometheus, AddOn::PolicyController]),
+            Vec::from([AddOn::SealedSecrets, AddOn::ExternalSecrets, AddOn::Prometheus, AddOn::PolicyController, AddOn::Mlflow]),
             0,
             None,
         );
         // Production's shape beside it: prod's values name its context (deploy/envs/prod.yaml).
         let mut production = PreparedCluster::new(
             "prod",
-            Vec::from([AddOn::NetworkPolicies, AddOn::PolicyController]),
+            Vec::from([AddOn::NetworkPolicies, AddOn::PolicyController, AddOn::Mlflow]),
             PRODUCTION_WORKERS,
             crate::chart::Env::Prod.cluster_context()?,
         );
@@ -100,6 +100,7 @@ impl TestOptions {
                 println!("image: {}", crate::cluster::network_policies::image(sh, &docker)?);
                 println!("image: {}", crate::cluster::policy_controller::image(sh, &docker)?);
                 println!("image: {}", crate::cluster::policy_controller::forwarder_image(sh, &docker)?);
+                println!("image: {}", crate::cluster::mlflow::image(sh, &docker)?);
                 println!("image: {}", app_images::build_model_server(sh, &docker)?);
                 // Named here, not built by the first test that needs it: a cold build running
                 // beside the end-to-end tests starves the node, and kube-proxy then lags endpoint

@@ -159,12 +159,25 @@ impl TestNamespace {
         api.run(xtask::up::provision(api.client(), &name)).unwrap_or_else(|e| panic!("{e:#}"));
         let values = chart_values_of(env);
         if !values.env.mlflow_credentials_secret_name.is_empty() {
+            // An MLflow account of its own (the environments load their model from the
+            // cluster's MLflow), as MLflow's admin makes one for a team, and its Secret.
+            let user = xtask::mlflow::Credentials {
+                username: format!("model-server-{name}"),
+                password: xtask::k8s::secrets::random_token().or_panic(),
+            };
+            if let Some(artifact) = xtask::mlflow::ModelArtifact::from_model_uri(&values.env.model_uri) {
+                api.run(async {
+                    let admin = xtask::cluster::mlflow::admin(api.client()).await?;
+                    artifact.server.set_user(api.client(), &admin, &user).await
+                })
+                .or_panic();
+            }
             api.run(async {
                 let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(api.client().clone(), &name);
                 let data = || {
                     Ok(std::collections::BTreeMap::from([
-                        (values.env.mlflow_username_key.clone(), "model-server".to_owned()),
-                        (values.env.mlflow_password_key.clone(), xtask::k8s::secrets::random_token()?),
+                        (values.env.mlflow_username_key.clone(), user.username.clone()),
+                        (values.env.mlflow_password_key.clone(), user.password.clone()),
                     ]))
                 };
                 xtask::k8s::secrets::ensure(&secrets, &values.env.mlflow_credentials_secret_name, data).await

@@ -3,7 +3,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::DeleteParams;
 use kube::Api;
 use xtask::cluster::external_secrets;
-use xtask::flows::rotate::{SecretKind, SecretMethod, ValueSource};
+use xtask::flows::rotate::{Rotation, SecretKind, SecretMethod, ValueSource};
 
 use xtask::flows::{deploy, doctor, reload, rotate};
 use xtask::k8s::secrets;
@@ -52,7 +52,7 @@ fn rotating_the_admin_token_makes_the_new_one_work_and_the_old_one_fail() {
     deploy::deploy(&flow, &shared.v1, false).or_panic();
     let old = token(&ns);
 
-    rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::Manual, &ValueSource::Generate, false).or_panic();
+    rotate::rotate(&flow, &Rotation::new(SecretKind::AdminToken, SecretMethod::Manual, ValueSource::Generate), false).or_panic();
     let new = token(&ns);
     assert_ne!(old, new);
     assert_eq!(new.len(), 64, "32 random bytes, hex");
@@ -92,11 +92,15 @@ fn rotation_with_the_secret_missing_changes_nothing() {
     deploy::deploy(&flow, &shared.v1, false).or_panic();
     flow.block_on(Api::<Secret>::namespaced(flow.client().clone(), &ns.name).delete(TOKEN_SECRET, &DeleteParams::default())).unwrap();
 
-    let error = failure(rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::Manual, &ValueSource::Generate, false));
+    let error = failure(rotate::rotate(&flow, &Rotation::new(SecretKind::AdminToken, SecretMethod::Manual, ValueSource::Generate), false));
     assert!(error.contains(&format!("Secret {TOKEN_SECRET} does not exist")), "{error}");
     assert!(error.contains("preflight"), "the error says what to do next: {error}");
     assert_eq!(flow.record().or_panic().history.len(), 1, "no restart happened");
-    let error = failure(rotate::rotate(&flow, SecretKind::Mlflow, SecretMethod::Manual, &ValueSource::Env("E2E_UNUSED".to_owned()), false));
+    let error = failure(rotate::rotate(
+        &flow,
+        &Rotation::new(SecretKind::Mlflow, SecretMethod::Manual, ValueSource::Env("E2E_UNUSED".to_owned())),
+        false,
+    ));
     assert!(error.contains("uses no MLflow credentials"), "{error}");
 }
 
@@ -117,7 +121,7 @@ fn rotating_a_sealed_admin_token_goes_through_kubeseal_and_the_controller() {
     fixture::helm_upgrade_by_hand(&ns, &values, "e2e: sealed secrets");
     flow.block_on(secrets::until_key_is(&secrets_api, TOKEN_SECRET, "token", first, std::time::Duration::from_secs(60))).or_panic();
 
-    rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::Sealed, &ValueSource::Generate, false).or_panic();
+    rotate::rotate(&flow, &Rotation::new(SecretKind::AdminToken, SecretMethod::Sealed, ValueSource::Generate), false).or_panic();
     let new = token(&ns);
     assert_ne!(new, first);
     assert_eq!(new.len(), 64);
@@ -214,7 +218,7 @@ fn rotating_an_external_admin_token_writes_the_store_and_the_operator_delivers_i
     assert_eq!(synced.outcome, Outcome::Pass, "{synced:?}");
 
     let started = std::time::Instant::now();
-    rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::External, &ValueSource::Generate, false).or_panic();
+    rotate::rotate(&flow, &Rotation::new(SecretKind::AdminToken, SecretMethod::External, ValueSource::Generate), false).or_panic();
     eprintln!("external rotation, from the store's write to the new token proven: {:.1} s", started.elapsed().as_secs_f64());
     let new = token(&ns);
     assert_ne!(new, first);
@@ -244,7 +248,8 @@ fn a_failed_external_sync_puts_the_old_value_back_restarts_nothing_and_doctor_sa
     // The store's reader loses its access, as when a Vault policy or IAM role is changed.
     let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(flow.client().clone(), &ns.name);
     flow.block_on(bindings.delete(&format!("{}-reader", external_secrets::STORE_NAME), &DeleteParams::default())).unwrap();
-    let error = failure(rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::External, &ValueSource::Generate, false));
+    let error =
+        failure(rotate::rotate(&flow, &Rotation::new(SecretKind::AdminToken, SecretMethod::External, ValueSource::Generate), false));
     assert!(error.contains("could not sync"), "the operator's verdict: {error}");
     assert!(error.contains("forbidden"), "and its reason, from its event: {error}");
     assert!(error.contains("old value is back"), "{error}");
@@ -264,7 +269,8 @@ fn a_failed_external_sync_puts_the_old_value_back_restarts_nothing_and_doctor_sa
     fixture::helm_upgrade_by_hand(&ns, &values, "e2e: a wrong store");
     let detail = doctor_external_secrets_until(&flow, "no-such-store");
     assert!(detail.contains(TOKEN_SECRET), "{detail}");
-    let error = failure(rotate::rotate(&flow, SecretKind::AdminToken, SecretMethod::External, &ValueSource::Generate, false));
+    let error =
+        failure(rotate::rotate(&flow, &Rotation::new(SecretKind::AdminToken, SecretMethod::External, ValueSource::Generate), false));
     assert!(error.contains("does not sync now") && error.contains("doctor"), "refused before any change: {error}");
 
     // A working store without the key the release names.
@@ -287,5 +293,92 @@ fn doctor_external_secrets_until(flow: &xtask::flows::Flow, expected: &str) -> S
         }
         assert!(std::time::Instant::now() < deadline, "doctor never said {expected:?}: {check:?}");
         std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+}
+
+/// The release's MLflow account, from its Secret (staging's `model-server-mlflow`).
+fn mlflow_account(ns: &TestNamespace) -> xtask::mlflow::Credentials {
+    let flow = ns.flow();
+    let secrets_api = Api::<Secret>::namespaced(flow.client().clone(), &ns.name);
+    let read = |key: &str| flow.block_on(secrets::read_key(&secrets_api, "model-server-mlflow", key)).or_panic();
+    xtask::mlflow::Credentials { username: read("username"), password: read("password") }
+}
+
+/// Issue 22: MLflow's password rotated against a real MLflow (the cluster's, with its basic-auth
+/// app), which staging loads its model from, both of the runbook's ways: shipshape changes it
+/// in MLflow as the account that owns it (`--set-in-mlflow`); then an operator's new password
+/// that MLflow does not have yet is refused before any change, and once the operator has set it
+/// in MLflow (as the account) and gives it from a variable, it goes through. Each time every
+/// pod restarts and loads its model from MLflow with the new password (a pod is ready only
+/// then), and MLflow refuses the old one. No password is in what the commands printed, the
+/// journal, Helm's record or the namespace's events.
+#[test]
+fn rotating_mlflow_s_password_changes_it_in_mlflow_and_every_pod_loads_its_model_with_the_new_one() {
+    let shared = fixture::shared();
+    let signed = fixture::signed_release(&shared.v1);
+    let ns = TestNamespace::in_env(xtask::chart::Env::Staging, fixture::staging_kubeconfig(), "rotate-mlflow");
+    deploy::deploy(&ns.deploy_flow(), &signed.tag, false).or_panic();
+    let flow = ns.flow();
+    let model_uri = flow.record().or_panic().values.env.model_uri;
+    let artifact = xtask::mlflow::ModelArtifact::from_model_uri(&model_uri).expect("staging loads its model from the cluster's MLflow");
+    let status = |user: &xtask::mlflow::Credentials| flow.block_on(artifact.status_for(flow.client(), user)).or_panic();
+    let first = mlflow_account(&ns);
+    assert_eq!(status(&first), 200, "the deploy's pods loaded the model with the account's password");
+    let revisions = || flow.record().or_panic().history.len();
+    let mut printed = String::new();
+    let mut run = |args: &[&str], variable: Option<&str>| {
+        let mut command = fixture::xtask_command(&ns);
+        command.args(["rotate-secret", "mlflow", "--env", "staging", "-n", &ns.name]).args(args);
+        if let Some(value) = variable {
+            command.env("E2E_MLFLOW_PASSWORD", value);
+        }
+        let out = command.output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        printed.push_str(&text);
+        (out.status.success(), text)
+    };
+
+    // shipshape changes it in MLflow.
+    let before = revisions();
+    let (rotated, said) = run(&["--set-in-mlflow"], None);
+    assert!(rotated, "{said}");
+    assert!(said.contains(&format!("password of MLflow user {} changed in MLflow", first.username)), "{said}");
+    assert!(said.contains("MLflow: new password -> 200, old password -> 401"), "{said}");
+    let second = mlflow_account(&ns);
+    assert_ne!(second.password, first.password);
+    assert_eq!((status(&second), status(&first)), (200, 401), "MLflow takes the new password and refuses the old");
+    assert!(revisions() > before, "the pods restarted as a Helm revision");
+
+    // The operator's way: a password MLflow does not have yet is refused before any change.
+    let third = xtask::k8s::secrets::random_token().or_panic();
+    let before = revisions();
+    let (rotated, said) = run(&["--value-from", "env:E2E_MLFLOW_PASSWORD"], Some(&third));
+    assert!(!rotated && said.contains("set the new password in MLflow first"), "{said}");
+    assert_eq!(mlflow_account(&ns).password, second.password, "the Secret is as it was");
+    assert_eq!(revisions(), before, "nothing restarted");
+    // Set in MLflow by the account (what the operator does in MLflow), then given from a variable.
+    flow.block_on(artifact.server.change_password(flow.client(), &second, &third)).or_panic();
+    let (rotated, said) = run(&["--value-from", "env:E2E_MLFLOW_PASSWORD"], Some(&third));
+    assert!(rotated, "{said}");
+    assert!(said.contains("MLflow takes the new password"), "{said}");
+    let now = mlflow_account(&ns);
+    assert_eq!(now.password, third);
+    assert_eq!((status(&now), status(&second)), (200, 401));
+    let pods = flow.block_on(xtask::k8s::pods::ready(flow.client(), &ns.name, "model-server")).or_panic();
+    assert_eq!(pods.len(), 3, "staging's three pods, each ready with its model from MLflow");
+
+    // Never shown, never kept.
+    let journal =
+        flow.block_on(Api::<ConfigMap>::namespaced(flow.client().clone(), &ns.name).get("shipshape-journal-model-server")).unwrap();
+    let journaled = serde_json::to_string(&journal.data).unwrap();
+    let helm_values = flow.helm().unwrap().values("model-server", &ns.name, &ns.target().access(), None, true).or_panic().to_string();
+    let events = flow
+        .block_on(Api::<k8s_openapi::api::core::v1::Event>::namespaced(flow.client().clone(), &ns.name).list(&Default::default()))
+        .unwrap();
+    let events = serde_json::to_string(&events.items).unwrap();
+    for password in [&first.password, &second.password, &third] {
+        for (place, text) in [("printed", &printed), ("journal", &journaled), ("Helm's values", &helm_values), ("events", &events)] {
+            assert!(!text.contains(password.as_str()), "a password is in {place}");
+        }
     }
 }

@@ -58,6 +58,9 @@ pub enum AddOn {
     NetworkPolicies,
     /// sigstore policy-controller in cosign-system: the cluster enforces image policies.
     PolicyController,
+    /// An MLflow tracking server with its basic-auth app in namespace mlflow: the model
+    /// registry staging and prod load their model from.
+    Mlflow,
 }
 
 impl ClusterTarget {
@@ -154,6 +157,7 @@ fn install_add_on(sh: &Shell, cluster: &RunningCluster, add_on: AddOn) -> Result
                 super::policy_controller::NAMESPACE
             );
         }
+        AddOn::Mlflow => super::mlflow::install(sh, cluster)?,
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ mod go_image;
 pub mod kind;
 mod layout;
 pub mod lifecycle;
+pub mod mlflow;
 pub mod network_policies;
 pub mod node_image;
 mod pod_network;

@@ -14,6 +14,7 @@ use crate::helm::Change;
 use crate::k8s::external_secrets::{self, ExternalStore, RemoteRef};
 use crate::k8s::{pods, secrets, wait};
 use crate::kubeseal::{self, Kubeseal};
+use crate::mlflow::{Credentials, ModelArtifact};
 
 /// Which secret to rotate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +34,26 @@ pub enum SecretMethod {
     Sealed,
     /// The store behind the release's ExternalSecret; External Secrets Operator syncs it.
     External,
+}
+
+/// One rotation, as asked.
+#[derive(Clone, Debug)]
+pub struct Rotation {
+    pub kind: SecretKind,
+    pub method: SecretMethod,
+    pub source: ValueSource,
+    /// MLflow's password: shipshape changes it in MLflow (MLflow's auth API, as the account,
+    /// with the current password from the Secret) before the Secret; otherwise the operator
+    /// changed it there already.
+    pub set_in_mlflow: bool,
+}
+
+impl Rotation {
+    /// The usual rotation of `kind` by `method` from `source` (MLflow's password set by the
+    /// operator).
+    pub fn new(kind: SecretKind, method: SecretMethod, source: ValueSource) -> Rotation {
+        Rotation { kind, method, source, set_in_mlflow: false }
+    }
 }
 
 /// Where the new value comes from. Never the command line: a flag names the source, not the
@@ -66,16 +87,19 @@ impl std::str::FromStr for ValueSource {
 }
 
 impl ValueSource {
-    /// The value for `kind`: where none was named, the admin token is generated and MLflow's
-    /// password is refused, since MLflow holds it (the runbook's first step changes it there; a
+    /// The value for `kind`: where none was named, the admin token is generated, and so is
+    /// MLflow's password when shipshape sets it in MLflow itself (`set_in_mlflow`); otherwise
+    /// MLflow's is refused, since MLflow holds it (the runbook's first step changes it there; a
     /// value made up here would be one MLflow never had).
-    pub fn for_kind(kind: SecretKind, named: Option<ValueSource>) -> Result<ValueSource> {
-        match (kind, named) {
-            (_, Some(source)) => Ok(source),
-            (SecretKind::AdminToken, None) => Ok(ValueSource::Generate),
-            (SecretKind::Mlflow, None) => bail!(
+    pub fn for_kind(kind: SecretKind, named: Option<ValueSource>, set_in_mlflow: bool) -> Result<ValueSource> {
+        match (kind, named, set_in_mlflow) {
+            (SecretKind::AdminToken, _, true) => bail!("--set-in-mlflow is for the mlflow secret: the admin token is shipshape's own"),
+            (_, Some(source), _) => Ok(source),
+            (SecretKind::AdminToken, None, false) | (SecretKind::Mlflow, None, true) => Ok(ValueSource::Generate),
+            (SecretKind::Mlflow, None, false) => bail!(
                 "MLflow's password is set in MLflow first (the runbook's first step), then given here: \
-                 --value-from stdin, file:PATH or env:NAME (never on the command line)"
+                 --value-from stdin, file:PATH or env:NAME (never on the command line); or let shipshape set it \
+                 in MLflow itself, as the account that owns it: --set-in-mlflow"
             ),
         }
     }
@@ -135,7 +159,8 @@ impl SecretMethod {
     }
 }
 
-pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, source: &ValueSource, dry_run: bool) -> Result<()> {
+pub fn rotate(flow: &Flow, rotation: &Rotation, dry_run: bool) -> Result<()> {
+    let Rotation { kind, method, ref source, set_in_mlflow } = *rotation;
     let t = &flow.target;
     let state = flow.record()?;
     let Some(current) = state.current().cloned() else {
@@ -180,12 +205,40 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, source: &Valu
         SecretMethod::External => Some(ExternalRotation::prepare(flow, &state.values, &secret, &key)?),
         _ => None,
     };
+    // MLflow's password, where the release loads its model from an MLflow shipshape reaches: the
+    // account's name, and the artifact MLflow must serve with the new password and refuse with
+    // the old.
+    let mlflow = match kind {
+        SecretKind::Mlflow => MlflowAccount::of(flow, &state.values, &secret, set_in_mlflow)?,
+        SecretKind::AdminToken => None,
+    };
+    let in_mlflow = |username: &str, password: &str| Credentials { username: username.to_owned(), password: password.to_owned() };
     let stable = chart::stable_deployment(&t.release);
     let canary = state.values.canary.enabled.then(|| chart::canary_deployment(&t.release));
     let deployments: Vec<String> = std::iter::once(stable.clone()).chain(canary.clone()).collect();
 
-    let plan = vec![
+    let mut plan = vec![
         step("value", source.in_words()),
+        match (&mlflow, set_in_mlflow) {
+            (Some(account), true) => step(
+                "mlflow",
+                format!(
+                    "check that MLflow ({}) takes the Secret's current password for user {}, then change it there as that user \
+                     (MLflow's auth API; a failure later puts the old one back)",
+                    account.where_(),
+                    account.username
+                ),
+            ),
+            (Some(account), false) => step(
+                "mlflow",
+                format!(
+                    "check that MLflow ({}) takes the new password for user {} (set there first), before any change",
+                    account.where_(),
+                    account.username
+                ),
+            ),
+            (None, _) => step("mlflow", String::new()),
+        },
         step(
             "update",
             match method {
@@ -215,10 +268,16 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, source: &Valu
                 SecretKind::AdminToken => {
                     "prove it: every pod accepts the new token and refuses the old one (POST /admin/reload)".to_owned()
                 }
-                SecretKind::Mlflow => "prove it: every pod restarted after the update and is ready with the new credentials".to_owned(),
+                SecretKind::Mlflow if mlflow.is_some() => "prove it: every pod restarted and loaded its model from MLflow with the new \
+                    password (a pod is ready only then), and MLflow refuses the old one"
+                    .to_owned(),
+                SecretKind::Mlflow => "prove it: every pod restarted after the update and is ready with the new credentials (the model \
+                    is not loaded from an MLflow shipshape reaches, so MLflow itself is not asked)"
+                    .to_owned(),
             },
         ),
     ];
+    plan.retain(|s| !s.description.is_empty());
     if dry_run {
         print_plan("rotate-secret", t, &plan);
         return Ok(());
@@ -228,6 +287,8 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, source: &Valu
     run.fact("from_revision", current.revision.to_string())?;
     // Whether the pods were restarted (so a failure returns to the revision before the restart).
     let restarted = std::cell::Cell::new(false);
+    // The password shipshape set in MLflow (so a failure sets the old one there again).
+    let set_in_mlflow_as = std::cell::RefCell::new(None::<String>);
     // The new ciphertext (--method sealed): where the next deploy must find it.
     let new_sealed_value = std::cell::RefCell::new(None::<String>);
     if method == SecretMethod::Sealed && !sealed_before.is_empty() {
@@ -240,6 +301,35 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, source: &Valu
             println!("  new value {} (length: {})", if *source == ValueSource::Generate { "generated" } else { "read" }, value.len());
             Ok(value)
         })?;
+        if let Some(account) = &mlflow {
+            run.step("mlflow", |changes| {
+                let (checked, with) = if set_in_mlflow { ("current", &old_value) } else { ("new", &new_value) };
+                let status = changes.block_on(account.artifact.status_for(changes.client(), &in_mlflow(&account.username, with)))?;
+                if status != 200 {
+                    bail!(
+                        "MLflow answers {status} to user {} with the {checked} password: {}",
+                        account.username,
+                        if set_in_mlflow {
+                            "the Secret does not hold the password MLflow has (fix that first; `cargo xtask preflight` checks it)"
+                        } else {
+                            "set the new password in MLflow first (or let shipshape do it: --set-in-mlflow)"
+                        }
+                    );
+                }
+                println!("  MLflow takes the {checked} password of user {}", account.username);
+                if set_in_mlflow {
+                    changes.mark_changed();
+                    changes.block_on(account.artifact.server.change_password(
+                        changes.client(),
+                        &in_mlflow(&account.username, &old_value),
+                        &new_value,
+                    ))?;
+                    set_in_mlflow_as.replace(Some(new_value.clone()));
+                    println!("  password of MLflow user {} changed in MLflow", account.username);
+                }
+                Ok(())
+            })?;
+        }
         run.step("update", |changes| match method {
             SecretMethod::Manual => {
                 changes.mark_changed();
@@ -285,12 +375,28 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, source: &Valu
             SecretKind::Mlflow => {
                 let pods = flow.block_on(pods::ready(flow.client(), &t.namespace, &t.release))?;
                 println!("  {} pods restarted and ready", pods.len());
+                let Some(account) = &mlflow else { return Ok(()) };
+                println!("  each loaded its model from MLflow with the new password (a pod is ready only once its model is in)");
+                let with_new = flow.block_on(account.artifact.status_for(flow.client(), &in_mlflow(&account.username, &new_value)))?;
+                let with_old = flow.block_on(account.artifact.status_for(flow.client(), &in_mlflow(&account.username, &old_value)))?;
+                println!("  MLflow: new password -> {with_new}, old password -> {with_old}");
+                if with_new != 200 || with_old != 401 {
+                    bail!("the rotation is not effective in MLflow: the new password got {with_new} (expected 200), the old {with_old} (expected 401)");
+                }
                 Ok(())
             }
         })?;
         Ok(Ending::Succeeded(()))
     })();
     let undo = Undo::with("put the old value back and return to the previous Helm revision", |changes| {
+        if let (Some(new_password), Some(account)) = (set_in_mlflow_as.borrow().as_ref(), &mlflow) {
+            changes.block_on(account.artifact.server.change_password(
+                changes.client(),
+                &in_mlflow(&account.username, new_password),
+                &old_value,
+            ))?;
+            println!("  the old password is back in MLflow for user {}", account.username);
+        }
         match (method, &external) {
             (SecretMethod::Manual, _) => changes.block_on(secrets::write_key(&secrets_api, &secret, &key, &old_value))?,
             (SecretMethod::External, Some(e)) => e.restore(changes, &secrets_api, &secret, &key, &old_value)?,
@@ -317,6 +423,38 @@ pub fn rotate(flow: &Flow, kind: SecretKind, method: SecretMethod, source: &Valu
         );
     }
     Ok(())
+}
+
+/// The MLflow account a release's credentials name, on the MLflow its `modelUri` names.
+struct MlflowAccount {
+    username: String,
+    artifact: ModelArtifact,
+}
+
+impl MlflowAccount {
+    /// None where the model does not come from an in-cluster MLflow (then MLflow is not asked;
+    /// `--set-in-mlflow` is refused, since shipshape cannot reach the server to change it).
+    fn of(flow: &Flow, values: &chart::Values, secret: &str, set_in_mlflow: bool) -> Result<Option<MlflowAccount>> {
+        let Some(artifact) = ModelArtifact::from_model_uri(&values.env.model_uri) else {
+            if set_in_mlflow {
+                bail!(
+                    "--set-in-mlflow: the release's modelUri ({}) is not a model version on an MLflow in this cluster \
+                     (http://<service>.<namespace>.svc:<port>/model-versions/get-artifact?...), so shipshape cannot change \
+                     the password there: change it in MLflow, then --value-from",
+                    values.env.model_uri
+                );
+            }
+            return Ok(None);
+        };
+        let secrets_api: Api<Secret> = Api::namespaced(flow.client().clone(), &flow.target.namespace);
+        let username = flow.block_on(secrets::read_key(&secrets_api, secret, &values.env.mlflow_username_key))?;
+        Ok(Some(MlflowAccount { username, artifact }))
+    }
+
+    fn where_(&self) -> String {
+        let server = &self.artifact.server;
+        format!("Service {}/{}:{}", server.namespace, server.service, server.port)
+    }
 }
 
 /// `--method external`: where the value lives and what it was, read before anything changes.
@@ -427,10 +565,15 @@ mod value_tests {
 
     #[test]
     fn mlflows_password_is_never_invented() {
-        assert_eq!(ValueSource::for_kind(SecretKind::AdminToken, None).unwrap(), ValueSource::Generate);
-        let error = ValueSource::for_kind(SecretKind::Mlflow, None).unwrap_err().to_string();
-        assert!(error.contains("set in MLflow first") && error.contains("--value-from"), "{error}");
-        assert_eq!(ValueSource::for_kind(SecretKind::Mlflow, Some(ValueSource::Stdin)).unwrap(), ValueSource::Stdin);
+        assert_eq!(ValueSource::for_kind(SecretKind::AdminToken, None, false).unwrap(), ValueSource::Generate);
+        let error = ValueSource::for_kind(SecretKind::Mlflow, None, false).unwrap_err().to_string();
+        assert!(error.contains("set in MLflow first") && error.contains("--value-from") && error.contains("--set-in-mlflow"), "{error}");
+        assert_eq!(ValueSource::for_kind(SecretKind::Mlflow, Some(ValueSource::Stdin), false).unwrap(), ValueSource::Stdin);
+        // Set in MLflow by shipshape: a new one is made unless the operator names one.
+        assert_eq!(ValueSource::for_kind(SecretKind::Mlflow, None, true).unwrap(), ValueSource::Generate);
+        assert_eq!(ValueSource::for_kind(SecretKind::Mlflow, Some(ValueSource::Stdin), true).unwrap(), ValueSource::Stdin);
+        let error = ValueSource::for_kind(SecretKind::AdminToken, None, true).unwrap_err().to_string();
+        assert!(error.contains("for the mlflow secret"), "{error}");
     }
 
     #[test]

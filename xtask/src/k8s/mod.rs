@@ -4,6 +4,7 @@ mod connection;
 pub mod external_secrets;
 pub mod lease;
 pub mod pods;
+pub mod port_forward;
 pub mod proxy;
 pub mod secrets;
 pub mod wait;
