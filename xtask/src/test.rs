@@ -100,7 +100,7 @@ impl TestOptions {
                 println!("image: {}", crate::cluster::network_policies::image(sh, &docker)?);
                 println!("image: {}", crate::cluster::policy_controller::image(sh, &docker)?);
                 println!("image: {}", crate::cluster::policy_controller::forwarder_image(sh, &docker)?);
-                println!("image: {}", crate::cluster::mlflow::image(sh, &docker)?);
+                println!("image: {}", app_images::build_mlflow(sh, &docker)?);
                 println!("image: {}", app_images::build_model_server(sh, &docker)?);
                 // Named here, not built by the first test that needs it: a cold build running
                 // beside the end-to-end tests starves the node, and kube-proxy then lags endpoint

@@ -1,6 +1,7 @@
 //! The application images, built with no registry: model-server (its release binary, the
-//! libraries `ldd` lists and its model, FROM scratch) and PostgreSQL (Debian's package in a
-//! debootstrapped root filesystem).
+//! libraries `ldd` lists and its model, FROM scratch), PostgreSQL (Debian's package in a
+//! debootstrapped root filesystem) and MLflow, its model registry (Debian's python3 and
+//! MLflow's pinned wheels).
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -16,6 +17,11 @@ pub const MODEL_SERVER_REPOSITORY: &str = "shipshape/model-server";
 pub const DEFAULT_TAG: &str = "dev";
 /// Debian bookworm's PostgreSQL, the same major version the model-server tests run against.
 pub const POSTGRES_IMAGE: &str = "shipshape/postgres:15-r2";
+pub const MLFLOW_REPOSITORY: &str = "shipshape/mlflow";
+/// MLflow 3.18.0 is on the index, but its mlflow-tracing 3.18.0 is not served here.
+pub const MLFLOW_VERSION: &str = "3.17.2";
+/// Bumped whenever [`build_mlflow`]'s recipe changes (its requirements file's hash is in the tag too).
+const MLFLOW_RECIPE: &str = "r1";
 
 /// `cargo xtask image build`: model-server tagged `tag` and PostgreSQL, built and pushed to
 /// `registry` (the local one started if it is the default); prints what to deploy.
@@ -219,4 +225,57 @@ pub fn build_postgres(sh: &Shell, docker: &Docker) -> Result<String> {
     docker.import(&rootfs.join("rootfs.tar"), POSTGRES_IMAGE, &changes, &log)?;
     stages.print_summary();
     Ok(POSTGRES_IMAGE.to_owned())
+}
+
+/// MLflow's tracking server (`cluster up --with mlflow`): no container image can be pulled, so
+/// Debian's python3 in a debootstrapped root filesystem plus MLflow's pinned wheels from the
+/// Python package index (`deploy/image/mlflow-requirements.txt`). Built once per requirements
+/// file and recipe.
+pub fn build_mlflow(sh: &Shell, docker: &Docker) -> Result<String> {
+    let requirements = crate::repo_root().join("deploy/image/mlflow-requirements.txt");
+    let pins = std::fs::read(&requirements).with_context(|| format!("reading {}", requirements.display()))?;
+    let key = format!("{}-{MLFLOW_RECIPE}-{}", MLFLOW_VERSION, &crate::signing::hex_sha256(&pins)[..12]);
+    let reference = format!("{MLFLOW_REPOSITORY}:{key}");
+    if docker.image_exists(&reference) {
+        return Ok(reference);
+    }
+    let mut stages = Stages::new()?;
+    let rootfs = stages.get("mlflow", &key, "MLflow rootfs: Debian's python3 and MLflow's pinned wheels", |out, log| {
+        let rootfs = out.join("rootfs");
+        run_logged(
+            cmd!(sh, "debootstrap --variant=minbase --include=python3,ca-certificates bookworm {rootfs} http://deb.debian.org/debian"),
+            log,
+            "debootstrap (MLflow's python3)",
+        )?;
+        // pip from a throwaway environment of the host's python3, installing into the image's
+        // tree for the image's Python (bookworm's 3.11), wheels only: nothing is compiled, and
+        // nothing is installed into the host's Python.
+        let pip_env = out.join("pip-env");
+        run_logged(cmd!(sh, "python3 -m venv {pip_env}"), log, "python3 -m venv (Debian: the python3-venv package)")?;
+        let target = rootfs.join("opt/mlflow");
+        let pip = pip_env.join("bin/pip");
+        run_logged(
+            cmd!(
+                sh,
+                "{pip} install --quiet --no-input --disable-pip-version-check --no-deps --only-binary=:all: --implementation cp --python-version 3.11 --abi cp311 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --target {target} -r {requirements}"
+            ),
+            log,
+            "pip install MLflow's pinned wheels",
+        )?;
+        let cleanup = "rm -rf /var/cache/apt/archives/*.deb /var/lib/apt/lists/* && mkdir -p /mlflow && chown 65532:65532 /mlflow";
+        run_logged(cmd!(sh, "chroot {rootfs} /bin/sh -c {cleanup}"), log, "trimming the MLflow rootfs")?;
+        pack(sh, &rootfs, &out.join("rootfs.tar"), log, "packing the MLflow rootfs")?;
+        std::fs::remove_dir_all(&rootfs)?;
+        std::fs::remove_dir_all(&pip_env)?;
+        Ok(())
+    })?;
+    let log = stages.log_path("mlflow-image")?;
+    let changes = [
+        "USER 65532:65532".to_owned(),
+        "ENV PYTHONPATH=/opt/mlflow PATH=/opt/mlflow/bin:/usr/bin:/bin HOME=/mlflow".to_owned(),
+        "EXPOSE 5000".to_owned(),
+    ];
+    docker.import(&rootfs.join("rootfs.tar"), &reference, &changes, &log)?;
+    stages.print_summary();
+    Ok(reference)
 }

@@ -41,6 +41,41 @@ pub fn secret_refs(values: &Values) -> Vec<SecretRef> {
     refs
 }
 
+/// MLflow takes the credentials in the release's Secret for the model its `modelUri` names (an
+/// in-cluster MLflow): a password changed in MLflow but not in the Secret, or the other way
+/// round, leaves every new pod unready (it never loads its model). None where the model is not
+/// on an MLflow shipshape reaches, or the Secret cannot be read (`secrets_present` says so).
+pub async fn model_registry_credentials(client: &kube::Client, target: &Target, values: &Values) -> Option<Check> {
+    const NAME: &str = "MLflow takes the credentials";
+    let artifact = crate::mlflow::ModelArtifact::from_model_uri(&values.env.model_uri)?;
+    let env = &values.env;
+    if env.mlflow_credentials_secret_name.is_empty() {
+        return None;
+    }
+    let api: Api<Secret> = Api::namespaced(client.clone(), &target.namespace);
+    let secret = &env.mlflow_credentials_secret_name;
+    let user = crate::mlflow::Credentials {
+        username: crate::k8s::secrets::read_key(&api, secret, &env.mlflow_username_key).await.ok()?,
+        password: crate::k8s::secrets::read_key(&api, secret, &env.mlflow_password_key).await.ok()?,
+    };
+    let server = &artifact.server;
+    Some(match artifact.status_for(client, &user).await {
+        Ok(200) => Check::new(NAME, Outcome::Pass, format!("MLflow ({}/{}) serves the model to user {} with the password in Secret {secret}", server.namespace, server.service, user.username)),
+        Ok(status @ (401 | 403)) => Check::new(
+            NAME,
+            Outcome::Fail,
+            format!("MLflow answers {status} to user {} with the password in Secret {secret}: pods that start now never load their model", user.username),
+        )
+        .with_fix(format!(
+            "put MLflow's password in the Secret and restart: `cargo xtask rotate-secret mlflow --env {} --value-from stdin` (or change it in MLflow too: --set-in-mlflow)",
+            target.env.name()
+        )),
+        Ok(status) => Check::new(NAME, Outcome::Warn, format!("MLflow answers {status} for the model ({}): is that model version registered?", values.env.model_uri)),
+        Err(err) => Check::new(NAME, Outcome::Warn, format!("MLflow ({}/{}) could not be asked: {err:#}", server.namespace, server.service))
+            .with_fix(format!("`kubectl get pods -n {}`: MLflow must run for pods to load their model", server.namespace)),
+    })
+}
+
 /// Each referenced Secret exists and has its keys (values are never read out).
 pub async fn secrets_present(client: &kube::Client, target: &Target, values: &Values) -> Vec<Check> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &target.namespace);

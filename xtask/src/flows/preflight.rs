@@ -94,6 +94,10 @@ pub fn preflight(flow: &Flow) -> Result<Vec<Check>> {
     let secret_checks = flow.block_on(findings::secrets_present(flow.client(), t, &values));
     checks.extend(secret_checks.into_iter().map(|c| timed(started, c)));
     let started = Instant::now();
+    if let Some(check) = flow.block_on(findings::model_registry_credentials(flow.client(), t, &values)) {
+        checks.push(timed(started, check));
+    }
+    let started = Instant::now();
     let rbac_checks = flow.block_on(findings::rbac(flow.client(), t, &values, state.is_installed()));
     checks.extend(rbac_checks.into_iter().map(|c| timed(started, c)));
     checks.push(findings::helm_not_pending(&state));

@@ -36,6 +36,7 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
     flow.block_on(async {
         checks.extend(findings::secrets_present(flow.client(), t, &state.values).await);
         checks.extend(findings::rbac(flow.client(), t, &state.values, true).await);
+        checks.extend(findings::model_registry_credentials(flow.client(), t, &state.values).await);
         if state.values.external_secrets.enabled {
             checks.push(external_secrets(flow.client(), t).await);
         }
