@@ -218,7 +218,7 @@ pub struct Values {
     pub canary: CanaryValues,
     pub blue_green: BlueGreenValues,
     pub env: EnvValues,
-    pub external_secrets: Enabled,
+    pub external_secrets: ExternalSecretsValues,
     pub sealed_secrets: SealedSecretsValues,
     pub service_account: ServiceAccountValues,
     pub pod_disruption_budget: Enabled,
@@ -399,6 +399,21 @@ impl SealedSecretsValues {
         .filter(|(_, sealed)| !sealed.is_empty())
         .collect()
     }
+}
+
+/// `externalSecrets`: what of it decides which Secrets are delivered by an ExternalSecret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ExternalSecretsValues {
+    pub enabled: bool,
+    pub mlflow_credentials: ExternalMlflowCredentials,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ExternalMlflowCredentials {
+    /// The store's key for MLflow's credentials: empty, no ExternalSecret for them.
+    pub remote_key: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]

@@ -382,3 +382,95 @@ fn rotating_mlflow_s_password_changes_it_in_mlflow_and_every_pod_loads_its_model
         }
     }
 }
+
+/// The kinds of the objects that own the admin token's Secret.
+fn token_owners(ns: &TestNamespace) -> Vec<String> {
+    let flow = ns.flow();
+    let secret = flow.block_on(Api::<Secret>::namespaced(flow.client().clone(), &ns.name).get(TOKEN_SECRET)).unwrap();
+    secret.metadata.owner_references.unwrap_or_default().into_iter().map(|r| r.kind).collect()
+}
+
+/// Issue 22: an environment switching how its admin token is delivered, every way (manual ->
+/// sealed -> external -> sealed -> manual -> external -> manual), each switch a `deploy` of the
+/// environment's values with the method's values file or without (as an operator changes the
+/// file): the Secret exists at every moment (read every 100 ms through all six switches), holds
+/// the token the pods use, is held by the owner the values name once each deploy ends, and
+/// every pod takes the token and refuses another.
+#[test]
+fn switching_the_admin_token_s_delivery_every_way_keeps_the_secret_at_every_moment() {
+    let shared = fixture::shared();
+    fixture::sealed_secrets_controller();
+    fixture::external_secrets_operator();
+    let ns = TestNamespace::new("switch-methods");
+    deploy::deploy(&ns.flow(), &shared.v1, false).or_panic();
+    let the_token = token(&ns);
+    // The same token, sealed for this namespace, and in the store.
+    let sealed =
+        xtask::kubeseal::Kubeseal::new(&ns.sh).or_panic().seal(&ns.target().access(), &ns.name, TOKEN_SECRET, &the_token).or_panic();
+    let flow = ns.flow();
+    let store_secrets = Api::<Secret>::namespaced(flow.client().clone(), external_secrets::STORE_NAMESPACE);
+    let remote_key = format!("{}-admin-token", ns.name);
+    let data = || Ok(std::collections::BTreeMap::from([("token".to_owned(), the_token.clone())]));
+    if !flow.block_on(secrets::ensure(&store_secrets, &remote_key, data)).or_panic() {
+        flow.block_on(secrets::write_key(&store_secrets, &remote_key, "token", &the_token)).or_panic();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let values_file = |name: &str, values: serde_json::Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, serde_json::to_vec(&values).unwrap()).unwrap();
+        path
+    };
+    let sealed_file =
+        values_file("sealed.json", serde_json::json!({"sealedSecrets": {"enabled": true, "adminToken": {"encryptedToken": sealed}}}));
+    let external_file = values_file(
+        "external.json",
+        serde_json::json!({"externalSecrets": {
+            "enabled": true,
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": external_secrets::STORE_NAME},
+            "adminToken": {"remoteKey": remote_key, "remoteProperty": "token"},
+        }}),
+    );
+    let switches = [
+        ("sealed", Some(&sealed_file), "SealedSecret"),
+        ("external", Some(&external_file), "ExternalSecret"),
+        ("sealed", Some(&sealed_file), "SealedSecret"),
+        ("manual", None, ""),
+        ("external", Some(&external_file), "ExternalSecret"),
+        ("manual", None, ""),
+    ];
+    let access = ns.target().access();
+    let namespace = ns.name.clone();
+    let watching = std::sync::atomic::AtomicBool::new(true);
+    let (missing, reads) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let api = xtask::k8s::Connection::open(access).or_panic();
+            let secrets_api = Api::<Secret>::namespaced(api.client().clone(), &namespace);
+            let (mut missing, mut reads) = (Vec::new(), 0);
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                // An unanswered read says nothing about the Secret: only "not found" counts.
+                if let Ok(None) = api.run(secrets_api.get_opt(TOKEN_SECRET)) {
+                    missing.push(xtask::journal::now());
+                }
+                reads += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            (missing, reads)
+        });
+        for (method, file, owner) in switches {
+            let flow = ns.flow();
+            if let Some(file) = file {
+                let overrides = xtask::flows::Overrides { files: vec![file.clone()], ..Default::default() };
+                flow.set_overrides(&overrides, xtask::flows::DEPLOY_MANAGED_VALUES).or_panic();
+            }
+            deploy::deploy(&flow, &shared.v1, false).unwrap_or_else(|e| panic!("deploy switching to {method}: {e:#}"));
+            let owners = token_owners(&ns);
+            assert!(owners.iter().any(|k| k == owner) || (owner.is_empty() && owners.is_empty()), "{method}: owned by {owners:?}");
+            assert_eq!(token(&ns), the_token, "{method}: the Secret holds the token the pods use");
+            assert_new_token_accepted_old_refused(&ns, &the_token, "not-the-token");
+        }
+        watching.store(false, std::sync::atomic::Ordering::Relaxed);
+        watcher.join().unwrap()
+    });
+    assert!(reads > 100, "the Secret was read through the switches ({reads} reads)");
+    assert!(missing.is_empty(), "the Secret was missing at {missing:?} ({} of {reads} reads)", missing.len());
+}

@@ -310,6 +310,18 @@ pub fn secrets_read_by(pod: &k8s_openapi::api::core::v1::Pod) -> std::collection
     names
 }
 
+/// The Secrets `pods` read that do not exist, by name.
+pub async fn missing_secrets(client: &kube::Client, t: &Target, pods: &[k8s_openapi::api::core::v1::Pod]) -> anyhow::Result<Vec<String>> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &t.namespace);
+    let mut missing = Vec::new();
+    for name in pods.iter().flat_map(secrets_read_by).collect::<std::collections::BTreeSet<_>>() {
+        if secrets.get_opt(&name).await?.is_none() {
+            missing.push(name);
+        }
+    }
+    Ok(missing)
+}
+
 /// Pods holding a Secret's old value ([`stale_pods`]), with this release's restart
 /// as the fix: a Helm revision (restartedAt), not `kubectl rollout restart` behind Helm's back.
 pub async fn stale_secrets(

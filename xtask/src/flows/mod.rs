@@ -11,6 +11,7 @@ pub mod diff;
 pub mod doctor;
 pub mod environments;
 pub mod findings;
+pub mod handover;
 pub mod images;
 pub mod ownership;
 pub mod preflight;

@@ -1,7 +1,7 @@
 //! `cargo xtask verify`: the runbook's post-deployment verification script, its seven checks run
 //! concurrently against every serving pod through the API server (no exec, no curl), and three
 //! additions after them: one real prediction per pod, the metrics a canary is judged on, and
-//! no pod holding a Secret's old value (a warning).
+//! every Secret the pods read existing, with no pod holding its old value (a warning).
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -427,10 +427,23 @@ async fn metrics_series(client: &kube::Client, target: &Target, o: &Observed) ->
     }
 }
 
-/// [10, an addition, a warning at most] no pod holds a Secret's old value: each started after
-/// the Secrets it reads last changed (the runbook's "pods still use the old value after a
+/// [10, an addition] every Secret the pods read exists (a failure), and no pod holds a Secret's
+/// old value (a warning at most): each started after the Secrets it reads last changed (the runbook's "pods still use the old value after a
 /// Secret update"; doctor says the same, with the fix).
 async fn secrets_current(client: &kube::Client, target: &Target, o: &Observed, running_tag: &str) -> Check {
+    // First that each exists: a Secret gone (its owner deleted, a method switched by hand) is
+    // held by the running pods until their next restart, which then fails.
+    match super::findings::missing_secrets(client, target, &o.pods).await {
+        Ok(missing) if !missing.is_empty() => {
+            return fail(format!(
+                "Secret(s) {} read by the pods do not exist: the pods hold the old values until they restart, and a restart fails",
+                missing.join(", ")
+            ))
+            .with_fix(format!("`cargo xtask preflight --env {}` says how each is made", target.env.name()));
+        }
+        Ok(_) => {}
+        Err(err) => return Check::new("", Outcome::Warn, format!("could not read the Secrets the pods read: {err:#}")),
+    }
     match super::findings::stale_secrets(client, target, &o.pods, running_tag).await {
         Ok(check) => check,
         Err(err) => Check::new("", Outcome::Warn, format!("could not read the Secrets the pods read: {err:#}")),

@@ -340,7 +340,28 @@ impl<'f, 'a> Changes<'f, 'a> {
     pub fn upgrade(&self, release: &ReleaseSpec, change: &Change) -> Result<()> {
         let release = self.flow.as_first_upgrade(release);
         self.flow.overrides.borrow_mut().take();
-        self.taking_back(change, |change| self.writer()?.upgrade(&chart::chart_dir(), &release, change))
+        let planned = self.flow.helm()?.planned_values(&chart::chart_dir(), &release)?;
+        let handed = self.hand_over_secrets(&chart::Values::of(&planned)?)?;
+        self.taking_back(change, |change| self.writer()?.upgrade(&chart::chart_dir(), &release, change))?;
+        self.until_taken_over(&handed)
+    }
+
+    /// Before a Helm change that delivers the release's Secrets another way (manual, sealed,
+    /// external): each existing Secret handed to its next owner, so none is ever missing
+    /// (`handover.rs`).
+    fn hand_over_secrets(&self, to: &chart::Values) -> Result<Vec<super::handover::Handed>> {
+        let t = &self.flow.target;
+        let handed = self.flow.block_on(super::handover::hand_over(self.flow.client(), &t.namespace, to))?;
+        if !handed.is_empty() {
+            self.changed.set(true);
+        }
+        Ok(handed)
+    }
+
+    /// After that change: the new owners hold them.
+    fn until_taken_over(&self, handed: &[super::handover::Handed]) -> Result<()> {
+        let t = &self.flow.target;
+        self.flow.block_on(super::handover::until_taken_over(self.flow.client(), &t.namespace, handed, self.rollout_timeout))
     }
 
     /// `helm upgrade` of the release with exactly `values` (a release's supplied values, changed):
@@ -370,7 +391,10 @@ impl<'f, 'a> Changes<'f, 'a> {
     /// Every `helm rollback` a flow makes.
     pub fn rollback(&self, revision: u32, change: &Change) -> Result<()> {
         let t = &self.flow.target;
-        self.taking_back(change, |change| self.writer()?.rollback(&t.release, &t.namespace, revision, change))
+        let returning_to = self.flow.helm()?.values(&t.release, &t.namespace, &t.access(), Some(revision), true)?;
+        let handed = self.hand_over_secrets(&chart::Values::of(&returning_to)?)?;
+        self.taking_back(change, |change| self.writer()?.rollback(&t.release, &t.namespace, revision, change))?;
+        self.until_taken_over(&handed)
     }
 
     /// `helm uninstall`: only to undo a first install that never became healthy.
