@@ -65,23 +65,37 @@ fn rotating_the_admin_token_makes_the_new_one_work_and_the_old_one_fail() {
     let text = serde_json::to_string(&journal.data).unwrap();
     assert!(!text.contains(&old) && !text.contains(&new), "no token value is ever journaled");
 
-    // Issue 22: the rotation lasts through the flows that follow it. A deploy and a rollback
-    // render the release again; a canary starts pods of another version; every pod, canary
-    // included, takes the new token and refuses the old.
+    the_rotation_lasts(&ns, &new, &old, None);
+}
+
+/// Issue 22: a rotation lasts through the flows that follow it. A deploy and a rollback render
+/// the release again (an ExternalSecret re-rendered syncs the store's value again); a canary
+/// starts pods of another version; every pod, canary included, takes the new token and refuses
+/// the old, and the Secret still holds the new one.
+/// `values`: the file that delivers the Secrets as the release does (what the environment's
+/// values file would say), for the deploy.
+fn the_rotation_lasts(ns: &TestNamespace, new: &str, old: &str, values: Option<&std::path::Path>) {
+    let shared = fixture::shared();
+    let flow = ns.flow();
+    if let Some(file) = values {
+        let overrides = xtask::flows::Overrides { files: vec![file.to_path_buf()], ..Default::default() };
+        flow.set_overrides(&overrides, xtask::flows::DEPLOY_MANAGED_VALUES).or_panic();
+    }
     deploy::deploy(&flow, &shared.v2, false).or_panic();
-    assert_eq!(token(&ns), new, "a deploy leaves a manual Secret as it is");
-    assert_new_token_accepted_old_refused(&ns, &new, &old);
+    assert_eq!(token(ns), new, "a deploy leaves the rotated Secret as it is");
+    assert_new_token_accepted_old_refused(ns, new, old);
     xtask::flows::rollback::rollback(&flow, xtask::flows::rollback::To::Previous, &Default::default()).or_panic();
-    assert_new_token_accepted_old_refused(&ns, &new, &old);
-    let load = fixture::LoadGenerator::start(&ns);
+    assert_new_token_accepted_old_refused(ns, new, old);
+    let load = fixture::LoadGenerator::start(ns);
     let at_the_gate = fixture::canary_options(&shared.v2, vec![50], xtask::flows::canary::Approval::Pause);
     let state = xtask::flows::canary::start_canary(&flow, &at_the_gate).or_panic();
     assert_eq!(state.phase, xtask::flows::canary::Phase::Gate, "{state:#?}");
-    let answers = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", &new)).or_panic();
+    let answers = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", new)).or_panic();
     assert!(answers.iter().any(|a| a.track == "canary") && answers.iter().all(|a| a.status == 200), "{answers:?}");
-    assert_new_token_accepted_old_refused(&ns, &new, &old);
+    assert_new_token_accepted_old_refused(ns, new, old);
     xtask::flows::canary::continue_canary(&flow, xtask::flows::canary::Request::Abort, None).or_panic();
     drop(load);
+    assert_eq!(token(ns), new, "after the canary too");
 }
 
 #[test]
@@ -228,6 +242,14 @@ fn rotating_an_external_admin_token_writes_the_store_and_the_operator_delivers_i
     assert_new_token_accepted_old_refused(&ns, &new, first);
     let state = flow.record().or_panic();
     assert!(state.current().unwrap().description.contains("rotate-secret"), "the restart is a Helm revision: {:?}", state.history);
+    // The environment's values deliver the token by External Secrets, as the release does.
+    let dir = tempfile::tempdir().unwrap();
+    let external = dir.path().join("external.json");
+    let values = serde_json::json!({"externalSecrets": state.values_json["externalSecrets"].clone()});
+    std::fs::write(&external, serde_json::to_vec(&values).unwrap()).unwrap();
+    the_rotation_lasts(&ns, &new, first, Some(&external));
+    assert!(token_owners(&ns).iter().any(|k| k == "ExternalSecret"), "still delivered by the operator");
+    assert_eq!(flow.block_on(secrets::read_key(&store_secrets, &remote_key, "token")).or_panic(), new, "the store still holds it");
 }
 
 #[test]
