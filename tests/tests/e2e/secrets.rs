@@ -496,3 +496,29 @@ fn switching_the_admin_token_s_delivery_every_way_keeps_the_secret_at_every_mome
     assert!(reads > 100, "the Secret was read through the switches ({reads} reads)");
     assert!(missing.is_empty(), "the Secret was missing at {missing:?} ({} of {reads} reads)", missing.len());
 }
+
+/// Issue 22, blue/green: a release installed by `bluegreen start` has no `model-server`
+/// Deployment, only its colours. A rotation restarts the live colour's pods (every pod takes the
+/// new token, refuses the old), and the next switch starts the other colour with it too.
+#[test]
+fn a_rotation_in_a_blue_green_release_lasts_through_the_next_switch() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("rotate-bluegreen");
+    let flow = ns.flow();
+    let start = |tag: &str| xtask::flows::bluegreen::StartOptions {
+        image: xtask::flows::images::Wanted::Tag(tag.to_owned()),
+        scale_down_delay: 0,
+        dry_run: false,
+    };
+    xtask::flows::bluegreen::start_flow(&flow, &start(&shared.v1)).or_panic();
+    let old = token(&ns);
+    rotate::rotate(&flow, &Rotation::new(SecretKind::AdminToken, SecretMethod::Manual, ValueSource::Generate), false).or_panic();
+    let new = token(&ns);
+    assert_ne!(old, new);
+    assert_new_token_accepted_old_refused(&ns, &new, &old);
+    let switched = xtask::flows::bluegreen::start_flow(&flow, &start(&shared.v2)).or_panic();
+    assert_eq!(switched.to_slot, xtask::chart::Slot::Green);
+    let answers = flow.block_on(reload::post_reload(&flow.pod_client, &ns.name, "model-server", &new)).or_panic();
+    assert!(!answers.is_empty() && answers.iter().all(|a| a.status == 200), "the new colour's pods take the new token: {answers:?}");
+    assert_new_token_accepted_old_refused(&ns, &new, &old);
+}
