@@ -478,6 +478,15 @@ fn switching_the_admin_token_s_delivery_every_way_keeps_the_secret_at_every_mome
             }
             (missing, reads)
         });
+        // Stops the watcher however the switches end: a failed assertion below must not leave it
+        // reading forever (the scope waits for it).
+        struct StopWatching<'w>(&'w std::sync::atomic::AtomicBool);
+        impl Drop for StopWatching<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let stop = StopWatching(&watching);
         for (method, file, owner) in switches {
             let flow = ns.flow();
             if let Some(file) = file {
@@ -490,7 +499,7 @@ fn switching_the_admin_token_s_delivery_every_way_keeps_the_secret_at_every_mome
             assert_eq!(token(&ns), the_token, "{method}: the Secret holds the token the pods use");
             assert_new_token_accepted_old_refused(&ns, &the_token, "not-the-token");
         }
-        watching.store(false, std::sync::atomic::Ordering::Relaxed);
+        drop(stop);
         watcher.join().unwrap()
     });
     assert!(reads > 100, "the Secret was read through the switches ({reads} reads)");

@@ -213,7 +213,10 @@ pub fn rotate(flow: &Flow, rotation: &Rotation, dry_run: bool) -> Result<()> {
         SecretKind::AdminToken => None,
     };
     let in_mlflow = |username: &str, password: &str| Credentials { username: username.to_owned(), password: password.to_owned() };
-    let stable = chart::stable_deployment(&t.release);
+    // What serves: the stable Deployment, or the live colour's in a blue/green release (which
+    // has no `model-server` Deployment). An idle colour scaled down has no pods to restart; one
+    // still held after a switch restarts with the revision, unwaited (it serves nothing).
+    let stable = state.values.live_deployment(&t.release);
     let canary = state.values.canary.enabled.then(|| chart::canary_deployment(&t.release));
     let deployments: Vec<String> = std::iter::once(stable.clone()).chain(canary.clone()).collect();
 

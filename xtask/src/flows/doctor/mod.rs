@@ -169,7 +169,9 @@ async fn admitted_now(client: &kube::Client, t: &Target, deployments: &[Deployme
 async fn rollouts(client: &kube::Client, t: &Target) -> Result<Vec<Check>> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), &t.namespace);
     let mut checks = Vec::new();
-    for name in [chart::stable_deployment(&t.release), chart::canary_deployment(&t.release)] {
+    // Every Deployment a release may have: stable and canary, or a blue/green release's colours.
+    let colours = [chart::Slot::Blue, chart::Slot::Green].map(|slot| chart::slot_deployment(&t.release, slot));
+    for name in [chart::stable_deployment(&t.release), chart::canary_deployment(&t.release)].into_iter().chain(colours) {
         let Some(deployment) = api.get_opt(&name).await? else { continue };
         let status = deployment.status.clone().unwrap_or_default();
         let progressing = status.conditions.iter().flatten().find(|c| c.type_ == "Progressing");
