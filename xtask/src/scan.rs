@@ -59,18 +59,23 @@ impl std::fmt::Display for Finding {
 /// The vulnerability database a scan reads, and how old it may be.
 #[derive(Clone, Debug)]
 pub struct Database {
-    /// osv-scanner's `--local-db-path`: holds [`RUST_DB`].
+    /// osv-scanner's `--local-db-path`: holds [`RUST_DB`], and the database of every other
+    /// ecosystem the image holds packages of (Debian's, for the libraries beside the binary).
     pub dir: PathBuf,
     /// Refused when its newest advisory is older than this many days.
     pub max_age_days: u32,
+    /// shipshape's own cache, which osv-scanner fills where OSV's feed is reachable: an
+    /// ecosystem's database missing there is fetched during the scan (never into a given one).
+    pub fetched: bool,
 }
 
 /// How old a database may be unless told otherwise: one older misses what was published since
 /// (Grype refuses one older than 5 days by default; the RustSec feed moves daily).
 pub const MAX_AGE_DAYS: u32 = 7;
 
-const FETCH_HINT: &str = "e.g. one made on a connected machine with `osv-scanner scan source --offline-vulnerabilities \
-                          --download-offline-databases --local-db-path DIR .`";
+const FETCH_HINT: &str = "e.g. one made on a connected machine with `osv-scanner scan image --archive IMAGE.tar \
+                          --offline-vulnerabilities --download-offline-databases --local-db-path DIR` (the databases of \
+                          every ecosystem the image holds: crates.io's and Debian's)";
 
 /// The database `--vuln-db` names holds osv-scanner's Rust database, and it is fresh enough:
 /// its newest advisory was modified within `max_age_days` of `now`. Returns that time.
@@ -83,7 +88,11 @@ pub fn check_database(database: &Database, now: Timestamp) -> Result<Timestamp> 
             path.display()
         );
     }
-    let newest = newest_advisory(&path.join(RUST_DB))?;
+    // The oldest of the ecosystems' databases decides (each zip's newest advisory).
+    let mut newest = newest_advisory(&path.join(RUST_DB))?;
+    for zip in ecosystem_databases(path)? {
+        newest = newest.min(newest_advisory(&zip)?);
+    }
     let age_days = now.duration_since(newest).as_secs() / 86_400;
     if age_days > i64::from(database.max_age_days) {
         bail!(
@@ -95,6 +104,32 @@ pub fn check_database(database: &Database, now: Timestamp) -> Result<Timestamp> 
         );
     }
     Ok(newest)
+}
+
+/// Every ecosystem's database in `dir` (`osv-scalibr/<ecosystem>/all.zip`).
+fn ecosystem_databases(dir: &Path) -> Result<Vec<PathBuf>> {
+    let root = dir.join("osv-scalibr");
+    let mut zips = Vec::new();
+    for entry in std::fs::read_dir(&root).with_context(|| format!("reading {}", root.display()))? {
+        let zip = entry?.path().join("all.zip");
+        if zip.is_file() {
+            zips.push(zip);
+        }
+    }
+    zips.sort();
+    Ok(zips)
+}
+
+/// The ecosystems whose packages osv-scanner found but had no database for (it says so on
+/// stderr, "could not load db for Debian ecosystem", and exits 0 having matched nothing).
+fn unmatched_ecosystems(stderr: &str) -> Vec<String> {
+    let mut found: Vec<String> = stderr
+        .lines()
+        .filter_map(|line| line.split("could not load db for ").nth(1)?.split(" ecosystem").next().map(str::to_owned))
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// When the newest advisory in an OSV zip (one JSON record per entry) was modified: how
@@ -151,6 +186,39 @@ pub fn findings(report: &Value) -> Vec<Finding> {
     found
 }
 
+/// The operating system's packages the scan found (`"type": "os"` sources: the image's
+/// `/var/lib/dpkg/status.d`), as CycloneDX components, by their source package as Debian's
+/// advisories name them (glibc, gcc-12).
+pub fn system_packages(report: &Value) -> Vec<Value> {
+    let mut components = Vec::new();
+    for source in report["results"].as_array().into_iter().flatten().filter(|s| s["source"]["type"] == "os") {
+        for package in source["packages"].as_array().into_iter().flatten() {
+            let (name, version) =
+                (package["package"]["name"].as_str().unwrap_or_default(), package["package"]["version"].as_str().unwrap_or_default());
+            // "Debian:12" -> pkg:deb/debian/glibc@2.36-9+deb12u14?distro=debian-12
+            let ecosystem = package["package"]["ecosystem"].as_str().unwrap_or_default();
+            let (distro, release) = ecosystem.split_once(':').unwrap_or((ecosystem, ""));
+            let distro = distro.to_lowercase();
+            components.push(serde_json::json!({
+                "type": "library",
+                "name": name,
+                "version": version,
+                "purl": format!("pkg:deb/{distro}/{name}@{version}?distro={distro}-{release}"),
+                "properties": [{"name": "shipshape:found-in", "value": source["source"]["path"].clone()}],
+            }));
+        }
+    }
+    components
+}
+
+/// `sbom` with `components` added (those it does not list already, by purl).
+fn add_components(sbom: &mut Value, components: &[Value]) {
+    let listed = sbom["components"].as_array().cloned().unwrap_or_default();
+    let mut all = listed.clone();
+    all.extend(components.iter().filter(|c| !listed.iter().any(|l| l["purl"] == c["purl"])).cloned());
+    sbom["components"] = Value::Array(all);
+}
+
 /// The scan of one image archive (`docker save`): the findings, the CycloneDX SBOM, and what
 /// `release` attests of the scan (cosign's vuln predicate: the scanner, the database's digest
 /// and date, the findings, when).
@@ -164,32 +232,61 @@ pub struct Scanned {
 pub fn scan(sh: &Shell, archive: &Path, database: &Database) -> Result<Scanned> {
     let started = Timestamp::now();
     let as_of = check_database(database, started)?;
-    let database_sha256 = crate::signing::hex_sha256(&std::fs::read(database.dir.join(RUST_DB))?);
+    let fetching = database.fetched;
     let database = &database.dir;
     let allow_list = crate::repo_root().join(ALLOW_LIST);
     let allowed = check_allow_list(&std::fs::read_to_string(&allow_list).with_context(|| format!("reading {ALLOW_LIST}"))?)?;
     let bin = OSV_SCANNER.find(sh)?;
-    let run = |format: &str| -> Result<Value> {
-        // The SBOM lists every package found, not only the vulnerable ones.
-        let all: &[&str] = if format.starts_with("cyclonedx") { &["--all-packages"] } else { &[] };
+    // `fetch`: let osv-scanner download the databases it lacks (shipshape's cache only).
+    let run = |format: &str, fetch: bool| -> Result<(Value, Vec<String>)> {
+        // Every package found, not only the vulnerable ones: the SBOM, and the report's
+        // system packages, which osv-scanner's CycloneDX leaves out.
+        let all = ["--all-packages"];
+        let offline: &[&str] = if fetch { &["--offline-vulnerabilities", "--download-offline-databases"] } else { &["--offline"] };
         // Exit 1 means "vulnerabilities found": the JSON says which; 127 and 128 are errors.
         let out = cmd!(
             sh,
-            "{bin} scan image --archive {archive} --offline --local-db-path {database} --config {allow_list} --format {format} {all...}"
+            "{bin} scan image --archive {archive} {offline...} --local-db-path {database} --config {allow_list} --format {format} {all...}"
         )
         .ignore_status()
         .quiet()
         .output()?;
         let code = out.status.code().unwrap_or(-1);
+        let stderr = String::from_utf8_lossy(&out.stderr);
         if code != 0 && code != 1 {
-            let stderr = String::from_utf8_lossy(&out.stderr);
             let why = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_owned();
             bail!("osv-scanner could not scan {} (exit {code}): {why}", archive.display());
         }
-        serde_json::from_slice(&out.stdout).with_context(|| format!("reading osv-scanner's {format} output"))
+        let report = serde_json::from_slice(&out.stdout).with_context(|| format!("reading osv-scanner's {format} output"))?;
+        Ok((report, unmatched_ecosystems(&stderr)))
     };
-    let report = run("json")?;
-    let sbom = run("cyclonedx-1-5")?;
+    let (mut report, mut unmatched) = run("json", false)?;
+    if !unmatched.is_empty() && fetching {
+        println!(
+            "  fetching OSV's {} database(s) into {} (osv-scanner --download-offline-databases)",
+            unmatched.join(", "),
+            database.display()
+        );
+        (report, unmatched) = run("json", true)?;
+    }
+    if !unmatched.is_empty() {
+        bail!(
+            "the image holds {} packages (the system libraries beside the binary, recorded in /var/lib/dpkg/status.d) and {} \
+             has no database for them, so they were not scanned: give a database with osv-scanner's {} database(s) too, {FETCH_HINT}",
+            unmatched.join(", "),
+            database.display(),
+            unmatched.join(", ")
+        );
+    }
+    // Every database the scan read, in one digest: crates.io's, then the others by name.
+    let mut read = Vec::new();
+    for zip in ecosystem_databases(database)? {
+        read.extend(std::fs::read(&zip)?);
+    }
+    let database_sha256 = crate::signing::hex_sha256(&read);
+    let (mut sbom, _) = run("cyclonedx-1-5", false)?;
+    let system = system_packages(&report);
+    add_components(&mut sbom, &system);
     let findings = findings(&report);
     let attestation = vuln_predicate(&findings, allowed, &database_sha256, as_of, started, Timestamp::now());
     println!(
@@ -215,7 +312,7 @@ fn vuln_predicate(
         "scanner": {
             "uri": format!("pkg:golang/github.com/google/osv-scanner/v2@{}", OSV_SCANNER.version),
             "version": OSV_SCANNER.version,
-            "db": {"uri": RUST_DB, "version": format!("sha256:{database_sha256}"), "newestAdvisory": as_of.to_string()},
+            "db": {"uri": "osv-scalibr/*/all.zip", "version": format!("sha256:{database_sha256}"), "newestAdvisory": as_of.to_string()},
             "result": {
                 "findings": findings.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
                 "blocking": findings.iter().filter(|f| f.blocks()).count(),
@@ -234,8 +331,9 @@ pub fn gate(scanned: &Scanned) -> Result<()> {
     let blocking: Vec<String> = scanned.findings.iter().filter(|f| f.blocks()).map(|f| f.to_string()).collect();
     if !blocking.is_empty() {
         bail!(
-            "vulnerability gate: {} HIGH, CRITICAL or unscored finding(s): {}. Upgrade the crate (cargo update -p NAME), or \
-             allow-list it in {ALLOW_LIST} with a reason and an expiry date",
+            "vulnerability gate: {} HIGH, CRITICAL or unscored finding(s): {}. Upgrade the crate (cargo update -p NAME); for a \
+             system library (a Debian package such as glibc: the image copies the build machine's), upgrade that package \
+             where the image is built and release again; or allow-list it in {ALLOW_LIST} with a reason and an expiry date",
             blocking.len(),
             blocking.join("; ")
         );
@@ -250,9 +348,9 @@ pub fn gate(scanned: &Scanned) -> Result<()> {
 pub fn database(sh: &Shell, given: Option<PathBuf>, max_age_days: u32) -> Result<Database> {
     if let Some(dir) = given {
         println!("vulnerability database: {} (given)", dir.display());
-        return Ok(Database { dir, max_age_days });
+        return Ok(Database { dir, max_age_days, fetched: false });
     }
-    let database = Database { dir: crate::cache::root()?.join("osv-db"), max_age_days };
+    let database = Database { dir: crate::cache::root()?.join("osv-db"), max_age_days, fetched: true };
     let dir = database.dir.display().to_string();
     if let Ok(newest) = check_database(&database, Timestamp::now()) {
         println!("vulnerability database: {dir} (fetched from OSV earlier; newest advisory {newest})");
@@ -295,6 +393,22 @@ fn fetch(sh: &Shell, dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_image_s_system_packages_join_the_sbom() {
+        let report = json!({"results": [
+            {"source": {"path": "/usr/local/bin/model-server", "type": "artifact"}, "packages": [{"package": {"name": "axum", "version": "0.8.9", "ecosystem": "crates.io"}}]},
+            {"source": {"path": "/var/lib/dpkg/status.d/libc6", "type": "os"}, "packages": [{"package": {"name": "glibc", "version": "2.36-9+deb12u14", "ecosystem": "Debian:12"}}]}
+        ]});
+        let system = system_packages(&report);
+        assert_eq!(system.len(), 1);
+        assert_eq!(system[0]["purl"], "pkg:deb/debian/glibc@2.36-9+deb12u14?distro=debian-12");
+        let mut sbom = json!({"components": [{"name": "axum", "purl": "pkg:cargo/axum@0.8.9"}]});
+        add_components(&mut sbom, &system);
+        add_components(&mut sbom, &system);
+        let names: Vec<&str> = sbom["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["axum", "glibc"], "added once");
+    }
 
     #[test]
     fn findings_carry_ids_packages_and_scores() {
@@ -340,7 +454,7 @@ mod tests {
                 .unwrap();
         }
         zip.finish().unwrap();
-        let database = Database { dir: dir.path().to_owned(), max_age_days: MAX_AGE_DAYS };
+        let database = Database { dir: dir.path().to_owned(), max_age_days: MAX_AGE_DAYS, fetched: false };
         (dir, database)
     }
 
@@ -357,8 +471,28 @@ mod tests {
         );
         let knowingly = Database { max_age_days: 90, ..stale };
         assert!(check_database(&knowingly, now).is_ok());
-        let none = Database { dir: "/nonexistent".into(), max_age_days: 7 };
+        let none = Database { dir: "/nonexistent".into(), max_age_days: 7, fetched: false };
         assert!(check_database(&none, now).unwrap_err().to_string().contains("--vuln-db"));
+    }
+
+    #[test]
+    fn every_ecosystem_s_database_must_be_fresh_and_one_osv_scanner_lacked_is_named() {
+        let now: Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
+        let (dir, fresh) = database_modified_at(&["2026-12-04T23:00:00Z"]);
+        // Debian's beside it, a month older: the older decides.
+        let debian = dir.path().join("osv-scalibr/Debian/all.zip");
+        std::fs::create_dir_all(debian.parent().unwrap()).unwrap();
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&debian).unwrap());
+        zip.start_file("DSA-1.json", zip::write::SimpleFileOptions::default()).unwrap();
+        std::io::Write::write_all(&mut zip, json!({"id": "DSA-1", "modified": "2026-11-01T00:00:00Z"}).to_string().as_bytes()).unwrap();
+        zip.finish().unwrap();
+        let refused = check_database(&fresh, now).unwrap_err().to_string();
+        assert!(refused.contains("34 days old"), "{refused}");
+        let said =
+            "Loaded crates.io local db from x\ncould not load db for Debian ecosystem: unable to fetch OSV database: no offline version\n\
+                    could not load db for Debian ecosystem: again\n";
+        assert_eq!(unmatched_ecosystems(said), ["Debian"]);
+        assert!(unmatched_ecosystems("Loaded crates.io local db from x").is_empty());
     }
 
     #[test]

@@ -56,7 +56,10 @@ fn external_tools_run_only_from_their_modules() {
         ("cluster/docker.rs", "docker"),
         ("cluster/kind.rs", "kind"),
         ("cluster/node_image.rs", "debootstrap, chroot, gcc (the node image recipe)"),
-        ("cluster/app_images.rs", "cargo build, ldd, debootstrap, chroot, python3 -m venv and pip (the application images)"),
+        (
+            "cluster/app_images.rs",
+            "cargo build, ldd, dpkg -S, dpkg-query, debootstrap, chroot, python3 -m venv and pip (the application images)",
+        ),
         ("cluster/layout.rs", "tar"),
     ];
     for file in rust_files(&src) {

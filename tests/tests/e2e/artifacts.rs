@@ -180,6 +180,25 @@ fn the_vulnerability_gate_refuses_an_affected_build_and_releases_a_clean_one() {
     let sbom = &sboms.first().expect("an SBOM attestation")["predicate"];
     let components = sbom["components"].as_array().expect("CycloneDX components");
     assert!(components.iter().any(|c| c["name"] == "axum"), "the SBOM lists the crates model-server links: {sbom}");
+    // ... and the system libraries beside the binary, by their Debian packages.
+    for package in ["glibc", "gcc"] {
+        assert!(
+            components.iter().any(|c| c["name"].as_str().is_some_and(|n| n.starts_with(package))
+                && c["purl"].as_str().is_some_and(|p| p.starts_with("pkg:deb/debian/"))),
+            "the SBOM lists the image's {package}: {sbom}"
+        );
+    }
+
+    // The system libraries are scanned: an advisory against the image's glibc refuses it too.
+    let glibc = fixture::system_library_advisory_database();
+    let tag = format!("{}-old-glibc", shared.v1);
+    let error = failure(xtask::flows::release::release(&sh, &tag, registry::HOST, key, &glibc.database, true));
+    assert!(error.contains("DSA-9099-1") && error.contains("glibc") && error.contains("system library"), "{error}");
+    // A database without Debian's: the libraries would go unscanned, so the release is refused.
+    let crates_only = fixture::vulnerability_database("0.1.0");
+    std::fs::remove_dir_all(crates_only.database.dir.join("osv-scalibr/Debian")).unwrap();
+    let error = failure(xtask::flows::release::release(&sh, &tag, registry::HOST, key, &crates_only.database, true));
+    assert!(error.contains("Debian") && error.contains("were not scanned"), "{error}");
 
     // An advisory nobody scored blocks until someone judges it.
     let unscored = fixture::advisory_database("99.0.0", false, k8s_openapi::jiff::Timestamp::now());

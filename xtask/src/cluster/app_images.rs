@@ -150,9 +150,11 @@ pub fn build_model_server(sh: &Shell, docker: &Docker) -> Result<String> {
     }
     let rootfs = context.join("rootfs");
     place(&binary, &rootfs.join("usr/local/bin/model-server"))?;
-    for library in shared_libraries(sh, &binary)? {
-        place(&library, &rootfs.join(library.strip_prefix("/")?))?;
+    let libraries = shared_libraries(sh, &binary)?;
+    for library in &libraries {
+        place(library, &rootfs.join(library.strip_prefix("/")?))?;
     }
+    record_system_packages(sh, &libraries, &rootfs)?;
     place(&crate::repo_root().join("server/models/iris-v1.json"), &rootfs.join("models/model.json"))?;
     std::fs::create_dir_all(rootfs.join("etc"))?;
     std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n")?;
@@ -167,6 +169,44 @@ pub fn build_model_server(sh: &Shell, docker: &Docker) -> Result<String> {
     let reference = format!("{MODEL_SERVER_REPOSITORY}:{version}-{short}");
     docker.tag(&scratch_tag, &reference, &log)?;
     Ok(reference)
+}
+
+/// The Debian packages the copied libraries come from, recorded in the image as distroless
+/// images record theirs (`/var/lib/dpkg/status.d/<package>`, and the host's `/etc/os-release`
+/// naming the release): scanners then list glibc and libgcc in the SBOM and match them against
+/// Debian's advisories (`scan.rs` refuses a scan that could not). On a host without dpkg the
+/// libraries go unrecorded, said here.
+fn record_system_packages(sh: &Shell, libraries: &[PathBuf], rootfs: &Path) -> Result<()> {
+    if !crate::host::has_dpkg(sh) {
+        println!("  warning: this host has no dpkg: the image's system libraries are not listed in its SBOM nor scanned");
+        return Ok(());
+    }
+    let mut packages = std::collections::BTreeSet::new();
+    for library in libraries {
+        // `dpkg -S` knows a file by the path its package installed (usrmerge: /lib, not /usr/lib),
+        // and ld.so by its /lib64 link; the real file is tried when the path is not known.
+        let canonical = std::fs::canonicalize(library).unwrap_or_else(|_| library.clone());
+        let owner = [library, &canonical].iter().find_map(|path| read_or_explain(cmd!(sh, "dpkg -S {path}").quiet()).ok());
+        match owner.as_deref().and_then(|line| line.split(':').next()) {
+            Some(package) => {
+                packages.insert(package.trim().to_owned());
+            }
+            None => println!("  warning: {} belongs to no Debian package here: it is not listed in the image's SBOM", library.display()),
+        }
+    }
+    let status = rootfs.join("var/lib/dpkg/status.d");
+    std::fs::create_dir_all(&status)?;
+    let fields = "Package: ${Package}\nStatus: ${Status}\nVersion: ${Version}\nArchitecture: ${Architecture}\nSource: ${Source}\n";
+    for package in &packages {
+        let record = read_or_explain(cmd!(sh, "dpkg-query -W -f {fields} {package}").quiet())?;
+        std::fs::write(status.join(package), record)?;
+    }
+    place(Path::new("/etc/os-release"), &rootfs.join("etc/os-release"))?;
+    println!(
+        "  system libraries from Debian packages {} (recorded in /var/lib/dpkg/status.d for the scan)",
+        Vec::from_iter(packages).join(", ")
+    );
+    Ok(())
 }
 
 /// The shared libraries a dynamically linked binary loads, as `ldd` resolves them here.

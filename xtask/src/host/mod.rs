@@ -393,9 +393,14 @@ pub fn packages_unchanged_since(sh: &Shell, before: &Option<BTreeMap<String, Str
     Ok(())
 }
 
+/// Whether this machine keeps a dpkg database (Debian and its derivatives).
+pub fn has_dpkg(sh: &Shell) -> bool {
+    on_path(sh, "dpkg-query")
+}
+
 /// The dpkg database's packages and versions, on a machine that has dpkg (None elsewhere).
 pub fn package_snapshot(sh: &Shell) -> Option<BTreeMap<String, String>> {
-    on_path(sh, "dpkg-query").then(|| dpkg_versions(sh).ok()).flatten()
+    has_dpkg(sh).then(|| dpkg_versions(sh).ok()).flatten()
 }
 
 /// Every installed package and its version, from the dpkg database.
