@@ -5,9 +5,9 @@
 //! namespace `mlflow`; its admin password is made here, kept in a Secret there, never printed;
 //! the shipped model is registered as `iris` so the environments' `modelUri` names a real version.
 //!
-//! A stand-in for the team's MLflow: its store (SQLite and artifacts) lives on the pod's
-//! emptyDir, so `cluster up --with mlflow` registers the model again after a restart, and
-//! the users made since (a release's account) are gone with it.
+//! A stand-in for the team's MLflow: one pod on the control-plane node, its store (SQLite and
+//! artifacts) on that node's disk, so a restart or a worker drained keeps its users and models;
+//! the cluster's deletion takes them.
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
