@@ -333,7 +333,10 @@ fn doctor_names_oom_and_liveness_kills_an_unmatched_node_selector_and_a_foreign_
 
     // A node selector no node matches: the new pod waits on the scheduler.
     by_hand(&[("nodeSelector.pool", "gpu")]);
-    let pending = until_a_pod_finding("a pod no node can take", &|c| c.detail.starts_with("Pending:"));
+    // Until the scheduler has said why: a pod just created is "Pending: waiting to start" before
+    // its first scheduling attempt is recorded (seen on a fresh machine's busy node).
+    let pending =
+        until_a_pod_finding("a pod no node can take", &|c| c.detail.starts_with("Pending:") && c.detail.contains("node affinity/selector"));
     assert!(pending.detail.contains("didn't match Pod's node affinity/selector"), "the scheduler's words: {pending:?}");
 
     // A version whose readiness never succeeds: running, never serving; and past the
