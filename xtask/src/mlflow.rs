@@ -21,6 +21,19 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// The account in Secret `secret` (its keys `username_key` and `password_key`).
+    pub async fn from_secret(
+        api: &kube::Api<k8s_openapi::api::core::v1::Secret>,
+        secret: &str,
+        username_key: &str,
+        password_key: &str,
+    ) -> Result<Credentials> {
+        Ok(Credentials {
+            username: crate::k8s::secrets::read_key(api, secret, username_key).await?,
+            password: crate::k8s::secrets::read_key(api, secret, password_key).await?,
+        })
+    }
+
     fn authorization(&self) -> String {
         let pair = format!("{}:{}", self.username, self.password);
         format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))

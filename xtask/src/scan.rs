@@ -77,8 +77,9 @@ const FETCH_HINT: &str = "e.g. one made on a connected machine with `osv-scanner
                           --offline-vulnerabilities --download-offline-databases --local-db-path DIR` (the databases of \
                           every ecosystem the image holds: crates.io's and Debian's)";
 
-/// The database `--vuln-db` names holds osv-scanner's Rust database, and it is fresh enough:
-/// its newest advisory was modified within `max_age_days` of `now`. Returns that time.
+/// The database `--vuln-db` names holds osv-scanner's Rust database, and every ecosystem's
+/// database in it is fresh enough: the oldest one's newest advisory was modified within
+/// `max_age_days` of `now`. Returns that time.
 pub fn check_database(database: &Database, now: Timestamp) -> Result<Timestamp> {
     let path = &database.dir;
     if !path.join(RUST_DB).is_file() {
@@ -88,11 +89,14 @@ pub fn check_database(database: &Database, now: Timestamp) -> Result<Timestamp> 
             path.display()
         );
     }
-    // The oldest of the ecosystems' databases decides (each zip's newest advisory).
-    let mut newest = newest_advisory(&path.join(RUST_DB))?;
+    // The oldest of the ecosystems' databases (crates.io's among them) decides: each zip is as
+    // current as its newest advisory.
+    let mut newest = None::<Timestamp>;
     for zip in ecosystem_databases(path)? {
-        newest = newest.min(newest_advisory(&zip)?);
+        let its = newest_advisory(&zip)?;
+        newest = Some(newest.map_or(its, |n| n.min(its)));
     }
+    let newest = newest.context("no ecosystem's database")?;
     let age_days = now.duration_since(newest).as_secs() / 86_400;
     if age_days > i64::from(database.max_age_days) {
         bail!(

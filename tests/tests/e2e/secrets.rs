@@ -322,8 +322,7 @@ fn doctor_external_secrets_until(flow: &xtask::flows::Flow, expected: &str) -> S
 fn mlflow_account(ns: &TestNamespace) -> xtask::mlflow::Credentials {
     let flow = ns.flow();
     let secrets_api = Api::<Secret>::namespaced(flow.client().clone(), &ns.name);
-    let read = |key: &str| flow.block_on(secrets::read_key(&secrets_api, "model-server-mlflow", key)).or_panic();
-    xtask::mlflow::Credentials { username: read("username"), password: read("password") }
+    flow.block_on(xtask::mlflow::Credentials::from_secret(&secrets_api, "model-server-mlflow", "username", "password")).or_panic()
 }
 
 /// Issue 22: MLflow's password rotated against a real MLflow (the cluster's, with its basic-auth

@@ -1,9 +1,9 @@
 //! An MLflow tracking server for a local cluster: the model registry staging and prod load their
 //! model from, with MLflow's basic-auth app, so a release's MLflow credentials are checked by
 //! MLflow itself. Its image is built with the application images (`app_images::build_mlflow`).
-//! Installed with `deploy/kind/charts/mlflow` in
-//! namespace `mlflow`; its admin password is made here, kept in a Secret there, never printed;
-//! the shipped model is registered as `iris` so the environments' `modelUri` names a real version.
+//! Installed with `deploy/kind/charts/mlflow` in namespace `mlflow`; its admin password is made
+//! here, kept in a Secret there, never printed; the shipped model is registered as `iris` so the
+//! environments' `modelUri` names a real version.
 //!
 //! A stand-in for the team's MLflow: one pod on the control-plane node, its store (SQLite and
 //! artifacts) on that node's disk, so a restart or a worker drained keeps its users and models;
@@ -80,10 +80,7 @@ pub fn install(sh: &Shell, cluster: &RunningCluster) -> Result<()> {
 /// The admin's credentials, from the Secret `install` made.
 pub async fn admin(client: &kube::Client) -> Result<Credentials> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
-    Ok(Credentials {
-        username: crate::k8s::secrets::read_key(&secrets, ADMIN_SECRET, "username").await?,
-        password: crate::k8s::secrets::read_key(&secrets, ADMIN_SECRET, "password")
-            .await
-            .context("MLflow's admin password: is MLflow installed (`cargo xtask cluster up --with mlflow`)?")?,
-    })
+    Credentials::from_secret(&secrets, ADMIN_SECRET, "username", "password")
+        .await
+        .context("MLflow's admin credentials: is MLflow installed (`cargo xtask cluster up --with mlflow`)?")
 }

@@ -54,10 +54,7 @@ pub async fn model_registry_credentials(client: &kube::Client, target: &Target, 
     }
     let api: Api<Secret> = Api::namespaced(client.clone(), &target.namespace);
     let secret = &env.mlflow_credentials_secret_name;
-    let user = crate::mlflow::Credentials {
-        username: crate::k8s::secrets::read_key(&api, secret, &env.mlflow_username_key).await.ok()?,
-        password: crate::k8s::secrets::read_key(&api, secret, &env.mlflow_password_key).await.ok()?,
-    };
+    let user = crate::mlflow::Credentials::from_secret(&api, secret, &env.mlflow_username_key, &env.mlflow_password_key).await.ok()?;
     let server = &artifact.server;
     Some(match artifact.status_for(client, &user).await {
         Ok(200) => Check::new(NAME, Outcome::Pass, format!("MLflow ({}/{}) serves the model to user {} with the password in Secret {secret}", server.namespace, server.service, user.username)),
@@ -310,41 +307,40 @@ pub fn secrets_read_by(pod: &k8s_openapi::api::core::v1::Pod) -> std::collection
     names
 }
 
-/// The Secrets `pods` read that do not exist, by name.
-pub async fn missing_secrets(client: &kube::Client, t: &Target, pods: &[k8s_openapi::api::core::v1::Pod]) -> anyhow::Result<Vec<String>> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &t.namespace);
-    let mut missing = Vec::new();
-    for name in pods.iter().flat_map(secrets_read_by).collect::<std::collections::BTreeSet<_>>() {
-        if secrets.get_opt(&name).await?.is_none() {
-            missing.push(name);
-        }
-    }
-    Ok(missing)
-}
-
-/// Pods holding a Secret's old value ([`stale_pods`]), with this release's restart
-/// as the fix: a Helm revision (restartedAt), not `kubectl rollout restart` behind Helm's back.
-pub async fn stale_secrets(
+/// The Secrets `pods` read, each as the API has it now (None: it does not exist), read once for
+/// the checks that look at them ([`stale_secrets`], verify's missing ones).
+pub async fn secrets_read(
     client: &kube::Client,
     t: &Target,
     pods: &[k8s_openapi::api::core::v1::Pod],
-    running_tag: &str,
-) -> anyhow::Result<Check> {
+) -> anyhow::Result<std::collections::BTreeMap<String, Option<Secret>>> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &t.namespace);
-    let mut changed = std::collections::BTreeMap::new();
+    let mut read = std::collections::BTreeMap::new();
     for name in pods.iter().flat_map(secrets_read_by).collect::<std::collections::BTreeSet<_>>() {
-        // A missing Secret is the secret checks' finding, not this one's.
-        if let Some(when) = secrets.get_opt(&name).await?.as_ref().and_then(last_changed) {
-            changed.insert(name, when);
-        }
+        let secret = secrets.get_opt(&name).await?;
+        read.insert(name, secret);
     }
+    Ok(read)
+}
+
+/// Pods holding a Secret's old value ([`stale_pods`]), judged from the Secrets they read
+/// ([`secrets_read`]), with this release's restart as the fix: a Helm revision (restartedAt),
+/// not `kubectl rollout restart` behind Helm's back.
+pub fn stale_secrets(
+    t: &Target,
+    pods: &[k8s_openapi::api::core::v1::Pod],
+    read: &std::collections::BTreeMap<String, Option<Secret>>,
+    running_tag: &str,
+) -> Check {
+    // A missing Secret is the secret checks' finding, not this one's.
+    let changed = read.iter().filter_map(|(name, secret)| Some((name.clone(), last_changed(secret.as_ref()?)?))).collect();
     let fix = format!(
         "restart them as a Helm revision: cargo xtask deploy --env {} --namespace {} --tag {running_tag} --set-string \
          restartedAt=\"$(date -u +%FT%TZ)\" (`cargo xtask rotate-secret` restarts them itself after a rotation)",
         t.env.name(),
         t.namespace
     );
-    Ok(stale_pods(pods, &changed, &fix))
+    stale_pods(pods, &changed, &fix)
 }
 
 /// The troubleshooting case "pods still use the old value after a Secret update": a pod whose

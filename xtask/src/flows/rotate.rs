@@ -212,7 +212,6 @@ pub fn rotate(flow: &Flow, rotation: &Rotation, dry_run: bool) -> Result<()> {
         SecretKind::Mlflow => MlflowAccount::of(flow, &state.values, &secret, set_in_mlflow)?,
         SecretKind::AdminToken => None,
     };
-    let in_mlflow = |username: &str, password: &str| Credentials { username: username.to_owned(), password: password.to_owned() };
     // What serves: the stable Deployment, or the live colour's in a blue/green release (which
     // has no `model-server` Deployment). An idle colour scaled down has no pods to restart; one
     // still held after a switch restarts with the revision, unwaited (it serves nothing).
@@ -222,26 +221,6 @@ pub fn rotate(flow: &Flow, rotation: &Rotation, dry_run: bool) -> Result<()> {
 
     let mut plan = vec![
         step("value", source.in_words()),
-        match (&mlflow, set_in_mlflow) {
-            (Some(account), true) => step(
-                "mlflow",
-                format!(
-                    "check that MLflow ({}) takes the Secret's current password for user {}, then change it there as that user \
-                     (MLflow's auth API; a failure later puts the old one back)",
-                    account.where_(),
-                    account.username
-                ),
-            ),
-            (Some(account), false) => step(
-                "mlflow",
-                format!(
-                    "check that MLflow ({}) takes the new password for user {} (set there first), before any change",
-                    account.where_(),
-                    account.username
-                ),
-            ),
-            (None, _) => step("mlflow", String::new()),
-        },
         step(
             "update",
             match method {
@@ -280,7 +259,24 @@ pub fn rotate(flow: &Flow, rotation: &Rotation, dry_run: bool) -> Result<()> {
             },
         ),
     ];
-    plan.retain(|s| !s.description.is_empty());
+    // Asked of MLflow only where shipshape reaches the MLflow the release loads from.
+    if let Some(account) = &mlflow {
+        let check = if set_in_mlflow {
+            format!(
+                "check that MLflow ({}) takes the Secret's current password for user {}, then change it there as that user \
+                 (MLflow's auth API; a failure later puts the old one back)",
+                account.where_(),
+                account.username
+            )
+        } else {
+            format!(
+                "check that MLflow ({}) takes the new password for user {} (set there first), before any change",
+                account.where_(),
+                account.username
+            )
+        };
+        plan.insert(1, step("mlflow", check));
+    }
     if dry_run {
         print_plan("rotate-secret", t, &plan);
         return Ok(());
@@ -307,7 +303,7 @@ pub fn rotate(flow: &Flow, rotation: &Rotation, dry_run: bool) -> Result<()> {
         if let Some(account) = &mlflow {
             run.step("mlflow", |changes| {
                 let (checked, with) = if set_in_mlflow { ("current", &old_value) } else { ("new", &new_value) };
-                let status = changes.block_on(account.artifact.status_for(changes.client(), &in_mlflow(&account.username, with)))?;
+                let status = changes.block_on(account.artifact.status_for(changes.client(), &account.with_password(with)))?;
                 if status != 200 {
                     bail!(
                         "MLflow answers {status} to user {} with the {checked} password: {}",
@@ -324,7 +320,7 @@ pub fn rotate(flow: &Flow, rotation: &Rotation, dry_run: bool) -> Result<()> {
                     changes.mark_changed();
                     changes.block_on(account.artifact.server.change_password(
                         changes.client(),
-                        &in_mlflow(&account.username, &old_value),
+                        &account.with_password(&old_value),
                         &new_value,
                     ))?;
                     set_in_mlflow_as.replace(Some(new_value.clone()));
@@ -380,8 +376,8 @@ pub fn rotate(flow: &Flow, rotation: &Rotation, dry_run: bool) -> Result<()> {
                 println!("  {} pods restarted and ready", pods.len());
                 let Some(account) = &mlflow else { return Ok(()) };
                 println!("  each loaded its model from MLflow with the new password (a pod is ready only once its model is in)");
-                let with_new = flow.block_on(account.artifact.status_for(flow.client(), &in_mlflow(&account.username, &new_value)))?;
-                let with_old = flow.block_on(account.artifact.status_for(flow.client(), &in_mlflow(&account.username, &old_value)))?;
+                let with_new = flow.block_on(account.artifact.status_for(flow.client(), &account.with_password(&new_value)))?;
+                let with_old = flow.block_on(account.artifact.status_for(flow.client(), &account.with_password(&old_value)))?;
                 println!("  MLflow: new password -> {with_new}, old password -> {with_old}");
                 if with_new != 200 || with_old != 401 {
                     bail!("the rotation is not effective in MLflow: the new password got {with_new} (expected 200), the old {with_old} (expected 401)");
@@ -395,7 +391,7 @@ pub fn rotate(flow: &Flow, rotation: &Rotation, dry_run: bool) -> Result<()> {
         if let (Some(new_password), Some(account)) = (set_in_mlflow_as.borrow().as_ref(), &mlflow) {
             changes.block_on(account.artifact.server.change_password(
                 changes.client(),
-                &in_mlflow(&account.username, new_password),
+                &account.with_password(new_password),
                 &old_value,
             ))?;
             println!("  the old password is back in MLflow for user {}", account.username);
@@ -452,6 +448,11 @@ impl MlflowAccount {
         let secrets_api: Api<Secret> = Api::namespaced(flow.client().clone(), &flow.target.namespace);
         let username = flow.block_on(secrets::read_key(&secrets_api, secret, &values.env.mlflow_username_key))?;
         Ok(Some(MlflowAccount { username, artifact }))
+    }
+
+    /// The account with `password`, as MLflow is asked with it.
+    fn with_password(&self, password: &str) -> Credentials {
+        Credentials { username: self.username.clone(), password: password.to_owned() }
     }
 
     fn where_(&self) -> String {

@@ -428,26 +428,25 @@ async fn metrics_series(client: &kube::Client, target: &Target, o: &Observed) ->
 }
 
 /// [10, an addition] every Secret the pods read exists (a failure), and no pod holds a Secret's
-/// old value (a warning at most): each started after the Secrets it reads last changed (the runbook's "pods still use the old value after a
-/// Secret update"; doctor says the same, with the fix).
+/// old value (a warning at most): each started after the Secrets it reads last changed (the
+/// runbook's "pods still use the old value after a Secret update"; doctor says the same, with
+/// the fix).
 async fn secrets_current(client: &kube::Client, target: &Target, o: &Observed, running_tag: &str) -> Check {
+    let read = match super::findings::secrets_read(client, target, &o.pods).await {
+        Ok(read) => read,
+        Err(err) => return Check::new("", Outcome::Warn, format!("could not read the Secrets the pods read: {err:#}")),
+    };
     // First that each exists: a Secret gone (its owner deleted, a method switched by hand) is
     // held by the running pods until their next restart, which then fails.
-    match super::findings::missing_secrets(client, target, &o.pods).await {
-        Ok(missing) if !missing.is_empty() => {
-            return fail(format!(
-                "Secret(s) {} read by the pods do not exist: the pods hold the old values until they restart, and a restart fails",
-                missing.join(", ")
-            ))
-            .with_fix(format!("`cargo xtask preflight --env {}` says how each is made", target.env.name()));
-        }
-        Ok(_) => {}
-        Err(err) => return Check::new("", Outcome::Warn, format!("could not read the Secrets the pods read: {err:#}")),
+    let missing: Vec<&str> = read.iter().filter(|(_, secret)| secret.is_none()).map(|(name, _)| name.as_str()).collect();
+    if !missing.is_empty() {
+        return fail(format!(
+            "Secret(s) {} read by the pods do not exist: the pods hold the old values until they restart, and a restart fails",
+            missing.join(", ")
+        ))
+        .with_fix(format!("`cargo xtask preflight --env {}` says how each is made", target.env.name()));
     }
-    match super::findings::stale_secrets(client, target, &o.pods, running_tag).await {
-        Ok(check) => check,
-        Err(err) => Check::new("", Outcome::Warn, format!("could not read the Secrets the pods read: {err:#}")),
-    }
+    super::findings::stale_secrets(target, &o.pods, &read, running_tag)
 }
 
 /// What of the analysis' series for the predict route a /metrics text lacks, in words.
