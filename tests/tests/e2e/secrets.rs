@@ -497,6 +497,11 @@ fn switching_the_admin_token_s_delivery_every_way_keeps_the_secret_at_every_mome
             assert!(owners.iter().any(|k| k == owner) || (owner.is_empty() && owners.is_empty()), "{method}: owned by {owners:?}");
             assert_eq!(token(&ns), the_token, "{method}: the Secret holds the token the pods use");
             assert_new_token_accepted_old_refused(&ns, &the_token, "not-the-token");
+            // The value never changed, so no pod is told to restart (the handover's writes are
+            // to the Secret's owners, not its value).
+            let verified = xtask::flows::verify::verify(&flow).or_panic();
+            let current = verified.checks.iter().find(|c| c.name == "secrets-current").expect("verify's secrets-current check");
+            assert_eq!(current.outcome, Outcome::Pass, "{method}: {}", current.detail);
         }
         drop(stop);
         watcher.join().unwrap()

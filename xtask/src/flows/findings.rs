@@ -282,10 +282,16 @@ mod tests {
     }
 }
 
-/// When a Secret last changed: its newest managed-fields entry (every write records its time),
-/// else its creation. Data or metadata alike: the API does not tell them apart.
+/// When a Secret's value last changed: the newest write of a field manager that owns its data
+/// (each manager's entry records when it last changed a field it owns), else its creation. A
+/// manager that only owns metadata (the handover's owner references, a label) changed no value:
+/// counting it told pods that hold the current value to restart (seen after every switch of
+/// delivery method). An entry that does not say which fields it owns counts.
 pub fn last_changed(secret: &Secret) -> Option<k8s_openapi::jiff::Timestamp> {
-    let writes = secret.metadata.managed_fields.iter().flatten().filter_map(|m| m.time.as_ref().map(|t| t.0));
+    let owns_data = |m: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
+        m.fields_v1.as_ref().is_none_or(|f| f.0.get("f:data").is_some() || f.0.get("f:stringData").is_some())
+    };
+    let writes = secret.metadata.managed_fields.iter().flatten().filter(owns_data).filter_map(|m| m.time.as_ref().map(|t| t.0));
     writes.max().or_else(|| secret.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
@@ -530,6 +536,23 @@ mod stale_tests {
             ManagedFieldsEntry { time: Some(Time(at("2026-12-03T10:00:00Z"))), ..Default::default() },
         ]);
         assert_eq!(super::last_changed(&secret), Some(at("2026-12-03T10:00:00Z")));
+        // A later write of metadata alone (the handover's owner references) is not a new value.
+        let fields = |json: serde_json::Value| Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1(json));
+        secret.metadata.managed_fields = Some(vec![
+            ManagedFieldsEntry {
+                manager: Some("kube-rs".into()),
+                time: Some(Time(at("2026-12-03T10:00:00Z"))),
+                fields_v1: fields(serde_json::json!({"f:data": {"f:token": {}}})),
+                ..Default::default()
+            },
+            ManagedFieldsEntry {
+                manager: Some(crate::flows::handover::HANDOVER_MANAGER.into()),
+                time: Some(Time(at("2026-12-04T10:00:00Z"))),
+                fields_v1: fields(serde_json::json!({"f:metadata": {"f:ownerReferences": {}}})),
+                ..Default::default()
+            },
+        ]);
+        assert_eq!(super::last_changed(&secret), Some(at("2026-12-03T10:00:00Z")), "the data's newest write");
     }
 
     #[test]

@@ -87,6 +87,19 @@ fn handing_over(secret: &Secret, wanted: Delivery) -> Option<(Vec<OwnerReference
     Some((kept, let_sealed_in))
 }
 
+/// Whether `secret` has yet to be taken by the controller `wanted` names: External Secrets
+/// Operator adopts a Secret nobody owns on its own, with no patch, but some moments after Helm
+/// made its ExternalSecret; the flow waits for that too (seen: a switch from manual to external
+/// ended with the Secret still unowned, and the next change would start from an unsettled owner).
+fn awaits_new_owner(secret: &Secret, wanted: Delivery) -> bool {
+    let Some(kind) = wanted.owner_kind() else { return false };
+    !secret.metadata.owner_references.iter().flatten().any(|r| r.kind == kind)
+}
+
+/// The field manager of the handover's writes (owner references and the Sealed Secrets
+/// annotation): never the manager of a Secret's data.
+pub const HANDOVER_MANAGER: &str = "shipshape-handover";
+
 /// A Secret handed over: its name and the delivery that takes it.
 pub struct Handed {
     pub secret: String,
@@ -104,14 +117,25 @@ pub async fn hand_over(client: &kube::Client, namespace: &str, to: &Values) -> R
             continue;
         };
         let wanted = delivery_of(to, &reference.name);
-        let Some((kept, let_sealed_in)) = handing_over(&secret, wanted) else { continue };
-        let mut patch = serde_json::json!({"metadata": {"ownerReferences": kept}});
-        if let_sealed_in {
-            patch["metadata"]["annotations"] = serde_json::json!({ SEALED_SECRETS_MANAGED: "true" });
+        let change = handing_over(&secret, wanted);
+        if change.is_none() && !awaits_new_owner(&secret, wanted) {
+            continue;
         }
-        api.patch(&reference.name, &PatchParams::default(), &Patch::Merge(&patch))
+        if let Some((kept, let_sealed_in)) = change {
+            let mut patch = serde_json::json!({"metadata": {"ownerReferences": kept}});
+            if let_sealed_in {
+                patch["metadata"]["annotations"] = serde_json::json!({ SEALED_SECRETS_MANAGED: "true" });
+            }
+            // A field manager of its own: this write changes who owns the Secret, not its
+            // value, and `findings::last_changed` must not take it for a new value.
+            api.patch(
+                &reference.name,
+                &PatchParams { field_manager: Some(HANDOVER_MANAGER.to_owned()), ..Default::default() },
+                &Patch::Merge(&patch),
+            )
             .await
             .with_context(|| format!("handing Secret {} over", reference.name))?;
+        }
         println!(
             "  Secret {} ({}) kept with its value while its delivery changes: from now on it is delivered {}",
             reference.name,
@@ -151,7 +175,7 @@ pub async fn until_taken_over(client: &kube::Client, namespace: &str, handed: &[
 
 #[cfg(test)]
 mod tests {
-    use super::{delivery_of, handing_over, Delivery};
+    use super::{awaits_new_owner, delivery_of, handing_over, Delivery};
     use crate::chart::Values;
 
     fn values(json: serde_json::Value) -> Values {
@@ -197,8 +221,14 @@ mod tests {
         assert!(handing_over(&owned_by(&["SealedSecret"], false), Delivery::Sealed).is_none());
         assert!(handing_over(&owned_by(&["ExternalSecret"], false), Delivery::External).is_none());
         assert!(handing_over(&owned_by(&[], false), Delivery::Manual).is_none());
-        // External Secrets Operator adopts a Secret nobody owns: nothing to do either.
+        // External Secrets Operator adopts a Secret nobody owns: nothing to patch, but the flow
+        // waits until it has.
         assert!(handing_over(&owned_by(&[], false), Delivery::External).is_none());
+        assert!(awaits_new_owner(&owned_by(&[], false), Delivery::External));
+        assert!(awaits_new_owner(&owned_by(&["SealedSecret"], false), Delivery::External));
+        assert!(!awaits_new_owner(&owned_by(&["ExternalSecret"], false), Delivery::External));
+        assert!(awaits_new_owner(&owned_by(&[], true), Delivery::Sealed), "let in, not yet taken");
+        assert!(!awaits_new_owner(&owned_by(&["SealedSecret"], false), Delivery::Manual), "nobody takes a manual one");
         // Away from an owner: its reference goes, so deleting it leaves the Secret.
         assert_eq!(handing_over(&owned_by(&["SealedSecret"], false), Delivery::Manual), Some((vec![], false)));
         assert_eq!(handing_over(&owned_by(&["SealedSecret"], false), Delivery::External), Some((vec![], false)));
