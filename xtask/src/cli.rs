@@ -626,8 +626,8 @@ pub struct BlueGreenTarget {
     pub dry_run: bool,
 }
 
-/// Install or check the pinned external tools (helm, kind, crane, cosign, osv-scanner, kubeseal,
-/// actionlint, cargo-auditable).
+/// Install or check the pinned external tools (helm, kind, crane, cosign, trivy, kubeseal,
+/// actionlint, act, cargo-auditable, checkov, zizmor).
 ///
 /// Each tool is built from its Go module at the pinned version, stamped so that
 /// `helm version` / `kind version` print the real version, and kept in
@@ -856,9 +856,11 @@ pub enum KeysAction {
 /// Release model-server: build, scan, push, sign, attest; print what to deploy.
 ///
 /// Steps: build the image from this checkout (labelled with its commit; the binary built with
-/// cargo auditable); scan it with the pinned osv-scanner against --vuln-db (refused when older
-/// than --max-vuln-db-age): a HIGH, CRITICAL or unscored finding refuses the release unless
-/// allow-listed in deploy/scan/allowlist.toml (each entry with a reason and an expiry date); push it (default: the local registry); sign its digest with the private key (`cargo xtask keys init`; password from
+/// cargo auditable); scan it with the pinned Trivy (the crates in the binary, the Debian
+/// packages of the system libraries beside it) against --vuln-db (refused when older than
+/// --max-vuln-db-age): a HIGH, CRITICAL or unscored (UNKNOWN) finding refuses the release unless
+/// allow-listed in deploy/scan/.trivyignore.yaml (Trivy's format; each entry with a statement
+/// and an expiry, expired_at); push it (default: the local registry); sign its digest with the private key (`cargo xtask keys init`; password from
 /// $COSIGN_PASSWORD, never on a command line); attach a signed SLSA v1 provenance attestation
 /// (builder, source repository, commit, dirty flag, Cargo.lock digest, build command, start and
 /// end times). Offline: no transparency log and no certificate authority are used (said in the
@@ -889,14 +891,15 @@ pub struct ReleaseImage {
 /// How a release is built and scanned.
 #[derive(Args, Debug)]
 pub struct ReleaseBuildArgs {
-    /// Directory of osv-scanner's offline vulnerability databases (<dir>/osv-scalibr/crates.io/
-    /// all.zip). Without it, osv-scanner fetches OSV's crates.io database into the cache
-    /// (~/.cache/shipshape/osv-db, again once older than --max-vuln-db-age) where the feed is
-    /// reachable; an offline machine must give one. No database is never a pass.
+    /// Trivy's cache directory holding its vulnerability database (<dir>/db/trivy.db and
+    /// metadata.json, as `trivy image --download-db-only --cache-dir DIR` leaves them). Without
+    /// it, Trivy fetches its database into the cache (~/.cache/shipshape/trivy, again once older
+    /// than --max-vuln-db-age) where its feed is reachable; an offline machine must give one. No
+    /// database is never a pass.
     #[arg(long, env = "SHIPSHAPE_VULN_DB")]
     pub vuln_db: Option<std::path::PathBuf>,
-    /// Refuse a vulnerability database whose newest advisory is older than this many days (a
-    /// stale database passes what was published since).
+    /// Refuse a vulnerability database built longer ago than this many days (a stale database
+    /// passes what was published since).
     #[arg(long, env = "SHIPSHAPE_MAX_VULN_DB_AGE", default_value_t = crate::scan::MAX_AGE_DAYS, value_name = "DAYS")]
     pub max_vuln_db_age: u32,
     /// Release with uncommitted changes to what the image is built from (server/, Cargo.toml,

@@ -82,9 +82,14 @@ impl<'a> Go<'a> {
         }
     }
 
-    /// `go install target` into `gobin`, quietly when `log` is given.
-    pub fn install(&self, target: &str, ldflags: &str, gobin: &Path, log: Option<&Path>) -> Result<()> {
+    /// `go install target` into `gobin` (with `experiment` as GOEXPERIMENT), quietly when `log`
+    /// is given.
+    pub fn install(&self, target: &str, ldflags: &str, experiment: Option<&str>, gobin: &Path, log: Option<&Path>) -> Result<()> {
         let command = self.env(cmd!(self.sh, "go install -trimpath -gcflags={GCFLAGS} -ldflags {ldflags} {target}")).env("GOBIN", gobin);
+        let command = match experiment {
+            Some(experiment) => command.env("GOEXPERIMENT", experiment),
+            None => command,
+        };
         match log {
             Some(log) => run_logged(command, log, &format!("go install {target}")),
             None => command.run().with_context(|| format!("go install {target} failed: go's error is above")),
@@ -119,6 +124,14 @@ impl<'a> Go<'a> {
         }
         std::fs::remove_dir_all(&wrapper)?;
         Ok(())
+    }
+
+    /// `go build` of the main package of a module of this repository (`module_dir`, with its
+    /// go.mod and go.sum) into the binary `out`, go's output in `log`.
+    pub fn build_local(&self, module_dir: &Path, out: &Path, log: &Path) -> Result<()> {
+        let _dir = self.sh.push_dir(module_dir);
+        let command = self.env(cmd!(self.sh, "go build -trimpath -gcflags={GCFLAGS} -ldflags=-s -o {out} ."));
+        run_logged(command, log, &format!("go build {}", module_dir.display()))
     }
 
     /// `go mod download` of one module version: where its source and go.mod are.

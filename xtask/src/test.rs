@@ -101,6 +101,7 @@ impl TestOptions {
                 println!("image: {}", crate::cluster::policy_controller::image(sh, &docker)?);
                 println!("image: {}", crate::cluster::policy_controller::forwarder_image(sh, &docker)?);
                 println!("image: {}", app_images::build_mlflow(sh, &docker)?);
+                println!("the tests' Trivy database writer: {}", trivy_db_writer(sh)?.display());
                 println!("image: {}", app_images::build_model_server(sh, &docker)?);
                 // Named here, not built by the first test that needs it: a cold build running
                 // beside the end-to-end tests starves the node, and kube-proxy then lags endpoint
@@ -191,6 +192,35 @@ impl Drop for PreparedCluster {
             eprintln!("could not delete the end-to-end tests' cluster {name}: {err:#} (`cargo xtask cluster down --name {name}`)");
         }
     }
+}
+
+/// The end-to-end tests' writer of Trivy vulnerability databases (tests/trivy-db: trivy-db's own
+/// Go packages, as Trivy's database is built; no feed is reachable from these machines), built
+/// once per version of its source and cached.
+pub fn trivy_db_writer(sh: &Shell) -> Result<std::path::PathBuf> {
+    let module = crate::repo_root().join("tests/trivy-db");
+    let mut source = Vec::new();
+    for file in ["go.mod", "go.sum", "main.go"] {
+        source.extend(std::fs::read(module.join(file)).with_context(|| format!("reading tests/trivy-db/{file}"))?);
+    }
+    let version = &crate::signing::hex_sha256(&source)[..12];
+    let dir = crate::cache::root()?.join("tools").join(format!("trivy-db-writer-{version}"));
+    let binary = dir.join("trivy-db");
+    let _held = crate::cache::hold(&dir.with_extension("lock"), "the Trivy database writer")?;
+    if !binary.is_file() {
+        let go = crate::go::Go::detect(sh);
+        go.require(crate::go::GO_MIN, "building the tests' Trivy database writer")?;
+        println!("[build]  the tests' Trivy database writer (tests/trivy-db)");
+        let partial = dir.with_extension("partial");
+        std::fs::create_dir_all(&partial)?;
+        let log = crate::cluster::stage::Stages::new()?.log_path("trivy-db-writer")?;
+        go.build_local(&module, &partial.join("trivy-db"), &log)?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::rename(&partial, &dir)?;
+    }
+    Ok(binary)
 }
 
 /// Names the xtask binary the end-to-end tests run as a process (set by `cargo xtask test`).

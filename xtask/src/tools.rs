@@ -28,6 +28,8 @@ pub struct Tool {
     /// Where the module is published, when its go.mod names another path (`go install` then
     /// refuses it): it is built through a wrapper module that replaces one by the other.
     renamed: Option<Renamed>,
+    /// GOEXPERIMENT the module's source needs to compile (Trivy's: `jsonv2`).
+    go_experiment: Option<&'static str>,
 }
 
 /// A module whose go.mod path differs from the path it is published under.
@@ -50,6 +52,7 @@ pub const HELM: Tool = Tool {
     version_args: &["version", "--template", "{{.Version}}"],
     parse_version: |out| Some(out.trim()),
     renamed: None,
+    go_experiment: None,
 };
 
 /// kind v0.30.0: its default node is Kubernetes 1.34, the newest that still runs on a cgroup v1
@@ -65,6 +68,7 @@ pub const KIND: Tool = Tool {
     // "kind v0.30.0 go1.26.8 linux/amd64"
     parse_version: |out| out.split_whitespace().nth(1),
     renamed: None,
+    go_experiment: None,
 };
 
 /// kubeseal, the Sealed Secrets client: `rotate-secret --method sealed` encrypts with it, for the
@@ -81,6 +85,7 @@ pub const KUBESEAL: Tool = Tool {
     // "kubeseal version: v0.40.0"
     parse_version: |out| out.split_whitespace().last(),
     renamed: Some(Renamed { module: "github.com/bitnami/sealed-secrets", published_as: "github.com/bitnami-labs/sealed-secrets" }),
+    go_experiment: None,
 };
 
 /// actionlint: the test suite checks every GitHub workflow in .github/ with it.
@@ -95,6 +100,7 @@ pub const ACTIONLINT: Tool = Tool {
     // "v1.7.12\ninstalled by building from source\n..."
     parse_version: |out| out.lines().next().map(str::trim),
     renamed: None,
+    go_experiment: None,
 };
 
 /// act (nektos/act): the test suite runs the GitHub workflows with it, as a runner would (jobs,
@@ -109,6 +115,7 @@ pub const ACT: Tool = Tool {
     // "act version v0.2.89"
     parse_version: |out| out.lines().find_map(|l| l.trim().strip_prefix("act version")).map(str::trim),
     renamed: None,
+    go_experiment: None,
 };
 
 /// crane (go-containerregistry): resolves an image tag to the digest every release change
@@ -122,6 +129,7 @@ pub const CRANE: Tool = Tool {
     version_args: &["version"],
     parse_version: |out| out.lines().next().map(str::trim),
     renamed: None,
+    go_experiment: None,
 };
 
 /// cosign v3: signs releases and their SLSA provenance with a key pair, and verifies both before
@@ -136,23 +144,28 @@ pub const COSIGN: Tool = Tool {
     // "GitVersion:    v3.1.3"
     parse_version: |out| out.lines().find_map(|l| l.trim().strip_prefix("GitVersion:")).map(str::trim),
     renamed: None,
+    go_experiment: None,
 };
 
-/// osv-scanner v2.5 (v2.6 needs Go 1.27): the vulnerability gate of `release` and the image's
-/// SBOM, from an offline database the user provides.
-pub const OSV_SCANNER: Tool = Tool {
-    name: "osv-scanner",
-    version: "v2.5.0",
-    package: "github.com/google/osv-scanner/v2/cmd/osv-scanner",
+/// Trivy, the canary runbook's scanner: the vulnerability gate of `release` (HIGH and CRITICAL
+/// fail it) and the image's SBOM, in one scan of the image's archive: the crates cargo-auditable
+/// embeds in model-server's binary and the Debian packages of the libraries beside it. v0.74's
+/// source uses Go's encoding/json/v2, behind GOEXPERIMENT=jsonv2 in Go 1.26 (without it: "build
+/// constraints exclude all Go files").
+pub const TRIVY: Tool = Tool {
+    name: "trivy",
+    version: "v0.74.0",
+    package: "github.com/aquasecurity/trivy/cmd/trivy",
     go_min: (1, 26),
-    ldflags: "-s -w",
+    ldflags: "-s -w -X github.com/aquasecurity/trivy/pkg/version/app.ver=0.74.0",
     version_args: &["--version"],
-    // "osv-scanner version: 2.5.0"
-    parse_version: |out| out.lines().find_map(|l| l.trim().strip_prefix("osv-scanner version:")).map(str::trim),
+    // "Version: 0.74.0" (then the database's, when it has one)
+    parse_version: |out| out.lines().find_map(|l| l.trim().strip_prefix("Version:")).map(str::trim),
     renamed: None,
+    go_experiment: Some("jsonv2"),
 };
 
-pub const ALL: [&Tool; 8] = [&HELM, &KIND, &CRANE, &COSIGN, &OSV_SCANNER, &KUBESEAL, &ACTIONLINT, &ACT];
+pub const ALL: [&Tool; 8] = [&HELM, &KIND, &CRANE, &COSIGN, &TRIVY, &KUBESEAL, &ACTIONLINT, &ACT];
 
 /// A tool installed with `cargo install` from crates.io at a pinned version.
 pub struct CargoTool {
@@ -353,7 +366,7 @@ impl Tool {
             go.require(self.go_min, &format!("building {} {}", self.name, self.version))?;
             sh.create_dir(partial)?;
             match &self.renamed {
-                None => go.install(&format!("{}@{}", self.package, self.version), self.ldflags, partial, None)?,
+                None => go.install(&format!("{}@{}", self.package, self.version), self.ldflags, self.go_experiment, partial, None)?,
                 Some(renamed) => {
                     let source = go.download(&format!("{}@{}", renamed.published_as, self.version))?;
                     let replace = format!("replace {} => {}", renamed.module, source.dir.display());

@@ -48,7 +48,7 @@ fn external_tools_run_only_from_their_modules() {
         ("crane.rs", "crane"),
         ("cosign.rs", "cosign"),
         ("git.rs", "git"),
-        ("scan.rs", "osv-scanner"),
+        ("scan.rs", "trivy"),
         ("bench.rs", "the runbook's script, cargo xtask and the xtask binaries it times"),
         ("host/mod.rs", "apt-get, apt-cache, dpkg-query, dockerd (setting up a machine)"),
         ("host/disk.rs", "df"),

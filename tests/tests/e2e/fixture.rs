@@ -462,7 +462,7 @@ pub fn kubectl(kubeconfig: &std::path::Path, context: &str, args: &[&str]) -> st
         .unwrap()
 }
 
-/// An osv-scanner offline database with one advisory the build is not affected by.
+/// A Trivy database with advisories the build is not affected by.
 pub fn clean_vulnerability_database() -> &'static xtask::scan::Database {
     static CLEAN: OnceLock<TestDatabase> = OnceLock::new();
     &CLEAN.get_or_init(|| vulnerability_database("0.1.0")).database
@@ -474,70 +474,52 @@ pub struct TestDatabase {
     pub database: xtask::scan::Database,
 }
 
-/// An osv-scanner offline database holding one scored advisory, modified now, against the axum
-/// crate model-server links: `fixed` decides whether the linked version is affected.
+/// A Trivy database built now holding one CRITICAL advisory against the axum crate model-server
+/// links: `fixed` decides whether the linked version is affected.
 pub fn vulnerability_database(fixed: &str) -> TestDatabase {
     advisory_database(fixed, true, k8s_openapi::jiff::Timestamp::now())
 }
 
-/// An osv-scanner offline database holding one advisory, in OSV's real format, against the axum
-/// crate model-server links: `fixed` decides whether the linked version is affected, `scored`
-/// whether the advisory has a CVSS score, `modified` how current the database is. Debian's
-/// database beside it (the image records the build machine's glibc and libgcc) holds a glibc
+/// A Trivy database holding one advisory against the axum crate model-server links: `fixed`
+/// decides whether the linked version is affected, `scored` whether the advisory has a severity
+/// (without one Trivy reports it UNKNOWN), `built` how current the database is. Beside it, in
+/// Debian's bucket (the image records the build machine's libc6 and libgcc-s1), a glibc
 /// advisory no release of it is affected by.
-pub fn advisory_database(fixed: &str, scored: bool, modified: k8s_openapi::jiff::Timestamp) -> TestDatabase {
-    databases(fixed, "0.1", scored, modified)
+pub fn advisory_database(fixed: &str, scored: bool, built: k8s_openapi::jiff::Timestamp) -> TestDatabase {
+    databases(fixed, "0.1", scored, built)
 }
 
-/// The clean database, but with a scored advisory against the glibc the image holds (Debian's
+/// The clean database, but with a HIGH advisory against the glibc the image holds (Debian's
 /// source package of libc6, fixed in a version no machine has): the system libraries are scanned.
 pub fn system_library_advisory_database() -> TestDatabase {
     databases("0.1.0", "99.0", true, k8s_openapi::jiff::Timestamp::now())
 }
 
-fn databases(axum_fixed: &str, glibc_fixed: &str, scored: bool, modified: k8s_openapi::jiff::Timestamp) -> TestDatabase {
+/// Writes the database with trivy-db's own Go packages (tests/trivy-db), as Trivy's is built.
+fn databases(axum_fixed: &str, glibc_fixed: &str, scored: bool, built: k8s_openapi::jiff::Timestamp) -> TestDatabase {
     let dir = tempfile::tempdir().unwrap();
-    let score = serde_json::json!([{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]);
-    let axum = serde_json::json!({
-        "schema_version": "1.6.0",
-        "id": "RUSTSEC-2099-0001",
-        "modified": modified.to_string(),
-        "published": "2026-11-30T00:00:00Z",
-        "summary": "Request smuggling in axum's HTTP/1 handling (a test advisory)",
-        "details": "Written by shipshape's tests to prove the release gate refuses an affected build.",
-        "severity": if scored { score.clone() } else { serde_json::json!([]) },
-        "affected": [{
-            "package": {"ecosystem": "crates.io", "name": "axum", "purl": "pkg:cargo/axum"},
-            "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": axum_fixed}]}]
-        }],
-        "references": [{"type": "ADVISORY", "url": "https://rustsec.org/advisories/RUSTSEC-2099-0001.html"}]
-    });
     // The Debian release the image's libraries come from: the build machine's (this one's).
     let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
     let debian = os_release.lines().find_map(|l| l.strip_prefix("VERSION_ID=")).unwrap_or("12").trim_matches('"').to_owned();
-    let glibc = serde_json::json!({
-        "schema_version": "1.6.0",
-        "id": "DSA-9099-1",
-        "modified": modified.to_string(),
-        "published": "2026-11-30T00:00:00Z",
-        "summary": "glibc: a test advisory",
-        "details": "Written by shipshape's tests to prove the release gate scans the image's system libraries.",
-        "severity": score,
-        "affected": [{
-            "package": {"ecosystem": format!("Debian:{debian}"), "name": "glibc"},
-            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": glibc_fixed}]}]
-        }]
+    let advisories = serde_json::json!({
+        "updatedAt": built.to_string(),
+        "advisories": [
+            {"id": "RUSTSEC-2099-0001", "source": "cargo::shipshape fixture", "package": "axum",
+             "vulnerableVersions": [format!("<{axum_fixed}")], "severity": if scored { "CRITICAL" } else { "" }},
+            {"id": "DSA-9099-1", "source": format!("debian {debian}"), "package": "glibc",
+             "fixedVersion": glibc_fixed, "severity": "HIGH"},
+        ]
     });
-    for (ecosystem, advisory) in [("crates.io", axum), ("Debian", glibc)] {
-        let folder = dir.path().join("osv-scalibr").join(ecosystem);
-        std::fs::create_dir_all(&folder).unwrap();
-        let mut zip = zip::ZipWriter::new(std::fs::File::create(folder.join("all.zip")).unwrap());
-        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-        zip.start_file(format!("{}.json", advisory["id"].as_str().unwrap()), options).unwrap();
-        std::io::Write::write_all(&mut zip, serde_json::to_string(&advisory).unwrap().as_bytes()).unwrap();
-        zip.finish().unwrap();
-    }
-    let database = xtask::scan::Database { dir: dir.path().to_owned(), max_age_days: xtask::scan::MAX_AGE_DAYS, fetched: false };
+    let writer = xtask::test::trivy_db_writer(&xtask::repo_shell().unwrap()).or_panic();
+    let mut child = std::process::Command::new(&writer)
+        .arg(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", writer.display()));
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), advisories.to_string().as_bytes()).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success(), "{} could not write the database", writer.display());
+    let database = xtask::scan::Database { dir: dir.path().to_owned(), max_age_days: xtask::scan::MAX_AGE_DAYS };
     TestDatabase { _dir: dir, database }
 }
 

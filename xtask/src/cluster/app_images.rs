@@ -173,9 +173,9 @@ pub fn build_model_server(sh: &Shell, docker: &Docker) -> Result<String> {
 
 /// The Debian packages the copied libraries come from, recorded in the image as distroless
 /// images record theirs (`/var/lib/dpkg/status.d/<package>`, and the host's `/etc/os-release`
-/// naming the release): scanners then list glibc and libgcc in the SBOM and match them against
-/// Debian's advisories (`scan.rs` refuses a scan that could not). On a host without dpkg the
-/// libraries go unrecorded, said here.
+/// and `/etc/debian_version` naming the release): Trivy then lists libc6 and libgcc-s1 in the
+/// SBOM and matches them against Debian's advisories (`scan.rs`). On a host without dpkg the
+/// libraries go unrecorded, said here and by the scan.
 fn record_system_packages(sh: &Shell, libraries: &[PathBuf], rootfs: &Path) -> Result<()> {
     if !crate::host::has_dpkg(sh) {
         println!("  warning: this host has no dpkg: the image's system libraries are not listed in its SBOM nor scanned");
@@ -202,6 +202,11 @@ fn record_system_packages(sh: &Shell, libraries: &[PathBuf], rootfs: &Path) -> R
         std::fs::write(status.join(package), record)?;
     }
     place(Path::new("/etc/os-release"), &rootfs.join("etc/os-release"))?;
+    // Trivy knows a Debian image by this file, not by os-release (without it: "Unsupported os",
+    // and the packages above go unscanned); distroless images carry it too.
+    if Path::new("/etc/debian_version").is_file() {
+        place(Path::new("/etc/debian_version"), &rootfs.join("etc/debian_version"))?;
+    }
     println!(
         "  system libraries from Debian packages {} (recorded in /var/lib/dpkg/status.d for the scan)",
         Vec::from_iter(packages).join(", ")

@@ -166,7 +166,7 @@ fn build_and_scan(sh: &Shell, source: &Source, tag: &str, vuln_db: &Database, st
     println!("[1/{steps}] build model-server at {}{}", source.commit, if source.dirty { " (with uncommitted changes)" } else { "" });
     let built = app_images::build_model_server(sh, &docker)?;
     let local = app_images::relabel(&docker, &built, tag, &[(REVISION_LABEL, &source.commit)])?;
-    println!("[2/{steps}] scan for vulnerabilities (HIGH, CRITICAL and unscored refuse the release)");
+    println!("[2/{steps}] scan for vulnerabilities with Trivy (HIGH, CRITICAL and unscored refuse the release)");
     let scratch = tempfile::tempdir()?;
     let archive = scratch.path().join("image.tar");
     docker.save_tags(&[local.as_str()], &archive, &crate::cluster::stage::Stages::new()?.log_path("release-scan")?)?;
@@ -210,7 +210,7 @@ fn sign_and_attest(
     let sbom_file = scratch.path().join(SBOM);
     std::fs::write(&sbom_file, serde_json::to_vec(sbom)?)?;
     cosign.attest(key, password, &by_digest, &sbom_file, crate::cosign::SBOM_TYPE)?;
-    println!("[{}/{total}] attest the vulnerability scan (osv-scanner, its database's digest and date)", first + 2);
+    println!("[{}/{total}] attest the vulnerability scan (Trivy, its database's digest and date)", first + 2);
     let scan_file = scratch.path().join("scan.json");
     std::fs::write(&scan_file, serde_json::to_vec(&record.scan)?)?;
     cosign.attest(key, password, &by_digest, &scan_file, crate::cosign::VULN_TYPE)?;
