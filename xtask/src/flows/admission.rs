@@ -180,6 +180,27 @@ pub struct Applied {
     pub deleted: Vec<String>,
     /// Trusted keys outside their window now, left out, in words.
     pub keys_left_out: Vec<String>,
+    /// When the policy written now stops being the values' (a key's window opens or closes), in
+    /// words: the cluster holds keys as of this apply, so it must be applied again then.
+    pub apply_again: Option<String>,
+}
+
+/// The first moment after `now` at which a key's window opens or closes: from then on the
+/// policy applied at `now` trusts other keys than the values do. With the key and what happens.
+pub fn next_window_change(supply_chain: &SupplyChain, now: Timestamp) -> Result<Option<(Timestamp, String)>> {
+    let mut changes = Vec::new();
+    for key in &supply_chain.public_keys {
+        for (field, text, happens) in [("notBefore", &key.not_before, "becomes trusted"), ("notAfter", &key.not_after, "retires")] {
+            let Some(text) = text else { continue };
+            let at: Timestamp = text
+                .parse()
+                .with_context(|| format!("{} {field}: {text:?} is not an RFC 3339 time such as 2027-06-30T00:00:00Z", key.path))?;
+            if at > now {
+                changes.push((at, format!("{} {happens}", key.path)));
+            }
+        }
+    }
+    Ok(changes.into_iter().min_by_key(|(at, _)| *at))
 }
 
 /// Writes the environment's policies into the cluster and opts its namespace in; says what it
@@ -199,11 +220,15 @@ pub fn apply(flow: &Flow, values: &Values, repository: &str) -> Result<Applied> 
     for left_out in &policies.keys_left_out {
         println!("  key {left_out}: not trusted now, left out of the cluster's policy");
     }
+    let apply_again = next_window_change(supply_chain, Timestamp::now())?.map(|(at, what)| {
+        format!("at {at} ({what}): run `cargo xtask admission apply --env {env}` again then (preflight says when they part)")
+    });
     let mut applied = Applied {
         env: env.to_owned(),
         namespace: t.namespace.clone(),
         repository: repository.to_owned(),
         keys_left_out: policies.keys_left_out.clone(),
+        apply_again: apply_again.clone(),
         ..Default::default()
     };
     let client = flow.client().clone();
@@ -248,6 +273,10 @@ pub fn apply(flow: &Flow, values: &Values, repository: &str) -> Result<Applied> 
         t.namespace,
         if supply_chain.admission.admit_unsigned.is_empty() { String::new() } else { ", and the images admitUnsigned lists".to_owned() }
     );
+    // The cluster holds the keys trusted now; a window that opens or closes later is not in it.
+    if let Some(again) = &apply_again {
+        println!("  the policy holds the keys trusted now; a key's window changes {again}");
+    }
     Ok(applied)
 }
 
@@ -351,6 +380,25 @@ mod tests {
         assert_eq!(attestation["policy"]["type"], "cue");
         assert!(attestation["policy"]["data"].as_str().unwrap().contains(r#"builder: id: "https://example/builder@v1""#));
         assert_eq!(policies.keys_left_out, vec!["deploy/keys/cosign.pub (trusted until 2026-01-01T00:00:00Z: retired)".to_owned()]);
+    }
+
+    #[test]
+    fn the_next_window_change_says_when_the_policy_must_be_applied_again() {
+        let mut supply_chain = prod_like();
+        assert_eq!(next_window_change(&supply_chain, now()).unwrap(), None, "the retired key's window closed before now");
+        supply_chain.public_keys.push(TrustedKey {
+            path: "deploy/keys/next.pub".to_owned(),
+            not_before: Some("2027-01-01T00:00:00Z".to_owned()),
+            not_after: Some("2028-01-01T00:00:00Z".to_owned()),
+        });
+        supply_chain.public_keys[0].not_after = Some("2027-03-01T00:00:00Z".to_owned());
+        let (at, what) = next_window_change(&supply_chain, now()).unwrap().unwrap();
+        assert_eq!((at.to_string().as_str(), what.as_str()), ("2027-01-01T00:00:00Z", "deploy/keys/next.pub becomes trusted"));
+        let later: Timestamp = "2027-02-01T00:00:00Z".parse().unwrap();
+        let (at, what) = next_window_change(&supply_chain, later).unwrap().unwrap();
+        assert_eq!((at.to_string().as_str(), what.as_str()), ("2027-03-01T00:00:00Z", "deploy/keys/cosign-2026-12-05.pub retires"));
+        supply_chain.public_keys[0].not_after = Some("March".to_owned());
+        assert!(next_window_change(&supply_chain, now()).unwrap_err().to_string().contains("RFC 3339"));
     }
 
     #[test]
