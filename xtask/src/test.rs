@@ -51,21 +51,19 @@ impl TestOptions {
         // The PostgreSQL image is made with debootstrap (the cluster lane's last step).
         crate::host::require(sh, &[&crate::host::DEBOOTSTRAP], "building the PostgreSQL image")?;
         // Everything slow is prepared here, where its progress shows (cargo test captures a
-        // test's output); the tests then find it all cached. In three lanes side by side: a Go
-        // or Rust build leaves a core idle while it links, waits on a dependency chain or
-        // downloads, debootstrap mostly waits, and the other lanes fill the cores (measured on a
-        // fresh machine with two lanes: 128 % of the two cores' 200 %, docs/benchmarks.md):
+        // test's output); the tests then find it all cached. In two lanes side by side: a Go or
+        // Rust build leaves a core idle while it links, waits on a dependency chain or
+        // downloads, and the other lane fills it. The lanes are balanced to end together
+        // (measured on a fresh machine, docs/benchmarks.md):
         // - the cluster lane: the node image and the registry, then the end-to-end tests'
-        //   clusters (they need kind and helm, from the tools lane), whose operators' images
-        //   the images lane builds meanwhile (a stage being built is waited for, not built
-        //   again);
-        // - the images lane: the operators' images in the order the clusters install them
-        //   (Sealed Secrets, External Secrets, Prometheus, policy-controller and its registry
-        //   forwarder, MLflow; kube-network-policies for the production cluster), then the
-        //   PostgreSQL image;
-        // - the tools lane: the pinned tools, the tests' Trivy database writer, the model-server
+        //   cluster (it needs kind and helm, from the other lane), whose operators' images are
+        //   built as it installs them, then the PostgreSQL image (debootstrap: mostly waiting);
+        // - the tools lane: the pinned tools, then the images of the cluster lane's last
+        //   operators (Prometheus, the production cluster's NetworkPolicy enforcer, the
+        //   admission webhook and its registry forwarder: built here meanwhile; the stage lock
+        //   makes that lane wait for them instead of building them again), the model-server
         //   image and the suite's compilation.
-        // The clusters boot and their operators start while the other lanes compile: they cost
+        // The cluster boots and its operators start while the other lane compiles: they cost
         // the tests nothing.
         let mut prepared = PreparedCluster::new(
             "flows",
@@ -92,24 +90,17 @@ impl TestOptions {
                 tools_installed.recv().context("the pinned tools were not installed (the other lane's error says why)")?;
                 prepared.create()?;
                 production.create()?;
-                Ok(())
-            });
-            let images_lane = scope.spawn(move || -> Result<()> {
-                let sh = crate::repo_shell()?;
-                let docker = Docker::connect(&sh).context("the container and end-to-end tests need a Docker engine")?;
-                println!("image: {}", crate::cluster::sealed_secrets::controller_image(&sh, &docker)?);
-                println!("image: {}", crate::cluster::external_secrets::controller_image(&sh, &docker)?);
-                println!("image: {}", crate::cluster::prometheus::image(&sh, &docker)?);
-                println!("image: {}", crate::cluster::policy_controller::image(&sh, &docker)?);
-                println!("image: {}", crate::cluster::policy_controller::forwarder_image(&sh, &docker)?);
-                println!("image: {}", app_images::build_mlflow(&sh, &docker)?);
-                println!("image: {}", crate::cluster::network_policies::image(&sh, &docker)?);
                 println!("image: {}", app_images::build_postgres(&sh, &docker)?);
                 Ok(())
             });
             let ours = (|| -> Result<std::path::PathBuf> {
                 crate::tools::install_all(sh).context("installing the pinned tools the tests use")?;
                 let _ = tools_ready.send(());
+                println!("image: {}", crate::cluster::prometheus::image(sh, &docker)?);
+                println!("image: {}", crate::cluster::network_policies::image(sh, &docker)?);
+                println!("image: {}", crate::cluster::policy_controller::image(sh, &docker)?);
+                println!("image: {}", crate::cluster::policy_controller::forwarder_image(sh, &docker)?);
+                println!("image: {}", app_images::build_mlflow(sh, &docker)?);
                 println!("the tests' Trivy database writer: {}", trivy_db_writer(sh)?.display());
                 println!("image: {}", app_images::build_model_server(sh, &docker)?);
                 // Named here, not built by the first test that needs it: a cold build running
@@ -130,8 +121,7 @@ impl TestOptions {
                 Ok(e2e_xtask)
             })();
             let theirs = cluster_lane.join().unwrap_or_else(|_| Err(anyhow::anyhow!("preparing the cluster panicked")));
-            let images = images_lane.join().unwrap_or_else(|_| Err(anyhow::anyhow!("building the operators' images panicked")));
-            ours.and_then(|binary| theirs.and(images).map(|()| binary))
+            ours.and_then(|binary| theirs.map(|()| binary))
         })?;
         crate::host::packages_unchanged_since(sh, &packages_before)?;
         let args = ["test", "--workspace", "--locked"].into_iter().chain(self.cargo_args.iter().map(String::as_str));
