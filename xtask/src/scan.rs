@@ -24,6 +24,9 @@ use crate::tools::TRIVY;
 pub const ALLOW_LIST: &str = "deploy/scan/.trivyignore.yaml";
 /// The severities that refuse a release: `--severity` of the gate's run.
 pub const BLOCKING: &str = "HIGH,CRITICAL,UNKNOWN";
+/// Trivy's exit code for "findings at the blocking severities" (`--exit-code`): not 1, which is
+/// also its exit code for a fatal error.
+const FOUND: i32 = 10;
 /// The database inside Trivy's cache directory (`--cache-dir`), and its metadata.
 const DB_FILE: &str = "db/trivy.db";
 const METADATA_FILE: &str = "db/metadata.json";
@@ -128,14 +131,28 @@ pub fn check_database(database: &Database, now: Timestamp) -> Result<Timestamp> 
 /// Every entry of the allow-list has an id, a statement (why it is acceptable) and an expiry
 /// (`expired_at`). Returns how many entries it has.
 pub fn check_allow_list(text: &str) -> Result<usize> {
-    // Trivy's format: a top-level `vulnerabilities:` list of mappings, one `- id:` each.
+    // Trivy's format: a top-level `vulnerabilities:` list of mappings, one `- id:` each; an
+    // entry's own lists (`paths:`, `purls:`) are deeper, and other sections (`secrets:`) are
+    // not this gate's.
     let mut entries: Vec<Vec<&str>> = Vec::new();
+    let (mut in_vulnerabilities, mut item_indent) = (false, None::<usize>);
     for line in text.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()) {
         let item = line.trim_start();
-        if let Some(first) = item.strip_prefix("- ") {
-            entries.push(vec![first.trim_start()]);
-        } else if let Some(entry) = entries.last_mut().filter(|_| line.starts_with(' ')) {
-            entry.push(item);
+        let indent = line.len() - item.len();
+        if indent == 0 && !item.starts_with("- ") {
+            in_vulnerabilities = item.starts_with("vulnerabilities:");
+            item_indent = None;
+            continue;
+        }
+        if !in_vulnerabilities {
+            continue;
+        }
+        match item.strip_prefix("- ") {
+            Some(first) if item_indent.is_none_or(|i| i == indent) => {
+                item_indent = Some(indent);
+                entries.push(vec![first.trim_start()]);
+            }
+            _ => entries.last_mut().into_iter().for_each(|entry| entry.push(item)),
         }
     }
     for (n, entry) in entries.iter().enumerate() {
@@ -222,8 +239,9 @@ pub fn scan(sh: &Shell, archive: &Path, database: &Database) -> Result<Scanned> 
         "--scanners",
         "vuln",
     ];
-    // Exit 0: nothing at the asked severities; 1 (`--exit-code 1`): findings; anything else:
-    // Trivy could not scan.
+    // Exit 0: nothing at the asked severities; FOUND (the gate's `--exit-code`): findings.
+    // Anything else, 1 included, is Trivy failing (its fatal errors exit 1, so 1 cannot mean
+    // "found": a scan that never ran would read as a finding, or worse, the other way round).
     let run = |args: &[&str]| -> Result<(Value, bool)> {
         let out = cmd!(sh, "{bin} image --input {archive} --cache-dir {cache} {quiet...} --ignorefile {allow_list} {args...}")
             .ignore_status()
@@ -231,11 +249,11 @@ pub fn scan(sh: &Shell, archive: &Path, database: &Database) -> Result<Scanned> 
             .output()?;
         let found = match out.status.code() {
             Some(0) => false,
-            Some(1) => true,
+            Some(FOUND) => true,
             code => {
                 let stderr = String::from_utf8_lossy(&out.stderr);
-                let why = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_owned();
-                bail!("Trivy could not scan {} (exit {code:?}): {why}", archive.display());
+                let why = stderr.find("FATAL").map_or_else(|| stderr.trim(), |at| stderr[at..].trim());
+                bail!("Trivy could not scan {} (exit {code:?}): {}", archive.display(), if why.is_empty() { "no output" } else { why });
             }
         };
         Ok((serde_json::from_slice(&out.stdout).context("reading Trivy's report")?, found))
@@ -243,7 +261,7 @@ pub fn scan(sh: &Shell, archive: &Path, database: &Database) -> Result<Scanned> 
     // Every finding, every severity, and every package (the report's own list).
     let (report, _) = run(&["--format", "json", "--list-all-pkgs"])?;
     // The gate: Trivy's exit code at the blocking severities.
-    let (gated, blocked) = run(&["--format", "json", "--severity", BLOCKING, "--exit-code", "1"])?;
+    let (gated, blocked) = run(&["--format", "json", "--severity", BLOCKING, "--exit-code", &FOUND.to_string()])?;
     let blocking = findings(&gated);
     if blocked == blocking.is_empty() {
         bail!("Trivy's exit code ({}) and its report ({} blocking finding(s)) disagree", u8::from(blocked), blocking.len());
@@ -428,6 +446,11 @@ mod tests {
         let empty_statement = "vulnerabilities:\n  - id: RUSTSEC-1\n    statement:\n    expired_at: 2027-01-01\n";
         assert!(check_allow_list(empty_statement).unwrap_err().to_string().contains("statement"));
         assert_eq!(check_allow_list("# nothing allowed\n# vulnerabilities:\n#   - id: x\nvulnerabilities: []\n").unwrap(), 0);
+        // An entry's own lists are part of it; other sections are not the gate's.
+        let with_paths = "vulnerabilities:\n- id: CVE-1\n  paths:\n    - usr/local/bin/model-server\n  statement: why\n  \
+                          expired_at: 2027-01-01\n- id: CVE-2\n  purls:\n  - pkg:deb/debian/libc6\n  statement: why\n  \
+                          expired_at: 2027-01-01\nsecrets:\n  - id: aws-access-key-id\n";
+        assert_eq!(check_allow_list(with_paths).unwrap(), 2);
         let committed = std::fs::read_to_string(crate::repo_root().join(ALLOW_LIST)).unwrap();
         check_allow_list(&committed).unwrap();
     }
