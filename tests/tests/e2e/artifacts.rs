@@ -219,6 +219,12 @@ fn the_vulnerability_gate_refuses_an_affected_build_and_releases_a_clean_one() {
     assert!(error.contains("DSA-9099-1"), "an expired exception blocks again: {error}");
     drop(_restore);
 
+    // Trivy failing is never a finding nor a pass: its fatal errors exit 1, which the gate
+    // does not take for "found".
+    let missing = std::path::Path::new("/nonexistent/image.tar");
+    let error = format!("{:#}", xtask::scan::scan(&sh, missing, &clean.database).err().expect("no archive, no scan"));
+    assert!(error.contains("Trivy could not scan") && error.contains("unable to open"), "{error}");
+
     // An advisory nobody scored blocks until someone judges it.
     let unscored = fixture::advisory_database("99.0.0", false, k8s_openapi::jiff::Timestamp::now());
     let tag = format!("{}-unscored", shared.v1);
