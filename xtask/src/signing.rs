@@ -161,8 +161,8 @@ impl Policy {
     }
 }
 
-/// Whether `key` is trusted at `now`: None when it is, else why not in words.
-pub fn trust_window(key: &TrustedKey, now: Timestamp) -> Result<Option<String>> {
+/// `key`'s window: its `notBefore` and `notAfter`, each when given.
+pub fn window_of(key: &TrustedKey) -> Result<(Option<Timestamp>, Option<Timestamp>)> {
     let parse = |field: &str, text: &Option<String>| -> Result<Option<Timestamp>> {
         text.as_deref()
             .map(|t| {
@@ -171,8 +171,12 @@ pub fn trust_window(key: &TrustedKey, now: Timestamp) -> Result<Option<String>> 
             })
             .transpose()
     };
-    let (not_before, not_after) = (parse("notBefore", &key.not_before)?, parse("notAfter", &key.not_after)?);
-    Ok(match (not_before, not_after) {
+    Ok((parse("notBefore", &key.not_before)?, parse("notAfter", &key.not_after)?))
+}
+
+/// Whether `key` is trusted at `now`: None when it is, else why not in words.
+pub fn trust_window(key: &TrustedKey, now: Timestamp) -> Result<Option<String>> {
+    Ok(match window_of(key)? {
         (Some(from), _) if now < from => Some(format!("trusted from {from} on")),
         (_, Some(until)) if now > until => Some(format!("trusted until {until}: retired")),
         _ => None,

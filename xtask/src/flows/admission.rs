@@ -190,12 +190,9 @@ pub struct Applied {
 pub fn next_window_change(supply_chain: &SupplyChain, now: Timestamp) -> Result<Option<(Timestamp, String)>> {
     let mut changes = Vec::new();
     for key in &supply_chain.public_keys {
-        for (field, text, happens) in [("notBefore", &key.not_before, "becomes trusted"), ("notAfter", &key.not_after, "retires")] {
-            let Some(text) = text else { continue };
-            let at: Timestamp = text
-                .parse()
-                .with_context(|| format!("{} {field}: {text:?} is not an RFC 3339 time such as 2027-06-30T00:00:00Z", key.path))?;
-            if at > now {
+        let (not_before, not_after) = crate::signing::window_of(key)?;
+        for (at, happens) in [(not_before, "becomes trusted"), (not_after, "retires")] {
+            if let Some(at) = at.filter(|at| *at > now) {
                 changes.push((at, format!("{} {happens}", key.path)));
             }
         }

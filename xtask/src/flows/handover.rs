@@ -76,10 +76,9 @@ const SEALED_SECRETS_MANAGED: &str = "sealedsecrets.bitnami.com/managed";
 fn handing_over(secret: &Secret, wanted: Delivery) -> Option<(Vec<OwnerReference>, bool)> {
     let references = secret.metadata.owner_references.clone().unwrap_or_default();
     let is_delivery_owner = |r: &OwnerReference| r.kind == "SealedSecret" || r.kind == "ExternalSecret";
-    let owned_as_wanted = references.iter().any(|r| Some(r.kind.as_str()) == wanted.owner_kind());
     let stray_owner = references.iter().any(|r| is_delivery_owner(r) && Some(r.kind.as_str()) != wanted.owner_kind());
     let annotated = secret.metadata.annotations.as_ref().and_then(|a| a.get(SEALED_SECRETS_MANAGED)).is_some_and(|v| v == "true");
-    let let_sealed_in = wanted == Delivery::Sealed && !owned_as_wanted && !annotated;
+    let let_sealed_in = wanted == Delivery::Sealed && awaits_new_owner(secret, wanted) && !annotated;
     if !stray_owner && !let_sealed_in {
         return None;
     }
