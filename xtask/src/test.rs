@@ -196,7 +196,7 @@ impl Drop for PreparedCluster {
 
 /// The end-to-end tests' writer of Trivy vulnerability databases (tests/trivy-db: trivy-db's own
 /// Go packages, as Trivy's database is built; no feed is reachable from these machines), built
-/// once per version of its source and cached.
+/// once per version of its source and cached as the pinned tools are.
 pub fn trivy_db_writer(sh: &Shell) -> Result<std::path::PathBuf> {
     let module = crate::repo_root().join("tests/trivy-db");
     let mut source = Vec::new();
@@ -204,23 +204,16 @@ pub fn trivy_db_writer(sh: &Shell) -> Result<std::path::PathBuf> {
         source.extend(std::fs::read(module.join(file)).with_context(|| format!("reading tests/trivy-db/{file}"))?);
     }
     let version = &crate::signing::hex_sha256(&source)[..12];
-    let dir = crate::cache::root()?.join("tools").join(format!("trivy-db-writer-{version}"));
-    let binary = dir.join("trivy-db");
-    let _held = crate::cache::hold(&dir.with_extension("lock"), "the Trivy database writer")?;
-    if !binary.is_file() {
+    let (name, binary) = ("trivy-db-writer", "trivy-db");
+    let how = "building tests/trivy-db with go (the tests' Trivy database writer)";
+    crate::tools::build_into_place(sh, name, version, binary, how, |partial| {
         let go = crate::go::Go::detect(sh);
         go.require(crate::go::GO_MIN, "building the tests' Trivy database writer")?;
-        println!("[build]  the tests' Trivy database writer (tests/trivy-db)");
-        let partial = dir.with_extension("partial");
-        std::fs::create_dir_all(&partial)?;
-        let log = crate::cluster::stage::Stages::new()?.log_path("trivy-db-writer")?;
-        go.build_local(&module, &partial.join("trivy-db"), &log)?;
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
-        std::fs::rename(&partial, &dir)?;
-    }
-    Ok(binary)
+        std::fs::create_dir_all(partial)?;
+        let log = crate::cluster::stage::Stages::new()?.log_path(name)?;
+        go.build_local(&module, &partial.join(binary), &log)
+    })?;
+    Ok(crate::tools::tool_dir(name, version)?.join(binary))
 }
 
 /// Names the xtask binary the end-to-end tests run as a process (set by `cargo xtask test`).

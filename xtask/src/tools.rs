@@ -274,7 +274,7 @@ impl PythonTool {
 }
 
 /// `<cache>/tools/<name>-<version>/`: keyed by version, so pins never collide.
-fn tool_dir(name: &str, version: &str) -> Result<PathBuf> {
+pub(crate) fn tool_dir(name: &str, version: &str) -> Result<PathBuf> {
     Ok(crate::cache::root()?.join("tools").join(format!("{name}-{version}")))
 }
 
@@ -282,7 +282,14 @@ fn tool_dir(name: &str, version: &str) -> Result<PathBuf> {
 /// renamed into place only when `build` succeeded (it checks what it built), so an interrupted
 /// build never leaves something `find` would accept. A tool whose `binary` (a path inside its
 /// directory) is already there is left as it is.
-fn build_into_place(sh: &Shell, name: &str, version: &str, binary: &str, how: &str, build: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub(crate) fn build_into_place(
+    sh: &Shell,
+    name: &str,
+    version: &str,
+    binary: &str,
+    how: &str,
+    build: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let dir = tool_dir(name, version)?;
     let _held = crate::cache::hold(&beside(&dir, "lock"), name)?;
     if dir.join(binary).is_file() {
