@@ -226,7 +226,7 @@ pub fn scan(sh: &Shell, archive: &Path, database: &Database) -> Result<Scanned> 
     // Offline and read-only: the database as given (never updated during a scan), no request
     // to any registry or API, nothing written to the cache directory (a CI artifact may be
     // read-only), no version check or telemetry.
-    let quiet = [
+    let offline = [
         "--skip-db-update",
         "--skip-java-db-update",
         "--offline-scan",
@@ -243,18 +243,14 @@ pub fn scan(sh: &Shell, archive: &Path, database: &Database) -> Result<Scanned> 
     // Anything else, 1 included, is Trivy failing (its fatal errors exit 1, so 1 cannot mean
     // "found": a scan that never ran would read as a finding, or worse, the other way round).
     let run = |args: &[&str]| -> Result<(Value, bool)> {
-        let out = cmd!(sh, "{bin} image --input {archive} --cache-dir {cache} {quiet...} --ignorefile {allow_list} {args...}")
+        let out = cmd!(sh, "{bin} image --input {archive} --cache-dir {cache} {offline...} --ignorefile {allow_list} {args...}")
             .ignore_status()
             .quiet()
             .output()?;
         let found = match out.status.code() {
             Some(0) => false,
             Some(FOUND) => true,
-            code => {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                let why = stderr.find("FATAL").map_or_else(|| stderr.trim(), |at| stderr[at..].trim());
-                bail!("Trivy could not scan {} (exit {code:?}): {}", archive.display(), if why.is_empty() { "no output" } else { why });
-            }
+            code => bail!("Trivy could not scan {} (exit {code:?}): {}", archive.display(), trivy_error(&out.stderr)),
         };
         Ok((serde_json::from_slice(&out.stdout).context("reading Trivy's report")?, found))
     };
@@ -377,11 +373,21 @@ fn fetch(sh: &Shell, dir: &Path) -> Result<()> {
         .quiet()
         .output()?;
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let why = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_owned();
-        bail!("Trivy did not fetch it: {why}");
+        bail!("Trivy did not fetch it: {}", trivy_error(&out.stderr));
     }
     Ok(())
+}
+
+/// What Trivy said of its failure: from its FATAL line on (an error can span lines, e.g. one
+/// per way it tried to open an archive), else all it printed.
+fn trivy_error(stderr: &[u8]) -> String {
+    let stderr = String::from_utf8_lossy(stderr);
+    let why = stderr.find("FATAL").map_or_else(|| stderr.trim(), |at| stderr[at..].trim());
+    if why.is_empty() {
+        "no output".to_owned()
+    } else {
+        why.to_owned()
+    }
 }
 
 #[cfg(test)]
@@ -435,6 +441,14 @@ mod tests {
         assert!(error.contains("system library") && error.contains(ALLOW_LIST), "{error}");
         let medium_only = vec![found[3].clone()];
         assert!(gate(&Scanned { findings: medium_only, blocking: vec![], sbom: json!({}), attestation: json!({}) }).is_ok());
+    }
+
+    #[test]
+    fn trivy_s_failure_is_said_from_its_fatal_line() {
+        let said = b"2026-12-06T01:24:44Z\tINFO\tscanning\n2026-12-06T01:24:44Z\tFATAL\tFatal error\tunable to open:\n\t* no such file\n";
+        assert_eq!(trivy_error(said), "FATAL\tFatal error\tunable to open:\n\t* no such file");
+        assert_eq!(trivy_error(b"  \n"), "no output");
+        assert_eq!(trivy_error(b"dial tcp: no such host\n"), "dial tcp: no such host");
     }
 
     #[test]
