@@ -50,6 +50,9 @@ fn since_suite_start(at: std::time::Instant) -> f64 {
 /// since it is printed outside any test): each test's namespace (from, to), and each
 /// CPU-heavy step's wait for the quiet node and its hold (all seconds since the first test).
 static NAMESPACE_TIMES: std::sync::Mutex<Vec<(String, f64, f64)>> = std::sync::Mutex::new(Vec::new());
+/// Each namespace's provisioning (its Secrets, PostgreSQL up and routed, MLflow's account), in
+/// seconds, by namespace: time a test spends before its namespace's timeline starts.
+static PROVISIONING_TIMES: std::sync::Mutex<Vec<(String, f64)>> = std::sync::Mutex::new(Vec::new());
 static HEAVY_TIMES: std::sync::Mutex<Vec<(f64, f64, f64)>> = std::sync::Mutex::new(Vec::new());
 /// Each traffic test's last count read ([`LoadGenerator::stats`]), by namespace: requests sent,
 /// failed, retried. The figures a closing note quotes, printed whether the tests pass or not.
@@ -68,6 +71,17 @@ extern "C" fn remove_shared_cluster() {
         for (name, from, to) in &times {
             eprintln!("  {:>6.1} s  {from:>5.0}-{to:<5.0} {name}", to - from);
         }
+    }
+    let mut provisioning = PROVISIONING_TIMES.lock().map(|t| t.clone()).unwrap_or_default();
+    if !provisioning.is_empty() {
+        provisioning.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let total: f64 = provisioning.iter().map(|(_, took)| took).sum();
+        let longest: Vec<String> = provisioning.iter().take(5).map(|(name, took)| format!("{name} {took:.1} s")).collect();
+        eprintln!(
+            "e2e namespaces provisioned (before each timeline above): {} in {total:.0} s in all; longest: {}",
+            provisioning.len(),
+            longest.join(", ")
+        );
     }
     let heavy = HEAVY_TIMES.lock().map(|t| t.clone()).unwrap_or_default();
     if !heavy.is_empty() {
@@ -152,6 +166,7 @@ impl TestNamespace {
     /// `kubeconfig`, provisioned as an operator prepares one before a first deploy.
     pub fn in_env(env: Env, kubeconfig: &std::path::Path, purpose: &str) -> TestNamespace {
         shared();
+        let asked = std::time::Instant::now();
         let name = format!("e2e-{purpose}");
         let access = Target::new(env, Some(name.clone()), Some(kubeconfig), None).or_panic().access();
         let api = xtask::k8s::Connection::open(access).or_panic();
@@ -183,6 +198,9 @@ impl TestNamespace {
                 xtask::k8s::secrets::ensure(&secrets, &values.env.mlflow_credentials_secret_name, data).await
             })
             .or_panic();
+        }
+        if let Ok(mut times) = PROVISIONING_TIMES.lock() {
+            times.push((name.clone(), asked.elapsed().as_secs_f64()));
         }
         TestNamespace {
             name,
