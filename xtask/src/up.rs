@@ -89,29 +89,77 @@ pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster) -> Result<Verified> {
     Ok(Verified { image: pinned.reference(), checks })
 }
 
+/// Where a namespace's model-server finds its PostgreSQL.
+pub enum Database {
+    /// Its own, in the namespace (what `up` makes).
+    Own,
+    /// A server elsewhere in the cluster, by its URL (see [`database_url_for_other_namespaces`]):
+    /// many short-lived namespaces sharing one database server, as the end-to-end tests' do.
+    At(String),
+}
+
+/// The Secret holding the database URL the dev values reference (`env.databaseUrlSecretName`).
+const DATABASE_URL_SECRET: &str = "model-server-database";
+
 /// The namespace, the Secrets the dev values reference, and PostgreSQL. Existing Secrets are
 /// kept: `up` never rotates credentials.
 pub async fn provision(client: &kube::Client, namespace: &str) -> Result<()> {
-    let apply = PatchParams::apply("shipshape").force();
-    k8s::ensure_namespace(client, namespace).await?;
+    provision_with(client, namespace, &Database::Own).await
+}
 
+/// [`provision`], with the namespace's database in the namespace or elsewhere.
+pub async fn provision_with(client: &kube::Client, namespace: &str, database: &Database) -> Result<()> {
+    k8s::ensure_namespace(client, namespace).await?;
     let secret_api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     if secrets::ensure(&secret_api, "model-server-admin-token", || Ok(BTreeMap::from([("token".to_owned(), secrets::random_token()?)])))
         .await?
     {
         println!("created Secret model-server-admin-token (a new random token)");
     }
+    match database {
+        Database::Own => provision_postgres(client, namespace).await,
+        Database::At(url) => {
+            let wanted = BTreeMap::from([("url".to_owned(), url.clone())]);
+            if secrets::read_key(&secret_api, DATABASE_URL_SECRET, "url").await.ok().as_ref() != Some(url) {
+                let _ = secret_api.delete(DATABASE_URL_SECRET, &Default::default()).await;
+                secrets::ensure(&secret_api, DATABASE_URL_SECRET, || Ok(wanted.clone())).await?;
+                println!("created Secret {DATABASE_URL_SECRET} (a database elsewhere in the cluster)");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The URL of `namespace`'s own PostgreSQL (made by [`provision`]) as pods of other namespaces
+/// reach it: by its Service's cluster DNS name.
+pub async fn database_url_for_other_namespaces(client: &kube::Client, namespace: &str) -> Result<String> {
+    let secret_api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let password = secrets::read_key(&secret_api, POSTGRES_NAME, "password")
+        .await
+        .with_context(|| format!("namespace {namespace} has no PostgreSQL of its own (provision it first)"))?;
+    Ok(postgres_url(&password, &format!("{POSTGRES_NAME}.{namespace}.svc")))
+}
+
+/// The URL model-server is given for the PostgreSQL [`provision`] makes, reached at `host`.
+fn postgres_url(password: &str, host: &str) -> String {
+    format!("postgres://app:{password}@{host}:5432/app?sslmode=disable")
+}
+
+/// PostgreSQL in `namespace`, its password in a Secret and its URL in [`DATABASE_URL_SECRET`].
+async fn provision_postgres(client: &kube::Client, namespace: &str) -> Result<()> {
+    let apply = PatchParams::apply("shipshape").force();
+    let secret_api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let password = match secret_api.get_opt(POSTGRES_NAME).await? {
         Some(_) => None,
         None => Some(secrets::random_token()?),
     };
     if let Some(password) = &password {
         secrets::ensure(&secret_api, POSTGRES_NAME, || Ok(BTreeMap::from([("password".to_owned(), password.clone())]))).await?;
-        let url = format!("postgres://app:{password}@{POSTGRES_NAME}:5432/app?sslmode=disable");
+        let url = postgres_url(password, POSTGRES_NAME);
         // Replace any URL left from an earlier database: it must match the new password.
-        let _ = secret_api.delete("model-server-database", &Default::default()).await;
-        secrets::ensure(&secret_api, "model-server-database", || Ok(BTreeMap::from([("url".to_owned(), url)]))).await?;
-        println!("created Secrets {POSTGRES_NAME} and model-server-database (a new random password)");
+        let _ = secret_api.delete(DATABASE_URL_SECRET, &Default::default()).await;
+        secrets::ensure(&secret_api, DATABASE_URL_SECRET, || Ok(BTreeMap::from([("url".to_owned(), url)]))).await?;
+        println!("created Secrets {POSTGRES_NAME} and {DATABASE_URL_SECRET} (a new random password)");
     }
 
     let labels = json!({"app.kubernetes.io/name": POSTGRES_NAME, "app.kubernetes.io/managed-by": "shipshape"});

@@ -57,7 +57,7 @@ fn preflight_checks_rbac_with_the_api_server_once_installed() {
 #[test]
 fn verify_with_the_database_down_fails_check_5_with_the_reason() {
     let shared = fixture::shared();
-    let ns = TestNamespace::new("db-down");
+    let ns = TestNamespace::with_own_database("db-down");
     let flow = ns.flow();
     deploy::deploy(&flow, &shared.v1, false).or_panic();
     let deployments: Api<Deployment> = Api::namespaced(flow.client().clone(), &ns.name);

@@ -9,6 +9,7 @@ use kube::Api;
 use xtask::chart::Env;
 use xtask::cluster::{app_images, docker::Docker, registry};
 use xtask::flows::{Flow, Target};
+use xtask::up::Database;
 
 use crate::support::TestCluster;
 
@@ -146,7 +147,8 @@ pub fn shared() -> &'static Shared {
 }
 
 /// One test's namespace: an environment's Secrets (the admin token, the database URL, and
-/// MLflow's credentials where the environment names them) and PostgreSQL, deleted when the test
+/// MLflow's credentials where the environment names them) and PostgreSQL (or a URL of the shared
+/// one), deleted when the test
 /// ends (kept, with the cluster, when it fails and --keep-cluster asked).
 pub struct TestNamespace {
     pub name: String,
@@ -157,21 +159,34 @@ pub struct TestNamespace {
 }
 
 impl TestNamespace {
-    /// A dev namespace on the shared cluster.
+    /// A dev namespace on the shared cluster, its database the shared cluster's
+    /// [`shared_database_url`].
     pub fn new(purpose: &str) -> TestNamespace {
-        TestNamespace::in_env(Env::Dev, &shared().cluster.cluster.kubeconfig, purpose)
+        let database = Database::At(shared_database_url().to_owned());
+        TestNamespace::provisioned(Env::Dev, &shared().cluster.cluster.kubeconfig, purpose, &database)
+    }
+
+    /// A dev namespace on the shared cluster with a PostgreSQL of its own, for a test that
+    /// stops its database.
+    pub fn with_own_database(purpose: &str) -> TestNamespace {
+        TestNamespace::provisioned(Env::Dev, &shared().cluster.cluster.kubeconfig, purpose, &Database::Own)
     }
 
     /// A namespace of environment `env` on the cluster its values name (its context) in
-    /// `kubeconfig`, provisioned as an operator prepares one before a first deploy.
+    /// `kubeconfig`, provisioned as an operator prepares one before a first deploy (its own
+    /// PostgreSQL: staging's and prod's NetworkPolicies let the pods reach their own namespace's).
     pub fn in_env(env: Env, kubeconfig: &std::path::Path, purpose: &str) -> TestNamespace {
+        TestNamespace::provisioned(env, kubeconfig, purpose, &Database::Own)
+    }
+
+    fn provisioned(env: Env, kubeconfig: &std::path::Path, purpose: &str, database: &Database) -> TestNamespace {
         shared();
         let asked = std::time::Instant::now();
         let name = format!("e2e-{purpose}");
         let access = Target::new(env, Some(name.clone()), Some(kubeconfig), None).or_panic().access();
         let api = xtask::k8s::Connection::open(access).or_panic();
         api.run(until_gone_if_terminating(api.client(), &name)).unwrap_or_else(|e| panic!("{e:#}"));
-        api.run(xtask::up::provision(api.client(), &name)).unwrap_or_else(|e| panic!("{e:#}"));
+        api.run(xtask::up::provision_with(api.client(), &name, database)).unwrap_or_else(|e| panic!("{e:#}"));
         let values = chart_values_of(env);
         if !values.env.mlflow_credentials_secret_name.is_empty() {
             // An MLflow account of its own (the environments load their model from the
@@ -231,6 +246,31 @@ impl TestNamespace {
         }
         flow
     }
+}
+
+/// The namespace of the shared cluster's one PostgreSQL, which every dev test namespace's
+/// model-server checks (`/health/db`): one database server instead of one per test (a
+/// PostgreSQL started, initialised and deleted per test cost about 2 CPU-seconds of the node
+/// each, 53 times). Tests that stop their database have their own
+/// ([`TestNamespace::with_own_database`]).
+const SHARED_DATABASE_NAMESPACE: &str = "e2e-database";
+
+/// The shared cluster's PostgreSQL, provisioned as `up` provisions a namespace's, by the URL
+/// other namespaces reach it at.
+pub fn shared_database_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let access = Target::new(Env::Dev, Some(SHARED_DATABASE_NAMESPACE.to_owned()), Some(&shared().cluster.cluster.kubeconfig), None)
+            .or_panic()
+            .access();
+        let api = xtask::k8s::Connection::open(access).or_panic();
+        api.run(async {
+            until_gone_if_terminating(api.client(), SHARED_DATABASE_NAMESPACE).await?;
+            xtask::up::provision(api.client(), SHARED_DATABASE_NAMESPACE).await?;
+            xtask::up::database_url_for_other_namespaces(api.client(), SHARED_DATABASE_NAMESPACE).await
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"))
+    })
 }
 
 /// The local registry's model-server repository, as the local clusters' nodes pull it.
