@@ -243,11 +243,12 @@ fn a_full_resource_quota_fails_a_deploy_at_once_and_doctor_names_it() {
         }
     }))
     .or_panic();
-    // Room for what runs (PostgreSQL and one model-server pod), none for a rollout's surge pod.
+    // Room for what runs (one model-server pod: the database is the shared cluster's), none for
+    // a rollout's surge pod.
     let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> = Api::namespaced(flow.client().clone(), &ns.name);
     let quota = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "e2e-pods"},
-        "spec": {"hard": {"pods": "2"}}
+        "spec": {"hard": {"pods": "1"}}
     }))
     .unwrap();
     flow.block_on(quotas.create(&Default::default(), &quota)).unwrap();
