@@ -228,13 +228,13 @@ fn a_canary_killed_mid_step_is_resumed_from_another_process_and_finishes() {
     let load = LoadGenerator::start(&ns);
 
     let mut child = std::process::Command::new(fixture::xtask_binary())
-        .args(["canary", "start", "--namespace", &ns.name, "--tag", &shared.v2, "--steps", "25,50", "--analysis-seconds", "30"])
+        .args(["canary", "start", "--namespace", &ns.name, "--tag", &shared.v2, "--steps", "25,50", "--analysis-seconds", "15"])
         .args(["--min-requests", "20", "--approval", "approved", "--max-latency-ratio", "3"])
         .env("KUBECONFIG", &ns.kubeconfig)
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it during its first analysis window.
+    // Kill it during its first analysis window (15 s: the kill comes 5 s after the step began).
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         assert!(Instant::now() < deadline, "the canary never reached its first analysis");
