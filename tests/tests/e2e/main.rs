@@ -1,6 +1,7 @@
 //! Tier 3, end to end: every runbook path on a real kind cluster. One cluster serves the whole
 //! binary (a new cluster costs about a minute); each test works in its own namespace, with its
-//! own PostgreSQL and Secrets, and deletes it afterwards.
+//! own Secrets, and deletes it afterwards. Dev namespaces check the shared cluster's one
+//! PostgreSQL (fixture::shared_database_url); staging's and prod's have their own.
 #[path = "../support/mod.rs"]
 mod support;
 
