@@ -184,10 +184,8 @@ impl TestNamespace {
         shared();
         let asked = std::time::Instant::now();
         let name = format!("e2e-{purpose}");
-        let access = Target::new(env, Some(name.clone()), Some(kubeconfig), None).or_panic().access();
-        let api = xtask::k8s::Connection::open(access).or_panic();
-        api.run(until_gone_if_terminating(api.client(), &name)).unwrap_or_else(|e| panic!("{e:#}"));
-        api.run(xtask::up::provision_with(api.client(), &name, database)).unwrap_or_else(|e| panic!("{e:#}"));
+        let api = connect(env, &name, kubeconfig).or_panic();
+        api.run(provision_afresh(api.client(), &name, database)).unwrap_or_else(|e| panic!("{e:#}"));
         let values = chart_values_of(env);
         if !values.env.mlflow_credentials_secret_name.is_empty() {
             // An MLflow account of its own (the environments load their model from the
@@ -261,13 +259,9 @@ const SHARED_DATABASE_NAMESPACE: &str = "e2e-database";
 pub fn shared_database_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
-        let access = Target::new(Env::Dev, Some(SHARED_DATABASE_NAMESPACE.to_owned()), Some(&shared().cluster.cluster.kubeconfig), None)
-            .or_panic()
-            .access();
-        let api = xtask::k8s::Connection::open(access).or_panic();
+        let api = connect(Env::Dev, SHARED_DATABASE_NAMESPACE, &shared().cluster.cluster.kubeconfig).or_panic();
         api.run(async {
-            until_gone_if_terminating(api.client(), SHARED_DATABASE_NAMESPACE).await?;
-            xtask::up::provision(api.client(), SHARED_DATABASE_NAMESPACE).await?;
+            provision_afresh(api.client(), SHARED_DATABASE_NAMESPACE, &Database::Own).await?;
             xtask::up::database_url_for_other_namespaces(api.client(), SHARED_DATABASE_NAMESPACE).await
         })
         .unwrap_or_else(|e| panic!("{e:#}"))
@@ -292,6 +286,18 @@ fn chart_values_of(env: Env) -> xtask::chart::Values {
         &helm.planned_values(&xtask::chart::chart_dir(), &xtask::chart::release_spec(env, xtask::chart::Variant::Stable, None)).or_panic(),
     )
     .or_panic()
+}
+
+/// A connection to `namespace` on environment `env`'s cluster (its context) in `kubeconfig`.
+fn connect(env: Env, namespace: &str, kubeconfig: &std::path::Path) -> anyhow::Result<xtask::k8s::Connection> {
+    xtask::k8s::Connection::open(Target::new(env, Some(namespace.to_owned()), Some(kubeconfig), None)?.access())
+}
+
+/// `name` provisioned as `up` provisions a namespace, once any namespace of that name an earlier
+/// run left terminating (on a reused cluster) is gone.
+async fn provision_afresh(client: &kube::Client, name: &str, database: &Database) -> anyhow::Result<()> {
+    until_gone_if_terminating(client, name).await?;
+    xtask::up::provision_with(client, name, database).await
 }
 
 /// A namespace of the same name left terminating by an earlier run (on a reused cluster).
@@ -327,8 +333,7 @@ impl Drop for TestNamespace {
             }
         }
         let delete = || {
-            let access = Target::new(self.env, Some(self.name.clone()), Some(&self.kubeconfig), None)?.access();
-            let api = xtask::k8s::Connection::open(access)?;
+            let api = connect(self.env, &self.name, &self.kubeconfig)?;
             api.run(Api::<Namespace>::all(api.client().clone()).delete(&self.name, &DeleteParams::background()))?;
             anyhow::Ok(())
         };
