@@ -32,6 +32,10 @@ pub enum RunResult {
     Aborted,
     /// An unfinished flow undone (`bluegreen rollback` of a switch that never switched).
     RolledBack,
+    /// Unfinished, and closed without going on: the release it worked on is no longer the one it
+    /// left (uninstalled, installed again, or another shape), so there is nothing of it to carry
+    /// on or undo (`flows/run/stale.rs`; the entry's error says what was found).
+    Closed,
 }
 
 impl RunResult {
@@ -44,12 +48,19 @@ impl RunResult {
             RunResult::Paused => "paused",
             RunResult::Aborted => "aborted",
             RunResult::RolledBack => "rolled-back",
+            RunResult::Closed => "closed",
         }
     }
 
     /// The run has ended, one way or the other, and holds nothing.
     pub fn is_final(self) -> bool {
         !matches!(self, RunResult::Running | RunResult::Paused)
+    }
+
+    /// The run may still be carried on or undone by a later command (it holds the release's
+    /// story: a resume, a rollback or a person picks it up).
+    pub fn is_unfinished(self) -> bool {
+        matches!(self, RunResult::Running | RunResult::Paused | RunResult::FailedNeedsAttention)
     }
 }
 
@@ -218,7 +229,7 @@ mod tests {
         let again = serde_json::to_value(&entry).unwrap();
         assert_eq!(again["result"], "failed-needs-attention");
         assert_eq!(again["steps"][0]["status"], "compensation-failed");
-        for result in ["running", "succeeded", "failed", "paused", "aborted", "rolled-back"] {
+        for result in ["running", "succeeded", "failed", "paused", "aborted", "rolled-back", "closed"] {
             let parsed: RunResult = serde_json::from_value(serde_json::json!(result)).unwrap();
             assert_eq!(parsed.word(), result);
         }

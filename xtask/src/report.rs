@@ -133,9 +133,11 @@ impl Standing {
             (None | Some(RunResult::Succeeded | RunResult::RolledBack), false) => Standing::Healthy,
             (Some(RunResult::Paused), false) => Standing::Paused,
             // Running with nobody holding the release: its process is gone (resume or undo it).
-            (Some(RunResult::Running | RunResult::Failed | RunResult::FailedNeedsAttention | RunResult::Aborted), false) => {
-                Standing::Degraded
-            }
+            // Closed: the journal's last word no longer describes the release (`status` says why).
+            (
+                Some(RunResult::Running | RunResult::Failed | RunResult::FailedNeedsAttention | RunResult::Aborted | RunResult::Closed),
+                false,
+            ) => Standing::Degraded,
         }
     }
 }

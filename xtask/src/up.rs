@@ -17,7 +17,9 @@ use crate::cluster::app_images::{self, POSTGRES_IMAGE};
 use crate::cluster::docker::Docker;
 use crate::cluster::lifecycle::{self, ClusterUp, RunningCluster};
 use crate::cluster::registry;
-use crate::helm::{Helm, Writer};
+use crate::flows::{deploy, Flow, Target};
+use crate::helm::record::ReleaseRecord;
+use crate::helm::Helm;
 use crate::k8s::{self, proxy, secrets};
 
 /// Pods must be ready within this (the image is local: this is start-up, not a pull).
@@ -60,9 +62,19 @@ impl std::fmt::Display for Verified {
     }
 }
 
-/// Builds and loads the images, provisions the dev namespace (Secrets, PostgreSQL), installs
-/// the chart, waits for it, and checks the runbooks' health endpoints through the API server.
+/// Builds and pushes the images, provisions the dev namespace (Secrets, PostgreSQL), deploys
+/// the build with the `deploy` flow (the release's Lease, its journal, the Secrets' handover
+/// between delivery methods, verification, and a rollback on failure, as every deploy), and
+/// checks the runbooks' health endpoints through the API server.
+///
+/// On a cluster that has been used, `up` repairs and never breaks: a release in another shape
+/// (blue/green, a canary under way, an interrupted Helm operation) is refused before anything is
+/// built or changed, naming what does bring it back; Secrets that exist keep their values.
 pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster) -> Result<Verified> {
+    let target = Target::new(Env::Dev, None, Some(&cluster.kubeconfig), None)?;
+    let flow = Flow::connect(sh, target)?;
+    refuse_another_shape(&flow.record()?, &flow.target.namespace)?;
+
     let docker = Docker::connect(sh)?;
     let image = app_images::build_model_server(sh, &docker)?;
     let postgres = app_images::build_postgres(sh, &docker)?;
@@ -76,17 +88,55 @@ pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster) -> Result<Verified> {
     api.run(provision(api.client(), &namespace))?;
 
     let pinned = pushed.pinned();
-    let mut release = chart::release_spec(Env::Dev, Variant::Stable, Some(&pinned.tag));
-    release.set.push(chart::digest_set(&pinned));
-    println!("helm upgrade --install {} (namespace {namespace}, {})", release.name, pinned.reference());
-    #[allow(clippy::disallowed_methods)] // `up` installs the dev release itself, no flow around it
-    let writer = Writer::new(sh)?;
-    writer.upgrade_install(&chart::chart_dir(), &release, api.access())?;
-    let helm = Helm::new(sh)?;
-    let checks = api.run(wait_and_check(api.client(), &namespace, &release.name))?;
-    println!("helm test {}", release.name);
-    helm.test(&release, api.access()).context("the chart's smoke test failed inside the cluster")?;
+    println!("cargo xtask deploy --env dev --tag {} ({})", pinned.tag, pinned.reference());
+    deploy::deploy(&flow, &pinned.tag, false)?;
+    let release = chart::RELEASE_NAME;
+    let checks = api.run(wait_and_check(api.client(), &namespace, release))?;
+    println!("helm test {release}");
+    let spec = chart::release_spec(Env::Dev, Variant::Stable, Some(&pinned.tag));
+    Helm::new(sh)?.test(&spec, api.access()).context("the chart's smoke test failed inside the cluster")?;
     Ok(Verified { image: pinned.reference(), checks })
+}
+
+/// `up` brings dev to its standard shape only where that serves without a gap: a release that
+/// runs blue/green or a canary, or whose last Helm operation was interrupted, is said and left
+/// as it is (nothing was built or changed), with the commands that do bring it back.
+fn refuse_another_shape(state: &ReleaseRecord, namespace: &str) -> Result<()> {
+    let release = chart::RELEASE_NAME;
+    let start_over = format!(
+        "to start dev over in its standard shape: `eval \"$(cargo xtask env)\" && helm uninstall {release} --namespace {namespace} && \
+         cargo xtask up` (Secrets the release made go with it, and `up` says which it makes anew)"
+    );
+    if let Some(current) = state.current().filter(|r| r.is_pending()) {
+        bail!(
+            "release {release} in {namespace}: Helm revision {} is {} (an operation was interrupted), so helm refuses every change; \
+             `up` changed nothing. `cargo xtask rollback --env dev` returns it to its last deployed revision, then run `cargo xtask \
+             up` again",
+            current.revision,
+            current.status
+        );
+    }
+    if state.values.canary.enabled {
+        bail!(
+            "release {release} in {namespace} has a canary under way (canary {}, stable {}): `up` left it as it is (nothing was \
+             changed). `cargo xtask canary status` says where it stands; `cargo xtask canary abort` (or `canary promote`) ends it; \
+             then run `cargo xtask up` again",
+            state.values.canary.image.tag,
+            state.stable_image().unwrap_or_default()
+        );
+    }
+    if let Some(live) = state.values.live_slot() {
+        // Replacing both colours by one new Deployment in one Helm revision leaves the Service
+        // without ready pods until the new one is ready: requests fail meanwhile.
+        bail!(
+            "release {release} in {namespace} runs blue/green ({live} is live, {}): `up` left it serving as it is (nothing was \
+             changed); it does not convert a blue/green release in place, which would leave its Service without ready pods for a \
+             while. To deploy this checkout's build on the idle colour: `cargo xtask image build --tag <tag>` then `cargo xtask \
+             bluegreen start --tag <tag>`; {start_over}",
+            state.values.slot(live).tag
+        );
+    }
+    Ok(())
 }
 
 /// Where a namespace's model-server finds its PostgreSQL.
@@ -219,4 +269,42 @@ async fn wait_and_check(client: &kube::Client, namespace: &str, release: &str) -
         bail!("model-server is running but not healthy: {}", failed.join("; "));
     }
     Ok(checks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuse_another_shape;
+    use crate::helm::record::ReleaseRecord;
+    use serde_json::json;
+
+    fn refusal(statuses: &[&str], values: serde_json::Value) -> String {
+        refuse_another_shape(&ReleaseRecord::with_history(statuses, values), "model-server-dev").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn up_repairs_the_standard_shape_and_installs_on_nothing() {
+        assert!(refuse_another_shape(&ReleaseRecord::with_history(&[], serde_json::Value::Null), "model-server-dev").is_ok());
+        assert!(refuse_another_shape(&ReleaseRecord::with_history(&["superseded", "deployed"], json!({})), "ns").is_ok());
+        // A failed upgrade is history: up's deploy repairs it.
+        assert!(refuse_another_shape(&ReleaseRecord::with_history(&["deployed", "failed"], json!({})), "ns").is_ok());
+    }
+
+    #[test]
+    fn up_leaves_another_shape_serving_and_names_the_commands_that_bring_it_back() {
+        let said = refusal(&["deployed"], json!({"blueGreen": {"enabled": true, "activeSlot": "green", "green": {"tag": "v3"}}}));
+        for words in [
+            "runs blue/green (green is live, v3)",
+            "nothing was changed",
+            "bluegreen start --tag <tag>",
+            "helm uninstall model-server --namespace model-server-dev && cargo xtask up",
+        ] {
+            assert!(said.contains(words), "{words:?} in: {said}");
+        }
+        let said = refusal(&["deployed"], json!({"canary": {"enabled": true, "replicaCount": 1, "image": {"tag": "v2"}}}));
+        for words in ["canary under way (canary v2", "nothing was changed", "canary status", "canary abort", "cargo xtask up` again"] {
+            assert!(said.contains(words), "{words:?} in: {said}");
+        }
+        let said = refusal(&["deployed", "pending-upgrade"], json!({}));
+        assert!(said.contains("revision 2 is pending-upgrade") && said.contains("cargo xtask rollback --env dev"), "{said}");
+    }
 }

@@ -55,6 +55,12 @@ fn print(s: &Standing) {
         println!("  none recorded");
     }
     for run in &s.runs {
+        // "running" with no live process holding the release for it: killed mid-flow.
+        let held = s.running_now.as_deref().is_some_and(|holder| holder.contains(&run.id));
+        let result = match run.result {
+            crate::journal::RunResult::Running if !held => "interrupted".to_owned(),
+            result => result.word().to_owned(),
+        };
         let facts: Vec<String> = ["from_image", "to_image", "promoted_from", "drift"]
             .iter()
             .filter_map(|k| run.facts.get(*k).map(|v| format!("{}={v}", k)))
@@ -63,7 +69,7 @@ fn print(s: &Standing) {
             "  {}  {:<13} {:<24} by {}  {} {}",
             run.started,
             run.flow,
-            run.result,
+            result,
             run.actor,
             run.args,
             if facts.is_empty() { String::new() } else { format!("[{}]", facts.join(", ")) }
@@ -80,10 +86,22 @@ fn print(s: &Standing) {
             if let Some(step) = run.steps.last() {
                 println!("      at step {}: {} ({})", step.id, step.description, step.status.word());
             }
+            if !held {
+                println!("      its process is gone: {}", way_on_after_a_kill(&run.flow));
+            }
         }
     }
     match &s.running_now {
         Some(holder) => println!("running now: {holder}"),
         None => println!("running now: nothing"),
+    }
+}
+
+/// What carries on, or undoes, a run of `flow` whose process died.
+fn way_on_after_a_kill(flow: &str) -> String {
+    match flow {
+        "bluegreen" => "`cargo xtask bluegreen resume` carries it on, `cargo xtask bluegreen rollback` undoes it".to_owned(),
+        "canary" => "`cargo xtask canary resume` carries it on, `cargo xtask canary abort` undoes it".to_owned(),
+        other => format!("`cargo xtask doctor` shows what it left; run `{other}` again, or `cargo xtask rollback` to undo it"),
     }
 }

@@ -243,12 +243,38 @@ impl<'a> Flow<'a> {
     /// The newest run of flow `name` that keeps its state in journal fact `fact`, with that state.
     pub fn latest_state<S: serde::de::DeserializeOwned>(&self, name: &str, fact: &str) -> Result<Option<(Entry, S)>> {
         let entries = self.block_on(self.journal().entries())?;
-        let Some(entry) = entries.into_iter().rev().find(|e| e.flow == name && e.facts.contains_key(fact)) else {
+        let Some(mut entry) = entries.into_iter().rev().find(|e| e.flow == name && e.facts.contains_key(fact)) else {
             return Ok(None);
         };
+        self.close_if_stale(&mut entry)?;
         let state = serde_json::from_str(&entry.facts[fact])
             .with_context(|| format!("reading the {name} state from journal entry {}", entry.id))?;
         Ok(Some((entry, state)))
+    }
+
+    /// Closes unfinished run `entry` when its release is no longer the one it worked on
+    /// (`stale.rs`): journaled closed, with what was found, so that no command is held by it.
+    /// Whichever command reads it first closes it, a report too: it is a fact of the cluster.
+    fn close_if_stale(&self, entry: &mut Entry) -> Result<()> {
+        if !entry.result.is_unfinished() || self.lease_holder()?.is_some() {
+            return Ok(());
+        }
+        let record = self.record()?;
+        let Some(found) = super::stale::no_longer_matches(entry, &record.history, record.values.live_slot().is_some()) else {
+            return Ok(());
+        };
+        entry.facts.insert("closed_from".to_owned(), entry.result.word().to_owned());
+        entry.result = crate::journal::RunResult::Closed;
+        entry.finished = Some(crate::journal::now());
+        entry.error = Some(format!("closed by {}: {found}", crate::journal::actor()));
+        match self.block_on(self.journal().write(entry)) {
+            Ok(()) => eprintln!("note: {} run {} closed without going on: {found}", entry.flow, entry.id),
+            // A reader without the right to write still sees it closed; the next change writes it.
+            Err(err) => {
+                eprintln!("note: {} run {} no longer matches its release ({found}); closing it failed: {err:#}", entry.flow, entry.id)
+            }
+        }
+        Ok(())
     }
 
     pub fn journal(&self) -> Journal {

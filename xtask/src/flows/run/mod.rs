@@ -9,6 +9,7 @@
 //! change through it takes back fields another field manager changed (`kubectl scale`, `set
 //! image`, `rollout undo`) and reports and journals what it took back, and from whom.
 mod connection;
+pub mod stale;
 #[cfg(test)]
 mod tests;
 
@@ -107,7 +108,8 @@ impl<'f, 'a> Run<'f, 'a> {
         if let Some(overrides) = flow.overrides_in_words() {
             entry.facts.insert("values".to_owned(), overrides);
         }
-        let run = Run { changes: Changes::new(flow), plan, entry, lease: Some(lease), started: Instant::now() };
+        entry.facts.insert(stale::SEEN_REVISION_FACT.to_owned(), stale::seen(flow.record()?.current()));
+        let run = Run { changes: Changes::new(flow, &entry.id), plan, entry, lease: Some(lease), started: Instant::now() };
         run.save()?;
         println!("{name}: {} steps (journal entry {})", run.plan.len(), run.entry.id);
         Ok(run)
@@ -122,7 +124,8 @@ impl<'f, 'a> Run<'f, 'a> {
         entry.finished = None;
         entry.error = None;
         entry.facts.insert(format!("resumed_by_{}", entry.steps.len()), journal::actor());
-        let run = Run { changes: Changes::new(flow), plan, entry, lease: Some(lease), started: Instant::now() };
+        entry.facts.insert(stale::SEEN_REVISION_FACT.to_owned(), stale::seen(flow.record()?.current()));
+        let run = Run { changes: Changes::new(flow, &entry.id), plan, entry, lease: Some(lease), started: Instant::now() };
         run.save()?;
         println!("{}: continuing journal entry {} ({} steps left)", run.entry.flow, run.entry.id, run.plan.len());
         Ok(run)
@@ -308,6 +311,8 @@ fn require_namespace(flow: &Flow) -> Result<()> {
 pub struct Changes<'f, 'a> {
     flow: &'f Flow<'a>,
     changed: Cell<bool>,
+    /// The run's journal id, in every Helm revision's description (`stale::stamp`).
+    run_id: String,
 }
 
 impl<'f, 'a> std::ops::Deref for Changes<'f, 'a> {
@@ -318,8 +323,13 @@ impl<'f, 'a> std::ops::Deref for Changes<'f, 'a> {
 }
 
 impl<'f, 'a> Changes<'f, 'a> {
-    fn new(flow: &'f Flow<'a>) -> Changes<'f, 'a> {
-        Changes { flow, changed: Cell::new(false) }
+    fn new(flow: &'f Flow<'a>, run_id: &str) -> Changes<'f, 'a> {
+        Changes { flow, changed: Cell::new(false), run_id: run_id.to_owned() }
+    }
+
+    /// `change` as this run makes it: its description says which run made the revision.
+    fn stamped(&self, change: &Change) -> Change {
+        Change { description: stale::stamp(&change.description, &self.run_id), ..change.clone() }
     }
 
     fn writer(&self) -> Result<&Writer<'a>> {
@@ -342,7 +352,7 @@ impl<'f, 'a> Changes<'f, 'a> {
         self.flow.overrides.borrow_mut().take();
         let planned = self.flow.helm()?.planned_values(&chart::chart_dir(), &release)?;
         let handed = self.hand_over_secrets(&chart::Values::of(&planned)?)?;
-        self.taking_back(change, |change| self.writer()?.upgrade(&chart::chart_dir(), &release, change))?;
+        self.taking_back(&self.stamped(change), |change| self.writer()?.upgrade(&chart::chart_dir(), &release, change))?;
         self.until_taken_over(&handed)
     }
 
@@ -393,7 +403,7 @@ impl<'f, 'a> Changes<'f, 'a> {
         let t = &self.flow.target;
         let returning_to = self.flow.helm()?.values(&t.release, &t.namespace, &t.access(), Some(revision), true)?;
         let handed = self.hand_over_secrets(&chart::Values::of(&returning_to)?)?;
-        self.taking_back(change, |change| self.writer()?.rollback(&t.release, &t.namespace, revision, change))?;
+        self.taking_back(&self.stamped(change), |change| self.writer()?.rollback(&t.release, &t.namespace, revision, change))?;
         self.until_taken_over(&handed)
     }
 

@@ -36,6 +36,13 @@ async fn answer(store: &Store, request: Request<Body>) -> Response<Body> {
     match parts.method.as_str() {
         "GET" => match objects.get(&path) {
             Some(object) => ok(StatusCode::OK, object),
+            // A collection (secrets, for Helm's record): what the store holds under it, selectors
+            // not applied (the fake keeps no object a selector would leave out).
+            None if parts.uri.query().is_some_and(|q| q.contains("labelSelector")) => {
+                let prefix = format!("{path}/");
+                let items: Vec<&serde_json::Value> = objects.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(_, v)| v).collect();
+                ok(StatusCode::OK, &serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}))
+            }
             None => status(StatusCode::NOT_FOUND, "NotFound"),
         },
         "POST" => {
@@ -276,4 +283,51 @@ fn a_step_not_in_the_plan_is_a_bug_caught_at_once() {
     let mut run = Run::begin(&flow, "deploy", String::new(), plan()).unwrap();
     let unplanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.step("surprise", |_| Ok(()))));
     assert!(unplanned.is_err(), "a step the plan (and --dry-run) never showed must not run");
+}
+
+/// A journaled blue/green run, unfinished as a killed one is, that saw `seen` when it began.
+fn interrupted_bluegreen(flow: &Flow, seen: &str) -> Entry {
+    let mut entry = Entry {
+        id: "20261208T010000Z-bluegreen-0001".to_owned(),
+        flow: "bluegreen".to_owned(),
+        result: RunResult::Running,
+        ..Default::default()
+    };
+    entry.facts.insert("state".to_owned(), "{}".to_owned());
+    entry.facts.insert(super::stale::SEEN_REVISION_FACT.to_owned(), seen.to_owned());
+    flow.block_on(flow.journal().write(&entry)).unwrap();
+    entry
+}
+
+#[test]
+fn a_killed_run_whose_release_was_uninstalled_is_closed_by_the_next_command_that_reads_it() {
+    let sh = xshell::Shell::new().unwrap();
+    let (flow, _) = flow_with_fake_api(&sh, true);
+    // It saw revision 4; the fake holds no Helm record: the release was uninstalled since.
+    interrupted_bluegreen(&flow, "4 at 2026-12-08T00:50:00Z");
+    let (read, _) = flow.latest_state::<serde_json::Value>("bluegreen", "state").unwrap().unwrap();
+    assert_eq!(read.result, RunResult::Closed);
+    let error = read.error.unwrap_or_default();
+    assert!(error.contains("not installed any more") && error.contains("closed by"), "{error}");
+    let kept = journal(&flow).pop().unwrap();
+    assert_eq!((kept.result, kept.facts["closed_from"].as_str()), (RunResult::Closed, "running"), "written, not only said");
+}
+
+#[test]
+fn a_killed_first_install_that_made_nothing_stays_for_resume() {
+    let sh = xshell::Shell::new().unwrap();
+    let (flow, _) = flow_with_fake_api(&sh, true);
+    interrupted_bluegreen(&flow, "none");
+    let (read, _) = flow.latest_state::<serde_json::Value>("bluegreen", "state").unwrap().unwrap();
+    assert_eq!(read.result, RunResult::Running);
+    assert_eq!(journal(&flow).pop().unwrap().result, RunResult::Running);
+}
+
+#[test]
+fn a_run_begins_by_journaling_the_revision_it_saw() {
+    let sh = xshell::Shell::new().unwrap();
+    let (flow, _) = flow_with_fake_api(&sh, true);
+    let run = Run::begin(&flow, "deploy", String::new(), plan()).unwrap();
+    assert_eq!(run.entry.facts.get(super::stale::SEEN_REVISION_FACT).map(String::as_str), Some("none"), "nothing installed");
+    run.finish(RunResult::Succeeded, None).unwrap();
 }
