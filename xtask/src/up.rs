@@ -38,7 +38,7 @@ pub fn up(sh: &Shell, cluster: &ClusterUp) -> Result<()> {
     crate::tools::install(sh, &[&crate::tools::HELM, &crate::tools::CRANE])?;
     crate::tools::CARGO_AUDITABLE.install(sh)?;
     let cluster = lifecycle::up(sh, cluster)?;
-    let report = deploy_dev(sh, &cluster)?;
+    let report = deploy_dev(sh, &cluster, &Env::Dev.namespace(), &Database::Own)?;
     println!("{report}");
     lifecycle::print_how_to_use(&cluster);
     println!("  helm history model-server --namespace {}", Env::Dev.namespace());
@@ -70,10 +70,10 @@ impl std::fmt::Display for Verified {
 /// On a cluster that has been used, `up` repairs and never breaks: a release in another shape
 /// (blue/green, a canary under way, an interrupted Helm operation) is refused before anything is
 /// built or changed, naming what does bring it back; Secrets that exist keep their values.
-pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster) -> Result<Verified> {
-    let target = Target::new(Env::Dev, None, Some(&cluster.kubeconfig), None)?;
+pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster, namespace: &str, database: &Database) -> Result<Verified> {
+    let target = Target::new(Env::Dev, Some(namespace.to_owned()), Some(&cluster.kubeconfig), None)?;
     let flow = Flow::connect(sh, target)?;
-    refuse_another_shape(&flow.record()?, &flow.target.namespace)?;
+    refuse_another_shape(&flow.record()?, namespace)?;
 
     let docker = Docker::connect(sh)?;
     let image = app_images::build_model_server(sh, &docker)?;
@@ -83,17 +83,17 @@ pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster) -> Result<Verified> {
     let pushed = app_images::push(&docker, &image, registry::HOST)?;
     println!("pushed {}", pushed.by_digest());
     println!("pushed {}", app_images::push(&docker, &postgres, registry::HOST)?.by_digest());
-    let namespace = Env::Dev.namespace();
     let api = cluster.api()?;
-    api.run(provision(api.client(), &namespace))?;
+    api.run(provision_with(api.client(), namespace, database))?;
 
     let pinned = pushed.pinned();
     println!("cargo xtask deploy --env dev --tag {} ({})", pinned.tag, pinned.reference());
     deploy::deploy(&flow, &pinned.tag, false)?;
     let release = chart::RELEASE_NAME;
-    let checks = api.run(wait_and_check(api.client(), &namespace, release))?;
+    let checks = api.run(wait_and_check(api.client(), namespace, release))?;
     println!("helm test {release}");
-    let spec = chart::release_spec(Env::Dev, Variant::Stable, Some(&pinned.tag));
+    let mut spec = chart::release_spec(Env::Dev, Variant::Stable, Some(&pinned.tag));
+    spec.namespace = namespace.to_owned();
     Helm::new(sh)?.test(&spec, api.access()).context("the chart's smoke test failed inside the cluster")?;
     Ok(Verified { image: pinned.reference(), checks })
 }

@@ -281,6 +281,14 @@ fn a_blue_green_switch_and_its_rollback_drop_no_request() {
     assert!(state.history.iter().any(|r| r.description.contains("switch live from blue to green")), "helm history explains the switch");
     let after_switch = load.stats();
     assert!(after_switch.by_version.get(&shared.v2).is_some_and(|v| v.ok > 0), "{after_switch:?}");
+    // Issue 39: `up` on a blue/green release leaves it serving (no conversion in place, which
+    // would leave the Service without ready pods) and names what does bring it back.
+    let revisions = flow.record().or_panic().history.len();
+    let database = xtask::up::Database::At(fixture::shared_database_url().to_owned());
+    let refused = failure(xtask::up::deploy_dev(&ns.sh, &shared.cluster.cluster, &ns.name, &database));
+    assert!(refused.contains("runs blue/green (green is live") && refused.contains("bluegreen start --tag"), "{refused}");
+    assert!(refused.contains("nothing was changed") && refused.contains("helm uninstall model-server"), "{refused}");
+    assert_eq!(flow.record().or_panic().history.len(), revisions, "up made no revision");
 
     let back = bluegreen::rollback(&flow, 30, false).or_panic();
     assert_eq!(back.to_slot, Slot::Blue);
@@ -288,22 +296,15 @@ fn a_blue_green_switch_and_its_rollback_drop_no_request() {
     assert_no_failures(&load.stats());
 }
 
-#[test]
-fn a_blue_green_switch_killed_while_holding_the_old_colour_is_resumed_and_finishes() {
-    let shared = fixture::shared();
-    let ns = TestNamespace::new("bluegreen-kill");
-    let flow = ns.flow();
-    let install = BlueGreenStart { image: Wanted::Tag(shared.v1.clone()), scale_down_delay: 30, dry_run: false };
-    bluegreen::start_flow(&flow, &install).or_panic();
-    let load = LoadGenerator::start(&ns);
-
+/// `bluegreen start` of `tag` in `ns` as its own process, killed (SIGKILL) while it holds the old
+/// colour after the switch.
+fn blue_green_switch_killed_in_its_hold(ns: &TestNamespace, flow: &Flow, tag: &str) {
     let mut child = std::process::Command::new(fixture::xtask_binary())
-        .args(["bluegreen", "start", "--namespace", &ns.name, "--tag", &shared.v2, "--scale-down-delay", "30"])
+        .args(["bluegreen", "start", "--namespace", &ns.name, "--tag", tag, "--scale-down-delay", "30"])
         .env("KUBECONFIG", &ns.kubeconfig)
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it while it holds the old colour after the switch.
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         assert!(Instant::now() < deadline, "the switch never reached its propagation hold");
@@ -315,6 +316,48 @@ fn a_blue_green_switch_killed_while_holding_the_old_colour_is_resumed_and_finish
     }
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Issue 39: a blue/green switch killed mid-hold, then the release uninstalled and installed
+/// again by hand: the killed run no longer describes the release, so the next `bluegreen start`
+/// closes it (saying what it found) and goes on, instead of refusing for a run that neither
+/// `resume` nor `rollback` can finish.
+#[test]
+fn a_killed_blue_green_run_whose_release_was_uninstalled_blocks_no_new_start() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("bluegreen-stale");
+    let flow = ns.flow();
+    let start = |tag: &str| BlueGreenStart { image: Wanted::Tag(tag.to_owned()), scale_down_delay: 5, dry_run: false };
+    bluegreen::start_flow(&flow, &start(&shared.v1)).or_panic();
+    blue_green_switch_killed_in_its_hold(&ns, &flow, &shared.v2);
+    let helm = xtask::tools::HELM.find(&ns.sh).or_panic();
+    let uninstall = std::process::Command::new(helm)
+        .args(["uninstall", "model-server", "--wait", "--namespace", &ns.name, "--kubeconfig"])
+        .arg(&ns.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(uninstall.status.success(), "{}", String::from_utf8_lossy(&uninstall.stderr));
+
+    let installed = bluegreen::start_flow(&ns.flow(), &start(&shared.v1)).unwrap_or_else(|e| panic!("start after the uninstall: {e:#}"));
+    assert_eq!(installed.to_slot, Slot::Blue, "a first install again");
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    let killed = runs.iter().find(|r| r.flow == "bluegreen" && r.args.contains(&shared.v2)).expect("the killed run is journaled");
+    assert_eq!(killed.result, RunResult::Closed, "{killed:#?}");
+    assert!(killed.error.as_deref().is_some_and(|e| e.contains("not installed any more")), "{killed:#?}");
+    assert_eq!(runs.last().unwrap().result, RunResult::Succeeded);
+}
+
+#[test]
+fn a_blue_green_switch_killed_while_holding_the_old_colour_is_resumed_and_finishes() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("bluegreen-kill");
+    let flow = ns.flow();
+    let install = BlueGreenStart { image: Wanted::Tag(shared.v1.clone()), scale_down_delay: 30, dry_run: false };
+    bluegreen::start_flow(&flow, &install).or_panic();
+    let load = LoadGenerator::start(&ns);
+
+    // Kill it while it holds the old colour after the switch.
+    blue_green_switch_killed_in_its_hold(&ns, &flow, &shared.v2);
     assert_eq!(flow.record().or_panic().values.live_slot(), Some(Slot::Green), "killed after the switch");
     let status = fixture::xtask_command(&ns).args(["bluegreen", "status", "--namespace", &ns.name]).output().unwrap();
     let said = fixture::said(&status);
