@@ -34,7 +34,7 @@ pub enum RunResult {
     RolledBack,
     /// Unfinished, and closed without going on: the release it worked on is no longer the one it
     /// left (uninstalled, installed again, or another shape), so there is nothing of it to carry
-    /// on or undo (`flows/run/stale.rs`; the entry's error says what was found).
+    /// on or undo (`flows/run/fence.rs`; the entry's error says what was found).
     Closed,
 }
 

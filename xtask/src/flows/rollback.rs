@@ -277,15 +277,16 @@ pub fn rollback(flow: &Flow, to: To, options: &Options) -> Result<Option<Summary
         if pending {
             run.step("clear-pending", |changes| {
                 // Helm's own record of the dead operation: removing it is a change to the release.
-                changes.mark_changed();
+                changes.about_to_change()?;
                 let storage = format!("sh.helm.release.v1.{}.v{}", t.release, current.revision);
                 match changes
                     .block_on(Api::<Secret>::namespaced(changes.client().clone(), &t.namespace).delete(&storage, &DeleteParams::default()))
                 {
-                    Ok(_) => Ok(()),
-                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                    Err(err) => Err(err).with_context(|| format!("deleting Helm's record {storage}")),
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(err) => return Err(err).with_context(|| format!("deleting Helm's record {storage}")),
                 }
+                changes.knows_the_current_revision()
             })?;
         }
         run.step("check-image", |flow| {
@@ -295,7 +296,7 @@ pub fn rollback(flow: &Flow, to: To, options: &Options) -> Result<Option<Summary
         })?;
         if orphan_canary {
             run.step("remove-orphan-canary", |changes| {
-                changes.mark_changed();
+                changes.about_to_change()?;
                 changes.block_on(
                     Api::<Deployment>::namespaced(changes.client().clone(), &t.namespace).delete(&canary_name, &DeleteParams::foreground()),
                 )?;

@@ -317,7 +317,7 @@ pub fn rotate(flow: &Flow, rotation: &Rotation, dry_run: bool) -> Result<()> {
                 }
                 println!("  MLflow takes the {checked} password of user {}", account.username);
                 if set_in_mlflow {
-                    changes.mark_changed();
+                    changes.about_to_change()?;
                     changes.block_on(account.artifact.server.change_password(
                         changes.client(),
                         &account.with_password(&old_value),
@@ -331,7 +331,7 @@ pub fn rotate(flow: &Flow, rotation: &Rotation, dry_run: bool) -> Result<()> {
         }
         run.step("update", |changes| match method {
             SecretMethod::Manual => {
-                changes.mark_changed();
+                changes.about_to_change()?;
                 changes.block_on(secrets::write_key(&secrets_api, &secret, &key, &new_value))
             }
             SecretMethod::Sealed => {
@@ -348,7 +348,7 @@ pub fn rotate(flow: &Flow, rotation: &Rotation, dry_run: bool) -> Result<()> {
                 let e = external.as_ref().expect("prepared for --method external");
                 // Written before the Secret changes: put back even when the sync that would have
                 // updated the Secret fails.
-                changes.mark_changed();
+                changes.about_to_change()?;
                 changes.block_on(e.store.write(&e.remote, &new_value))?;
                 println!("  new value written to {}", e.store.describe());
                 e.sync_until(changes, &secrets_api, &secret, &key, &new_value)

@@ -87,6 +87,28 @@ pub async fn current_holder(client: &kube::Client, namespace: &str, name: &str) 
     Ok(api.get_opt(name).await?.and_then(|lease| live_holder(&lease, Timestamp::now())).filter(|h| !died_on_this_machine(h)))
 }
 
+/// Whether `holder` still holds lease `name`: read now, not assumed from the renewals (a renewal
+/// that failed only warned). kube-runtime's leader election is the model: a holder that cannot
+/// show its lease is still its own stops acting, since once the lease expired another run may
+/// have taken it. Err when it cannot be read (the API is unreachable): nothing is shown.
+pub async fn still_held(client: &kube::Client, namespace: &str, name: &str, holder: &str) -> Result<Option<String>> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let lease = api.get_opt(name).await.with_context(|| format!("reading Lease {namespace}/{name} before a change"))?;
+    let Some(lease) = lease else {
+        return Ok(Some(format!("the release's Lease {name} is gone (deleted while this run held it)")));
+    };
+    let now = Timestamp::now();
+    Ok(match live_holder(&lease, now) {
+        Some(live) if live == holder => None,
+        Some(other) => Some(format!("the release's Lease {name} is held by {other} now")),
+        None => Some(format!(
+            "the release's Lease {name} expired at {} (its renewals failed: the API server was unreachable for longer than {LEASE_SECONDS} s), \
+             so another run may have taken the release",
+            expiry(&lease).map(|t| t.to_string()).unwrap_or_default()
+        )),
+    })
+}
+
 fn expiry(lease: &Lease) -> Option<Timestamp> {
     let spec = lease.spec.as_ref()?;
     let renewed = spec.renew_time.as_ref()?.0;

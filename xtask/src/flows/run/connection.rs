@@ -253,14 +253,14 @@ impl<'a> Flow<'a> {
     }
 
     /// Closes unfinished run `entry` when its release is no longer the one it worked on
-    /// (`stale.rs`): journaled closed, with what was found, so that no command is held by it.
+    /// (`fence.rs`): journaled closed, with what was found, so that no command is held by it.
     /// Whichever command reads it first closes it, a report too: it is a fact of the cluster.
     fn close_if_stale(&self, entry: &mut Entry) -> Result<()> {
         if !entry.result.is_unfinished() || self.lease_holder()?.is_some() {
             return Ok(());
         }
         let record = self.record()?;
-        let Some(found) = super::stale::no_longer_matches(entry, &record.history, record.values.live_slot().is_some()) else {
+        let Some(found) = super::fence::no_longer_matches(entry, &record.history, record.values.live_slot().is_some()) else {
             return Ok(());
         };
         entry.facts.insert("closed_from".to_owned(), entry.result.word().to_owned());

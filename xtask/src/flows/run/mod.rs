@@ -9,7 +9,7 @@
 //! change through it takes back fields another field manager changed (`kubectl scale`, `set
 //! image`, `rollout undo`) and reports and journals what it took back, and from whom.
 mod connection;
-pub mod stale;
+pub mod fence;
 #[cfg(test)]
 mod tests;
 
@@ -108,8 +108,10 @@ impl<'f, 'a> Run<'f, 'a> {
         if let Some(overrides) = flow.overrides_in_words() {
             entry.facts.insert("values".to_owned(), overrides);
         }
-        entry.facts.insert(stale::SEEN_REVISION_FACT.to_owned(), stale::seen(flow.record()?.current()));
-        let run = Run { changes: Changes::new(flow, &entry.id), plan, entry, lease: Some(lease), started: Instant::now() };
+        let seen = fence::seen(flow.record()?.current());
+        entry.facts.insert(fence::SEEN_REVISION_FACT.to_owned(), seen.clone());
+        let changes = Changes::new(flow, &entry.id, &holder, &seen);
+        let run = Run { changes, plan, entry, lease: Some(lease), started: Instant::now() };
         run.save()?;
         println!("{name}: {} steps (journal entry {})", run.plan.len(), run.entry.id);
         Ok(run)
@@ -124,8 +126,10 @@ impl<'f, 'a> Run<'f, 'a> {
         entry.finished = None;
         entry.error = None;
         entry.facts.insert(format!("resumed_by_{}", entry.steps.len()), journal::actor());
-        entry.facts.insert(stale::SEEN_REVISION_FACT.to_owned(), stale::seen(flow.record()?.current()));
-        let run = Run { changes: Changes::new(flow, &entry.id), plan, entry, lease: Some(lease), started: Instant::now() };
+        let seen = fence::seen(flow.record()?.current());
+        entry.facts.insert(fence::SEEN_REVISION_FACT.to_owned(), seen.clone());
+        let changes = Changes::new(flow, &entry.id, &holder, &seen);
+        let run = Run { changes, plan, entry, lease: Some(lease), started: Instant::now() };
         run.save()?;
         println!("{}: continuing journal entry {} ({} steps left)", run.entry.flow, run.entry.id, run.plan.len());
         Ok(run)
@@ -193,6 +197,17 @@ impl<'f, 'a> Run<'f, 'a> {
             Ok(Ending::NeedsAttention(value)) => return self.finish(RunResult::FailedNeedsAttention, None).map(|()| value),
             Err(err) => err,
         };
+        if let Some(fenced) = fence::fenced(&err) {
+            // Someone else changed the release (or the Lease is no longer this run's): their
+            // change stays; undoing this run's would overwrite it.
+            let said = fenced.to_string();
+            self.entry.facts.insert("fenced".to_owned(), fenced.0.clone());
+            self.finish(RunResult::FailedNeedsAttention, Some(&err))?;
+            return Err(err.context(format!(
+                "{said}. What the other change made is left in place (this run undid nothing over it): `cargo xtask status` \
+                 shows who changed what, `cargo xtask doctor` where the release stands"
+            )));
+        }
         match undo {
             _ if !self.changed_anything() => {
                 self.finish(RunResult::Failed, Some(&err))?;
@@ -311,8 +326,12 @@ fn require_namespace(flow: &Flow) -> Result<()> {
 pub struct Changes<'f, 'a> {
     flow: &'f Flow<'a>,
     changed: Cell<bool>,
-    /// The run's journal id, in every Helm revision's description (`stale::stamp`).
+    /// The run's journal id, in every Helm revision's description (`fence::stamp`).
     run_id: String,
+    /// The run's identity in the release's Lease, and the latest revision it saw when it began:
+    /// what the fence checks before every write.
+    holder: String,
+    seen: std::cell::RefCell<String>,
 }
 
 impl<'f, 'a> std::ops::Deref for Changes<'f, 'a> {
@@ -323,13 +342,34 @@ impl<'f, 'a> std::ops::Deref for Changes<'f, 'a> {
 }
 
 impl<'f, 'a> Changes<'f, 'a> {
-    fn new(flow: &'f Flow<'a>, run_id: &str) -> Changes<'f, 'a> {
-        Changes { flow, changed: Cell::new(false), run_id: run_id.to_owned() }
+    fn new(flow: &'f Flow<'a>, run_id: &str, holder: &str, seen: &str) -> Changes<'f, 'a> {
+        Changes {
+            flow,
+            changed: Cell::new(false),
+            run_id: run_id.to_owned(),
+            holder: holder.to_owned(),
+            seen: std::cell::RefCell::new(seen.to_owned()),
+        }
+    }
+
+    /// The fence, before every write (`fence.rs`): this run still holds the release's Lease,
+    /// read now, and the release's latest Helm revision is one it made or the one it saw.
+    fn fence(&self) -> Result<()> {
+        let t = &self.flow.target;
+        let client = self.flow.client();
+        if let Some(lost) = self.flow.block_on(lease::still_held(client, &t.namespace, &t.lease_name(), &self.holder))? {
+            return Err(fence::Fenced(lost).into());
+        }
+        let record = self.flow.record().context("reading Helm's record before a change")?;
+        match fence::made_by_someone_else(record.current(), &self.run_id, &self.seen.borrow()) {
+            Some(found) => Err(fence::Fenced(found).into()),
+            None => Ok(()),
+        }
     }
 
     /// `change` as this run makes it: its description says which run made the revision.
     fn stamped(&self, change: &Change) -> Change {
-        Change { description: stale::stamp(&change.description, &self.run_id), ..change.clone() }
+        Change { description: fence::stamp(&change.description, &self.run_id), ..change.clone() }
     }
 
     fn writer(&self) -> Result<&Writer<'a>> {
@@ -341,13 +381,24 @@ impl<'f, 'a> Changes<'f, 'a> {
         Ok(self.flow.writer.get_or_init(|| writer))
     }
 
-    /// A change made outside Helm (a Secret written), which a failure must undo.
-    pub fn mark_changed(&self) {
+    /// After this run changed Helm's history itself without a revision (removed the record of a
+    /// dead operation): the release's latest revision now is one it knows.
+    pub fn knows_the_current_revision(&self) -> Result<()> {
+        self.seen.replace(fence::seen(self.flow.record()?.current()));
+        Ok(())
+    }
+
+    /// Before a change made outside Helm (a Secret written, an object deleted), which a failure
+    /// must undo: the fence, then the run counts as having changed something.
+    pub fn about_to_change(&self) -> Result<()> {
+        self.fence()?;
         self.changed.set(true);
+        Ok(())
     }
 
     /// Every `helm upgrade` a flow makes. The first one also applies the user's values.
     pub fn upgrade(&self, release: &ReleaseSpec, change: &Change) -> Result<()> {
+        self.fence()?;
         let release = self.flow.as_first_upgrade(release);
         self.flow.overrides.borrow_mut().take();
         let planned = self.flow.helm()?.planned_values(&chart::chart_dir(), &release)?;
@@ -400,6 +451,7 @@ impl<'f, 'a> Changes<'f, 'a> {
 
     /// Every `helm rollback` a flow makes.
     pub fn rollback(&self, revision: u32, change: &Change) -> Result<()> {
+        self.fence()?;
         let t = &self.flow.target;
         let returning_to = self.flow.helm()?.values(&t.release, &t.namespace, &t.access(), Some(revision), true)?;
         let handed = self.hand_over_secrets(&chart::Values::of(&returning_to)?)?;
@@ -409,6 +461,7 @@ impl<'f, 'a> Changes<'f, 'a> {
 
     /// `helm uninstall`: only to undo a first install that never became healthy.
     pub fn uninstall(&self) -> Result<()> {
+        self.fence()?;
         let t = &self.flow.target;
         self.changed.set(true);
         self.writer()?.uninstall(&t.release, &t.namespace, &t.access())

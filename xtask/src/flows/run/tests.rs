@@ -120,7 +120,7 @@ fn plan() -> Vec<super::Step> {
 fn body(run: &mut Run, change: bool, fail: bool) -> anyhow::Result<Ending<&'static str>> {
     run.step("change", |changes| {
         if change {
-            changes.mark_changed();
+            changes.about_to_change()?;
         }
         Ok(())
     })?;
@@ -294,7 +294,7 @@ fn interrupted_bluegreen(flow: &Flow, seen: &str) -> Entry {
         ..Default::default()
     };
     entry.facts.insert("state".to_owned(), "{}".to_owned());
-    entry.facts.insert(super::stale::SEEN_REVISION_FACT.to_owned(), seen.to_owned());
+    entry.facts.insert(super::fence::SEEN_REVISION_FACT.to_owned(), seen.to_owned());
     flow.block_on(flow.journal().write(&entry)).unwrap();
     entry
 }
@@ -328,6 +328,71 @@ fn a_run_begins_by_journaling_the_revision_it_saw() {
     let sh = xshell::Shell::new().unwrap();
     let (flow, _) = flow_with_fake_api(&sh, true);
     let run = Run::begin(&flow, "deploy", String::new(), plan()).unwrap();
-    assert_eq!(run.entry.facts.get(super::stale::SEEN_REVISION_FACT).map(String::as_str), Some("none"), "nothing installed");
+    assert_eq!(run.entry.facts.get(super::fence::SEEN_REVISION_FACT).map(String::as_str), Some("none"), "nothing installed");
     run.finish(RunResult::Succeeded, None).unwrap();
+}
+
+/// Helm's record of revision `number` of the release, as helm stores it (a Secret whose
+/// `release` is base64 of the record's JSON), made by whoever `description` says.
+fn helm_revision(store: &Store, number: u32, description: &str) {
+    use base64::Engine;
+    let record = serde_json::json!({
+        "name": "model-server", "version": number,
+        "info": {"last_deployed": format!("2026-12-08T01:00:{number:02}Z"), "status": "deployed", "description": description},
+        "chart": {"metadata": {"name": "model-server", "version": "0.1.0"}}, "config": {}, "manifest": ""
+    });
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let name = format!("sh.helm.release.v1.model-server.v{number}");
+    store.lock().unwrap().insert(
+        format!("/api/v1/namespaces/{NAMESPACE}/secrets/{name}"),
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "labels": {"owner": "helm", "name": "model-server"}},
+            "data": {"release": encode(encode(&serde_json::to_vec(&record).unwrap()).as_bytes())}
+        }),
+    );
+}
+
+/// Runs a plan whose one step writes (fenced), after `meanwhile` changed what the fake holds.
+fn a_write_after(store: &Store, flow: &Flow, meanwhile: impl FnOnce(&Store, &str)) -> (anyhow::Result<&'static str>, Entry) {
+    let mut run = Run::begin(flow, "deploy", String::new(), plan()).unwrap();
+    meanwhile(store, &run.entry.id.clone());
+    let outcome = body(&mut run, true, false);
+    let ended = run.end(outcome, Undo::with("must not run", |_| panic!("an undo ran over someone else's change")));
+    (ended, journal(flow).pop().unwrap())
+}
+
+#[test]
+fn a_revision_made_by_someone_else_mid_flow_stops_the_run_before_its_next_write_and_undoes_nothing() {
+    let sh = xshell::Shell::new().unwrap();
+    let (flow, store) = flow_with_fake_api(&sh, true);
+    helm_revision(&store, 4, "Upgrade complete");
+    let (ended, entry) = a_write_after(&store, &flow, |store, _| helm_revision(store, 5, "Rollback to 3"));
+    let error = format!("{:#}", ended.unwrap_err());
+    assert!(error.contains("stopped before changing the release again: Helm revision 5 was made by someone else"), "{error}");
+    assert!(error.contains("(Rollback to 3)") && error.contains("left in place"), "{error}");
+    assert_eq!(entry.result, RunResult::FailedNeedsAttention);
+    assert!(entry.facts["fenced"].contains("revision 5"), "{entry:#?}");
+    assert_eq!(entry.steps[0].status, StepStatus::Failed, "the step that would have written");
+    assert!(!lease_held(&store), "the Lease is let go");
+}
+
+#[test]
+fn a_run_writes_over_its_own_revisions() {
+    let sh = xshell::Shell::new().unwrap();
+    let (flow, store) = flow_with_fake_api(&sh, true);
+    helm_revision(&store, 4, "Upgrade complete");
+    let (ended, entry) = a_write_after(&store, &flow, |store, id| helm_revision(store, 5, &super::fence::stamp("shipshape deploy v2", id)));
+    assert_eq!(ended.unwrap(), "done");
+    assert_eq!(entry.result, RunResult::Succeeded);
+}
+
+#[test]
+fn a_run_whose_lease_is_gone_writes_nothing_more() {
+    let sh = xshell::Shell::new().unwrap();
+    let (flow, store) = flow_with_fake_api(&sh, true);
+    let (ended, entry) = a_write_after(&store, &flow, |store, _| store.lock().unwrap().retain(|k, _| !k.contains("/leases/")));
+    let error = format!("{:#}", ended.unwrap_err());
+    assert!(error.contains("Lease shipshape-lock-model-server is gone"), "{error}");
+    assert_eq!(entry.result, RunResult::FailedNeedsAttention);
 }

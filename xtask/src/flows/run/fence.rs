@@ -1,3 +1,13 @@
+//! Whether the release is still the one a run knows: before each of the run's writes (the fence),
+//! and for a run left unfinished (closed once its release is gone).
+//!
+//! The fence: every write a run makes first checks that the run still holds the release's
+//! Lease and that the release's latest Helm revision is one the run made or the one it saw when
+//! it began. A revision made by anyone else mid-flow (a colleague's `helm rollback`, another
+//! tool) stops the run at once, with that change left in place: no undo overwrites it (seen: a
+//! hand `helm rollback` during a blue/green hold, after which the flow made a revision that
+//! "scaled green down", scaling nothing, and waited 300 s for green's serving pods to go).
+//!
 //! When an unfinished run no longer describes its release. A run killed mid-flow stays
 //! "running" (or paused, or failed-needs-attention) in the journal, and the commands that carry
 //! runs on (`bluegreen resume`, `canary resume`) or refuse to start beside one (`bluegreen
@@ -37,6 +47,41 @@ pub fn stamp(description: &str, id: &str) -> String {
 
 fn made_by(revision: &Revision, id: &str) -> bool {
     revision.description.contains(&format!("[run {id}]"))
+}
+
+/// A run stopped by the fence: someone else changed the release, or the run cannot show it still
+/// holds the Lease. Its undo does not run (it would overwrite what the other made).
+#[derive(Debug)]
+pub struct Fenced(pub String);
+
+impl std::fmt::Display for Fenced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stopped before changing the release again: {}", self.0)
+    }
+}
+
+impl std::error::Error for Fenced {}
+
+/// The fence that stopped `err`, if one did.
+pub fn fenced(err: &anyhow::Error) -> Option<&Fenced> {
+    err.chain().find_map(|e| e.downcast_ref::<Fenced>())
+}
+
+/// Why run `id`, which saw `seen` when it began, may not write to a release whose latest
+/// revision is `latest` (None: it may).
+pub fn made_by_someone_else(latest: Option<&Revision>, id: &str, seen: &str) -> Option<String> {
+    match latest {
+        None if seen == "none" => None,
+        None => Some(format!("the release was uninstalled mid-flow (this run saw revision {seen} when it began)")),
+        Some(r) if made_by(r, id) || self::seen(Some(r)) == seen => None,
+        Some(r) => Some(format!(
+            "Helm revision {} was made by someone else at {} ({}), after this run began (it saw {})",
+            r.revision,
+            r.updated,
+            r.description.lines().next().unwrap_or_default(),
+            if seen == "none" { "no release".to_owned() } else { format!("revision {seen}") }
+        )),
+    }
 }
 
 /// Why unfinished run `entry` no longer describes the release whose Helm history is `history`
@@ -95,6 +140,27 @@ mod tests {
         let mut entry = Entry { id: "20261208T010000Z-bluegreen-0001".to_owned(), flow: flow.to_owned(), result, ..Default::default() };
         entry.facts.insert(SEEN_REVISION_FACT.to_owned(), saw.to_owned());
         entry
+    }
+
+    #[test]
+    fn the_fence_lets_a_run_write_over_what_it_saw_or_made_and_nothing_else() {
+        let id = "20261208T010000Z-bluegreen-0001";
+        let saw = revision(4, "2026-12-08T00:50:00Z", "Upgrade complete");
+        let ours = revision(5, "2026-12-08T01:00:10Z", &stamp("shipshape bluegreen v4: switch live to green", id));
+        assert_eq!(made_by_someone_else(Some(&saw), id, "4 at 2026-12-08T00:50:00Z"), None, "what it saw");
+        assert_eq!(made_by_someone_else(Some(&ours), id, "4 at 2026-12-08T00:50:00Z"), None, "what it made");
+        assert_eq!(made_by_someone_else(None, id, "none"), None, "a first install");
+        // A colleague's `helm rollback 4` during the hold.
+        let theirs = revision(6, "2026-12-08T01:00:40Z", "Rollback to 4");
+        let said = made_by_someone_else(Some(&theirs), id, "4 at 2026-12-08T00:50:00Z").unwrap();
+        assert!(said.contains("revision 6 was made by someone else at 2026-12-08T01:00:40Z (Rollback to 4)"), "{said}");
+        // Another run's revision is someone else's too.
+        let other = revision(6, "2026-12-08T01:00:40Z", &stamp("shipshape deploy v5", "20261208T010030Z-deploy-0002"));
+        assert!(made_by_someone_else(Some(&other), id, "4 at 2026-12-08T00:50:00Z").is_some());
+        let said = made_by_someone_else(None, id, "4 at 2026-12-08T00:50:00Z").unwrap();
+        assert!(said.contains("uninstalled mid-flow"), "{said}");
+        let said = made_by_someone_else(Some(&saw), id, "none").unwrap();
+        assert!(said.contains("it saw no release"), "installed by someone else meanwhile: {said}");
     }
 
     #[test]
