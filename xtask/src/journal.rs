@@ -33,8 +33,9 @@ pub enum RunResult {
     /// An unfinished flow undone (`bluegreen rollback` of a switch that never switched).
     RolledBack,
     /// Unfinished, and closed without going on: the release it worked on is no longer the one it
-    /// left (uninstalled, installed again, or another shape), so there is nothing of it to carry
-    /// on or undo (`flows/run/fence.rs`; the entry's error says what was found).
+    /// left (uninstalled, installed again, another shape, or changed by someone else mid-flow,
+    /// which stopped it at its next write), so there is nothing of it to carry on or undo
+    /// (`flows/run/fence.rs`; the entry's error says what was found).
     Closed,
 }
 

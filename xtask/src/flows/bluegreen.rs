@@ -137,7 +137,9 @@ pub fn refuse_unfinished(entry: &Entry, state: &State) -> Result<()> {
 
 /// What `bluegreen resume` continues: the steps left of the latest flow, or why there are none.
 pub fn resumable(entry: &Entry, state: &State) -> Result<Vec<Step>> {
-    if matches!(entry.result, RunResult::Succeeded | RunResult::RolledBack) || state.next >= state.steps().len() {
+    // Closed: its release changed under it (a hand rollback, a reinstall); going on from its
+    // plan would act on a release it no longer describes (scale down a colour made live again).
+    if matches!(entry.result, RunResult::Succeeded | RunResult::RolledBack | RunResult::Closed) || state.next >= state.steps().len() {
         bail!("the latest blue/green flow ({}) is {}: nothing to resume", entry.id, entry.result);
     }
     Ok(state.steps().into_iter().skip(state.next).collect())
@@ -181,6 +183,13 @@ pub fn describe(entry: &Entry, state: &State, lease_holder: Option<&str>) -> Str
             next.description
         ),
         (RunResult::Running, _) => format!("{what}: running (held by {})", lease_holder.unwrap_or("?")),
+        // Undone on purpose: nothing of it is left to resume.
+        (RunResult::RolledBack, _) => format!("{what}: rolled back"),
+        (RunResult::Closed, _) => format!(
+            "{what}: closed, its release changed under it ({}): `cargo xtask bluegreen rollback` undoes what is left of it, \
+             or `bluegreen start` begins anew",
+            entry.error.as_deref().and_then(|e| e.rsplit(": ").next()).unwrap_or("see `cargo xtask status`")
+        ),
         (result, Some(next)) if result != RunResult::Succeeded => {
             format!("{what}: {result} before \"{}\": `cargo xtask bluegreen resume` or `bluegreen rollback`", next.description)
         }
@@ -625,6 +634,16 @@ mod tests {
         assert_eq!(left, ["smoke", "switch", "verify", "propagate", "scale-down"]);
         assert!(resumable(&entry(RunResult::Succeeded, true), &at_smoke).is_err());
         assert!(resumable(&entry(RunResult::RolledBack, true), &at_smoke).is_err());
+        // Stopped by the fence (a hand rollback mid-hold) or closed for a reinstall: its plan no
+        // longer describes the release, and resuming would scale down a colour made live again.
+        assert!(resumable(&entry(RunResult::Closed, true), &at_smoke).is_err());
+        let mut closed = entry(RunResult::Closed, true);
+        closed.error = Some("step 9 failed: stopped before changing the release again: Helm revision 8 was made by someone else".into());
+        let said = describe(&closed, &at_smoke, None);
+        assert!(said.contains("closed, its release changed under it (Helm revision 8 was made by someone else)"), "{said}");
+        assert!(said.contains("bluegreen rollback") && !said.contains("resume"), "{said}");
+        let said = describe(&entry(RunResult::RolledBack, true), &at_smoke, None);
+        assert!(said.ends_with(": rolled back"), "found by hand: a rolled-back switch was said to be resumable: {said}");
         let finished = state(Kind::Switch, 7);
         assert!(resumable(&entry(RunResult::Running, false), &finished).unwrap_err().to_string().contains("nothing to resume"));
     }

@@ -199,14 +199,16 @@ impl<'f, 'a> Run<'f, 'a> {
         };
         if let Some(fenced) = fence::fenced(&err) {
             // Someone else changed the release (or the Lease is no longer this run's): their
-            // change stays; undoing this run's would overwrite it.
-            let said = fenced.to_string();
+            // change stays, since undoing this run's would overwrite it; and the run is closed,
+            // not left to be resumed, since its plan no longer describes the release (a resumed
+            // blue/green switch would scale down the colour a hand rollback made live again).
             self.entry.facts.insert("fenced".to_owned(), fenced.0.clone());
-            self.finish(RunResult::FailedNeedsAttention, Some(&err))?;
-            return Err(err.context(format!(
-                "{said}. What the other change made is left in place (this run undid nothing over it): `cargo xtask status` \
-                 shows who changed what, `cargo xtask doctor` where the release stands"
-            )));
+            self.finish(RunResult::Closed, Some(&err))?;
+            return Err(err.context(
+                "the release was changed by someone else mid-flow; that change is left in place (this run undid nothing over \
+                 it) and the run is closed: `cargo xtask status` shows who changed what, `cargo xtask doctor` where the release \
+                 stands",
+            ));
         }
         match undo {
             _ if !self.changed_anything() => {

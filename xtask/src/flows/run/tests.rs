@@ -371,7 +371,7 @@ fn a_revision_made_by_someone_else_mid_flow_stops_the_run_before_its_next_write_
     let error = format!("{:#}", ended.unwrap_err());
     assert!(error.contains("stopped before changing the release again: Helm revision 5 was made by someone else"), "{error}");
     assert!(error.contains("(Rollback to 3)") && error.contains("left in place"), "{error}");
-    assert_eq!(entry.result, RunResult::FailedNeedsAttention);
+    assert_eq!(entry.result, RunResult::Closed, "not to be resumed: its plan no longer describes the release");
     assert!(entry.facts["fenced"].contains("revision 5"), "{entry:#?}");
     assert_eq!(entry.steps[0].status, StepStatus::Failed, "the step that would have written");
     assert!(!lease_held(&store), "the Lease is let go");
@@ -394,5 +394,5 @@ fn a_run_whose_lease_is_gone_writes_nothing_more() {
     let (ended, entry) = a_write_after(&store, &flow, |store, _| store.lock().unwrap().retain(|k, _| !k.contains("/leases/")));
     let error = format!("{:#}", ended.unwrap_err());
     assert!(error.contains("Lease shipshape-lock-model-server is gone"), "{error}");
-    assert_eq!(entry.result, RunResult::FailedNeedsAttention);
+    assert_eq!(entry.result, RunResult::Closed);
 }
