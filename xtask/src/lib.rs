@@ -18,6 +18,7 @@ pub mod go;
 pub mod helm;
 pub mod host;
 pub mod image;
+pub mod interrupt;
 pub mod journal;
 pub mod k8s;
 pub mod keys;

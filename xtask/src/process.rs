@@ -13,6 +13,20 @@ pub(crate) fn read_or_explain(cmd: xshell::Cmd<'_>) -> Result<String> {
     Ok(String::from_utf8(output.stdout)?)
 }
 
+/// [`read_or_explain`] for a command that must not stop halfway (a helm write): it runs in a
+/// process group of its own, so the Ctrl-C a terminal sends to its whole foreground group does
+/// not reach it; the flow stops at its next safe point instead (interrupt.rs).
+pub(crate) fn read_or_explain_shielded(cmd: xshell::Cmd<'_>) -> Result<String> {
+    use std::os::unix::process::CommandExt;
+    let shown = cmd.to_string();
+    let output = std::process::Command::from(cmd).process_group(0).stdin(std::process::Stdio::null()).output()?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        bail!("`{shown}` failed ({}):\n{}", output.status, stderr.trim_end());
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
 /// How often a long command reports that it is still running.
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -455,7 +455,7 @@ fn do_step(changes: &Changes, state: &State, id: &str) -> Result<()> {
             changes.block_on(wait_endpoints(changes, &chart::live_service(&t.release), to))?;
             println!("  holding {from} for {} s more: every node's kube-proxy must have switched too", state.scale_down_delay);
             // A hold for kube-proxy on nodes the API cannot observe, by design; not a wait for a state.
-            std::thread::sleep(Duration::from_secs(state.scale_down_delay));
+            crate::interrupt::pause(Duration::from_secs(state.scale_down_delay))?;
             Ok(())
         }
         "scale-down" => scale_down(changes, from),

@@ -10,7 +10,7 @@ use serde_json::Value;
 use xshell::{cmd, Shell};
 
 use crate::k8s::ClusterAccess;
-use crate::process::read_or_explain;
+use crate::process::{read_or_explain, read_or_explain_shielded};
 use crate::tools::HELM;
 
 pub struct Helm<'a> {
@@ -169,7 +169,7 @@ impl<'a> Writer<'a> {
         let (bin, name, namespace, values) = (&self.helm.bin, &release.name, &release.namespace, release.value_args());
         let (cluster, description, force) = (change.cluster.helm_args(), &change.description, change.force_conflicts_flag());
         let history_max = HISTORY_MAX.to_string();
-        read_or_explain(cmd!(
+        read_or_explain_shielded(cmd!(
             self.helm.sh,
             "{bin} upgrade --install {name} {chart} --namespace {namespace} {cluster...} --history-max {history_max} --description {description} {force...} {values...}"
         ))
@@ -197,7 +197,7 @@ impl<'a> Writer<'a> {
         let (bin, cluster, description, force) =
             (&self.helm.bin, change.cluster.helm_args(), &change.description, change.force_conflicts_flag());
         let (revision, history_max) = (revision.to_string(), HISTORY_MAX.to_string());
-        read_or_explain(cmd!(
+        read_or_explain_shielded(cmd!(
             self.helm.sh,
             "{bin} rollback {name} {revision} --namespace {namespace} {cluster...} --history-max {history_max} --description {description} {force...}"
         ))
@@ -208,7 +208,7 @@ impl<'a> Writer<'a> {
     /// `helm uninstall`: used only to undo a first install that never became healthy.
     pub fn uninstall(&self, name: &str, namespace: &str, cluster: &ClusterAccess) -> Result<()> {
         let (bin, cluster) = (&self.helm.bin, cluster.helm_args());
-        read_or_explain(cmd!(self.helm.sh, "{bin} uninstall {name} --namespace {namespace} {cluster...} --wait"))
+        read_or_explain_shielded(cmd!(self.helm.sh, "{bin} uninstall {name} --namespace {namespace} {cluster...} --wait"))
             .with_context(|| format!("helm uninstall {name}"))?;
         Ok(())
     }

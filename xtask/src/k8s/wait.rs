@@ -90,6 +90,10 @@ async fn drive(
                 Some(Ok(())) => {}
             },
             _ = tokio::time::sleep(HEARTBEAT) => {}
+            // Ctrl-C or a CI cancel during a flow: a safe point (interrupt.rs).
+            _ = crate::interrupt::requested() => {
+                crate::interrupt::checkpoint().with_context(|| format!("stopped waiting for {what}"))?;
+            }
         }
         match check() {
             None => continue,

@@ -525,7 +525,7 @@ fn analyse(flow: &Flow, state: &State) -> Result<analysis::Analysis> {
             let prometheus: analysis::Prometheus = url.parse()?;
             println!("  analysing {} s of traffic (from {prometheus})", window.as_secs());
             // An analysis window is an observation period by design, not a wait for a state.
-            std::thread::sleep(window);
+            crate::interrupt::pause(window)?;
             let tracks = flow.block_on(prometheus.window(&flow.pod_client, &t.namespace, &t.release, window))?;
             for check in &state.checks {
                 let query = checks::render(&check.query, &t.namespace, &t.release, window);
@@ -538,7 +538,7 @@ fn analyse(flow: &Flow, state: &State) -> Result<analysis::Analysis> {
         None => {
             println!("  analysing {} s of traffic (from the pods' /metrics)", window.as_secs());
             let start = flow.block_on(analysis::snapshot(flow.client(), &flow.pod_client, &t.namespace, &t.release))?;
-            std::thread::sleep(window);
+            crate::interrupt::pause(window)?;
             let end = flow.block_on(analysis::snapshot(flow.client(), &flow.pod_client, &t.namespace, &t.release))?;
             analysis::window(&start, &end)
         }

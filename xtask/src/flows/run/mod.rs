@@ -111,8 +111,12 @@ impl<'f, 'a> Run<'f, 'a> {
         let seen = fence::seen(flow.record()?.current());
         entry.facts.insert(fence::SEEN_REVISION_FACT.to_owned(), seen.clone());
         let changes = Changes::new(flow, &entry.id, &holder, &seen);
+        crate::interrupt::run_began();
         let run = Run { changes, plan, entry, lease: Some(lease), started: Instant::now() };
         run.save()?;
+        // For a workflow's next job now, not when the run ends: a cancelled or killed job's
+        // abort job still finds the run (`needs.<job>.outputs.run`).
+        crate::report::github_output(&[("run", run.entry.id.as_str()), ("journal-entry", run.entry.id.as_str())]);
         println!("{name}: {} steps (journal entry {})", run.plan.len(), run.entry.id);
         Ok(run)
     }
@@ -129,6 +133,7 @@ impl<'f, 'a> Run<'f, 'a> {
         let seen = fence::seen(flow.record()?.current());
         entry.facts.insert(fence::SEEN_REVISION_FACT.to_owned(), seen.clone());
         let changes = Changes::new(flow, &entry.id, &holder, &seen);
+        crate::interrupt::run_began();
         let run = Run { changes, plan, entry, lease: Some(lease), started: Instant::now() };
         run.save()?;
         println!("{}: continuing journal entry {} ({} steps left)", run.entry.flow, run.entry.id, run.plan.len());
@@ -144,6 +149,10 @@ impl<'f, 'a> Run<'f, 'a> {
     pub fn step<T>(&mut self, id: &str, work: impl FnOnce(&Changes<'f, 'a>) -> Result<T>) -> Result<T> {
         let position = self.plan.iter().position(|s| s.id == id).unwrap_or_else(|| panic!("step {id} is not in the plan"));
         let description = self.plan[position].description.clone();
+        // A safe point: a Ctrl-C or a CI cancel stops the run here, before the step (interrupt.rs).
+        if let Err(interrupted) = crate::interrupt::checkpoint() {
+            return Err(anyhow::Error::new(interrupted).context(format!("stopped before step {} ({description})", position + 1)));
+        }
         println!("[{}/{}] {description}", position + 1, self.plan.len());
         self.record(id, &description, StepStatus::Running, String::new(), 0.0)?;
         let started = Instant::now();
@@ -189,6 +198,9 @@ impl<'f, 'a> Run<'f, 'a> {
     /// before any change is "failed, nothing was changed"; a failure after one runs `undo` and is
     /// "failed" (compensated) or, when undoing failed too, "failed-needs-attention".
     pub fn end<T>(mut self, outcome: Result<Ending<T>>, undo: Undo) -> Result<T> {
+        if let Some(signal) = crate::interrupt::delivered() {
+            self.entry.facts.insert("interrupted".to_owned(), format!("{signal}: the run stopped at its next safe point"));
+        }
         let err = match outcome {
             Ok(Ending::Succeeded(value)) => return self.finish(RunResult::Succeeded, None).map(|()| value),
             Ok(Ending::Paused(value)) => return self.finish(RunResult::Paused, None).map(|()| value),
@@ -261,6 +273,7 @@ impl<'f, 'a> Run<'f, 'a> {
         let saved = self.save();
         let lease = self.lease.take().expect("a run holds its lease until it finishes");
         let released = self.changes.flow.block_on(lease.release());
+        crate::interrupt::run_ended();
         println!("{}: {result} in {:.1}s (journal entry {})", self.entry.flow, self.started.elapsed().as_secs_f64(), self.entry.id);
         saved.and(released)
     }
@@ -297,6 +310,7 @@ impl Drop for Run<'_, '_> {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
             let _ = self.changes.flow.block_on(lease.release());
+            crate::interrupt::run_ended();
         }
     }
 }
