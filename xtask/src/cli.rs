@@ -728,10 +728,17 @@ pub struct Bench {
 
 /// The main job: a local kind cluster with model-server deployed and verified.
 ///
-/// Creates (or reuses) the kind cluster, builds and loads the model-server and PostgreSQL
-/// images, creates the Secrets the chart references, installs the chart with the dev values,
-/// waits for the rollout, and checks /health, /ready and /health/db through the API server.
-/// The cluster stays up afterwards; `cargo xtask cluster down` removes it.
+/// Creates (or reuses) the kind cluster, builds and pushes the model-server and PostgreSQL
+/// images, creates the Secrets the chart references that do not exist yet (saying which),
+/// deploys this checkout's build with the dev values through `deploy` (journaled; rolled back
+/// if it fails), and checks /health, /ready and /health/db through the API server. The cluster
+/// stays up afterwards; `cargo xtask cluster down` removes it.
+///
+/// Run it again whenever something looks wrong: on a healthy cluster it changes nothing but a
+/// verified Helm revision (no pod restarts, no new token); Secrets that exist keep their values,
+/// also when the release delivered them another way (sealed, external). A release of another
+/// shape (blue/green, a canary under way, an interrupted Helm operation) is left as it is, and
+/// the error names the command that brings it back.
 #[derive(Args, Debug)]
 pub struct Up {
     #[command(flatten)]

@@ -220,6 +220,62 @@ fn a_canary_paused_at_the_gate_is_promoted_by_a_second_command_and_another_abort
     assert_no_failures(&load.stats());
 }
 
+/// Issue 33: a CI cancel (SIGTERM, as GitHub sends it) during a canary's analysis: the run id is
+/// in `$GITHUB_OUTPUT` from the start (the workflow's abort job finds it), the canary stops at
+/// once, aborts itself, and stable serves alone; a second signal during the abort is ignored;
+/// no request fails.
+#[test]
+fn a_canary_cancelled_mid_window_aborts_itself_and_stable_serves_throughout() {
+    let shared = fixture::shared();
+    let ns = TestNamespace::new("canary-cancel");
+    let flow = stable_at_v1(&ns);
+    let load = LoadGenerator::start(&ns);
+    let outputs = tempfile::NamedTempFile::new().unwrap();
+    let child = std::process::Command::new(fixture::xtask_binary())
+        .args(["canary", "start", "--namespace", &ns.name, "--tag", &shared.v2, "--steps", "50", "--analysis-seconds", "60"])
+        .args(["--approval", "pause"])
+        .env("KUBECONFIG", &ns.kubeconfig)
+        .env("GITHUB_OUTPUT", outputs.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "the canary never reached its analysis");
+        let runs = flow.block_on(flow.journal().entries()).or_panic();
+        let in_step =
+            runs.iter().any(|r| r.flow == "canary" && r.steps.iter().any(|s| s.id == "step-1" && s.status == StepStatus::Running));
+        if in_step && deployment_image(&flow, "model-server-canary").is_some() {
+            // Into the window (60 s): the canary is up and its smoke tests take a second or two.
+            std::thread::sleep(Duration::from_secs(5));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let written = std::fs::read_to_string(outputs.path()).unwrap();
+    let run_id = written.lines().find_map(|l| l.strip_prefix("run=")).map(str::to_owned);
+    assert!(run_id.is_some(), "the run id reaches $GITHUB_OUTPUT when the run begins: {written:?}");
+    let pid = child.id().to_string();
+    for _ in 0..2 {
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let output = child.wait_with_output().unwrap();
+    let said = fixture::said(&output);
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains("SIGTERM: stopping at the next safe point") && said.contains("SIGTERM ignored: already stopping"), "{said}");
+    assert!(said.contains("interrupted (SIGTERM)"), "{said}");
+    assert_eq!(deployment_image(&flow, "model-server-canary"), None, "the canary is removed");
+    assert_eq!(deployment_image(&flow, "model-server"), Some(image(&shared.v1)), "stable as before");
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    let run = runs.iter().rev().find(|r| r.flow == "canary").unwrap();
+    assert_eq!(Some(&run.id), run_id.as_ref());
+    assert_eq!(run.result, RunResult::Failed, "failed and undone: {run:#?}");
+    assert!(run.facts.get("interrupted").is_some_and(|f| f.starts_with("SIGTERM")), "{run:#?}");
+    assert_no_failures(&load.stats());
+}
+
 #[test]
 fn a_canary_killed_mid_step_is_resumed_from_another_process_and_finishes() {
     let shared = fixture::shared();
@@ -345,6 +401,48 @@ fn a_killed_blue_green_run_whose_release_was_uninstalled_blocks_no_new_start() {
     assert_eq!(killed.result, RunResult::Closed, "{killed:#?}");
     assert!(killed.error.as_deref().is_some_and(|e| e.contains("not installed any more")), "{killed:#?}");
     assert_eq!(runs.last().unwrap().result, RunResult::Succeeded);
+
+    // Issue 33: a colleague's `helm rollback` during the next switch's hold. The flow stops within
+    // its fence's look (2 s), not at the hold's end, and leaves the rollback in place: blue is
+    // live again, green is not scaled down over it, and the run is closed (not resumable).
+    let before_switch = flow.record().or_panic().current().unwrap().revision;
+    let hold = BlueGreenStart { image: Wanted::Tag(shared.v2.clone()), scale_down_delay: 120, dry_run: false };
+    let helm = xtask::tools::HELM.find(&ns.sh).or_panic();
+    let (access, name, kubeconfig) = (ns.target().access(), ns.name.clone(), ns.kubeconfig.clone());
+    let colleague = std::thread::spawn(move || {
+        let api = xtask::k8s::Connection::open(access).or_panic();
+        let journal = xtask::journal::Journal::new(api.client(), &name, "model-server");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            assert!(Instant::now() < deadline, "the switch never reached its hold");
+            let runs = api.run(journal.entries()).or_panic();
+            if runs.iter().any(|r| r.flow == "bluegreen" && r.steps.iter().any(|s| s.id == "propagate" && s.status == StepStatus::Running))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let rollback = std::process::Command::new(helm)
+            .args(["rollback", "model-server", &before_switch.to_string(), "--namespace", &name, "--kubeconfig"])
+            .arg(&kubeconfig)
+            .output()
+            .unwrap();
+        assert!(rollback.status.success(), "{}", String::from_utf8_lossy(&rollback.stderr));
+        Instant::now()
+    });
+    let stopped = bluegreen::start_flow(&ns.flow(), &hold).map(drop);
+    let rolled_back_at = colleague.join().unwrap();
+    let stopped_after = rolled_back_at.elapsed();
+    let said = failure(stopped);
+    assert!(said.contains("changed by someone else mid-flow") && said.contains(&format!("Rollback to {before_switch}")), "{said}");
+    eprintln!("the switch stopped {:.1} s after the hand rollback (its hold was 120 s)", stopped_after.as_secs_f64());
+    let state = flow.record().or_panic();
+    assert_eq!(state.values.live_slot(), Some(Slot::Blue), "the hand rollback stands");
+    assert!(state.current().unwrap().description.starts_with(&format!("Rollback to {before_switch}")), "no revision made over it");
+    let runs = flow.block_on(flow.journal().entries()).or_panic();
+    let switch = runs.iter().rev().find(|r| r.flow == "bluegreen").unwrap();
+    assert_eq!(switch.result, RunResult::Closed, "{switch:#?}");
+    assert!(failure(bluegreen::resume(&ns.flow())).contains("nothing to resume"), "a closed run is not resumed");
 }
 
 #[test]

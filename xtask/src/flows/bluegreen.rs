@@ -24,6 +24,8 @@ use crate::report::{self, Outcome, Output};
 
 const STATE_FACT: &str = "bluegreen_state";
 
+/// How often a blue/green hold asks the fence whether someone else changed the release.
+const FENCE_EVERY_DURING_A_HOLD: Duration = Duration::from_secs(2);
 /// What `bluegreen start` is asked to do.
 #[derive(Clone, Debug)]
 pub struct StartOptions {
@@ -454,9 +456,19 @@ fn do_step(changes: &Changes, state: &State, id: &str) -> Result<()> {
         "propagate" => {
             changes.block_on(wait_endpoints(changes, &chart::live_service(&t.release), to))?;
             println!("  holding {from} for {} s more: every node's kube-proxy must have switched too", state.scale_down_delay);
-            // A hold for kube-proxy on nodes the API cannot observe, by design; not a wait for a state.
-            crate::interrupt::pause(Duration::from_secs(state.scale_down_delay))?;
-            Ok(())
+            // A hold for kube-proxy on nodes the API cannot observe, by design; not a wait for a
+            // state. The fence is asked through it: a hand `helm rollback` meanwhile ends the flow
+            // within seconds (seen: it went on to "scale green down", scaling nothing, then waited
+            // 300 s for green's serving pods to go).
+            let until = std::time::Instant::now() + Duration::from_secs(state.scale_down_delay);
+            loop {
+                changes.fence()?;
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Ok(());
+                }
+                crate::interrupt::pause(left.min(FENCE_EVERY_DURING_A_HOLD))?;
+            }
         }
         "scale-down" => scale_down(changes, from),
         other => bail!("unknown blue/green step {other}"),

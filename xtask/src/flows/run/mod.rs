@@ -369,8 +369,9 @@ impl<'f, 'a> Changes<'f, 'a> {
     }
 
     /// The fence, before every write (`fence.rs`): this run still holds the release's Lease,
-    /// read now, and the release's latest Helm revision is one it made or the one it saw.
-    fn fence(&self) -> Result<()> {
+    /// read now, and the release's latest Helm revision is one it made or the one it saw. Also
+    /// asked during a long hold, so that a hand change ends the run in seconds, not at its end.
+    pub fn fence(&self) -> Result<()> {
         let t = &self.flow.target;
         let client = self.flow.client();
         if let Some(lost) = self.flow.block_on(lease::still_held(client, &t.namespace, &t.lease_name(), &self.holder))? {
