@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
+use xtask::cluster::external_secrets;
 use xtask::flows::deploy;
 use xtask::up::Database;
 
@@ -26,6 +27,13 @@ fn pods_started(ns: &TestNamespace) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The kinds of the objects that own the admin token's Secret.
+fn token_owners(ns: &TestNamespace) -> Vec<String> {
+    let flow = ns.flow();
+    let secret = flow.block_on(Api::<Secret>::namespaced(flow.client().clone(), &ns.name).get(TOKEN_SECRET)).unwrap();
+    secret.metadata.owner_references.unwrap_or_default().into_iter().map(|r| r.kind).collect()
+}
+
 fn token(ns: &TestNamespace) -> String {
     let flow = ns.flow();
     flow.block_on(xtask::k8s::secrets::read_key(&Api::<Secret>::namespaced(flow.client().clone(), &ns.name), TOKEN_SECRET, "token"))
@@ -35,12 +43,14 @@ fn token(ns: &TestNamespace) -> String {
 /// A release whose admin token the Sealed Secrets controller delivers (as a sealed environment
 /// deploys it), then `up`, whose dev values deliver it by hand: one run, it passes, the token is
 /// kept (the handover takes the SealedSecret's ownership off before Helm removes it; before, the
-/// garbage collector deleted the Secret and the rollout failed). Then `up` again: a verified
-/// revision that restarts nothing and keeps the token.
+/// garbage collector deleted the Secret and the rollout failed). The same from External Secrets
+/// Operator's delivery. Then `up` again: a verified revision that restarts nothing and keeps the
+/// token.
 #[test]
-fn up_on_a_sealed_release_keeps_its_token_and_up_again_restarts_nothing() {
+fn up_on_a_sealed_or_external_release_keeps_its_token_and_up_again_restarts_nothing() {
     let shared = fixture::shared();
     fixture::sealed_secrets_controller();
+    fixture::external_secrets_operator();
     let ns = TestNamespace::new("up-used");
     let the_token = token(&ns);
     let sealed =
@@ -56,6 +66,7 @@ fn up_on_a_sealed_release_keeps_its_token_and_up_again_restarts_nothing() {
     flow.set_overrides(&xtask::flows::Overrides { files: vec![sealed_file], ..Default::default() }, xtask::flows::DEPLOY_MANAGED_VALUES)
         .or_panic();
     deploy::deploy(&flow, &shared.v1, false).or_panic();
+    assert!(token_owners(&ns).iter().any(|k| k == "SealedSecret"), "delivered by the controller first");
 
     let database = Database::At(fixture::shared_database_url().to_owned());
     let up = || xtask::up::deploy_dev(&ns.sh, &shared.cluster.cluster, &ns.name, &database).unwrap_or_else(|e| panic!("{e:#}"));
@@ -73,9 +84,33 @@ fn up_on_a_sealed_release_keeps_its_token_and_up_again_restarts_nothing() {
         verified.image
     );
     assert_eq!(token(&ns), the_token, "the token survived the switch from sealed to manual");
+    assert!(token_owners(&ns).is_empty(), "dev delivers it by hand: {:?}", token_owners(&ns));
     let runs = flow.block_on(flow.journal().entries()).or_panic();
     let last = runs.last().unwrap();
     assert_eq!((last.flow.as_str(), last.result), ("deploy", xtask::journal::RunResult::Succeeded), "up is a deploy run: {last:#?}");
+
+    // External Secrets Operator's delivery, from the store it reads, then `up` again.
+    let store_secrets = Api::<Secret>::namespaced(flow.client().clone(), external_secrets::STORE_NAMESPACE);
+    let remote_key = format!("{}-admin-token", ns.name);
+    let data = || Ok(BTreeMap::from([("token".to_owned(), the_token.clone())]));
+    if !flow.block_on(xtask::k8s::secrets::ensure(&store_secrets, &remote_key, data)).or_panic() {
+        flow.block_on(xtask::k8s::secrets::write_key(&store_secrets, &remote_key, "token", &the_token)).or_panic();
+    }
+    let external_file = dir.path().join("external.json");
+    let external = serde_json::json!({"externalSecrets": {
+        "enabled": true,
+        "secretStoreRef": {"kind": "ClusterSecretStore", "name": external_secrets::STORE_NAME},
+        "adminToken": {"remoteKey": remote_key, "remoteProperty": "token"},
+    }});
+    std::fs::write(&external_file, serde_json::to_vec(&external).unwrap()).unwrap();
+    let flow = ns.flow();
+    flow.set_overrides(&xtask::flows::Overrides { files: vec![external_file], ..Default::default() }, xtask::flows::DEPLOY_MANAGED_VALUES)
+        .or_panic();
+    deploy::deploy(&flow, &shared.v1, false).or_panic();
+    assert!(token_owners(&ns).iter().any(|k| k == "ExternalSecret"), "delivered by the operator first");
+    up();
+    assert_eq!(token(&ns), the_token, "the token survived the switch from external to manual");
+    assert!(token_owners(&ns).is_empty(), "dev delivers it by hand: {:?}", token_owners(&ns));
 
     let started = pods_started(&ns);
     let revisions = flow.record().or_panic().history.len();
