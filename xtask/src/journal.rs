@@ -174,18 +174,31 @@ impl Journal {
         anyhow::bail!("writing journal ConfigMap {}: kept conflicting with other writers", self.name)
     }
 
-    /// Every run kept, oldest first.
+    /// Every run kept, oldest first. An entry that does not read (edited by hand, written by a
+    /// newer shipshape) is skipped and named: one bad entry must not stop every command that reads
+    /// the journal, the ones that would repair the release included.
     pub async fn entries(&self) -> Result<Vec<Entry>> {
         let Some(map) = self.api.get_opt(&self.name).await.with_context(|| format!("reading journal ConfigMap {}", self.name))? else {
             return Ok(Vec::new());
         };
-        let mut entries = Vec::new();
-        for (key, value) in map.data.unwrap_or_default() {
-            let entry = serde_json::from_str(&value).with_context(|| format!("journal entry {key} is not valid"))?;
-            entries.push(entry);
+        let (entries, unread) = read_entries(map.data.unwrap_or_default());
+        for (key, err) in unread {
+            eprintln!("note: journal ConfigMap {} entry {key} does not read ({err}): skipped", self.name);
         }
         Ok(entries)
     }
+}
+
+/// The entries that read, in key order, and each key that does not with why.
+fn read_entries(data: BTreeMap<String, String>) -> (Vec<Entry>, Vec<(String, String)>) {
+    let (mut entries, mut unread) = (Vec::new(), Vec::new());
+    for (key, value) in data {
+        match serde_json::from_str(&value) {
+            Ok(entry) => entries.push(entry),
+            Err(err) => unread.push((key, err.to_string())),
+        }
+    }
+    (entries, unread)
 }
 
 /// Who is running this: the CI job when in GitHub Actions, else user@host.
@@ -235,5 +248,19 @@ mod tests {
             assert_eq!(parsed.word(), result);
         }
         assert!(serde_json::from_value::<RunResult>(serde_json::json!("exploded")).is_err(), "an unknown word is an error, not a guess");
+    }
+
+    #[test]
+    fn an_entry_that_does_not_read_is_skipped_and_named_and_the_others_read() {
+        let good = r#"{"id":"b","flow":"deploy","args":"","actor":"a@h","started":"2026-12-01T00:00:00Z","result":"succeeded"}"#;
+        let data = BTreeMap::from([
+            ("a".to_owned(), "{not json".to_owned()),
+            ("b".to_owned(), good.to_owned()),
+            ("c".to_owned(), good.replace("succeeded", "exploded")),
+        ]);
+        let (entries, unread) = read_entries(data);
+        assert_eq!(entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(unread.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+        assert!(unread[1].1.contains("exploded"), "the reason is said: {unread:?}");
     }
 }
