@@ -220,6 +220,33 @@ fn a_canary_paused_at_the_gate_is_promoted_by_a_second_command_and_another_abort
     assert_no_failures(&load.stats());
 }
 
+/// Waits (two minutes at most) until the journal, as `entries` reads it, shows step `step` of a
+/// `flow` run running and `also` holds.
+fn until_step_runs(entries: impl Fn() -> Vec<xtask::journal::Entry>, flow: &str, step: &str, also: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "the {flow} run never reached its step {step}");
+        let running = entries().iter().any(|r| r.flow == flow && r.steps.iter().any(|s| s.id == step && s.status == StepStatus::Running));
+        if running && also() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Until a canary's first step runs with its Deployment made, then 5 s more: inside its first
+/// analysis window.
+fn until_inside_the_first_window(flow: &Flow) {
+    until_step_runs(
+        || flow.block_on(flow.journal().entries()).or_panic(),
+        "canary",
+        "step-1",
+        || deployment_image(flow, "model-server-canary").is_some(),
+    );
+    // The canary is up and its smoke tests take a second or two.
+    std::thread::sleep(Duration::from_secs(5));
+}
+
 /// Issue 33: a CI cancel (SIGTERM, as GitHub sends it) during a canary's analysis: the run id is
 /// in `$GITHUB_OUTPUT` from the start (the workflow's abort job finds it), the canary stops at
 /// once, aborts itself, and stable serves alone; a second signal during the abort is ignored;
@@ -240,19 +267,7 @@ fn a_canary_cancelled_mid_window_aborts_itself_and_stable_serves_throughout() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        assert!(Instant::now() < deadline, "the canary never reached its analysis");
-        let runs = flow.block_on(flow.journal().entries()).or_panic();
-        let in_step =
-            runs.iter().any(|r| r.flow == "canary" && r.steps.iter().any(|s| s.id == "step-1" && s.status == StepStatus::Running));
-        if in_step && deployment_image(&flow, "model-server-canary").is_some() {
-            // Into the window (60 s): the canary is up and its smoke tests take a second or two.
-            std::thread::sleep(Duration::from_secs(5));
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    until_inside_the_first_window(&flow);
     let written = std::fs::read_to_string(outputs.path()).unwrap();
     let run_id = written.lines().find_map(|l| l.strip_prefix("run=")).map(str::to_owned);
     assert!(run_id.is_some(), "the run id reaches $GITHUB_OUTPUT when the run begins: {written:?}");
@@ -291,18 +306,7 @@ fn a_canary_killed_mid_step_is_resumed_from_another_process_and_finishes() {
         .spawn()
         .unwrap();
     // Kill it during its first analysis window (15 s: the kill comes 5 s after the step began).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        assert!(Instant::now() < deadline, "the canary never reached its first analysis");
-        let runs = flow.block_on(flow.journal().entries()).or_panic();
-        let in_step =
-            runs.iter().any(|r| r.flow == "canary" && r.steps.iter().any(|s| s.id == "step-1" && s.status == StepStatus::Running));
-        if in_step && deployment_image(&flow, "model-server-canary").is_some() {
-            std::thread::sleep(Duration::from_secs(5));
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    until_inside_the_first_window(&flow);
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -361,15 +365,7 @@ fn blue_green_switch_killed_in_its_hold(ns: &TestNamespace, flow: &Flow, tag: &s
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        assert!(Instant::now() < deadline, "the switch never reached its propagation hold");
-        let runs = flow.block_on(flow.journal().entries()).or_panic();
-        if runs.iter().any(|r| r.flow == "bluegreen" && r.steps.iter().any(|s| s.id == "propagate" && s.status == StepStatus::Running)) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    until_step_runs(|| flow.block_on(flow.journal().entries()).or_panic(), "bluegreen", "propagate", || true);
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -412,16 +408,7 @@ fn a_killed_blue_green_run_whose_release_was_uninstalled_blocks_no_new_start() {
     let colleague = std::thread::spawn(move || {
         let api = xtask::k8s::Connection::open(access).or_panic();
         let journal = xtask::journal::Journal::new(api.client(), &name, "model-server");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            assert!(Instant::now() < deadline, "the switch never reached its hold");
-            let runs = api.run(journal.entries()).or_panic();
-            if runs.iter().any(|r| r.flow == "bluegreen" && r.steps.iter().any(|s| s.id == "propagate" && s.status == StepStatus::Running))
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
+        until_step_runs(|| api.run(journal.entries()).or_panic(), "bluegreen", "propagate", || true);
         let rollback = std::process::Command::new(helm)
             .args(["rollback", "model-server", &before_switch.to_string(), "--namespace", &name, "--kubeconfig"])
             .arg(&kubeconfig)
