@@ -34,6 +34,7 @@ pub enum Command {
     Verify(Verify),
     Rollback(Rollback),
     Reload(Reload),
+    Restart(Restart),
     RotateSecret(RotateSecret),
     Doctor(Doctor),
     Status(Status),
@@ -201,6 +202,29 @@ pub struct Reload {
     /// `json`: what the command did as one JSON document on stdout (its journal entries: steps,
     /// facts such as the digest deployed and the Helm revision left, the result), progress on
     /// stderr; written whatever the outcome.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Output,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Restart the pods that serve, as a Helm revision, so they read their Secrets anew.
+///
+/// The runbook's "restart pods to pick up the new secret" on its own: a Helm revision (value
+/// restartedAt), never `kubectl rollout restart` behind Helm's back, of whatever serves (the
+/// stable Deployment and a canary's, or a blue/green release's live colour); waits for the
+/// rollouts and runs the post-deployment checks; rolls back to the revision before if the new
+/// pods do not come up. `doctor` names it when pods hold a Secret's old value.
+///
+///     cargo xtask restart --env staging
+#[derive(Args, Debug)]
+pub struct Restart {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// `json`: what the command did as one JSON document on stdout (its journal entries: steps,
+    /// facts such as the Helm revision left, the result), progress on stderr; written whatever
+    /// the outcome.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
     /// Print the plan and change nothing.

@@ -7,7 +7,9 @@ use xshell::Shell;
 
 use crate::cli::{self, Command};
 use crate::cluster::lifecycle::{self, AddOn, ClusterTarget, ClusterUp};
-use crate::flows::{self, bluegreen, canary, deploy, doctor, images, preflight, reload, rollback, rotate, status, verify, Flow, Target};
+use crate::flows::{
+    self, bluegreen, canary, deploy, doctor, images, preflight, reload, restart, rollback, rotate, status, verify, Flow, Target,
+};
 use crate::report::{self, Outcome};
 use crate::{chart, keys, signing};
 
@@ -60,6 +62,12 @@ pub fn run(command: Command, sh: &Shell) -> Result<()> {
             let reloaded = reload::reload(&flow, cmd.dry_run).map(drop);
             ended.extend(flow.ended_runs());
             reloaded
+        }),
+        Command::Restart(cmd) => changing("restart", cmd.output, |ended| {
+            let flow = connect(sh, &cmd.target)?;
+            let restarted = restart::restart(&flow, cmd.dry_run);
+            ended.extend(flow.ended_runs());
+            restarted
         }),
         Command::RotateSecret(cmd) => changing("rotate-secret", cmd.output, |ended| {
             let kind = cmd.secret.into();

@@ -336,13 +336,12 @@ pub fn stale_secrets(
     t: &Target,
     pods: &[k8s_openapi::api::core::v1::Pod],
     read: &std::collections::BTreeMap<String, Option<Secret>>,
-    running_tag: &str,
 ) -> Check {
     // A missing Secret is the secret checks' finding, not this one's.
     let changed = read.iter().filter_map(|(name, secret)| Some((name.clone(), last_changed(secret.as_ref()?)?))).collect();
     let fix = format!(
-        "restart them as a Helm revision: cargo xtask deploy --env {} --namespace {} --tag {running_tag} --set-string \
-         restartedAt=\"$(date -u +%FT%TZ)\" (`cargo xtask rotate-secret` restarts them itself after a rotation)",
+        "restart them as a Helm revision: cargo xtask restart --env {} --namespace {} (`cargo xtask rotate-secret` restarts \
+         them itself after a rotation; one killed after it wrote the Secret leaves this to do)",
         t.env.name(),
         t.namespace
     );

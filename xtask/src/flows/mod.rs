@@ -17,6 +17,7 @@ pub mod ownership;
 pub mod preflight;
 pub mod release;
 pub mod reload;
+pub mod restart;
 pub mod rollback;
 pub mod rotate;
 mod run;

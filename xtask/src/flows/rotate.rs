@@ -216,8 +216,7 @@ pub fn rotate(flow: &Flow, rotation: &Rotation, dry_run: bool) -> Result<()> {
     // has no `model-server` Deployment). An idle colour scaled down has no pods to restart; one
     // still held after a switch restarts with the revision, unwaited (it serves nothing).
     let stable = state.values.live_deployment(&t.release);
-    let canary = state.values.canary.enabled.then(|| chart::canary_deployment(&t.release));
-    let deployments: Vec<String> = std::iter::once(stable.clone()).chain(canary.clone()).collect();
+    let deployments = super::restart::serving_deployments(&t.release, &state);
 
     let mut plan = vec![
         step("value", source.in_words()),

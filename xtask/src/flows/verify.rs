@@ -149,7 +149,7 @@ pub async fn checks(client: &kube::Client, pod_client: &kube::Client, target: &T
         let metrics = timed("metrics", Box::pin(metrics_series(pod_client, target, o))).await;
         [prediction, metrics]
     };
-    let secrets_current = timed("secrets-current", Box::pin(secrets_current(client, target, o, &state.values.image.tag)));
+    let secrets_current = timed("secrets-current", Box::pin(secrets_current(client, target, o)));
     let runbook_checks = join_all([
         timed("replicas-ready", Box::pin(async { replicas_ready(o, &target.release, &state.values) })),
         timed("pods-running", Box::pin(async { pods_running(o) })),
@@ -431,7 +431,7 @@ async fn metrics_series(client: &kube::Client, target: &Target, o: &Observed) ->
 /// old value (a warning at most): each started after the Secrets it reads last changed (the
 /// runbook's "pods still use the old value after a Secret update"; doctor says the same, with
 /// the fix).
-async fn secrets_current(client: &kube::Client, target: &Target, o: &Observed, running_tag: &str) -> Check {
+async fn secrets_current(client: &kube::Client, target: &Target, o: &Observed) -> Check {
     let read = match super::findings::secrets_read(client, target, &o.pods).await {
         Ok(read) => read,
         Err(err) => return Check::new("", Outcome::Warn, format!("could not read the Secrets the pods read: {err:#}")),
@@ -446,7 +446,7 @@ async fn secrets_current(client: &kube::Client, target: &Target, o: &Observed, r
         ))
         .with_fix(format!("`cargo xtask preflight --env {}` says how each is made", target.env.name()));
     }
-    super::findings::stale_secrets(target, &o.pods, &read, running_tag)
+    super::findings::stale_secrets(target, &o.pods, &read)
 }
 
 /// What of the analysis' series for the predict route a /metrics text lacks, in words.

@@ -49,7 +49,7 @@ pub fn doctor(flow: &Flow) -> Result<Vec<Check>> {
         let events = release_warning_events(flow.client(), t, &release_pods, &deployments).await?;
         checks.extend(pods::pods(flow.client(), t, &release_pods, &state.values, &events).await);
         let read = findings::secrets_read(flow.client(), t, &release_pods).await?;
-        checks.push(findings::stale_secrets(t, &release_pods, &read, &state.values.image.tag));
+        checks.push(findings::stale_secrets(t, &release_pods, &read));
         checks.extend(rollouts(flow.client(), t).await?);
         checks.extend(admitted_now(flow.client(), t, &deployments).await);
         checks.push(match ownership::drift(flow.client(), &t.namespace, &t.release, &state).await? {
