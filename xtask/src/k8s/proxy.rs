@@ -42,11 +42,21 @@ pub async fn post_pod_json(
     send_body(client, request, Some(("content-type", "application/json")), serde_json::to_vec(body)?).await
 }
 
+/// How long a pod (a Service, a kubelet) may take to answer one request through the proxy. The
+/// runbooks' endpoints answer in milliseconds; a Ready pod that hangs would otherwise hold a
+/// flow's step (and the release's Lease) forever, renewing it all the while.
+pub const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 async fn send(client: &kube::Client, request: http::request::Builder, header: Option<(&str, &str)>) -> Result<Answer> {
     send_body(client, request, header, Vec::new()).await
 }
 
-async fn send_body(
+async fn send_body(client: &kube::Client, request: http::request::Builder, header: Option<(&str, &str)>, body: Vec<u8>) -> Result<Answer> {
+    send_within(ANSWER_TIMEOUT, client, request, header, body).await
+}
+
+async fn send_within(
+    timeout: std::time::Duration,
     client: &kube::Client,
     mut request: http::request::Builder,
     header: Option<(&str, &str)>,
@@ -61,8 +71,35 @@ async fn send_body(
         request = request.header(name, value);
     }
     let request = request.body(body).context("building the proxy request")?;
-    let response = client.send(request.map(kube::client::Body::from)).await.with_context(|| shown.clone())?;
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect_bytes().await.with_context(|| format!("reading the answer to {shown}"))?;
-    Ok(Answer { status, body: String::from_utf8_lossy(&bytes).into_owned() })
+    let answered = tokio::time::timeout(timeout, async {
+        let response = client.send(request.map(kube::client::Body::from)).await.with_context(|| shown.clone())?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect_bytes().await.with_context(|| format!("reading the answer to {shown}"))?;
+        anyhow::Ok(Answer { status, body: String::from_utf8_lossy(&bytes).into_owned() })
+    })
+    .await;
+    match answered {
+        Ok(answer) => answer,
+        Err(_) => anyhow::bail!("no answer to {shown} within {} s: it hangs (`cargo xtask doctor` shows the pod)", timeout.as_secs()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A pod that never answers: the request fails, naming the pod and the path, instead of
+    /// holding its caller forever.
+    #[test]
+    fn a_pod_that_never_answers_fails_the_request_naming_it() {
+        #[allow(clippy::disallowed_methods)] // a runtime for the mock API server, as kube-rs tests its client
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let said = runtime.block_on(async {
+            let (service, _handle) = tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+            let client = kube::Client::new(service, "ns");
+            let request = http::Request::get("/api/v1/namespaces/ns/pods/model-server-abc:8000/proxy/health/db");
+            let hung = super::send_within(std::time::Duration::from_millis(50), &client, request, None, Vec::new()).await;
+            format!("{:#}", hung.err().expect("a hung pod is an error"))
+        });
+        assert!(said.contains("no answer to GET /api/v1/namespaces/ns/pods/model-server-abc:8000/proxy/health/db"), "{said}");
+        assert!(said.contains("it hangs"), "{said}");
+    }
 }
