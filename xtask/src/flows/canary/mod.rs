@@ -573,9 +573,27 @@ pub fn replaced_pods(before: &BTreeSet<(String, String)>, after: &BTreeSet<(Stri
 /// The approval gate's prompt on a terminal: yes promotes, anything else aborts.
 fn ask_for_approval(state: &State) -> Result<bool> {
     println!("all {} steps passed. Promote {} to stable at {} pods? [y/N] ", state.steps.len(), state.canary_tag, state.total_pods);
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    Ok(answer.trim().eq_ignore_ascii_case("y") || answer.trim().eq_ignore_ascii_case("yes"))
+    // Read on a thread of its own, so that Ctrl-C at the prompt (a request while the run holds
+    // the release: interrupt.rs) answers no, and the canary is aborted, instead of waiting on.
+    let (said, answer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = said.send(std::io::stdin().read_line(&mut line).map(|_| line));
+    });
+    loop {
+        if let Err(interrupted) = crate::interrupt::checkpoint() {
+            println!("  {interrupted}: not approved");
+            return Ok(false);
+        }
+        match answer.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(line) => {
+                let line = line?;
+                return Ok(line.trim().eq_ignore_ascii_case("y") || line.trim().eq_ignore_ascii_case("yes"));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(false),
+        }
+    }
 }
 
 /// Stable to the digest the analysis judged, at full size (canary still serving), checked
