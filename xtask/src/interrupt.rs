@@ -26,6 +26,7 @@ const SIGTERM_DELIVERED: u8 = 4;
 static STATE: AtomicU8 = AtomicU8::new(NONE);
 static RUNS: AtomicUsize = AtomicUsize::new(0);
 static LISTENING: OnceLock<()> = OnceLock::new();
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// How often a hold looks for a request (a signal waits at most this long to be seen).
 const LOOK_EVERY: Duration = Duration::from_millis(200);
@@ -44,10 +45,18 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
+/// Called by the `xtask` binary: its runs take signals as requests. Without it (a library user,
+/// such as the test binary running many flows side by side) a signal keeps its default action.
+pub fn stop_flows_safely_on_signals() {
+    ENABLED.store(true, Ordering::SeqCst);
+}
+
 /// A run began: signals become requests (the listener starts with the first run).
 pub fn run_began() {
     RUNS.fetch_add(1, Ordering::SeqCst);
-    LISTENING.get_or_init(listen);
+    if ENABLED.load(Ordering::SeqCst) {
+        LISTENING.get_or_init(listen);
+    }
 }
 
 /// A run ended: with none under way, a signal ends the process again.

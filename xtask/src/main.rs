@@ -8,6 +8,10 @@ fn main() -> std::process::ExitCode {
     if cli.no_install {
         xtask::host::forbid_installs();
     }
+    // This process is the command a person or a CI job runs: Ctrl-C and a cancel stop its flows
+    // at a safe point. (A library user, such as the test binary running flows side by side, keeps
+    // the default: a signal ends it.)
+    xtask::interrupt::stop_flows_safely_on_signals();
     let result = xtask::repo_shell().and_then(|sh| xtask::commands::run(cli.command, &sh));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
