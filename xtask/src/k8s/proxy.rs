@@ -7,6 +7,18 @@ pub struct Answer {
     pub body: String,
 }
 
+impl Answer {
+    /// The body in words: when the API server answered for the target (a Service with no ready
+    /// endpoint, a pod gone: a `Status` object), its message, not the raw JSON.
+    pub fn in_words(&self) -> String {
+        let status: Option<serde_json::Value> = serde_json::from_str(&self.body).ok();
+        match status.as_ref().filter(|s| s["kind"] == "Status").and_then(|s| s["message"].as_str()) {
+            Some(message) => format!("the API server says: {message}"),
+            None => self.body.trim().to_owned(),
+        }
+    }
+}
+
 /// `GET http://<service>.<namespace>:<port><path>` via the API server.
 pub async fn get(client: &kube::Client, namespace: &str, service: &str, port: &str, path: &str) -> Result<Answer> {
     send(client, http::Request::get(format!("/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy{path}")), None).await
@@ -86,6 +98,14 @@ async fn send_within(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_api_server_status_is_said_in_its_words_and_a_body_as_it_is() {
+        let status = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"no endpoints available for service \"prometheus\"","reason":"ServiceUnavailable","code":503}"#;
+        let answer = super::Answer { status: 503, body: status.to_owned() };
+        assert_eq!(answer.in_words(), r#"the API server says: no endpoints available for service "prometheus""#);
+        assert_eq!(super::Answer { status: 500, body: "boom\n".to_owned() }.in_words(), "boom");
+    }
+
     /// A pod that never answers: the request fails, naming the pod and the path, instead of
     /// holding its caller forever.
     #[test]

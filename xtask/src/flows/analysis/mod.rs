@@ -178,7 +178,7 @@ pub async fn snapshot(client: &kube::Client, pod_client: &kube::Client, namespac
     for (pod, answer) in pods.iter().zip(answers) {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let answer = answer?;
-        anyhow::ensure!(answer.status == 200, "GET /metrics on pod {name} answered {}", answer.status);
+        anyhow::ensure!(answer.status == 200, "GET /metrics on pod {name} answered {}: {}", answer.status, answer.in_words());
         snapshot.insert(name, (pods::track_of(pod), parse(&answer.body)));
     }
     Ok(snapshot)
@@ -273,6 +273,24 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// A window whose metrics could not be read (Prometheus gone, a pod's `/metrics` not
+    /// answering): inconclusive, so the canary pauses (exit 3) for a person or `canary resume`
+    /// to judge again, never a pass and never an abort. Argo Rollouts counts such measurement
+    /// errors and, past `consecutiveErrorLimit` (4), ends the analysis in Error, which aborts
+    /// the rollout; here no evidence is not taken for evidence of a bad canary: stable was
+    /// never at risk, and a pause costs nothing but time.
+    pub fn without_evidence(why: &str, window_seconds: f64) -> Analysis {
+        Analysis {
+            verdict: Verdict::Inconclusive,
+            reasons: vec![format!("no evidence: the window's metrics could not be read ({why})")],
+            canary: TrackSample::default(),
+            stable: TrackSample::default(),
+            window_seconds,
+            checks: Vec::new(),
+            resources: BTreeMap::new(),
+        }
+    }
+
     /// Adds the custom checks' outcomes: a failed check fails the step; one without data makes
     /// a step that would pass inconclusive.
     pub fn with_checks(mut self, results: Vec<checks::CheckResult>) -> Analysis {
@@ -379,6 +397,15 @@ pub fn judge(tracks: &BTreeMap<String, TrackSample>, thresholds: &Thresholds, wi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_without_evidence_is_inconclusive_never_a_pass_or_a_fail_and_says_why() {
+        let why = "Prometheus prometheus.monitoring:9090 answered 503 to up: the API server says: no endpoints available";
+        let judged = Analysis::without_evidence(why, 15.0);
+        assert_eq!(judged.verdict, Verdict::Inconclusive, "a canary pauses for a person; stable was never at risk");
+        assert!(judged.reasons[0].starts_with("no evidence") && judged.reasons[0].contains("no endpoints available"), "{judged:?}");
+        assert!(!judged.reasons[0].contains(r#"{"kind""#), "the provider's words, not raw JSON");
+    }
 
     const METRICS: &str = r#"# HELP http_requests_total Requests.
 http_requests_total{route="/v1/predict",status="200"} 90

@@ -97,7 +97,7 @@ impl Prometheus {
         let time = at.map(|t| format!("&time={t:.3}")).unwrap_or_default();
         let path = format!("/api/v1/query?query={}{time}", percent_encode(query));
         let answer = proxy::get(client, &self.namespace, &self.service, &self.port, &path).await?;
-        anyhow::ensure!(answer.status == 200, "Prometheus {self} answered {} to {query}: {}", answer.status, answer.body.trim());
+        anyhow::ensure!(answer.status == 200, "Prometheus {self} answered {} to {query}: {}", answer.status, answer.in_words());
         Ok(answer.body)
     }
 }

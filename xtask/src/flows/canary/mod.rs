@@ -476,7 +476,12 @@ fn run_step(run: &mut Run, state: &mut State, index: usize) -> StepOutcome {
         let ready_seconds = changed.elapsed().as_secs_f64();
         changes.block_on(smoke_test(changes, &state.canary_tag))?;
         let before = changes.block_on(serving_pods(changes))?;
-        let mut judged = analyse(changes, state)?;
+        let mut judged = match analyse(changes, state) {
+            Ok(judged) => judged,
+            Err(err) if err.chain().any(|e| e.is::<crate::interrupt::Interrupted>()) => return Err(err),
+            // A metrics outage: no evidence either way (analysis::Analysis::without_evidence).
+            Err(err) => analysis::Analysis::without_evidence(&format!("{err:#}"), state.analysis_seconds as f64),
+        };
         let after = changes.block_on(serving_pods(changes))?;
         if let Some(replaced) = replaced_pods(&before, &after) {
             judged.verdict = Verdict::Inconclusive;
