@@ -280,5 +280,14 @@ fn deploy_takes_values_as_helm_does_and_refuses_bad_ones_before_any_change() {
     assert!(!ok && out.contains("replicaCount") && out.contains("nothing was changed"), "the schema names the key: {out}");
     let (ok, out) = deploy(&["--tag", &shared.v2, "--set", "image.tag=other"]);
     assert!(!ok && out.contains("managed by this command"), "{out}");
+    // Issue 34: a digest nobody verified, smuggled past the key check in a value Helm splits on
+    // its comma; a values file that would start a canary its flow never checked.
+    let other = format!("imageDigests.{}=sha256:{}", shared.v2.replace('.', "\\."), "1".repeat(64));
+    let (ok, out) = deploy(&["--tag", &shared.v2, "--set-string", &format!("env.adminTokenSecretKey=token,{other}")]);
+    assert!(!ok && out.contains("these values change imageDigests") && out.contains("nothing was changed"), "{out}");
+    let canary_file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(canary_file.path(), r#"{"canary": {"enabled": true, "replicaCount": 1, "image": {"tag": "v9"}}}"#).unwrap();
+    let (ok, out) = deploy(&["--tag", &shared.v2, "-f", canary_file.path().to_str().unwrap()]);
+    assert!(!ok && out.contains("these values change canary"), "{out}");
     assert_eq!(flow.record().or_panic().history.len(), 1, "no revision from a refused deploy");
 }

@@ -102,14 +102,25 @@ impl Overrides {
     }
 }
 
-/// The values a standard deploy sets itself (the tag it resolved and verified, its digest), and
-/// the environment's signature policy; `--set` may not touch them. `image.repository` is the
-/// user's: the registry the tag is resolved and checked in.
-pub const DEPLOY_MANAGED_VALUES: &[&str] = &["image.tag", "imageDigests", "supplyChain"];
+/// The values a standard deploy sets itself (the tag it resolved and verified, its digest), the
+/// environment's signature policy, and the shapes other flows make (a canary, a colour: their
+/// flows check their images; a deploy's values would run one unchecked); neither `--set` nor a
+/// values file may touch them. `image.repository` is the user's: the registry the tag is
+/// resolved and checked in.
+pub const DEPLOY_MANAGED_VALUES: &[&str] = &["image.tag", "imageDigests", "supplyChain", "canary", "blueGreen"];
 
 /// The values progressive flows set at every step, and the signature policy; `--set` may not
 /// touch them.
 pub const FLOW_MANAGED_VALUES: &[&str] = &["image", "imageDigests", "replicaCount", "canary", "blueGreen", "supplyChain"];
+
+/// The first of the `managed` keys (dotted paths) whose value in `planned` (the environment's
+/// values with the user's overrides, as Helm merged them) differs from the environment's own.
+pub fn changed_managed_key<'m>(planned: &serde_json::Value, environment: &serde_json::Value, managed: &[&'m str]) -> Option<&'m str> {
+    managed.iter().copied().find(|key| {
+        let pointer = format!("/{}", key.replace('.', "/"));
+        planned.pointer(&pointer) != environment.pointer(&pointer)
+    })
+}
 
 /// The given kubeconfig (`--kubeconfig`, or $KUBECONFIG, which the command line reads into the
 /// same option), else ~/.kube/config, else the local cluster `cargo xtask up` made. Every flow
@@ -179,6 +190,21 @@ mod tests {
     }
 
     /// The user's values come after the environment's, as helm applies files and flags in order.
+    #[test]
+    fn a_managed_value_changed_by_any_route_is_found_by_what_helm_made_of_it() {
+        let environment = serde_json::json!({"image": {"repository": "r", "tag": ""}, "imageDigests": {}, "canary": {"enabled": false}});
+        // `--set-string env.modelVersion=x,imageDigests.v1\.2\.3=sha256:other`: Helm's two keys.
+        let smuggled = serde_json::json!({"image": {"repository": "r", "tag": ""}, "imageDigests": {"v1.2.3": "sha256:other"}, "canary": {"enabled": false}, "env": {"modelVersion": "x"}});
+        assert_eq!(changed_managed_key(&smuggled, &environment, DEPLOY_MANAGED_VALUES), Some("imageDigests"));
+        // A values file that starts a canary.
+        let canary = serde_json::json!({"image": {"repository": "r", "tag": ""}, "imageDigests": {}, "canary": {"enabled": true}});
+        assert_eq!(changed_managed_key(&canary, &environment, DEPLOY_MANAGED_VALUES), Some("canary"));
+        // The user's own keys, the registry included, are theirs.
+        let theirs = serde_json::json!({"image": {"repository": "other", "tag": ""}, "imageDigests": {}, "canary": {"enabled": false}, "replicaCount": 3});
+        assert_eq!(changed_managed_key(&theirs, &environment, DEPLOY_MANAGED_VALUES), None);
+        assert_eq!(changed_managed_key(&theirs, &environment, FLOW_MANAGED_VALUES), Some("image"), "a progressive flow's own");
+    }
+
     #[test]
     fn the_user_s_values_apply_after_the_environment_s() {
         let prod = Target::new(Env::Prod, Some("p".into()), Some(&kubeconfig()), None).unwrap();

@@ -105,7 +105,7 @@ impl<'a> Helm<'a> {
     /// placeholder is taken out of the answer. Nothing is installed; no placeholder leaves here.
     pub fn planned_values(&self, chart: &Path, release: &ReleaseSpec) -> Result<Value> {
         let (bin, name, namespace, values) = (&self.bin, &release.name, &release.namespace, release.value_args());
-        let placeholders = placeholder_digests(chart, release)?;
+        let (placeholders, placed_for) = placeholder_digests(chart, release)?;
         let json = read_or_explain(cmd!(
             self.sh,
             "{bin} install {name} {chart} --namespace {namespace} --dry-run=client -o json {values...} {placeholders...}"
@@ -114,8 +114,10 @@ impl<'a> Helm<'a> {
         let planned: Value = serde_json::from_str(&json).context("reading helm install --dry-run's JSON")?;
         let mut merged = planned["chart"]["values"].clone();
         merge(&mut merged, &planned["config"]);
+        // Only the placeholders placed here go: a digest the values give stays, even one that
+        // reads like a placeholder (the checks on managed values must see it).
         if let Some(digests) = merged.get_mut("imageDigests").and_then(Value::as_object_mut) {
-            digests.retain(|_, digest| digest.as_str() != Some(PLACEHOLDER_DIGEST));
+            digests.retain(|tag, digest| !(placed_for.contains(tag) && digest.as_str() == Some(PLACEHOLDER_DIGEST)));
         }
         Ok(merged)
     }
@@ -219,7 +221,7 @@ const PLACEHOLDER_DIGEST: &str = "sha256:000000000000000000000000000000000000000
 
 /// `--set-string imageDigests.<tag>=<placeholder>` for the tags a dry run may render that the
 /// release does not pin: the chart's appVersion and the release's `image.tag`.
-fn placeholder_digests(chart: &Path, release: &ReleaseSpec) -> Result<Vec<String>> {
+fn placeholder_digests(chart: &Path, release: &ReleaseSpec) -> Result<(Vec<String>, Vec<String>)> {
     let chart_yaml =
         std::fs::read_to_string(chart.join("Chart.yaml")).with_context(|| format!("reading {}/Chart.yaml", chart.display()))?;
     let app_version = chart_yaml.lines().find_map(|l| l.strip_prefix("appVersion:")).map(|v| v.trim().trim_matches('"').to_owned());
@@ -235,11 +237,12 @@ fn placeholder_digests(chart: &Path, release: &ReleaseSpec) -> Result<Vec<String
         release.set.iter().any(|(k, _)| *k == format!("imageDigests.{}", tag.replace('.', "\\.")))
             || files.iter().any(|values| values["imageDigests"][tag].is_string())
     };
-    let mut args = Vec::new();
+    let (mut args, mut placed_for) = (Vec::new(), Vec::new());
     for tag in app_version.into_iter().chain(tag).filter(|t| !t.is_empty() && !pinned(t)) {
         args.extend(["--set-string".to_owned(), format!("imageDigests.{}={PLACEHOLDER_DIGEST}", tag.replace('.', "\\."))]);
+        placed_for.push(tag);
     }
-    Ok(args)
+    Ok((args, placed_for))
 }
 
 /// Revisions kept per release (`--history-max`): enough to roll back across a canary's steps.

@@ -217,6 +217,16 @@ impl<'a> Flow<'a> {
                  registry; move registries with `cargo xtask deploy --set image.repository=...` (nothing was changed)"
             );
         }
+        // Whatever the key before the first `=` said, what Helm made of the overrides is judged:
+        // Helm splits `--set`/`--set-string` values on commas (`env.x=a,imageDigests.v1=sha256:..`
+        // is two keys), and a values file may hold any key.
+        if let Some(key) = super::super::changed_managed_key(&planned, environment, managed) {
+            anyhow::bail!(
+                "these values change {key}, which this command sets itself: from a values file (-f), or from a --set or \
+                 --set-string value that Helm splits on a comma into another key (write a comma inside a value as \\,). \
+                 Refused (nothing was changed)"
+            );
+        }
         *self.overrides.borrow_mut() = Some(overrides.clone());
         let _ = self.planned_values.set(planned);
         Ok(())
