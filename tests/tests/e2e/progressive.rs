@@ -221,12 +221,15 @@ fn a_canary_paused_at_the_gate_is_promoted_by_a_second_command_and_another_abort
 }
 
 /// Waits (two minutes at most) until the journal, as `entries` reads it, shows step `step` of a
-/// `flow` run running and `also` holds.
+/// `flow` run under way and `also` holds.
 fn until_step_runs(entries: impl Fn() -> Vec<xtask::journal::Entry>, flow: &str, step: &str, also: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         assert!(Instant::now() < deadline, "the {flow} run never reached its step {step}");
-        let running = entries().iter().any(|r| r.flow == flow && r.steps.iter().any(|s| s.id == step && s.status == StepStatus::Running));
+        // A run still under way: a killed or closed run's last step stays "running" in its entry.
+        let running = entries().iter().any(|r| {
+            r.flow == flow && r.result == RunResult::Running && r.steps.iter().any(|s| s.id == step && s.status == StepStatus::Running)
+        });
         if running && also() {
             return;
         }
