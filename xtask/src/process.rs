@@ -5,7 +5,11 @@ use anyhow::{bail, Result};
 /// Runs `cmd`, returns its stdout; on failure the error holds the tool's stderr.
 pub(crate) fn read_or_explain(cmd: xshell::Cmd<'_>) -> Result<String> {
     let shown = cmd.to_string();
-    let output = cmd.ignore_status().quiet().output()?;
+    stdout_or_explain(&shown, cmd.ignore_status().quiet().output()?)
+}
+
+/// A finished command's stdout, or an error naming it with its stderr.
+fn stdout_or_explain(shown: &str, output: std::process::Output) -> Result<String> {
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         bail!("`{shown}` failed ({}):\n{}", output.status, stderr.trim_end());
@@ -20,11 +24,7 @@ pub(crate) fn read_or_explain_shielded(cmd: xshell::Cmd<'_>) -> Result<String> {
     use std::os::unix::process::CommandExt;
     let shown = cmd.to_string();
     let output = std::process::Command::from(cmd).process_group(0).stdin(std::process::Stdio::null()).output()?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        bail!("`{shown}` failed ({}):\n{}", output.status, stderr.trim_end());
-    }
-    Ok(String::from_utf8(output.stdout)?)
+    stdout_or_explain(&shown, output)
 }
 
 /// How often a long command reports that it is still running.

@@ -12,7 +12,7 @@ use kube::Api;
 use serde_json::json;
 use xshell::Shell;
 
-use crate::chart::{self, Env, Variant};
+use crate::chart::{self, Env};
 use crate::cluster::app_images::{self, POSTGRES_IMAGE};
 use crate::cluster::docker::Docker;
 use crate::cluster::lifecycle::{self, ClusterUp, RunningCluster};
@@ -92,9 +92,9 @@ pub fn deploy_dev(sh: &Shell, cluster: &RunningCluster, namespace: &str, databas
     let release = chart::RELEASE_NAME;
     let checks = api.run(wait_and_check(api.client(), namespace, release))?;
     println!("helm test {release}");
-    let mut spec = chart::release_spec(Env::Dev, Variant::Stable, Some(&pinned.tag));
-    spec.namespace = namespace.to_owned();
-    Helm::new(sh)?.test(&spec, api.access()).context("the chart's smoke test failed inside the cluster")?;
+    Helm::new(sh)?
+        .test(&flow.target.chart_release(Some(&pinned.tag)), api.access())
+        .context("the chart's smoke test failed inside the cluster")?;
     Ok(Verified { image: pinned.reference(), checks })
 }
 

@@ -621,6 +621,14 @@ pub fn stable_at<'n>(ns: &'n TestNamespace, tag: &str) -> Flow<'n> {
     flow
 }
 
+/// The pinned `helm` (`xtask::tools::HELM.find`) run by hand against `kubeconfig`'s cluster, as
+/// the runbooks' readers run it beside shipshape (`helm rollback`, `helm uninstall`): it must
+/// succeed; its stderr is the failure's message.
+pub fn helm_by_hand(helm: &std::path::Path, kubeconfig: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new(helm).args(args).arg("--kubeconfig").arg(kubeconfig).output().unwrap();
+    assert!(out.status.success(), "helm {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
 /// `helm upgrade` of the release with exactly `values`, by hand, outside any flow: how the tests
 /// set up a release's shape (its Secrets' source, a wrong store) the way an operator would with
 /// `helm upgrade -f values.yaml`.

@@ -279,12 +279,7 @@ fn a_helm_rollback_by_hand_at_the_gate_invalidates_the_promotion() {
 
     // The runbook's "Rollback Using Helm", by hand, with the pinned helm.
     let helm = xtask::tools::HELM.find(&ns.sh).or_panic();
-    let rollback = std::process::Command::new(helm)
-        .args(["rollback", "model-server", &before_canary.to_string(), "--namespace", &ns.name, "--kubeconfig"])
-        .arg(&ns.kubeconfig)
-        .output()
-        .unwrap();
-    assert!(rollback.status.success(), "{}", text(&rollback));
+    fixture::helm_by_hand(&helm, &ns.kubeconfig, &["rollback", "model-server", &before_canary.to_string(), "--namespace", &ns.name]);
     flow.block_on(xtask::k8s::wait::deployment_gone(flow.client(), &ns.name, "model-server-canary", xtask::flows::ROLLOUT_TIMEOUT))
         .or_panic();
 

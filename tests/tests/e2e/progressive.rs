@@ -387,12 +387,7 @@ fn a_killed_blue_green_run_whose_release_was_uninstalled_blocks_no_new_start() {
     bluegreen::start_flow(&flow, &start(&shared.v1)).or_panic();
     blue_green_switch_killed_in_its_hold(&ns, &flow, &shared.v2);
     let helm = xtask::tools::HELM.find(&ns.sh).or_panic();
-    let uninstall = std::process::Command::new(helm)
-        .args(["uninstall", "model-server", "--wait", "--namespace", &ns.name, "--kubeconfig"])
-        .arg(&ns.kubeconfig)
-        .output()
-        .unwrap();
-    assert!(uninstall.status.success(), "{}", String::from_utf8_lossy(&uninstall.stderr));
+    fixture::helm_by_hand(&helm, &ns.kubeconfig, &["uninstall", "model-server", "--wait", "--namespace", &ns.name]);
 
     let installed = bluegreen::start_flow(&ns.flow(), &start(&shared.v1)).unwrap_or_else(|e| panic!("start after the uninstall: {e:#}"));
     assert_eq!(installed.to_slot, Slot::Blue, "a first install again");
@@ -407,7 +402,6 @@ fn a_killed_blue_green_run_whose_release_was_uninstalled_blocks_no_new_start() {
     // live again, green is not scaled down over it, and the run is closed (not resumable).
     let before_switch = flow.record().or_panic().current().unwrap().revision;
     let hold = BlueGreenStart { image: Wanted::Tag(shared.v2.clone()), scale_down_delay: 120, dry_run: false };
-    let helm = xtask::tools::HELM.find(&ns.sh).or_panic();
     let (access, name, kubeconfig) = (ns.target().access(), ns.name.clone(), ns.kubeconfig.clone());
     let colleague = std::thread::spawn(move || {
         let api = xtask::k8s::Connection::open(access).or_panic();
@@ -416,12 +410,7 @@ fn a_killed_blue_green_run_whose_release_was_uninstalled_blocks_no_new_start() {
         // Into the hold itself: the step first waits for the Service's endpoints to be all green
         // (a second or so), which a rollback would never let happen.
         std::thread::sleep(Duration::from_secs(5));
-        let rollback = std::process::Command::new(helm)
-            .args(["rollback", "model-server", &before_switch.to_string(), "--namespace", &name, "--kubeconfig"])
-            .arg(&kubeconfig)
-            .output()
-            .unwrap();
-        assert!(rollback.status.success(), "{}", String::from_utf8_lossy(&rollback.stderr));
+        fixture::helm_by_hand(&helm, &kubeconfig, &["rollback", "model-server", &before_switch.to_string(), "--namespace", &name]);
         Instant::now()
     });
     let stopped = bluegreen::start_flow(&ns.flow(), &hold).map(drop);

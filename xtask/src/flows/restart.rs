@@ -6,7 +6,7 @@
 use anyhow::{bail, Result};
 
 use super::deploy::refuse_unsafe_start_for_restart;
-use super::{print_plan, step, verify, Ending, Flow, Run, Undo};
+use super::{print_plan, step, verify, Changes, Ending, Flow, Run, Undo};
 use crate::chart;
 use crate::helm::record::ReleaseRecord;
 use crate::helm::Change;
@@ -19,6 +19,22 @@ pub fn serving_deployments(release: &str, state: &ReleaseRecord) -> Vec<String> 
     let stable = state.values.live_deployment(release);
     let canary = state.values.canary.enabled.then(|| chart::canary_deployment(release));
     std::iter::once(stable).chain(canary).collect()
+}
+
+/// The restart itself: one Helm revision that changes only `restartedAt`, so every pod of the
+/// release is replaced (rotate-secret's restart too).
+pub fn restart_revision(changes: &Changes, description: &str) -> Result<()> {
+    changes.change_values(serde_json::json!({"restartedAt": crate::journal::now()}), description)
+}
+
+/// Until each of `deployments` has rolled out.
+pub fn until_rolled_out(flow: &Flow, deployments: &[String]) -> Result<()> {
+    flow.block_on(async {
+        for deployment in deployments {
+            wait::deployment_rolled_out(flow.client(), &flow.target.namespace, deployment, flow.rollout_timeout).await?;
+        }
+        anyhow::Ok(())
+    })
 }
 
 pub fn restart(flow: &Flow, dry_run: bool) -> Result<()> {
@@ -40,17 +56,8 @@ pub fn restart(flow: &Flow, dry_run: bool) -> Result<()> {
     }
     let mut run = Run::begin(flow, "restart", String::new(), plan)?;
     let body = (|| -> Result<Ending<()>> {
-        run.step("restart", |changes| {
-            changes.change_values(serde_json::json!({"restartedAt": crate::journal::now()}), "shipshape restart")
-        })?;
-        run.step("rollout", |flow| {
-            flow.block_on(async {
-                for deployment in &deployments {
-                    wait::deployment_rolled_out(flow.client(), &t.namespace, deployment, flow.rollout_timeout).await?;
-                }
-                anyhow::Ok(())
-            })
-        })?;
+        run.step("restart", |changes| restart_revision(changes, "shipshape restart"))?;
+        run.step("rollout", |flow| until_rolled_out(flow, &deployments))?;
         run.step("verify", |flow| {
             let verification = verify::verify(flow)?;
             report::print_checks(&verification.checks);
@@ -65,12 +72,7 @@ pub fn restart(flow: &Flow, dry_run: bool) -> Result<()> {
     let undo = Undo::with(format!("roll back to Helm revision {}", current.revision), |changes| {
         let change = Change::new(&changes.target.access(), format!("shipshape restart failed: back to revision {}", current.revision));
         changes.rollback(current.revision, &change)?;
-        changes.block_on(async {
-            for deployment in &deployments {
-                wait::deployment_rolled_out(changes.client(), &t.namespace, deployment, changes.rollout_timeout).await?;
-            }
-            anyhow::Ok(())
-        })?;
+        until_rolled_out(changes, &deployments)?;
         Ok(format!("rolled back to Helm revision {}, which serves again", current.revision))
     });
     run.end(body, undo)

@@ -355,19 +355,9 @@ pub fn rotate(flow: &Flow, rotation: &Rotation, dry_run: bool) -> Result<()> {
         })?;
         run.step("restart", |changes| {
             restarted.set(true);
-            changes.change_values(
-                serde_json::json!({"restartedAt": crate::journal::now()}),
-                &format!("shipshape rotate-secret {secret}: restart"),
-            )
+            super::restart::restart_revision(changes, &format!("shipshape rotate-secret {secret}: restart"))
         })?;
-        run.step("rollout", |flow| {
-            flow.block_on(async {
-                for deployment in &deployments {
-                    wait::deployment_rolled_out(flow.client(), &t.namespace, deployment, flow.rollout_timeout).await?;
-                }
-                anyhow::Ok(())
-            })
-        })?;
+        run.step("rollout", |flow| super::restart::until_rolled_out(flow, &deployments))?;
         run.step("prove", |flow| match kind {
             SecretKind::AdminToken => flow.block_on(prove_token(&flow.pod_client, &t.namespace, &t.release, &new_value, &old_value)),
             SecretKind::Mlflow => {

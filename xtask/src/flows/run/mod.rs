@@ -108,12 +108,7 @@ impl<'f, 'a> Run<'f, 'a> {
         if let Some(overrides) = flow.overrides_in_words() {
             entry.facts.insert("values".to_owned(), overrides);
         }
-        let seen = fence::seen(flow.record()?.current());
-        entry.facts.insert(fence::SEEN_REVISION_FACT.to_owned(), seen.clone());
-        let changes = Changes::new(flow, &entry.id, &holder, &seen);
-        crate::interrupt::run_began();
-        let run = Run { changes, plan, entry, lease: Some(lease), started: Instant::now() };
-        run.save()?;
+        let run = Run::holding(flow, entry, plan, lease, &holder)?;
         // For a workflow's next job now, not when the run ends: a cancelled or killed job's
         // abort job still finds the run (`needs.<job>.outputs.run`).
         crate::report::github_output(&[("run", run.entry.id.as_str()), ("journal-entry", run.entry.id.as_str())]);
@@ -130,13 +125,27 @@ impl<'f, 'a> Run<'f, 'a> {
         entry.finished = None;
         entry.error = None;
         entry.facts.insert(format!("resumed_by_{}", entry.steps.len()), journal::actor());
-        let seen = fence::seen(flow.record()?.current());
+        let run = Run::holding(flow, entry, plan, lease, &holder)?;
+        println!("{}: continuing journal entry {} ({} steps left)", run.entry.flow, run.entry.id, run.plan.len());
+        Ok(run)
+    }
+
+    /// A run that holds the Lease as `holder`: the release's latest revision read now, under the
+    /// Lease (where the fence starts from), and its entry journaled. A failure lets go of the
+    /// Lease at once.
+    fn holding(flow: &'f Flow<'a>, mut entry: Entry, plan: Vec<Step>, lease: lease::Held, holder: &str) -> Result<Run<'f, 'a>> {
+        let seen = match flow.record() {
+            Ok(record) => fence::seen(record.current()),
+            Err(err) => {
+                let _ = flow.block_on(lease.release());
+                return Err(err);
+            }
+        };
         entry.facts.insert(fence::SEEN_REVISION_FACT.to_owned(), seen.clone());
-        let changes = Changes::new(flow, &entry.id, &holder, &seen);
+        let changes = Changes::new(flow, &entry.id, holder, &seen);
         crate::interrupt::run_began();
         let run = Run { changes, plan, entry, lease: Some(lease), started: Instant::now() };
         run.save()?;
-        println!("{}: continuing journal entry {} ({} steps left)", run.entry.flow, run.entry.id, run.plan.len());
         Ok(run)
     }
 
